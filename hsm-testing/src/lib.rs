@@ -1,0 +1,10 @@
+//! Test harness for breakglass: throw-away SoftHSM tokens (each with its own `SOFTHSM2_CONF`,
+//! never the user's), a local AWS endpoint (`moto_server` on loopback), and the outside tools
+//! the tests compare against (the Python reference implementations in the repo's `.venv`).
+//!
+//! A missing SoftHSM module or Python tool is a loud failure with the install hint, never a skip.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod softhsm;
+pub mod tools;

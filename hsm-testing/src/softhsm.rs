@@ -1,0 +1,1 @@
+//! Throw-away SoftHSM tokens. Being implemented (issue "Foundation").

@@ -1,0 +1,55 @@
+//! Outside tools and data the tests compare against: the Python virtualenv made by
+//! `scripts/setup`, and the official test vectors when the developer or CI has them.
+
+use std::path::{Path, PathBuf};
+
+/// The repository root (the workspace this crate belongs to).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("hsm-testing lives one level below the repository root")
+        .to_path_buf()
+}
+
+/// The virtualenv with the pinned Python tools: `BREAKGLASS_VENV`, else `<repo>/.venv`.
+pub fn venv_dir() -> PathBuf {
+    std::env::var_os("BREAKGLASS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"))
+}
+
+/// Path to a program installed in the virtualenv (`python`, `moto_server`, `aws`, `shamir`).
+///
+/// # Panics
+/// When the program is missing: the test cannot compare against it, and says how to fix that.
+pub fn venv_program(name: &str) -> PathBuf {
+    let path = venv_dir().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/setup (it installs the pinned Python tools into {})",
+        path.display(),
+        venv_dir().display()
+    );
+    path
+}
+
+/// The directory of the official test vectors (`slip39-vectors.json`, `hpke-rfc9180-base.json`).
+///
+/// `scripts/test` sets `BREAKGLASS_VECTORS_DIR` when the vectors are present and runs the vector
+/// tests only then, saying so when they are not; a vector test run without them fails here
+/// rather than pass without having checked anything.
+///
+/// # Panics
+/// When `BREAKGLASS_VECTORS_DIR` is unset or does not hold the vectors.
+pub fn vectors_dir() -> PathBuf {
+    let dir = std::env::var_os("BREAKGLASS_VECTORS_DIR").map(PathBuf::from).expect(
+        "BREAKGLASS_VECTORS_DIR is not set: vector tests need the official vectors \
+         (scripts/test sets it when ../shared/vectors is present)",
+    );
+    assert!(
+        dir.is_dir(),
+        "BREAKGLASS_VECTORS_DIR={} is not a directory",
+        dir.display()
+    );
+    dir
+}

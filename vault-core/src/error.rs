@@ -1,0 +1,19 @@
+//! The crate's top-level error: each domain module has its own typed error; this wraps them so a
+//! caller that crosses modules (a ceremony uses the quorum, the token and HPKE) has one type.
+
+use thiserror::Error;
+
+/// Any failure of a vault-core operation. Never carries secret material.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A SLIP-39 share or quorum problem.
+    #[error(transparent)]
+    Quorum(#[from] crate::quorum::QuorumError),
+    /// A PKCS#11 token problem.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// An HPKE failure (bad key, failed decryption).
+    #[error(transparent)]
+    Hpke(#[from] crate::hpke::HpkeError),
+}

@@ -1,0 +1,22 @@
+//! breakglass core: everything that keeps an emergency credential sealed under dual control.
+//!
+//! Two independent authorities must both act to open a sealed credential: a PKCS#11 token
+//! (an EC P-256 key that never leaves it, asked for one ECDH) and a quorum of custodians whose
+//! SLIP-39 shares recombine the quorum secret. This crate is synchronous and knows nothing of
+//! AWS; it never prompts: secrets reach it through the caller.
+//!
+//! Modules, one per domain noun:
+//! - [`quorum`]: SLIP-39 secret sharing (the custodians' shares).
+//! - [`hpke`]: RFC 9180 HPKE base mode over a DH oracle (software key or token key).
+//! - [`hsm`]: PKCS#11 access through `cryptoki`.
+//! - [`secret`]: the secret-holding types shared by the other modules.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod hpke;
+pub mod hsm;
+pub mod quorum;
+pub mod secret;
+
+pub use error::Error;
