@@ -6,5 +6,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod softhsm;
 pub mod tools;

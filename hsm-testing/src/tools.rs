@@ -42,10 +42,12 @@ pub fn venv_program(name: &str) -> PathBuf {
 /// # Panics
 /// When `BREAKGLASS_VECTORS_DIR` is unset or does not hold the vectors.
 pub fn vectors_dir() -> PathBuf {
-    let dir = std::env::var_os("BREAKGLASS_VECTORS_DIR").map(PathBuf::from).expect(
-        "BREAKGLASS_VECTORS_DIR is not set: vector tests need the official vectors \
+    let dir = std::env::var_os("BREAKGLASS_VECTORS_DIR")
+        .map(PathBuf::from)
+        .expect(
+            "BREAKGLASS_VECTORS_DIR is not set: vector tests need the official vectors \
          (scripts/test sets it when ../shared/vectors is present)",
-    );
+        );
     assert!(
         dir.is_dir(),
         "BREAKGLASS_VECTORS_DIR={} is not a directory",
