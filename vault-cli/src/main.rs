@@ -8,9 +8,35 @@ use clap::Parser;
 #[allow(dead_code)]
 mod aws;
 mod cli;
+mod commands;
+mod exit;
 
-#[allow(unreachable_code)] // until the first command lands
+use cli::{Cli, Command, HsmCommand};
+
 fn main() -> ExitCode {
-    let cli::Cli { command } = cli::Cli::parse();
-    match command {}
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                exit::Failure::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("breakglass: {error:#}");
+            exit::classify(&error).into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
+    }
 }
