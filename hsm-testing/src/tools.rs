@@ -55,3 +55,39 @@ pub fn vectors_dir() -> PathBuf {
     );
     dir
 }
+
+/// The key fields of an RFC 9180 vector (`ikmE`, `pkEm`, `skEm`, `ikmR`, `pkRm`, `skRm`) and the real `info`.
+///
+/// The shared file was extracted from the RFC's text and carries the key fields run into the
+/// `info` string as `<info hex>ikmE:<hex>pkEm:<hex>...`; a file with separate fields works too.
+pub fn hpke_vector_keys(
+    vector: &serde_json::Value,
+) -> (Vec<u8>, std::collections::HashMap<String, Vec<u8>>) {
+    const NAMES: [&str; 6] = ["ikmE", "pkEm", "skEm", "ikmR", "pkRm", "skRm"];
+    let mut fields = std::collections::HashMap::new();
+    let raw = vector["info"].as_str().expect("info");
+    let mut positions: Vec<(usize, &str)> = NAMES
+        .iter()
+        .filter_map(|name| raw.find(&format!("{name}:")).map(|at| (at, *name)))
+        .collect();
+    positions.sort();
+    let info_end = positions.first().map_or(raw.len(), |(at, _)| *at);
+    let info = hex::decode(&raw[..info_end]).expect("info hex");
+    for (i, (at, name)) in positions.iter().enumerate() {
+        let start = at + name.len() + 1;
+        let end = positions.get(i + 1).map_or(raw.len(), |(next, _)| *next);
+        fields.insert(
+            (*name).to_owned(),
+            hex::decode(raw[start..end].trim()).expect("key field hex"),
+        );
+    }
+    for name in NAMES {
+        if let Some(value) = vector[name].as_str() {
+            fields.insert(name.to_owned(), hex::decode(value).expect("key field hex"));
+        }
+    }
+    for name in NAMES {
+        assert!(fields.contains_key(name), "vector lacks {name}");
+    }
+    (info, fields)
+}
