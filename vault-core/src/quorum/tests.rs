@@ -1,0 +1,186 @@
+use secrecy::ExposeSecret;
+
+use super::*;
+
+fn layout(group_threshold: u8, groups: &[(u8, u8)]) -> SplitParams {
+    SplitParams {
+        group_threshold,
+        groups: groups
+            .iter()
+            .map(|&(threshold, count)| GroupSpec { threshold, count })
+            .collect(),
+        iteration_exponent: 0,
+        extendable: true,
+    }
+}
+
+#[test]
+fn split_and_combine_round_trip_through_mnemonics() {
+    let secret: Vec<u8> = (0..32).collect();
+    let shares = split(&secret, b"", &layout(2, &[(1, 1), (2, 3), (3, 5)])).unwrap();
+    let mnemonics: Vec<String> = [&shares[0][0], &shares[2][4], &shares[2][0], &shares[2][2]]
+        .iter()
+        .map(|s| s.to_mnemonic().expose_secret().to_owned())
+        .collect();
+    let combined = combine_mnemonics(&mnemonics, b"").unwrap();
+    assert_eq!(combined.secret.expose_secret(), secret.as_slice());
+    assert!(combined.rejected.is_empty());
+}
+
+#[test]
+fn a_bad_extra_share_is_named_and_the_good_ones_still_recombine() {
+    let secret = [7u8; 16];
+    let mut shares = split(&secret, b"", &layout(1, &[(3, 5)]))
+        .unwrap()
+        .remove(0);
+    // Corrupt member 2's value (a share with a valid checksum but a wrong value, as a cheating
+    // custodian would make).
+    shares[1].value[0] ^= 0x55;
+    let combined = combine(&shares[..4], b"").unwrap();
+    assert_eq!(combined.secret.expose_secret(), &secret);
+    assert_eq!(combined.rejected, vec![2]);
+    assert_eq!(combined.used, vec![1, 3, 4]);
+    // With exactly the threshold, the same bad share can only be reported as a digest failure.
+    let err = combine(&shares[..3], b"").unwrap_err();
+    assert_eq!(
+        err,
+        QuorumError::Digest {
+            shares: vec![1, 2, 3]
+        }
+    );
+}
+
+#[test]
+fn too_few_shares_says_how_many_more_in_which_group() {
+    let shares = split(&[1u8; 16], b"", &layout(2, &[(2, 3), (3, 5), (1, 1)])).unwrap();
+    let given = [&shares[1][0], &shares[1][1], &shares[0][2]];
+    let mut collector = Collector::new();
+    for (i, share) in given.iter().enumerate() {
+        let copy = Share::parse(share.to_mnemonic().expose_secret(), i + 1).unwrap();
+        collector.add(i + 1, copy).unwrap();
+    }
+    let err = collector.combine(b"").unwrap_err();
+    assert_eq!(
+        err,
+        QuorumError::NotEnoughShares {
+            groups_needed: 2,
+            shortfall: vec![(1, 1, 2), (2, 2, 3)]
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("group 2 needs 1 more (has 2 of 3)"), "{text}");
+    assert!(!collector.progress().complete);
+}
+
+#[test]
+fn duplicates_and_foreign_shares_are_named_on_entry() {
+    let a = split(&[1u8; 16], b"", &layout(1, &[(2, 3)]))
+        .unwrap()
+        .remove(0);
+    let b = split(&[1u8; 16], b"", &layout(1, &[(2, 3)]))
+        .unwrap()
+        .remove(0);
+    let reparse = |s: &Share, p| Share::parse(s.to_mnemonic().expose_secret(), p).unwrap();
+    let mut collector = Collector::new();
+    collector.add(1, reparse(&a[0], 1)).unwrap();
+    assert_eq!(
+        collector.add(2, reparse(&a[0], 2)).unwrap_err(),
+        QuorumError::DuplicateShare { share: 2, other: 1 }
+    );
+    let err = collector.add(3, reparse(&b[1], 3)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuorumError::Mismatch {
+                share: 3,
+                first: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let progress = collector.add(4, reparse(&a[2], 4)).unwrap();
+    assert!(progress.complete);
+}
+
+#[test]
+fn every_single_word_change_is_detected() {
+    let share = split(&[9u8; 16], b"", &layout(1, &[(1, 1)]))
+        .unwrap()
+        .remove(0)
+        .remove(0);
+    let mnemonic = share.to_mnemonic().expose_secret().to_owned();
+    let original: Vec<&str> = mnemonic.split(' ').collect();
+    for position in 0..original.len() {
+        for replacement in [0u16, 1, 511, 1023] {
+            let word = words::word(replacement);
+            if word == original[position] {
+                continue;
+            }
+            let mut changed = original.clone();
+            changed[position] = word;
+            assert!(
+                Share::parse(&changed.join(" "), 1).is_err(),
+                "word {position} -> {word}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_word_is_named_with_suggestions() {
+    let share = split(&[9u8; 16], b"", &layout(1, &[(1, 1)]))
+        .unwrap()
+        .remove(0)
+        .remove(0);
+    let mnemonic = share.to_mnemonic().expose_secret().to_owned();
+    let mut words: Vec<String> = mnemonic.split(' ').map(str::to_owned).collect();
+    let intended = words[5].clone();
+    words[5] = format!("{}x", &intended[..intended.len() - 1]);
+    match Share::parse(&words.join(" "), 3).unwrap_err() {
+        QuorumError::UnknownWord {
+            share,
+            word,
+            suggestions,
+        } => {
+            assert_eq!((share, word), (3, 6));
+            assert!(
+                suggestions.contains(&intended.as_str()),
+                "{suggestions:?} lacks {intended}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn passphrase_changes_the_secret_and_debug_hides_values() {
+    let secret = [3u8; 16];
+    let shares = split(&secret, b"TREZOR", &layout(1, &[(2, 2)]))
+        .unwrap()
+        .remove(0);
+    let with = combine(&shares, b"TREZOR").unwrap();
+    assert_eq!(with.secret.expose_secret(), &secret);
+    let without = combine(&shares, b"").unwrap();
+    assert_ne!(without.secret.expose_secret(), &secret);
+    let debug = format!("{:?} {with:?}", shares[0]);
+    assert!(!debug.contains(&format!("{:?}", shares[0].value.as_slice())));
+    assert!(debug.contains("redacted"));
+}
+
+#[test]
+fn layouts_the_standard_forbids_are_refused() {
+    assert!(split(&[0u8; 16], b"", &layout(1, &[(1, 2)])).is_err());
+    assert!(split(&[0u8; 16], b"", &layout(3, &[(1, 1), (1, 1)])).is_err());
+    assert!(split(&[0u8; 16], b"", &layout(1, &[(2, 17)])).is_err());
+    assert!(split(&[0u8; 15], b"", &layout(1, &[(1, 1)])).is_err());
+    assert!(split(&[0u8; 17], b"", &layout(1, &[(1, 1)])).is_err());
+    assert!(split(&[0u8; 16], "é".as_bytes(), &layout(1, &[(1, 1)])).is_err());
+}
+
+#[test]
+fn subsets_enumerates_combinations() {
+    assert_eq!(subsets(4, 2).len(), 6);
+    assert_eq!(subsets(3, 3), vec![vec![0, 1, 2]]);
+    assert!(subsets(2, 3).is_empty());
+}
