@@ -60,7 +60,6 @@ impl std::fmt::Display for Classified {
 impl std::error::Error for Classified {}
 
 /// Builds an error of the given class.
-#[allow(dead_code)] // the first callers are the vault commands
 pub fn fail(failure: Failure, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Classified {
         failure,
@@ -73,6 +72,12 @@ pub fn classify(error: &anyhow::Error) -> Failure {
     for cause in error.chain() {
         if let Some(classified) = cause.downcast_ref::<Classified>() {
             return classified.failure;
+        }
+        if cause
+            .downcast_ref::<vault_core::quorum::QuorumError>()
+            .is_some()
+        {
+            return Failure::Quorum;
         }
         if cause.downcast_ref::<HsmError>().is_some() {
             return Failure::Hsm;

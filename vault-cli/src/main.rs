@@ -10,8 +10,9 @@ mod aws;
 mod cli;
 mod commands;
 mod exit;
+mod hardening;
 
-use cli::{Cli, Command, HsmCommand};
+use cli::{Cli, Command, HsmCommand, SharesCommand};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -38,5 +39,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
+        Command::Shares(SharesCommand::Split(args)) => commands::shares::split(&args),
+        Command::Shares(SharesCommand::Combine(args)) => commands::shares::combine(&args),
+        Command::Shares(SharesCommand::Inspect(args)) => commands::shares::inspect(&args),
     }
 }

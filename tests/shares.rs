@@ -1,0 +1,194 @@
+//! End-to-end: `breakglass shares` as a user runs it, and the reference implementation reading
+//! its output.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn run(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_breakglass"))
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+const SECRET: &str = "bb54aac4b89dc868ba37d9cc21b2cece";
+
+#[test]
+fn split_then_combine_with_a_passphrase_from_the_environment() {
+    let env = [("BG_PASS", "correct horse")];
+    let out = stdout(&run(
+        &[
+            "shares",
+            "split",
+            "--secret-stdin",
+            "--group-threshold",
+            "2",
+            "--group",
+            "2/3",
+            "--group",
+            "1/1",
+            "--passphrase-env",
+            "BG_PASS",
+        ],
+        SECRET,
+        &env,
+    ));
+    let groups: Vec<Vec<&str>> = out.split("\n\n").map(|g| g.lines().collect()).collect();
+    assert_eq!(groups.len(), 2);
+    assert_eq!((groups[0].len(), groups[1].len()), (3, 1));
+    let chosen = format!("{}\n\n{}\n{}\n", groups[0][2], groups[1][0], groups[0][0]);
+    let secret = stdout(&run(
+        &["shares", "combine", "--passphrase-env", "BG_PASS"],
+        &chosen,
+        &env,
+    ));
+    assert_eq!(secret.trim(), SECRET);
+    // Without the passphrase the shares still combine (SLIP-39 has no passphrase check) but to
+    // another secret.
+    let other = stdout(&run(&["shares", "combine"], &chosen, &[]));
+    assert_ne!(other.trim(), SECRET);
+}
+
+#[test]
+fn json_output_is_recombined_by_the_reference_implementation() {
+    let out = stdout(&run(
+        &[
+            "shares",
+            "split",
+            "--secret-stdin",
+            "--group",
+            "3/5",
+            "--json",
+            "--no-extendable",
+            "--iteration-exponent",
+            "0",
+        ],
+        SECRET,
+        &[],
+    ));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(json["identifier"].as_u64().unwrap() < 1 << 15);
+    let mnemonics: Vec<String> = serde_json::from_value(json["groups"][0].clone()).unwrap();
+    assert_eq!(mnemonics.len(), 5);
+    let python = hsm_testing::tools::venv_program("python");
+    let script = "import sys, shamir_mnemonic as s; print(s.combine_mnemonics(sys.stdin.read().split('\\n')[:3]).hex())";
+    let mut child = Command::new(python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mnemonics[1..4].join("\n").as_bytes())
+        .unwrap();
+    let reference = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&reference.stdout).trim(), SECRET);
+}
+
+#[test]
+fn share_errors_exit_3_and_name_the_share() {
+    let out = stdout(&run(
+        &["shares", "split", "--secret-stdin", "--group", "2/3"],
+        SECRET,
+        &[],
+    ));
+    let lines: Vec<&str> = out.lines().collect();
+    // Too few.
+    let short = run(&["shares", "combine"], lines[0], &[]);
+    assert_eq!(short.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert!(err.contains("group 1 needs 1 more (has 1 of 2)"), "{err}");
+    // A mistyped word in the second share.
+    let mut words: Vec<String> = lines[1].split(' ').map(str::to_owned).collect();
+    let intended = words[4].clone();
+    words[4] = format!("{}q", &intended[..intended.len() - 1]);
+    let typo = run(
+        &["shares", "combine"],
+        &format!("{}\n{}\n", lines[0], words.join(" ")),
+        &[],
+    );
+    assert_eq!(typo.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("share 2: word 5 is not a SLIP-39 word"),
+        "{err}"
+    );
+    assert!(err.contains(&intended), "suggests {intended}: {err}");
+    // The same share twice.
+    let dup = run(
+        &["shares", "combine"],
+        &format!("{}\n{}\n", lines[2], lines[2]),
+        &[],
+    );
+    assert_eq!(dup.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("share 2 is the same share as share 1"));
+    // Nothing secret on stderr.
+    for output in [&short, &typo, &dup] {
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(!err.contains(SECRET));
+        assert!(!err.contains(lines[0]));
+    }
+}
+
+#[test]
+fn inspect_shows_public_fields_and_flags_bad_shares() {
+    let out = stdout(&run(
+        &[
+            "shares",
+            "split",
+            "--secret-stdin",
+            "--group-threshold",
+            "1",
+            "--group",
+            "2/3",
+            "--group",
+            "3/4",
+        ],
+        SECRET,
+        &[],
+    ));
+    let first = out.lines().next().unwrap().to_owned();
+    let report = stdout(&run(&["shares", "inspect", "--json"], &first, &[]));
+    let json: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(json[0]["group_count"], 2);
+    assert_eq!(json[0]["member_threshold"], 2);
+    assert_eq!(json[0]["checksum_valid"], true);
+    let mut words: Vec<&str> = first.split(' ').collect();
+    words.swap(5, 6);
+    let bad = run(&["shares", "inspect"], &words.join(" "), &[]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("share 1: INVALID"));
+}
+
+#[test]
+fn a_secret_never_comes_from_argv() {
+    let output = run(&["shares", "split", "--group", "2/3", SECRET], "", &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a positional secret is a usage error"
+    );
+}

@@ -1,0 +1,49 @@
+//! Process hardening for commands that handle secrets: no core dumps, no ptrace attachment by
+//! other processes of the same user (`PR_SET_DUMPABLE` 0 also keeps /proc/PID/mem private).
+
+/// Turns off core dumps and makes the process non-dumpable. Called before any secret is read.
+#[allow(unsafe_code)]
+pub fn harden() -> anyhow::Result<()> {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass and nothing else.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot disable core dumps (setrlimit): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: prctl(PR_SET_DUMPABLE, 0) takes plain integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot make the process non-dumpable (prctl): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn harden_sets_the_core_limit_to_zero() {
+        super::harden().unwrap();
+        let mut limit = libc::rlimit {
+            rlim_cur: 1,
+            rlim_max: 1,
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: getrlimit writes into the struct we own.
+        let rc = unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) };
+        assert_eq!(rc, 0);
+        assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+        #[allow(unsafe_code)]
+        // SAFETY: prctl(PR_GET_DUMPABLE) takes no pointer.
+        let dumpable = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+        assert_eq!(dumpable, 0);
+    }
+}
