@@ -16,4 +16,13 @@ pub enum Error {
     /// An HPKE failure (bad key, failed decryption).
     #[error(transparent)]
     Hpke(#[from] crate::hpke::HpkeError),
+    /// A vault directory problem.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A sealed-credential problem (integrity, foreign vault).
+    #[error(transparent)]
+    Envelope(#[from] crate::envelope::EnvelopeError),
+    /// A manifest problem.
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
 }

@@ -9,14 +9,22 @@
 //! - [`quorum`]: SLIP-39 secret sharing (the custodians' shares).
 //! - [`hpke`]: RFC 9180 HPKE base mode over a DH oracle (software key or token key).
 //! - [`hsm`]: PKCS#11 access through `cryptoki`.
+//! - [`envelope`]: one sealed credential.
+//! - [`manifest`]: the vault manifest and its fingerprint.
+//! - [`store`]: the vault directory (atomic writes, writers' lock).
+//! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod clock;
+pub mod envelope;
 mod error;
 pub mod hpke;
 pub mod hsm;
+pub mod manifest;
 pub mod quorum;
 pub mod secret;
+pub mod store;
 
 pub use error::Error;

@@ -67,6 +67,11 @@ impl Share {
         self.info
     }
 
+    /// The share value (secret): only for computing commitments inside the crate.
+    pub(crate) fn value_bytes(&self) -> &[u8] {
+        &self.value
+    }
+
     /// Whether two shares are the same share (same fields and value).
     pub fn same_as(&self, other: &Share) -> bool {
         self.info == other.info && self.value.as_slice() == other.value.as_slice()

@@ -1,0 +1,512 @@
+//! The sealed credential: one JSON file per credential.
+//!
+//! A random 32-byte file key `FK` is split 2-of-2: `FK_h` random, `FK_q = FK ⊕ FK_h`.
+//! Each enrolled token gets a stanza sealing `FK_h` (HPKE, DHKEM(P-256)/HKDF-SHA256/AES-256-GCM);
+//! the quorum gets a stanza sealing `FK_q` (HPKE, DHKEM(X25519)/HKDF-SHA256/AES-256-GCM); the
+//! payload is AES-256-GCM under `FK`. Neither authority alone learns anything about `FK`.
+//!
+//! Authentication of every byte:
+//! - `H0`, a hash of the canonical encoding of the header fields (format, vault id, name, kind,
+//!   created, public metadata), goes into every stanza's HPKE `info` with the stanza's role and
+//!   recipient key, so a stanza opens only in the envelope it was made for;
+//! - the payload's AAD is the hash of `H0` and every stanza, so the whole header is covered;
+//! - the file must be in canonical form (exactly what [`Envelope::to_bytes`] writes, base64
+//!   strictly canonical), so even a change of white space or letter case is an integrity
+//!   failure rather than something that still opens.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::digest::{SHA256, digest};
+use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+use crate::hpke::{self, Aead, DhOracle, Kem};
+use crate::secret::SecretBytes;
+
+/// The envelope format this version writes and reads.
+pub const FORMAT: &str = "breakglass-envelope/1";
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+
+/// What kind of credential an envelope holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// AWS access keys (and an optional MFA seed): used through STS.
+    Aws,
+    /// An AWS root user's console login: shown on a terminal, never used programmatically.
+    AwsRoot,
+    /// Anything else: named fields or a file.
+    Secret,
+}
+
+impl Kind {
+    /// The name used on the command line and in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Aws => "aws",
+            Kind::AwsRoot => "aws-root",
+            Kind::Secret => "secret",
+        }
+    }
+}
+
+/// An envelope problem. Integrity failures name the file and the check that failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The file was altered, damaged, or is not an envelope.
+    #[error("{}: integrity check failed: {check}", file.display())]
+    Integrity {
+        /// The envelope file.
+        file: PathBuf,
+        /// What failed.
+        check: String,
+    },
+    /// The envelope belongs to another vault.
+    #[error("{}: belongs to vault {found}, not to this vault ({expected})", file.display())]
+    ForeignVault {
+        /// The envelope file.
+        file: PathBuf,
+        /// This vault's id.
+        expected: String,
+        /// The envelope's.
+        found: String,
+    },
+    /// No stanza for the token at hand.
+    #[error("{}: has no stanza for the token with public key {token_key}...: is this token enrolled for this credential?", file.display())]
+    NoStanzaForToken {
+        /// The envelope file.
+        file: PathBuf,
+        /// The first bytes of the token's public key (hex).
+        token_key: String,
+    },
+}
+
+/// One HPKE stanza.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stanza {
+    /// The recipient's public key (hex).
+    pub recipient: String,
+    /// The encapsulated key (base64).
+    pub enc: String,
+    /// The sealed key half (base64).
+    pub ciphertext: String,
+}
+
+/// The sealed payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    /// AES-GCM nonce (base64).
+    pub nonce: String,
+    /// AES-256-GCM ciphertext with tag (base64).
+    pub ciphertext: String,
+}
+
+/// A sealed credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The vault it belongs to.
+    pub vault_id: String,
+    /// The credential's name.
+    pub name: String,
+    /// The kind.
+    pub kind: Kind,
+    /// When it was sealed (RFC 3339 UTC).
+    pub created: String,
+    /// Public metadata (account, role ARN, region, ...), readable without unsealing.
+    pub metadata: BTreeMap<String, String>,
+    /// One stanza per enrolled token.
+    pub hsm_stanzas: Vec<Stanza>,
+    /// The quorum's stanza.
+    pub quorum_stanza: Stanza,
+    /// The payload.
+    pub payload: Payload,
+}
+
+/// What to seal.
+pub struct SealInput<'a> {
+    /// The vault id.
+    pub vault_id: &'a str,
+    /// The credential's name.
+    pub name: &'a str,
+    /// The kind.
+    pub kind: Kind,
+    /// When (RFC 3339 UTC).
+    pub created: String,
+    /// Public metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The secret payload.
+    pub payload: &'a [u8],
+    /// Every enrolled token's sealing public key (65-byte SEC1).
+    pub hsm_public_keys: &'a [Vec<u8>],
+    /// The quorum's public key (32 bytes).
+    pub quorum_public_key: &'a [u8],
+}
+
+#[derive(Default)]
+struct Canonical(Vec<u8>);
+
+impl Canonical {
+    fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
+        self.0
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn hash(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, &self.0).as_ref());
+        out
+    }
+}
+
+fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>, hpke::HpkeError> {
+    let mut bytes = Zeroizing::new([0u8; N]);
+    SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| hpke::HpkeError::Random)?;
+    Ok(bytes)
+}
+
+fn header_hash(
+    format: &str,
+    vault_id: &str,
+    name: &str,
+    kind: Kind,
+    created: &str,
+    metadata: &BTreeMap<String, String>,
+) -> [u8; 32] {
+    let mut c = Canonical::default();
+    c.field(format.as_bytes())
+        .field(vault_id.as_bytes())
+        .field(name.as_bytes())
+        .field(kind.as_str().as_bytes())
+        .field(created.as_bytes())
+        .field(&(metadata.len() as u64).to_be_bytes());
+    for (key, value) in metadata {
+        c.field(key.as_bytes()).field(value.as_bytes());
+    }
+    c.hash()
+}
+
+fn stanza_info(h0: &[u8; 32], role: &str, recipient: &[u8]) -> Vec<u8> {
+    let mut c = Canonical::default();
+    c.field(b"breakglass-envelope/1 stanza")
+        .field(h0)
+        .field(role.as_bytes())
+        .field(recipient);
+    c.0
+}
+
+fn payload_aad(h0: &[u8; 32], hsm: &[Stanza], quorum: &Stanza) -> [u8; 32] {
+    let mut c = Canonical::default();
+    c.field(b"breakglass-envelope/1 payload")
+        .field(h0)
+        .field(&(hsm.len() as u64).to_be_bytes());
+    for stanza in hsm.iter().chain(std::iter::once(quorum)) {
+        c.field(stanza.recipient.as_bytes())
+            .field(stanza.enc.as_bytes())
+            .field(stanza.ciphertext.as_bytes());
+    }
+    c.hash()
+}
+
+fn make_stanza(
+    kem: Kem,
+    recipient: &[u8],
+    info: &[u8],
+    key_half: &[u8],
+) -> Result<Stanza, crate::Error> {
+    let sealed = hpke::seal(kem, Aead::Aes256Gcm, recipient, info, b"", key_half)?;
+    Ok(Stanza {
+        recipient: hex::encode(recipient),
+        enc: B64.encode(&sealed.enc),
+        ciphertext: B64.encode(&sealed.ciphertext),
+    })
+}
+
+/// Seals a credential (software only: public keys, no token, no shares).
+pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
+    let h0 = header_hash(
+        FORMAT,
+        input.vault_id,
+        input.name,
+        input.kind,
+        &input.created,
+        &input.metadata,
+    );
+    let file_key = random::<KEY_LEN>()?;
+    let hsm_half = random::<KEY_LEN>()?;
+    let mut quorum_half = Zeroizing::new([0u8; KEY_LEN]);
+    for i in 0..KEY_LEN {
+        quorum_half[i] = file_key[i] ^ hsm_half[i];
+    }
+    let hsm_stanzas = input
+        .hsm_public_keys
+        .iter()
+        .map(|key| {
+            make_stanza(
+                Kem::P256HkdfSha256,
+                key,
+                &stanza_info(&h0, "hsm", key),
+                hsm_half.as_ref(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let quorum_stanza = make_stanza(
+        Kem::X25519HkdfSha256,
+        input.quorum_public_key,
+        &stanza_info(&h0, "quorum", input.quorum_public_key),
+        quorum_half.as_ref(),
+    )?;
+    let aad = payload_aad(&h0, &hsm_stanzas, &quorum_stanza);
+    let nonce = random::<NONCE_LEN>()?;
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, file_key.as_ref()).map_err(|_| hpke::HpkeError::Random)?,
+    );
+    let mut buffer = input.payload.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(*nonce),
+        Aad::from(aad),
+        &mut buffer,
+    )
+    .map_err(|_| hpke::HpkeError::TooLong)?;
+    Ok(Envelope {
+        format: FORMAT.to_owned(),
+        vault_id: input.vault_id.to_owned(),
+        name: input.name.to_owned(),
+        kind: input.kind,
+        created: input.created.clone(),
+        metadata: input.metadata.clone(),
+        hsm_stanzas,
+        quorum_stanza,
+        payload: Payload {
+            nonce: B64.encode(nonce.as_ref()),
+            ciphertext: B64.encode(&buffer),
+        },
+    })
+}
+
+impl Envelope {
+    /// The canonical file bytes (pretty JSON, newline-terminated).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Parses an envelope file strictly: valid JSON, no unknown or duplicate fields, canonical
+    /// form, canonical encodings. Any deviation is an integrity failure naming `file`.
+    pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Envelope, EnvelopeError> {
+        let fail = |check: String| EnvelopeError::Integrity {
+            file: file.to_path_buf(),
+            check,
+        };
+        let envelope: Envelope = serde_json::from_slice(bytes)
+            .map_err(|e| fail(format!("not a valid envelope ({e})")))?;
+        if envelope.to_bytes() != bytes {
+            return Err(fail(
+                "the file is not in canonical form (edited or damaged)".into(),
+            ));
+        }
+        if envelope.format != FORMAT {
+            return Err(fail(format!("unknown format {:?}", envelope.format)));
+        }
+        for stanza in envelope
+            .hsm_stanzas
+            .iter()
+            .chain(std::iter::once(&envelope.quorum_stanza))
+        {
+            canonical_hex(&stanza.recipient)
+                .ok_or_else(|| fail("a stanza recipient is not canonical hex".into()))?;
+            canonical_b64(&stanza.enc)
+                .ok_or_else(|| fail("a stanza's enc is not canonical base64".into()))?;
+            canonical_b64(&stanza.ciphertext)
+                .ok_or_else(|| fail("a stanza's ciphertext is not canonical base64".into()))?;
+        }
+        let nonce = canonical_b64(&envelope.payload.nonce)
+            .ok_or_else(|| fail("the payload nonce is not canonical base64".into()))?;
+        if nonce.len() != NONCE_LEN {
+            return Err(fail("the payload nonce has the wrong length".into()));
+        }
+        canonical_b64(&envelope.payload.ciphertext)
+            .ok_or_else(|| fail("the payload is not canonical base64".into()))?;
+        Ok(envelope)
+    }
+
+    /// Checks that the envelope belongs to `vault_id` and is the credential `name` (the file
+    /// name it was read from): a file copied over another credential's is refused.
+    pub fn check_identity(
+        &self,
+        vault_id: &str,
+        name: &str,
+        file: &Path,
+    ) -> Result<(), EnvelopeError> {
+        if self.vault_id != vault_id {
+            return Err(EnvelopeError::ForeignVault {
+                file: file.to_path_buf(),
+                expected: vault_id.to_owned(),
+                found: self.vault_id.clone(),
+            });
+        }
+        if self.name != name {
+            return Err(EnvelopeError::Integrity {
+                file: file.to_path_buf(),
+                check: format!("it holds credential {:?}, not {name:?}", self.name),
+            });
+        }
+        Ok(())
+    }
+
+    fn h0(&self) -> [u8; 32] {
+        header_hash(
+            &self.format,
+            &self.vault_id,
+            &self.name,
+            self.kind,
+            &self.created,
+            &self.metadata,
+        )
+    }
+
+    fn open_stanza(
+        &self,
+        stanza: &Stanza,
+        role: &str,
+        oracle: &dyn DhOracle,
+        file: &Path,
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, crate::Error> {
+        let recipient = oracle.public_key();
+        let info = stanza_info(&self.h0(), role, &recipient);
+        let enc = B64.decode(&stanza.enc).unwrap_or_default();
+        let ciphertext = B64.decode(&stanza.ciphertext).unwrap_or_default();
+        let half = match hpke::open(Aead::Aes256Gcm, oracle, &enc, &info, b"", &ciphertext) {
+            Ok(half) => half,
+            Err(crate::Error::Hpke(_)) => {
+                return Err(EnvelopeError::Integrity {
+                    file: file.to_path_buf(),
+                    check: format!(
+                        "the {role} stanza does not open (altered, or moved from another envelope)"
+                    ),
+                }
+                .into());
+            }
+            Err(other) => return Err(other),
+        };
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        if half.expose_secret().len() != KEY_LEN {
+            return Err(EnvelopeError::Integrity {
+                file: file.to_path_buf(),
+                check: format!("the {role} stanza holds a key of the wrong length"),
+            }
+            .into());
+        }
+        out.copy_from_slice(half.expose_secret());
+        Ok(out)
+    }
+
+    /// Opens the token's half of the file key with `hsm` (the stanza for its public key).
+    pub fn open_hsm_half(
+        &self,
+        hsm: &dyn DhOracle,
+        file: &Path,
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, crate::Error> {
+        let recipient = hex::encode(hsm.public_key());
+        let stanza = self
+            .hsm_stanzas
+            .iter()
+            .find(|s| s.recipient == recipient)
+            .ok_or_else(|| EnvelopeError::NoStanzaForToken {
+                file: file.to_path_buf(),
+                token_key: recipient.chars().take(16).collect(),
+            })?;
+        self.open_stanza(stanza, "hsm", hsm, file)
+    }
+
+    /// Opens the quorum's half of the file key.
+    pub fn open_quorum_half(
+        &self,
+        quorum: &dyn DhOracle,
+        file: &Path,
+    ) -> Result<Zeroizing<[u8; KEY_LEN]>, crate::Error> {
+        if self.quorum_stanza.recipient != hex::encode(quorum.public_key()) {
+            return Err(EnvelopeError::Integrity {
+                file: file.to_path_buf(),
+                check: "the quorum stanza is for another quorum key".into(),
+            }
+            .into());
+        }
+        self.open_stanza(&self.quorum_stanza, "quorum", quorum, file)
+    }
+
+    /// Opens the payload with both authorities.
+    pub fn open(
+        &self,
+        hsm: &dyn DhOracle,
+        quorum: &dyn DhOracle,
+        file: &Path,
+    ) -> Result<SecretBytes, crate::Error> {
+        let quorum_half = self.open_quorum_half(quorum, file)?;
+        let hsm_half = self.open_hsm_half(hsm, file)?;
+        let mut file_key = Zeroizing::new([0u8; KEY_LEN]);
+        for i in 0..KEY_LEN {
+            file_key[i] = hsm_half[i] ^ quorum_half[i];
+        }
+        let integrity = |check: &str| -> crate::Error {
+            EnvelopeError::Integrity {
+                file: file.to_path_buf(),
+                check: check.to_owned(),
+            }
+            .into()
+        };
+        let aad = payload_aad(&self.h0(), &self.hsm_stanzas, &self.quorum_stanza);
+        let nonce: [u8; NONCE_LEN] = B64
+            .decode(&self.payload.nonce)
+            .ok()
+            .and_then(|n| n.try_into().ok())
+            .ok_or_else(|| integrity("the payload nonce is invalid"))?;
+        let mut buffer = Zeroizing::new(
+            B64.decode(&self.payload.ciphertext)
+                .map_err(|_| integrity("the payload is not base64"))?,
+        );
+        let key = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, file_key.as_ref()).map_err(|_| integrity("file key"))?,
+        );
+        let plaintext = key
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buffer,
+            )
+            .map_err(|_| {
+                integrity("the payload does not decrypt: the header or payload was altered")
+            })?;
+        Ok(SecretBytes::from(plaintext.to_vec()))
+    }
+}
+
+fn canonical_b64(text: &str) -> Option<Vec<u8>> {
+    let bytes = B64.decode(text).ok()?;
+    (B64.encode(&bytes) == text).then_some(bytes)
+}
+
+fn canonical_hex(text: &str) -> Option<Vec<u8>> {
+    let bytes = hex::decode(text).ok()?;
+    (hex::encode(&bytes) == text).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,213 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::hpke::{P256SecretKey, X25519SecretKey};
+
+struct Keys {
+    hsm: P256SecretKey,
+    backup: P256SecretKey,
+    quorum: X25519SecretKey,
+}
+
+fn keys() -> Keys {
+    Keys {
+        hsm: P256SecretKey::generate().unwrap(),
+        backup: P256SecretKey::generate().unwrap(),
+        quorum: X25519SecretKey::generate().unwrap(),
+    }
+}
+
+fn sealed(keys: &Keys, vault: &str, name: &str, payload: &[u8]) -> Envelope {
+    let mut metadata = BTreeMap::new();
+    metadata.insert(
+        "role_arn".to_owned(),
+        "arn:aws:iam::123456789012:role/breakglass".to_owned(),
+    );
+    metadata.insert("region".to_owned(), "eu-west-1".to_owned());
+    seal(&SealInput {
+        vault_id: vault,
+        name,
+        kind: Kind::Aws,
+        created: "2026-11-24T12:00:00Z".to_owned(),
+        metadata,
+        payload,
+        hsm_public_keys: &[keys.hsm.public_key_bytes(), keys.backup.public_key_bytes()],
+        quorum_public_key: &keys.quorum.public_key_bytes(),
+    })
+    .unwrap()
+}
+
+fn file() -> &'static Path {
+    Path::new("credentials/prod.json")
+}
+
+fn assert_integrity(result: Result<impl Sized, crate::Error>, context: &str) {
+    match result {
+        Err(crate::Error::Envelope(EnvelopeError::Integrity { file: f, .. })) => {
+            assert_eq!(f, file(), "{context}")
+        }
+        Err(other) => panic!("{context}: expected an integrity error, got {other:?}"),
+        Ok(_) => panic!("{context}: opened"),
+    }
+}
+
+fn open_bytes(bytes: &[u8], keys: &Keys) -> Result<SecretBytes, crate::Error> {
+    let envelope = Envelope::from_bytes(bytes, file())?;
+    envelope.check_identity("vault-a", "prod", file())?;
+    envelope.open(&keys.hsm, &keys.quorum, file())
+}
+
+#[test]
+fn round_trip_with_either_token_and_neither_half_alone() {
+    let keys = keys();
+    let envelope = sealed(&keys, "vault-a", "prod", b"the secret payload");
+    let bytes = envelope.to_bytes();
+    let parsed = Envelope::from_bytes(&bytes, file()).unwrap();
+    assert_eq!(parsed, envelope);
+    assert_eq!(
+        parsed
+            .open(&keys.hsm, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"the secret payload"
+    );
+    assert_eq!(
+        parsed
+            .open(&keys.backup, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"the secret payload"
+    );
+    // A token that is not enrolled has no stanza.
+    let stranger = P256SecretKey::generate().unwrap();
+    assert!(matches!(
+        parsed.open(&stranger, &keys.quorum, file()),
+        Err(crate::Error::Envelope(
+            EnvelopeError::NoStanzaForToken { .. }
+        ))
+    ));
+    // Another quorum is refused.
+    let other = X25519SecretKey::generate().unwrap();
+    assert_integrity(parsed.open(&keys.hsm, &other, file()), "other quorum");
+    // The text holds no plaintext.
+    assert!(!String::from_utf8_lossy(&bytes).contains("secret payload"));
+}
+
+#[test]
+fn every_single_byte_change_anywhere_fails_with_an_integrity_error() {
+    let keys = keys();
+    let bytes = sealed(&keys, "vault-a", "prod", b"payload").to_bytes();
+    for i in 0..bytes.len() {
+        for delta in [1u8, 0x20, 0x80] {
+            let mut changed = bytes.clone();
+            changed[i] = changed[i].wrapping_add(delta);
+            match open_bytes(&changed, &keys) {
+                Err(crate::Error::Envelope(EnvelopeError::Integrity { file: f, .. })) => {
+                    assert_eq!(f, file())
+                }
+                // A changed vault id is reported as such (and would also fail to open).
+                Err(crate::Error::Envelope(EnvelopeError::ForeignVault { .. })) => {}
+                Err(crate::Error::Envelope(EnvelopeError::NoStanzaForToken { .. })) => {}
+                Err(other) => panic!("byte {i} +{delta}: unexpected error {other:?}"),
+                Ok(_) => panic!("byte {i} +{delta}: a changed file opened"),
+            }
+        }
+    }
+}
+
+fn edit(
+    bytes: &[u8],
+    change: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    change(value.as_object_mut().unwrap());
+    let mut out = serde_json::to_vec_pretty(&value).unwrap();
+    out.push(b'\n');
+    out
+}
+
+#[test]
+fn removed_replaced_or_duplicated_fields_fail() {
+    let keys = keys();
+    let bytes = sealed(&keys, "vault-a", "prod", b"payload").to_bytes();
+    let other = sealed(&keys, "vault-a", "prod", b"payload").to_bytes();
+    let other_json: serde_json::Value = serde_json::from_slice(&other).unwrap();
+    let original: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    for field in original.as_object().unwrap().keys() {
+        let removed = edit(&bytes, |m| {
+            m.remove(field);
+        });
+        assert_integrity(open_bytes(&removed, &keys), &format!("removed {field}"));
+        if other_json[field] != original[field] {
+            let replaced = edit(&bytes, |m| {
+                m.insert(field.clone(), other_json[field].clone());
+            });
+            assert_integrity(
+                open_bytes(&replaced, &keys),
+                &format!("replaced {field} with another envelope's"),
+            );
+        }
+    }
+    // Metadata: a changed role ARN, an added key.
+    let retargeted = edit(&bytes, |m| {
+        m["metadata"]["role_arn"] = "arn:aws:iam::999999999999:role/attacker".into();
+    });
+    assert_integrity(open_bytes(&retargeted, &keys), "retargeted role");
+    let added = edit(&bytes, |m| {
+        m["metadata"]["external_id"] = "x".into();
+    });
+    assert_integrity(open_bytes(&added, &keys), "added metadata");
+    // A duplicated key in the text.
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    let duplicated = text.replacen(
+        "\"kind\": \"aws\",",
+        "\"kind\": \"aws\",\n  \"kind\": \"aws\",",
+        1,
+    );
+    assert_ne!(duplicated, text);
+    assert_integrity(open_bytes(duplicated.as_bytes(), &keys), "duplicated field");
+    // A dropped token stanza.
+    let dropped = edit(&bytes, |m| {
+        m["hsm_stanzas"].as_array_mut().unwrap().pop();
+    });
+    assert_integrity(open_bytes(&dropped, &keys), "dropped stanza");
+}
+
+#[test]
+fn a_stanza_moved_from_another_envelope_does_not_open() {
+    let keys = keys();
+    let victim = sealed(&keys, "vault-a", "prod", b"one").to_bytes();
+    let donor = sealed(&keys, "vault-a", "prod", b"two").to_bytes();
+    let donor_json: serde_json::Value = serde_json::from_slice(&donor).unwrap();
+    for field in ["quorum_stanza", "hsm_stanzas"] {
+        let moved = edit(&victim, |m| {
+            m.insert(field.to_owned(), donor_json[field].clone());
+        });
+        assert_integrity(open_bytes(&moved, &keys), field);
+    }
+    // Even with the whole header of another credential of the same vault under another name.
+    let renamed = sealed(&keys, "vault-a", "staging", b"three").to_bytes();
+    let renamed_json: serde_json::Value = serde_json::from_slice(&renamed).unwrap();
+    let moved = edit(&victim, |m| {
+        m.insert(
+            "quorum_stanza".into(),
+            renamed_json["quorum_stanza"].clone(),
+        );
+    });
+    assert_integrity(open_bytes(&moved, &keys), "stanza of another credential");
+}
+
+#[test]
+fn an_envelope_of_another_vault_or_name_is_refused() {
+    let keys = keys();
+    let foreign = sealed(&keys, "vault-b", "prod", b"x");
+    assert!(matches!(
+        foreign.check_identity("vault-a", "prod", file()),
+        Err(EnvelopeError::ForeignVault { .. })
+    ));
+    let swapped = sealed(&keys, "vault-a", "staging", b"x");
+    assert!(matches!(
+        swapped.check_identity("vault-a", "prod", file()),
+        Err(EnvelopeError::Integrity { .. })
+    ));
+}

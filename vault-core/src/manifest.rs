@@ -1,0 +1,414 @@
+//! The vault manifest (`vault.json`) and its fingerprint.
+//!
+//! The manifest holds only public material: the quorum layout and custodians, share
+//! commitments, the quorum public key, the enrolled tokens' public keys, the audit key. Its
+//! **fingerprint** is a hash of a canonical encoding of that core (not of timestamps or
+//! policy), printed at init, carried on share cards, and pinned per machine: `seal` refuses a
+//! manifest whose fingerprint differs from the pinned one, since a swapped public key would
+//! otherwise capture every newly sealed secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ring::digest::{SHA256, digest};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::quorum::Share;
+
+/// The manifest format this version writes and reads.
+pub const FORMAT: &str = "breakglass-vault/1";
+
+/// A manifest problem, naming the file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// The file is not a valid manifest.
+    #[error("{}: not a valid breakglass manifest: {reason}", file.display())]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong (a parser message with line and column, or the field).
+        reason: String,
+    },
+    /// The manifest's fingerprint is not the pinned one.
+    #[error(
+        "the manifest of vault {vault_id} has fingerprint {found}, but {expected} is pinned for it: \
+         a public key or custodian was changed. Do not seal until the security officer has checked the vault"
+    )]
+    FingerprintMismatch {
+        /// The vault.
+        vault_id: String,
+        /// The pinned fingerprint.
+        expected: String,
+        /// The manifest's.
+        found: String,
+    },
+}
+
+/// Where a token's user PIN comes from. Never the PIN itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PinSource {
+    /// Derived from the quorum secret: the token cannot even be logged into without a quorum.
+    Quorum,
+    /// Read from an environment variable.
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+    /// Read from a file (first line).
+    File {
+        /// The file.
+        path: String,
+    },
+    /// Asked for on the terminal, without echo.
+    Prompt,
+}
+
+/// One custodian: a member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Custodian {
+    /// The custodian's name (unique in the vault).
+    pub name: String,
+    /// The salt of the share commitment (hex, 32 bytes).
+    pub commitment_salt: String,
+    /// The share commitment (hex SHA-256), see [`share_commitment`].
+    pub commitment: String,
+}
+
+/// One group of custodians.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// The group's name (e.g. "security-officers").
+    pub name: String,
+    /// Members needed.
+    pub threshold: u8,
+    /// The members, in share order (member index = position).
+    pub members: Vec<Custodian>,
+}
+
+/// The quorum: SLIP-39 layout and public key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quorum {
+    /// Groups needed.
+    pub group_threshold: u8,
+    /// The groups, in share order (group index = position).
+    pub groups: Vec<Group>,
+    /// The SLIP-39 identifier of the share set.
+    pub identifier: u16,
+    /// The SLIP-39 iteration exponent.
+    pub iteration_exponent: u8,
+    /// Whether the share set is extendable.
+    pub extendable: bool,
+    /// The quorum's X25519 public key (hex), from `DeriveKeyPair(Q)`.
+    pub public_key: String,
+}
+
+/// An enrolled token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmEnrollment {
+    /// The token label.
+    pub label: String,
+    /// The token serial.
+    pub serial: String,
+    /// The manufacturer.
+    pub manufacturer: String,
+    /// The model.
+    pub model: String,
+    /// The PKCS#11 module path used at enrolment (a hint; `--module` overrides it).
+    pub module: String,
+    /// A SoftHSM configuration inside the vault, relative to it (`--dev-softhsm` vaults only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub softhsm_conf: Option<String>,
+    /// The sealing key's CKA_ID (hex).
+    pub seal_key_id: String,
+    /// The sealing key's public key (hex, 65-byte SEC1).
+    pub seal_public_key: String,
+    /// Where the user PIN comes from.
+    pub pin: PinSource,
+}
+
+/// The audit signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditKey {
+    /// The label of the token holding it.
+    pub token: String,
+    /// Its CKA_ID (hex).
+    pub key_id: String,
+    /// Its public key (hex, 65-byte SEC1).
+    pub public_key: String,
+}
+
+/// Operating policy (not part of the fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Days between drills before `status` warns.
+    pub drill_interval_days: u32,
+    /// Default STS session duration in seconds.
+    pub default_session_seconds: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            drill_interval_days: 90,
+            default_session_seconds: 3600,
+        }
+    }
+}
+
+/// The manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The vault id (hex, 16 random bytes).
+    pub vault_id: String,
+    /// When the vault was made (RFC 3339 UTC).
+    pub created: String,
+    /// The quorum.
+    pub quorum: Quorum,
+    /// The enrolled tokens (any one of them serves).
+    pub hsms: Vec<HsmEnrollment>,
+    /// The audit key.
+    pub audit: AuditKey,
+    /// Policy.
+    pub policy: Policy,
+}
+
+/// A fingerprint: SHA-256 of the manifest's canonical core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The form people read aloud and compare: 32 base32 characters of the first 20 bytes in
+    /// groups of four, e.g. `K3QF-7M2A-...`.
+    pub fn display(&self) -> String {
+        let text = base32(&self.0[..20]);
+        text.as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    /// Parses the display form (case and dashes and spaces ignored).
+    pub fn matches_display(&self, text: &str) -> bool {
+        let normalise = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .map(|c| c.to_ascii_uppercase())
+                .collect()
+        };
+        normalise(text) == normalise(&self.display())
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for byte in bytes {
+        buffer = (buffer << 8) | u32::from(*byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// A length-prefixed canonical encoding: every field is `u32 length || bytes`, so no two
+/// different manifests encode alike.
+#[derive(Default)]
+struct Canonical(Vec<u8>);
+
+impl Canonical {
+    fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
+        self.0
+            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        self.0.extend_from_slice(bytes);
+        self
+    }
+    fn number(&mut self, n: u64) -> &mut Canonical {
+        self.field(&n.to_be_bytes())
+    }
+}
+
+impl Manifest {
+    /// Parses a manifest strictly (unknown fields refused), naming `file` in errors.
+    pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Manifest, ManifestError> {
+        let invalid = |reason: String| ManifestError::Invalid {
+            file: file.to_path_buf(),
+            reason,
+        };
+        let manifest: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        if manifest.format != FORMAT {
+            return Err(invalid(format!(
+                "format {:?}, expected {FORMAT:?}",
+                manifest.format
+            )));
+        }
+        manifest
+            .quorum_public_key()
+            .map_err(|_| invalid("quorum.public_key is not 32 hex bytes".into()))?;
+        for hsm in &manifest.hsms {
+            hex::decode(&hsm.seal_public_key)
+                .map_err(|_| invalid(format!("hsms[{}].seal_public_key is not hex", hsm.label)))?;
+        }
+        Ok(manifest)
+    }
+
+    /// Serialises the manifest (pretty JSON, newline-terminated).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// The quorum's public key bytes.
+    pub fn quorum_public_key(&self) -> Result<[u8; 32], hex::FromHexError> {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&self.quorum.public_key, &mut key)?;
+        Ok(key)
+    }
+
+    /// The fingerprint of the canonical core: vault id, quorum layout with custodian names and
+    /// share commitments, SLIP-39 parameters, quorum public key, every enrolled token's identity
+    /// and public key, the audit key. Timestamps, module paths, PIN sources and policy are left
+    /// out: they may change without changing who can open what.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut c = Canonical::default();
+        c.field(b"breakglass-fingerprint/1")
+            .field(self.vault_id.as_bytes());
+        let q = &self.quorum;
+        c.number(u64::from(q.group_threshold))
+            .number(q.groups.len() as u64);
+        for group in &q.groups {
+            c.field(group.name.as_bytes())
+                .number(u64::from(group.threshold))
+                .number(group.members.len() as u64);
+            for member in &group.members {
+                c.field(member.name.as_bytes())
+                    .field(member.commitment_salt.as_bytes())
+                    .field(member.commitment.as_bytes());
+            }
+        }
+        c.number(u64::from(q.identifier))
+            .number(u64::from(q.iteration_exponent))
+            .number(u64::from(q.extendable))
+            .field(q.public_key.as_bytes());
+        c.number(self.hsms.len() as u64);
+        for hsm in &self.hsms {
+            c.field(hsm.label.as_bytes())
+                .field(hsm.serial.as_bytes())
+                .field(hsm.seal_key_id.as_bytes())
+                .field(hsm.seal_public_key.as_bytes());
+        }
+        c.field(self.audit.token.as_bytes())
+            .field(self.audit.key_id.as_bytes())
+            .field(self.audit.public_key.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, &c.0).as_ref());
+        Fingerprint(out)
+    }
+
+    /// Refuses the manifest unless its fingerprint is `pinned` (display form).
+    pub fn check_pinned(&self, pinned: &str) -> Result<(), ManifestError> {
+        let fingerprint = self.fingerprint();
+        if fingerprint.matches_display(pinned) {
+            Ok(())
+        } else {
+            Err(ManifestError::FingerprintMismatch {
+                vault_id: self.vault_id.clone(),
+                expected: pinned.to_owned(),
+                found: fingerprint.display(),
+            })
+        }
+    }
+
+    /// The custodian who holds the share for (group index, member index), 0-based.
+    pub fn custodian(&self, group: u8, member: u8) -> Option<&Custodian> {
+        self.quorum
+            .groups
+            .get(usize::from(group))?
+            .members
+            .get(usize::from(member))
+    }
+
+    /// The custodian names in share order, for naming shares in messages.
+    pub fn custodian_names(&self) -> Vec<&str> {
+        self.quorum
+            .groups
+            .iter()
+            .flat_map(|g| g.members.iter().map(|m| m.name.as_str()))
+            .collect()
+    }
+
+    /// Checks `share` against the commitment of the custodian it claims to be: the share is
+    /// intact and belongs to this vault. Returns the custodian.
+    pub fn verify_share(&self, share: &Share) -> Option<&Custodian> {
+        let info = share.info();
+        if info.identifier != self.quorum.identifier {
+            return None;
+        }
+        let custodian = self.custodian(info.group_index, info.member_index)?;
+        let salt = hex::decode(&custodian.commitment_salt).ok()?;
+        let expected = share_commitment(&self.vault_id, &salt, share);
+        (expected == custodian.commitment).then_some(custodian)
+    }
+}
+
+/// The commitment to one share: hex SHA-256 over a domain tag, the vault id, a 32-byte random
+/// salt, the share's public fields and its value. The value carries at least 128 bits of
+/// entropy, so the commitment reveals nothing a search could use; the salt keeps commitments of
+/// different vaults unlinkable.
+pub fn share_commitment(vault_id: &str, salt: &[u8], share: &Share) -> String {
+    let info = share.info();
+    let mut c = Canonical::default();
+    c.field(b"breakglass-share-commitment/1")
+        .field(vault_id.as_bytes())
+        .field(salt);
+    c.number(u64::from(info.identifier))
+        .number(u64::from(info.group_index))
+        .number(u64::from(info.member_index))
+        .number(u64::from(info.member_threshold))
+        .field(share.value_bytes());
+    let hash = digest(&SHA256, &c.0);
+    zeroize::Zeroize::zeroize(&mut c.0);
+    hex::encode(hash.as_ref())
+}
+
+/// The known-vaults file: vault id → pinned fingerprint, written at init on this machine.
+pub type KnownVaults = BTreeMap<String, String>;
+
+/// Reads the known-vaults file (missing means empty).
+pub fn read_known_vaults(path: &Path) -> Result<KnownVaults, ManifestError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ManifestError::Invalid {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        }),
+        Err(_) => Ok(KnownVaults::new()),
+    }
+}

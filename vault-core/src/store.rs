@@ -1,0 +1,447 @@
+//! The embedded vault store: a directory, friendly to git.
+//!
+//! ```text
+//! vault.json                 the manifest
+//! credentials/<name>.json    one sealed envelope per credential
+//! history/<name>/<n>.json    replaced versions of a credential
+//! audit.jsonl                the hash-chained audit log
+//! ceremonies/                remote ceremony state
+//! vault.lock                 the writers' lock
+//! ```
+//!
+//! Every write is atomic (a 0600 temporary file in the same directory, fsync, rename, fsync of
+//! the directory); writers hold an exclusive lock on `vault.lock`. Directories are 0700.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+/// The manifest's file name.
+pub const MANIFEST: &str = "vault.json";
+/// The audit log's file name.
+pub const AUDIT_LOG: &str = "audit.jsonl";
+const CREDENTIALS: &str = "credentials";
+const HISTORY: &str = "history";
+const CEREMONIES: &str = "ceremonies";
+const LOCK: &str = "vault.lock";
+
+/// A store failure, naming the file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An I/O failure on a file or directory.
+    #[error("{}: {action}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The directory is not a vault.
+    #[error("{} is not a breakglass vault (no {MANIFEST}); create one with `breakglass init` or pass --vault", path.display())]
+    NotAVault {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// `init` into a directory that already has content.
+    #[error("{} is not empty: a new vault needs an empty or missing directory", path.display())]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A credential name that could escape the directory or hide.
+    #[error(
+        "invalid credential name {name:?}: use 1 to 64 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+    )]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+    /// No credential with that name.
+    #[error("no credential named {name:?} in {}", dir.display())]
+    NoSuchCredential {
+        /// The name.
+        name: String,
+        /// The credentials directory.
+        dir: PathBuf,
+    },
+    /// A credential exists and replacing was not asked for.
+    #[error(
+        "a credential named {name:?} exists already: pass --replace to replace it (the previous version is kept in history/)"
+    )]
+    CredentialExists {
+        /// The name.
+        name: String,
+    },
+}
+
+fn io<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError + 'p {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Checks a credential name: `[a-z0-9][a-z0-9._-]{0,63}`, so it is a plain file name that
+/// cannot climb out of `credentials/` or hide.
+pub fn validate_name(name: &str) -> Result<(), StoreError> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// A vault directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// The exclusive writers' lock, released on drop.
+#[derive(Debug)]
+pub struct WriteLock {
+    _file: File,
+}
+
+fn make_dir(path: &Path) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(io(path, "creating the directory")(e)),
+    }
+}
+
+impl Store {
+    /// Creates a new vault directory (missing or empty), with its subdirectories, 0700.
+    pub fn create(root: &Path) -> Result<Store, StoreError> {
+        if root.exists() {
+            let mut entries = fs::read_dir(root).map_err(io(root, "reading the directory"))?;
+            if entries.next().is_some() {
+                return Err(StoreError::NotEmpty {
+                    path: root.to_path_buf(),
+                });
+            }
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                .map_err(io(root, "setting permissions"))?;
+        } else {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(root)
+                .map_err(io(root, "creating the vault directory"))?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        for dir in [CREDENTIALS, HISTORY, CEREMONIES] {
+            make_dir(&root.join(dir))?;
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing vault directory.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if !root.join(MANIFEST).is_file() {
+            return Err(StoreError::NotAVault {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The vault directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path inside the vault.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Takes the exclusive writers' lock, waiting for another writer to finish.
+    pub fn lock(&self) -> Result<WriteLock, StoreError> {
+        let path = self.root.join(LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path, "opening the lock file"))?;
+        file.lock().map_err(io(&path, "taking the writers' lock"))?;
+        Ok(WriteLock { _file: file })
+    }
+
+    /// Reads a file of the vault.
+    pub fn read(&self, relative: &str) -> Result<Vec<u8>, StoreError> {
+        let path = self.root.join(relative);
+        fs::read(&path).map_err(io(&path, "reading"))
+    }
+
+    /// Writes a file of the vault atomically, 0600 (the caller holds the lock).
+    pub fn write(&self, _lock: &WriteLock, relative: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.root.join(relative), bytes)
+    }
+
+    /// The envelope path of credential `name`.
+    pub fn credential_path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        validate_name(name)?;
+        Ok(self.root.join(CREDENTIALS).join(format!("{name}.json")))
+    }
+
+    /// The names of the sealed credentials, sorted.
+    pub fn credentials(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.root.join(CREDENTIALS);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io(&dir, "listing credentials"))? {
+            let entry = entry.map_err(io(&dir, "listing credentials"))?;
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                continue;
+            };
+            if validate_name(name).is_ok() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Reads the envelope of credential `name`.
+    pub fn read_credential(&self, name: &str) -> Result<(PathBuf, Vec<u8>), StoreError> {
+        let path = self.credential_path(name)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NoSuchCredential {
+                    name: name.to_owned(),
+                    dir: self.root.join(CREDENTIALS),
+                })
+            }
+            Err(e) => Err(io(&path, "reading")(e)),
+        }
+    }
+
+    /// Writes the envelope of credential `name`. An existing one is refused unless `replace`,
+    /// and then kept as `history/<name>/<n>.json` before the new one takes its place.
+    pub fn write_credential(
+        &self,
+        lock: &WriteLock,
+        name: &str,
+        bytes: &[u8],
+        replace: bool,
+    ) -> Result<PathBuf, StoreError> {
+        let path = self.credential_path(name)?;
+        if path.exists() {
+            if !replace {
+                return Err(StoreError::CredentialExists {
+                    name: name.to_owned(),
+                });
+            }
+            let history = self.root.join(HISTORY).join(name);
+            make_dir(&self.root.join(HISTORY))?;
+            make_dir(&history)?;
+            let next = fs::read_dir(&history)
+                .map_err(io(&history, "listing history"))?
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_suffix(".json")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .max()
+                .map_or(1, |n| n + 1);
+            let previous = fs::read(&path).map_err(io(&path, "reading"))?;
+            write_atomic(&history.join(format!("{next}.json")), &previous)?;
+        }
+        let _ = lock;
+        write_atomic(&path, bytes)?;
+        Ok(path)
+    }
+
+    /// The previous versions of credential `name`, oldest first.
+    pub fn history(&self, name: &str) -> Result<Vec<PathBuf>, StoreError> {
+        validate_name(name)?;
+        let dir = self.root.join(HISTORY).join(name);
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut versions: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
+            .map_err(io(&dir, "listing history"))?
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let n = path.file_stem()?.to_str()?.parse::<u64>().ok()?;
+                Some((n, path))
+            })
+            .collect();
+        versions.sort();
+        Ok(versions.into_iter().map(|(_, p)| p).collect())
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a 0600 temporary file beside it, fsync, rename over
+/// the target, fsync of the directory. A crash leaves the old file or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
+    let temp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp, "creating a temporary file"))?;
+        file.write_all(bytes).map_err(io(&temp, "writing"))?;
+        file.sync_all().map_err(io(&temp, "syncing"))?;
+        fs::rename(&temp, path).map_err(io(path, "replacing"))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir, "syncing the directory"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Creates a new file with `bytes`, 0600, refusing to overwrite an existing one (share files).
+pub fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path, "creating (it must not exist yet)"))?;
+    file.write_all(bytes).map_err(io(path, "writing"))?;
+    file.sync_all().map_err(io(path, "syncing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_or_hide_are_refused() {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "A",
+            "x..y",
+            "-x",
+            &"a".repeat(65),
+            "name with space",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["prod", "prod-breakglass", "aws.root_2", "0"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn create_refuses_a_non_empty_directory_and_sets_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x"), b"").unwrap();
+        assert!(matches!(
+            Store::create(dir.path()),
+            Err(StoreError::NotEmpty { .. })
+        ));
+        let root = dir.path().join("vault");
+        let store = Store::create(&root).unwrap();
+        let mode = std::fs::metadata(store.root())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(matches!(
+            Store::open(&root),
+            Err(StoreError::NotAVault { .. })
+        ));
+    }
+
+    #[test]
+    fn credentials_are_written_0600_and_replacing_keeps_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("v")).unwrap();
+        let lock = store.lock().unwrap();
+        let path = store
+            .write_credential(&lock, "prod", b"one", false)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(matches!(
+            store.write_credential(&lock, "prod", b"two", false),
+            Err(StoreError::CredentialExists { .. })
+        ));
+        store.write_credential(&lock, "prod", b"two", true).unwrap();
+        store
+            .write_credential(&lock, "prod", b"three", true)
+            .unwrap();
+        assert_eq!(store.read_credential("prod").unwrap().1, b"three");
+        let history = store.history("prod").unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(std::fs::read(&history[0]).unwrap(), b"one");
+        assert_eq!(std::fs::read(&history[1]).unwrap(), b"two");
+        assert_eq!(store.credentials().unwrap(), vec!["prod".to_owned()]);
+        assert!(matches!(
+            store.read_credential("nope"),
+            Err(StoreError::NoSuchCredential { .. })
+        ));
+    }
+
+    #[test]
+    fn the_lock_serialises_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("v")).unwrap();
+        let counter = store.path("counter");
+        std::fs::write(&counter, b"0").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        let lock = store.lock().unwrap();
+                        let n: u32 = std::fs::read_to_string(&counter).unwrap().parse().unwrap();
+                        std::thread::yield_now();
+                        store
+                            .write(&lock, "counter", (n + 1).to_string().as_bytes())
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&counter).unwrap(), "160");
+    }
+}
