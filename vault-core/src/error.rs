@@ -22,6 +22,9 @@ pub enum Error {
     /// A sealed-credential problem (integrity, foreign vault).
     #[error(transparent)]
     Envelope(#[from] crate::envelope::EnvelopeError),
+    /// An audit log problem.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     /// A manifest problem.
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),

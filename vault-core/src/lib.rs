@@ -12,11 +12,13 @@
 //! - [`envelope`]: one sealed credential.
 //! - [`manifest`]: the vault manifest and its fingerprint.
 //! - [`store`]: the vault directory (atomic writes, writers' lock).
+//! - [`audit`]: the hash-chained audit log with signed checkpoints.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod clock;
 pub mod envelope;
 mod error;

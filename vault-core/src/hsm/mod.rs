@@ -681,3 +681,29 @@ impl DhOracle for TokenDh<'_> {
         Ok(self.session.ecdh(&self.key.id, peer)?)
     }
 }
+
+/// The token's audit key signing audit checkpoints.
+pub struct TokenSigner<'s> {
+    session: &'s TokenSession<'s>,
+    key_id: Vec<u8>,
+}
+
+impl TokenSession<'_> {
+    /// The audit key with CKA_ID `key_id` as a checkpoint signer.
+    pub fn audit_signer(&self, key_id: &[u8]) -> TokenSigner<'_> {
+        TokenSigner {
+            session: self,
+            key_id: key_id.to_vec(),
+        }
+    }
+}
+
+impl crate::audit::CheckpointSigner for TokenSigner<'_> {
+    fn key_id(&self) -> String {
+        hex::encode(&self.key_id)
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::Error> {
+        Ok(self.session.sign(&self.key_id, message)?)
+    }
+}
