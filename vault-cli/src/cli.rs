@@ -11,6 +11,9 @@ use crate::exit::EXIT_CODES_HELP;
 #[derive(Debug, Parser)]
 #[command(name = "breakglass", version, about, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
+    /// The vault directory.
+    #[arg(long, global = true, env = "BREAKGLASS_VAULT", value_name = "DIR")]
+    pub vault: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +28,191 @@ pub enum Command {
     /// SLIP-39 shares on their own: split a secret, combine shares, inspect shares.
     #[command(subcommand)]
     Shares(SharesCommand),
+    /// Create a vault: quorum secret, custodians' shares, token keys, manifest.
+    Init(InitArgs),
+    /// Seal a credential (offline: needs neither the token nor the shares).
+    Seal(SealArgs),
+    /// List the sealed credentials with their public metadata.
+    List(ReportArgs),
+    /// Show the vault: fingerprint, tokens, custodians, credentials, drills, audit chain.
+    Status(ReportArgs),
+    /// Open a credential with a quorum of shares and an enrolled token.
+    Unseal(UnsealArgs),
+    /// A custodian's own share.
+    #[command(subcommand)]
+    Share(ShareCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where shares come from (unseal, drill, ...).
+#[derive(Debug, Args)]
+pub struct ShareSources {
+    /// A share file (as written by `init --shares-dir`, or one mnemonic); repeat per share.
+    #[arg(long = "share-file", value_name = "FILE")]
+    pub share_files: Vec<PathBuf>,
+    /// Read shares from standard input, one mnemonic per line.
+    #[arg(long)]
+    pub shares_stdin: bool,
+}
+
+/// `breakglass init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A custodian (repeat); with --threshold: one group of custodians.
+    #[arg(long = "custodian", value_name = "NAME")]
+    pub custodians: Vec<String>,
+    /// How many custodians are needed (with --custodian).
+    #[arg(long)]
+    pub threshold: Option<u8>,
+    /// A group as NAME:THRESHOLD:MEMBER,MEMBER,... (repeat), with --group-threshold.
+    #[arg(long = "group", value_name = "NAME:T:MEMBERS")]
+    pub groups: Vec<String>,
+    /// How many groups are needed (with --group).
+    #[arg(long, default_value_t = 1)]
+    pub group_threshold: u8,
+    /// Create a SoftHSM token inside the vault directory (a software token: trials and demos).
+    #[arg(long, conflicts_with_all = ["module", "token"])]
+    pub dev_softhsm: bool,
+    /// PKCS#11 module path.
+    #[arg(long, requires = "token")]
+    pub module: Option<PathBuf>,
+    /// Token label.
+    #[arg(long, requires = "module")]
+    pub token: Option<String>,
+    /// Initialise the token first (it must be uninitialised; needs --so-pin-source).
+    #[arg(long)]
+    pub init_token: bool,
+    /// Where the token's user PIN comes from: quorum (derived from the quorum secret: the token
+    /// cannot be logged into without a quorum), env:VAR, file:PATH, prompt.
+    #[arg(long, default_value = "quorum")]
+    pub pin_source: String,
+    /// Where the SO PIN comes from, with --init-token (same forms as --pin-source).
+    #[arg(long, default_value = "quorum")]
+    pub so_pin_source: String,
+    /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
+    #[arg(long, value_name = "DIR")]
+    pub shares_dir: Option<PathBuf>,
+    /// Write a printable HTML share card per custodian into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub share_cards: Option<PathBuf>,
+    /// Days between drills before status warns.
+    #[arg(long, default_value_t = 90)]
+    pub drill_interval_days: u32,
+    /// SLIP-39 iteration exponent for the shares.
+    #[arg(long, default_value_t = 1)]
+    pub iteration_exponent: u8,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass seal`
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// The credential's name.
+    pub name: String,
+    /// aws (access keys), aws-root (console login), secret (anything).
+    #[arg(long, value_parser = ["aws", "aws-root", "secret"])]
+    pub kind: String,
+    /// Read the secret from this file (for aws: the JSON of `aws iam create-access-key`, or
+    /// {"access_key_id", "secret_access_key", "mfa_seed"}).
+    #[arg(long, value_name = "FILE", conflicts_with = "from_stdin")]
+    pub from_file: Option<PathBuf>,
+    /// Read the secret from standard input.
+    #[arg(long)]
+    pub from_stdin: bool,
+    /// Replace an existing credential (the previous version is kept in history/).
+    #[arg(long)]
+    pub replace: bool,
+    /// The vault's fingerprint as printed at init (otherwise the one pinned on this machine).
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// AWS account id.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// IAM user name of the break-glass user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The emergency role to assume.
+    #[arg(long)]
+    pub role_arn: Option<String>,
+    /// The MFA device's serial (ARN).
+    #[arg(long)]
+    pub mfa_serial: Option<String>,
+    /// The role's external id.
+    #[arg(long)]
+    pub external_id: Option<String>,
+    /// AWS region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Session duration in seconds.
+    #[arg(long)]
+    pub duration: Option<u32>,
+    /// A scope-down session policy (JSON file).
+    #[arg(long, value_name = "FILE")]
+    pub session_policy: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass list` and `status`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass unseal`
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// The credential's name.
+    pub name: String,
+    /// Where shares come from (without these, a terminal prompts for them).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
+    #[arg(long, value_name = "WHERE")]
+    pub output: Option<String>,
+    /// Allow printing an aws credential's long-term keys.
+    #[arg(long)]
+    pub reveal: bool,
+    /// Use this enrolled token (label) rather than the first one present.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm: Option<String>,
+    /// Log in even if the token says the PIN is at its final try.
+    #[arg(long)]
+    pub force_pin: bool,
+}
+
+/// `breakglass share ...`
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Check, alone, that your share is intact and belongs to this vault.
+    Verify(ShareVerifyArgs),
+}
+
+/// `breakglass share verify`
+#[derive(Debug, Args)]
+pub struct ShareVerifyArgs {
+    /// The share file (otherwise a terminal prompts for the words, hidden).
+    #[arg(long, value_name = "FILE")]
+    pub share_file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and every signed checkpoint (exit 5 on failure).
+    Verify(ReportArgs),
+    /// Print the audit log.
+    Show(ReportArgs),
 }
 
 /// `breakglass shares ...`

@@ -90,10 +90,20 @@ pub fn classify(error: &anyhow::Error) -> Failure {
 }
 
 fn classify_core(error: &vault_core::Error) -> Failure {
+    use vault_core::manifest::ManifestError;
+    use vault_core::vault::VaultError;
     match error {
         vault_core::Error::Quorum(_) => Failure::Quorum,
         vault_core::Error::Hsm(_) => Failure::Hsm,
-        vault_core::Error::Hpke(_) => Failure::Integrity,
+        vault_core::Error::Hpke(_)
+        | vault_core::Error::Envelope(_)
+        | vault_core::Error::Audit(_) => Failure::Integrity,
+        vault_core::Error::Manifest(
+            ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. },
+        ) => Failure::Integrity,
+        vault_core::Error::Vault(VaultError::WrongQuorum) => Failure::Quorum,
+        vault_core::Error::Vault(VaultError::NoToken { .. }) => Failure::Hsm,
+        vault_core::Error::Vault(VaultError::ManifestChanged { .. }) => Failure::Integrity,
         _ => Failure::Other,
     }
 }

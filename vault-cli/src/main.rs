@@ -11,8 +11,9 @@ mod cli;
 mod commands;
 mod exit;
 mod hardening;
+mod prompt;
 
-use cli::{Cli, Command, HsmCommand, SharesCommand};
+use cli::{AuditCommand, Cli, Command, HsmCommand, ShareCommand, SharesCommand};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -37,7 +38,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let vault = cli.vault.as_deref();
     match cli.command {
+        Command::Init(args) => commands::init::run(vault, &args),
+        Command::Seal(args) => commands::seal::run(vault, &args),
+        Command::List(args) => commands::list::list(vault, &args),
+        Command::Status(args) => commands::list::status(vault, &args),
+        Command::Unseal(args) => commands::unseal::run(vault, &args),
+        Command::Share(ShareCommand::Verify(args)) => commands::share::verify(vault, &args),
+        Command::Audit(AuditCommand::Verify(args)) => commands::audit::verify(vault, &args),
+        Command::Audit(AuditCommand::Show(args)) => commands::audit::show(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Shares(SharesCommand::Split(args)) => commands::shares::split(&args),
         Command::Shares(SharesCommand::Combine(args)) => commands::shares::combine(&args),

@@ -61,13 +61,26 @@ impl Actor {
     pub fn current() -> Actor {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .ok()
+            .or_else(user_from_passwd)
+            .unwrap_or_else(|| "unknown".into());
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .or_else(|_| std::fs::read_to_string("/etc/hostname"))
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
         Actor { user, host }
     }
+}
+
+/// The name of this process's user, from its uid and `/etc/passwd`.
+fn user_from_passwd() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid().to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(2) == Some(&uid.as_str())).then(|| fields[0].to_owned())
+    })
 }
 
 /// A signed checkpoint over the chain head.

@@ -25,6 +25,12 @@ pub enum Error {
     /// An audit log problem.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// A vault-level problem (wrong quorum, no token, no pinned fingerprint).
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    /// A credential payload problem.
+    #[error(transparent)]
+    Credential(#[from] crate::credential::CredentialError),
     /// A manifest problem.
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),

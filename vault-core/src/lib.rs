@@ -13,6 +13,7 @@
 //! - [`manifest`]: the vault manifest and its fingerprint.
 //! - [`store`]: the vault directory (atomic writes, writers' lock).
 //! - [`audit`]: the hash-chained audit log with signed checkpoints.
+//! - [`vault`]: the operations of the core flow over all of the above.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]
@@ -20,6 +21,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod credential;
 pub mod envelope;
 mod error;
 pub mod hpke;
@@ -28,5 +30,6 @@ pub mod manifest;
 pub mod quorum;
 pub mod secret;
 pub mod store;
+pub mod vault;
 
 pub use error::Error;

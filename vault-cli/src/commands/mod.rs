@@ -1,4 +1,101 @@
-//! One module per command.
+//! One module per command, and what they share: finding the vault.
 
+pub mod audit;
 pub mod hsm;
+pub mod init;
+pub mod list;
+pub mod seal;
+pub mod share;
 pub mod shares;
+pub mod unseal;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use vault_core::vault::Vault;
+
+use crate::exit::{Failure, fail};
+
+/// The vault directory from `--vault` or `BREAKGLASS_VAULT`.
+pub fn vault_dir(vault: Option<&Path>) -> Result<PathBuf> {
+    vault.map(Path::to_path_buf).ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            "no vault: pass --vault DIR or set BREAKGLASS_VAULT",
+        )
+    })
+}
+
+/// Points this process's SoftHSM at a `--dev-softhsm` vault's own token directory.
+pub fn use_dev_softhsm(dir: &Path) -> Result<()> {
+    let conf = vault_core::hsm::write_dev_softhsm_conf(dir)?;
+    set_softhsm_conf(&conf);
+    Ok(())
+}
+
+/// Before `init --dev-softhsm`: points SoftHSM at where the vault's token will be (the file is
+/// written by init itself, after it has made the vault directory).
+pub fn use_dev_softhsm_path(dir: &Path) -> Result<()> {
+    let conf = std::path::absolute(dir)?
+        .join(vault_core::hsm::DEV_SOFTHSM_DIR)
+        .join("softhsm2.conf");
+    set_softhsm_conf(&conf);
+    Ok(())
+}
+
+fn set_softhsm_conf(conf: &Path) {
+    // SAFETY: called before the PKCS#11 module is loaded and before any thread is started (the
+    // CLI is single-threaded until an AWS command builds its runtime, after this).
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("SOFTHSM2_CONF", conf)
+    };
+}
+
+/// Opens the vault, pointing SoftHSM at the vault's own token for `--dev-softhsm` vaults.
+pub fn open_vault(vault: Option<&Path>) -> Result<Vault> {
+    let dir = vault_dir(vault)?;
+    let vault = Vault::open(&dir)?;
+    if vault
+        .manifest()
+        .hsms
+        .iter()
+        .any(|h| h.softhsm_conf.is_some())
+    {
+        use_dev_softhsm(&dir)?;
+    }
+    Ok(vault)
+}
+
+/// `$XDG_CONFIG_HOME/breakglass/known_vaults.json` (or `~/.config/...`): fingerprints pinned at
+/// init on this machine.
+pub fn known_vaults_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("breakglass").join("known_vaults.json"))
+}
+
+/// The fingerprint pinned for `vault_id` on this machine, if any.
+pub fn pinned_fingerprint(vault_id: &str) -> Result<Option<String>> {
+    let Some(path) = known_vaults_path() else {
+        return Ok(None);
+    };
+    Ok(vault_core::manifest::read_known_vaults(&path)?
+        .get(vault_id)
+        .cloned())
+}
+
+/// Refuses a vault whose manifest does not match the fingerprint pinned on this machine.
+pub fn check_pin(vault: &Vault) -> Result<()> {
+    if let Some(pinned) = pinned_fingerprint(&vault.manifest().vault_id)? {
+        vault.manifest().check_pinned(&pinned)?;
+    }
+    Ok(())
+}
+
+/// Days since an RFC 3339 time, for ages.
+pub fn days_since(time: &str) -> Option<u64> {
+    let then = vault_core::clock::parse_rfc3339(time)?;
+    Some(vault_core::clock::now_unix().saturating_sub(then) / 86_400)
+}

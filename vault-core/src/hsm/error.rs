@@ -96,6 +96,14 @@ pub enum HsmError {
         /// Which PIN.
         role: PinRole,
     },
+    /// The PIN could not be obtained from its source.
+    #[error("token {token:?}: {reason}")]
+    PinUnavailable {
+        /// The token label.
+        token: String,
+        /// Why (the source named, never the PIN).
+        reason: String,
+    },
     /// A key the vault expects is not on the token.
     #[error(
         "token {token:?} holds no {what} with CKA_ID {id}: is this the token the vault was made with?"

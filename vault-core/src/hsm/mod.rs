@@ -707,3 +707,45 @@ impl crate::audit::CheckpointSigner for TokenSigner<'_> {
         Ok(self.session.sign(&self.key_id, message)?)
     }
 }
+
+/// Where a `--dev-softhsm` vault keeps its token: `<vault>/softhsm/`.
+pub const DEV_SOFTHSM_DIR: &str = "softhsm";
+
+/// Debian and Ubuntu paths of SoftHSM's module.
+const SOFTHSM_MODULE_PATHS: [&str; 3] = [
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+];
+
+/// The installed SoftHSM module, if any.
+pub fn softhsm_module() -> Option<PathBuf> {
+    SOFTHSM_MODULE_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Writes (or rewrites, with the vault's current absolute path) the SoftHSM configuration of a
+/// `--dev-softhsm` vault, and its token directory; returns the configuration's path. The
+/// process must point `SOFTHSM2_CONF` at it before loading the module.
+pub fn write_dev_softhsm_conf(vault_dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let root = std::path::absolute(vault_dir)?.join(DEV_SOFTHSM_DIR);
+    let tokens = root.join("tokens");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&tokens)?;
+    let conf = root.join("softhsm2.conf");
+    let text = format!(
+        "# SoftHSM configuration of a breakglass --dev-softhsm vault (a software token: for trials only)\n\
+         directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+        tokens.display()
+    );
+    if std::fs::read_to_string(&conf).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&conf, text)?;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(conf)
+}

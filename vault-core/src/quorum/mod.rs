@@ -187,10 +187,12 @@ fn describe_shortfall(groups_needed: u8, shortfall: &[(u8, u8, u8)]) -> String {
             )
         })
         .collect();
-    parts.push(format!(
-        "{groups_needed} more group{} must be completed",
-        if groups_needed == 1 { "" } else { "s" }
-    ));
+    if usize::from(groups_needed) > shortfall.len() || groups_needed > 1 {
+        parts.push(format!(
+            "{groups_needed} more group{} must be completed",
+            if groups_needed == 1 { "" } else { "s" }
+        ));
+    }
     parts.join("; ")
 }
 

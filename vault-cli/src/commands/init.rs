@@ -1,0 +1,324 @@
+//! `breakglass init`: a new vault, its token keys and the custodians' shares.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use secrecy::ExposeSecret;
+use vault_core::manifest::{PinSource, Policy};
+use vault_core::quorum::Share;
+use vault_core::store::write_new_secret_file;
+use vault_core::vault::{CustodianShare, GroupDef, InitOptions, TokenTarget, Vault};
+
+use crate::cli::InitArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, hidden, interactive, pin_source};
+
+fn groups(args: &InitArgs) -> Result<(u8, Vec<GroupDef>)> {
+    match (args.custodians.is_empty(), args.groups.is_empty()) {
+        (false, true) => {
+            let threshold = args.threshold.ok_or_else(|| {
+                fail(
+                    Failure::Usage,
+                    "--custodian needs --threshold K (how many custodians are needed)",
+                )
+            })?;
+            Ok((
+                1,
+                vec![GroupDef {
+                    name: "custodians".into(),
+                    threshold,
+                    members: args.custodians.clone(),
+                }],
+            ))
+        }
+        (true, false) => {
+            let groups = args
+                .groups
+                .iter()
+                .map(|g| {
+                    let parts: Vec<&str> = g.splitn(3, ':').collect();
+                    let bad = || {
+                        fail(
+                            Failure::Usage,
+                            format!("--group {g:?}: expected NAME:THRESHOLD:MEMBER,MEMBER,..."),
+                        )
+                    };
+                    let [name, threshold, members] = parts.as_slice() else {
+                        return Err(bad());
+                    };
+                    Ok(GroupDef {
+                        name: (*name).to_owned(),
+                        threshold: threshold.parse().map_err(|_| bad())?,
+                        members: members
+                            .split(',')
+                            .map(|m| m.trim().to_owned())
+                            .filter(|m| !m.is_empty())
+                            .collect(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((args.group_threshold, groups))
+        }
+        (false, false) => Err(fail(
+            Failure::Usage,
+            "use either --custodian/--threshold or --group/--group-threshold, not both",
+        )),
+        (true, true) => Err(fail(
+            Failure::Usage,
+            "no custodians: pass --custodian NAME (repeat) with --threshold K, or --group NAME:T:MEMBERS",
+        )),
+    }
+}
+
+fn share_file_text(vault: &Vault, issued: &CustodianShare) -> String {
+    let m = vault.manifest();
+    let info = issued.share.info();
+    let group = &m.quorum.groups[usize::from(info.group_index)];
+    format!(
+        "# breakglass share of custodian {custodian}\n\
+         # vault {vault_id}, fingerprint {fingerprint}\n\
+         # group {group:?}: member {member} of {count}; {threshold} of this group needed; {gt} of {gc} groups needed\n\
+         # Keep this secret and offline. Check it any day: breakglass share verify --share-file FILE\n\
+         # In an emergency: give it to the coordinator's `breakglass unseal NAME --share-file FILE`,\n\
+         # or type the words when asked. Any SLIP-39 tool can read it too.\n\
+         {mnemonic}\n",
+        custodian = issued.custodian,
+        vault_id = m.vault_id,
+        fingerprint = m.fingerprint().display(),
+        group = group.name,
+        member = info.member_index + 1,
+        count = group.members.len(),
+        threshold = group.threshold,
+        gt = m.quorum.group_threshold,
+        gc = m.quorum.groups.len(),
+        mnemonic = issued.share.to_mnemonic().expose_secret(),
+    )
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
+    let m = vault.manifest();
+    let mnemonic = issued.share.to_mnemonic();
+    let words: String = mnemonic
+        .expose_secret()
+        .split(' ')
+        .enumerate()
+        .map(|(i, w)| format!("<li><span>{:>2}</span> {}</li>", i + 1, html_escape(w)))
+        .collect();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>breakglass share card: {custodian}</title>\
+         <style>body{{font-family:sans-serif;max-width:42em;margin:2em auto}}ol{{columns:3;list-style:none;padding:0;font-family:monospace;font-size:1.1em}}\
+         li span{{color:#888}}.fp{{font-family:monospace;font-size:1.3em;letter-spacing:.1em}}</style></head><body>\
+         <h1>breakglass share card</h1><p>Custodian: <b>{custodian}</b> (group {group})</p>\
+         <p>Vault {vault_id}<br>Fingerprint: <span class=\"fp\">{fingerprint}</span><br>Issued {date}</p>\
+         <ol>{words}</ol>\
+         <h2>In an emergency</h2><ol style=\"columns:1;list-style:decimal;font-family:sans-serif;font-size:1em;padding-left:1.5em\">\
+         <li>Check that the fingerprint the coordinator shows matches this card.</li>\
+         <li>Type these words when <code>breakglass unseal</code> or <code>breakglass ceremony contribute</code> asks for them (input is hidden).</li>\
+         <li>Never read them aloud, photograph them or send them unencrypted.</li></ol>\
+         <p>Check your share any day: <code>breakglass share verify</code>. These are SLIP-39 words: any SLIP-39 implementation can read them.</p>\
+         </body></html>\n",
+        custodian = html_escape(&issued.custodian),
+        group = html_escape(&issued.group),
+        vault_id = m.vault_id,
+        fingerprint = m.fingerprint().display(),
+        date = m.created,
+    )
+}
+
+fn ensure_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Writes every share file and reads it back: the file holds the custodian's share intact.
+fn write_share_files(vault: &Vault, shares: &[CustodianShare], dir: &Path) -> Result<Vec<PathBuf>> {
+    ensure_dir(dir)?;
+    let mut written = Vec::new();
+    for issued in shares {
+        let path = dir.join(format!("{}.share", issued.custodian));
+        write_new_secret_file(&path, share_file_text(vault, issued).as_bytes())?;
+        let mnemonic = crate::prompt::mnemonic_from_file(&path)?;
+        let share = Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
+        anyhow::ensure!(
+            vault.custodian_of(&share).as_deref() == Some(issued.custodian.as_str()),
+            "{} does not read back as {}'s share",
+            path.display(),
+            issued.custodian
+        );
+        written.push(path);
+    }
+    Ok(written)
+}
+
+fn write_share_cards(vault: &Vault, shares: &[CustodianShare], dir: &Path) -> Result<Vec<PathBuf>> {
+    ensure_dir(dir)?;
+    shares
+        .iter()
+        .map(|issued| {
+            let path = dir.join(format!("{}.html", issued.custodian));
+            write_new_secret_file(&path, share_card_html(vault, issued).as_bytes())?;
+            Ok(path)
+        })
+        .collect()
+}
+
+/// Shows each custodian their share on a cleared screen and has them type it back.
+fn hand_out_on_terminal(vault: &Vault, shares: &[CustodianShare]) -> Result<()> {
+    for issued in shares {
+        eprint!("\x1b[2J\x1b[H");
+        eprintln!(
+            "Share for custodian {} (group {}). Only {} should look now.",
+            issued.custodian, issued.group, issued.custodian
+        );
+        crate::prompt::confirm("Ready?")?;
+        eprintln!("\n{}\n", issued.share.to_mnemonic().expose_secret());
+        eprintln!(
+            "Write these words down. Fingerprint of this vault: {}",
+            vault.manifest().fingerprint()
+        );
+        crate::prompt::confirm("Written down?")?;
+        eprint!("\x1b[2J\x1b[H");
+        loop {
+            let typed = hidden(&format!(
+                "{}: type your share back to confirm: ",
+                issued.custodian
+            ))?;
+            match Share::parse(&typed, 1) {
+                Ok(share) if share.same_as(&issued.share) => break,
+                Ok(_) => eprintln!("that is another share; try again"),
+                Err(e) => eprintln!("{e}; try again"),
+            }
+        }
+    }
+    eprint!("\x1b[2J\x1b[H");
+    Ok(())
+}
+
+/// `breakglass init`.
+pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let dir = super::vault_dir(vault_arg)?;
+    let (group_threshold, groups) = groups(args)?;
+    if args.shares_dir.is_none() && args.share_cards.is_none() && !interactive() {
+        return Err(fail(
+            Failure::Usage,
+            "no --shares-dir or --share-cards, and no terminal to show the shares on",
+        ));
+    }
+    let user_pin = pin_source(&args.pin_source, "--pin-source")?;
+    let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;
+    let token = if args.dev_softhsm {
+        super::use_dev_softhsm_path(&dir)?;
+        TokenTarget {
+            module: vault_core::hsm::softhsm_module().ok_or_else(|| {
+                fail(
+                    Failure::Hsm,
+                    "--dev-softhsm needs SoftHSM: apt-get install softhsm2 (or run scripts/setup)",
+                )
+            })?,
+            label: "breakglass-dev".into(),
+            init_token: true,
+            softhsm_conf: Some(format!(
+                "{}/softhsm2.conf",
+                vault_core::hsm::DEV_SOFTHSM_DIR
+            )),
+        }
+    } else {
+        let (Some(module), Some(label)) = (&args.module, &args.token) else {
+            return Err(fail(
+                Failure::Usage,
+                "which token? pass --module PATH --token LABEL, or --dev-softhsm for a trial vault",
+            ));
+        };
+        if user_pin == PinSource::Quorum && !args.init_token {
+            return Err(fail(
+                Failure::Usage,
+                "--pin-source quorum sets the token's user PIN, so it needs --init-token (an uninitialised token)",
+            ));
+        }
+        TokenTarget {
+            module: module.clone(),
+            label: label.clone(),
+            init_token: args.init_token,
+            softhsm_conf: None,
+        }
+    };
+    let options = InitOptions {
+        group_threshold,
+        groups,
+        token,
+        user_pin,
+        so_pin,
+        pins: &CliPins,
+        policy: Policy {
+            drill_interval_days: args.drill_interval_days,
+            ..Policy::default()
+        },
+        iteration_exponent: args.iteration_exponent,
+    };
+    let (vault, shares) = Vault::init(&dir, &options)?;
+    let fingerprint = vault.manifest().fingerprint().display();
+    pin_on_this_machine(&vault.manifest().vault_id, &fingerprint)?;
+    let mut files = Vec::new();
+    if let Some(shares_dir) = &args.shares_dir {
+        files = write_share_files(&vault, &shares, shares_dir)?;
+    }
+    let mut cards = Vec::new();
+    if let Some(cards_dir) = &args.share_cards {
+        cards = write_share_cards(&vault, &shares, cards_dir)?;
+    }
+    if args.shares_dir.is_none() && args.share_cards.is_none() {
+        hand_out_on_terminal(&vault, &shares)?;
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "vault": dir, "vault_id": vault.manifest().vault_id, "fingerprint": fingerprint,
+                "custodians": vault.manifest().custodian_names(),
+                "share_files": files, "share_cards": cards,
+            })
+        );
+    } else {
+        println!(
+            "vault {} created in {}",
+            vault.manifest().vault_id,
+            dir.display()
+        );
+        println!("fingerprint: {fingerprint}");
+        println!(
+            "custodians: {}",
+            vault.manifest().custodian_names().join(", ")
+        );
+        for f in files.iter().chain(&cards) {
+            println!("  wrote {}", f.display());
+        }
+        println!("Give each custodian their share; keep the fingerprint with the runbook.");
+    }
+    Ok(())
+}
+
+/// Records the fingerprint in this machine's known-vaults file, so later seals check it.
+fn pin_on_this_machine(vault_id: &str, fingerprint: &str) -> Result<()> {
+    let Some(path) = super::known_vaults_path() else {
+        return Ok(());
+    };
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    let mut known = vault_core::manifest::read_known_vaults(&path)?;
+    known.insert(vault_id.to_owned(), fingerprint.to_owned());
+    vault_core::store::write_atomic(&path, serde_json::to_string_pretty(&known)?.as_bytes())?;
+    Ok(())
+}

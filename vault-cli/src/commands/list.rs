@@ -1,0 +1,201 @@
+//! `breakglass list` and `breakglass status`: everything readable without unsealing.
+
+use std::path::Path;
+
+use anyhow::Result;
+use vault_core::vault::Vault;
+
+use crate::cli::ReportArgs;
+
+fn credentials(vault: &Vault) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for name in vault.store().credentials()? {
+        let entry = match vault.envelope(&name) {
+            Ok((_, envelope)) => serde_json::json!({
+                "name": name,
+                "kind": envelope.kind.as_str(),
+                "sealed": envelope.created,
+                "age_days": super::days_since(&envelope.created),
+                "metadata": envelope.metadata,
+                "tokens": envelope.hsm_stanzas.len(),
+                "versions_in_history": vault.store().history(&name)?.len(),
+            }),
+            Err(e) => serde_json::json!({ "name": name, "error": format!("{e:#}") }),
+        };
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// `breakglass list`.
+pub fn list(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let creds = credentials(&vault)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&creds)?);
+        return Ok(());
+    }
+    if creds.is_empty() {
+        println!("no credentials sealed yet (breakglass seal NAME --kind ...)");
+    }
+    for c in &creds {
+        print_credential(c);
+    }
+    Ok(())
+}
+
+fn print_credential(c: &serde_json::Value) {
+    if let Some(error) = c.get("error") {
+        println!(
+            "{:<24} DAMAGED: {}",
+            c["name"].as_str().unwrap_or_default(),
+            error.as_str().unwrap_or_default()
+        );
+        return;
+    }
+    let metadata: Vec<String> = c["metadata"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "session_policy")
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "{:<24} {:<8} sealed {} ({} days ago)  {}",
+        c["name"].as_str().unwrap_or_default(),
+        c["kind"].as_str().unwrap_or_default(),
+        c["sealed"].as_str().unwrap_or_default(),
+        c["age_days"],
+        metadata.join(" ")
+    );
+}
+
+/// `breakglass status`.
+pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let m = vault.manifest();
+    let audit = vault.audit();
+    let audit_key = hex::decode(&m.audit.public_key).unwrap_or_default();
+    let report = audit.verify(&audit_key)?;
+    let entries = audit.entries().unwrap_or_default();
+    let last_drill = entries.iter().rev().find(|e| e.event == "drill");
+    let interval = u64::from(m.policy.drill_interval_days);
+    let recent_participants: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter(|e| matches!(e.event.as_str(), "drill" | "unseal" | "share_verify"))
+        .filter(|e| super::days_since(&e.time).is_some_and(|d| d <= interval))
+        .flat_map(|e| e.custodians.iter().map(String::as_str))
+        .collect();
+    let absent: Vec<&str> = m
+        .custodian_names()
+        .into_iter()
+        .filter(|c| !recent_participants.contains(c))
+        .collect();
+    let pinned = super::pinned_fingerprint(&m.vault_id)?;
+    let status = serde_json::json!({
+        "vault_id": m.vault_id,
+        "fingerprint": m.fingerprint().display(),
+        "pinned_on_this_machine": pinned.is_some(),
+        "created": m.created,
+        "quorum": {
+            "group_threshold": m.quorum.group_threshold,
+            "groups": m.quorum.groups.iter().map(|g| serde_json::json!({
+                "name": g.name, "threshold": g.threshold,
+                "members": g.members.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        },
+        "tokens": m.hsms.iter().map(|h| serde_json::json!({
+            "label": h.label, "serial": h.serial, "manufacturer": h.manufacturer, "model": h.model,
+            "pin_source": h.pin, "development_softhsm": h.softhsm_conf.is_some(),
+        })).collect::<Vec<_>>(),
+        "credentials": credentials(&vault)?,
+        "last_drill": last_drill.map(|e| e.time.clone()),
+        "days_since_last_drill": last_drill.and_then(|e| super::days_since(&e.time)),
+        "drill_interval_days": interval,
+        "custodians_without_recent_participation": absent,
+        "audit": report,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!(
+        "vault {}  fingerprint {}{}",
+        m.vault_id,
+        m.fingerprint(),
+        if pinned.is_some() {
+            " (pinned here)"
+        } else {
+            ""
+        }
+    );
+    let groups: Vec<String> = m
+        .quorum
+        .groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{} of [{}] ({})",
+                g.threshold,
+                g.members
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                g.name
+            )
+        })
+        .collect();
+    println!(
+        "quorum: {} of {} groups: {}",
+        m.quorum.group_threshold,
+        m.quorum.groups.len(),
+        groups.join("; ")
+    );
+    for h in &m.hsms {
+        println!(
+            "token: {} (serial {}, {} {}){}",
+            h.label,
+            h.serial,
+            h.manufacturer,
+            h.model,
+            if h.softhsm_conf.is_some() {
+                " DEVELOPMENT SoftHSM inside the vault: not for production"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("credentials:");
+    for c in status["credentials"].as_array().into_iter().flatten() {
+        print!("  ");
+        print_credential(c);
+    }
+    match last_drill {
+        Some(d) => println!(
+            "last drill: {} ({} days ago; policy: every {interval} days)",
+            d.time,
+            super::days_since(&d.time).unwrap_or(0)
+        ),
+        None => println!("last drill: never (policy: every {interval} days): run breakglass drill"),
+    }
+    if !absent.is_empty() {
+        println!(
+            "custodians who have not taken part in the last {interval} days: {}",
+            absent.join(", ")
+        );
+    }
+    if report.is_intact() {
+        println!(
+            "audit log: intact, {} entries, {} signed checkpoints, {} unsigned at the end",
+            report.entries, report.checkpoints, report.unsigned_tail
+        );
+    } else {
+        println!("audit log: BROKEN (run breakglass audit verify)");
+    }
+    Ok(())
+}

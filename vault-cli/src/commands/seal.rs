@@ -1,0 +1,120 @@
+//! `breakglass seal`: offline; needs only the manifest's public keys.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use vault_core::credential::{AwsKeys, aws_root_payload};
+use vault_core::envelope::Kind;
+use zeroize::Zeroizing;
+
+use crate::cli::SealArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{hidden, interactive, read_secret_input};
+
+fn kind(text: &str) -> Kind {
+    match text {
+        "aws" => Kind::Aws,
+        "aws-root" => Kind::AwsRoot,
+        _ => Kind::Secret,
+    }
+}
+
+fn metadata(args: &SealArgs) -> Result<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    let fields = [
+        ("account", &args.account),
+        ("user", &args.user),
+        ("role_arn", &args.role_arn),
+        ("mfa_serial", &args.mfa_serial),
+        ("external_id", &args.external_id),
+        ("region", &args.region),
+    ];
+    for (key, value) in fields {
+        if let Some(value) = value {
+            m.insert(key.to_owned(), value.clone());
+        }
+    }
+    if let Some(duration) = args.duration {
+        m.insert("session_duration".into(), duration.to_string());
+    }
+    if let Some(path) = &args.session_policy {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the session policy {}", path.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            fail(
+                Failure::Usage,
+                format!("--session-policy {}: not JSON ({e})", path.display()),
+            )
+        })?;
+        m.insert("session_policy".into(), value.to_string());
+    }
+    Ok(m)
+}
+
+/// Asks for an aws credential's keys on the terminal.
+fn prompt_aws() -> Result<Zeroizing<Vec<u8>>> {
+    eprint!("access key id: ");
+    let mut id = String::new();
+    std::io::stdin().read_line(&mut id)?;
+    let secret = hidden("secret access key (hidden): ")?;
+    let seed = hidden("MFA seed, base32 (hidden; empty if none): ")?;
+    let json = serde_json::json!({
+        "access_key_id": id.trim(),
+        "secret_access_key": secret.as_str(),
+        "mfa_seed": if seed.is_empty() { None } else { Some(seed.as_str()) },
+    });
+    Ok(Zeroizing::new(json.to_string().into_bytes()))
+}
+
+/// `breakglass seal`.
+pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let vault = super::open_vault(vault_arg)?;
+    let kind = kind(&args.kind);
+    let metadata = metadata(args)?;
+    let input = match read_secret_input(args.from_file.as_ref(), args.from_stdin)? {
+        Some(input) => input,
+        None if interactive() && kind == Kind::Aws => prompt_aws()?,
+        None if interactive() => {
+            Zeroizing::new(hidden("secret (hidden, one line): ")?.as_bytes().to_vec())
+        }
+        None => {
+            return Err(fail(
+                Failure::Usage,
+                "no secret given and no terminal to ask on: pass --from-file FILE or --from-stdin",
+            ));
+        }
+    };
+    let payload = match kind {
+        Kind::Aws => AwsKeys::from_input(&input)?.to_payload(),
+        Kind::AwsRoot => aws_root_payload(&input)?,
+        Kind::Secret => input,
+    };
+    let pinned = match &args.fingerprint {
+        Some(f) => Some(f.clone()),
+        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
+    };
+    let path = vault.seal(
+        &args.name,
+        kind,
+        metadata,
+        &payload,
+        args.replace,
+        pinned.as_deref(),
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "credential": args.name, "kind": kind.as_str(), "file": path })
+        );
+    } else {
+        println!(
+            "sealed {} ({}) into {}",
+            args.name,
+            kind.as_str(),
+            path.display()
+        );
+    }
+    Ok(())
+}

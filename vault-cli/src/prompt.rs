@@ -1,0 +1,245 @@
+//! Terminal and file input of secrets: PINs, shares. Secrets are read without echo from the
+//! terminal, or from files and standard input; never from argv. When standard input is not a
+//! terminal, nothing waits on a prompt: the command fails at once naming the option to use.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use secrecy::SecretString;
+use vault_core::hsm::PinRole;
+use vault_core::manifest::PinSource;
+use vault_core::quorum::{Collector, Progress, Share};
+use vault_core::vault::{PinProvider, Vault};
+use zeroize::Zeroizing;
+
+use crate::cli::ShareSources;
+use crate::exit::{Failure, fail};
+
+/// Whether a person is at the terminal (stdin and stderr both terminals).
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Reads one line without echo from the terminal.
+pub fn hidden(prompt: &str) -> Result<Zeroizing<String>> {
+    Ok(Zeroizing::new(
+        rpassword::prompt_password(prompt).context("reading from the terminal")?,
+    ))
+}
+
+/// Asks a yes/no question on the terminal.
+pub fn confirm(question: &str) -> Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Parses a PIN source: `quorum`, `env:VAR`, `file:PATH`, `prompt`.
+pub fn pin_source(text: &str, option: &str) -> Result<PinSource> {
+    Ok(match text.split_once(':') {
+        None if text == "quorum" => PinSource::Quorum,
+        None if text == "prompt" => PinSource::Prompt,
+        Some(("env", var)) if !var.is_empty() => PinSource::Env {
+            var: var.to_owned(),
+        },
+        Some(("file", path)) if !path.is_empty() => PinSource::File {
+            path: path.to_owned(),
+        },
+        _ => {
+            return Err(fail(
+                Failure::Usage,
+                format!("{option} {text:?}: expected quorum, env:VAR, file:PATH or prompt"),
+            ));
+        }
+    })
+}
+
+/// PINs from the environment, a file, or the terminal.
+pub struct CliPins;
+
+impl PinProvider for CliPins {
+    fn pin(
+        &self,
+        label: &str,
+        role: PinRole,
+        source: &PinSource,
+    ) -> Result<SecretString, vault_core::Error> {
+        let problem = |message: String| {
+            vault_core::Error::Hsm(vault_core::hsm::HsmError::PinUnavailable {
+                token: label.to_owned(),
+                reason: message,
+            })
+        };
+        match source {
+            PinSource::Env { var } => std::env::var(var).map(SecretString::from).map_err(|_| {
+                problem(format!(
+                    "the {role} PIN comes from the environment variable {var}, which is not set"
+                ))
+            }),
+            PinSource::File { path } => std::fs::read_to_string(path)
+                .map(|text| SecretString::from(text.lines().next().unwrap_or_default().to_owned()))
+                .map_err(|e| problem(format!("the {role} PIN comes from the file {path}: {e}"))),
+            PinSource::Prompt if interactive() => {
+                rpassword::prompt_password(format!("{role} PIN for token {label:?}: "))
+                    .map(SecretString::from)
+                    .map_err(|e| problem(format!("reading the PIN from the terminal: {e}")))
+            }
+            PinSource::Prompt => Err(problem(format!(
+                "the {role} PIN is asked on the terminal, but there is none: run on a terminal"
+            ))),
+            PinSource::Quorum => Err(problem("the PIN comes from the quorum".into())),
+        }
+    }
+}
+
+/// The mnemonic in a share file: every line that is not blank and not a `#` comment.
+pub fn mnemonic_from_file(path: &Path) -> Result<Zeroizing<String>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading share file {}", path.display()))?,
+    );
+    let words: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    Ok(Zeroizing::new(words.join(" ")))
+}
+
+fn describe(progress: &Progress) -> String {
+    let groups: Vec<String> = progress
+        .groups
+        .iter()
+        .map(|(g, have, need)| format!("group {g}: {have} of {need}"))
+        .collect();
+    format!(
+        "{} (need {} of {} groups)",
+        groups.join(", "),
+        progress.group_threshold,
+        progress.group_count
+    )
+}
+
+/// Checks one share against the vault and adds it to the collection; returns its custodian.
+fn accept(
+    vault: &Vault,
+    collector: &mut Collector,
+    position: usize,
+    mnemonic: &str,
+    source: &str,
+) -> Result<String> {
+    let share = Share::parse(mnemonic, position)
+        .map_err(vault_core::Error::from)
+        .with_context(|| source.to_owned())?;
+    let custodian = vault
+        .custodian_of(&share)
+        .ok_or_else(|| fail(Failure::Quorum, format!("{source}: share {position} does not belong to this vault (it matches none of its custodians' commitments)")))?;
+    collector
+        .add(position, share)
+        .map_err(vault_core::Error::from)
+        .with_context(|| source.to_owned())?;
+    Ok(custodian)
+}
+
+/// Gathers shares from files, stdin, or the terminal, validating each on entry.
+pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector> {
+    let mut collector = Collector::new();
+    let mut position = 0;
+    for path in &sources.share_files {
+        position += 1;
+        let mnemonic = mnemonic_from_file(path)?;
+        let custodian = accept(
+            vault,
+            &mut collector,
+            position,
+            &mnemonic,
+            &format!("share file {}", path.display()),
+        )?;
+        eprintln!(
+            "accepted share {position} ({custodian}) from {}",
+            path.display()
+        );
+    }
+    if sources.shares_stdin {
+        let mut line = Zeroizing::new(String::new());
+        let stdin = std::io::stdin();
+        let mut lock = stdin.lock();
+        loop {
+            line.clear();
+            if lock
+                .read_line(&mut line)
+                .context("reading shares from standard input")?
+                == 0
+            {
+                break;
+            }
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            position += 1;
+            let custodian = accept(
+                vault,
+                &mut collector,
+                position,
+                line.trim(),
+                "standard input",
+            )?;
+            eprintln!("accepted share {position} ({custodian}) from standard input");
+        }
+    }
+    if collector.is_empty() {
+        if !interactive() {
+            return Err(fail(
+                Failure::Usage,
+                "no shares given and no terminal to ask on: pass --share-file FILE (repeat) or --shares-stdin",
+            ));
+        }
+        eprintln!("Enter the custodians' shares, one at a time (input is hidden).");
+        while !collector.progress().complete {
+            position += 1;
+            let mnemonic = hidden(&format!("share {position}: "))?;
+            if mnemonic.trim().is_empty() {
+                return Err(fail(
+                    Failure::Quorum,
+                    format!(
+                        "stopped before the quorum was met: {}",
+                        describe(&collector.progress())
+                    ),
+                ));
+            }
+            match accept(vault, &mut collector, position, &mnemonic, "terminal") {
+                Ok(custodian) => eprintln!(
+                    "  accepted: {custodian}. {}",
+                    describe(&collector.progress())
+                ),
+                Err(e) => {
+                    eprintln!("  refused: {e:#}. Try again.");
+                    position -= 1;
+                }
+            }
+        }
+    }
+    Ok(collector)
+}
+
+/// Reads a secret input (a credential to seal) from a file or stdin.
+pub fn read_secret_input(
+    from_file: Option<&PathBuf>,
+    from_stdin: bool,
+) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    if let Some(path) = from_file {
+        return Ok(Some(Zeroizing::new(
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )));
+    }
+    if from_stdin {
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("reading standard input")?;
+        return Ok(Some(bytes));
+    }
+    Ok(None)
+}
