@@ -621,3 +621,87 @@ fn shares_from_stdin_status_list_and_share_verify() {
         &fingerprint,
     ]);
 }
+
+#[test]
+fn share_cards_carry_the_words_the_fingerprint_and_a_qr_code() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "init",
+        "--dev-softhsm",
+        "--custodian",
+        "ann",
+        "--custodian",
+        "bo",
+        "--threshold",
+        "2",
+        "--iteration-exponent",
+        "0",
+        "--share-cards",
+        env.path("cards").to_str().unwrap(),
+        "--json",
+    ]);
+    let init: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let fingerprint = init["fingerprint"].as_str().unwrap();
+    let card = env.path("cards").join("ann.html");
+    let html = std::fs::read_to_string(&card).unwrap();
+    assert!(
+        html.contains(fingerprint) && html.contains("<svg") && html.contains("<li><span> 1</span>"),
+        "{html}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&card).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Cards are never overwritten: a second init into another vault with the same card
+    // directory fails before touching the existing cards.
+    let again = env
+        .command(&[
+            "--vault",
+            env.path("vault2").to_str().unwrap(),
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "ann",
+            "--custodian",
+            "bo",
+            "--threshold",
+            "2",
+            "--share-cards",
+            env.path("cards").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwrites"));
+    assert_eq!(std::fs::read_to_string(&card).unwrap(), html);
+    assert!(
+        !env.path("vault2").exists(),
+        "no half-made vault is left behind"
+    );
+}
+
+#[test]
+fn a_failed_init_leaves_nothing_behind() {
+    let env = Env::new();
+    let output = env.run(&[
+        "init",
+        "--module",
+        "/nonexistent/pkcs11.so",
+        "--token",
+        "t",
+        "--init-token",
+        "--custodian",
+        "a",
+        "--custodian",
+        "b",
+        "--threshold",
+        "2",
+        "--shares-dir",
+        env.path("shares").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("/nonexistent/pkcs11.so"));
+    assert!(!env.vault().exists());
+    assert!(!env.path("shares").exists());
+}

@@ -27,12 +27,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[non_exhaustive]
 pub enum AuditError {
     /// Reading or writing the log failed.
-    #[error("{}: {source}", file.display())]
+    #[error("{}: {cause}", file.display())]
     Io {
         /// The log.
         file: PathBuf,
         /// The operating system's error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The last line cannot be read, so nothing can be appended after it.
     #[error("{}: line {line} is damaged ({reason}); run `breakglass audit verify`", file.display())]
@@ -201,7 +201,7 @@ impl AuditLog {
     fn io(&self) -> impl FnOnce(std::io::Error) -> AuditError + '_ {
         |source| AuditError::Io {
             file: self.path.clone(),
-            source,
+            cause: source,
         }
     }
 

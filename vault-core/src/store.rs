@@ -33,14 +33,14 @@ const LOCK: &str = "vault.lock";
 #[non_exhaustive]
 pub enum StoreError {
     /// An I/O failure on a file or directory.
-    #[error("{}: {action}: {source}", path.display())]
+    #[error("{}: {action}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
         /// The operating system's error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The directory is not a vault.
     #[error("{} is not a breakglass vault (no {MANIFEST}); create one with `breakglass init` or pass --vault", path.display())]
@@ -84,7 +84,7 @@ fn io<'p>(path: &'p Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     move |source| StoreError::Io {
         path: path.to_path_buf(),
         action,
-        source,
+        cause: source,
     }
 }
 

@@ -276,13 +276,41 @@ impl Vault {
         options: &InitOptions<'_>,
     ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
         validate_groups(options.group_threshold, &options.groups)?;
+        let existed = dir.exists();
         let store = Store::create(dir)?;
+        let result = Vault::init_in(store, dir, options);
+        if result.is_err() {
+            // Nothing half-made: the directory was missing or empty before, so everything in it
+            // is ours (a token made inside it for --dev-softhsm included).
+            if existed {
+                if let Ok(entries) = std::fs::read_dir(dir) {
+                    for entry in entries.flatten() {
+                        let path = entry.path();
+                        let _ = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                    }
+                }
+            } else {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        result
+    }
+
+    fn init_in(
+        store: Store,
+        dir: &Path,
+        options: &InitOptions<'_>,
+    ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
         if options.token.softhsm_conf.is_some() {
             crate::hsm::write_dev_softhsm_conf(dir).map_err(|source| {
                 crate::store::StoreError::Io {
                     path: dir.join(crate::hsm::DEV_SOFTHSM_DIR),
                     action: "creating the development SoftHSM token directory",
-                    source,
+                    cause: source,
                 }
             })?;
         }

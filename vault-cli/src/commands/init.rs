@@ -117,7 +117,7 @@ fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
          li span{{color:#888}}.fp{{font-family:monospace;font-size:1.3em;letter-spacing:.1em}}</style></head><body>\
          <h1>breakglass share card</h1><p>Custodian: <b>{custodian}</b> (group {group})</p>\
          <p>Vault {vault_id}<br>Fingerprint: <span class=\"fp\">{fingerprint}</span><br>Issued {date}</p>\
-         <ol>{words}</ol>\
+         <ol>{words}</ol><div>{qr}</div><p style=\"font-size:.8em;color:#666\">The QR code holds the same words, for SLIP-39 tools that scan.</p>\
          <h2>In an emergency</h2><ol style=\"columns:1;list-style:decimal;font-family:sans-serif;font-size:1em;padding-left:1.5em\">\
          <li>Check that the fingerprint the coordinator shows matches this card.</li>\
          <li>Type these words when <code>breakglass unseal</code> or <code>breakglass ceremony contribute</code> asks for them (input is hidden).</li>\
@@ -129,7 +129,19 @@ fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
         vault_id = m.vault_id,
         fingerprint = m.fingerprint().display(),
         date = m.created,
+        qr = qr_svg(mnemonic.expose_secret()),
     )
+}
+
+/// The mnemonic as an SVG QR code (medium error correction).
+fn qr_svg(text: &str) -> String {
+    match qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(240, 240)
+            .build(),
+        Err(_) => String::from("(no QR code: the share is too long for one)"),
+    }
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {
@@ -215,6 +227,23 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
             Failure::Usage,
             "no --shares-dir or --share-cards, and no terminal to show the shares on",
         ));
+    }
+    // Nothing half-made: every share file and card must be new before the vault is created.
+    let custodians: Vec<&String> = groups.iter().flat_map(|g| &g.members).collect();
+    for (dir, extension) in [(&args.shares_dir, "share"), (&args.share_cards, "html")] {
+        let Some(dir) = dir else { continue };
+        for custodian in &custodians {
+            let path = dir.join(format!("{custodian}.{extension}"));
+            if path.exists() {
+                return Err(fail(
+                    Failure::Usage,
+                    format!(
+                        "{} exists: breakglass never overwrites a share",
+                        path.display()
+                    ),
+                ));
+            }
+        }
     }
     let user_pin = pin_source(&args.pin_source, "--pin-source")?;
     let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;

@@ -30,14 +30,14 @@ impl std::fmt::Display for PinRole {
 pub enum HsmError {
     /// The PKCS#11 module could not be loaded or initialised.
     #[error(
-        "cannot load PKCS#11 module {}: {source} (check the path; for SoftHSM: apt-get install softhsm2)",
+        "cannot load PKCS#11 module {}: {cause} (check the path; for SoftHSM: apt-get install softhsm2)",
         module.display()
     )]
     ModuleLoad {
         /// The module path.
         module: PathBuf,
         /// What the loader or `C_Initialize` said.
-        source: Pkcs11Error,
+        cause: Pkcs11Error,
     },
     /// No token matches the label or serial asked for.
     #[error("no token {wanted} in PKCS#11 module {}; tokens present: {}", module.display(), list_or_none(present))]
@@ -125,14 +125,14 @@ pub enum HsmError {
         reason: String,
     },
     /// Any other PKCS#11 failure: the function and return value are in `source`.
-    #[error("token {token:?}: {operation} failed: {source}")]
+    #[error("token {token:?}: {operation} failed: {cause}")]
     Token {
         /// The token label (or the module path when no token is involved yet).
         token: String,
         /// What breakglass was doing.
         operation: &'static str,
         /// The PKCS#11 function and return value.
-        source: Pkcs11Error,
+        cause: Pkcs11Error,
     },
 }
 
@@ -168,7 +168,7 @@ impl HsmError {
             _ => HsmError::Token {
                 token: token.to_owned(),
                 operation,
-                source,
+                cause: source,
             },
         }
     }

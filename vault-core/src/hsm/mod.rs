@@ -224,7 +224,7 @@ impl Module {
     pub fn open(path: &Path) -> Result<Module, HsmError> {
         let load_error = |source| HsmError::ModuleLoad {
             module: path.to_path_buf(),
-            source,
+            cause: source,
         };
         let context = Pkcs11::new(path).map_err(load_error)?;
         match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -246,7 +246,7 @@ impl Module {
         move |source| HsmError::Token {
             token: self.path.display().to_string(),
             operation,
-            source,
+            cause: source,
         }
     }
 
