@@ -38,6 +38,12 @@ pub enum Command {
     Status(ReportArgs),
     /// Open a credential with a quorum of shares and an enrolled token.
     Unseal(UnsealArgs),
+    /// Open an aws credential with a quorum and assume its emergency role through STS.
+    Assume(AssumeArgs),
+    /// Assume the role and run a command with the session in its environment.
+    Exec(ExecArgs),
+    /// Prove the emergency path works without using it: shares, token, every envelope.
+    Drill(DrillArgs),
     /// A custodian's own share.
     #[command(subcommand)]
     Share(ShareCommand),
@@ -288,6 +294,71 @@ pub struct HsmTokensArgs {
     /// Path of the PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so).
     #[arg(long, env = "BREAKGLASS_PKCS11_MODULE")]
     pub module: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `assume` and `exec` share.
+#[derive(Debug, Args)]
+pub struct AssumeCommon {
+    /// The credential's name (kind aws).
+    pub name: String,
+    /// Where shares come from (without these, a terminal prompts for them).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// Why the glass is broken: recorded in the audit log and as a session tag.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Session duration in seconds (default: the credential's metadata, else the vault policy).
+    #[arg(long)]
+    pub duration: Option<i32>,
+    /// Then assume these roles in turn with the session (member accounts); repeat.
+    #[arg(long = "chain", value_name = "ROLE_ARN")]
+    pub chain: Vec<String>,
+    /// Use this enrolled token (label) rather than the first one present.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm: Option<String>,
+    /// Log in even if the token says the PIN is at its final try.
+    #[arg(long)]
+    pub force_pin: bool,
+}
+
+/// `breakglass assume`
+#[derive(Debug, Args)]
+pub struct AssumeArgs {
+    /// The credential, shares and session options.
+    #[command(flatten)]
+    pub common: AssumeCommon,
+    /// Print the session as shell exports (env), JSON (json), or the AWS credential_process
+    /// JSON (credential-process). Without it, only the session's identity and expiry are shown.
+    #[arg(long, value_parser = ["env", "json", "credential-process"])]
+    pub format: Option<String>,
+}
+
+/// `breakglass exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The credential, shares and session options.
+    #[command(flatten)]
+    pub common: AssumeCommon,
+    /// The command to run, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `breakglass drill`
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Where shares come from (without these, a terminal prompts for them).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// Also check each sealed AWS key with STS GetCallerIdentity (no role is assumed).
+    #[arg(long)]
+    pub aws: bool,
+    /// Use this enrolled token (label) rather than the first one present.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

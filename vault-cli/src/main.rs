@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[allow(dead_code)]
 mod aws;
 mod cli;
 mod commands;
@@ -29,7 +28,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("breakglass: {error:#}");
             exit::classify(&error).into()
@@ -37,9 +36,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let vault = cli.vault.as_deref();
+    if let Command::Exec(args) = &cli.command {
+        return commands::assume::exec(vault, args);
+    }
     match cli.command {
+        Command::Assume(args) => commands::assume::run(vault, &args),
+        Command::Drill(args) => commands::drill::run(vault, &args),
+        Command::Exec(_) => unreachable!("handled above"),
         Command::Init(args) => commands::init::run(vault, &args),
         Command::Seal(args) => commands::seal::run(vault, &args),
         Command::List(args) => commands::list::list(vault, &args),
@@ -53,4 +58,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shares(SharesCommand::Combine(args)) => commands::shares::combine(&args),
         Command::Shares(SharesCommand::Inspect(args)) => commands::shares::inspect(&args),
     }
+    .map(|()| ExitCode::SUCCESS)
 }

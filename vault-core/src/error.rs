@@ -31,6 +31,9 @@ pub enum Error {
     /// A credential payload problem.
     #[error(transparent)]
     Credential(#[from] crate::credential::CredentialError),
+    /// An MFA seed problem.
+    #[error(transparent)]
+    Totp(#[from] crate::totp::TotpError),
     /// A manifest problem.
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),

@@ -14,6 +14,7 @@
 //! - [`store`]: the vault directory (atomic writes, writers' lock).
 //! - [`audit`]: the hash-chained audit log with signed checkpoints.
 //! - [`vault`]: the operations of the core flow over all of the above.
+//! - [`totp`]: RFC 6238 codes for the sealed MFA seed.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]
@@ -30,6 +31,7 @@ pub mod manifest;
 pub mod quorum;
 pub mod secret;
 pub mod store;
+pub mod totp;
 pub mod vault;
 
 pub use error::Error;

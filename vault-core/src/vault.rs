@@ -641,6 +641,60 @@ impl Vault {
         .into())
     }
 
+    /// A drill: the shares recombine, the token answers, and every envelope opens (the
+    /// plaintext goes only to `check`, e.g. to test AWS keys, and is then dropped). Records a
+    /// `drill` entry with the participants and what `check` reported, signed by a checkpoint.
+    pub fn drill(
+        &self,
+        shares: &Collector,
+        pins: &dyn PinProvider,
+        only_token: Option<&str>,
+        force_pin: bool,
+        mut check: impl FnMut(&str, &Envelope, &SecretBytes) -> String,
+    ) -> Result<(Vec<String>, BTreeMap<String, String>), crate::Error> {
+        let (q, quorum_key, custodians, _) = self.recombine(shares)?;
+        self.with_token(
+            Some(q.expose_secret()),
+            only_token,
+            pins,
+            None,
+            force_pin,
+            |session, enrollment, key, _| {
+                let mut results = BTreeMap::new();
+                for name in self.store.credentials()? {
+                    let outcome = match self.envelope(&name) {
+                        Ok((path, envelope)) => {
+                            match envelope.open(&session.dh_oracle(key), &quorum_key, &path) {
+                                Ok(payload) => check(&name, &envelope, &payload),
+                                Err(e) => format!("FAILED: {e}"),
+                            }
+                        }
+                        Err(e) => format!("FAILED: {e}"),
+                    };
+                    results.insert(name, outcome);
+                }
+                let lock = self.store.lock()?;
+                let audit = self.audit();
+                let now = crate::clock::rfc3339(crate::clock::now_unix());
+                let actor = Actor::current();
+                let mut event = Event::new("drill").detail("token", enrollment.label.clone());
+                for (name, outcome) in &results {
+                    event
+                        .details
+                        .insert(format!("credential:{name}"), outcome.clone());
+                }
+                event.custodians = custodians.clone();
+                audit.append(event, &actor, &now)?;
+                if self.manifest.audit.token == enrollment.label {
+                    let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
+                    audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
+                }
+                drop(lock);
+                Ok((custodians.clone(), results))
+            },
+        )
+    }
+
     /// Unseals credential `name` with the collected shares and an enrolled token; records the
     /// unseal (with the custodians) and signs a checkpoint with the audit key.
     pub fn unseal(
@@ -652,6 +706,33 @@ impl Vault {
         force_pin: bool,
         purpose: &str,
     ) -> Result<Unsealed, crate::Error> {
+        let (unsealed, ()) = self.unseal_with(
+            name,
+            shares,
+            pins,
+            only_token,
+            force_pin,
+            purpose,
+            |_, _, _| (BTreeMap::new(), ()),
+        )?;
+        Ok(unsealed)
+    }
+
+    /// Unseals as [`Vault::unseal`] and, while the token is still logged in, runs `act` on the
+    /// payload (e.g. assuming the AWS role). What `act` returns as details (public facts only:
+    /// session key id, expiry) goes into the audit entry, which the checkpoint then signs; its
+    /// own result is handed back as it is, success or not.
+    #[allow(clippy::too_many_arguments)]
+    pub fn unseal_with<R>(
+        &self,
+        name: &str,
+        shares: &Collector,
+        pins: &dyn PinProvider,
+        only_token: Option<&str>,
+        force_pin: bool,
+        purpose: &str,
+        act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
+    ) -> Result<(Unsealed, R), crate::Error> {
         let (path, envelope) = self.envelope(name)?;
         let (q, quorum_key, custodians, rejected) = self.recombine(shares)?;
         self.with_token(
@@ -662,11 +743,13 @@ impl Vault {
             force_pin,
             |session, enrollment, key, warning| {
                 let payload = envelope.open(&session.dh_oracle(key), &quorum_key, &path)?;
+                let (details, result) = act(&envelope, &payload, &custodians);
                 let lock = self.store.lock()?;
                 let audit = self.audit();
                 let now = crate::clock::rfc3339(crate::clock::now_unix());
                 let actor = Actor::current();
                 let mut event = Event::new(purpose).detail("token", enrollment.label.clone());
+                event.details.extend(details);
                 event.credential = Some(name.to_owned());
                 event.custodians = custodians.clone();
                 audit.append(event, &actor, &now)?;
@@ -675,14 +758,17 @@ impl Vault {
                     audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
                 }
                 drop(lock);
-                Ok(Unsealed {
-                    payload,
-                    envelope,
-                    custodians,
-                    rejected,
-                    token: enrollment.label.clone(),
-                    warning,
-                })
+                Ok((
+                    Unsealed {
+                        payload,
+                        envelope,
+                        custodians,
+                        rejected,
+                        token: enrollment.label.clone(),
+                        warning,
+                    },
+                    result,
+                ))
             },
         )
     }

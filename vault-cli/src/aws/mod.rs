@@ -7,9 +7,19 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sts::primitives::DateTimeFormat;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::exit::{Failure, fail};
 
 /// The provider name the SDK reports for credentials breakglass supplies.
 const PROVIDER_NAME: &str = "breakglass-sealed";
+
+/// STS limits on `DurationSeconds` for AssumeRole.
+pub const MIN_SESSION_SECONDS: i32 = 900;
+/// The largest duration a role can allow (its own MaxSessionDuration may be lower).
+pub const MAX_SESSION_SECONDS: i32 = 43_200;
 
 /// Builds the SDK configuration for static, unsealed credentials.
 ///
@@ -31,8 +41,242 @@ pub async fn sdk_config(
         aws_config::defaults(BehaviorVersion::latest()).credentials_provider(credentials);
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
+    } else if std::env::var_os("AWS_REGION").is_none()
+        && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+    {
+        // STS is global; without a region the SDK refuses to build a request.
+        loader = loader.region(Region::new("us-east-1"));
     }
     loader.load().await
+}
+
+/// A single-threaded runtime for one command's AWS calls.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// What AssumeRole is asked for.
+#[derive(Debug, Clone)]
+pub struct AssumeRequest {
+    /// The role.
+    pub role_arn: String,
+    /// `RoleSessionName`.
+    pub session_name: String,
+    /// `SourceIdentity`.
+    pub source_identity: String,
+    /// Session tags.
+    pub tags: Vec<(String, String)>,
+    /// `DurationSeconds`.
+    pub duration_seconds: i32,
+    /// A scope-down session policy.
+    pub policy: Option<String>,
+    /// `ExternalId`.
+    pub external_id: Option<String>,
+    /// `SerialNumber` of the MFA device.
+    pub mfa_serial: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+}
+
+/// A temporary session.
+pub struct Session {
+    /// The session's access key id (public: logged, and seen in CloudTrail).
+    pub access_key_id: String,
+    /// The session's secret key.
+    pub secret_access_key: SecretString,
+    /// The session token.
+    pub session_token: SecretString,
+    /// Expiry, RFC 3339.
+    pub expiration: String,
+    /// The assumed-role ARN (with the session name).
+    pub assumed_role_arn: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .field("assumed_role_arn", &self.assumed_role_arn)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns an SDK failure into a message that says what to do, classed as an AWS error (exit 6).
+///
+/// The local test endpoint's auth-layer errors carry no parsable code, so the HTTP status and
+/// body are read as well.
+fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &str,
+    error: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> anyhow::Error {
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the AWS STS endpoint".into());
+    let message = match &error {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+            "{operation}: cannot reach {endpoint}: check the network, proxy and AWS_ENDPOINT_URL"
+        ),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().map(str::to_owned);
+            let status = service.raw().status().as_u16();
+            let body = service
+                .raw()
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let code = code.or_else(|| {
+                [
+                    "InvalidClientTokenId",
+                    "SignatureDoesNotMatch",
+                    "AccessDenied",
+                    "ExpiredToken",
+                    "RequestExpired",
+                ]
+                .into_iter()
+                .find(|c| body.contains(c))
+                .map(str::to_owned)
+            });
+            match code.as_deref() {
+                Some("InvalidClientTokenId") => format!(
+                    "{operation}: the sealed key is no longer valid in AWS (deleted or deactivated): rotate it, or re-seal a valid key"
+                ),
+                Some("SignatureDoesNotMatch") => format!(
+                    "{operation}: AWS refused the signature: the sealed secret key does not match its key id; re-seal the credential"
+                ),
+                Some("AccessDenied") => format!(
+                    "{operation}: access denied: check the role's trust policy (this user, MFA, sts:SetSourceIdentity and sts:TagSession allowed) and the user's permission to assume it"
+                ),
+                Some("ExpiredToken" | "RequestExpired") => format!(
+                    "{operation}: AWS says the request or token expired: check this machine's clock against the server's (HTTP Date: {})",
+                    service.raw().headers().get("date").unwrap_or("unknown")
+                ),
+                Some(code) => {
+                    format!("{operation}: AWS refused the request ({code}, HTTP {status})")
+                }
+                None => format!("{operation}: AWS refused the request (HTTP {status})"),
+            }
+        }
+        other => format!("{operation}: {other}"),
+    };
+    fail(Failure::Aws, message)
+}
+
+/// STS `AssumeRole` with the sealed long-term keys; `mfa_code` is the TOTP code, if any.
+pub async fn assume_role(
+    access_key_id: &str,
+    secret_access_key: &SecretString,
+    request: &AssumeRequest,
+    mfa_code: Option<String>,
+) -> anyhow::Result<Session> {
+    let config = sdk_config(
+        access_key_id,
+        secret_access_key.expose_secret(),
+        None,
+        request.region.clone(),
+    )
+    .await;
+    let sts = aws_sdk_sts::Client::new(&config);
+    let mut call = sts
+        .assume_role()
+        .role_arn(&request.role_arn)
+        .role_session_name(&request.session_name)
+        .source_identity(&request.source_identity)
+        .duration_seconds(request.duration_seconds)
+        .set_policy(request.policy.clone())
+        .set_external_id(request.external_id.clone());
+    for (key, value) in &request.tags {
+        call = call.tags(
+            aws_sdk_sts::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build()
+                .map_err(|e| fail(Failure::Aws, format!("session tag {key}: {e}")))?,
+        );
+    }
+    if let (Some(serial), Some(code)) = (&request.mfa_serial, mfa_code) {
+        call = call.serial_number(serial).token_code(code);
+    }
+    let output = call.send().await.map_err(|e| explain("AssumeRole", e))?;
+    let credentials = output
+        .credentials()
+        .ok_or_else(|| fail(Failure::Aws, "AssumeRole returned no credentials"))?;
+    Ok(Session {
+        access_key_id: credentials.access_key_id().to_owned(),
+        secret_access_key: SecretString::from(credentials.secret_access_key().to_owned()),
+        session_token: SecretString::from(credentials.session_token().to_owned()),
+        expiration: credentials
+            .expiration()
+            .fmt(DateTimeFormat::DateTime)
+            .unwrap_or_default(),
+        assumed_role_arn: output
+            .assumed_role_user()
+            .map(|u| u.arn().to_owned())
+            .unwrap_or_default(),
+    })
+}
+
+/// STS `GetCallerIdentity` with the given keys: the caller's ARN.
+pub async fn caller_identity(
+    access_key_id: &str,
+    secret_access_key: &SecretString,
+    session_token: Option<&SecretString>,
+    region: Option<String>,
+) -> anyhow::Result<String> {
+    let config = sdk_config(
+        access_key_id,
+        secret_access_key.expose_secret(),
+        session_token.map(|t| t.expose_secret().to_owned()),
+        region,
+    )
+    .await;
+    let output = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| explain("GetCallerIdentity", e))?;
+    Ok(output.arn().unwrap_or_default().to_owned())
+}
+
+/// STS `AssumeRole` with a session's credentials (role chaining into member accounts).
+pub async fn assume_role_with_session(
+    session: &Session,
+    request: &AssumeRequest,
+) -> anyhow::Result<Session> {
+    let config = sdk_config(
+        &session.access_key_id,
+        session.secret_access_key.expose_secret(),
+        Some(session.session_token.expose_secret().to_owned()),
+        request.region.clone(),
+    )
+    .await;
+    let output = aws_sdk_sts::Client::new(&config)
+        .assume_role()
+        .role_arn(&request.role_arn)
+        .role_session_name(&request.session_name)
+        .source_identity(&request.source_identity)
+        .duration_seconds(request.duration_seconds)
+        .send()
+        .await
+        .map_err(|e| explain("AssumeRole (chained)", e))?;
+    let credentials = output
+        .credentials()
+        .ok_or_else(|| fail(Failure::Aws, "AssumeRole returned no credentials"))?;
+    Ok(Session {
+        access_key_id: credentials.access_key_id().to_owned(),
+        secret_access_key: SecretString::from(credentials.secret_access_key().to_owned()),
+        session_token: SecretString::from(credentials.session_token().to_owned()),
+        expiration: credentials
+            .expiration()
+            .fmt(DateTimeFormat::DateTime)
+            .unwrap_or_default(),
+        assumed_role_arn: output
+            .assumed_role_user()
+            .map(|u| u.arn().to_owned())
+            .unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]
@@ -56,24 +300,21 @@ mod tests {
                 std::env::set_var(name, value)
             };
         }
-        let config = sdk_config(&key.id, &key.secret, None, None).await;
-        let sts = aws_sdk_sts::Client::new(&config);
-        let identity = sts
-            .get_caller_identity()
-            .send()
+        let arn = caller_identity(&key.id, &SecretString::from(key.secret.clone()), None, None)
             .await
             .expect("GetCallerIdentity");
-        assert_eq!(
-            identity.arn(),
-            Some("arn:aws:iam::123456789012:user/breakglass-user")
-        );
+        assert_eq!(arn, "arn:aws:iam::123456789012:user/breakglass-user");
 
-        // With authentication on, an unknown key is refused: the endpoint really checks.
-        let bogus = sdk_config("AKIAIOSFODNN7EXAMPLE", "not-a-real-secret", None, None).await;
-        let refused = aws_sdk_sts::Client::new(&bogus)
-            .get_caller_identity()
-            .send()
-            .await;
-        assert!(refused.is_err(), "an unknown key must be refused");
+        // With authentication on, an unknown key is refused, and the message says what to do.
+        let refused = caller_identity(
+            "AKIAIOSFODNN7EXAMPLE",
+            &SecretString::from("not-a-real-secret".to_owned()),
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(refused.to_string().contains("no longer valid"), "{refused}");
+        assert_eq!(crate::exit::classify(&refused), Failure::Aws);
     }
 }

@@ -1,6 +1,8 @@
 //! One module per command, and what they share: finding the vault.
 
+pub mod assume;
 pub mod audit;
+pub mod drill;
 pub mod hsm;
 pub mod init;
 pub mod list;

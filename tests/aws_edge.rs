@@ -1,0 +1,327 @@
+//! End-to-end: the AWS edge against the local endpoint (moto) with request authentication on,
+//! through the real AWS SDK in the binary, and the AWS CLI as a real consumer of our outputs.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use hsm_testing::aws::LocalAws;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    aws: LocalAws,
+    role_arn: String,
+    user_key_id: String,
+}
+
+impl Setup {
+    /// A break-glass user allowed to assume an emergency role, its key sealed in a 2-of-3 dev
+    /// vault; authentication turned on.
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let aws = LocalAws::start();
+        let key = aws.create_user_with_key("breakglass");
+        aws.put_user_policy(
+            "breakglass",
+            "assume-emergency",
+            &serde_json::json!({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetCallerIdentity"], "Resource": "*"}]}),
+        );
+        let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
+        aws.enable_auth();
+        let setup = Setup {
+            dir,
+            aws,
+            role_arn,
+            user_key_id: key.id.clone(),
+        };
+        setup.ok(&[
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "a",
+            "--custodian",
+            "b",
+            "--custodian",
+            "c",
+            "--threshold",
+            "2",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            setup.path("shares").to_str().unwrap(),
+        ]);
+        let input = serde_json::json!({"AccessKey": {"UserName": "breakglass", "AccessKeyId": key.id, "SecretAccessKey": key.secret, "Status": "Active"}});
+        std::fs::write(setup.path("key.json"), input.to_string()).unwrap();
+        setup.ok(&[
+            "seal",
+            "prod",
+            "--kind",
+            "aws",
+            "--from-file",
+            setup.path("key.json").to_str().unwrap(),
+            "--role-arn",
+            &setup.role_arn,
+            "--region",
+            "us-east-1",
+            "--duration",
+            "900",
+        ]);
+        std::fs::remove_file(setup.path("key.json")).unwrap();
+        setup
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
+        let venv_bin = hsm_testing::tools::venv_dir().join("bin");
+        command
+            .args(args)
+            .envs(self.aws.client_env())
+            .env("BREAKGLASS_VAULT", self.path("vault"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    venv_bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_PROFILE")
+            .stdin(Stdio::null());
+        command
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+    fn with_shares<'a>(&'a self, args: &[&'a str], shares: &'a [String]) -> Vec<&'a str> {
+        let mut all: Vec<&str> = args.to_vec();
+        for share in shares {
+            all.push("--share-file");
+            all.push(share);
+        }
+        all
+    }
+    fn shares(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                self.path("shares")
+                    .join(format!("{n}.share"))
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn assume_returns_the_role_session_named_after_the_ceremony_and_logs_it() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "c"]);
+    let out = setup.ok(&setup.with_shares(
+        &[
+            "assume",
+            "prod",
+            "--format",
+            "json",
+            "--reason",
+            "IdP outage INC-42",
+        ],
+        &shares,
+    ));
+    let session: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ceremony = session["Ceremony"].as_str().unwrap();
+    assert_eq!(
+        session["AssumedRoleArn"].as_str().unwrap(),
+        format!("arn:aws:sts::123456789012:assumed-role/emergency/breakglass-{ceremony}")
+    );
+    let session_key = session["AccessKeyId"].as_str().unwrap();
+    assert_ne!(session_key, setup.user_key_id);
+    // The session works: GetCallerIdentity as the assumed role, through the AWS CLI.
+    let cli = Command::new(hsm_testing::tools::venv_program("aws"))
+        .args(["sts", "get-caller-identity", "--output", "json"])
+        .envs(setup.aws.client_env())
+        .env("AWS_ACCESS_KEY_ID", session_key)
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            session["SecretAccessKey"].as_str().unwrap(),
+        )
+        .env(
+            "AWS_SESSION_TOKEN",
+            session["SessionToken"].as_str().unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("assumed-role/emergency"));
+    // The audit log has the session's key id, expiry, role, custodians and reason; no secret.
+    let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    let entry = log.lines().find(|l| l.contains("\"assume_role\"")).unwrap();
+    for needle in [
+        session_key,
+        ceremony,
+        "IdP outage INC-42",
+        "\"custodians\":[\"a\",\"c\"]",
+        "expiration",
+    ] {
+        assert!(entry.contains(needle), "{needle} missing from {entry}");
+    }
+    assert!(!log.contains(session["SecretAccessKey"].as_str().unwrap()));
+    assert!(!log.contains(session["SessionToken"].as_str().unwrap()));
+    let verify: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(
+        verify["unsigned_tail"], 0,
+        "the assume entry is signed: {verify}"
+    );
+}
+
+#[test]
+fn the_aws_cli_uses_our_credential_process_output_and_exec_runs_it_with_the_session() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["b", "c"]);
+    let out = setup.ok(&setup.with_shares(
+        &["assume", "prod", "--format", "credential-process"],
+        &shares,
+    ));
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["Version"], 1);
+    let cached = setup.path("session.json");
+    std::fs::write(&cached, &out).unwrap();
+    let config = setup.path("aws-config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile breakglass]\ncredential_process = cat {}\nregion = us-east-1\n",
+            cached.display()
+        ),
+    )
+    .unwrap();
+    let cli = Command::new(hsm_testing::tools::venv_program("aws"))
+        .args([
+            "sts",
+            "get-caller-identity",
+            "--profile",
+            "breakglass",
+            "--output",
+            "json",
+        ])
+        .envs(setup.aws.client_env())
+        .env("AWS_CONFIG_FILE", &config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("assumed-role/emergency/breakglass-"));
+
+    // exec: stale credentials in the environment are cleared, the session is put in.
+    let mut command = setup.command(&setup.with_shares(&["exec", "prod"], &shares));
+    command
+        .args([
+            "--",
+            "aws",
+            "sts",
+            "get-caller-identity",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIASTALESTALESTALE0")
+        .env("AWS_PROFILE", "nonexistent");
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("assumed-role/emergency/breakglass-"));
+    // The command's exit code comes back.
+    let failing = setup
+        .command(&setup.with_shares(&["exec", "prod"], &shares))
+        .args(["--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(7));
+}
+
+#[test]
+fn a_deleted_sealed_key_fails_with_exit_6_and_says_what_to_do_and_drill_reports_it() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "b"]);
+    let drill = setup.ok(&setup.with_shares(&["drill", "--aws", "--json"], &shares));
+    let report: serde_json::Value = serde_json::from_str(&drill).unwrap();
+    assert!(
+        report["credentials"]["prod"]
+            .as_str()
+            .unwrap()
+            .contains("valid in AWS as arn:aws:iam::123456789012:user/breakglass"),
+        "{report}"
+    );
+
+    setup.aws.boto(
+        "iam.delete_access_key(UserName='breakglass', AccessKeyId=args['key'])",
+        serde_json::json!({"key": setup.user_key_id}),
+    );
+    let output = setup.run(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
+    assert_eq!(
+        output.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("the sealed key is no longer valid in AWS") && err.contains("rotate"),
+        "{err}"
+    );
+    assert!(output.stdout.is_empty());
+    let drill = setup.run(&setup.with_shares(&["drill", "--aws"], &shares));
+    assert_eq!(drill.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&drill.stdout).contains("FAILED"));
+    // The failed attempt is in the audit log too.
+    let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"assume_role\"") && l.contains("no longer valid"))
+    );
+    // status shows the drills.
+    let status: serde_json::Value = serde_json::from_str(&setup.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["days_since_last_drill"], 0);
+}
+
+#[test]
+fn an_unreachable_endpoint_is_named() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "b"]);
+    let mut command =
+        setup.command(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
+    command.env("AWS_ENDPOINT_URL", "http://127.0.0.1:9");
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot reach http://127.0.0.1:9"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

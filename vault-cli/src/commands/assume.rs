@@ -1,0 +1,252 @@
+//! `breakglass assume` and `breakglass exec`: a quorum opens the sealed keys, which assume the
+//! emergency role through STS; the session goes to stdout in the asked format, or into a
+//! command's environment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use ring::rand::SecureRandom;
+use secrecy::{ExposeSecret, SecretString};
+use vault_core::credential::AwsKeys;
+use vault_core::envelope::Kind;
+use vault_core::totp::Totp;
+use vault_core::vault::Vault;
+
+use crate::aws::{self, AssumeRequest, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, Session};
+use crate::cli::{AssumeArgs, AssumeCommon, ExecArgs};
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, gather_shares};
+
+/// Variables that could make a child use other credentials than the session's.
+const STALE_VARIABLES: [&str; 10] = [
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+];
+
+/// Keeps the characters AWS allows in tag values, and the length. Spaces become `_` too: AWS
+/// allows them, but not every STS-compatible endpoint signs them alike (the local test endpoint
+/// does not), and the reason is in the audit log verbatim anyway.
+fn tag_value(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "_.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(256)
+        .collect()
+}
+
+fn ceremony_id() -> Result<String> {
+    let mut bytes = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
+    Ok(hex::encode(bytes))
+}
+
+/// The last TOTP step this vault used for `credential`, from the audit log.
+fn last_mfa_step(vault: &Vault, credential: &str) -> Option<u64> {
+    vault
+        .audit()
+        .entries()
+        .ok()?
+        .iter()
+        .rev()
+        .filter(|e| e.credential.as_deref() == Some(credential))
+        .find_map(|e| e.details.get("mfa_step")?.parse().ok())
+}
+
+fn duration(common: &AssumeCommon, metadata: &BTreeMap<String, String>, vault: &Vault) -> i32 {
+    let wanted = common
+        .duration
+        .or_else(|| metadata.get("session_duration")?.parse().ok())
+        .unwrap_or(vault.manifest().policy.default_session_seconds as i32);
+    let clamped = wanted.clamp(MIN_SESSION_SECONDS, MAX_SESSION_SECONDS);
+    if clamped != wanted {
+        eprintln!(
+            "breakglass: session duration {wanted} s is outside what AWS allows; using {clamped} s"
+        );
+    }
+    clamped
+}
+
+/// Unseals and assumes the role (and the chain); returns the last session and the ceremony id.
+fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, String)> {
+    crate::hardening::harden()?;
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let (_, envelope) = vault.envelope(&common.name)?;
+    if envelope.kind != Kind::Aws {
+        return Err(fail(
+            Failure::Usage,
+            format!(
+                "{} is a {} credential: assume needs an aws one",
+                common.name,
+                envelope.kind.as_str()
+            ),
+        ));
+    }
+    let role_arn = envelope.metadata.get("role_arn").cloned().ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            format!(
+                "{} has no role to assume: re-seal it with --role-arn",
+                common.name
+            ),
+        )
+    })?;
+    let ceremony = ceremony_id()?;
+    let identity = format!("breakglass-{ceremony}");
+    let request = AssumeRequest {
+        role_arn: role_arn.clone(),
+        session_name: identity.clone(),
+        source_identity: identity.clone(),
+        tags: Vec::new(),
+        duration_seconds: duration(common, &envelope.metadata, &vault),
+        policy: envelope.metadata.get("session_policy").cloned(),
+        external_id: envelope.metadata.get("external_id").cloned(),
+        mfa_serial: envelope.metadata.get("mfa_serial").cloned(),
+        region: envelope.metadata.get("region").cloned(),
+    };
+    let last_step = last_mfa_step(&vault, &common.name);
+    let shares = gather_shares(&vault, &common.shares)?;
+    let runtime = aws::runtime()?;
+    let (unsealed, result) = vault.unseal_with(&common.name, &shares, &CliPins, common.hsm.as_deref(), common.force_pin, "assume_role", |_, payload, custodians| {
+        let mut details = BTreeMap::from([("role".to_owned(), role_arn.clone()), ("ceremony".to_owned(), ceremony.clone())]);
+        if let Some(reason) = &common.reason {
+            details.insert("reason".into(), reason.clone());
+        }
+        let outcome = (|| -> Result<Session> {
+            let keys = AwsKeys::from_payload(payload.expose_secret())?;
+            let mut request = request.clone();
+            request.tags.push(("breakglass-ceremony".into(), ceremony.clone()));
+            request.tags.push(("breakglass-custodians".into(), tag_value(&custodians.join("+"))));
+            if let Some(reason) = &common.reason {
+                request.tags.push(("breakglass-reason".into(), tag_value(reason)));
+            }
+            let mfa_code = match (&keys.mfa_seed, &request.mfa_serial) {
+                (Some(seed), Some(_)) => {
+                    let totp = Totp::from_base32(seed.expose_secret())?;
+                    let (code, step, wait) = totp.next_unused(last_step, vault_core::clock::now_unix());
+                    if wait > 0 {
+                        eprintln!("the current MFA code was already used by this vault; waiting {wait} s for the next one");
+                        std::thread::sleep(std::time::Duration::from_secs(wait));
+                    }
+                    details.insert("mfa_step".into(), step.to_string());
+                    Some(code)
+                }
+                _ => None,
+            };
+            let mut session = runtime.block_on(aws::assume_role(&keys.access_key_id, &keys.secret_access_key, &request, mfa_code))?;
+            for next in &common.chain {
+                let chained = AssumeRequest { role_arn: next.clone(), mfa_serial: None, policy: None, external_id: None, tags: Vec::new(), duration_seconds: MIN_SESSION_SECONDS.max(3600), ..request.clone() };
+                session = runtime.block_on(aws::assume_role_with_session(&session, &chained))?;
+            }
+            Ok(session)
+        })();
+        match &outcome {
+            Ok(session) => {
+                details.insert("session_access_key_id".into(), session.access_key_id.clone());
+                details.insert("expiration".into(), session.expiration.clone());
+                details.insert("assumed_role_arn".into(), session.assumed_role_arn.clone());
+            }
+            Err(e) => {
+                details.insert("error".into(), format!("{e:#}"));
+            }
+        }
+        (details, outcome)
+    })?;
+    let session = result?;
+    eprintln!(
+        "assumed {} as {} until {} (ceremony {ceremony}; custodians: {})",
+        role_arn,
+        session.assumed_role_arn,
+        session.expiration,
+        unsealed.custodians.join(", ")
+    );
+    Ok((session, ceremony))
+}
+
+/// `breakglass assume`.
+pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
+    let (session, ceremony) = assume(vault_arg, &args.common)?;
+    match args.format.as_deref() {
+        Some("env") => {
+            println!("export AWS_ACCESS_KEY_ID={}", session.access_key_id);
+            println!(
+                "export AWS_SECRET_ACCESS_KEY={}",
+                session.secret_access_key.expose_secret()
+            );
+            println!(
+                "export AWS_SESSION_TOKEN={}",
+                session.session_token.expose_secret()
+            );
+            println!("export AWS_CREDENTIAL_EXPIRATION={}", session.expiration);
+        }
+        Some("json") => println!(
+            "{}",
+            serde_json::json!({
+                "AccessKeyId": session.access_key_id, "SecretAccessKey": session.secret_access_key.expose_secret(),
+                "SessionToken": session.session_token.expose_secret(), "Expiration": session.expiration,
+                "AssumedRoleArn": session.assumed_role_arn, "Ceremony": ceremony,
+            })
+        ),
+        Some("credential-process") => println!("{}", credential_process_json(&session)),
+        _ => eprintln!(
+            "(session not printed: pass --format env|json|credential-process, or use breakglass exec)"
+        ),
+    }
+    Ok(())
+}
+
+/// The AWS `credential_process` output, Version 1.
+pub fn credential_process_json(session: &Session) -> String {
+    serde_json::json!({
+        "Version": 1,
+        "AccessKeyId": session.access_key_id,
+        "SecretAccessKey": session.secret_access_key.expose_secret(),
+        "SessionToken": session.session_token.expose_secret(),
+        "Expiration": session.expiration,
+    })
+    .to_string()
+}
+
+/// `breakglass exec`: runs the command with the session, clearing stale credentials.
+pub fn exec(vault_arg: Option<&Path>, args: &ExecArgs) -> Result<ExitCode> {
+    let (session, ceremony) = assume(vault_arg, &args.common)?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| fail(Failure::Usage, "exec needs a command after --"))?;
+    let mut command = std::process::Command::new(program);
+    command.args(rest);
+    for variable in STALE_VARIABLES {
+        command.env_remove(variable);
+    }
+    let secret: &SecretString = &session.secret_access_key;
+    command
+        .env("AWS_ACCESS_KEY_ID", &session.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret.expose_secret())
+        .env("AWS_SESSION_TOKEN", session.session_token.expose_secret())
+        .env("AWS_CREDENTIAL_EXPIRATION", &session.expiration)
+        .env("BREAKGLASS_CEREMONY", &ceremony);
+    let status = command
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
+    Ok(ExitCode::from(
+        status.code().map_or(1, |c| c.clamp(0, 255) as u8),
+    ))
+}

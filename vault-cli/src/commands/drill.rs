@@ -1,0 +1,77 @@
+//! `breakglass drill`: the whole ceremony except using the credential.
+
+use std::path::Path;
+
+use anyhow::Result;
+use secrecy::ExposeSecret;
+use vault_core::credential::AwsKeys;
+use vault_core::envelope::Kind;
+
+use crate::cli::DrillArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, gather_shares};
+
+/// `breakglass drill`.
+pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let shares = gather_shares(&vault, &args.shares)?;
+    let runtime = if args.aws {
+        Some(crate::aws::runtime()?)
+    } else {
+        None
+    };
+    let (custodians, results) = vault.drill(
+        &shares,
+        &CliPins,
+        args.hsm.as_deref(),
+        false,
+        |_, envelope, payload| {
+            let Some(runtime) = &runtime else {
+                return "opened".to_owned();
+            };
+            if envelope.kind != Kind::Aws {
+                return "opened".to_owned();
+            }
+            let keys = match AwsKeys::from_payload(payload.expose_secret()) {
+                Ok(keys) => keys,
+                Err(e) => return format!("FAILED: {e}"),
+            };
+            match runtime.block_on(crate::aws::caller_identity(
+                &keys.access_key_id,
+                &keys.secret_access_key,
+                None,
+                envelope.metadata.get("region").cloned(),
+            )) {
+                Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
+                Err(e) => format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
+            }
+        },
+    )?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({ "custodians": custodians, "credentials": results })
+        );
+    } else {
+        println!(
+            "drill: shares of {} recombined; the token answered",
+            custodians.join(", ")
+        );
+        for (name, outcome) in &results {
+            println!("  {name}: {outcome}");
+        }
+    }
+    if results.values().any(|r| r.contains("FAILED")) {
+        return Err(fail(
+            if results.values().any(|r| r.contains("AWS key")) {
+                Failure::Aws
+            } else {
+                Failure::Integrity
+            },
+            "the drill found problems (see above)",
+        ));
+    }
+    Ok(())
+}
