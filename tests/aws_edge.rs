@@ -325,3 +325,141 @@ fn an_unreachable_endpoint_is_named() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_cached_session_serves_a_credential_process_profile_until_ended() {
+    let setup = Setup::new();
+    let runtime = setup.path("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let shares = setup.shares(&["a", "b"]);
+    let mut command = setup
+        .command(&setup.with_shares(&["assume", "prod", "--cache", "--format", "json"], &shares));
+    command.env("XDG_RUNTIME_DIR", &runtime);
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let session: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ceremony = session["Ceremony"].as_str().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let cached = runtime.join("breakglass").join(format!("{ceremony}.json"));
+    assert_eq!(
+        std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(runtime.join("breakglass"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+
+    let config = setup.path("aws-config");
+    std::fs::write(
+        &config,
+        format!("[profile bg]\ncredential_process = {} session credentials --ceremony {ceremony}\nregion = us-east-1\n", env!("CARGO_BIN_EXE_breakglass")),
+    )
+    .unwrap();
+    let aws_cli = || {
+        Command::new(hsm_testing::tools::venv_program("aws"))
+            .args([
+                "sts",
+                "get-caller-identity",
+                "--profile",
+                "bg",
+                "--output",
+                "json",
+            ])
+            .envs(setup.aws.client_env())
+            .env("AWS_CONFIG_FILE", &config)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .output()
+            .unwrap()
+    };
+    let cli = aws_cli();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&cli.stdout)
+            .contains(&format!("assumed-role/emergency/breakglass-{ceremony}"))
+    );
+
+    let mut end = setup.command(&["session", "end", "--ceremony", ceremony]);
+    end.env("XDG_RUNTIME_DIR", &runtime);
+    assert!(end.output().unwrap().status.success());
+    assert!(!cached.exists());
+    assert!(
+        !aws_cli().status.success(),
+        "an ended session no longer serves the profile"
+    );
+}
+
+#[test]
+fn aws_policy_documents_are_accepted_by_iam() {
+    let setup = Setup::new();
+    let out = setup.ok(&[
+        "aws-policy",
+        "--account",
+        "123456789012",
+        "--user",
+        "bg2",
+        "--role",
+        "emergency2",
+    ]);
+    let docs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        docs["role"]["trust_policy"]["Statement"][0]["Condition"]["Bool"]["aws:MultiFactorAuthPresent"],
+        "true"
+    );
+    setup.aws.boto(
+        "iam.create_user(UserName='bg2')\n\
+         iam.put_user_policy(UserName='bg2', PolicyName='breakglass', PolicyDocument=json.dumps(args['user']))\n\
+         iam.create_role(RoleName='emergency2', AssumeRolePolicyDocument=json.dumps(args['trust']))\n\
+         result = iam.get_role(RoleName='emergency2')['Role']['Arn']",
+        serde_json::json!({ "user": docs["user"]["policy"], "trust": docs["role"]["trust_policy"] }),
+    );
+}
+
+#[test]
+fn revoke_sessions_writes_the_deny_on_older_tokens() {
+    let setup = Setup::new();
+    let mut command = setup.command(&[
+        "revoke-sessions",
+        "--role",
+        &setup.role_arn,
+        "--user",
+        "breakglass",
+    ]);
+    command.envs(setup.aws.admin_env());
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let policy = setup.aws.boto(
+        "result = [iam.get_role_policy(RoleName='emergency', PolicyName='AWSRevokeOlderSessions')['PolicyDocument'],\n\
+         iam.get_user_policy(UserName='breakglass', PolicyName='AWSRevokeOlderSessions')['PolicyDocument']]",
+        serde_json::json!({}),
+    );
+    for document in policy.as_array().unwrap() {
+        let statement = &document["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny");
+        assert!(
+            statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+                .as_str()
+                .unwrap()
+                .starts_with("20"),
+            "{document}"
+        );
+    }
+    let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(log.contains("\"revoke_sessions\""));
+}

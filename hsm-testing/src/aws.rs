@@ -105,6 +105,18 @@ impl LocalAws {
         .collect()
     }
 
+    /// The environment of an administrator with full rights on this endpoint (for commands that
+    /// run with an administrator's own credentials, like revoking sessions after an incident).
+    pub fn admin_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".to_owned(), self.admin.id.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".to_owned(),
+                self.admin.secret.clone(),
+            ),
+        ]
+    }
+
     /// Runs a Python snippet with `boto3` clients pointed at this endpoint under the admin key.
     /// The snippet sees `iam`, `sts` (boto3 clients) and `args` (the JSON given), and must
     /// assign its answer to `result`; the answer comes back as JSON.

@@ -44,6 +44,13 @@ pub enum Command {
     Exec(ExecArgs),
     /// Prove the emergency path works without using it: shares, token, every envelope.
     Drill(DrillArgs),
+    /// Sessions cached by `assume --cache`, for AWS `credential_process` profiles.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Print least-privilege IAM documents for the break-glass user and the emergency role.
+    AwsPolicy(AwsPolicyArgs),
+    /// After the incident: deny every session of the role (and user) issued before now.
+    RevokeSessions(RevokeArgs),
     /// A custodian's own share.
     #[command(subcommand)]
     Share(ShareCommand),
@@ -334,6 +341,44 @@ pub struct AssumeArgs {
     /// JSON (credential-process). Without it, only the session's identity and expiry are shown.
     #[arg(long, value_parser = ["env", "json", "credential-process"])]
     pub format: Option<String>,
+    /// Keep the session in $XDG_RUNTIME_DIR/breakglass/ (0600) until it expires, for a profile
+    /// with `credential_process = breakglass session credentials --ceremony ID`.
+    #[arg(long)]
+    pub cache: bool,
+}
+
+/// `breakglass session ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Print a cached session as AWS credential_process JSON (for the AWS CLI, SDKs, Terraform).
+    Credentials(SessionArgs),
+    /// Remove a cached session now.
+    End(SessionArgs),
+}
+
+/// `breakglass session credentials|end`
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// The ceremony id printed by `assume`.
+    #[arg(long)]
+    pub ceremony: String,
+}
+
+/// `breakglass aws-policy`
+#[derive(Debug, Args)]
+pub struct AwsPolicyArgs {
+    /// The account id.
+    #[arg(long)]
+    pub account: String,
+    /// The break-glass IAM user's name.
+    #[arg(long, default_value = "breakglass")]
+    pub user: String,
+    /// The emergency role's name.
+    #[arg(long, default_value = "breakglass-emergency")]
+    pub role: String,
+    /// Require MFA in the role's trust policy (recommended; the vault seals the MFA seed).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_mfa: bool,
 }
 
 /// `breakglass exec`
@@ -362,4 +407,15 @@ pub struct DrillArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `breakglass revoke-sessions`
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The emergency role whose older sessions stop working.
+    #[arg(long)]
+    pub role: String,
+    /// Also the break-glass IAM user (sessions from GetSessionToken).
+    #[arg(long)]
+    pub user: Option<String>,
 }

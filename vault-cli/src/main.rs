@@ -12,7 +12,7 @@ mod exit;
 mod hardening;
 mod prompt;
 
-use cli::{AuditCommand, Cli, Command, HsmCommand, ShareCommand, SharesCommand};
+use cli::{AuditCommand, Cli, Command, HsmCommand, SessionCommand, ShareCommand, SharesCommand};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -44,6 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Assume(args) => commands::assume::run(vault, &args),
         Command::Drill(args) => commands::drill::run(vault, &args),
+        Command::Session(SessionCommand::Credentials(args)) => {
+            commands::session::credentials(&args)
+        }
+        Command::Session(SessionCommand::End(args)) => commands::session::end(&args),
+        Command::AwsPolicy(args) => commands::policy::run(&args),
+        Command::RevokeSessions(args) => commands::policy::revoke(vault, &args),
         Command::Exec(_) => unreachable!("handled above"),
         Command::Init(args) => commands::init::run(vault, &args),
         Command::Seal(args) => commands::seal::run(vault, &args),

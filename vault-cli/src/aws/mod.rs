@@ -279,6 +279,36 @@ pub async fn assume_role_with_session(
     })
 }
 
+/// The name of the inline policy that revokes older sessions (as the IAM console names it).
+pub const REVOKE_POLICY_NAME: &str = "AWSRevokeOlderSessions";
+
+/// Writes the revoke policy on the role (and user) with the administrator's own credentials.
+pub async fn revoke_older_sessions(
+    role_name: &str,
+    user: Option<&str>,
+    policy: &str,
+) -> anyhow::Result<()> {
+    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let iam = aws_sdk_iam::Client::new(&config);
+    iam.put_role_policy()
+        .role_name(role_name)
+        .policy_name(REVOKE_POLICY_NAME)
+        .policy_document(policy)
+        .send()
+        .await
+        .map_err(|e| explain("PutRolePolicy", e))?;
+    if let Some(user) = user {
+        iam.put_user_policy()
+            .user_name(user)
+            .policy_name(REVOKE_POLICY_NAME)
+            .policy_document(policy)
+            .send()
+            .await
+            .map_err(|e| explain("PutUserPolicy", e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use hsm_testing::aws::LocalAws;

@@ -183,6 +183,14 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, S
 /// `breakglass assume`.
 pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
     let (session, ceremony) = assume(vault_arg, &args.common)?;
+    if args.cache {
+        let path = super::session::store(&ceremony, &session)?;
+        eprintln!(
+            "session cached in {} until {}; profile line: credential_process = breakglass session credentials --ceremony {ceremony}",
+            path.display(),
+            session.expiration
+        );
+    }
     match args.format.as_deref() {
         Some("env") => {
             println!("export AWS_ACCESS_KEY_ID={}", session.access_key_id);
