@@ -24,7 +24,8 @@ impl Setup {
             "breakglass",
             "assume-emergency",
             &serde_json::json!({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetCallerIdentity"], "Resource": "*"}]}),
+                {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetCallerIdentity",
+                 "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"], "Resource": "*"}]}),
         );
         let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
         aws.enable_auth();
@@ -462,4 +463,70 @@ fn revoke_sessions_writes_the_deny_on_older_tokens() {
     }
     let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
     assert!(log.contains("\"revoke_sessions\""));
+}
+
+fn iam_keys(setup: &Setup) -> Vec<String> {
+    let keys = setup.aws.boto("result = [k['AccessKeyId'] for k in iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata']]", serde_json::json!({}));
+    serde_json::from_value(keys).unwrap()
+}
+
+fn sealed_key_id(setup: &Setup) -> String {
+    let list: serde_json::Value = serde_json::from_str(&setup.ok(&["list", "--json"])).unwrap();
+    list[0]["metadata"]["access_key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn rotate_leaves_exactly_the_new_sealed_working_key_and_resumes_after_interruptions() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "b"]);
+    assert_eq!(sealed_key_id(&setup), setup.user_key_id);
+    let out = setup.ok(&setup.with_shares(&["rotate", "prod"], &shares));
+    assert!(out.contains("rotated prod"), "{out}");
+    let after_first = sealed_key_id(&setup);
+    assert_ne!(after_first, setup.user_key_id);
+    assert_eq!(iam_keys(&setup), vec![after_first.clone()]);
+    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+
+    // Interrupted right after sealing the new key: the old key is still in IAM. Re-running
+    // finishes the job instead of making a third key.
+    let mut interrupted = setup.command(&setup.with_shares(&["rotate", "prod"], &shares));
+    interrupted.env("BREAKGLASS_TEST_FAULT", "rotate-after-seal");
+    assert_eq!(interrupted.output().unwrap().status.code(), Some(70));
+    let after_second = sealed_key_id(&setup);
+    assert_ne!(after_second, after_first);
+    assert_eq!(iam_keys(&setup).len(), 2);
+    let resumed = setup.run(&setup.with_shares(&["rotate", "prod"], &shares));
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("finished an interrupted rotation"));
+    assert_eq!(iam_keys(&setup), vec![after_second.clone()]);
+    assert_eq!(sealed_key_id(&setup), after_second);
+
+    // Interrupted between CreateAccessKey and sealing (simulated: a key nobody sealed): it is
+    // deleted, and the rotation goes through with one key at the end.
+    setup.aws.boto(
+        "iam.create_access_key(UserName='breakglass')",
+        serde_json::json!({}),
+    );
+    assert_eq!(iam_keys(&setup).len(), 2);
+    let cleaned = setup.run(&setup.with_shares(&["rotate", "prod"], &shares));
+    assert!(
+        cleaned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleaned.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cleaned.stderr).contains("never sealed"));
+    let keys = iam_keys(&setup);
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0], sealed_key_id(&setup));
+    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+    let report: serde_json::Value =
+        serde_json::from_str(&setup.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(report["first_problem"], serde_json::Value::Null);
 }

@@ -51,6 +51,8 @@ pub enum Command {
     AwsPolicy(AwsPolicyArgs),
     /// After the incident: deny every session of the role (and user) issued before now.
     RevokeSessions(RevokeArgs),
+    /// Replace the sealed AWS key with a new one, crash-safe (needs a quorum).
+    Rotate(RotateArgs),
     /// A custodian's own share.
     #[command(subcommand)]
     Share(ShareCommand),
@@ -418,4 +420,20 @@ pub struct RevokeArgs {
     /// Also the break-glass IAM user (sessions from GetSessionToken).
     #[arg(long)]
     pub user: Option<String>,
+}
+
+/// `breakglass rotate`
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The credential's name (kind aws).
+    pub name: String,
+    /// Where shares come from (without these, a terminal prompts for them).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The vault's fingerprint (otherwise the one pinned on this machine).
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// Use this enrolled token (label) rather than the first one present.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm: Option<String>,
 }

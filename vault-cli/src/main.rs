@@ -50,6 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(SessionCommand::End(args)) => commands::session::end(&args),
         Command::AwsPolicy(args) => commands::policy::run(&args),
         Command::RevokeSessions(args) => commands::policy::revoke(vault, &args),
+        Command::Rotate(args) => commands::rotate::run(vault, &args),
         Command::Exec(_) => unreachable!("handled above"),
         Command::Init(args) => commands::init::run(vault, &args),
         Command::Seal(args) => commands::seal::run(vault, &args),

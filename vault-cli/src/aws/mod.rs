@@ -309,6 +309,98 @@ pub async fn revoke_older_sessions(
     Ok(())
 }
 
+/// An IAM access key as ListAccessKeys reports it.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    /// The access key id.
+    pub id: String,
+}
+
+/// IAM calls for rotating the break-glass user's own key, made with that key.
+pub struct OwnKeys {
+    iam: aws_sdk_iam::Client,
+}
+
+impl OwnKeys {
+    /// An IAM client with the given static keys.
+    pub async fn new(access_key_id: &str, secret_access_key: &SecretString) -> OwnKeys {
+        let config = sdk_config(access_key_id, secret_access_key.expose_secret(), None, None).await;
+        OwnKeys {
+            iam: aws_sdk_iam::Client::new(&config),
+        }
+    }
+
+    /// The caller's access keys.
+    pub async fn list(&self) -> anyhow::Result<Vec<KeyStatus>> {
+        let output = self
+            .iam
+            .list_access_keys()
+            .send()
+            .await
+            .map_err(|e| explain("ListAccessKeys", e))?;
+        Ok(output
+            .access_key_metadata()
+            .iter()
+            .map(|k| KeyStatus {
+                id: k.access_key_id().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    /// A new key for the caller: its id and secret.
+    pub async fn create(&self) -> anyhow::Result<(String, SecretString)> {
+        let output = self
+            .iam
+            .create_access_key()
+            .send()
+            .await
+            .map_err(|e| explain("CreateAccessKey", e))?;
+        let key = output
+            .access_key()
+            .ok_or_else(|| fail(Failure::Aws, "CreateAccessKey returned no key"))?;
+        Ok((
+            key.access_key_id().to_owned(),
+            SecretString::from(key.secret_access_key().to_owned()),
+        ))
+    }
+
+    /// Deactivates, then deletes, a key of the caller.
+    pub async fn retire(&self, id: &str) -> anyhow::Result<()> {
+        self.iam
+            .update_access_key()
+            .access_key_id(id)
+            .status(aws_sdk_iam::types::StatusType::Inactive)
+            .send()
+            .await
+            .map_err(|e| explain("UpdateAccessKey", e))?;
+        self.iam
+            .delete_access_key()
+            .access_key_id(id)
+            .send()
+            .await
+            .map_err(|e| explain("DeleteAccessKey", e))?;
+        Ok(())
+    }
+}
+
+/// Proves a key works (GetCallerIdentity), retrying with backoff while IAM propagates it.
+pub async fn prove(
+    access_key_id: &str,
+    secret_access_key: &SecretString,
+) -> anyhow::Result<String> {
+    let mut delay = std::time::Duration::from_millis(500);
+    let mut last = None;
+    for _ in 0..8 {
+        match caller_identity(access_key_id, secret_access_key, None, None).await {
+            Ok(arn) => return Ok(arn),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(10));
+    }
+    Err(last.unwrap_or_else(|| fail(Failure::Aws, "the new key could not be proven")))
+}
+
 #[cfg(test)]
 mod tests {
     use hsm_testing::aws::LocalAws;

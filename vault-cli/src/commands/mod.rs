@@ -7,6 +7,7 @@ pub mod hsm;
 pub mod init;
 pub mod list;
 pub mod policy;
+pub mod rotate;
 pub mod seal;
 pub mod session;
 pub mod share;

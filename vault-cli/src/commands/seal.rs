@@ -72,7 +72,7 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     let kind = kind(&args.kind);
-    let metadata = metadata(args)?;
+    let mut metadata = metadata(args)?;
     let input = match read_secret_input(args.from_file.as_ref(), args.from_stdin)? {
         Some(input) => input,
         None if interactive() && kind == Kind::Aws => prompt_aws()?,
@@ -87,7 +87,13 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
         }
     };
     let payload = match kind {
-        Kind::Aws => AwsKeys::from_input(&input)?.to_payload(),
+        Kind::Aws => {
+            let keys = AwsKeys::from_input(&input)?;
+            // The key id is public (CloudTrail shows it): kept in the header, so list, status and
+            // rotate know which key is sealed without unsealing.
+            metadata.insert("access_key_id".into(), keys.access_key_id.clone());
+            keys.to_payload()
+        }
         Kind::AwsRoot => aws_root_payload(&input)?,
         Kind::Secret => input,
     };

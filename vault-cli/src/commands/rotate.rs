@@ -1,0 +1,121 @@
+//! `breakglass rotate NAME`: replace the sealed AWS key with a new one, crash-safe.
+//!
+//! At every moment one sealed key works in AWS:
+//! 1. with the sealed key K, list the user's keys; finish or clean up an interrupted run:
+//!    a key that is an older sealed version (in history) is what a run left after sealing its
+//!    new key: it is retired once K is proven; a key that was never sealed (a run stopped
+//!    between CreateAccessKey and sealing; its secret is lost) is deleted;
+//! 2. CreateAccessKey with K; seal the new key at once (K goes to history);
+//! 3. prove the new key (GetCallerIdentity, retried while IAM propagates it);
+//! 4. with the new key, deactivate then delete K.
+//!
+//! Re-running after an interruption resumes: it never leaves a third key.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Result;
+use secrecy::{ExposeSecret, SecretString};
+use vault_core::credential::AwsKeys;
+use vault_core::envelope::{Envelope, Kind};
+
+use crate::aws::{self, OwnKeys};
+use crate::cli::RotateArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, gather_shares};
+
+/// Stops the process at a named point when `BREAKGLASS_TEST_FAULT` says so: the tests use it
+/// to interrupt a rotation exactly there, as a crash or a killed terminal would.
+fn fault_point(name: &str) {
+    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) {
+        eprintln!("breakglass: stopped at fault point {name} (BREAKGLASS_TEST_FAULT)");
+        std::process::exit(70);
+    }
+}
+
+/// Key ids of the previous sealed versions of `name`.
+fn sealed_before(vault: &vault_core::vault::Vault, name: &str) -> Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for path in vault.store().history(name)? {
+        let bytes = std::fs::read(&path)?;
+        if let Ok(envelope) = Envelope::from_bytes(&bytes, &path)
+            && let Some(id) = envelope.metadata.get("access_key_id")
+        {
+            ids.insert(id.clone());
+        }
+    }
+    Ok(ids)
+}
+
+/// `breakglass rotate`.
+pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let (_, envelope) = vault.envelope(&args.name)?;
+    if envelope.kind != Kind::Aws {
+        return Err(fail(
+            Failure::Usage,
+            format!("{} is not an aws credential", args.name),
+        ));
+    }
+    let pinned = match &args.fingerprint {
+        Some(f) => Some(f.clone()),
+        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
+    };
+    let pinned = pinned.ok_or_else(|| fail(Failure::Usage, "rotate re-seals: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
+    let history = sealed_before(&vault, &args.name)?;
+    let shares = gather_shares(&vault, &args.shares)?;
+    let runtime = aws::runtime()?;
+    let (_, outcome) = vault.unseal_with(&args.name, &shares, &CliPins, args.hsm.as_deref(), false, "rotate", |envelope, payload, _| {
+        let mut details = std::collections::BTreeMap::new();
+        let result = (|| -> Result<(String, String)> {
+            let current = AwsKeys::from_payload(payload.expose_secret())?;
+            details.insert("old_access_key_id".to_owned(), current.access_key_id.clone());
+            let own = runtime.block_on(OwnKeys::new(&current.access_key_id, &current.secret_access_key));
+            // 1. Finish or clean up an interrupted run.
+            for key in runtime.block_on(own.list())? {
+                if key.id == current.access_key_id {
+                    continue;
+                }
+                if history.contains(&key.id) {
+                    runtime.block_on(aws::prove(&current.access_key_id, &current.secret_access_key))?;
+                    runtime.block_on(own.retire(&key.id))?;
+                    eprintln!("finished an interrupted rotation: retired {} (the key sealed before {})", key.id, current.access_key_id);
+                    details.insert("resumed".into(), "retired the previous key".into());
+                    return Ok((key.id, current.access_key_id.clone()));
+                }
+                eprintln!("deleting {}: a key created by an interrupted rotation and never sealed (its secret is lost)", key.id);
+                runtime.block_on(own.retire(&key.id))?;
+                details.insert("deleted_unsealed_key".into(), key.id.clone());
+            }
+            // 2. Create and seal at once.
+            let (new_id, new_secret) = runtime.block_on(own.create())?;
+            let new_keys = AwsKeys { access_key_id: new_id.clone(), secret_access_key: new_secret, mfa_seed: current.mfa_seed.as_ref().map(|s| SecretString::from(s.expose_secret().to_owned())) };
+            let mut metadata = envelope.metadata.clone();
+            metadata.insert("access_key_id".into(), new_id.clone());
+            vault.seal(&args.name, Kind::Aws, metadata, &new_keys.to_payload(), true, Some(&pinned))?;
+            fault_point("rotate-after-seal");
+            // 3. Prove the new key; 4. retire the old one with the new key.
+            runtime.block_on(aws::prove(&new_keys.access_key_id, &new_keys.secret_access_key))?;
+            let with_new = runtime.block_on(OwnKeys::new(&new_keys.access_key_id, &new_keys.secret_access_key));
+            runtime.block_on(with_new.retire(&current.access_key_id))?;
+            Ok((current.access_key_id.clone(), new_id))
+        })();
+        match &result {
+            Ok((_, new_id)) => {
+                details.insert("new_access_key_id".into(), new_id.clone());
+            }
+            Err(e) => {
+                details.insert("error".into(), format!("{e:#}"));
+            }
+        }
+        (details, result)
+    })?;
+    let (old, new) = outcome?;
+    println!(
+        "rotated {}: {new} is sealed and works; {old} is deactivated and deleted",
+        args.name
+    );
+    Ok(())
+}
