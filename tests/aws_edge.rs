@@ -25,7 +25,8 @@ impl Setup {
             "assume-emergency",
             &serde_json::json!({"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetCallerIdentity",
-                 "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"], "Resource": "*"}]}),
+                 "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys",
+                 "iam:CreateVirtualMFADevice", "iam:EnableMFADevice", "iam:DeactivateMFADevice", "iam:DeleteVirtualMFADevice", "iam:ListMFADevices"], "Resource": "*"}]}),
         );
         let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
         aws.enable_auth();
@@ -529,4 +530,109 @@ fn rotate_leaves_exactly_the_new_sealed_working_key_and_resumes_after_interrupti
     let report: serde_json::Value =
         serde_json::from_str(&setup.ok(&["audit", "verify", "--json"])).unwrap();
     assert_eq!(report["first_problem"], serde_json::Value::Null);
+}
+
+/// A stand-in for the AWS federation endpoint that follows its documented protocol: it answers
+/// `getSigninToken` with a token and records the session it was given.
+const FEDERATION: &str = r#"
+import http.server, json, sys, urllib.parse
+log = open(sys.argv[2], "w")
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        if q.get("Action") == ["getSigninToken"]:
+            session = json.loads(q["Session"][0])
+            assert set(session) == {"sessionId", "sessionKey", "sessionToken"}
+            log.write(session["sessionId"] + "\n"); log.flush()
+            body = json.dumps({"SigninToken": "token/with+chars"}).encode()
+            self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers(); self.wfile.write(body)
+        else:
+            self.send_response(400); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn console_prints_a_sign_in_url_through_the_federation_protocol() {
+    let setup = Setup::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = setup.path("federation.log");
+    let mut server = Command::new(hsm_testing::tools::venv_program("python"))
+        .args(["-c", FEDERATION, &port.to_string(), log.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}/federation");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let shares = setup.shares(&["a", "c"]);
+    let output = setup.run(&setup.with_shares(
+        &["console", "prod", "--federation-endpoint", &endpoint],
+        &shares,
+    ));
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        url.starts_with(&format!("{endpoint}?Action=login&Issuer=breakglass-")),
+        "{url}"
+    );
+    assert!(
+        url.contains(
+            "&Destination=https%3A%2F%2Fconsole.aws.amazon.com%2F&SigninToken=token%2Fwith%2Bchars"
+        ),
+        "{url}"
+    );
+    let session_id = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        session_id.trim().starts_with("ASIA"),
+        "the session's key, not the sealed one: {session_id}"
+    );
+    let audit = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(audit.contains(session_id.trim()));
+}
+
+#[test]
+fn rotate_with_mfa_reseeds_the_device_and_assume_sends_its_code() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["b", "c"]);
+    setup.ok(&setup.with_shares(&["rotate", "prod", "--mfa"], &shares));
+    let list: serde_json::Value = serde_json::from_str(&setup.ok(&["list", "--json"])).unwrap();
+    let first_serial = list[0]["metadata"]["mfa_serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let devices = setup.aws.boto("result = [d['SerialNumber'] for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']]", serde_json::json!({}));
+    assert_eq!(devices, serde_json::json!([first_serial]));
+    // The sealed seed is used: assume records the TOTP step it spent.
+    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+    let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"assume_role\"") && l.contains("mfa_step")),
+        "{log}"
+    );
+    // Re-seeding again retires the first device.
+    setup.ok(&setup.with_shares(&["rotate", "prod", "--mfa"], &shares));
+    let list: serde_json::Value = serde_json::from_str(&setup.ok(&["list", "--json"])).unwrap();
+    let second_serial = list[0]["metadata"]["mfa_serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(second_serial, first_serial);
+    let devices = setup.aws.boto("result = [d['SerialNumber'] for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']]", serde_json::json!({}));
+    assert_eq!(devices, serde_json::json!([second_serial]));
+    assert_eq!(iam_keys(&setup).len(), 1);
 }

@@ -42,6 +42,8 @@ pub enum Command {
     Assume(AssumeArgs),
     /// Assume the role and run a command with the session in its environment.
     Exec(ExecArgs),
+    /// Assume the role and print a console sign-in URL for the session.
+    Console(ConsoleArgs),
     /// Prove the emergency path works without using it: shares, token, every envelope.
     Drill(DrillArgs),
     /// Sessions cached by `assume --cache`, for AWS `credential_process` profiles.
@@ -436,4 +438,26 @@ pub struct RotateArgs {
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
     pub hsm: Option<String>,
+    /// Also re-seed the virtual MFA device: create a new one, enable it with two consecutive
+    /// codes, seal its seed, retire the old device.
+    #[arg(long)]
+    pub mfa: bool,
+}
+
+/// `breakglass console`
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    /// The credential, shares and session options.
+    #[command(flatten)]
+    pub common: AssumeCommon,
+    /// The federation endpoint (AWS: https://signin.aws.amazon.com/federation).
+    #[arg(
+        long,
+        env = "BREAKGLASS_FEDERATION_ENDPOINT",
+        default_value = "https://signin.aws.amazon.com/federation"
+    )]
+    pub federation_endpoint: String,
+    /// Where the console opens.
+    #[arg(long, default_value = "https://console.aws.amazon.com/")]
+    pub destination: String,
 }

@@ -43,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Assume(args) => commands::assume::run(vault, &args),
+        Command::Console(args) => commands::assume::console(vault, &args),
         Command::Drill(args) => commands::drill::run(vault, &args),
         Command::Session(SessionCommand::Credentials(args)) => {
             commands::session::credentials(&args)

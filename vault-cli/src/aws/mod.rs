@@ -383,6 +383,66 @@ impl OwnKeys {
     }
 }
 
+impl OwnKeys {
+    /// Creates a virtual MFA device: its serial (ARN) and base32 seed.
+    pub async fn create_mfa_device(&self, name: &str) -> anyhow::Result<(String, SecretString)> {
+        let output = self
+            .iam
+            .create_virtual_mfa_device()
+            .virtual_mfa_device_name(name)
+            .send()
+            .await
+            .map_err(|e| explain("CreateVirtualMFADevice", e))?;
+        let device = output
+            .virtual_mfa_device()
+            .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no device"))?;
+        let seed = device
+            .base32_string_seed()
+            .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no seed"))?;
+        let seed = String::from_utf8(seed.as_ref().to_vec())
+            .map_err(|_| fail(Failure::Aws, "the MFA seed is not text"))?;
+        Ok((device.serial_number().to_owned(), SecretString::from(seed)))
+    }
+
+    /// Enables an MFA device for `user` with two consecutive codes.
+    pub async fn enable_mfa_device(
+        &self,
+        user: &str,
+        serial: &str,
+        first: &str,
+        second: &str,
+    ) -> anyhow::Result<()> {
+        self.iam
+            .enable_mfa_device()
+            .user_name(user)
+            .serial_number(serial)
+            .authentication_code1(first)
+            .authentication_code2(second)
+            .send()
+            .await
+            .map_err(|e| explain("EnableMFADevice", e))?;
+        Ok(())
+    }
+
+    /// Deactivates and deletes an MFA device of `user`.
+    pub async fn retire_mfa_device(&self, user: &str, serial: &str) -> anyhow::Result<()> {
+        self.iam
+            .deactivate_mfa_device()
+            .user_name(user)
+            .serial_number(serial)
+            .send()
+            .await
+            .map_err(|e| explain("DeactivateMFADevice", e))?;
+        self.iam
+            .delete_virtual_mfa_device()
+            .serial_number(serial)
+            .send()
+            .await
+            .map_err(|e| explain("DeleteVirtualMFADevice", e))?;
+        Ok(())
+    }
+}
+
 /// Proves a key works (GetCallerIdentity), retrying with backoff while IAM propagates it.
 pub async fn prove(
     access_key_id: &str,

@@ -15,7 +15,7 @@ use vault_core::totp::Totp;
 use vault_core::vault::Vault;
 
 use crate::aws::{self, AssumeRequest, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, Session};
-use crate::cli::{AssumeArgs, AssumeCommon, ExecArgs};
+use crate::cli::{AssumeArgs, AssumeCommon, ConsoleArgs, ExecArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, gather_shares};
 
@@ -257,4 +257,85 @@ pub fn exec(vault_arg: Option<&Path>, args: &ExecArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(
         status.code().map_or(1, |c| c.clamp(0, 255) as u8),
     ))
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters kept).
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `breakglass console`: the federation endpoint's documented protocol: `getSigninToken` with
+/// the session, then a `login` URL carrying the sign-in token.
+pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
+    let (session, ceremony) = assume(vault_arg, &args.common)?;
+    let session_json = serde_json::json!({
+        "sessionId": session.access_key_id,
+        "sessionKey": session.secret_access_key.expose_secret(),
+        "sessionToken": session.session_token.expose_secret(),
+    })
+    .to_string();
+    let request = format!(
+        "{}?Action=getSigninToken&Session={}",
+        args.federation_endpoint,
+        url_encode(&session_json)
+    );
+    let response = ureq::get(&request)
+        .timeout(std::time::Duration::from_secs(20))
+        .call()
+        .map_err(|e| {
+            fail(
+                Failure::Aws,
+                format!(
+                    "getSigninToken at {}: {}",
+                    args.federation_endpoint,
+                    match e {
+                        ureq::Error::Status(code, _) => format!("HTTP {code}"),
+                        ureq::Error::Transport(t) => format!("cannot reach it ({})", t.kind()),
+                    }
+                ),
+            )
+        })?;
+    let text = response.into_string().map_err(|_| {
+        fail(
+            Failure::Aws,
+            format!(
+                "getSigninToken at {}: unreadable answer",
+                args.federation_endpoint
+            ),
+        )
+    })?;
+    let body: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+        fail(
+            Failure::Aws,
+            format!(
+                "getSigninToken at {}: the answer is not JSON",
+                args.federation_endpoint
+            ),
+        )
+    })?;
+    let token = body["SigninToken"].as_str().ok_or_else(|| {
+        fail(
+            Failure::Aws,
+            format!(
+                "getSigninToken at {}: no SigninToken in the answer",
+                args.federation_endpoint
+            ),
+        )
+    })?;
+    println!(
+        "{}?Action=login&Issuer={}&Destination={}&SigninToken={}",
+        args.federation_endpoint,
+        url_encode(&format!("breakglass-{ceremony}")),
+        url_encode(&args.destination),
+        url_encode(token)
+    );
+    eprintln!("(the URL signs in as the session until it expires: treat it as a secret)");
+    Ok(())
 }

@@ -9,20 +9,27 @@
 //! 3. prove the new key (GetCallerIdentity, retried while IAM propagates it);
 //! 4. with the new key, deactivate then delete K.
 //!
-//! Re-running after an interruption resumes: it never leaves a third key.
+//! Re-running after an interruption resumes: it never leaves a third key. With `--mfa` the
+//! virtual MFA device is re-seeded the same way: create, enable with two consecutive codes,
+//! seal the new seed at once, then retire the old device.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Result;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::runtime::Runtime;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::{Envelope, Kind};
+use vault_core::secret::SecretBytes;
+use vault_core::vault::Vault;
 
 use crate::aws::{self, OwnKeys};
 use crate::cli::RotateArgs;
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, gather_shares};
+
+type Metadata = BTreeMap<String, String>;
 
 /// Stops the process at a named point when `BREAKGLASS_TEST_FAULT` says so: the tests use it
 /// to interrupt a rotation exactly there, as a crash or a killed terminal would.
@@ -34,7 +41,7 @@ fn fault_point(name: &str) {
 }
 
 /// Key ids of the previous sealed versions of `name`.
-fn sealed_before(vault: &vault_core::vault::Vault, name: &str) -> Result<BTreeSet<String>> {
+fn sealed_before(vault: &Vault, name: &str) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
     for path in vault.store().history(name)? {
         let bytes = std::fs::read(&path)?;
@@ -45,6 +52,144 @@ fn sealed_before(vault: &vault_core::vault::Vault, name: &str) -> Result<BTreeSe
         }
     }
     Ok(ids)
+}
+
+/// What one rotation works with.
+struct Rotation<'a> {
+    runtime: &'a Runtime,
+    vault: &'a Vault,
+    name: &'a str,
+    pinned: &'a str,
+}
+
+impl Rotation<'_> {
+    /// The key part; returns (old id, new id, the working keys, their metadata).
+    fn rotate_key(
+        &self,
+        envelope: &Envelope,
+        payload: &SecretBytes,
+        history: &BTreeSet<String>,
+        details: &mut Metadata,
+    ) -> Result<(String, String, AwsKeys, Metadata)> {
+        let current = AwsKeys::from_payload(payload.expose_secret())?;
+        details.insert(
+            "old_access_key_id".to_owned(),
+            current.access_key_id.clone(),
+        );
+        let own = self.runtime.block_on(OwnKeys::new(
+            &current.access_key_id,
+            &current.secret_access_key,
+        ));
+        for key in self.runtime.block_on(own.list())? {
+            if key.id == current.access_key_id {
+                continue;
+            }
+            if history.contains(&key.id) {
+                self.runtime.block_on(aws::prove(
+                    &current.access_key_id,
+                    &current.secret_access_key,
+                ))?;
+                self.runtime.block_on(own.retire(&key.id))?;
+                eprintln!(
+                    "finished an interrupted rotation: retired {} (the key sealed before {})",
+                    key.id, current.access_key_id
+                );
+                details.insert("resumed".into(), "retired the previous key".into());
+                let id = current.access_key_id.clone();
+                return Ok((key.id, id, current, envelope.metadata.clone()));
+            }
+            eprintln!(
+                "deleting {}: a key created by an interrupted rotation and never sealed (its secret is lost)",
+                key.id
+            );
+            self.runtime.block_on(own.retire(&key.id))?;
+            details.insert("deleted_unsealed_key".into(), key.id.clone());
+        }
+        let (new_id, new_secret) = self.runtime.block_on(own.create())?;
+        let new_keys = AwsKeys {
+            access_key_id: new_id.clone(),
+            secret_access_key: new_secret,
+            mfa_seed: current
+                .mfa_seed
+                .as_ref()
+                .map(|s| SecretString::from(s.expose_secret().to_owned())),
+        };
+        let mut metadata = envelope.metadata.clone();
+        metadata.insert("access_key_id".into(), new_id.clone());
+        self.vault.seal(
+            self.name,
+            Kind::Aws,
+            metadata.clone(),
+            &new_keys.to_payload(),
+            true,
+            Some(self.pinned),
+        )?;
+        fault_point("rotate-after-seal");
+        self.runtime.block_on(aws::prove(
+            &new_keys.access_key_id,
+            &new_keys.secret_access_key,
+        ))?;
+        let with_new = self.runtime.block_on(OwnKeys::new(
+            &new_keys.access_key_id,
+            &new_keys.secret_access_key,
+        ));
+        self.runtime
+            .block_on(with_new.retire(&current.access_key_id))?;
+        Ok((current.access_key_id.clone(), new_id, new_keys, metadata))
+    }
+
+    /// Re-seeds the virtual MFA device with the working keys.
+    fn reseed_mfa(
+        &self,
+        keys: &AwsKeys,
+        metadata: &mut Metadata,
+        details: &mut Metadata,
+    ) -> Result<()> {
+        let arn = self
+            .runtime
+            .block_on(aws::prove(&keys.access_key_id, &keys.secret_access_key))?;
+        let user = arn
+            .rsplit('/')
+            .next()
+            .filter(|_| arn.contains(":user/"))
+            .ok_or_else(|| fail(Failure::Aws, format!("{arn} is not an IAM user")))?
+            .to_owned();
+        let own = self
+            .runtime
+            .block_on(OwnKeys::new(&keys.access_key_id, &keys.secret_access_key));
+        let device = format!("{user}-breakglass-{}", vault_core::clock::now_unix());
+        let (serial, seed) = self.runtime.block_on(own.create_mfa_device(&device))?;
+        let totp = vault_core::totp::Totp::from_base32(seed.expose_secret())?;
+        let step = totp.step_at(vault_core::clock::now_unix());
+        self.runtime.block_on(own.enable_mfa_device(
+            &user,
+            &serial,
+            &totp.code_for_step(step),
+            &totp.code_for_step(step + 1),
+        ))?;
+        let reseeded = AwsKeys {
+            access_key_id: keys.access_key_id.clone(),
+            secret_access_key: SecretString::from(
+                keys.secret_access_key.expose_secret().to_owned(),
+            ),
+            mfa_seed: Some(seed),
+        };
+        let old_serial = metadata.insert("mfa_serial".into(), serial.clone());
+        self.vault.seal(
+            self.name,
+            Kind::Aws,
+            metadata.clone(),
+            &reseeded.to_payload(),
+            true,
+            Some(self.pinned),
+        )?;
+        if let Some(old) = old_serial.filter(|old| *old != serial) {
+            self.runtime.block_on(own.retire_mfa_device(&user, &old))?;
+            details.insert("old_mfa_serial".into(), old);
+        }
+        details.insert("mfa_serial".into(), serial);
+        Ok(())
+    }
 }
 
 /// `breakglass rotate`.
@@ -67,55 +212,47 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
     let history = sealed_before(&vault, &args.name)?;
     let shares = gather_shares(&vault, &args.shares)?;
     let runtime = aws::runtime()?;
-    let (_, outcome) = vault.unseal_with(&args.name, &shares, &CliPins, args.hsm.as_deref(), false, "rotate", |envelope, payload, _| {
-        let mut details = std::collections::BTreeMap::new();
-        let result = (|| -> Result<(String, String)> {
-            let current = AwsKeys::from_payload(payload.expose_secret())?;
-            details.insert("old_access_key_id".to_owned(), current.access_key_id.clone());
-            let own = runtime.block_on(OwnKeys::new(&current.access_key_id, &current.secret_access_key));
-            // 1. Finish or clean up an interrupted run.
-            for key in runtime.block_on(own.list())? {
-                if key.id == current.access_key_id {
-                    continue;
+    let rotation = Rotation {
+        runtime: &runtime,
+        vault: &vault,
+        name: &args.name,
+        pinned: &pinned,
+    };
+    let (_, outcome) = vault.unseal_with(
+        &args.name,
+        &shares,
+        &CliPins,
+        args.hsm.as_deref(),
+        false,
+        "rotate",
+        |envelope, payload, _| {
+            let mut details = Metadata::new();
+            let result = (|| -> Result<(String, String)> {
+                let (old, new, working, mut metadata) =
+                    rotation.rotate_key(envelope, payload, &history, &mut details)?;
+                if args.mfa {
+                    rotation.reseed_mfa(&working, &mut metadata, &mut details)?;
                 }
-                if history.contains(&key.id) {
-                    runtime.block_on(aws::prove(&current.access_key_id, &current.secret_access_key))?;
-                    runtime.block_on(own.retire(&key.id))?;
-                    eprintln!("finished an interrupted rotation: retired {} (the key sealed before {})", key.id, current.access_key_id);
-                    details.insert("resumed".into(), "retired the previous key".into());
-                    return Ok((key.id, current.access_key_id.clone()));
+                Ok((old, new))
+            })();
+            match &result {
+                Ok((_, new_id)) => {
+                    details.insert("new_access_key_id".into(), new_id.clone());
                 }
-                eprintln!("deleting {}: a key created by an interrupted rotation and never sealed (its secret is lost)", key.id);
-                runtime.block_on(own.retire(&key.id))?;
-                details.insert("deleted_unsealed_key".into(), key.id.clone());
+                Err(e) => {
+                    details.insert("error".into(), format!("{e:#}"));
+                }
             }
-            // 2. Create and seal at once.
-            let (new_id, new_secret) = runtime.block_on(own.create())?;
-            let new_keys = AwsKeys { access_key_id: new_id.clone(), secret_access_key: new_secret, mfa_seed: current.mfa_seed.as_ref().map(|s| SecretString::from(s.expose_secret().to_owned())) };
-            let mut metadata = envelope.metadata.clone();
-            metadata.insert("access_key_id".into(), new_id.clone());
-            vault.seal(&args.name, Kind::Aws, metadata, &new_keys.to_payload(), true, Some(&pinned))?;
-            fault_point("rotate-after-seal");
-            // 3. Prove the new key; 4. retire the old one with the new key.
-            runtime.block_on(aws::prove(&new_keys.access_key_id, &new_keys.secret_access_key))?;
-            let with_new = runtime.block_on(OwnKeys::new(&new_keys.access_key_id, &new_keys.secret_access_key));
-            runtime.block_on(with_new.retire(&current.access_key_id))?;
-            Ok((current.access_key_id.clone(), new_id))
-        })();
-        match &result {
-            Ok((_, new_id)) => {
-                details.insert("new_access_key_id".into(), new_id.clone());
-            }
-            Err(e) => {
-                details.insert("error".into(), format!("{e:#}"));
-            }
-        }
-        (details, result)
-    })?;
+            (details, result)
+        },
+    )?;
     let (old, new) = outcome?;
     println!(
         "rotated {}: {new} is sealed and works; {old} is deactivated and deleted",
         args.name
     );
+    if args.mfa {
+        println!("the MFA device was re-seeded and its new seed sealed");
+    }
     Ok(())
 }
