@@ -55,6 +55,9 @@ pub enum Command {
     RevokeSessions(RevokeArgs),
     /// Replace the sealed AWS key with a new one, crash-safe (needs a quorum).
     Rotate(RotateArgs),
+    /// Remote, asynchronous ceremonies: custodians contribute from wherever they are.
+    #[command(subcommand)]
+    Ceremony(CeremonyCommand),
     /// A custodian's own share.
     #[command(subcommand)]
     Share(ShareCommand),
@@ -72,6 +75,9 @@ pub struct ShareSources {
     /// Read shares from standard input, one mnemonic per line.
     #[arg(long)]
     pub shares_stdin: bool,
+    /// Shares already gathered (a remote ceremony's contributions).
+    #[arg(skip)]
+    pub collected: std::cell::RefCell<Option<vault_core::quorum::Collector>>,
 }
 
 /// `breakglass init`
@@ -460,4 +466,88 @@ pub struct ConsoleArgs {
     /// Where the console opens.
     #[arg(long, default_value = "https://console.aws.amazon.com/")]
     pub destination: String,
+}
+
+/// `breakglass ceremony ...`
+#[derive(Debug, Subcommand)]
+pub enum CeremonyCommand {
+    /// Coordinator: write a ceremony request for the custodians.
+    Open(CeremonyOpenArgs),
+    /// Custodian: check a request and contribute your share, sealed to it (no vault needed).
+    Contribute(CeremonyContributeArgs),
+    /// Coordinator: who has contributed, what is missing per group, time left.
+    Status(CeremonyStatusArgs),
+    /// Coordinator: carry out the purpose with the contributions.
+    Close(CeremonyCloseArgs),
+}
+
+/// `breakglass ceremony open`
+#[derive(Debug, Args)]
+pub struct CeremonyOpenArgs {
+    /// What the quorum is for.
+    #[arg(long, value_parser = ["unseal", "assume", "drill"])]
+    pub purpose: String,
+    /// The credential (unseal, assume).
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// Why: shown to every custodian and recorded.
+    #[arg(long)]
+    pub reason: String,
+    /// How long contributions are accepted, e.g. 30m, 4h, 2d.
+    #[arg(long, default_value = "4h")]
+    pub expires: String,
+    /// Where to write the request.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `breakglass ceremony contribute`
+#[derive(Debug, Args)]
+pub struct CeremonyContributeArgs {
+    /// The request file.
+    pub request: PathBuf,
+    /// Your share file (otherwise a terminal prompts for the words, hidden).
+    #[arg(long)]
+    pub share_file: Option<PathBuf>,
+    /// Your custodian name (read from the share file's header when it has one).
+    #[arg(long)]
+    pub custodian: Option<String>,
+    /// Confirm without asking (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+    /// Where to write the contribution (a new file, 0600).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `breakglass ceremony status`
+#[derive(Debug, Args)]
+pub struct CeremonyStatusArgs {
+    /// The ceremony id.
+    pub id: String,
+    /// Contribution files received so far.
+    #[arg(long = "contribution")]
+    pub contributions: Vec<PathBuf>,
+}
+
+/// `breakglass ceremony close`
+#[derive(Debug, Args)]
+pub struct CeremonyCloseArgs {
+    /// The ceremony id.
+    pub id: String,
+    /// The contribution files (repeat).
+    #[arg(long = "contribution", required = true)]
+    pub contributions: Vec<PathBuf>,
+    /// For unseal: where the secret goes (file:PATH, json, env).
+    #[arg(long)]
+    pub output: Option<String>,
+    /// For unseal: allow writing an aws credential's long-term keys.
+    #[arg(long)]
+    pub reveal: bool,
+    /// For assume: env, json or credential-process.
+    #[arg(long, value_parser = ["env", "json", "credential-process"])]
+    pub format: Option<String>,
+    /// For drill: also check the AWS keys.
+    #[arg(long)]
+    pub aws: bool,
 }

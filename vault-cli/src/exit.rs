@@ -85,8 +85,40 @@ pub fn classify(error: &anyhow::Error) -> Failure {
         if let Some(core) = cause.downcast_ref::<vault_core::Error>() {
             return classify_core(core);
         }
+        if let Some(failure) = classify_module(cause) {
+            return failure;
+        }
     }
     Failure::Other
+}
+
+/// Module errors that reached anyhow without the `vault_core::Error` wrapper.
+fn classify_module(cause: &(dyn std::error::Error + 'static)) -> Option<Failure> {
+    use vault_core::ceremony::CeremonyError;
+    use vault_core::envelope::EnvelopeError;
+    use vault_core::manifest::ManifestError;
+    use vault_core::vault::VaultError;
+    if let Some(e) = cause.downcast_ref::<CeremonyError>() {
+        return Some(classify_core(&vault_core::Error::Ceremony(e.clone())));
+    }
+    if cause.downcast_ref::<EnvelopeError>().is_some()
+        || cause
+            .downcast_ref::<vault_core::audit::AuditError>()
+            .is_some()
+    {
+        return Some(Failure::Integrity);
+    }
+    if let Some(ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. }) =
+        cause.downcast_ref::<ManifestError>()
+    {
+        return Some(Failure::Integrity);
+    }
+    match cause.downcast_ref::<VaultError>() {
+        Some(VaultError::WrongQuorum) => Some(Failure::Quorum),
+        Some(VaultError::NoToken { .. }) => Some(Failure::Hsm),
+        Some(VaultError::ManifestChanged { .. }) => Some(Failure::Integrity),
+        _ => None,
+    }
 }
 
 fn classify_core(error: &vault_core::Error) -> Failure {
@@ -102,6 +134,10 @@ fn classify_core(error: &vault_core::Error) -> Failure {
             ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. },
         ) => Failure::Integrity,
         vault_core::Error::Vault(VaultError::WrongQuorum) => Failure::Quorum,
+        vault_core::Error::Ceremony(vault_core::ceremony::CeremonyError::Tampered { .. }) => {
+            Failure::Integrity
+        }
+        vault_core::Error::Ceremony(_) => Failure::Quorum,
         vault_core::Error::Vault(VaultError::NoToken { .. }) => Failure::Hsm,
         vault_core::Error::Vault(VaultError::ManifestChanged { .. }) => Failure::Integrity,
         _ => Failure::Other,

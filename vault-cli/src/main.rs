@@ -12,7 +12,10 @@ mod exit;
 mod hardening;
 mod prompt;
 
-use cli::{AuditCommand, Cli, Command, HsmCommand, SessionCommand, ShareCommand, SharesCommand};
+use cli::{
+    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, SessionCommand, ShareCommand,
+    SharesCommand,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -45,6 +48,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assume(args) => commands::assume::run(vault, &args),
         Command::Console(args) => commands::assume::console(vault, &args),
         Command::Drill(args) => commands::drill::run(vault, &args),
+        Command::Ceremony(CeremonyCommand::Open(args)) => commands::ceremony::open(vault, &args),
+        Command::Ceremony(CeremonyCommand::Contribute(args)) => {
+            commands::ceremony::contribute(&args)
+        }
+        Command::Ceremony(CeremonyCommand::Status(args)) => {
+            commands::ceremony::status(vault, &args)
+        }
+        Command::Ceremony(CeremonyCommand::Close(args)) => commands::ceremony::close(vault, &args),
         Command::Session(SessionCommand::Credentials(args)) => {
             commands::session::credentials(&args)
         }

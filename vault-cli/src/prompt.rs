@@ -146,6 +146,9 @@ fn accept(
 
 /// Gathers shares from files, stdin, or the terminal, validating each on entry.
 pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector> {
+    if let Some(collected) = sources.collected.borrow_mut().take() {
+        return Ok(collected);
+    }
     let mut collector = Collector::new();
     let mut position = 0;
     for path in &sources.share_files {

@@ -237,6 +237,16 @@ impl AuditLog {
         })
     }
 
+    /// The hash of line `seq` (1-based) as it is now, if the log has that line.
+    pub fn hash_of_line(&self, seq: u64) -> Result<Option<String>, AuditError> {
+        let lines = self.lines()?;
+        Ok(usize::try_from(seq)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| lines.get(i))
+            .map(|l| line_hash(l)))
+    }
+
     /// The entries, in order (for `audit show`).
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         self.lines()?

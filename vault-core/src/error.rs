@@ -34,6 +34,9 @@ pub enum Error {
     /// An MFA seed problem.
     #[error(transparent)]
     Totp(#[from] crate::totp::TotpError),
+    /// A remote ceremony problem.
+    #[error(transparent)]
+    Ceremony(#[from] crate::ceremony::CeremonyError),
     /// A manifest problem.
     #[error(transparent)]
     Manifest(#[from] crate::manifest::ManifestError),

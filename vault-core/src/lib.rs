@@ -15,12 +15,14 @@
 //! - [`audit`]: the hash-chained audit log with signed checkpoints.
 //! - [`vault`]: the operations of the core flow over all of the above.
 //! - [`totp`]: RFC 6238 codes for the sealed MFA seed.
+//! - [`ceremony`]: remote ceremony requests and contributions.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod ceremony;
 pub mod clock;
 pub mod credential;
 pub mod envelope;

@@ -2,6 +2,7 @@
 
 pub mod assume;
 pub mod audit;
+pub mod ceremony;
 pub mod drill;
 pub mod hsm;
 pub mod init;

@@ -157,7 +157,11 @@ impl Rotation<'_> {
         let own = self
             .runtime
             .block_on(OwnKeys::new(&keys.access_key_id, &keys.secret_access_key));
-        let device = format!("{user}-breakglass-{}", vault_core::clock::now_unix());
+        // A fresh name every time (two rotations may fall in the same second).
+        let mut suffix = [0u8; 4];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+            .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
+        let device = format!("{user}-breakglass-{}", hex::encode(suffix));
         let (serial, seed) = self.runtime.block_on(own.create_mfa_device(&device))?;
         let totp = vault_core::totp::Totp::from_base32(seed.expose_secret())?;
         let step = totp.step_at(vault_core::clock::now_unix());

@@ -1,0 +1,366 @@
+//! End-to-end: a remote, asynchronous ceremony. The coordinator and three custodians work in
+//! separate directories and share nothing but the request and contribution files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Coordinator {
+    dir: tempfile::TempDir,
+}
+
+impl Coordinator {
+    fn new() -> Coordinator {
+        let c = Coordinator {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        c.ok(&[
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--custodian",
+            "dave",
+            "--custodian",
+            "erin",
+            "--threshold",
+            "3",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            c.path("shares").to_str().unwrap(),
+        ]);
+        std::fs::write(c.path("payload"), b"the database root password").unwrap();
+        c.ok(&[
+            "seal",
+            "db-root",
+            "--kind",
+            "secret",
+            "--from-file",
+            c.path("payload").to_str().unwrap(),
+        ]);
+        c
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_breakglass"))
+            .args(args)
+            .env("BREAKGLASS_VAULT", self.path("vault"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("SOFTHSM2_CONF")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+    /// Opens a ceremony; returns (id, request file).
+    fn open(&self, purpose: &str, expires: &str) -> (String, PathBuf) {
+        let request = self.path(&format!(
+            "request-{}.json",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let out = self.ok(&[
+            "ceremony",
+            "open",
+            "--purpose",
+            purpose,
+            "--credential",
+            "db-root",
+            "--reason",
+            "IdP down, INC-7",
+            "--expires",
+            expires,
+            "--out",
+            request.to_str().unwrap(),
+        ]);
+        let id = out.split_whitespace().nth(1).unwrap().to_owned();
+        (id, request)
+    }
+}
+
+/// A custodian at home: their own directory with their share file and a copy of the request;
+/// no vault, no token, no configuration shared with the coordinator.
+fn contribute(
+    coordinator: &Coordinator,
+    custodian: &str,
+    request: &Path,
+    extra: &[&str],
+) -> (Output, PathBuf) {
+    let home = tempfile::tempdir().unwrap().keep();
+    std::fs::copy(
+        coordinator
+            .path("shares")
+            .join(format!("{custodian}.share")),
+        home.join("my.share"),
+    )
+    .unwrap();
+    std::fs::copy(request, home.join("request.json")).unwrap();
+    let out = home.join("contribution.json");
+    let mut args = vec![
+        "ceremony",
+        "contribute",
+        "request.json",
+        "--share-file",
+        "my.share",
+        "--yes",
+        "--out",
+        "contribution.json",
+    ];
+    args.extend_from_slice(extra);
+    let output = Command::new(env!("CARGO_BIN_EXE_breakglass"))
+        .args(&args)
+        .current_dir(&home)
+        .env_remove("BREAKGLASS_VAULT")
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("HOME", &home)
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (output, out)
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn three_custodians_at_home_unseal_through_files_alone() {
+    let c = Coordinator::new();
+    let (id, request) = c.open("unseal", "2h");
+    let mut contributions = Vec::new();
+    for custodian in ["alice", "carol", "erin"] {
+        let (output, file) = contribute(&c, custodian, &request, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("IdP down, INC-7") && stderr(&output).contains("fingerprint")
+        );
+        // The file carries no share words.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let words =
+            std::fs::read_to_string(c.path("shares").join(format!("{custodian}.share"))).unwrap();
+        let first_word = words
+            .lines()
+            .find(|l| !l.starts_with('#'))
+            .unwrap()
+            .split(' ')
+            .nth(4)
+            .unwrap()
+            .to_owned();
+        assert!(!text.contains(&format!(" {first_word} ")));
+        contributions.push(file.display().to_string());
+    }
+    let status = c.ok(&[
+        "ceremony",
+        "status",
+        &id,
+        "--contribution",
+        &contributions[0],
+        "--contribution",
+        &contributions[1],
+    ]);
+    assert!(
+        status.contains("contributed: alice, carol") && status.contains("not met"),
+        "{status}"
+    );
+    let out = c.ok(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &contributions[0],
+        "--contribution",
+        &contributions[1],
+        "--contribution",
+        &contributions[2],
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.contains(
+            &"the database root password"
+                .bytes()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ) || out.contains("the database"),
+        "{out}"
+    );
+    assert!(
+        !c.path("vault/ceremonies")
+            .join(format!("{id}.key"))
+            .exists(),
+        "the transport key is destroyed"
+    );
+    let log = std::fs::read_to_string(c.path("vault/audit.jsonl")).unwrap();
+    assert!(log.contains("\"ceremony_opened\"") && log.contains("\"ceremony_closed\""));
+    // Once closed, the same contributions open nothing.
+    let again = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &contributions[0],
+    ]);
+    assert!(!again.status.success());
+}
+
+#[test]
+fn every_rejection_is_precise() {
+    let c = Coordinator::new();
+    let (id, request) = c.open("unseal", "2h");
+    let (_, alice) = contribute(&c, "alice", &request, &[]);
+    let (_, carol) = contribute(&c, "carol", &request, &[]);
+    let alice = alice.display().to_string();
+    let carol = carol.display().to_string();
+
+    // A contribution for another ceremony (an intercepted file replayed elsewhere).
+    let (other_id, other_request) = c.open("unseal", "2h");
+    let (_, foreign) = contribute(&c, "erin", &other_request, &[]);
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &carol,
+        "--contribution",
+        foreign.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains(&format!("made for another ceremony ({other_id})")),
+        "{}",
+        stderr(&output)
+    );
+
+    // A tampered contribution.
+    let (_, erin) = contribute(&c, "erin", &request, &[]);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&erin).unwrap()).unwrap();
+    let ct = json["ciphertext"].as_str().unwrap().to_owned();
+    let flipped = match ct.strip_prefix('A') {
+        Some(rest) => format!("B{rest}"),
+        None => format!("A{}", &ct[1..]),
+    };
+    json["ciphertext"] = flipped.into();
+    let tampered = c.path("tampered.json");
+    std::fs::write(&tampered, json.to_string()).unwrap();
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &carol,
+        "--contribution",
+        tampered.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(5));
+    assert!(stderr(&output).contains("altered"), "{}", stderr(&output));
+
+    // The same custodian twice.
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &carol,
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("alice has contributed already"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A name that does not match the share.
+    let (_, lying) = contribute(&c, "dave", &request, &["--custodian", "bob"]);
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &carol,
+        "--contribution",
+        lying.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("signed as bob but holds the share of dave"),
+        "{}",
+        stderr(&output)
+    );
+
+    // An expired request: refused by the custodian's side and by close.
+    let (expired_id, expired) = c.open("unseal", "0m");
+    let (output, _) = contribute(&c, "alice", &expired, &[]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stderr(&output).contains("expired"), "{}", stderr(&output));
+    let output = c.run(&["ceremony", "close", &expired_id, "--contribution", &alice]);
+    assert!(!output.status.success());
+
+    // History changed since the request: the audit head it embeds is gone.
+    let log = c.path("vault/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let changed = text.replacen("\"event\":\"seal\"", "\"event\":\"sael\"", 1);
+    assert_ne!(changed, text);
+    std::fs::write(&log, changed).unwrap();
+    let (_, erin) = contribute(&c, "erin", &request, &[]);
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        &alice,
+        "--contribution",
+        &carol,
+        "--contribution",
+        erin.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("history was changed"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Not on a terminal without --yes: refused at once.
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_breakglass"))
+        .args([
+            "ceremony",
+            "contribute",
+            request.to_str().unwrap(),
+            "--out",
+            home.path().join("x").to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--yes"));
+}
