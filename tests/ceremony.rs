@@ -364,3 +364,141 @@ fn every_rejection_is_precise() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("--yes"));
 }
+
+#[test]
+fn age_encrypted_share_files_open_with_the_identity_and_with_rage() {
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("alice.key");
+    let keygen = Command::new(hsm_testing::tools::cargo_program("rage-keygen"))
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let key_text = std::fs::read_to_string(&identity).unwrap();
+    let public = key_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let vault = dir.path().join("vault");
+    let shares = dir.path().join("shares");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_breakglass"))
+            .args(args)
+            .env("BREAKGLASS_VAULT", &vault)
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env_remove("SOFTHSM2_CONF")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let init = run(&[
+        "init",
+        "--dev-softhsm",
+        "--custodian",
+        "alice",
+        "--custodian",
+        "bob",
+        "--threshold",
+        "2",
+        "--iteration-exponent",
+        "0",
+        "--shares-dir",
+        shares.to_str().unwrap(),
+        "--recipient",
+        &format!("alice={public}"),
+    ]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    let encrypted = shares.join("alice.share.age");
+    let text = std::fs::read_to_string(&encrypted).unwrap();
+    assert!(text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----"));
+    assert!(!shares.join("alice.share").exists());
+
+    // rage decrypts it: the custodian is not tied to breakglass.
+    let decrypted = Command::new(hsm_testing::tools::cargo_program("rage"))
+        .arg("-d")
+        .arg("-i")
+        .arg(&identity)
+        .arg(&encrypted)
+        .output()
+        .unwrap();
+    assert!(
+        decrypted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decrypted.stderr)
+    );
+    let plain = String::from_utf8(decrypted.stdout).unwrap();
+    assert!(plain.contains("# breakglass share of custodian alice"));
+    let plain_file = dir.path().join("alice-from-rage.share");
+    std::fs::write(&plain_file, &plain).unwrap();
+    let verify = run(&[
+        "share",
+        "verify",
+        "--share-file",
+        plain_file.to_str().unwrap(),
+    ]);
+    assert!(
+        verify.status.success()
+            && String::from_utf8_lossy(&verify.stdout).contains("custodian alice")
+    );
+
+    // breakglass reads it with the identity, and says what is missing without it.
+    std::fs::write(dir.path().join("p"), b"x").unwrap();
+    assert!(
+        run(&[
+            "seal",
+            "s",
+            "--kind",
+            "secret",
+            "--from-file",
+            dir.path().join("p").to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let bob = shares.join("bob.share");
+    let without = run(&[
+        "unseal",
+        "s",
+        "--share-file",
+        encrypted.to_str().unwrap(),
+        "--share-file",
+        bob.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(without.status.code(), Some(2));
+    assert!(
+        stderr(&without).contains("--identity"),
+        "{}",
+        stderr(&without)
+    );
+    let with = run(&[
+        "unseal",
+        "s",
+        "--share-file",
+        encrypted.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+        "--share-file",
+        bob.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(with.status.success(), "{}", stderr(&with));
+    let verify = run(&[
+        "share",
+        "verify",
+        "--share-file",
+        encrypted.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+}

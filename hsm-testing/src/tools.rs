@@ -91,3 +91,24 @@ pub fn hpke_vector_keys(
     }
     (info, fields)
 }
+
+/// A program installed by `cargo install` (`rage`, `rage-keygen`): on PATH, or in cargo's bin
+/// directory.
+///
+/// # Panics
+/// When it is not installed, saying how to install it.
+pub fn cargo_program(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.exists());
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin").join(name))
+        .filter(|p| p.exists());
+    on_path.or(cargo_home).unwrap_or_else(|| {
+        panic!("{name} is not installed: run scripts/setup (it runs cargo install rage)")
+    })
+}

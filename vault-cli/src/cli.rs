@@ -75,6 +75,9 @@ pub struct ShareSources {
     /// Read shares from standard input, one mnemonic per line.
     #[arg(long)]
     pub shares_stdin: bool,
+    /// An age identity file, for share files encrypted to a custodian's age recipient.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Shares already gathered (a remote ceremony's contributions).
     #[arg(skip)]
     pub collected: std::cell::RefCell<Option<vault_core::quorum::Collector>>,
@@ -117,6 +120,14 @@ pub struct InitArgs {
     /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
     #[arg(long, value_name = "DIR")]
     pub shares_dir: Option<PathBuf>,
+    /// Encrypt that custodian's share file to their age recipient (NAME=age1...; repeat):
+    /// written as DIR/<custodian>.share.age, readable with --identity, age or rage.
+    #[arg(
+        long = "recipient",
+        value_name = "NAME=AGE1...",
+        requires = "shares_dir"
+    )]
+    pub recipients: Vec<String>,
     /// Write a printable HTML share card per custodian into DIR.
     #[arg(long, value_name = "DIR")]
     pub share_cards: Option<PathBuf>,
@@ -224,6 +235,9 @@ pub struct ShareVerifyArgs {
     /// The share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long, value_name = "FILE")]
     pub share_file: Option<PathBuf>,
+    /// Your age identity file, when your share file is age-encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -509,6 +523,9 @@ pub struct CeremonyContributeArgs {
     /// Your share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long)]
     pub share_file: Option<PathBuf>,
+    /// Your age identity file, when your share file is age-encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     /// Your custodian name (read from the share file's header when it has one).
     #[arg(long)]
     pub custodian: Option<String>,

@@ -8,6 +8,7 @@ use clap::Parser;
 mod aws;
 mod cli;
 mod commands;
+mod custodian_keys;
 mod exit;
 mod hardening;
 mod prompt;

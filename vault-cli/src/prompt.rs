@@ -95,12 +95,21 @@ impl PinProvider for CliPins {
     }
 }
 
-/// The mnemonic in a share file: every line that is not blank and not a `#` comment.
-pub fn mnemonic_from_file(path: &Path) -> Result<Zeroizing<String>> {
+/// A share file's text; an age-encrypted one is decrypted with `identity`.
+pub fn share_file_text(path: &Path, identity: Option<&Path>) -> Result<Zeroizing<String>> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .with_context(|| format!("reading share file {}", path.display()))?,
     );
+    if crate::custodian_keys::is_age(&text) {
+        return crate::custodian_keys::decrypt(&text, identity, path);
+    }
+    Ok(text)
+}
+
+/// The mnemonic in a share file: every line that is not blank and not a `#` comment.
+pub fn mnemonic_from_file(path: &Path, identity: Option<&Path>) -> Result<Zeroizing<String>> {
+    let text = share_file_text(path, identity)?;
     let words: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -153,7 +162,7 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
     let mut position = 0;
     for path in &sources.share_files {
         position += 1;
-        let mnemonic = mnemonic_from_file(path)?;
+        let mnemonic = mnemonic_from_file(path, sources.identity.as_deref())?;
         let custodian = accept(
             vault,
             &mut collector,

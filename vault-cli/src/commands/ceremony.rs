@@ -121,8 +121,8 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
 }
 
 /// The custodian named in a share file's header, if any.
-fn custodian_from_header(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+fn custodian_from_header(path: &Path, identity: Option<&Path>) -> Option<String> {
+    let text = crate::prompt::share_file_text(path, identity).ok()?;
     text.lines().find_map(|l| {
         l.strip_prefix("# breakglass share of custodian ")
             .map(|n| n.trim().to_owned())
@@ -164,7 +164,7 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         }
     }
     let mnemonic = match &args.share_file {
-        Some(path) => mnemonic_from_file(path)?,
+        Some(path) => mnemonic_from_file(path, args.identity.as_deref())?,
         None if interactive() => hidden("your share (hidden): ")?,
         None => {
             return Err(fail(
@@ -179,7 +179,11 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     let custodian = args
         .custodian
         .clone()
-        .or_else(|| args.share_file.as_deref().and_then(custodian_from_header))
+        .or_else(|| {
+            args.share_file
+                .as_deref()
+                .and_then(|p| custodian_from_header(p, args.identity.as_deref()))
+        })
         .ok_or_else(|| {
             fail(
                 Failure::Usage,
@@ -341,6 +345,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
     let shares = ShareSources {
         share_files: Vec::new(),
         shares_stdin: false,
+        identity: None,
         collected: std::cell::RefCell::new(Some(collector)),
     };
     let credential = request.credential.clone().unwrap_or_default();

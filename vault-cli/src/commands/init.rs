@@ -1,5 +1,6 @@
 //! `breakglass init`: a new vault, its token keys and the custodians' shares.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -154,20 +155,49 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes every share file and reads it back: the file holds the custodian's share intact.
-fn write_share_files(vault: &Vault, shares: &[CustodianShare], dir: &Path) -> Result<Vec<PathBuf>> {
+fn write_share_files(
+    vault: &Vault,
+    shares: &[CustodianShare],
+    dir: &Path,
+    recipients: &BTreeMap<String, age::x25519::Recipient>,
+) -> Result<Vec<PathBuf>> {
     ensure_dir(dir)?;
     let mut written = Vec::new();
     for issued in shares {
-        let path = dir.join(format!("{}.share", issued.custodian));
-        write_new_secret_file(&path, share_file_text(vault, issued).as_bytes())?;
-        let mnemonic = crate::prompt::mnemonic_from_file(&path)?;
-        let share = Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
+        let text = zeroize::Zeroizing::new(share_file_text(vault, issued));
+        // Checked before it is written (and encrypted): the text reads back as this custodian's
+        // share of this vault.
+        let words: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect();
+        let share = Share::parse(&words.join(" "), 1).map_err(vault_core::Error::from)?;
         anyhow::ensure!(
             vault.custodian_of(&share).as_deref() == Some(issued.custodian.as_str()),
-            "{} does not read back as {}'s share",
-            path.display(),
+            "the share file of {} does not read back as their share",
             issued.custodian
         );
+        let path = match recipients.get(&issued.custodian) {
+            Some(recipient) => {
+                let path = dir.join(format!("{}.share.age", issued.custodian));
+                write_new_secret_file(
+                    &path,
+                    crate::custodian_keys::encrypt(recipient, text.as_bytes())?.as_bytes(),
+                )?;
+                path
+            }
+            None => {
+                let path = dir.join(format!("{}.share", issued.custodian));
+                write_new_secret_file(&path, text.as_bytes())?;
+                let mnemonic = crate::prompt::mnemonic_from_file(&path, None)?;
+                anyhow::ensure!(
+                    Share::parse(&mnemonic, 1).is_ok(),
+                    "{} does not read back",
+                    path.display()
+                );
+                path
+            }
+        };
         written.push(path);
     }
     Ok(written)
@@ -230,7 +260,22 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     }
     // Nothing half-made: every share file and card must be new before the vault is created.
     let custodians: Vec<&String> = groups.iter().flat_map(|g| &g.members).collect();
-    for (dir, extension) in [(&args.shares_dir, "share"), (&args.share_cards, "html")] {
+    let mut recipients = BTreeMap::new();
+    for text in &args.recipients {
+        let (name, recipient) = crate::custodian_keys::parse_recipient(text)?;
+        if !custodians.iter().any(|c| **c == name) {
+            return Err(fail(
+                Failure::Usage,
+                format!("--recipient {name}=...: {name} is not a custodian"),
+            ));
+        }
+        recipients.insert(name, recipient);
+    }
+    for (dir, extension) in [
+        (&args.shares_dir, "share"),
+        (&args.shares_dir, "share.age"),
+        (&args.share_cards, "html"),
+    ] {
         let Some(dir) = dir else { continue };
         for custodian in &custodians {
             let path = dir.join(format!("{custodian}.{extension}"));
@@ -301,7 +346,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     pin_on_this_machine(&vault.manifest().vault_id, &fingerprint)?;
     let mut files = Vec::new();
     if let Some(shares_dir) = &args.shares_dir {
-        files = write_share_files(&vault, &shares, shares_dir)?;
+        files = write_share_files(&vault, &shares, shares_dir, &recipients)?;
     }
     let mut cards = Vec::new();
     if let Some(cards_dir) = &args.share_cards {

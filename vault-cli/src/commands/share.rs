@@ -15,7 +15,7 @@ pub fn verify(vault_arg: Option<&Path>, args: &ShareVerifyArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     let mnemonic = match &args.share_file {
-        Some(path) => mnemonic_from_file(path)?,
+        Some(path) => mnemonic_from_file(path, args.identity.as_deref())?,
         None if interactive() => hidden("your share (hidden): ")?,
         None => {
             return Err(fail(
