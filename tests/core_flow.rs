@@ -705,3 +705,67 @@ fn a_failed_init_leaves_nothing_behind() {
     assert!(!env.vault().exists());
     assert!(!env.path("shares").exists());
 }
+
+#[test]
+fn a_backup_token_unseals_when_the_primary_token_is_gone() {
+    let (env, payload) = Env::three_of_five();
+    let shares = [env.share("alice"), env.share("bob"), env.share("carol")];
+    let with_shares = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for s in &shares {
+            v.push("--share-file".into());
+            v.push(s.clone());
+        }
+        v
+    };
+    let before: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    let args = with_shares(&["hsm", "enroll", "--token", "backup", "--init-token"]);
+    let out = env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("new fingerprint"), "{out}");
+    let after: serde_json::Value = serde_json::from_str(&env.ok(&["status", "--json"])).unwrap();
+    assert_ne!(after["fingerprint"], before["fingerprint"]);
+    assert_eq!(after["tokens"].as_array().unwrap().len(), 2);
+    assert_eq!(after["credentials"][0]["tokens"], 2);
+
+    // The backup alone opens the credential.
+    let out_file = env.path("via-backup.bin");
+    let args = with_shares(&[
+        "unseal",
+        "db-root",
+        "--hsm",
+        "backup",
+        "--output",
+        &format!("file:{}", out_file.display()),
+    ]);
+    let output = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&out_file).unwrap(), payload);
+
+    // The primary token's directory deleted: the backup serves without being named.
+    let tokens = env.vault().join("softhsm/tokens");
+    let primary = std::fs::read_dir(&tokens)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|dir| {
+            std::fs::read(dir.join("token.object"))
+                .map(|b| b.windows(14).any(|w| w == b"breakglass-dev"))
+                .unwrap_or(false)
+        })
+        .expect("the primary token's directory");
+    std::fs::remove_dir_all(&primary).unwrap();
+    let out_file = env.path("after-loss.bin");
+    let args = with_shares(&[
+        "unseal",
+        "db-root",
+        "--output",
+        &format!("file:{}", out_file.display()),
+    ]);
+    let output = env.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token backup"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), payload);
+}

@@ -317,6 +317,34 @@ pub struct SharesInspectArgs {
 pub enum HsmCommand {
     /// List the initialised tokens of a PKCS#11 module, with their PIN state.
     Tokens(HsmTokensArgs),
+    /// Enrol another token (a backup in another site): every credential gets a stanza for it.
+    Enroll(HsmEnrollArgs),
+}
+
+/// `breakglass hsm enroll`
+#[derive(Debug, Args)]
+pub struct HsmEnrollArgs {
+    /// The new token's PKCS#11 module (default for a --dev-softhsm vault: SoftHSM).
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// The new token's label.
+    #[arg(long)]
+    pub token: String,
+    /// Initialise the new token first (it must be uninitialised).
+    #[arg(long)]
+    pub init_token: bool,
+    /// Where the new token's user PIN comes from: quorum, env:VAR, file:PATH, prompt.
+    #[arg(long, default_value = "quorum")]
+    pub pin_source: String,
+    /// Where its SO PIN comes from, with --init-token.
+    #[arg(long, default_value = "quorum")]
+    pub so_pin_source: String,
+    /// The quorum's shares (re-sealing opens every envelope).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The vault's fingerprint (otherwise the one pinned on this machine).
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass hsm tokens`

@@ -74,6 +74,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Verify(args)) => commands::audit::verify(vault, &args),
         Command::Audit(AuditCommand::Show(args)) => commands::audit::show(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
+        Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
         Command::Shares(SharesCommand::Split(args)) => commands::shares::split(&args),
         Command::Shares(SharesCommand::Combine(args)) => commands::shares::combine(&args),
         Command::Shares(SharesCommand::Inspect(args)) => commands::shares::inspect(&args),

@@ -333,31 +333,15 @@ impl Vault {
         let quorum_key = X25519SecretKey::derive_key_pair(&q);
 
         let module = Module::open(&options.token.module)?;
-        let token = if options.token.init_token {
-            let so_pin = pin_for(
-                Some(&q),
-                &vault_id,
-                &options.token.label,
-                PinRole::SecurityOfficer,
-                &options.so_pin,
-                options.pins,
-            )?;
-            let token = module.init_token(&options.token.label, &so_pin)?;
-            let session = module.open_session(&token)?;
-            session.login(PinRole::SecurityOfficer, &so_pin, false)?;
-            let user_pin = pin_for(
-                Some(&q),
-                &vault_id,
-                &options.token.label,
-                PinRole::User,
-                &options.user_pin,
-                options.pins,
-            )?;
-            session.init_user_pin(&user_pin)?;
-            token
-        } else {
-            module.find_token(&TokenSelector::Label(options.token.label.clone()))?
-        };
+        let token = prepare_token(
+            &module,
+            &q,
+            &vault_id,
+            &options.token,
+            &options.user_pin,
+            &options.so_pin,
+            options.pins,
+        )?;
         let session = module.open_session(&token)?;
         let user_pin = pin_for(
             Some(&q),
@@ -641,6 +625,179 @@ impl Vault {
         .into())
     }
 
+    /// Enrols another token (a backup in another site): generates its sealing key, re-seals
+    /// every credential with a stanza for it (the payload's AAD covers the stanzas, so each
+    /// envelope is opened with the quorum and a token already enrolled, and sealed again), then
+    /// records the new manifest in the audit log under a checkpoint. Returns the new fingerprint.
+    pub fn enroll(
+        &mut self,
+        shares: &Collector,
+        target: &TokenTarget,
+        user_pin: &PinSource,
+        so_pin: &PinSource,
+        pins: &dyn PinProvider,
+        pinned: &str,
+    ) -> Result<String, crate::Error> {
+        self.manifest.check_pinned(pinned)?;
+        let (q, quorum_key, custodians, _) = self.recombine(shares)?;
+        let q = q.expose_secret();
+        let vault_id = self.manifest.vault_id.clone();
+        // Every module involved, opened once (a module is initialised once per process).
+        let mut paths: Vec<PathBuf> = self
+            .manifest
+            .hsms
+            .iter()
+            .map(|h| PathBuf::from(&h.module))
+            .collect();
+        paths.push(target.module.clone());
+        paths.sort();
+        paths.dedup();
+        let modules: BTreeMap<PathBuf, Module> = paths
+            .into_iter()
+            .filter_map(|p| Module::open(&p).ok().map(|m| (p, m)))
+            .collect();
+        let new_module = modules
+            .get(&target.module)
+            .ok_or_else(|| VaultError::NoToken {
+                tokens: target.label.clone(),
+                last_error: format!("cannot load {}", target.module.display()),
+            })?;
+        let token = prepare_token(new_module, q, &vault_id, target, user_pin, so_pin, pins)?;
+        if self
+            .manifest
+            .hsms
+            .iter()
+            .any(|h| h.serial == token.description().serial)
+        {
+            return Err(
+                VaultError::Layout(format!("token {} is enrolled already", token.label())).into(),
+            );
+        }
+        let new_session = new_module.open_session(&token)?;
+        new_session.login(
+            PinRole::User,
+            &pin_for(
+                Some(q),
+                &vault_id,
+                token.label(),
+                PinRole::User,
+                user_pin,
+                pins,
+            )?,
+            false,
+        )?;
+        let new_key = new_session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
+
+        // A token already enrolled opens every envelope.
+        let mut last_error = String::from("no enrolled token is present");
+        let mut primary = None;
+        for enrollment in &self.manifest.hsms {
+            let Some(module) = modules.get(&PathBuf::from(&enrollment.module)) else {
+                continue;
+            };
+            match module.find_token(&TokenSelector::Serial(enrollment.serial.clone())) {
+                Ok(found) => {
+                    primary = Some((module, found, enrollment.clone()));
+                    break;
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        let (module, found, enrollment) = primary.ok_or_else(|| VaultError::NoToken {
+            tokens: self
+                .manifest
+                .hsms
+                .iter()
+                .map(|h| h.label.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_error,
+        })?;
+        let session = module.open_session(&found)?;
+        session.login(
+            PinRole::User,
+            &pin_for(
+                Some(q),
+                &vault_id,
+                &enrollment.label,
+                PinRole::User,
+                &enrollment.pin,
+                pins,
+            )?,
+            false,
+        )?;
+        let key = KeyRef {
+            id: hex::decode(&enrollment.seal_key_id).unwrap_or_default(),
+            label: format!("breakglass:{vault_id}:seal"),
+            public_key: hex::decode(&enrollment.seal_public_key).unwrap_or_default(),
+        };
+        let mut hsm_keys: Vec<Vec<u8>> = self
+            .manifest
+            .hsms
+            .iter()
+            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
+            .collect();
+        hsm_keys.push(new_key.public_key.clone());
+        let quorum_public = self
+            .manifest
+            .quorum_public_key()
+            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+
+        let lock = self.store.lock()?;
+        let now = crate::clock::rfc3339(crate::clock::now_unix());
+        // Envelopes first: a crash before the manifest is written leaves stanzas for a token
+        // the manifest does not know yet, which is harmless.
+        for name in self.store.credentials()? {
+            let (path, envelope) = self.envelope(&name)?;
+            let payload = envelope.open(&session.dh_oracle(&key), &quorum_key, &path)?;
+            let resealed = envelope::seal(&SealInput {
+                vault_id: &vault_id,
+                name: &name,
+                kind: envelope.kind,
+                created: now.clone(),
+                metadata: envelope.metadata.clone(),
+                payload: payload.expose_secret(),
+                hsm_public_keys: &hsm_keys,
+                quorum_public_key: &quorum_public,
+            })?;
+            self.store
+                .write_credential(&lock, &name, &resealed.to_bytes(), true)?;
+        }
+        let description = token.description();
+        self.manifest.hsms.push(HsmEnrollment {
+            label: description.label.clone(),
+            serial: description.serial.clone(),
+            manufacturer: description.manufacturer.clone(),
+            model: description.model.clone(),
+            module: target.module.display().to_string(),
+            softhsm_conf: target.softhsm_conf.clone(),
+            seal_key_id: hex::encode(&new_key.id),
+            seal_public_key: hex::encode(&new_key.public_key),
+            pin: user_pin.clone(),
+        });
+        let manifest_bytes = self.manifest.to_bytes();
+        self.store.write(&lock, MANIFEST, &manifest_bytes)?;
+        let fingerprint = self.manifest.fingerprint().display();
+        let audit = self.audit();
+        let actor = Actor::current();
+        let mut event = Event::new("hsm_enrol")
+            .detail("token", description.label.clone())
+            .detail("serial", description.serial.clone())
+            .detail("fingerprint", fingerprint.clone())
+            .detail(
+                MANIFEST_HASH,
+                hex::encode(ring::digest::digest(&ring::digest::SHA256, &manifest_bytes).as_ref()),
+            );
+        event.custodians = custodians;
+        audit.append(event, &actor, &now)?;
+        if self.manifest.audit.token == enrollment.label {
+            let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
+            audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
+        }
+        drop(lock);
+        Ok(fingerprint)
+    }
+
     /// A drill: the shares recombine, the token answers, and every envelope opens (the
     /// plaintext goes only to `check`, e.g. to test AWS keys, and is then dropped). Records a
     /// `drill` entry with the participants and what `check` reported, signed by a checkpoint.
@@ -772,6 +929,42 @@ impl Vault {
             },
         )
     }
+}
+
+/// The token `target` names: initialised first when asked (SO PIN set, user PIN set), else
+/// found by label.
+fn prepare_token(
+    module: &Module,
+    q: &[u8],
+    vault_id: &str,
+    target: &TokenTarget,
+    user_pin: &PinSource,
+    so_pin: &PinSource,
+    pins: &dyn PinProvider,
+) -> Result<crate::hsm::Token, crate::Error> {
+    if !target.init_token {
+        return Ok(module.find_token(&TokenSelector::Label(target.label.clone()))?);
+    }
+    let so = pin_for(
+        Some(q),
+        vault_id,
+        &target.label,
+        PinRole::SecurityOfficer,
+        so_pin,
+        pins,
+    )?;
+    let token = module.init_token(&target.label, &so)?;
+    let session = module.open_session(&token)?;
+    session.login(PinRole::SecurityOfficer, &so, false)?;
+    session.init_user_pin(&pin_for(
+        Some(q),
+        vault_id,
+        &target.label,
+        PinRole::User,
+        user_pin,
+        pins,
+    )?)?;
+    Ok(token)
 }
 
 fn validate_groups(group_threshold: u8, groups: &[GroupDef]) -> Result<(), crate::Error> {

@@ -3,7 +3,9 @@
 use anyhow::{Context, Result};
 use vault_core::hsm::Module;
 
-use crate::cli::HsmTokensArgs;
+use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, gather_shares, pin_source};
 
 /// `breakglass hsm tokens`: lists the initialised tokens of a module with their PIN state.
 pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
@@ -52,5 +54,48 @@ pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
             d.label, d.serial, d.manufacturer, d.model
         );
     }
+    Ok(())
+}
+
+/// `breakglass hsm enroll`.
+pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let mut vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let dev = vault
+        .manifest()
+        .hsms
+        .iter()
+        .find_map(|h| h.softhsm_conf.clone());
+    let module = match (&args.module, &dev) {
+        (Some(module), _) => module.clone(),
+        (None, Some(_)) => vault_core::hsm::softhsm_module()
+            .ok_or_else(|| fail(Failure::Hsm, "SoftHSM is not installed"))?,
+        (None, None) => return Err(fail(Failure::Usage, "which module? pass --module PATH")),
+    };
+    let softhsm_conf = dev.filter(|_| Some(&module) == vault_core::hsm::softhsm_module().as_ref());
+    let target = vault_core::vault::TokenTarget {
+        module,
+        label: args.token.clone(),
+        init_token: args.init_token,
+        softhsm_conf,
+    };
+    let user_pin = pin_source(&args.pin_source, "--pin-source")?;
+    let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;
+    let pinned = match &args.fingerprint {
+        Some(f) => Some(f.clone()),
+        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
+    }
+    .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
+    let shares = gather_shares(&vault, &args.shares)?;
+    let fingerprint = vault.enroll(&shares, &target, &user_pin, &so_pin, &CliPins, &pinned)?;
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    println!(
+        "token {} enrolled; every credential now opens with it too",
+        args.token
+    );
+    println!(
+        "new fingerprint: {fingerprint} (it covers the token list: update the runbook; share cards show the previous one)"
+    );
     Ok(())
 }

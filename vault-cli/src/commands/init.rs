@@ -343,7 +343,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     };
     let (vault, shares) = Vault::init(&dir, &options)?;
     let fingerprint = vault.manifest().fingerprint().display();
-    pin_on_this_machine(&vault.manifest().vault_id, &fingerprint)?;
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     let mut files = Vec::new();
     if let Some(shares_dir) = &args.shares_dir {
         files = write_share_files(&vault, &shares, shares_dir, &recipients)?;
@@ -380,19 +380,5 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         }
         println!("Give each custodian their share; keep the fingerprint with the runbook.");
     }
-    Ok(())
-}
-
-/// Records the fingerprint in this machine's known-vaults file, so later seals check it.
-fn pin_on_this_machine(vault_id: &str, fingerprint: &str) -> Result<()> {
-    let Some(path) = super::known_vaults_path() else {
-        return Ok(());
-    };
-    if let Some(parent) = path.parent() {
-        ensure_dir(parent)?;
-    }
-    let mut known = vault_core::manifest::read_known_vaults(&path)?;
-    known.insert(vault_id.to_owned(), fingerprint.to_owned());
-    vault_core::store::write_atomic(&path, serde_json::to_string_pretty(&known)?.as_bytes())?;
     Ok(())
 }

@@ -105,3 +105,21 @@ pub fn days_since(time: &str) -> Option<u64> {
     let then = vault_core::clock::parse_rfc3339(time)?;
     Some(vault_core::clock::now_unix().saturating_sub(then) / 86_400)
 }
+
+/// Records the fingerprint in this machine's known-vaults file, so later commands check it.
+pub fn pin_fingerprint(vault_id: &str, fingerprint: &str) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(path) = known_vaults_path() else {
+        return Ok(());
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    let mut known = vault_core::manifest::read_known_vaults(&path)?;
+    known.insert(vault_id.to_owned(), fingerprint.to_owned());
+    vault_core::store::write_atomic(&path, serde_json::to_string_pretty(&known)?.as_bytes())?;
+    Ok(())
+}
