@@ -259,6 +259,25 @@ impl Vault {
         AuditLog::new(&self.store.path(AUDIT_LOG), &self.manifest.vault_id)
     }
 
+    /// Appends `event` and, when `session` is on the token holding the audit key, a checkpoint
+    /// signing it (the caller holds the writers' lock).
+    fn append_signed(
+        &self,
+        event: Event,
+        session: &TokenSession<'_>,
+        token_label: &str,
+        now: &str,
+    ) -> Result<(), crate::Error> {
+        let audit = self.audit();
+        let actor = Actor::current();
+        audit.append(event, &actor, now)?;
+        if self.manifest.audit.token == token_label {
+            let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
+            audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, now)?;
+        }
+        Ok(())
+    }
+
     /// Appends an event to the audit log under the writers' lock.
     pub fn record(&self, event: Event) -> Result<Head, crate::Error> {
         let _lock = self.store.lock()?;
@@ -778,8 +797,6 @@ impl Vault {
         let manifest_bytes = self.manifest.to_bytes();
         self.store.write(&lock, MANIFEST, &manifest_bytes)?;
         let fingerprint = self.manifest.fingerprint().display();
-        let audit = self.audit();
-        let actor = Actor::current();
         let mut event = Event::new("hsm_enrol")
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone())
@@ -789,11 +806,7 @@ impl Vault {
                 hex::encode(ring::digest::digest(&ring::digest::SHA256, &manifest_bytes).as_ref()),
             );
         event.custodians = custodians;
-        audit.append(event, &actor, &now)?;
-        if self.manifest.audit.token == enrollment.label {
-            let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
-            audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
-        }
+        self.append_signed(event, &session, &enrollment.label, &now)?;
         drop(lock);
         Ok(fingerprint)
     }
@@ -831,9 +844,7 @@ impl Vault {
                     results.insert(name, outcome);
                 }
                 let lock = self.store.lock()?;
-                let audit = self.audit();
                 let now = crate::clock::rfc3339(crate::clock::now_unix());
-                let actor = Actor::current();
                 let mut event = Event::new("drill").detail("token", enrollment.label.clone());
                 for (name, outcome) in &results {
                     event
@@ -841,11 +852,7 @@ impl Vault {
                         .insert(format!("credential:{name}"), outcome.clone());
                 }
                 event.custodians = custodians.clone();
-                audit.append(event, &actor, &now)?;
-                if self.manifest.audit.token == enrollment.label {
-                    let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
-                    audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
-                }
+                self.append_signed(event, session, &enrollment.label, &now)?;
                 drop(lock);
                 Ok((custodians.clone(), results))
             },
@@ -902,18 +909,12 @@ impl Vault {
                 let payload = envelope.open(&session.dh_oracle(key), &quorum_key, &path)?;
                 let (details, result) = act(&envelope, &payload, &custodians);
                 let lock = self.store.lock()?;
-                let audit = self.audit();
                 let now = crate::clock::rfc3339(crate::clock::now_unix());
-                let actor = Actor::current();
                 let mut event = Event::new(purpose).detail("token", enrollment.label.clone());
                 event.details.extend(details);
                 event.credential = Some(name.to_owned());
                 event.custodians = custodians.clone();
-                audit.append(event, &actor, &now)?;
-                if self.manifest.audit.token == enrollment.label {
-                    let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
-                    audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
-                }
+                self.append_signed(event, session, &enrollment.label, &now)?;
                 drop(lock);
                 Ok((
                     Unsealed {

@@ -200,6 +200,13 @@ pub async fn assume_role(
         call = call.serial_number(serial).token_code(code);
     }
     let output = call.send().await.map_err(|e| explain("AssumeRole", e))?;
+    session_from(&output)
+}
+
+/// The session an AssumeRole answer carries.
+fn session_from(
+    output: &aws_sdk_sts::operation::assume_role::AssumeRoleOutput,
+) -> anyhow::Result<Session> {
     let credentials = output
         .credentials()
         .ok_or_else(|| fail(Failure::Aws, "AssumeRole returned no credentials"))?;
@@ -261,22 +268,7 @@ pub async fn assume_role_with_session(
         .send()
         .await
         .map_err(|e| explain("AssumeRole (chained)", e))?;
-    let credentials = output
-        .credentials()
-        .ok_or_else(|| fail(Failure::Aws, "AssumeRole returned no credentials"))?;
-    Ok(Session {
-        access_key_id: credentials.access_key_id().to_owned(),
-        secret_access_key: SecretString::from(credentials.secret_access_key().to_owned()),
-        session_token: SecretString::from(credentials.session_token().to_owned()),
-        expiration: credentials
-            .expiration()
-            .fmt(DateTimeFormat::DateTime)
-            .unwrap_or_default(),
-        assumed_role_arn: output
-            .assumed_role_user()
-            .map(|u| u.arn().to_owned())
-            .unwrap_or_default(),
-    })
+    session_from(&output)
 }
 
 /// The name of the inline policy that revokes older sessions (as the IAM console names it).
