@@ -532,6 +532,52 @@ fn rotate_leaves_exactly_the_new_sealed_working_key_and_resumes_after_interrupti
     assert_eq!(report["first_problem"], serde_json::Value::Null);
 }
 
+#[test]
+fn a_rotation_runs_as_a_remote_ceremony() {
+    let setup = Setup::new();
+    let request = setup.path("rotate-request.json");
+    let out = setup.ok(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "rotate",
+        "--credential",
+        "prod",
+        "--reason",
+        "quarterly rotation",
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let mut close = vec!["ceremony".to_owned(), "close".into(), id];
+    for (name, share) in ["a", "c"].iter().zip(setup.shares(&["a", "c"])) {
+        let contribution = setup.path(&format!("{name}.contribution"));
+        let output = setup.run(&[
+            "ceremony",
+            "contribute",
+            request.to_str().unwrap(),
+            "--share-file",
+            &share,
+            "--yes",
+            "--out",
+            contribution.to_str().unwrap(),
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8_lossy(&output.stderr).contains("a new AWS key is made"));
+        close.push("--contribution".into());
+        close.push(contribution.display().to_string());
+    }
+    let out = setup.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("rotated prod"), "{out}");
+    let sealed = sealed_key_id(&setup);
+    assert_ne!(sealed, setup.user_key_id);
+    assert_eq!(iam_keys(&setup), vec![sealed]);
+}
+
 /// A stand-in for the AWS federation endpoint that follows its documented protocol: it answers
 /// `getSigninToken` with a token and records the session it was given.
 const FEDERATION: &str = r#"

@@ -502,3 +502,65 @@ fn age_encrypted_share_files_open_with_the_identity_and_with_rage() {
     ]);
     assert!(verify.status.success(), "{}", stderr(&verify));
 }
+
+#[test]
+fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
+    let c = Coordinator::new();
+    let request = c.path("rekey-request.json");
+    let out = c.ok(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "rekey",
+        "--reason",
+        "dave left the company",
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let mut contributions = Vec::new();
+    for custodian in ["bob", "dave", "erin"] {
+        let (output, file) = contribute(&c, custodian, &request, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        // Each custodian is told plainly what a rekey does to their share.
+        assert!(
+            stderr(&output).contains("YOUR CURRENT SHARE STOPS WORKING"),
+            "{}",
+            stderr(&output)
+        );
+        contributions.push(file.display().to_string());
+    }
+    let new_shares = c.path("new-shares");
+    let mut close = vec![
+        "ceremony".to_owned(),
+        "close".into(),
+        id.clone(),
+        "--shares-dir".into(),
+        new_shares.display().to_string(),
+    ];
+    for file in &contributions {
+        close.push("--contribution".into());
+        close.push(file.clone());
+    }
+    let out = c.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("rekeyed"), "{out}");
+    let unseal = |dir: &Path, who: [&str; 3]| {
+        let mut args = vec![
+            "unseal".to_owned(),
+            "db-root".into(),
+            "--output".into(),
+            "json".into(),
+        ];
+        for name in who {
+            args.push("--share-file".into());
+            args.push(dir.join(format!("{name}.share")).display().to_string());
+        }
+        c.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let old = unseal(&c.path("shares"), ["alice", "carol", "erin"]);
+    assert_eq!(old.status.code(), Some(3), "{}", stderr(&old));
+    let new = unseal(&new_shares, ["alice", "carol", "erin"]);
+    assert!(new.status.success(), "{}", stderr(&new));
+    let log = std::fs::read_to_string(c.path("vault/audit.jsonl")).unwrap();
+    assert!(log.contains("\"rekey\"") && log.contains("\"ceremony_closed\""));
+}

@@ -55,6 +55,13 @@ pub enum Command {
     RevokeSessions(RevokeArgs),
     /// Replace the sealed AWS key with a new one, crash-safe (needs a quorum).
     Rotate(RotateArgs),
+    /// New quorum secret and shares (optionally new custodians): old shares stop working.
+    Rekey(RekeyArgs),
+    /// The recovery share set, for the day every token is lost.
+    #[command(subcommand)]
+    Recovery(RecoveryCommand),
+    /// Open a credential with no token: the quorum's shares and the recovery shares.
+    Recover(RecoverArgs),
     /// Remote, asynchronous ceremonies: custodians contribute from wherever they are.
     #[command(subcommand)]
     Ceremony(CeremonyCommand),
@@ -83,9 +90,9 @@ pub struct ShareSources {
     pub collected: std::cell::RefCell<Option<vault_core::quorum::Collector>>,
 }
 
-/// `breakglass init`
+/// Who the custodians are and how many are needed.
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub struct LayoutArgs {
     /// A custodian (repeat); with --threshold: one group of custodians.
     #[arg(long = "custodian", value_name = "NAME")]
     pub custodians: Vec<String>,
@@ -98,6 +105,33 @@ pub struct InitArgs {
     /// How many groups are needed (with --group).
     #[arg(long, default_value_t = 1)]
     pub group_threshold: u8,
+}
+
+/// Where new shares go.
+#[derive(Debug, Args)]
+pub struct HandoutArgs {
+    /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
+    #[arg(long, value_name = "DIR")]
+    pub shares_dir: Option<PathBuf>,
+    /// Encrypt that custodian's share file to their age recipient (NAME=age1...; repeat):
+    /// written as DIR/<custodian>.share.age, readable with --identity, age or rage.
+    #[arg(
+        long = "recipient",
+        value_name = "NAME=AGE1...",
+        requires = "shares_dir"
+    )]
+    pub recipients: Vec<String>,
+    /// Write a printable HTML share card per custodian into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub share_cards: Option<PathBuf>,
+}
+
+/// `breakglass init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The custodians.
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// Create a SoftHSM token inside the vault directory (a software token: trials and demos).
     #[arg(long, conflicts_with_all = ["module", "token"])]
     pub dev_softhsm: bool,
@@ -117,20 +151,20 @@ pub struct InitArgs {
     /// Where the SO PIN comes from, with --init-token (same forms as --pin-source).
     #[arg(long, default_value = "quorum")]
     pub so_pin_source: String,
-    /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
-    #[arg(long, value_name = "DIR")]
-    pub shares_dir: Option<PathBuf>,
-    /// Encrypt that custodian's share file to their age recipient (NAME=age1...; repeat):
-    /// written as DIR/<custodian>.share.age, readable with --identity, age or rage.
+    /// Where the shares go (without these, a terminal shows each custodian theirs).
+    #[command(flatten)]
+    pub handout: HandoutArgs,
+    /// Also make a recovery share set: K members needed (more than the quorum needs). Its
+    /// secret opens the token layer with no token at all; see docs/design.md for the trade-off.
+    #[arg(long, value_name = "K")]
+    pub recovery_threshold: Option<u8>,
+    /// A member of the recovery set (repeat; default: every custodian).
     #[arg(
-        long = "recipient",
-        value_name = "NAME=AGE1...",
-        requires = "shares_dir"
+        long = "recovery-custodian",
+        value_name = "NAME",
+        requires = "recovery_threshold"
     )]
-    pub recipients: Vec<String>,
-    /// Write a printable HTML share card per custodian into DIR.
-    #[arg(long, value_name = "DIR")]
-    pub share_cards: Option<PathBuf>,
+    pub recovery_custodians: Vec<String>,
     /// Days between drills before status warns.
     #[arg(long, default_value_t = 90)]
     pub drill_interval_days: u32,
@@ -339,7 +373,8 @@ pub struct HsmEnrollArgs {
     /// Where its SO PIN comes from, with --init-token.
     #[arg(long, default_value = "quorum")]
     pub so_pin_source: String,
-    /// The quorum's shares (re-sealing opens every envelope).
+    /// The quorum's shares: needed only where a token PIN comes from the quorum (the default),
+    /// since the envelopes' token halves are opened by an enrolled token alone.
     #[command(flatten)]
     pub shares: ShareSources,
     /// The vault's fingerprint (otherwise the one pinned on this machine).
@@ -527,9 +562,9 @@ pub enum CeremonyCommand {
 #[derive(Debug, Args)]
 pub struct CeremonyOpenArgs {
     /// What the quorum is for.
-    #[arg(long, value_parser = ["unseal", "assume", "drill"])]
+    #[arg(long, value_parser = ["unseal", "assume", "drill", "rotate", "rekey"])]
     pub purpose: String,
-    /// The credential (unseal, assume).
+    /// The credential (unseal, assume, rotate).
     #[arg(long)]
     pub credential: Option<String>,
     /// Why: shown to every custodian and recorded.
@@ -595,4 +630,86 @@ pub struct CeremonyCloseArgs {
     /// For drill: also check the AWS keys.
     #[arg(long)]
     pub aws: bool,
+    /// For rotate: also re-seed the virtual MFA device.
+    #[arg(long)]
+    pub mfa: bool,
+    /// For rekey: where the new shares go (the custodians stay the same; to change them,
+    /// run `breakglass rekey` with the shares).
+    #[command(flatten)]
+    pub handout: HandoutArgs,
+}
+
+/// `breakglass rekey`
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// The current quorum's shares (with --resume: the old and the new shares together).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The new custodians (default: the current ones, with the current thresholds).
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    /// Where the new shares go (without these, a terminal shows each custodian theirs).
+    #[command(flatten)]
+    pub handout: HandoutArgs,
+    /// SLIP-39 iteration exponent for the new shares (default: the current one).
+    #[arg(long)]
+    pub iteration_exponent: Option<u8>,
+    /// The vault's fingerprint (otherwise the one pinned on this machine).
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// Finish an interrupted rekey (give a quorum of the old shares and of the new ones).
+    #[arg(long)]
+    pub resume: bool,
+    /// Confirm without asking (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `breakglass recovery ...`
+#[derive(Debug, Subcommand)]
+pub enum RecoveryCommand {
+    /// Add a recovery share set to a vault (needs the quorum and an enrolled token).
+    Enable(RecoveryEnableArgs),
+}
+
+/// `breakglass recovery enable`
+#[derive(Debug, Args)]
+pub struct RecoveryEnableArgs {
+    /// How many members of the recovery set are needed (more than the quorum needs).
+    #[arg(long, value_name = "K")]
+    pub threshold: u8,
+    /// A member of the recovery set (repeat; default: every custodian).
+    #[arg(long = "custodian", value_name = "NAME")]
+    pub custodians: Vec<String>,
+    /// The quorum's shares.
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// Where the recovery shares go (without these, a terminal shows each member theirs).
+    #[command(flatten)]
+    pub handout: HandoutArgs,
+    /// The vault's fingerprint (otherwise the one pinned on this machine).
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    pub fingerprint: Option<String>,
+    /// Use this enrolled token (label) rather than the first one present.
+    #[arg(long, value_name = "LABEL")]
+    pub hsm: Option<String>,
+    /// Confirm the trade-off without asking (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `breakglass recover`
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The credential's name.
+    pub name: String,
+    /// The quorum's shares and the recovery shares, together (each goes to its set).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
+    #[arg(long, value_name = "WHERE")]
+    pub output: Option<String>,
+    /// Allow printing an aws credential's long-term keys.
+    #[arg(long)]
+    pub reveal: bool,
 }

@@ -114,9 +114,10 @@ fn classify_module(cause: &(dyn std::error::Error + 'static)) -> Option<Failure>
         return Some(Failure::Integrity);
     }
     match cause.downcast_ref::<VaultError>() {
-        Some(VaultError::WrongQuorum) => Some(Failure::Quorum),
-        Some(VaultError::NoToken { .. }) => Some(Failure::Hsm),
+        Some(VaultError::WrongQuorum | VaultError::WrongRecovery) => Some(Failure::Quorum),
+        Some(VaultError::NoToken { .. } | VaultError::TokenAbsent { .. }) => Some(Failure::Hsm),
         Some(VaultError::ManifestChanged { .. }) => Some(Failure::Integrity),
+        Some(VaultError::Layout(_) | VaultError::NoRecovery) => Some(Failure::Usage),
         _ => None,
     }
 }
@@ -133,7 +134,11 @@ fn classify_core(error: &vault_core::Error) -> Failure {
         vault_core::Error::Manifest(
             ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. },
         ) => Failure::Integrity,
-        vault_core::Error::Vault(VaultError::WrongQuorum) => Failure::Quorum,
+        vault_core::Error::Vault(VaultError::WrongQuorum | VaultError::WrongRecovery) => {
+            Failure::Quorum
+        }
+        vault_core::Error::Vault(VaultError::TokenAbsent { .. }) => Failure::Hsm,
+        vault_core::Error::Vault(VaultError::Layout(_) | VaultError::NoRecovery) => Failure::Usage,
         vault_core::Error::Ceremony(vault_core::ceremony::CeremonyError::Tampered { .. }) => {
             Failure::Integrity
         }

@@ -14,8 +14,8 @@ mod hardening;
 mod prompt;
 
 use cli::{
-    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, SessionCommand, ShareCommand,
-    SharesCommand,
+    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, RecoveryCommand, SessionCommand,
+    ShareCommand, SharesCommand,
 };
 
 fn main() -> ExitCode {
@@ -64,6 +64,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AwsPolicy(args) => commands::policy::run(&args),
         Command::RevokeSessions(args) => commands::policy::revoke(vault, &args),
         Command::Rotate(args) => commands::rotate::run(vault, &args),
+        Command::Rekey(args) => commands::rekey::run(vault, &args),
+        Command::Recovery(RecoveryCommand::Enable(args)) => {
+            commands::recovery::enable(vault, &args)
+        }
+        Command::Recover(args) => commands::recovery::recover(vault, &args),
         Command::Exec(_) => unreachable!("handled above"),
         Command::Init(args) => commands::init::run(vault, &args),
         Command::Seal(args) => commands::seal::run(vault, &args),

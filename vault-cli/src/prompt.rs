@@ -132,10 +132,32 @@ fn describe(progress: &Progress) -> String {
     )
 }
 
-/// Checks one share against the vault and adds it to the collection; returns its custodian.
+/// One share set to gather shares for: the quorum, the recovery set, or the new quorum of an
+/// interrupted rekey. Shares go to the set whose identifier they carry.
+pub struct ShareSet<'a> {
+    /// How the set is called in messages ("quorum", "recovery", ...).
+    pub label: &'a str,
+    /// Its layout and commitments.
+    pub set: &'a vault_core::manifest::Quorum,
+}
+
+fn describe_all(sets: &[ShareSet<'_>], collectors: &[Collector]) -> String {
+    if sets.len() == 1 {
+        return describe(&collectors[0].progress());
+    }
+    sets.iter()
+        .zip(collectors)
+        .map(|(set, c)| format!("{}: {}", set.label, describe(&c.progress())))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Checks one share against the share sets and adds it to its set's collection; returns its
+/// custodian (with the set's name when there are several).
 fn accept(
-    vault: &Vault,
-    collector: &mut Collector,
+    vault_id: &str,
+    sets: &[ShareSet<'_>],
+    collectors: &mut [Collector],
     position: usize,
     mnemonic: &str,
     source: &str,
@@ -143,14 +165,33 @@ fn accept(
     let share = Share::parse(mnemonic, position)
         .map_err(vault_core::Error::from)
         .with_context(|| source.to_owned())?;
-    let custodian = vault
-        .custodian_of(&share)
-        .ok_or_else(|| fail(Failure::Quorum, format!("{source}: share {position} does not belong to this vault (it matches none of its custodians' commitments)")))?;
-    collector
+    let found = sets.iter().enumerate().find_map(|(i, s)| {
+        s.set
+            .verify_share(vault_id, &share)
+            .map(|c| (i, c.name.clone()))
+    });
+    let Some((index, custodian)) = found else {
+        let what = sets
+            .iter()
+            .map(|s| s.label)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        return Err(fail(
+            Failure::Quorum,
+            format!(
+                "{source}: share {position} does not belong to this vault's {what} (it matches none of the custodians' commitments)"
+            ),
+        ));
+    };
+    collectors[index]
         .add(position, share)
         .map_err(vault_core::Error::from)
         .with_context(|| source.to_owned())?;
-    Ok(custodian)
+    Ok(if sets.len() == 1 {
+        custodian
+    } else {
+        format!("{custodian}, {}", sets[index].label)
+    })
 }
 
 /// Gathers shares from files, stdin, or the terminal, validating each on entry.
@@ -158,14 +199,31 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
     if let Some(collected) = sources.collected.borrow_mut().take() {
         return Ok(collected);
     }
-    let mut collector = Collector::new();
+    let set = ShareSet {
+        label: "quorum",
+        set: &vault.manifest().quorum,
+    };
+    let mut collectors = gather_sets(&vault.manifest().vault_id, sources, &[set])?;
+    Ok(collectors.remove(0))
+}
+
+/// Gathers shares for several share sets at once (each share goes to the set it belongs to),
+/// from files, stdin, or the terminal, validating each on entry. A terminal asks until every
+/// set is complete.
+pub fn gather_sets(
+    vault_id: &str,
+    sources: &ShareSources,
+    sets: &[ShareSet<'_>],
+) -> Result<Vec<Collector>> {
+    let mut collectors: Vec<Collector> = sets.iter().map(|_| Collector::new()).collect();
     let mut position = 0;
     for path in &sources.share_files {
         position += 1;
         let mnemonic = mnemonic_from_file(path, sources.identity.as_deref())?;
         let custodian = accept(
-            vault,
-            &mut collector,
+            vault_id,
+            sets,
+            &mut collectors,
             position,
             &mnemonic,
             &format!("share file {}", path.display()),
@@ -193,8 +251,9 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
             }
             position += 1;
             let custodian = accept(
-                vault,
-                &mut collector,
+                vault_id,
+                sets,
+                &mut collectors,
                 position,
                 line.trim(),
                 "standard input",
@@ -202,7 +261,7 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
             eprintln!("accepted share {position} ({custodian}) from standard input");
         }
     }
-    if collector.is_empty() {
+    if position == 0 {
         if !interactive() {
             return Err(fail(
                 Failure::Usage,
@@ -210,7 +269,7 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
             ));
         }
         eprintln!("Enter the custodians' shares, one at a time (input is hidden).");
-        while !collector.progress().complete {
+        while !collectors.iter().all(|c| c.progress().complete) {
             position += 1;
             let mnemonic = hidden(&format!("share {position}: "))?;
             if mnemonic.trim().is_empty() {
@@ -218,14 +277,21 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
                     Failure::Quorum,
                     format!(
                         "stopped before the quorum was met: {}",
-                        describe(&collector.progress())
+                        describe_all(sets, &collectors)
                     ),
                 ));
             }
-            match accept(vault, &mut collector, position, &mnemonic, "terminal") {
+            match accept(
+                vault_id,
+                sets,
+                &mut collectors,
+                position,
+                &mnemonic,
+                "terminal",
+            ) {
                 Ok(custodian) => eprintln!(
                     "  accepted: {custodian}. {}",
-                    describe(&collector.progress())
+                    describe_all(sets, &collectors)
                 ),
                 Err(e) => {
                     eprintln!("  refused: {e:#}. Try again.");
@@ -234,7 +300,19 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
             }
         }
     }
-    Ok(collector)
+    for (set, collector) in sets.iter().zip(&collectors) {
+        if sets.len() > 1 && !collector.progress().complete {
+            return Err(fail(
+                Failure::Quorum,
+                format!(
+                    "the {} share set is not complete: {}",
+                    set.label,
+                    describe(&collector.progress())
+                ),
+            ));
+        }
+    }
+    Ok(collectors)
 }
 
 /// Reads a secret input (a credential to seal) from a file or stdin.

@@ -9,7 +9,12 @@
 //! - `H0`, a hash of the canonical encoding of the header fields (format, vault id, name, kind,
 //!   created, public metadata), goes into every stanza's HPKE `info` with the stanza's role and
 //!   recipient key, so a stanza opens only in the envelope it was made for;
-//! - the payload's AAD is the hash of `H0` and every stanza, so the whole header is covered;
+//! - the token stanzas are bound together by `hsm_mac`, an HMAC over `H0` and every token
+//!   stanza under a key derived from `FK_h`: whoever opens `FK_h` (an enrolled token, or the
+//!   recovery key) can add a stanza for another token without the payload ever being
+//!   decrypted, and nobody else can add, drop or change one unnoticed;
+//! - the payload's AAD is the hash of `H0` and the quorum stanza, so with the MAC every byte of
+//!   the header is authenticated when the envelope opens;
 //! - the file must be in canonical form (exactly what [`Envelope::to_bytes`] writes, base64
 //!   strictly canonical), so even a change of white space or letter case is an integrity
 //!   failure rather than something that still opens.
@@ -128,8 +133,10 @@ pub struct Envelope {
     pub created: String,
     /// Public metadata (account, role ARN, region, ...), readable without unsealing.
     pub metadata: BTreeMap<String, String>,
-    /// One stanza per enrolled token.
+    /// One stanza per enrolled token (and one for the recovery key, when enabled).
     pub hsm_stanzas: Vec<Stanza>,
+    /// HMAC-SHA256 over `H0` and every token stanza, keyed from `FK_h` (base64).
+    pub hsm_mac: String,
     /// The quorum's stanza.
     pub quorum_stanza: Stanza,
     /// The payload.
@@ -211,17 +218,40 @@ fn stanza_info(h0: &[u8; 32], role: &str, recipient: &[u8]) -> Vec<u8> {
     c.0
 }
 
-fn payload_aad(h0: &[u8; 32], hsm: &[Stanza], quorum: &Stanza) -> [u8; 32] {
+fn payload_aad(h0: &[u8; 32], quorum: &Stanza) -> [u8; 32] {
     let mut c = Canonical::default();
     c.field(b"breakglass-envelope/1 payload")
         .field(h0)
+        .field(quorum.recipient.as_bytes())
+        .field(quorum.enc.as_bytes())
+        .field(quorum.ciphertext.as_bytes());
+    c.hash()
+}
+
+/// The MAC binding the token stanzas to `H0`, keyed from the token half of the file key.
+fn hsm_mac(hsm_half: &[u8], h0: &[u8; 32], hsm: &[Stanza]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(&hsm_mac_key(hsm_half), &hsm_mac_input(h0, hsm)).as_ref());
+    out
+}
+
+fn hsm_mac_key(hsm_half: &[u8]) -> ring::hmac::Key {
+    let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, hsm_half);
+    let mac_key = ring::hmac::sign(&derive, b"breakglass-envelope/1 hsm mac key");
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, mac_key.as_ref())
+}
+
+fn hsm_mac_input(h0: &[u8; 32], hsm: &[Stanza]) -> Vec<u8> {
+    let mut c = Canonical::default();
+    c.field(b"breakglass-envelope/1 hsm stanzas")
+        .field(h0)
         .field(&(hsm.len() as u64).to_be_bytes());
-    for stanza in hsm.iter().chain(std::iter::once(quorum)) {
+    for stanza in hsm {
         c.field(stanza.recipient.as_bytes())
             .field(stanza.enc.as_bytes())
             .field(stanza.ciphertext.as_bytes());
     }
-    c.hash()
+    c.0
 }
 
 fn make_stanza(
@@ -272,7 +302,8 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         &stanza_info(&h0, "quorum", input.quorum_public_key),
         quorum_half.as_ref(),
     )?;
-    let aad = payload_aad(&h0, &hsm_stanzas, &quorum_stanza);
+    let mac = hsm_mac(hsm_half.as_ref(), &h0, &hsm_stanzas);
+    let aad = payload_aad(&h0, &quorum_stanza);
     let nonce = random::<NONCE_LEN>()?;
     let key = LessSafeKey::new(
         UnboundKey::new(&AES_256_GCM, file_key.as_ref()).map_err(|_| hpke::HpkeError::Random)?,
@@ -292,6 +323,7 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         created: input.created.clone(),
         metadata: input.metadata.clone(),
         hsm_stanzas,
+        hsm_mac: B64.encode(mac),
         quorum_stanza,
         payload: Payload {
             nonce: B64.encode(nonce.as_ref()),
@@ -336,6 +368,9 @@ impl Envelope {
                 .ok_or_else(|| fail("a stanza's enc is not canonical base64".into()))?;
             canonical_b64(&stanza.ciphertext)
                 .ok_or_else(|| fail("a stanza's ciphertext is not canonical base64".into()))?;
+        }
+        if canonical_b64(&envelope.hsm_mac).map(|m| m.len()) != Some(32) {
+            return Err(fail("hsm_mac is not 32 bytes of canonical base64".into()));
         }
         let nonce = canonical_b64(&envelope.payload.nonce)
             .ok_or_else(|| fail("the payload nonce is not canonical base64".into()))?;
@@ -433,7 +468,63 @@ impl Envelope {
                 file: file.to_path_buf(),
                 token_key: recipient.chars().take(16).collect(),
             })?;
-        self.open_stanza(stanza, "hsm", hsm, file)
+        let half = self.open_stanza(stanza, "hsm", hsm, file)?;
+        let found = B64.decode(&self.hsm_mac).unwrap_or_default();
+        let input = hsm_mac_input(&self.h0(), &self.hsm_stanzas);
+        if ring::hmac::verify(&hsm_mac_key(half.as_ref()), &input, &found).is_err() {
+            return Err(EnvelopeError::Integrity {
+                file: file.to_path_buf(),
+                check: "the token stanzas were altered, added or removed (hsm_mac)".into(),
+            }
+            .into());
+        }
+        Ok(half)
+    }
+
+    /// Adds a stanza for another token (or the recovery key) `recipient` (65-byte SEC1),
+    /// opening only the token half of the file key with `hsm`: the payload is never
+    /// decrypted, and the quorum is not needed. Returns false when `recipient` has a stanza
+    /// already.
+    pub fn add_hsm_recipient(
+        &mut self,
+        hsm: &dyn DhOracle,
+        recipient: &[u8],
+        file: &Path,
+    ) -> Result<bool, crate::Error> {
+        let encoded = hex::encode(recipient);
+        if self.hsm_stanzas.iter().any(|s| s.recipient == encoded) {
+            return Ok(false);
+        }
+        let half = self.open_hsm_half(hsm, file)?;
+        let h0 = self.h0();
+        self.hsm_stanzas.push(make_stanza(
+            Kem::P256HkdfSha256,
+            recipient,
+            &stanza_info(&h0, "hsm", recipient),
+            half.as_ref(),
+        )?);
+        self.hsm_mac = B64.encode(hsm_mac(half.as_ref(), &h0, &self.hsm_stanzas));
+        Ok(true)
+    }
+
+    /// Seals the same payload again, with fresh keys, for `hsm_public_keys` and
+    /// `quorum_public_key` (rekey), keeping the header (name, kind, created, metadata).
+    pub fn reseal(
+        &self,
+        payload: &SecretBytes,
+        hsm_public_keys: &[Vec<u8>],
+        quorum_public_key: &[u8],
+    ) -> Result<Envelope, crate::Error> {
+        seal(&SealInput {
+            vault_id: &self.vault_id,
+            name: &self.name,
+            kind: self.kind,
+            created: self.created.clone(),
+            metadata: self.metadata.clone(),
+            payload: payload.expose_secret(),
+            hsm_public_keys,
+            quorum_public_key,
+        })
     }
 
     /// Opens the quorum's half of the file key.
@@ -472,7 +563,7 @@ impl Envelope {
             }
             .into()
         };
-        let aad = payload_aad(&self.h0(), &self.hsm_stanzas, &self.quorum_stanza);
+        let aad = payload_aad(&self.h0(), &self.quorum_stanza);
         let nonce: [u8; NONCE_LEN] = B64
             .decode(&self.payload.nonce)
             .ok()

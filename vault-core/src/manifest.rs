@@ -131,6 +131,10 @@ pub struct HsmEnrollment {
     pub seal_public_key: String,
     /// Where the user PIN comes from.
     pub pin: PinSource,
+    /// Where the SO PIN comes from, when breakglass initialised the token (a rekey changes a
+    /// quorum-derived SO PIN along with the user PIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub so_pin: Option<PinSource>,
 }
 
 /// The audit signing key.
@@ -180,6 +184,11 @@ pub struct Manifest {
     pub hsms: Vec<HsmEnrollment>,
     /// The audit key.
     pub audit: AuditKey,
+    /// The recovery share set, when enabled: a stricter quorum whose secret derives a P-256
+    /// key that every envelope also seals the token half to (its `public_key` is that key,
+    /// 65-byte SEC1 hex), so the credentials survive the loss of every token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Quorum>,
     /// Policy.
     pub policy: Policy,
 }
@@ -272,9 +281,12 @@ impl Manifest {
         manifest
             .quorum_public_key()
             .map_err(|_| invalid("quorum.public_key is not 32 hex bytes".into()))?;
-        for hsm in &manifest.hsms {
-            hex::decode(&hsm.seal_public_key)
-                .map_err(|_| invalid(format!("hsms[{}].seal_public_key is not hex", hsm.label)))?;
+        if let Some(recovery) = &manifest.recovery
+            && hex::decode(&recovery.public_key).map(|k| k.len()) != Ok(65)
+        {
+            return Err(invalid(
+                "recovery.public_key is not a 65-byte P-256 key in hex".into(),
+            ));
         }
         Ok(manifest)
     }
@@ -293,6 +305,20 @@ impl Manifest {
         Ok(key)
     }
 
+    /// Every key the token half of a file key is sealed to: the enrolled tokens' sealing keys,
+    /// then the recovery key when enabled.
+    pub fn hsm_recipients(&self) -> Vec<Vec<u8>> {
+        self.hsms
+            .iter()
+            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
+            .chain(
+                self.recovery
+                    .iter()
+                    .map(|r| hex::decode(&r.public_key).unwrap_or_default()),
+            )
+            .collect()
+    }
+
     /// The fingerprint of the canonical core: vault id, quorum layout with custodian names and
     /// share commitments, SLIP-39 parameters, quorum public key, every enrolled token's identity
     /// and public key, the audit key. Timestamps, module paths, PIN sources and policy are left
@@ -301,23 +327,7 @@ impl Manifest {
         let mut c = Canonical::default();
         c.field(b"breakglass-fingerprint/1")
             .field(self.vault_id.as_bytes());
-        let q = &self.quorum;
-        c.number(u64::from(q.group_threshold))
-            .number(q.groups.len() as u64);
-        for group in &q.groups {
-            c.field(group.name.as_bytes())
-                .number(u64::from(group.threshold))
-                .number(group.members.len() as u64);
-            for member in &group.members {
-                c.field(member.name.as_bytes())
-                    .field(member.commitment_salt.as_bytes())
-                    .field(member.commitment.as_bytes());
-            }
-        }
-        c.number(u64::from(q.identifier))
-            .number(u64::from(q.iteration_exponent))
-            .number(u64::from(q.extendable))
-            .field(q.public_key.as_bytes());
+        self.quorum.encode(&mut c);
         c.number(self.hsms.len() as u64);
         for hsm in &self.hsms {
             c.field(hsm.label.as_bytes())
@@ -328,6 +338,10 @@ impl Manifest {
         c.field(self.audit.token.as_bytes())
             .field(self.audit.key_id.as_bytes())
             .field(self.audit.public_key.as_bytes());
+        if let Some(recovery) = &self.recovery {
+            c.field(b"recovery");
+            recovery.encode(&mut c);
+        }
         let mut out = [0u8; 32];
         out.copy_from_slice(digest(&SHA256, &c.0).as_ref());
         Fingerprint(out)
@@ -368,14 +382,60 @@ impl Manifest {
     /// Checks `share` against the commitment of the custodian it claims to be: the share is
     /// intact and belongs to this vault. Returns the custodian.
     pub fn verify_share(&self, share: &Share) -> Option<&Custodian> {
+        self.quorum.verify_share(&self.vault_id, share)
+    }
+}
+
+impl Quorum {
+    fn encode(&self, c: &mut Canonical) {
+        c.number(u64::from(self.group_threshold))
+            .number(self.groups.len() as u64);
+        for group in &self.groups {
+            c.field(group.name.as_bytes())
+                .number(u64::from(group.threshold))
+                .number(group.members.len() as u64);
+            for member in &group.members {
+                c.field(member.name.as_bytes())
+                    .field(member.commitment_salt.as_bytes())
+                    .field(member.commitment.as_bytes());
+            }
+        }
+        c.number(u64::from(self.identifier))
+            .number(u64::from(self.iteration_exponent))
+            .number(u64::from(self.extendable))
+            .field(self.public_key.as_bytes());
+    }
+
+    /// Checks `share` against the commitment of the custodian it claims to be in this share
+    /// set of vault `vault_id`. Returns the custodian.
+    pub fn verify_share(&self, vault_id: &str, share: &Share) -> Option<&Custodian> {
         let info = share.info();
-        if info.identifier != self.quorum.identifier {
+        if info.identifier != self.identifier {
             return None;
         }
-        let custodian = self.custodian(info.group_index, info.member_index)?;
+        let custodian = self
+            .groups
+            .get(usize::from(info.group_index))?
+            .members
+            .get(usize::from(info.member_index))?;
         let salt = hex::decode(&custodian.commitment_salt).ok()?;
-        let expected = share_commitment(&self.vault_id, &salt, share);
+        let expected = share_commitment(vault_id, &salt, share);
         (expected == custodian.commitment).then_some(custodian)
+    }
+
+    /// The fewest shares that can meet this quorum (the smallest group thresholds that meet
+    /// the group threshold).
+    pub fn minimum_shares(&self) -> usize {
+        let mut thresholds: Vec<usize> = self
+            .groups
+            .iter()
+            .map(|g| usize::from(g.threshold))
+            .collect();
+        thresholds.sort_unstable();
+        thresholds
+            .iter()
+            .take(usize::from(self.group_threshold))
+            .sum()
     }
 }
 

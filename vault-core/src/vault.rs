@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::{Actor, AuditLog, Event, Head};
 use crate::envelope::{self, Envelope, Kind, SealInput};
-use crate::hpke::{DhOracle, X25519SecretKey};
+use crate::hpke::{DhOracle, P256SecretKey, X25519SecretKey};
 use crate::hsm::{KeyPurpose, KeyRef, LoginWarning, Module, PinRole, TokenSelector, TokenSession};
 use crate::manifest::{
     self, AuditKey, Custodian, Group, HsmEnrollment, Manifest, PinSource, Policy, Quorum,
@@ -65,6 +65,66 @@ pub enum VaultError {
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed")]
     Random,
+    /// A rekey was interrupted; nothing else may run until it is finished.
+    #[error(
+        "a rekey of this vault was interrupted ({journal} exists): finish it with `breakglass rekey \
+         --resume`, giving a quorum of the old shares and of the new ones"
+    )]
+    RekeyPending {
+        /// The journal file.
+        journal: PathBuf,
+    },
+    /// No interrupted rekey to resume.
+    #[error("there is no interrupted rekey to resume")]
+    NoRekeyPending,
+    /// A token whose PIN comes from the quorum is not present for a rekey.
+    #[error(
+        "token {label} (serial {serial}) is not present: its PIN is derived from the quorum secret, so \
+         a rekey must change it, and every such token must be connected ({cause})"
+    )]
+    TokenAbsent {
+        /// The token label.
+        label: String,
+        /// Its serial.
+        serial: String,
+        /// Why it could not be opened.
+        cause: String,
+    },
+    /// The vault has no recovery share set.
+    #[error("this vault has no recovery share set (enable one with `breakglass recovery enable`)")]
+    NoRecovery,
+    /// The recovery shares recombine to another key.
+    #[error(
+        "the recovery shares recombine, but not to this vault's recovery key: they are from another \
+         vault or an older recovery set"
+    )]
+    WrongRecovery,
+    /// Stopped at a test fault point (`BREAKGLASS_TEST_FAULT`), as a crash would.
+    #[error("stopped at fault point {0} (BREAKGLASS_TEST_FAULT)")]
+    FaultPoint(String),
+}
+
+/// Stops an operation at a named point when `BREAKGLASS_TEST_FAULT` names it: the tests use it
+/// to interrupt a rekey exactly there, as a crash or a killed terminal would.
+fn fault_point(name: &str) -> Result<(), VaultError> {
+    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) {
+        return Err(VaultError::FaultPoint(name.to_owned()));
+    }
+    Ok(())
+}
+
+/// The journal of a rekey in progress (public data only).
+const REKEY_JOURNAL: &str = "rekey.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RekeyJournal {
+    /// The manifest the rekey installs (with the new quorum).
+    manifest: String,
+    /// The PIN changes done: `<serial>:user` and `<serial>:so`.
+    pins_changed: Vec<String>,
+    /// The custodians of the old quorum who authorised it.
+    custodians: Vec<String>,
 }
 
 /// The audit detail that records the manifest's hash.
@@ -123,6 +183,18 @@ pub struct InitOptions<'a> {
     pub policy: Policy,
     /// SLIP-39 iteration exponent.
     pub iteration_exponent: u8,
+    /// A recovery share set to make as well.
+    pub recovery: Option<RecoveryDef>,
+}
+
+/// A recovery share set to make: one group of `members`, `threshold` of them needed (more
+/// than the normal quorum needs).
+#[derive(Debug, Clone)]
+pub struct RecoveryDef {
+    /// Members needed.
+    pub threshold: u8,
+    /// The members' names, in order.
+    pub members: Vec<String>,
 }
 
 /// A custodian's share, as `init` hands it out.
@@ -131,6 +203,8 @@ pub struct CustodianShare {
     pub custodian: String,
     /// Their group's name.
     pub group: String,
+    /// Whether it is a share of the recovery set (not of the quorum).
+    pub recovery: bool,
     /// The share.
     pub share: Share,
 }
@@ -176,6 +250,65 @@ impl std::fmt::Debug for Unsealed {
     }
 }
 
+/// A rekey prepared by [`Vault::rekey_prepare`]: the new shares to hand out, then commit.
+pub struct RekeyPlan {
+    old_q: SecretBytes,
+    new_q: SecretBytes,
+    manifest: Manifest,
+    shares: Vec<CustodianShare>,
+    custodians: Vec<String>,
+}
+
+impl RekeyPlan {
+    /// The manifest the rekey installs.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// The new shares, one per custodian.
+    pub fn shares(&self) -> &[CustodianShare] {
+        &self.shares
+    }
+}
+
+impl std::fmt::Debug for RekeyPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RekeyPlan")
+            .field("custodians", &self.custodians)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A recovery set prepared by [`Vault::recovery_prepare`]: its shares to hand out, then commit.
+pub struct RecoveryPlan {
+    q: SecretBytes,
+    manifest: Manifest,
+    shares: Vec<CustodianShare>,
+    custodians: Vec<String>,
+}
+
+impl RecoveryPlan {
+    /// The manifest with the recovery set.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// The recovery shares, one per member.
+    pub fn shares(&self) -> &[CustodianShare] {
+        &self.shares
+    }
+}
+
+impl std::fmt::Debug for RecoveryPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryPlan")
+            .field("custodians", &self.custodians)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 fn random_bytes(len: usize) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     let mut bytes = Zeroizing::new(vec![0u8; len]);
     SystemRandom::new()
@@ -219,6 +352,16 @@ fn pin_for(
 impl Vault {
     /// Opens the vault in `dir`.
     pub fn open(dir: &Path) -> Result<Vault, crate::Error> {
+        let vault = Vault::open_resuming(dir)?;
+        let journal = vault.store.path(REKEY_JOURNAL);
+        if journal.exists() {
+            return Err(VaultError::RekeyPending { journal }.into());
+        }
+        Ok(vault)
+    }
+
+    /// Opens the vault in `dir` even when a rekey was interrupted (to resume it).
+    pub fn open_resuming(dir: &Path) -> Result<Vault, crate::Error> {
         let store = Store::open(dir)?;
         let bytes = store.read(MANIFEST)?;
         let manifest = Manifest::from_bytes(&bytes, &store.path(MANIFEST))?;
@@ -295,6 +438,12 @@ impl Vault {
         options: &InitOptions<'_>,
     ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
         validate_groups(options.group_threshold, &options.groups)?;
+        if let Some(def) = &options.recovery {
+            validate_recovery_against(
+                minimum_shares(options.group_threshold, &options.groups),
+                def,
+            )?;
+        }
         let existed = dir.exists();
         let store = Store::create(dir)?;
         let result = Vault::init_in(store, dir, options);
@@ -335,26 +484,12 @@ impl Vault {
         }
         let vault_id = hex::encode(random_bytes(16)?.as_slice());
         let q = random_bytes(QUORUM_SECRET_BYTES)?;
-        let params = SplitParams {
-            group_threshold: options.group_threshold,
-            groups: options
-                .groups
-                .iter()
-                .map(|g| GroupSpec {
-                    threshold: g.threshold,
-                    count: g.members.len() as u8,
-                })
-                .collect(),
-            iteration_exponent: options.iteration_exponent,
-            extendable: true,
-        };
-        let split = quorum::split(&q, b"", &params)?;
         let quorum_key = X25519SecretKey::derive_key_pair(&q);
 
         let module = Module::open(&options.token.module)?;
         let token = prepare_token(
             &module,
-            &q,
+            Some(&q),
             &vault_id,
             &options.token,
             &options.user_pin,
@@ -373,43 +508,32 @@ impl Vault {
         session.login(PinRole::User, &user_pin, false)?;
         let seal_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
         let audit_key = session.generate_key_pair(&vault_id, KeyPurpose::Audit)?;
+        // The quorum's share set (and the recovery set), checked against their commitments.
 
-        let mut shares_out = Vec::new();
-        let mut groups = Vec::new();
-        for (group_def, group_shares) in options.groups.iter().zip(split) {
-            let mut members = Vec::new();
-            for (name, share) in group_def.members.iter().zip(group_shares) {
-                let salt = random_bytes(32)?;
-                members.push(Custodian {
-                    name: name.clone(),
-                    commitment_salt: hex::encode(salt.as_slice()),
-                    commitment: manifest::share_commitment(&vault_id, &salt, &share),
-                });
-                shares_out.push(CustodianShare {
-                    custodian: name.clone(),
-                    group: group_def.name.clone(),
-                    share,
-                });
+        let (quorum, mut shares_out) = make_share_set(
+            &vault_id,
+            &q,
+            options.group_threshold,
+            &options.groups,
+            options.iteration_exponent,
+            hex::encode(quorum_key.public_key_bytes()),
+            false,
+        )?;
+        let recovery = match &options.recovery {
+            Some(def) => {
+                let (set, shares) =
+                    new_recovery_set(&vault_id, &quorum, def, options.iteration_exponent)?;
+                shares_out.extend(shares);
+                Some(set)
             }
-            groups.push(Group {
-                name: group_def.name.clone(),
-                threshold: group_def.threshold,
-                members,
-            });
-        }
+            None => None,
+        };
         let description = token.description();
         let manifest = Manifest {
             format: manifest::FORMAT.into(),
             vault_id: vault_id.clone(),
             created: crate::clock::rfc3339(crate::clock::now_unix()),
-            quorum: Quorum {
-                group_threshold: options.group_threshold,
-                groups,
-                identifier: shares_out[0].share.info().identifier,
-                iteration_exponent: options.iteration_exponent,
-                extendable: true,
-                public_key: hex::encode(quorum_key.public_key_bytes()),
-            },
+            quorum,
             hsms: vec![HsmEnrollment {
                 label: description.label.clone(),
                 serial: description.serial.clone(),
@@ -420,27 +544,16 @@ impl Vault {
                 seal_key_id: hex::encode(&seal_key.id),
                 seal_public_key: hex::encode(&seal_key.public_key),
                 pin: options.user_pin.clone(),
+                so_pin: options.token.init_token.then(|| options.so_pin.clone()),
             }],
             audit: AuditKey {
                 token: description.label.clone(),
                 key_id: hex::encode(&audit_key.id),
                 public_key: hex::encode(&audit_key.public_key),
             },
+            recovery,
             policy: options.policy.clone(),
         };
-        for issued in &shares_out {
-            if manifest
-                .verify_share(&issued.share)
-                .map(|c| c.name.as_str())
-                != Some(issued.custodian.as_str())
-            {
-                return Err(VaultError::Layout(format!(
-                    "the share issued to {} does not match its commitment",
-                    issued.custodian
-                ))
-                .into());
-            }
-        }
         let lock = store.lock()?;
         let manifest_bytes = manifest.to_bytes();
         store.write(&lock, MANIFEST, &manifest_bytes)?;
@@ -456,6 +569,15 @@ impl Vault {
                 .detail("token", description.label.clone())
                 .detail("custodians", vault.manifest.custodian_names().join(","))
                 .detail("group_threshold", options.group_threshold.to_string())
+                .detail(
+                    "recovery",
+                    vault
+                        .manifest
+                        .recovery
+                        .as_ref()
+                        .map(describe_set)
+                        .unwrap_or_else(|| "none".into()),
+                )
                 .detail(MANIFEST_HASH, manifest_hash),
             &actor,
             &now,
@@ -488,12 +610,7 @@ impl Vault {
         })?;
         self.manifest.check_pinned(pinned)?;
         crate::store::validate_name(name)?;
-        let hsm_keys: Vec<Vec<u8>> = self
-            .manifest
-            .hsms
-            .iter()
-            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
-            .collect();
+        let hsm_keys = self.manifest.hsm_recipients();
         let quorum_key = self
             .manifest
             .quorum_public_key()
@@ -644,13 +761,71 @@ impl Vault {
         .into())
     }
 
-    /// Enrols another token (a backup in another site): generates its sealing key, re-seals
-    /// every credential with a stanza for it (the payload's AAD covers the stanzas, so each
-    /// envelope is opened with the quorum and a token already enrolled, and sealed again), then
-    /// records the new manifest in the audit log under a checkpoint. Returns the new fingerprint.
+    /// The sealing key of an enrolled token, as a key reference.
+    fn seal_key_of(&self, enrollment: &HsmEnrollment) -> KeyRef {
+        KeyRef {
+            id: hex::decode(&enrollment.seal_key_id).unwrap_or_default(),
+            label: format!("breakglass:{}:seal", self.manifest.vault_id),
+            public_key: hex::decode(&enrollment.seal_public_key).unwrap_or_default(),
+        }
+    }
+
+    /// Every module the enrolled tokens (and `extra`) use, each opened once (a module is
+    /// initialised once per process). Modules that do not load are left out.
+    fn open_modules(&self, extra: Option<&Path>) -> BTreeMap<PathBuf, Module> {
+        let mut paths: Vec<PathBuf> = self
+            .manifest
+            .hsms
+            .iter()
+            .map(|h| PathBuf::from(&h.module))
+            .chain(extra.map(Path::to_path_buf))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+            .into_iter()
+            .filter_map(|p| Module::open(&p).ok().map(|m| (p, m)))
+            .collect()
+    }
+
+    /// The first enrolled token that is present in `modules`.
+    fn first_present<'m>(
+        &self,
+        modules: &'m BTreeMap<PathBuf, Module>,
+    ) -> Result<(&'m Module, crate::hsm::Token, HsmEnrollment), crate::Error> {
+        let mut last_error = String::from("no enrolled token is present");
+        for enrollment in &self.manifest.hsms {
+            let Some(module) = modules.get(&PathBuf::from(&enrollment.module)) else {
+                last_error = format!("cannot load {}", enrollment.module);
+                continue;
+            };
+            match module.find_token(&TokenSelector::Serial(enrollment.serial.clone())) {
+                Ok(found) => return Ok((module, found, enrollment.clone())),
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(VaultError::NoToken {
+            tokens: self
+                .manifest
+                .hsms
+                .iter()
+                .map(|h| h.label.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_error,
+        }
+        .into())
+    }
+
+    /// Enrols another token (a backup in another site): generates its sealing key and adds a
+    /// stanza for it to every credential. Only the token half of each file key is opened, by
+    /// a token already enrolled: the payloads are never decrypted and the quorum's half is
+    /// never touched. `shares` are needed only where a PIN comes from the quorum (the enrolled
+    /// token's, or the new token's). Records the new manifest under a signed checkpoint and
+    /// returns the new fingerprint.
     pub fn enroll(
         &mut self,
-        shares: &Collector,
+        shares: Option<&Collector>,
         target: &TokenTarget,
         user_pin: &PinSource,
         so_pin: &PinSource,
@@ -658,29 +833,38 @@ impl Vault {
         pinned: &str,
     ) -> Result<String, crate::Error> {
         self.manifest.check_pinned(pinned)?;
-        let (q, quorum_key, custodians, _) = self.recombine(shares)?;
-        let q = q.expose_secret();
+        let (q, custodians) = match shares {
+            Some(shares) => {
+                let (q, _, custodians, _) = self.recombine(shares)?;
+                (Some(q), custodians)
+            }
+            None => (None, Vec::new()),
+        };
+        let q: Option<&[u8]> = q.as_ref().map(|q| q.expose_secret());
         let vault_id = self.manifest.vault_id.clone();
-        // Every module involved, opened once (a module is initialised once per process).
-        let mut paths: Vec<PathBuf> = self
-            .manifest
-            .hsms
-            .iter()
-            .map(|h| PathBuf::from(&h.module))
-            .collect();
-        paths.push(target.module.clone());
-        paths.sort();
-        paths.dedup();
-        let modules: BTreeMap<PathBuf, Module> = paths
-            .into_iter()
-            .filter_map(|p| Module::open(&p).ok().map(|m| (p, m)))
-            .collect();
+        let modules = self.open_modules(Some(&target.module));
         let new_module = modules
             .get(&target.module)
             .ok_or_else(|| VaultError::NoToken {
                 tokens: target.label.clone(),
                 last_error: format!("cannot load {}", target.module.display()),
             })?;
+        // The enrolled token first: nothing is done to the new one unless it can log in.
+        let (module, found, enrollment) = self.first_present(&modules)?;
+        let session = module.open_session(&found)?;
+        session.login(
+            PinRole::User,
+            &pin_for(
+                q,
+                &vault_id,
+                &enrollment.label,
+                PinRole::User,
+                &enrollment.pin,
+                pins,
+            )?,
+            false,
+        )?;
+        let key = self.seal_key_of(&enrollment);
         let token = prepare_token(new_module, q, &vault_id, target, user_pin, so_pin, pins)?;
         if self
             .manifest
@@ -695,92 +879,21 @@ impl Vault {
         let new_session = new_module.open_session(&token)?;
         new_session.login(
             PinRole::User,
-            &pin_for(
-                Some(q),
-                &vault_id,
-                token.label(),
-                PinRole::User,
-                user_pin,
-                pins,
-            )?,
+            &pin_for(q, &vault_id, token.label(), PinRole::User, user_pin, pins)?,
             false,
         )?;
         let new_key = new_session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
 
-        // A token already enrolled opens every envelope.
-        let mut last_error = String::from("no enrolled token is present");
-        let mut primary = None;
-        for enrollment in &self.manifest.hsms {
-            let Some(module) = modules.get(&PathBuf::from(&enrollment.module)) else {
-                continue;
-            };
-            match module.find_token(&TokenSelector::Serial(enrollment.serial.clone())) {
-                Ok(found) => {
-                    primary = Some((module, found, enrollment.clone()));
-                    break;
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        let (module, found, enrollment) = primary.ok_or_else(|| VaultError::NoToken {
-            tokens: self
-                .manifest
-                .hsms
-                .iter()
-                .map(|h| h.label.clone())
-                .collect::<Vec<_>>()
-                .join(", "),
-            last_error,
-        })?;
-        let session = module.open_session(&found)?;
-        session.login(
-            PinRole::User,
-            &pin_for(
-                Some(q),
-                &vault_id,
-                &enrollment.label,
-                PinRole::User,
-                &enrollment.pin,
-                pins,
-            )?,
-            false,
-        )?;
-        let key = KeyRef {
-            id: hex::decode(&enrollment.seal_key_id).unwrap_or_default(),
-            label: format!("breakglass:{vault_id}:seal"),
-            public_key: hex::decode(&enrollment.seal_public_key).unwrap_or_default(),
-        };
-        let mut hsm_keys: Vec<Vec<u8>> = self
-            .manifest
-            .hsms
-            .iter()
-            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
-            .collect();
-        hsm_keys.push(new_key.public_key.clone());
-        let quorum_public = self
-            .manifest
-            .quorum_public_key()
-            .map_err(|_| VaultError::Layout("quorum key".into()))?;
-
         let lock = self.store.lock()?;
         let now = crate::clock::rfc3339(crate::clock::now_unix());
         // Envelopes first: a crash before the manifest is written leaves stanzas for a token
-        // the manifest does not know yet, which is harmless.
+        // the manifest does not know yet, which is harmless (and skipped when run again).
+        let oracle = session.dh_oracle(&key);
         for name in self.store.credentials()? {
-            let (path, envelope) = self.envelope(&name)?;
-            let payload = envelope.open(&session.dh_oracle(&key), &quorum_key, &path)?;
-            let resealed = envelope::seal(&SealInput {
-                vault_id: &vault_id,
-                name: &name,
-                kind: envelope.kind,
-                created: now.clone(),
-                metadata: envelope.metadata.clone(),
-                payload: payload.expose_secret(),
-                hsm_public_keys: &hsm_keys,
-                quorum_public_key: &quorum_public,
-            })?;
-            self.store
-                .write_credential(&lock, &name, &resealed.to_bytes(), true)?;
+            let (path, mut envelope) = self.envelope(&name)?;
+            if envelope.add_hsm_recipient(&oracle, &new_key.public_key, &path)? {
+                crate::store::write_atomic(&path, &envelope.to_bytes())?;
+            }
         }
         let description = token.description();
         self.manifest.hsms.push(HsmEnrollment {
@@ -793,6 +906,7 @@ impl Vault {
             seal_key_id: hex::encode(&new_key.id),
             seal_public_key: hex::encode(&new_key.public_key),
             pin: user_pin.clone(),
+            so_pin: target.init_token.then(|| so_pin.clone()),
         });
         let manifest_bytes = self.manifest.to_bytes();
         self.store.write(&lock, MANIFEST, &manifest_bytes)?;
@@ -801,14 +915,532 @@ impl Vault {
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone())
             .detail("fingerprint", fingerprint.clone())
-            .detail(
-                MANIFEST_HASH,
-                hex::encode(ring::digest::digest(&ring::digest::SHA256, &manifest_bytes).as_ref()),
-            );
+            .detail(MANIFEST_HASH, sha256_hex(&manifest_bytes));
         event.custodians = custodians;
         self.append_signed(event, &session, &enrollment.label, &now)?;
         drop(lock);
         Ok(fingerprint)
+    }
+
+    /// The current custodian layout, as init would take it.
+    pub fn layout(&self) -> (u8, Vec<GroupDef>) {
+        (
+            self.manifest.quorum.group_threshold,
+            self.manifest
+                .quorum
+                .groups
+                .iter()
+                .map(|g| GroupDef {
+                    name: g.name.clone(),
+                    threshold: g.threshold,
+                    members: g.members.iter().map(|m| m.name.clone()).collect(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Rekey, first step (changes nothing): the current quorum recombines; a new quorum secret
+    /// is split for `layout` (the current one when `None`). The caller hands the new shares out
+    /// (writes and checks the share files) before [`Vault::rekey_commit`].
+    pub fn rekey_prepare(
+        &self,
+        shares: &Collector,
+        layout: Option<(u8, Vec<GroupDef>)>,
+        iteration_exponent: Option<u8>,
+        pinned: &str,
+    ) -> Result<RekeyPlan, crate::Error> {
+        self.manifest.check_pinned(pinned)?;
+        let (old_q, _, custodians, _) = self.recombine(shares)?;
+        let (group_threshold, groups) = layout.unwrap_or_else(|| self.layout());
+        validate_groups(group_threshold, &groups)?;
+        let iteration_exponent =
+            iteration_exponent.unwrap_or(self.manifest.quorum.iteration_exponent);
+        let vault_id = &self.manifest.vault_id;
+        let (new_q, quorum, new_shares) = loop {
+            let new_q = random_bytes(QUORUM_SECRET_BYTES)?;
+            let key = X25519SecretKey::derive_key_pair(&new_q);
+            let (quorum, new_shares) = make_share_set(
+                vault_id,
+                &new_q,
+                group_threshold,
+                &groups,
+                iteration_exponent,
+                hex::encode(key.public_key_bytes()),
+                false,
+            )?;
+            // A new identifier, so an old share is told apart from a new one at once.
+            if quorum.identifier != self.manifest.quorum.identifier {
+                break (SecretBytes::from(new_q.to_vec()), quorum, new_shares);
+            }
+        };
+        if let Some(recovery) = &self.manifest.recovery {
+            let needed = usize::from(recovery.groups.first().map_or(0, |g| g.threshold));
+            if needed <= quorum.minimum_shares() {
+                return Err(VaultError::Layout(format!(
+                    "the recovery set needs {needed} shares, which would be no stricter than the new \
+                     quorum ({} shares): choose a smaller quorum, or disable recovery first",
+                    quorum.minimum_shares()
+                ))
+                .into());
+            }
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.quorum = quorum;
+        Ok(RekeyPlan {
+            old_q,
+            new_q,
+            manifest,
+            shares: new_shares,
+            custodians,
+        })
+    }
+
+    /// Rekey, second step: every envelope (and every kept previous version) is re-sealed to the
+    /// new quorum key; every token PIN derived from the quorum (user and SO) is changed to the
+    /// new quorum's; the new manifest is written and recorded under a signed checkpoint. A
+    /// journal (`rekey.json`, public data only) makes it resumable at any point with
+    /// [`Vault::rekey_resume`]; until then the vault refuses every other operation. Returns
+    /// the new fingerprint.
+    pub fn rekey_commit(
+        &mut self,
+        plan: RekeyPlan,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let lock = self.store.lock()?;
+        if self.store.path(REKEY_JOURNAL).exists() {
+            return Err(VaultError::RekeyPending {
+                journal: self.store.path(REKEY_JOURNAL),
+            }
+            .into());
+        }
+        let modules = self.open_modules(None);
+        self.quorum_tokens_present(&modules)?;
+        let journal = RekeyJournal {
+            manifest: String::from_utf8_lossy(&plan.manifest.to_bytes()).into_owned(),
+            pins_changed: Vec::new(),
+            custodians: plan.custodians.clone(),
+        };
+        self.write_journal(&lock, &journal)?;
+        self.rekey_apply(
+            &lock,
+            &modules,
+            journal,
+            plan.old_q.expose_secret(),
+            plan.new_q.expose_secret(),
+            pins,
+        )
+    }
+
+    /// Checks that every token whose PIN the quorum derives is connected (a rekey must change
+    /// those PINs), before anything changes.
+    pub fn check_quorum_tokens_present(&self) -> Result<(), crate::Error> {
+        self.quorum_tokens_present(&self.open_modules(None))
+    }
+
+    fn quorum_tokens_present(
+        &self,
+        modules: &BTreeMap<PathBuf, Module>,
+    ) -> Result<(), crate::Error> {
+        // Before anything changes: every token whose PIN the quorum derives must be here.
+        for enrollment in &self.manifest.hsms {
+            if enrollment.pin != PinSource::Quorum && enrollment.so_pin != Some(PinSource::Quorum) {
+                continue;
+            }
+            let present = modules
+                .get(&PathBuf::from(&enrollment.module))
+                .ok_or_else(|| format!("cannot load {}", enrollment.module))
+                .and_then(|m| {
+                    m.find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(cause) = present {
+                return Err(VaultError::TokenAbsent {
+                    label: enrollment.label.clone(),
+                    serial: enrollment.serial.clone(),
+                    cause,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest an interrupted rekey installs, if one was interrupted.
+    pub fn pending_rekey(&self) -> Result<Option<Manifest>, crate::Error> {
+        let path = self.store.path(REKEY_JOURNAL);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let journal = self.read_journal()?;
+        Ok(Some(Manifest::from_bytes(
+            journal.manifest.as_bytes(),
+            &path,
+        )?))
+    }
+
+    /// Finishes an interrupted rekey: `old` must meet the current quorum and `new` the new one.
+    pub fn rekey_resume(
+        &mut self,
+        old: &Collector,
+        new: &Collector,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let lock = self.store.lock()?;
+        if !self.store.path(REKEY_JOURNAL).exists() {
+            return Err(VaultError::NoRekeyPending.into());
+        }
+        let journal = self.read_journal()?;
+        let target =
+            Manifest::from_bytes(journal.manifest.as_bytes(), &self.store.path(REKEY_JOURNAL))?;
+        let (old_q, _, _, _) = self.recombine(old)?;
+        let combined = new.combine(b"")?;
+        let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
+        if hex::encode(key.public_key()) != target.quorum.public_key {
+            return Err(VaultError::WrongQuorum.into());
+        }
+        let modules = self.open_modules(None);
+        self.rekey_apply(
+            &lock,
+            &modules,
+            journal,
+            old_q.expose_secret(),
+            combined.secret.expose_secret(),
+            pins,
+        )
+    }
+
+    fn read_journal(&self) -> Result<RekeyJournal, crate::Error> {
+        let path = self.store.path(REKEY_JOURNAL);
+        let bytes = self.store.read(REKEY_JOURNAL)?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            crate::manifest::ManifestError::Invalid {
+                file: path,
+                reason: e.to_string(),
+            }
+            .into()
+        })
+    }
+
+    fn write_journal(
+        &self,
+        lock: &crate::store::WriteLock,
+        journal: &RekeyJournal,
+    ) -> Result<(), crate::Error> {
+        let mut bytes = serde_json::to_vec_pretty(journal).unwrap_or_default();
+        bytes.push(b'\n');
+        Ok(self.store.write(lock, REKEY_JOURNAL, &bytes)?)
+    }
+
+    fn rekey_apply(
+        &mut self,
+        lock: &crate::store::WriteLock,
+        modules: &BTreeMap<PathBuf, Module>,
+        mut journal: RekeyJournal,
+        old_q: &[u8],
+        new_q: &[u8],
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let journal_path = self.store.path(REKEY_JOURNAL);
+        let target = Manifest::from_bytes(journal.manifest.as_bytes(), &journal_path)?;
+        let vault_id = self.manifest.vault_id.clone();
+        let old_key = X25519SecretKey::derive_key_pair(old_q);
+        let new_public = target
+            .quorum_public_key()
+            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+        let new_public_hex = hex::encode(new_public);
+        let recipients = target.hsm_recipients();
+
+        // 1. Every envelope and kept previous version not yet sealed to the new quorum.
+        let mut pending = Vec::new();
+        let mut total = 0usize;
+        for name in self.store.credentials()? {
+            let mut files = vec![self.store.credential_path(&name)?];
+            files.extend(self.store.history(&name)?);
+            for path in files {
+                total += 1;
+                let bytes = std::fs::read(&path).map_err(|cause| crate::store::StoreError::Io {
+                    path: path.clone(),
+                    action: "reading",
+                    cause,
+                })?;
+                let envelope = Envelope::from_bytes(&bytes, &path)?;
+                envelope.check_identity(&vault_id, &name, &path)?;
+                if envelope.quorum_stanza.recipient != new_public_hex {
+                    pending.push((path, envelope));
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let (module, found, enrollment) = self.first_present(modules)?;
+            let session = module.open_session(&found)?;
+            session.login(
+                PinRole::User,
+                &pin_for(
+                    Some(old_q),
+                    &vault_id,
+                    &enrollment.label,
+                    PinRole::User,
+                    &enrollment.pin,
+                    pins,
+                )?,
+                false,
+            )?;
+            let key = self.seal_key_of(&enrollment);
+            let oracle = session.dh_oracle(&key);
+            for (i, (path, envelope)) in pending.iter().enumerate() {
+                let payload = envelope.open(&oracle, &old_key, path)?;
+                let resealed = envelope.reseal(&payload, &recipients, &new_public)?;
+                crate::store::write_atomic(path, &resealed.to_bytes())?;
+                if i == 0 {
+                    fault_point("rekey-after-first-envelope")?;
+                }
+            }
+        }
+        fault_point("rekey-after-envelopes")?;
+
+        // 2. The token PINs the quorum derives, user then SO, one journal entry each.
+        let mut changed = Vec::new();
+        for enrollment in &self.manifest.hsms {
+            let mut roles = Vec::new();
+            if enrollment.pin == PinSource::Quorum {
+                roles.push((PinRole::User, "user"));
+            }
+            if enrollment.so_pin == Some(PinSource::Quorum) {
+                roles.push((PinRole::SecurityOfficer, "so"));
+            }
+            for (role, role_name) in roles {
+                let step = format!("{}:{role_name}", enrollment.serial);
+                if journal.pins_changed.contains(&step) {
+                    continue;
+                }
+                let module = modules
+                    .get(&PathBuf::from(&enrollment.module))
+                    .ok_or_else(|| VaultError::TokenAbsent {
+                        label: enrollment.label.clone(),
+                        serial: enrollment.serial.clone(),
+                        cause: format!("cannot load {}", enrollment.module),
+                    })?;
+                let token = module.find_token(&TokenSelector::Serial(enrollment.serial.clone()))?;
+                let old_pin = quorum_pin(old_q, &vault_id, role);
+                let new_pin = quorum_pin(new_q, &vault_id, role);
+                {
+                    let session = module.open_session(&token)?;
+                    match session.login(role, &old_pin, false) {
+                        Ok(_) => session.change_pin(&old_pin, &new_pin)?,
+                        // Changed before an interruption that came before the journal entry.
+                        Err(crate::hsm::HsmError::PinIncorrect { .. }) => {
+                            session.login(role, &new_pin, false)?;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                fault_point("rekey-before-pin-journal")?;
+                journal.pins_changed.push(step.clone());
+                self.write_journal(lock, &journal)?;
+                changed.push(format!("{}:{role_name}", enrollment.label));
+                fault_point("rekey-after-pin")?;
+            }
+        }
+
+        // 3. The new manifest, recorded and signed; then the journal goes.
+        let manifest_bytes = target.to_bytes();
+        self.store.write(lock, MANIFEST, &manifest_bytes)?;
+        self.manifest = target;
+        let fingerprint = self.manifest.fingerprint().display();
+        let mut event = Event::new("rekey")
+            .detail("fingerprint", fingerprint.clone())
+            .detail("new_custodians", self.manifest.custodian_names().join(","))
+            .detail(
+                "group_threshold",
+                self.manifest.quorum.group_threshold.to_string(),
+            )
+            .detail(
+                "envelopes_resealed",
+                format!("{} of {total}", pending.len()),
+            )
+            .detail("token_pins_changed", changed.join(","))
+            .detail(MANIFEST_HASH, sha256_hex(&manifest_bytes));
+        event.custodians = journal.custodians.clone();
+        let now = crate::clock::rfc3339(crate::clock::now_unix());
+        let audit_token = self
+            .manifest
+            .hsms
+            .iter()
+            .find(|h| h.label == self.manifest.audit.token)
+            .cloned();
+        let signed = audit_token.and_then(|enrollment| {
+            let module = modules.get(&PathBuf::from(&enrollment.module))?;
+            let token = module
+                .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+                .ok()?;
+            Some((module, token, enrollment))
+        });
+        match signed {
+            Some((module, token, enrollment)) => {
+                let session = module.open_session(&token)?;
+                session.login(
+                    PinRole::User,
+                    &pin_for(
+                        Some(new_q),
+                        &vault_id,
+                        &enrollment.label,
+                        PinRole::User,
+                        &enrollment.pin,
+                        pins,
+                    )?,
+                    false,
+                )?;
+                self.append_signed(event, &session, &enrollment.label, &now)?;
+            }
+            None => {
+                self.audit().append(event, &Actor::current(), &now)?;
+            }
+        }
+        std::fs::remove_file(&journal_path).map_err(|cause| crate::store::StoreError::Io {
+            path: journal_path.clone(),
+            action: "removing the finished rekey journal",
+            cause,
+        })?;
+        Ok(fingerprint)
+    }
+
+    /// Recovery, first step (changes nothing): the quorum recombines and a recovery secret is
+    /// split for `def`. The caller hands the recovery shares out before
+    /// [`Vault::recovery_commit`].
+    pub fn recovery_prepare(
+        &self,
+        shares: &Collector,
+        def: &RecoveryDef,
+        iteration_exponent: u8,
+        pinned: &str,
+    ) -> Result<RecoveryPlan, crate::Error> {
+        self.manifest.check_pinned(pinned)?;
+        if self.manifest.recovery.is_some() {
+            return Err(
+                VaultError::Layout("this vault has a recovery share set already".into()).into(),
+            );
+        }
+        let (q, _, custodians, _) = self.recombine(shares)?;
+        let (set, shares) = new_recovery_set(
+            &self.manifest.vault_id,
+            &self.manifest.quorum,
+            def,
+            iteration_exponent,
+        )?;
+        let mut manifest = self.manifest.clone();
+        manifest.recovery = Some(set);
+        Ok(RecoveryPlan {
+            q,
+            manifest,
+            shares,
+            custodians,
+        })
+    }
+
+    /// Recovery, second step: an enrolled token adds a stanza for the recovery key to every
+    /// credential (only the token half of each file key is opened), then the new manifest is
+    /// recorded under a signed checkpoint. Returns the new fingerprint.
+    pub fn recovery_commit(
+        &mut self,
+        plan: RecoveryPlan,
+        pins: &dyn PinProvider,
+        only_token: Option<&str>,
+    ) -> Result<String, crate::Error> {
+        let recovery = plan
+            .manifest
+            .recovery
+            .clone()
+            .ok_or(VaultError::NoRecovery)?;
+        let recovery_key = hex::decode(&recovery.public_key).unwrap_or_default();
+        let manifest_bytes = plan.manifest.to_bytes();
+        let fingerprint = plan.manifest.fingerprint().display();
+        self.with_token(
+            Some(plan.q.expose_secret()),
+            only_token,
+            pins,
+            None,
+            false,
+            |session, enrollment, key, _| {
+                let lock = self.store.lock()?;
+                let oracle = session.dh_oracle(key);
+                for name in self.store.credentials()? {
+                    let (path, mut envelope) = self.envelope(&name)?;
+                    if envelope.add_hsm_recipient(&oracle, &recovery_key, &path)? {
+                        crate::store::write_atomic(&path, &envelope.to_bytes())?;
+                    }
+                }
+                self.store.write(&lock, MANIFEST, &manifest_bytes)?;
+                let mut event = Event::new("recovery_enable")
+                    .detail("recovery", describe_set(&recovery))
+                    .detail("fingerprint", fingerprint.clone())
+                    .detail(MANIFEST_HASH, sha256_hex(&manifest_bytes));
+                event.custodians = plan.custodians.clone();
+                let now = crate::clock::rfc3339(crate::clock::now_unix());
+                self.append_signed(event, session, &enrollment.label, &now)?;
+                drop(lock);
+                Ok(())
+            },
+        )?;
+        self.manifest = plan.manifest;
+        Ok(fingerprint)
+    }
+
+    /// The custodian a recovery share belongs to, by the recovery set's commitments.
+    pub fn recovery_custodian_of(&self, share: &Share) -> Option<String> {
+        self.manifest
+            .recovery
+            .as_ref()?
+            .verify_share(&self.manifest.vault_id, share)
+            .map(|c| c.name.clone())
+    }
+
+    /// Opens credential `name` with no token at all: the quorum's shares open the quorum half,
+    /// the recovery shares (a stricter quorum) derive the recovery key, which opens the token
+    /// half. Recorded in the audit log (unsigned: the audit key is on a token).
+    pub fn recover(
+        &self,
+        name: &str,
+        shares: &Collector,
+        recovery_shares: &Collector,
+    ) -> Result<Unsealed, crate::Error> {
+        let recovery = self
+            .manifest
+            .recovery
+            .as_ref()
+            .ok_or(VaultError::NoRecovery)?;
+        let (path, envelope) = self.envelope(name)?;
+        let (_, quorum_key, custodians, rejected) = self.recombine(shares)?;
+        let combined = recovery_shares.combine(b"")?;
+        let key = P256SecretKey::derive_key_pair(combined.secret.expose_secret())?;
+        if hex::encode(key.public_key_bytes()) != recovery.public_key {
+            return Err(VaultError::WrongRecovery.into());
+        }
+        let by_position: BTreeMap<usize, &Share> = recovery_shares.shares().collect();
+        let recovery_custodians: Vec<String> = combined
+            .used
+            .iter()
+            .map(|p| {
+                by_position
+                    .get(p)
+                    .and_then(|s| self.recovery_custodian_of(s))
+                    .unwrap_or_else(|| format!("share {p}"))
+            })
+            .collect();
+        let payload = envelope.open(&key, &quorum_key, &path)?;
+        let mut event = Event::new("recover")
+            .detail("token", "none (recovery key)")
+            .detail("recovery_custodians", recovery_custodians.join(","));
+        event.credential = Some(name.to_owned());
+        event.custodians = custodians.clone();
+        self.record(event)?;
+        Ok(Unsealed {
+            payload,
+            envelope,
+            custodians,
+            rejected,
+            token: "none (recovery key)".into(),
+            warning: None,
+        })
     }
 
     /// A drill: the shares recombine, the token answers, and every envelope opens (the
@@ -932,11 +1564,165 @@ impl Vault {
     }
 }
 
+/// Splits `secret` into the share set `groups` describe, with a salted commitment per share,
+/// and checks every share against its commitment.
+fn make_share_set(
+    vault_id: &str,
+    secret: &[u8],
+    group_threshold: u8,
+    groups: &[GroupDef],
+    iteration_exponent: u8,
+    public_key: String,
+    recovery: bool,
+) -> Result<(Quorum, Vec<CustodianShare>), crate::Error> {
+    let params = SplitParams {
+        group_threshold,
+        groups: groups
+            .iter()
+            .map(|g| GroupSpec {
+                threshold: g.threshold,
+                count: g.members.len() as u8,
+            })
+            .collect(),
+        iteration_exponent,
+        extendable: true,
+    };
+    let split = quorum::split(secret, b"", &params)?;
+    let mut shares_out = Vec::new();
+    let mut groups_out = Vec::new();
+    for (group_def, group_shares) in groups.iter().zip(split) {
+        let mut members = Vec::new();
+        for (name, share) in group_def.members.iter().zip(group_shares) {
+            let salt = random_bytes(32)?;
+            members.push(Custodian {
+                name: name.clone(),
+                commitment_salt: hex::encode(salt.as_slice()),
+                commitment: manifest::share_commitment(vault_id, &salt, &share),
+            });
+            shares_out.push(CustodianShare {
+                custodian: name.clone(),
+                group: group_def.name.clone(),
+                recovery,
+                share,
+            });
+        }
+        groups_out.push(Group {
+            name: group_def.name.clone(),
+            threshold: group_def.threshold,
+            members,
+        });
+    }
+    let set = Quorum {
+        group_threshold,
+        groups: groups_out,
+        identifier: shares_out
+            .first()
+            .map(|s| s.share.info().identifier)
+            .unwrap_or_default(),
+        iteration_exponent,
+        extendable: true,
+        public_key,
+    };
+    for issued in &shares_out {
+        if set
+            .verify_share(vault_id, &issued.share)
+            .map(|c| c.name.as_str())
+            != Some(issued.custodian.as_str())
+        {
+            return Err(VaultError::Layout(format!(
+                "the share issued to {} does not match its commitment",
+                issued.custodian
+            ))
+            .into());
+        }
+    }
+    Ok((set, shares_out))
+}
+
+/// The group name of a recovery share set.
+pub const RECOVERY_GROUP: &str = "recovery";
+
+/// Checks a recovery layout against the quorum: it must need more shares than the quorum does
+/// (otherwise it would be a way around the token that is no harder than the normal path).
+pub fn validate_recovery(quorum: &Quorum, def: &RecoveryDef) -> Result<(), crate::Error> {
+    validate_recovery_against(quorum.minimum_shares(), def)
+}
+
+/// The fewest shares that meet the layout `groups` with `group_threshold`.
+fn minimum_shares(group_threshold: u8, groups: &[GroupDef]) -> usize {
+    let mut thresholds: Vec<usize> = groups.iter().map(|g| usize::from(g.threshold)).collect();
+    thresholds.sort_unstable();
+    thresholds.iter().take(usize::from(group_threshold)).sum()
+}
+
+fn validate_recovery_against(normal: usize, def: &RecoveryDef) -> Result<(), crate::Error> {
+    let group = GroupDef {
+        name: RECOVERY_GROUP.into(),
+        threshold: def.threshold,
+        members: def.members.clone(),
+    };
+    validate_groups(1, std::slice::from_ref(&group))?;
+    if usize::from(def.threshold) <= normal {
+        return Err(VaultError::Layout(format!(
+            "the recovery threshold ({}) must be stricter than the quorum, which can be met with {normal} \
+             shares: use at least {}",
+            def.threshold,
+            normal + 1
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A fresh recovery secret, its share set and its key, for `def`.
+fn new_recovery_set(
+    vault_id: &str,
+    quorum: &Quorum,
+    def: &RecoveryDef,
+    iteration_exponent: u8,
+) -> Result<(Quorum, Vec<CustodianShare>), crate::Error> {
+    validate_recovery(quorum, def)?;
+    let r = random_bytes(QUORUM_SECRET_BYTES)?;
+    let key = P256SecretKey::derive_key_pair(&r)?;
+    make_share_set(
+        vault_id,
+        &r,
+        1,
+        &[GroupDef {
+            name: RECOVERY_GROUP.into(),
+            threshold: def.threshold,
+            members: def.members.clone(),
+        }],
+        iteration_exponent,
+        hex::encode(key.public_key_bytes()),
+        true,
+    )
+}
+
+/// "4 of alice,bob,..." for the audit log.
+fn describe_set(set: &Quorum) -> String {
+    set.groups
+        .iter()
+        .map(|g| {
+            format!(
+                "{} of {}",
+                g.threshold,
+                g.members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The token `target` names: initialised first when asked (SO PIN set, user PIN set), else
 /// found by label.
 fn prepare_token(
     module: &Module,
-    q: &[u8],
+    q: Option<&[u8]>,
     vault_id: &str,
     target: &TokenTarget,
     user_pin: &PinSource,
@@ -947,24 +1733,18 @@ fn prepare_token(
         return Ok(module.find_token(&TokenSelector::Label(target.label.clone()))?);
     }
     let so = pin_for(
-        Some(q),
+        q,
         vault_id,
         &target.label,
         PinRole::SecurityOfficer,
         so_pin,
         pins,
     )?;
+    let user = pin_for(q, vault_id, &target.label, PinRole::User, user_pin, pins)?;
     let token = module.init_token(&target.label, &so)?;
     let session = module.open_session(&token)?;
     session.login(PinRole::SecurityOfficer, &so, false)?;
-    session.init_user_pin(&pin_for(
-        Some(q),
-        vault_id,
-        &target.label,
-        PinRole::User,
-        user_pin,
-        pins,
-    )?)?;
+    session.init_user_pin(&user)?;
     Ok(token)
 }
 

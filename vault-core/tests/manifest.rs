@@ -43,12 +43,14 @@ fn manifest(shares: &[Share]) -> Manifest {
             seal_key_id: "aa".into(),
             seal_public_key: format!("04{}", "22".repeat(64)),
             pin: PinSource::Quorum,
+            so_pin: None,
         }],
         audit: AuditKey {
             token: "token".into(),
             key_id: "bb".into(),
             public_key: format!("04{}", "33".repeat(64)),
         },
+        recovery: None,
         policy: Policy::default(),
     }
 }

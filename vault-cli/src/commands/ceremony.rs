@@ -16,7 +16,8 @@ use vault_core::vault::Vault;
 
 use crate::cli::{
     AssumeArgs, AssumeCommon, CeremonyCloseArgs, CeremonyContributeArgs, CeremonyOpenArgs,
-    CeremonyStatusArgs, DrillArgs, ShareSources, UnsealArgs,
+    CeremonyStatusArgs, DrillArgs, HandoutArgs, LayoutArgs, RekeyArgs, RotateArgs, ShareSources,
+    UnsealArgs,
 };
 use crate::exit::{Failure, fail};
 use crate::prompt::{confirm, hidden, interactive, mnemonic_from_file};
@@ -59,7 +60,7 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
-    if args.purpose != "drill" {
+    if matches!(args.purpose.as_str(), "unseal" | "assume" | "rotate") {
         let name = args.credential.as_deref().ok_or_else(|| {
             fail(
                 Failure::Usage,
@@ -137,15 +138,18 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     let request = Request::from_bytes(&bytes, &format!("request {}", args.request.display()))?;
     request.check_not_expired(vault_core::clock::now_unix())?;
     eprintln!("ceremony {} of vault {}", request.id, request.vault_id);
-    eprintln!(
-        "  {} asks to {} {}",
-        request.requester,
-        request.purpose,
-        request
-            .credential
-            .as_deref()
-            .unwrap_or("(all credentials: a drill)")
-    );
+    let what = match (request.purpose.as_str(), request.credential.as_deref()) {
+        ("rekey", _) => {
+            "the vault: new shares for every custodian; YOUR CURRENT SHARE STOPS WORKING".to_owned()
+        }
+        ("drill", _) => "(all credentials: a drill)".to_owned(),
+        ("rotate", Some(name)) => {
+            format!("{name}: a new AWS key is made and sealed, the old one deleted")
+        }
+        (_, Some(name)) => name.to_owned(),
+        (_, None) => String::new(),
+    };
+    eprintln!("  {} asks to {} {what}", request.requester, request.purpose);
     eprintln!("  because: {}", request.reason);
     eprintln!("  contributions accepted until {}", request.expires);
     eprintln!(
@@ -375,6 +379,37 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 },
                 format: args.format.clone(),
                 cache: false,
+            },
+        )?,
+        "rotate" => super::rotate::run(
+            vault_arg,
+            &RotateArgs {
+                name: credential,
+                shares,
+                fingerprint: None,
+                hsm: None,
+                mfa: args.mfa,
+            },
+        )?,
+        "rekey" => super::rekey::run(
+            vault_arg,
+            &RekeyArgs {
+                shares,
+                layout: LayoutArgs {
+                    custodians: Vec::new(),
+                    threshold: None,
+                    groups: Vec::new(),
+                    group_threshold: 1,
+                },
+                handout: HandoutArgs {
+                    shares_dir: args.handout.shares_dir.clone(),
+                    recipients: args.handout.recipients.clone(),
+                    share_cards: args.handout.share_cards.clone(),
+                },
+                iteration_exponent: None,
+                fingerprint: None,
+                resume: false,
+                yes: true,
             },
         )?,
         _ => super::drill::run(

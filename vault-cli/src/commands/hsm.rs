@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use vault_core::hsm::Module;
+use vault_core::manifest::PinSource;
 
 use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
@@ -87,8 +88,29 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
         None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
     }
     .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
-    let shares = gather_shares(&vault, &args.shares)?;
-    let fingerprint = vault.enroll(&shares, &target, &user_pin, &so_pin, &CliPins, &pinned)?;
+    // The quorum is needed only for PINs it derives: the envelopes' token halves are opened
+    // by the enrolled token alone, and the payloads are never decrypted.
+    let quorum_pins = user_pin == PinSource::Quorum
+        || (args.init_token && so_pin == PinSource::Quorum)
+        || vault
+            .manifest()
+            .hsms
+            .iter()
+            .any(|h| h.pin == PinSource::Quorum);
+    let given = !args.shares.share_files.is_empty() || args.shares.shares_stdin;
+    let shares = if quorum_pins || given {
+        Some(gather_shares(&vault, &args.shares)?)
+    } else {
+        None
+    };
+    let fingerprint = vault.enroll(
+        shares.as_ref(),
+        &target,
+        &user_pin,
+        &so_pin,
+        &CliPins,
+        &pinned,
+    )?;
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     println!(
         "token {} enrolled; every credential now opens with it too",

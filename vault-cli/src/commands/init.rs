@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use secrecy::ExposeSecret;
-use vault_core::manifest::{PinSource, Policy};
+use vault_core::manifest::{Manifest, PinSource, Policy, Quorum};
 use vault_core::quorum::Share;
 use vault_core::store::write_new_secret_file;
-use vault_core::vault::{CustodianShare, GroupDef, InitOptions, TokenTarget, Vault};
+use vault_core::vault::{CustodianShare, GroupDef, InitOptions, RecoveryDef, TokenTarget, Vault};
 
-use crate::cli::InitArgs;
+use crate::cli::{HandoutArgs, InitArgs, LayoutArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, hidden, interactive, pin_source};
 
-fn groups(args: &InitArgs) -> Result<(u8, Vec<GroupDef>)> {
+/// The layout the options give; `None` when they give none.
+pub(super) fn layout(args: &LayoutArgs) -> Result<Option<(u8, Vec<GroupDef>)>> {
     match (args.custodians.is_empty(), args.groups.is_empty()) {
         (false, true) => {
             let threshold = args.threshold.ok_or_else(|| {
@@ -23,14 +24,14 @@ fn groups(args: &InitArgs) -> Result<(u8, Vec<GroupDef>)> {
                     "--custodian needs --threshold K (how many custodians are needed)",
                 )
             })?;
-            Ok((
+            Ok(Some((
                 1,
                 vec![GroupDef {
                     name: "custodians".into(),
                     threshold,
                     members: args.custodians.clone(),
                 }],
-            ))
+            )))
         }
         (true, false) => {
             let groups = args
@@ -58,25 +59,44 @@ fn groups(args: &InitArgs) -> Result<(u8, Vec<GroupDef>)> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            Ok((args.group_threshold, groups))
+            Ok(Some((args.group_threshold, groups)))
         }
         (false, false) => Err(fail(
             Failure::Usage,
             "use either --custodian/--threshold or --group/--group-threshold, not both",
         )),
-        (true, true) => Err(fail(
-            Failure::Usage,
-            "no custodians: pass --custodian NAME (repeat) with --threshold K, or --group NAME:T:MEMBERS",
-        )),
+        (true, true) => Ok(None),
     }
 }
 
-fn share_file_text(vault: &Vault, issued: &CustodianShare) -> String {
-    let m = vault.manifest();
+/// The share set `issued` belongs to.
+fn set_of<'m>(m: &'m Manifest, issued: &CustodianShare) -> &'m Quorum {
+    match (&m.recovery, issued.recovery) {
+        (Some(recovery), true) => recovery,
+        _ => &m.quorum,
+    }
+}
+
+/// The file name stem of a share: `alice` or `alice.recovery`.
+pub(super) fn stem(issued: &CustodianShare) -> String {
+    if issued.recovery {
+        format!("{}.recovery", issued.custodian)
+    } else {
+        issued.custodian.clone()
+    }
+}
+
+fn share_file_text(m: &Manifest, issued: &CustodianShare) -> String {
+    let set = set_of(m, issued);
     let info = issued.share.info();
-    let group = &m.quorum.groups[usize::from(info.group_index)];
+    let group = &set.groups[usize::from(info.group_index)];
+    let kind = if issued.recovery {
+        "RECOVERY share (only for `breakglass recover`, when every token is lost)"
+    } else {
+        "share"
+    };
     format!(
-        "# breakglass share of custodian {custodian}\n\
+        "# breakglass {kind} of custodian {custodian}\n\
          # vault {vault_id}, fingerprint {fingerprint}\n\
          # group {group:?}: member {member} of {count}; {threshold} of this group needed; {gt} of {gc} groups needed\n\
          # Keep this secret and offline. Check it any day: breakglass share verify --share-file FILE\n\
@@ -90,8 +110,8 @@ fn share_file_text(vault: &Vault, issued: &CustodianShare) -> String {
         member = info.member_index + 1,
         count = group.members.len(),
         threshold = group.threshold,
-        gt = m.quorum.group_threshold,
-        gc = m.quorum.groups.len(),
+        gt = set.group_threshold,
+        gc = set.groups.len(),
         mnemonic = issued.share.to_mnemonic().expose_secret(),
     )
 }
@@ -103,8 +123,7 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
-    let m = vault.manifest();
+fn share_card_html(m: &Manifest, issued: &CustodianShare) -> String {
     let mnemonic = issued.share.to_mnemonic();
     let words: String = mnemonic
         .expose_secret()
@@ -116,7 +135,7 @@ fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>breakglass share card: {custodian}</title>\
          <style>body{{font-family:sans-serif;max-width:42em;margin:2em auto}}ol{{columns:3;list-style:none;padding:0;font-family:monospace;font-size:1.1em}}\
          li span{{color:#888}}.fp{{font-family:monospace;font-size:1.3em;letter-spacing:.1em}}</style></head><body>\
-         <h1>breakglass share card</h1><p>Custodian: <b>{custodian}</b> (group {group})</p>\
+         <h1>breakglass {kind}</h1><p>Custodian: <b>{custodian}</b> (group {group})</p>\
          <p>Vault {vault_id}<br>Fingerprint: <span class=\"fp\">{fingerprint}</span><br>Issued {date}</p>\
          <ol>{words}</ol><div>{qr}</div><p style=\"font-size:.8em;color:#666\">The QR code holds the same words, for SLIP-39 tools that scan.</p>\
          <h2>In an emergency</h2><ol style=\"columns:1;list-style:decimal;font-family:sans-serif;font-size:1em;padding-left:1.5em\">\
@@ -125,6 +144,11 @@ fn share_card_html(vault: &Vault, issued: &CustodianShare) -> String {
          <li>Never read them aloud, photograph them or send them unencrypted.</li></ol>\
          <p>Check your share any day: <code>breakglass share verify</code>. These are SLIP-39 words: any SLIP-39 implementation can read them.</p>\
          </body></html>\n",
+        kind = if issued.recovery {
+            "RECOVERY share card (only for <code>breakglass recover</code>, when every token is lost; keep it apart from the normal card)"
+        } else {
+            "share card"
+        },
         custodian = html_escape(&issued.custodian),
         group = html_escape(&issued.group),
         vault_id = m.vault_id,
@@ -155,8 +179,8 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes every share file and reads it back: the file holds the custodian's share intact.
-fn write_share_files(
-    vault: &Vault,
+pub(super) fn write_share_files(
+    m: &Manifest,
     shares: &[CustodianShare],
     dir: &Path,
     recipients: &BTreeMap<String, age::x25519::Recipient>,
@@ -164,7 +188,7 @@ fn write_share_files(
     ensure_dir(dir)?;
     let mut written = Vec::new();
     for issued in shares {
-        let text = zeroize::Zeroizing::new(share_file_text(vault, issued));
+        let text = zeroize::Zeroizing::new(share_file_text(m, issued));
         // Checked before it is written (and encrypted): the text reads back as this custodian's
         // share of this vault.
         let words: Vec<&str> = text
@@ -173,13 +197,16 @@ fn write_share_files(
             .collect();
         let share = Share::parse(&words.join(" "), 1).map_err(vault_core::Error::from)?;
         anyhow::ensure!(
-            vault.custodian_of(&share).as_deref() == Some(issued.custodian.as_str()),
+            set_of(m, issued)
+                .verify_share(&m.vault_id, &share)
+                .map(|c| c.name.as_str())
+                == Some(issued.custodian.as_str()),
             "the share file of {} does not read back as their share",
             issued.custodian
         );
         let path = match recipients.get(&issued.custodian) {
             Some(recipient) => {
-                let path = dir.join(format!("{}.share.age", issued.custodian));
+                let path = dir.join(format!("{}.share.age", stem(issued)));
                 write_new_secret_file(
                     &path,
                     crate::custodian_keys::encrypt(recipient, text.as_bytes())?.as_bytes(),
@@ -187,7 +214,7 @@ fn write_share_files(
                 path
             }
             None => {
-                let path = dir.join(format!("{}.share", issued.custodian));
+                let path = dir.join(format!("{}.share", stem(issued)));
                 write_new_secret_file(&path, text.as_bytes())?;
                 let mnemonic = crate::prompt::mnemonic_from_file(&path, None)?;
                 anyhow::ensure!(
@@ -203,31 +230,42 @@ fn write_share_files(
     Ok(written)
 }
 
-fn write_share_cards(vault: &Vault, shares: &[CustodianShare], dir: &Path) -> Result<Vec<PathBuf>> {
+pub(super) fn write_share_cards(
+    m: &Manifest,
+    shares: &[CustodianShare],
+    dir: &Path,
+) -> Result<Vec<PathBuf>> {
     ensure_dir(dir)?;
     shares
         .iter()
         .map(|issued| {
-            let path = dir.join(format!("{}.html", issued.custodian));
-            write_new_secret_file(&path, share_card_html(vault, issued).as_bytes())?;
+            let path = dir.join(format!("{}.html", stem(issued)));
+            write_new_secret_file(&path, share_card_html(m, issued).as_bytes())?;
             Ok(path)
         })
         .collect()
 }
 
 /// Shows each custodian their share on a cleared screen and has them type it back.
-fn hand_out_on_terminal(vault: &Vault, shares: &[CustodianShare]) -> Result<()> {
+pub(super) fn hand_out_on_terminal(m: &Manifest, shares: &[CustodianShare]) -> Result<()> {
     for issued in shares {
         eprint!("\x1b[2J\x1b[H");
         eprintln!(
-            "Share for custodian {} (group {}). Only {} should look now.",
-            issued.custodian, issued.group, issued.custodian
+            "{} for custodian {} (group {}). Only {} should look now.",
+            if issued.recovery {
+                "RECOVERY share"
+            } else {
+                "Share"
+            },
+            issued.custodian,
+            issued.group,
+            issued.custodian
         );
         crate::prompt::confirm("Ready?")?;
         eprintln!("\n{}\n", issued.share.to_mnemonic().expose_secret());
         eprintln!(
             "Write these words down. Fingerprint of this vault: {}",
-            vault.manifest().fingerprint()
+            m.fingerprint()
         );
         crate::prompt::confirm("Written down?")?;
         eprint!("\x1b[2J\x1b[H");
@@ -247,23 +285,33 @@ fn hand_out_on_terminal(vault: &Vault, shares: &[CustodianShare]) -> Result<()> 
     Ok(())
 }
 
-/// `breakglass init`.
-pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
-    crate::hardening::harden()?;
-    let dir = super::vault_dir(vault_arg)?;
-    let (group_threshold, groups) = groups(args)?;
-    if args.shares_dir.is_none() && args.share_cards.is_none() && !interactive() {
+/// What `--recovery-threshold` / `recovery enable` show before making a recovery set.
+pub(super) const RECOVERY_TRADE_OFF: &str = "\
+A recovery share set is a second SLIP-39 share set with a stricter threshold. Its secret
+opens the token layer of every credential with no token at all, so that losing every HSM
+does not lose the credentials. The price: the HSM is no longer needed to open a credential
+by those who hold enough shares of BOTH sets. Colluding custodians who meet the recovery
+threshold, with a copy of the vault directory, can open everything without the token, and
+no token-signed audit checkpoint records it. Keep recovery shares apart from normal shares
+(another safe, another site), and make the recovery threshold as strict as you can bear.";
+
+/// Checked before anything changes: a terminal or a place for the shares, recipients that
+/// name members, and no share file or card that exists already.
+pub(super) fn check_handout(
+    handout: &HandoutArgs,
+    stems: &[String],
+    members: &[String],
+) -> Result<BTreeMap<String, age::x25519::Recipient>> {
+    if handout.shares_dir.is_none() && handout.share_cards.is_none() && !interactive() {
         return Err(fail(
             Failure::Usage,
             "no --shares-dir or --share-cards, and no terminal to show the shares on",
         ));
     }
-    // Nothing half-made: every share file and card must be new before the vault is created.
-    let custodians: Vec<&String> = groups.iter().flat_map(|g| &g.members).collect();
     let mut recipients = BTreeMap::new();
-    for text in &args.recipients {
+    for text in &handout.recipients {
         let (name, recipient) = crate::custodian_keys::parse_recipient(text)?;
-        if !custodians.iter().any(|c| **c == name) {
+        if !members.contains(&name) {
             return Err(fail(
                 Failure::Usage,
                 format!("--recipient {name}=...: {name} is not a custodian"),
@@ -272,13 +320,13 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         recipients.insert(name, recipient);
     }
     for (dir, extension) in [
-        (&args.shares_dir, "share"),
-        (&args.shares_dir, "share.age"),
-        (&args.share_cards, "html"),
+        (&handout.shares_dir, "share"),
+        (&handout.shares_dir, "share.age"),
+        (&handout.share_cards, "html"),
     ] {
         let Some(dir) = dir else { continue };
-        for custodian in &custodians {
-            let path = dir.join(format!("{custodian}.{extension}"));
+        for stem in stems {
+            let path = dir.join(format!("{stem}.{extension}"));
             if path.exists() {
                 return Err(fail(
                     Failure::Usage,
@@ -289,6 +337,59 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
                 ));
             }
         }
+    }
+    Ok(recipients)
+}
+
+/// Hands the shares out: files (read back), cards, or the terminal. Returns the files written.
+pub(super) fn deliver(
+    m: &Manifest,
+    shares: &[CustodianShare],
+    handout: &HandoutArgs,
+    recipients: &BTreeMap<String, age::x25519::Recipient>,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    if let Some(shares_dir) = &handout.shares_dir {
+        written.extend(write_share_files(m, shares, shares_dir, recipients)?);
+    }
+    if let Some(cards_dir) = &handout.share_cards {
+        written.extend(write_share_cards(m, shares, cards_dir)?);
+    }
+    if handout.shares_dir.is_none() && handout.share_cards.is_none() {
+        hand_out_on_terminal(m, shares)?;
+    }
+    Ok(written)
+}
+
+/// `breakglass init`.
+pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let dir = super::vault_dir(vault_arg)?;
+    let (group_threshold, groups) = layout(&args.layout)?.ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            "no custodians: pass --custodian NAME (repeat) with --threshold K, or --group NAME:T:MEMBERS",
+        )
+    })?;
+    let custodians: Vec<String> = groups.iter().flat_map(|g| g.members.clone()).collect();
+    let recovery = args.recovery_threshold.map(|threshold| RecoveryDef {
+        threshold,
+        members: if args.recovery_custodians.is_empty() {
+            custodians.clone()
+        } else {
+            args.recovery_custodians.clone()
+        },
+    });
+    // Nothing half-made: every share file and card must be new before the vault is created.
+    let mut stems = custodians.clone();
+    let mut members = custodians.clone();
+    if let Some(def) = &recovery {
+        stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
+        members.extend(def.members.iter().cloned());
+    }
+    let recipients = check_handout(&args.handout, &stems, &members)?;
+    if recovery.is_some() {
+        eprintln!("{RECOVERY_TRADE_OFF}\n");
     }
     let user_pin = pin_source(&args.pin_source, "--pin-source")?;
     let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;
@@ -340,21 +441,15 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
             ..Policy::default()
         },
         iteration_exponent: args.iteration_exponent,
+        recovery,
     };
     let (vault, shares) = Vault::init(&dir, &options)?;
     let fingerprint = vault.manifest().fingerprint().display();
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
-    let mut files = Vec::new();
-    if let Some(shares_dir) = &args.shares_dir {
-        files = write_share_files(&vault, &shares, shares_dir, &recipients)?;
-    }
-    let mut cards = Vec::new();
-    if let Some(cards_dir) = &args.share_cards {
-        cards = write_share_cards(&vault, &shares, cards_dir)?;
-    }
-    if args.shares_dir.is_none() && args.share_cards.is_none() {
-        hand_out_on_terminal(&vault, &shares)?;
-    }
+    let written = deliver(vault.manifest(), &shares, &args.handout, &recipients)?;
+    let (files, cards): (Vec<PathBuf>, Vec<PathBuf>) = written
+        .into_iter()
+        .partition(|p| p.extension().is_none_or(|e| e != "html"));
     if args.json {
         println!(
             "{}",

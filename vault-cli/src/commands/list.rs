@@ -108,6 +108,10 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
                 "members": g.members.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         },
+        "recovery": m.recovery.as_ref().map(|r| serde_json::json!({
+            "threshold": r.groups.first().map(|g| g.threshold),
+            "members": r.groups.iter().flat_map(|g| g.members.iter().map(|c| c.name.clone())).collect::<Vec<_>>(),
+        })),
         "tokens": m.hsms.iter().map(|h| serde_json::json!({
             "label": h.label, "serial": h.serial, "manufacturer": h.manufacturer, "model": h.model,
             "pin_source": h.pin, "development_softhsm": h.softhsm_conf.is_some(),
@@ -156,6 +160,18 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         m.quorum.groups.len(),
         groups.join("; ")
     );
+    match &m.recovery {
+        Some(r) => println!(
+            "recovery: {} of [{}]: with a quorum, opens every credential with no token",
+            r.groups.first().map_or(0, |g| g.threshold),
+            r.groups
+                .iter()
+                .flat_map(|g| g.members.iter().map(|c| c.name.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => println!("recovery: not enabled (losing every token loses the credentials)"),
+    }
     for h in &m.hsms {
         println!(
             "token: {} (serial {}, {} {}){}",

@@ -8,6 +8,8 @@ pub mod hsm;
 pub mod init;
 pub mod list;
 pub mod policy;
+pub mod recovery;
+pub mod rekey;
 pub mod rotate;
 pub mod seal;
 pub mod session;
@@ -62,6 +64,32 @@ fn set_softhsm_conf(conf: &Path) {
 pub fn open_vault(vault: Option<&Path>) -> Result<Vault> {
     let dir = vault_dir(vault)?;
     let vault = Vault::open(&dir)?;
+    dev_softhsm_for(&dir, vault)
+}
+
+/// Opens the vault even when a rekey was interrupted (to resume it).
+pub fn open_vault_resuming(vault: Option<&Path>) -> Result<Vault> {
+    let dir = vault_dir(vault)?;
+    let vault = Vault::open_resuming(&dir)?;
+    dev_softhsm_for(&dir, vault)
+}
+
+/// The fingerprint to check a manifest change against: `--fingerprint`, else the one pinned
+/// on this machine.
+pub fn pinned_or(vault: &Vault, given: Option<&str>, what: &str) -> Result<String> {
+    match given {
+        Some(f) => Ok(f.to_owned()),
+        None => pinned_fingerprint(&vault.manifest().vault_id)?.ok_or_else(|| {
+            fail(
+                Failure::Usage,
+                format!("{what} changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"),
+            )
+        }),
+    }
+}
+
+fn dev_softhsm_for(dir: &Path, vault: Vault) -> Result<Vault> {
+    let dir = dir.to_path_buf();
     if vault
         .manifest()
         .hsms

@@ -9,6 +9,7 @@ use vault_core::credential::AwsKeys;
 use vault_core::envelope::Kind;
 use vault_core::hsm::LoginWarning;
 use vault_core::store::write_new_secret_file;
+use vault_core::vault::{Unsealed, Vault};
 
 use crate::cli::UnsealArgs;
 use crate::exit::{Failure, fail};
@@ -22,8 +23,8 @@ enum Output {
     Nothing,
 }
 
-fn output(args: &UnsealArgs) -> Result<Output> {
-    Ok(match args.output.as_deref() {
+fn output(output: Option<&str>) -> Result<Output> {
+    Ok(match output {
         Some("json") => Output::Json,
         Some("env") => Output::Env,
         Some(other) => match other.strip_prefix("file:") {
@@ -42,13 +43,41 @@ fn output(args: &UnsealArgs) -> Result<Output> {
 
 /// `breakglass unseal`.
 pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
+    open_and_write(
+        vault_arg,
+        &args.name,
+        args.output.as_deref(),
+        args.reveal,
+        |vault| {
+            let shares = gather_shares(vault, &args.shares)?;
+            Ok(vault.unseal(
+                &args.name,
+                &shares,
+                &CliPins,
+                args.hsm.as_deref(),
+                args.force_pin,
+                "unseal",
+            )?)
+        },
+    )
+}
+
+/// Checks the output options, opens credential `name` with `open` (after those checks, so a
+/// quorum is never gathered for an output that will be refused), and writes the secret out.
+pub fn open_and_write(
+    vault_arg: Option<&Path>,
+    name: &str,
+    output_arg: Option<&str>,
+    reveal: bool,
+    open: impl FnOnce(&Vault) -> Result<Unsealed>,
+) -> Result<()> {
     crate::hardening::harden()?;
-    let output = output(args)?;
+    let output = output(output_arg)?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
-    let (_, envelope) = vault.envelope(&args.name)?;
+    let (_, envelope) = vault.envelope(name)?;
     let long_term_aws = envelope.kind == Kind::Aws;
-    if long_term_aws && !args.reveal && !matches!(output, Output::Nothing | Output::Terminal) {
+    if long_term_aws && !reveal && !matches!(output, Output::Nothing | Output::Terminal) {
         return Err(fail(
             Failure::Usage,
             "this is an aws credential: its long-term keys are written out only with --reveal (to use them, assume the role instead)",
@@ -68,15 +97,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
             ),
         ));
     }
-    let shares = gather_shares(&vault, &args.shares)?;
-    let unsealed = vault.unseal(
-        &args.name,
-        &shares,
-        &CliPins,
-        args.hsm.as_deref(),
-        args.force_pin,
-        "unseal",
-    )?;
+    let unsealed = open(&vault)?;
     for (position, custodian) in &unsealed.rejected {
         eprintln!(
             "breakglass: warning: share {position}{} does not recombine with the others and was left out: ask its custodian to verify it",
@@ -99,7 +120,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
     }
     eprintln!(
         "unsealed {} with token {}; custodians: {}",
-        args.name,
+        name,
         unsealed.token,
         unsealed.custodians.join(", ")
     );
@@ -122,7 +143,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
                 keys.secret_access_key.expose_secret()
             );
         }
-        Output::Terminal if long_term_aws && !args.reveal => {
+        Output::Terminal if long_term_aws && !reveal => {
             eprintln!(
                 "(aws credential: long-term keys not shown; pass --reveal to show them, or assume the role)"
             );

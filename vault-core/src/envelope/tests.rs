@@ -211,3 +211,78 @@ fn an_envelope_of_another_vault_or_name_is_refused() {
         Err(EnvelopeError::Integrity { .. })
     ));
 }
+
+#[test]
+fn a_token_adds_a_stanza_for_another_without_the_quorum() {
+    let keys = keys();
+    let mut envelope = sealed(&keys, "vault-a", "prod", b"the secret payload");
+    let payload_before = envelope.payload.clone();
+    let quorum_before = envelope.quorum_stanza.clone();
+    let new_token = P256SecretKey::generate().unwrap();
+    // The backup token alone (no quorum key anywhere in this call) adds the new token.
+    assert!(
+        envelope
+            .add_hsm_recipient(&keys.backup, &new_token.public_key_bytes(), file())
+            .unwrap()
+    );
+    assert!(
+        !envelope
+            .add_hsm_recipient(&keys.hsm, &new_token.public_key_bytes(), file())
+            .unwrap(),
+        "a second add of the same key is a no-op"
+    );
+    // The payload and the quorum stanza were not touched: nothing was decrypted.
+    assert_eq!(envelope.payload, payload_before);
+    assert_eq!(envelope.quorum_stanza, quorum_before);
+    let bytes = envelope.to_bytes();
+    let parsed = Envelope::from_bytes(&bytes, file()).unwrap();
+    for token in [&keys.hsm, &keys.backup, &new_token] {
+        assert_eq!(
+            parsed
+                .open(token, &keys.quorum, file())
+                .unwrap()
+                .expose_secret(),
+            b"the secret payload"
+        );
+    }
+    // The new stanza alone opens nothing without the quorum: it holds only FK_h.
+    assert_integrity(
+        parsed.open(&new_token, &X25519SecretKey::generate().unwrap(), file()),
+        "new token with another quorum",
+    );
+}
+
+#[test]
+fn a_stanza_added_without_a_token_is_refused() {
+    let keys = keys();
+    let envelope = sealed(&keys, "vault-a", "prod", b"payload");
+    // Someone with the file but no token seals a made-up token half to their own key and
+    // appends it: the MAC (keyed from the real token half) no longer matches.
+    let intruder = P256SecretKey::generate().unwrap();
+    let mut forged = envelope.clone();
+    let h0 = forged.h0();
+    let key = intruder.public_key_bytes();
+    forged.hsm_stanzas.push(
+        make_stanza(
+            Kem::P256HkdfSha256,
+            &key,
+            &stanza_info(&h0, "hsm", &key),
+            &[7u8; 32],
+        )
+        .unwrap(),
+    );
+    assert_integrity(
+        forged.open(&keys.hsm, &keys.quorum, file()),
+        "appended stanza, opened by an enrolled token",
+    );
+    // Moving the whole token layer (stanzas and MAC) from another envelope of the same
+    // credential fails too: its token half does not fit this quorum half.
+    let donor = sealed(&keys, "vault-a", "prod", b"other");
+    let mut moved = envelope.clone();
+    moved.hsm_stanzas = donor.hsm_stanzas.clone();
+    moved.hsm_mac = donor.hsm_mac.clone();
+    assert_integrity(
+        moved.open(&keys.hsm, &keys.quorum, file()),
+        "token layer of another envelope",
+    );
+}

@@ -1,0 +1,662 @@
+//! End-to-end: rekey (old shares stop working, new ones work, interrupted rekeys resume),
+//! recovery from the loss of every token, and enrolling a backup token with the token alone.
+//! Each test drives the built binary with its own vault, SoftHSM token and configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn vault(&self) -> PathBuf {
+        self.path("vault")
+    }
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
+        command
+            .args(args)
+            .env("BREAKGLASS_VAULT", self.vault())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("BREAKGLASS_FINGERPRINT")
+            .env_remove("BREAKGLASS_TEST_FAULT")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+    /// `init --dev-softhsm` with five custodians, 3 needed, shares in `shares/`, and `extra`.
+    fn init(&self, extra: &[&str]) -> Output {
+        let shares = self.path("shares");
+        let mut args = vec![
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--custodian",
+            "dave",
+            "--custodian",
+            "erin",
+            "--threshold",
+            "3",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            shares.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+    fn seal(&self, name: &str, payload: &[u8], replace: bool) {
+        let file = self.path(&format!("{name}.payload"));
+        std::fs::write(&file, payload).unwrap();
+        let mut args = vec![
+            "seal",
+            name,
+            "--kind",
+            "secret",
+            "--from-file",
+            file.to_str().unwrap(),
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        self.ok(&args);
+    }
+    /// Runs `command` with `--share-file` for each of `shares` (paths relative to the test
+    /// directory) and writes the secret to a new file; returns the output and the file.
+    fn open_with(&self, command: &[&str], shares: &[&str]) -> (Output, PathBuf) {
+        let out = self.path(&format!(
+            "out-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        for share in shares {
+            args.push("--share-file".into());
+            args.push(self.path(share).display().to_string());
+        }
+        args.push("--output".into());
+        args.push(format!("file:{}", out.display()));
+        let output = self.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        (output, out)
+    }
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+    /// Deletes every token directory of the vault's development SoftHSM.
+    fn lose_every_token(&self) {
+        let tokens = self.vault().join("softhsm/tokens");
+        for entry in std::fs::read_dir(&tokens).unwrap() {
+            std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+        }
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn with_share_files(args: &[&str], env: &Env, shares: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    for share in shares {
+        v.push("--share-file".into());
+        v.push(env.path(share).display().to_string());
+    }
+    v
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn rage_identity(dir: &Path) -> (PathBuf, String) {
+    let identity = dir.join("frank.key");
+    let keygen = Command::new(hsm_testing::tools::cargo_program("rage-keygen"))
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let public = std::fs::read_to_string(&identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_owned))
+        .unwrap();
+    (identity, public)
+}
+
+#[test]
+fn rekey_makes_old_shares_fail_and_new_shares_work() {
+    let env = Env::new();
+    let init = env.init(&[]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"first version", false);
+    env.seal("db-root", b"the database root password", true);
+    env.seal("api-token", b"an api token", false);
+    let before = env.status();
+    let old = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+
+    // New custodians: alice and bob stay, frank joins (his share encrypted to his age key),
+    // 2 of 3 needed.
+    let (identity, public) = rage_identity(env.dir.path());
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "frank",
+            "--threshold",
+            "2",
+            "--shares-dir",
+            env.path("new-shares").to_str().unwrap(),
+            "--recipient",
+            &format!("frank={public}"),
+        ],
+        &env,
+        &old,
+    );
+    let out = env.ok(&strs(&args));
+    assert!(out.contains("new fingerprint"), "{out}");
+    assert!(env.path("new-shares/frank.share.age").exists());
+    assert!(!env.path("new-shares/frank.share").exists());
+    let after = env.status();
+    assert_ne!(after["fingerprint"], before["fingerprint"]);
+    assert_eq!(
+        after["quorum"]["groups"][0]["members"],
+        serde_json::json!(["alice", "bob", "frank"])
+    );
+
+    // The old shares no longer open anything: they match no commitment.
+    let (output, _) = env.open_with(&["unseal", "db-root"], &old);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("does not belong to this vault"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The new shares do, frank's through his age identity; the token logged in with the PIN
+    // the new quorum derives.
+    let mut args = with_share_files(&["unseal", "db-root"], &env, &["new-shares/alice.share"]);
+    let out_file = env.path("db-root.out");
+    args.extend([
+        "--share-file".into(),
+        env.path("new-shares/frank.share.age").display().to_string(),
+        "--identity".into(),
+        identity.display().to_string(),
+        "--output".into(),
+        format!("file:{}", out_file.display()),
+    ]);
+    let output = env.run(&strs(&args));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read(&out_file).unwrap(),
+        b"the database root password"
+    );
+    let (output, file) = env.open_with(
+        &["unseal", "api-token"],
+        &["new-shares/alice.share", "new-shares/bob.share"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"an api token");
+
+    // The kept previous version was re-sealed to the new quorum key as well.
+    let quorum_key = after_quorum_key(&env);
+    let history = env.vault().join("history/db-root/1.json");
+    let old_version: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(history).unwrap()).unwrap();
+    assert_eq!(old_version["quorum_stanza"]["recipient"], quorum_key);
+
+    // The audit log records it, with the old quorum's custodians, and verifies.
+    let log = env.ok(&["audit", "show", "--json"]);
+    let rekey: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "rekey")
+        .or_else(|| {
+            serde_json::from_str::<serde_json::Value>(&log)
+                .ok()
+                .and_then(|v| {
+                    v.as_array()
+                        .and_then(|a| a.iter().find(|e| e["event"] == "rekey").cloned())
+                })
+        })
+        .expect("a rekey entry");
+    assert_eq!(
+        rekey["custodians"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    assert_eq!(rekey["details"]["new_custodians"], "alice,bob,frank");
+    env.ok(&["audit", "verify"]);
+}
+
+fn after_quorum_key(env: &Env) -> serde_json::Value {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
+    manifest["quorum"]["public_key"].clone()
+}
+
+#[test]
+fn an_interrupted_rekey_is_refused_until_resumed_and_then_complete() {
+    let env = Env::new();
+    let init = env.init(&[]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("one", b"payload one", false);
+    env.seal("two", b"payload two", false);
+    let old = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+
+    // Interrupted after the first envelope was re-sealed: some envelopes are under the new
+    // quorum key, some under the old; the PINs are the old ones.
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new1").to_str().unwrap(),
+        ],
+        &env,
+        &old,
+    );
+    let output = env.run_with(
+        &strs(&args),
+        &[("BREAKGLASS_TEST_FAULT", "rekey-after-first-envelope")],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("rekey --resume"),
+        "{}",
+        stderr(&output)
+    );
+    // Nothing else runs meanwhile, and the message says what to do.
+    let (output, _) = env.open_with(&["unseal", "one"], &old);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rekey --resume"),
+        "{}",
+        stderr(&output)
+    );
+    // Resume takes the old and the new shares mixed, each to its set.
+    let resume = with_share_files(
+        &["rekey", "--resume"],
+        &env,
+        &[
+            "shares/alice.share",
+            "new1/alice.share",
+            "shares/bob.share",
+            "new1/dave.share",
+            "shares/erin.share",
+            "new1/carol.share",
+        ],
+    );
+    let out = env.ok(&strs(&resume));
+    assert!(out.contains("rekey finished"), "{out}");
+    for (name, payload) in [("one", b"payload one"), ("two", b"payload two")] {
+        let (output, file) = env.open_with(
+            &["unseal", name],
+            &["new1/bob.share", "new1/dave.share", "new1/erin.share"],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(std::fs::read(file).unwrap(), payload);
+    }
+
+    // Interrupted again, after the user PIN changed but before the SO PIN and the manifest:
+    // the token already answers only to the new quorum's PIN.
+    let new1 = ["new1/alice.share", "new1/bob.share", "new1/carol.share"];
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new2").to_str().unwrap(),
+        ],
+        &env,
+        &new1,
+    );
+    let output = env.run_with(
+        &strs(&args),
+        &[("BREAKGLASS_TEST_FAULT", "rekey-after-pin")],
+    );
+    assert!(!output.status.success());
+    let resume = with_share_files(
+        &["rekey", "--resume"],
+        &env,
+        &[
+            "new1/alice.share",
+            "new1/bob.share",
+            "new1/carol.share",
+            "new2/carol.share",
+            "new2/dave.share",
+            "new2/erin.share",
+        ],
+    );
+    // Only the new shares is not enough to resume: the old quorum must agree too.
+    let only_new = with_share_files(
+        &["rekey", "--resume"],
+        &env,
+        &["new2/carol.share", "new2/dave.share", "new2/erin.share"],
+    );
+    let output = env.run(&strs(&only_new));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("old quorum"),
+        "{}",
+        stderr(&output)
+    );
+    env.ok(&strs(&resume));
+    let (output, file) = env.open_with(
+        &["unseal", "two"],
+        &["new2/alice.share", "new2/bob.share", "new2/erin.share"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"payload two");
+    let (output, _) = env.open_with(&["unseal", "two"], &new1);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    env.ok(&["audit", "verify"]);
+    // Interrupted a third time between a PIN change and its journal entry: the resume finds
+    // the token already on the new PIN and goes on (this rekey also logs in as the SO with the
+    // PIN the previous resume set, so that one was changed too).
+    let new2 = ["new2/alice.share", "new2/bob.share", "new2/erin.share"];
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new3").to_str().unwrap(),
+        ],
+        &env,
+        &new2,
+    );
+    let output = env.run_with(
+        &strs(&args),
+        &[("BREAKGLASS_TEST_FAULT", "rekey-before-pin-journal")],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("rekey-before-pin-journal"),
+        "{}",
+        stderr(&output)
+    );
+    let mut mixed = new2.to_vec();
+    mixed.extend(["new3/alice.share", "new3/bob.share", "new3/carol.share"]);
+    env.ok(&strs(&with_share_files(
+        &["rekey", "--resume"],
+        &env,
+        &mixed,
+    )));
+    let (output, file) = env.open_with(
+        &["unseal", "one"],
+        &["new3/carol.share", "new3/dave.share", "new3/erin.share"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"payload one");
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn with_no_token_recovery_works_with_the_stricter_quorum_and_fails_with_the_normal_one() {
+    let env = Env::new();
+    let init = env.init(&["--recovery-threshold", "4"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    // The trade-off is shown when enabling it.
+    assert!(
+        stderr(&init).contains("no longer needed to open a credential"),
+        "{}",
+        stderr(&init)
+    );
+    assert!(env.path("shares/alice.recovery.share").exists());
+    env.seal("db-root", b"the database root password", false);
+    assert_eq!(env.status()["recovery"]["threshold"], 4);
+    // A threshold no stricter than the quorum is refused, naming the minimum.
+    let weak = Env::new();
+    let output = weak.init(&["--recovery-threshold", "3"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("at least 4"),
+        "{}",
+        stderr(&output)
+    );
+
+    env.lose_every_token();
+    let normal = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+    // The normal path needs a token.
+    let (output, _) = env.open_with(&["unseal", "db-root"], &normal);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    // The normal quorum alone does not recover.
+    let (output, _) = env.open_with(&["recover", "db-root"], &normal);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("recovery"), "{}", stderr(&output));
+    // Three recovery shares (the normal threshold) do not either.
+    let mut three = normal.to_vec();
+    three.extend([
+        "shares/alice.recovery.share",
+        "shares/bob.recovery.share",
+        "shares/carol.recovery.share",
+    ]);
+    let (output, file) = env.open_with(&["recover", "db-root"], &three);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(!file.exists());
+    // Four recovery shares without the quorum's do not either.
+    let (output, _) = env.open_with(
+        &["recover", "db-root"],
+        &[
+            "shares/alice.recovery.share",
+            "shares/bob.recovery.share",
+            "shares/carol.recovery.share",
+            "shares/dave.recovery.share",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    // The stricter quorum with the normal one recovers, with no token at all.
+    let mut four = three.clone();
+    four.push("shares/erin.recovery.share");
+    let (output, file) = env.open_with(&["recover", "db-root"], &four);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
+    let log = env.ok(&["audit", "show"]);
+    assert!(log.contains("recover"), "{log}");
+    env.ok(&["audit", "verify"]);
+}
+
+#[test]
+fn recovery_enabled_later_covers_every_credential() {
+    let env = Env::new();
+    let init = env.init(&[]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"sealed before recovery", false);
+    let normal = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+    // The trade-off must be confirmed.
+    let args = with_share_files(
+        &[
+            "recovery",
+            "enable",
+            "--threshold",
+            "4",
+            "--shares-dir",
+            env.path("recovery").to_str().unwrap(),
+        ],
+        &env,
+        &normal,
+    );
+    let output = env.run(&strs(&args));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
+    assert!(!env.path("recovery").exists());
+    let mut confirmed = args.clone();
+    confirmed.push("--yes".into());
+    let out = env.ok(&strs(&confirmed));
+    assert!(out.contains("recovery enabled"), "{out}");
+    env.seal("api-token", b"sealed after recovery", false);
+
+    env.lose_every_token();
+    for (name, payload) in [
+        ("db-root", &b"sealed before recovery"[..]),
+        ("api-token", &b"sealed after recovery"[..]),
+    ] {
+        let (output, file) = env.open_with(
+            &["recover", name],
+            &[
+                "shares/dave.share",
+                "recovery/alice.recovery.share",
+                "shares/erin.share",
+                "recovery/bob.recovery.share",
+                "recovery/carol.recovery.share",
+                "shares/alice.share",
+                "recovery/dave.recovery.share",
+            ],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(std::fs::read(file).unwrap(), payload);
+    }
+}
+
+#[test]
+fn a_backup_token_is_enrolled_with_a_token_alone() {
+    let env = Env::new();
+    let pins = [
+        ("PRIMARY_PIN", "primary-user-pin"),
+        ("PRIMARY_SO", "primary-so-pin"),
+        ("BACKUP_PIN", "backup-user-pin"),
+        ("BACKUP_SO", "backup-so-pin"),
+    ];
+    let init = env.run_with(
+        &[
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--threshold",
+            "2",
+            "--iteration-exponent",
+            "0",
+            "--pin-source",
+            "env:PRIMARY_PIN",
+            "--so-pin-source",
+            "env:PRIMARY_SO",
+            "--shares-dir",
+            env.path("shares").to_str().unwrap(),
+        ],
+        &pins,
+    );
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"the database root password", false);
+    let before = std::fs::read(env.vault().join("credentials/db-root.json")).unwrap();
+    // No shares given, stdin not a terminal: the enrolled token alone adds the backup.
+    let output = env.run_with(
+        &[
+            "hsm",
+            "enroll",
+            "--token",
+            "backup",
+            "--init-token",
+            "--pin-source",
+            "env:BACKUP_PIN",
+            "--so-pin-source",
+            "env:BACKUP_SO",
+        ],
+        &pins,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let after_bytes = std::fs::read(env.vault().join("credentials/db-root.json")).unwrap();
+    let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
+    let after: serde_json::Value = serde_json::from_slice(&after_bytes).unwrap();
+    // Only the token layer changed: the payload and the quorum stanza are the same bytes.
+    assert_eq!(after["payload"], before["payload"]);
+    assert_eq!(after["quorum_stanza"], before["quorum_stanza"]);
+    assert_eq!(after["hsm_stanzas"].as_array().unwrap().len(), 2);
+    let log = env.ok(&["audit", "show", "--json"]);
+    let enrol = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("hsm_enrol") && l.contains("backup"))
+        .unwrap_or(&log)
+        .to_owned();
+    assert!(enrol.contains("backup"), "{log}");
+
+    // With the primary gone, the backup opens it (with the quorum, as always).
+    let tokens = env.vault().join("softhsm/tokens");
+    for entry in std::fs::read_dir(&tokens).unwrap() {
+        let dir = entry.unwrap().path();
+        if std::fs::read(dir.join("token.object"))
+            .map(|b| b.windows(14).any(|w| w == b"breakglass-dev"))
+            .unwrap_or(false)
+        {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    let out_file = env.path("via-backup");
+    let output = env.run_with(
+        &[
+            "unseal",
+            "db-root",
+            "--share-file",
+            env.path("shares/alice.share").to_str().unwrap(),
+            "--share-file",
+            env.path("shares/bob.share").to_str().unwrap(),
+            "--output",
+            &format!("file:{}", out_file.display()),
+        ],
+        &pins,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token backup"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(out_file).unwrap(),
+        b"the database root password"
+    );
+}

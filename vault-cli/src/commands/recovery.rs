@@ -1,0 +1,111 @@
+//! `breakglass recovery enable` and `breakglass recover`: a second, stricter share set whose
+//! secret stands in for the token when every token is lost.
+
+use std::path::Path;
+
+use anyhow::Result;
+use vault_core::vault::{RecoveryDef, VaultError, validate_recovery};
+
+use crate::cli::{RecoverArgs, RecoveryEnableArgs};
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, ShareSet, confirm, gather_sets, gather_shares, interactive};
+
+use super::init::{RECOVERY_TRADE_OFF, check_handout, deliver};
+
+/// `breakglass recovery enable`.
+pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let mut vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let pinned = super::pinned_or(&vault, args.fingerprint.as_deref(), "enabling recovery")?;
+    let members: Vec<String> = if args.custodians.is_empty() {
+        vault
+            .manifest()
+            .custodian_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        args.custodians.clone()
+    };
+    let def = RecoveryDef {
+        threshold: args.threshold,
+        members: members.clone(),
+    };
+    validate_recovery(&vault.manifest().quorum, &def)?;
+    let stems: Vec<String> = members.iter().map(|m| format!("{m}.recovery")).collect();
+    let recipients = check_handout(&args.handout, &stems, &members)?;
+    eprintln!("{RECOVERY_TRADE_OFF}\n");
+    eprintln!(
+        "Recovery set: {} of {} ({}).",
+        args.threshold,
+        members.len(),
+        members.join(", ")
+    );
+    if !args.yes {
+        if !interactive() {
+            return Err(fail(
+                Failure::Usage,
+                "enabling recovery weakens the token's part in opening a credential: confirm with --yes when not on a terminal",
+            ));
+        }
+        if !confirm("Enable recovery with this trade-off?")? {
+            return Err(fail(Failure::Usage, "cancelled; nothing changed"));
+        }
+    }
+    let shares = gather_shares(&vault, &args.shares)?;
+    let iteration_exponent = vault.manifest().quorum.iteration_exponent;
+    let plan = vault.recovery_prepare(&shares, &def, iteration_exponent, &pinned)?;
+    let written = deliver(plan.manifest(), plan.shares(), &args.handout, &recipients)?;
+    let fingerprint = vault
+        .recovery_commit(plan, &CliPins, args.hsm.as_deref())
+        .map_err(|e| {
+            anyhow::Error::from(e).context(
+                "recovery was not enabled: the recovery shares just handed out are void (delete them)",
+            )
+        })?;
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    for path in &written {
+        println!("  wrote {}", path.display());
+    }
+    println!(
+        "recovery enabled: {} of {} recovery shares, with a quorum, open any credential without a token",
+        args.threshold,
+        members.len()
+    );
+    println!("new fingerprint: {fingerprint} (update the runbook)");
+    Ok(())
+}
+
+/// `breakglass recover`.
+pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
+    super::unseal::open_and_write(
+        vault_arg,
+        &args.name,
+        args.output.as_deref(),
+        args.reveal,
+        |vault| {
+            let recovery = vault
+                .manifest()
+                .recovery
+                .as_ref()
+                .ok_or(VaultError::NoRecovery)?;
+            let sets = [
+                ShareSet {
+                    label: "quorum",
+                    set: &vault.manifest().quorum,
+                },
+                ShareSet {
+                    label: "recovery",
+                    set: recovery,
+                },
+            ];
+            let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+            eprintln!(
+                "breakglass: recovering {} without a token, with the recovery share set",
+                args.name
+            );
+            Ok(vault.recover(&args.name, &collectors[0], &collectors[1])?)
+        },
+    )
+}

@@ -1,0 +1,99 @@
+//! `breakglass rekey`: a new quorum secret and new shares, with the current quorum's consent.
+//! The old shares stop working; every credential is re-sealed; token PINs derived from the
+//! quorum change with it. Crash-safe: an interrupted rekey is finished with `--resume`.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::RekeyArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, ShareSet, confirm, gather_sets, gather_shares, interactive};
+
+use super::init::{check_handout, deliver, layout};
+
+/// `breakglass rekey`.
+pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    if args.resume {
+        return resume(vault_arg, args);
+    }
+    let mut vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let pinned = super::pinned_or(&vault, args.fingerprint.as_deref(), "a rekey")?;
+    let new_layout = layout(&args.layout)?;
+    let (group_threshold, groups) = new_layout.clone().unwrap_or_else(|| vault.layout());
+    let members: Vec<String> = groups.iter().flat_map(|g| g.members.clone()).collect();
+    let recipients = check_handout(&args.handout, &members, &members)?;
+    vault.check_quorum_tokens_present()?;
+    eprintln!(
+        "Rekey of vault {}: new shares for {} ({} of {} groups needed). The current shares stop \
+         working, every credential is re-sealed, and token PINs derived from the quorum change.",
+        vault.manifest().vault_id,
+        members.join(", "),
+        group_threshold,
+        groups.len()
+    );
+    if !args.yes {
+        if !interactive() {
+            return Err(fail(
+                Failure::Usage,
+                "a rekey replaces every custodian's share: confirm with --yes when not on a terminal",
+            ));
+        }
+        if !confirm("Rekey now?")? {
+            return Err(fail(Failure::Usage, "rekey cancelled; nothing changed"));
+        }
+    }
+    let shares = gather_shares(&vault, &args.shares)?;
+    let plan = vault.rekey_prepare(&shares, new_layout, args.iteration_exponent, &pinned)?;
+    // The new shares are handed out (written and read back) before anything changes: a crash
+    // after this point is finished with --resume, which needs them.
+    let written = deliver(plan.manifest(), plan.shares(), &args.handout, &recipients)?;
+    let fingerprint = match vault.rekey_commit(plan, &CliPins) {
+        Ok(fingerprint) => fingerprint,
+        Err(e) if vault.pending_rekey().ok().flatten().is_none() => {
+            return Err(anyhow::Error::from(e).context(
+                "the rekey did not start: nothing changed, and the new shares just handed out are void (delete them)",
+            ));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(
+                "the rekey was interrupted: finish it with `breakglass rekey --resume` and a quorum of the old and of the new shares",
+            ));
+        }
+    };
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    for path in &written {
+        println!("  wrote {}", path.display());
+    }
+    println!("rekeyed: the previous shares no longer open anything");
+    println!("new fingerprint: {fingerprint} (give it with the new shares; update the runbook)");
+    Ok(())
+}
+
+fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
+    let mut vault = super::open_vault_resuming(vault_arg)?;
+    let target = vault
+        .pending_rekey()?
+        .ok_or_else(|| fail(Failure::Usage, "there is no interrupted rekey to resume"))?;
+    let vault_id = vault.manifest().vault_id.clone();
+    let sets = [
+        ShareSet {
+            label: "old quorum",
+            set: &vault.manifest().quorum,
+        },
+        ShareSet {
+            label: "new quorum",
+            set: &target.quorum,
+        },
+    ];
+    let mut collectors = gather_sets(&vault_id, &args.shares, &sets)?;
+    let new = collectors.pop().unwrap_or_default();
+    let old = collectors.pop().unwrap_or_default();
+    let fingerprint = vault.rekey_resume(&old, &new, &CliPins)?;
+    super::pin_fingerprint(&vault_id, &fingerprint)?;
+    println!("rekey finished: the previous shares no longer open anything");
+    println!("new fingerprint: {fingerprint}");
+    Ok(())
+}
