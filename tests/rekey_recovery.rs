@@ -536,6 +536,29 @@ fn recovery_enabled_later_covers_every_credential() {
     let out = env.ok(&strs(&confirmed));
     assert!(out.contains("recovery enabled"), "{out}");
     env.seal("api-token", b"sealed after recovery", false);
+    assert_eq!(env.status()["last_recovery_drill"], serde_json::Value::Null);
+    // A recovery drill proves the path while the token is still there, without using it.
+    let drill = with_share_files(
+        &["drill", "--recovery", "--json"],
+        &env,
+        &[
+            "shares/alice.share",
+            "shares/bob.share",
+            "shares/carol.share",
+            "recovery/bob.recovery.share",
+            "recovery/carol.recovery.share",
+            "recovery/dave.recovery.share",
+            "recovery/erin.recovery.share",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&strs(&drill))).unwrap();
+    assert_eq!(report["credentials"]["db-root"], "opened");
+    assert_eq!(report["credentials"]["api-token"], "opened");
+    assert_eq!(
+        report["recovery_custodians"],
+        serde_json::json!(["bob", "carol", "dave", "erin"])
+    );
+    assert!(env.status()["last_recovery_drill"].is_string());
 
     env.lose_every_token();
     for (name, payload) in [
@@ -659,4 +682,84 @@ fn a_backup_token_is_enrolled_with_a_token_alone() {
         std::fs::read(out_file).unwrap(),
         b"the database root password"
     );
+}
+
+#[test]
+fn a_rekey_renews_the_recovery_set_or_drops_it() {
+    let env = Env::new();
+    let init = env.init(&["--recovery-threshold", "4"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"the database root password", false);
+    let old = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new").to_str().unwrap(),
+        ],
+        &env,
+        &old,
+    );
+    let output = env.run(&strs(&args));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("recovery set is renewed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env.path("new/erin.recovery.share").exists());
+    assert_eq!(env.status()["recovery"]["threshold"], 4);
+
+    env.lose_every_token();
+    let new_normal = ["new/alice.share", "new/bob.share", "new/carol.share"];
+    // The old recovery shares stopped working with the old quorum shares.
+    let mut with_old_recovery = new_normal.to_vec();
+    with_old_recovery.extend([
+        "shares/alice.recovery.share",
+        "shares/bob.recovery.share",
+        "shares/carol.recovery.share",
+        "shares/dave.recovery.share",
+    ]);
+    let (output, _) = env.open_with(&["recover", "db-root"], &with_old_recovery);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let mut with_new_recovery = new_normal.to_vec();
+    with_new_recovery.extend([
+        "new/bob.recovery.share",
+        "new/carol.recovery.share",
+        "new/dave.recovery.share",
+        "new/erin.recovery.share",
+    ]);
+    let (output, file) = env.open_with(&["recover", "db-root"], &with_new_recovery);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
+
+    // --no-recovery drops it: the envelopes keep only the token's stanza.
+    let other = Env::new();
+    assert!(other.init(&["--recovery-threshold", "5"]).status.success());
+    other.seal("db-root", b"x", false);
+    let envelope = |e: &Env| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(e.vault().join("credentials/db-root.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(envelope(&other)["hsm_stanzas"].as_array().unwrap().len(), 2);
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--no-recovery",
+            "--shares-dir",
+            other.path("new").to_str().unwrap(),
+        ],
+        &other,
+        &old,
+    );
+    other.ok(&strs(&args));
+    assert_eq!(other.status()["recovery"], serde_json::Value::Null);
+    assert_eq!(envelope(&other)["hsm_stanzas"].as_array().unwrap().len(), 1);
+    assert!(!other.path("new/alice.recovery.share").exists());
 }

@@ -491,6 +491,10 @@ pub struct DrillArgs {
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
     pub hsm: Option<String>,
+    /// Drill the recovery path instead: the quorum's and the recovery set's shares open every
+    /// envelope with no token.
+    #[arg(long, conflicts_with = "hsm")]
+    pub recovery: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -654,6 +658,20 @@ pub struct RekeyArgs {
     /// SLIP-39 iteration exponent for the new shares (default: the current one).
     #[arg(long)]
     pub iteration_exponent: Option<u8>,
+    /// The recovery set is renewed with the rekey (same threshold and members by default):
+    /// K members needed instead.
+    #[arg(long, value_name = "K", conflicts_with = "no_recovery")]
+    pub recovery_threshold: Option<u8>,
+    /// A member of the renewed recovery set (repeat; default: as before, or every custodian).
+    #[arg(
+        long = "recovery-custodian",
+        value_name = "NAME",
+        conflicts_with = "no_recovery"
+    )]
+    pub recovery_custodians: Vec<String>,
+    /// Drop the recovery set: with the rekey, no share set opens a credential without a token.
+    #[arg(long)]
+    pub no_recovery: bool,
     /// The vault's fingerprint (otherwise the one pinned on this machine).
     #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
     pub fingerprint: Option<String>,

@@ -250,6 +250,29 @@ impl std::fmt::Debug for Unsealed {
     }
 }
 
+/// What a rekey changes besides the quorum secret.
+#[derive(Debug, Default)]
+pub struct RekeyOptions {
+    /// New custodians (the current ones when `None`).
+    pub layout: Option<(u8, Vec<GroupDef>)>,
+    /// SLIP-39 iteration exponent (the current one when `None`).
+    pub iteration_exponent: Option<u8>,
+    /// What happens to the recovery set.
+    pub recovery: RecoveryChange,
+}
+
+/// The recovery set at a rekey.
+#[derive(Debug, Default)]
+pub enum RecoveryChange {
+    /// Renewed (new secret and shares) with the same threshold and members, when there is one.
+    #[default]
+    Keep,
+    /// Made anew with this layout.
+    Set(RecoveryDef),
+    /// Removed.
+    Drop,
+}
+
 /// A rekey prepared by [`Vault::rekey_prepare`]: the new shares to hand out, then commit.
 pub struct RekeyPlan {
     old_q: SecretBytes,
@@ -939,18 +962,59 @@ impl Vault {
         )
     }
 
+    /// The recovery set a rekey to `groups` makes: renewed with the same threshold and members
+    /// by default (following the custodians when it was made of all of them), as given, or none.
+    pub fn rekey_recovery(
+        &self,
+        groups: &[GroupDef],
+        change: RecoveryChange,
+    ) -> Option<RecoveryDef> {
+        match (change, &self.manifest.recovery) {
+            (RecoveryChange::Drop, _) | (RecoveryChange::Keep, None) => None,
+            (RecoveryChange::Set(def), _) => Some(def),
+            (RecoveryChange::Keep, Some(current)) => {
+                let members: Vec<String> = current
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.members.iter().map(|m| m.name.clone()))
+                    .collect();
+                let mut sorted_members = members.clone();
+                sorted_members.sort();
+                let mut old_custodians: Vec<String> = self
+                    .manifest
+                    .custodian_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                old_custodians.sort();
+                Some(RecoveryDef {
+                    threshold: current.groups.first().map_or(0, |g| g.threshold),
+                    members: if sorted_members == old_custodians {
+                        groups.iter().flat_map(|g| g.members.clone()).collect()
+                    } else {
+                        members
+                    },
+                })
+            }
+        }
+    }
+
     /// Rekey, first step (changes nothing): the current quorum recombines; a new quorum secret
     /// is split for `layout` (the current one when `None`). The caller hands the new shares out
     /// (writes and checks the share files) before [`Vault::rekey_commit`].
     pub fn rekey_prepare(
         &self,
         shares: &Collector,
-        layout: Option<(u8, Vec<GroupDef>)>,
-        iteration_exponent: Option<u8>,
+        options: RekeyOptions,
         pinned: &str,
     ) -> Result<RekeyPlan, crate::Error> {
         self.manifest.check_pinned(pinned)?;
         let (old_q, _, custodians, _) = self.recombine(shares)?;
+        let RekeyOptions {
+            layout,
+            iteration_exponent,
+            recovery,
+        } = options;
         let (group_threshold, groups) = layout.unwrap_or_else(|| self.layout());
         validate_groups(group_threshold, &groups)?;
         let iteration_exponent =
@@ -973,24 +1037,36 @@ impl Vault {
                 break (SecretBytes::from(new_q.to_vec()), quorum, new_shares);
             }
         };
-        if let Some(recovery) = &self.manifest.recovery {
-            let needed = usize::from(recovery.groups.first().map_or(0, |g| g.threshold));
-            if needed <= quorum.minimum_shares() {
-                return Err(VaultError::Layout(format!(
-                    "the recovery set needs {needed} shares, which would be no stricter than the new \
-                     quorum ({} shares): choose a smaller quorum, or disable recovery first",
-                    quorum.minimum_shares()
-                ))
-                .into());
+        // The recovery set is renewed too (its old shares stop working as well), unless it is
+        // dropped: same threshold and members by default, following the custodians when it
+        // was made of all of them.
+        let recovery_def = self.rekey_recovery(&groups, recovery);
+        let mut all_shares = new_shares;
+        let recovery_set = match &recovery_def {
+            Some(def) => {
+                let (set, shares) = new_recovery_set(vault_id, &quorum, def, iteration_exponent)
+                    .map_err(|e| match e {
+                        crate::Error::Vault(VaultError::Layout(reason)) => {
+                            crate::Error::Vault(VaultError::Layout(format!(
+                                "{reason} (the recovery set is renewed with the rekey: give \
+                                 --recovery-threshold, or --no-recovery to drop it)"
+                            )))
+                        }
+                        other => other,
+                    })?;
+                all_shares.extend(shares);
+                Some(set)
             }
-        }
+            None => None,
+        };
         let mut manifest = self.manifest.clone();
         manifest.quorum = quorum;
+        manifest.recovery = recovery_set;
         Ok(RekeyPlan {
             old_q,
             new_q,
             manifest,
-            shares: new_shares,
+            shares: all_shares,
             custodians,
         })
     }
@@ -1403,29 +1479,9 @@ impl Vault {
         shares: &Collector,
         recovery_shares: &Collector,
     ) -> Result<Unsealed, crate::Error> {
-        let recovery = self
-            .manifest
-            .recovery
-            .as_ref()
-            .ok_or(VaultError::NoRecovery)?;
         let (path, envelope) = self.envelope(name)?;
-        let (_, quorum_key, custodians, rejected) = self.recombine(shares)?;
-        let combined = recovery_shares.combine(b"")?;
-        let key = P256SecretKey::derive_key_pair(combined.secret.expose_secret())?;
-        if hex::encode(key.public_key_bytes()) != recovery.public_key {
-            return Err(VaultError::WrongRecovery.into());
-        }
-        let by_position: BTreeMap<usize, &Share> = recovery_shares.shares().collect();
-        let recovery_custodians: Vec<String> = combined
-            .used
-            .iter()
-            .map(|p| {
-                by_position
-                    .get(p)
-                    .and_then(|s| self.recovery_custodian_of(s))
-                    .unwrap_or_else(|| format!("share {p}"))
-            })
-            .collect();
+        let (quorum_key, key, custodians, recovery_custodians) =
+            self.recovery_keys(shares, recovery_shares)?;
         let payload = envelope.open(&key, &quorum_key, &path)?;
         let mut event = Event::new("recover")
             .detail("token", "none (recovery key)")
@@ -1437,7 +1493,7 @@ impl Vault {
             payload,
             envelope,
             custodians,
-            rejected,
+            rejected: Vec::new(),
             token: "none (recovery key)".into(),
             warning: None,
         })
@@ -1489,6 +1545,75 @@ impl Vault {
                 Ok((custodians.clone(), results))
             },
         )
+    }
+
+    /// A recovery drill: the quorum and the recovery set recombine, and every envelope opens
+    /// with the recovery key in place of a token (the plaintext goes only to `check`). Records
+    /// a `recovery_drill` entry with both sets' participants. Returns (custodians, recovery
+    /// custodians, outcome per credential).
+    #[allow(clippy::type_complexity)]
+    pub fn drill_recovery(
+        &self,
+        shares: &Collector,
+        recovery_shares: &Collector,
+        mut check: impl FnMut(&str, &Envelope, &SecretBytes) -> String,
+    ) -> Result<(Vec<String>, Vec<String>, BTreeMap<String, String>), crate::Error> {
+        let (quorum_key, recovery_key, custodians, recovery_custodians) =
+            self.recovery_keys(shares, recovery_shares)?;
+        let mut results = BTreeMap::new();
+        for name in self.store.credentials()? {
+            let outcome = match self.envelope(&name) {
+                Ok((path, envelope)) => match envelope.open(&recovery_key, &quorum_key, &path) {
+                    Ok(payload) => check(&name, &envelope, &payload),
+                    Err(e) => format!("FAILED: {e}"),
+                },
+                Err(e) => format!("FAILED: {e}"),
+            };
+            results.insert(name, outcome);
+        }
+        let mut event = Event::new("recovery_drill")
+            .detail("token", "none (recovery key)")
+            .detail("recovery_custodians", recovery_custodians.join(","));
+        for (name, outcome) in &results {
+            event
+                .details
+                .insert(format!("credential:{name}"), outcome.clone());
+        }
+        event.custodians = custodians.clone();
+        self.record(event)?;
+        Ok((custodians, recovery_custodians, results))
+    }
+
+    /// The quorum key and the recovery key from the two share sets, with their custodians.
+    #[allow(clippy::type_complexity)]
+    fn recovery_keys(
+        &self,
+        shares: &Collector,
+        recovery_shares: &Collector,
+    ) -> Result<(X25519SecretKey, P256SecretKey, Vec<String>, Vec<String>), crate::Error> {
+        let recovery = self
+            .manifest
+            .recovery
+            .as_ref()
+            .ok_or(VaultError::NoRecovery)?;
+        let (_, quorum_key, custodians, _) = self.recombine(shares)?;
+        let combined = recovery_shares.combine(b"")?;
+        let key = P256SecretKey::derive_key_pair(combined.secret.expose_secret())?;
+        if hex::encode(key.public_key_bytes()) != recovery.public_key {
+            return Err(VaultError::WrongRecovery.into());
+        }
+        let by_position: BTreeMap<usize, &Share> = recovery_shares.shares().collect();
+        let recovery_custodians = combined
+            .used
+            .iter()
+            .map(|p| {
+                by_position
+                    .get(p)
+                    .and_then(|s| self.recovery_custodian_of(s))
+                    .unwrap_or_else(|| format!("share {p}"))
+            })
+            .collect();
+        Ok((quorum_key, key, custodians, recovery_custodians))
     }
 
     /// Unseals credential `name` with the collected shares and an enrolled token; records the

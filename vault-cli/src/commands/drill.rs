@@ -5,60 +5,91 @@ use std::path::Path;
 use anyhow::Result;
 use secrecy::ExposeSecret;
 use vault_core::credential::AwsKeys;
-use vault_core::envelope::Kind;
+use vault_core::envelope::{Envelope, Kind};
+use vault_core::secret::SecretBytes;
+use vault_core::vault::VaultError;
 
 use crate::cli::DrillArgs;
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, gather_shares};
+use crate::prompt::{CliPins, ShareSet, gather_sets, gather_shares};
 
 /// `breakglass drill`.
 pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
-    let shares = gather_shares(&vault, &args.shares)?;
     let runtime = if args.aws {
         Some(crate::aws::runtime()?)
     } else {
         None
     };
-    let (custodians, results) = vault.drill(
-        &shares,
-        &CliPins,
-        args.hsm.as_deref(),
-        false,
-        |_, envelope, payload| {
-            let Some(runtime) = &runtime else {
-                return "opened".to_owned();
-            };
-            if envelope.kind != Kind::Aws {
-                return "opened".to_owned();
-            }
-            let keys = match AwsKeys::from_payload(payload.expose_secret()) {
-                Ok(keys) => keys,
-                Err(e) => return format!("FAILED: {e}"),
-            };
-            match runtime.block_on(crate::aws::caller_identity(
-                &keys.access_key_id,
-                &keys.secret_access_key,
-                None,
-                envelope.metadata.get("region").cloned(),
-            )) {
-                Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
-                Err(e) => format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
-            }
-        },
-    )?;
+    let check = |_: &str, envelope: &Envelope, payload: &SecretBytes| -> String {
+        let Some(runtime) = &runtime else {
+            return "opened".to_owned();
+        };
+        if envelope.kind != Kind::Aws {
+            return "opened".to_owned();
+        }
+        let keys = match AwsKeys::from_payload(payload.expose_secret()) {
+            Ok(keys) => keys,
+            Err(e) => return format!("FAILED: {e}"),
+        };
+        match runtime.block_on(crate::aws::caller_identity(
+            &keys.access_key_id,
+            &keys.secret_access_key,
+            None,
+            envelope.metadata.get("region").cloned(),
+        )) {
+            Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
+            Err(e) => format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
+        }
+    };
+    let (custodians, recovery_custodians, results) = if args.recovery {
+        let recovery = vault
+            .manifest()
+            .recovery
+            .as_ref()
+            .ok_or(VaultError::NoRecovery)?;
+        let sets = [
+            ShareSet {
+                label: "quorum",
+                set: &vault.manifest().quorum,
+            },
+            ShareSet {
+                label: "recovery",
+                set: recovery,
+            },
+        ];
+        let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+        let (custodians, recovery_custodians, results) =
+            vault.drill_recovery(&collectors[0], &collectors[1], check)?;
+        (custodians, Some(recovery_custodians), results)
+    } else {
+        let shares = gather_shares(&vault, &args.shares)?;
+        let (custodians, results) =
+            vault.drill(&shares, &CliPins, args.hsm.as_deref(), false, check)?;
+        (custodians, None, results)
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "custodians": custodians, "credentials": results })
+            serde_json::json!({
+                "custodians": custodians, "recovery_custodians": recovery_custodians,
+                "credentials": results,
+            })
         );
     } else {
-        println!(
-            "drill: shares of {} recombined; the token answered",
-            custodians.join(", ")
-        );
+        match &recovery_custodians {
+            Some(recovery) => println!(
+                "recovery drill: shares of {} and recovery shares of {} recombined; no token used",
+                custodians.join(", "),
+                recovery.join(", ")
+            ),
+            None => println!(
+                "drill: shares of {} recombined; the token answered",
+                custodians.join(", ")
+            ),
+        }
         for (name, outcome) in &results {
             println!("  {name}: {outcome}");
         }

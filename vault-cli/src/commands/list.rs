@@ -83,6 +83,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let report = audit.verify(&audit_key)?;
     let entries = audit.entries().unwrap_or_default();
     let last_drill = entries.iter().rev().find(|e| e.event == "drill");
+    let last_recovery_drill = entries.iter().rev().find(|e| e.event == "recovery_drill");
     let interval = u64::from(m.policy.drill_interval_days);
     let recent_participants: std::collections::BTreeSet<&str> = entries
         .iter()
@@ -118,6 +119,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         })).collect::<Vec<_>>(),
         "credentials": credentials(&vault)?,
         "last_drill": last_drill.map(|e| e.time.clone()),
+        "last_recovery_drill": last_recovery_drill.map(|e| e.time.clone()),
         "days_since_last_drill": last_drill.and_then(|e| super::days_since(&e.time)),
         "drill_interval_days": interval,
         "custodians_without_recent_participation": absent,
@@ -171,6 +173,12 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
                 .join(", ")
         ),
         None => println!("recovery: not enabled (losing every token loses the credentials)"),
+    }
+    if m.recovery.is_some() {
+        match last_recovery_drill {
+            Some(d) => println!("last recovery drill: {}", d.time),
+            None => println!("last recovery drill: never: run breakglass drill --recovery"),
+        }
     }
     for h in &m.hsms {
         println!(

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use vault_core::vault::{RecoveryChange, RecoveryDef, RekeyOptions};
 
 use crate::cli::RekeyArgs;
 use crate::exit::{Failure, fail};
@@ -24,7 +25,39 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     let new_layout = layout(&args.layout)?;
     let (group_threshold, groups) = new_layout.clone().unwrap_or_else(|| vault.layout());
     let members: Vec<String> = groups.iter().flat_map(|g| g.members.clone()).collect();
-    let recipients = check_handout(&args.handout, &members, &members)?;
+    let change = || -> Result<RecoveryChange> {
+        Ok(if args.no_recovery {
+            RecoveryChange::Drop
+        } else if args.recovery_threshold.is_some() || !args.recovery_custodians.is_empty() {
+            let current = vault.rekey_recovery(&groups, RecoveryChange::Keep);
+            RecoveryChange::Set(RecoveryDef {
+                threshold: args
+                    .recovery_threshold
+                    .or(current.as_ref().map(|d| d.threshold))
+                    .ok_or_else(|| {
+                        fail(
+                            Failure::Usage,
+                            "--recovery-custodian needs --recovery-threshold K (this vault has no recovery set)",
+                        )
+                    })?,
+                members: if args.recovery_custodians.is_empty() {
+                    current.map(|d| d.members).unwrap_or_else(|| members.clone())
+                } else {
+                    args.recovery_custodians.clone()
+                },
+            })
+        } else {
+            RecoveryChange::Keep
+        })
+    };
+    let recovery = vault.rekey_recovery(&groups, change()?);
+    let mut stems = members.clone();
+    let mut recipients_for = members.clone();
+    if let Some(def) = &recovery {
+        stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
+        recipients_for.extend(def.members.iter().cloned());
+    }
+    let recipients = check_handout(&args.handout, &stems, &recipients_for)?;
     vault.check_quorum_tokens_present()?;
     eprintln!(
         "Rekey of vault {}: new shares for {} ({} of {} groups needed). The current shares stop \
@@ -34,6 +67,20 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         group_threshold,
         groups.len()
     );
+    match &recovery {
+        Some(def) => eprintln!(
+            "The recovery set is renewed as well: {} of {} ({}); its current shares stop working too.",
+            def.threshold,
+            def.members.len(),
+            def.members.join(", ")
+        ),
+        None if vault.manifest().recovery.is_some() => {
+            eprintln!(
+                "The recovery set is dropped: afterwards nothing opens a credential without a token."
+            )
+        }
+        None => {}
+    }
     if !args.yes {
         if !interactive() {
             return Err(fail(
@@ -46,7 +93,18 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         }
     }
     let shares = gather_shares(&vault, &args.shares)?;
-    let plan = vault.rekey_prepare(&shares, new_layout, args.iteration_exponent, &pinned)?;
+    let plan = vault.rekey_prepare(
+        &shares,
+        RekeyOptions {
+            layout: new_layout,
+            iteration_exponent: args.iteration_exponent,
+            recovery: match recovery {
+                Some(def) => RecoveryChange::Set(def),
+                None => RecoveryChange::Drop,
+            },
+        },
+        &pinned,
+    )?;
     // The new shares are handed out (written and read back) before anything changes: a crash
     // after this point is finished with --resume, which needs them.
     let written = deliver(plan.manifest(), plan.shares(), &args.handout, &recipients)?;
