@@ -763,3 +763,93 @@ fn a_rekey_renews_the_recovery_set_or_drops_it() {
     assert_eq!(envelope(&other)["hsm_stanzas"].as_array().unwrap().len(), 1);
     assert!(!other.path("new/alice.recovery.share").exists());
 }
+
+#[test]
+fn after_losing_every_token_a_replacement_is_enrolled_from_the_recovery_key() {
+    let env = Env::new();
+    let init = env.init(&["--recovery-threshold", "4"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"the database root password", false);
+    let normal = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+    let (output, _) = env.open_with(&["unseal", "db-root"], &normal);
+    assert!(output.status.success(), "{}", stderr(&output));
+    env.lose_every_token();
+
+    let mut both = normal.to_vec();
+    both.extend([
+        "shares/alice.recovery.share",
+        "shares/bob.recovery.share",
+        "shares/dave.recovery.share",
+        "shares/erin.recovery.share",
+    ]);
+    let args = with_share_files(
+        &[
+            "hsm",
+            "enroll",
+            "--recovery",
+            "--token",
+            "replacement",
+            "--init-token",
+            "--retire",
+            "breakglass-dev",
+        ],
+        &env,
+        &both,
+    );
+    let out = env.ok(&strs(&args));
+    assert!(out.contains("from the recovery key"), "{out}");
+    let status = env.status();
+    let tokens: Vec<&str> = status["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(tokens, ["replacement"]);
+    let envelope: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.vault().join("credentials/db-root.json")).unwrap(),
+    )
+    .unwrap();
+    // The replacement's stanza and the recovery key's; the lost token's is gone.
+    assert_eq!(envelope["hsm_stanzas"].as_array().unwrap().len(), 2);
+
+    // Back to normal: the quorum and the new token, no recovery shares.
+    let (output, file) = env.open_with(&["unseal", "db-root"], &normal);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token replacement"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
+    // The audit log verifies across the change of audit key: the lost token's checkpoints
+    // with its retired key, the rest with the new token's.
+    let report: serde_json::Value =
+        serde_json::from_str(&env.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(report["first_problem"], serde_json::Value::Null, "{report}");
+    assert_eq!(report["bad_signature"], serde_json::Value::Null, "{report}");
+    assert!(report["checkpoints"].as_u64().unwrap() >= 3, "{report}");
+    // And a rekey gives fresh file keys on the new token.
+    let rekey = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new").to_str().unwrap(),
+        ],
+        &env,
+        &normal,
+    );
+    env.ok(&strs(&rekey));
+    let (output, file) = env.open_with(
+        &["unseal", "db-root"],
+        &["new/bob.share", "new/dave.share", "new/erin.share"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
+    env.ok(&["audit", "verify"]);
+}

@@ -352,7 +352,7 @@ pub enum HsmCommand {
     /// List the initialised tokens of a PKCS#11 module, with their PIN state.
     Tokens(HsmTokensArgs),
     /// Enrol another token (a backup in another site): every credential gets a stanza for it.
-    Enroll(HsmEnrollArgs),
+    Enroll(Box<HsmEnrollArgs>),
 }
 
 /// `breakglass hsm enroll`
@@ -374,9 +374,19 @@ pub struct HsmEnrollArgs {
     #[arg(long, default_value = "quorum")]
     pub so_pin_source: String,
     /// The quorum's shares: needed only where a token PIN comes from the quorum (the default),
-    /// since the envelopes' token halves are opened by an enrolled token alone.
+    /// since the envelopes' token halves are opened by an enrolled token alone. With
+    /// --recovery: the quorum's and the recovery set's shares, together.
     #[command(flatten)]
     pub shares: ShareSources,
+    /// The enrolled tokens are lost: open the token halves with the recovery key instead (a
+    /// quorum and the recovery threshold of recovery shares). The audit key moves to the new
+    /// token when its token is gone.
+    #[arg(long)]
+    pub recovery: bool,
+    /// With --recovery: remove this lost token from the vault (repeat): its stanzas and its
+    /// entry. Rekey afterwards to give every credential fresh file keys as well.
+    #[arg(long = "retire", value_name = "LABEL", requires = "recovery")]
+    pub retire: Vec<String>,
     /// The vault's fingerprint (otherwise the one pinned on this machine).
     #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
     pub fingerprint: Option<String>,

@@ -330,11 +330,25 @@ impl AuditLog {
 
     /// Walks the whole chain and checks every checkpoint with `audit_public_key` (65-byte SEC1).
     pub fn verify(&self, audit_public_key: &[u8]) -> Result<VerifyReport, AuditError> {
+        self.verify_with_retired(&[], audit_public_key)
+    }
+
+    /// As [`AuditLog::verify`], for a vault whose audit key was replaced (its token lost):
+    /// a checkpoint on line `n` is checked with the first retired key `(last_line, key)` whose
+    /// `last_line` is at least `n`, and with `audit_public_key` after the last of them. A
+    /// retired key cannot sign anything after the line it was retired at.
+    pub fn verify_with_retired(
+        &self,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
+    ) -> Result<VerifyReport, AuditError> {
         let lines = self.lines()?;
-        let verifier = ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            audit_public_key,
-        );
+        let key_for = |line: u64| -> &[u8] {
+            retired
+                .iter()
+                .find(|(last, _)| line <= *last)
+                .map_or(audit_public_key, |(_, key)| key.as_slice())
+        };
         let mut report = VerifyReport {
             entries: lines.len(),
             ..VerifyReport::default()
@@ -367,6 +381,10 @@ impl AuditLog {
             if let Some(checkpoint) = &entry.checkpoint {
                 let message = checkpoint_message(&self.vault_id, entry.seq - 1, &checkpoint.head);
                 let signature = B64.decode(&checkpoint.signature).unwrap_or_default();
+                let verifier = ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    key_for(number as u64),
+                );
                 if checkpoint.head != prev || verifier.verify(&message, &signature).is_err() {
                     report.bad_signature = Some(number);
                     return Ok(report);
@@ -562,5 +580,41 @@ mod tests {
             log.verify(&key).unwrap().first_problem.unwrap().line,
             lines.len()
         );
+    }
+
+    #[test]
+    fn a_retired_key_verifies_up_to_its_line_and_nothing_after() {
+        let old = signer();
+        let new = signer();
+        let (_dir, log) = log_with(4, &old);
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        let retired_at = log.head().unwrap().seq;
+        log.append(Event::new("hsm_enrol"), &actor, "2026-11-24T12:00:00Z")
+            .unwrap();
+        log.append_checkpoint(&new, &actor, "2026-11-24T12:00:00Z")
+            .unwrap();
+        let retired = [(retired_at, old.0.public_key().as_ref().to_vec())];
+        let report = log
+            .verify_with_retired(&retired, new.0.public_key().as_ref())
+            .unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.checkpoints, 2);
+        // The new key alone does not verify the old checkpoints.
+        assert!(
+            log.verify(new.0.public_key().as_ref())
+                .unwrap()
+                .bad_signature
+                .is_some()
+        );
+        // Whoever holds the lost token cannot sign anything after its retirement.
+        log.append_checkpoint(&old, &actor, "2026-11-24T12:00:00Z")
+            .unwrap();
+        let report = log
+            .verify_with_retired(&retired, new.0.public_key().as_ref())
+            .unwrap();
+        assert_eq!(report.bad_signature, Some(report.entries));
     }
 }

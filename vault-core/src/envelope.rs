@@ -507,6 +507,26 @@ impl Envelope {
         Ok(true)
     }
 
+    /// Removes the stanza of `recipient` (a lost token), opening the token half with `hsm`
+    /// (another enrolled token or the recovery key) to recompute the MAC. Returns false when
+    /// there is no such stanza. The token half itself stays the same: to give every credential
+    /// fresh file keys as well, rekey.
+    pub fn remove_hsm_recipient(
+        &mut self,
+        hsm: &dyn DhOracle,
+        recipient: &[u8],
+        file: &Path,
+    ) -> Result<bool, crate::Error> {
+        let encoded = hex::encode(recipient);
+        if !self.hsm_stanzas.iter().any(|s| s.recipient == encoded) {
+            return Ok(false);
+        }
+        let half = self.open_hsm_half(hsm, file)?;
+        self.hsm_stanzas.retain(|s| s.recipient != encoded);
+        self.hsm_mac = B64.encode(hsm_mac(half.as_ref(), &self.h0(), &self.hsm_stanzas));
+        Ok(true)
+    }
+
     /// Seals the same payload again, with fresh keys, for `hsm_public_keys` and
     /// `quorum_public_key` (rekey), keeping the header (name, kind, created, metadata).
     pub fn reseal(

@@ -149,6 +149,18 @@ pub struct AuditKey {
     pub public_key: String,
 }
 
+/// An audit key that was replaced (its token lost): it verifies checkpoints up to `last_line`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredAuditKey {
+    /// The label of the token that held it.
+    pub token: String,
+    /// Its public key (hex, 65-byte SEC1).
+    pub public_key: String,
+    /// The last audit line its checkpoints may be on.
+    pub last_line: u64,
+}
+
 /// Operating policy (not part of the fingerprint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -189,6 +201,9 @@ pub struct Manifest {
     /// 65-byte SEC1 hex), so the credentials survive the loss of every token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Quorum>,
+    /// Audit keys replaced after their token was lost, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_audit_keys: Vec<RetiredAuditKey>,
     /// Policy.
     pub policy: Policy,
 }
@@ -305,6 +320,22 @@ impl Manifest {
         Ok(key)
     }
 
+    /// Verifies the audit log with the current audit key and the retired ones.
+    pub fn verify_audit(
+        &self,
+        log: &crate::audit::AuditLog,
+    ) -> Result<crate::audit::VerifyReport, crate::audit::AuditError> {
+        let retired: Vec<(u64, Vec<u8>)> = self
+            .retired_audit_keys
+            .iter()
+            .map(|r| (r.last_line, hex::decode(&r.public_key).unwrap_or_default()))
+            .collect();
+        log.verify_with_retired(
+            &retired,
+            &hex::decode(&self.audit.public_key).unwrap_or_default(),
+        )
+    }
+
     /// Every key the token half of a file key is sealed to: the enrolled tokens' sealing keys,
     /// then the recovery key when enabled.
     pub fn hsm_recipients(&self) -> Vec<Vec<u8>> {
@@ -341,6 +372,12 @@ impl Manifest {
         if let Some(recovery) = &self.recovery {
             c.field(b"recovery");
             recovery.encode(&mut c);
+        }
+        for retired in &self.retired_audit_keys {
+            c.field(b"retired audit key")
+                .field(retired.token.as_bytes())
+                .field(retired.public_key.as_bytes())
+                .number(retired.last_line);
         }
         let mut out = [0u8; 32];
         out.copy_from_slice(digest(&SHA256, &c.0).as_ref());

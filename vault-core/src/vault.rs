@@ -16,6 +16,7 @@ use crate::hpke::{DhOracle, P256SecretKey, X25519SecretKey};
 use crate::hsm::{KeyPurpose, KeyRef, LoginWarning, Module, PinRole, TokenSelector, TokenSession};
 use crate::manifest::{
     self, AuditKey, Custodian, Group, HsmEnrollment, Manifest, PinSource, Policy, Quorum,
+    RetiredAuditKey,
 };
 use crate::quorum::{self, Collector, GroupSpec, QuorumError, Share, SplitParams};
 use crate::secret::SecretBytes;
@@ -575,6 +576,7 @@ impl Vault {
                 public_key: hex::encode(&audit_key.public_key),
             },
             recovery,
+            retired_audit_keys: Vec::new(),
             policy: options.policy.clone(),
         };
         let lock = store.lock()?;
@@ -941,6 +943,174 @@ impl Vault {
             .detail(MANIFEST_HASH, sha256_hex(&manifest_bytes));
         event.custodians = custodians;
         self.append_signed(event, &session, &enrollment.label, &now)?;
+        drop(lock);
+        Ok(fingerprint)
+    }
+
+    /// Enrols a replacement token when the enrolled tokens are lost: the recovery key (from
+    /// the recovery shares, with a quorum) opens the token half of each file key and a stanza
+    /// for the new token is added. The tokens in `retire` are removed (their stanzas and their
+    /// entries). When the token holding the audit key is retired or absent, a new audit key is
+    /// made in the new token and the old one is kept as retired: it still verifies the
+    /// checkpoints up to this point and nothing after. Returns the new fingerprint.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enroll_from_recovery(
+        &mut self,
+        shares: &Collector,
+        recovery_shares: &Collector,
+        target: &TokenTarget,
+        user_pin: &PinSource,
+        so_pin: &PinSource,
+        pins: &dyn PinProvider,
+        pinned: &str,
+        retire: &[String],
+    ) -> Result<String, crate::Error> {
+        self.manifest.check_pinned(pinned)?;
+        for label in retire {
+            if !self.manifest.hsms.iter().any(|h| &h.label == label) {
+                return Err(VaultError::Layout(format!(
+                    "--retire {label}: no enrolled token has that label"
+                ))
+                .into());
+            }
+        }
+        let (q, _, mut custodians, _) = self.recombine(shares)?;
+        let (recovery_key, recovery_custodians) = self.recovery_key(recovery_shares)?;
+        custodians.extend(
+            recovery_custodians
+                .iter()
+                .map(|c| format!("{c} (recovery)")),
+        );
+        let q: &[u8] = q.expose_secret();
+        let vault_id = self.manifest.vault_id.clone();
+        let modules = self.open_modules(Some(&target.module));
+        let new_module = modules
+            .get(&target.module)
+            .ok_or_else(|| VaultError::NoToken {
+                tokens: target.label.clone(),
+                last_error: format!("cannot load {}", target.module.display()),
+            })?;
+        let token = prepare_token(
+            new_module,
+            Some(q),
+            &vault_id,
+            target,
+            user_pin,
+            so_pin,
+            pins,
+        )?;
+        if self
+            .manifest
+            .hsms
+            .iter()
+            .any(|h| h.serial == token.description().serial)
+        {
+            return Err(
+                VaultError::Layout(format!("token {} is enrolled already", token.label())).into(),
+            );
+        }
+        let audit_token_present = !retire.contains(&self.manifest.audit.token)
+            && self
+                .manifest
+                .hsms
+                .iter()
+                .filter(|h| h.label == self.manifest.audit.token)
+                .any(|h| {
+                    modules.get(&PathBuf::from(&h.module)).is_some_and(|m| {
+                        m.find_token(&TokenSelector::Serial(h.serial.clone()))
+                            .is_ok()
+                    })
+                });
+        let session = new_module.open_session(&token)?;
+        session.login(
+            PinRole::User,
+            &pin_for(
+                Some(q),
+                &vault_id,
+                token.label(),
+                PinRole::User,
+                user_pin,
+                pins,
+            )?,
+            false,
+        )?;
+        let new_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
+        let new_audit = if audit_token_present {
+            None
+        } else {
+            Some(session.generate_key_pair(&vault_id, KeyPurpose::Audit)?)
+        };
+        let retired_keys: Vec<Vec<u8>> = self
+            .manifest
+            .hsms
+            .iter()
+            .filter(|h| retire.contains(&h.label))
+            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
+            .collect();
+
+        let lock = self.store.lock()?;
+        let now = crate::clock::rfc3339(crate::clock::now_unix());
+        for name in self.store.credentials()? {
+            let (path, mut envelope) = self.envelope(&name)?;
+            let mut changed =
+                envelope.add_hsm_recipient(&recovery_key, &new_key.public_key, &path)?;
+            for key in &retired_keys {
+                changed |= envelope.remove_hsm_recipient(&recovery_key, key, &path)?;
+            }
+            if changed {
+                crate::store::write_atomic(&path, &envelope.to_bytes())?;
+            }
+        }
+        let description = token.description();
+        self.manifest.hsms.retain(|h| !retire.contains(&h.label));
+        self.manifest.hsms.push(HsmEnrollment {
+            label: description.label.clone(),
+            serial: description.serial.clone(),
+            manufacturer: description.manufacturer.clone(),
+            model: description.model.clone(),
+            module: target.module.display().to_string(),
+            softhsm_conf: target.softhsm_conf.clone(),
+            seal_key_id: hex::encode(&new_key.id),
+            seal_public_key: hex::encode(&new_key.public_key),
+            pin: user_pin.clone(),
+            so_pin: target.init_token.then(|| so_pin.clone()),
+        });
+        let mut event = Event::new("hsm_enrol")
+            .detail("token", description.label.clone())
+            .detail("serial", description.serial.clone())
+            .detail("opened_with", "the recovery key (no enrolled token)")
+            .detail("retired", retire.join(","));
+        if let Some(audit_key) = &new_audit {
+            let last_line = self.audit().head()?.seq;
+            let previous = std::mem::replace(
+                &mut self.manifest.audit,
+                AuditKey {
+                    token: description.label.clone(),
+                    key_id: hex::encode(&audit_key.id),
+                    public_key: hex::encode(&audit_key.public_key),
+                },
+            );
+            self.manifest.retired_audit_keys.push(RetiredAuditKey {
+                token: previous.token.clone(),
+                public_key: previous.public_key,
+                last_line,
+            });
+            event = event.detail(
+                "audit_key",
+                format!(
+                    "replaced: the key of {} verifies lines up to {last_line}; {} holds the new one",
+                    previous.token, description.label
+                ),
+            );
+        }
+        let manifest_bytes = self.manifest.to_bytes();
+        self.store.write(&lock, MANIFEST, &manifest_bytes)?;
+        let fingerprint = self.manifest.fingerprint().display();
+        event = event
+            .detail("fingerprint", fingerprint.clone())
+            .detail(MANIFEST_HASH, sha256_hex(&manifest_bytes));
+        event.custodians = custodians;
+        self.append_signed(event, &session, &description.label, &now)?;
         drop(lock);
         Ok(fingerprint)
     }
@@ -1591,12 +1761,25 @@ impl Vault {
         shares: &Collector,
         recovery_shares: &Collector,
     ) -> Result<(X25519SecretKey, P256SecretKey, Vec<String>, Vec<String>), crate::Error> {
+        if self.manifest.recovery.is_none() {
+            return Err(VaultError::NoRecovery.into());
+        }
+        let (_, quorum_key, custodians, _) = self.recombine(shares)?;
+        let (key, recovery_custodians) = self.recovery_key(recovery_shares)?;
+        Ok((quorum_key, key, custodians, recovery_custodians))
+    }
+
+    /// The recovery key from the recovery shares, checked against the manifest, with the
+    /// members whose shares were used.
+    fn recovery_key(
+        &self,
+        recovery_shares: &Collector,
+    ) -> Result<(P256SecretKey, Vec<String>), crate::Error> {
         let recovery = self
             .manifest
             .recovery
             .as_ref()
             .ok_or(VaultError::NoRecovery)?;
-        let (_, quorum_key, custodians, _) = self.recombine(shares)?;
         let combined = recovery_shares.combine(b"")?;
         let key = P256SecretKey::derive_key_pair(combined.secret.expose_secret())?;
         if hex::encode(key.public_key_bytes()) != recovery.public_key {
@@ -1613,7 +1796,7 @@ impl Vault {
                     .unwrap_or_else(|| format!("share {p}"))
             })
             .collect();
-        Ok((quorum_key, key, custodians, recovery_custodians))
+        Ok((key, recovery_custodians))
     }
 
     /// Unseals credential `name` with the collected shares and an enrolled token; records the

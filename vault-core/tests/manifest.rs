@@ -51,6 +51,7 @@ fn manifest(shares: &[Share]) -> Manifest {
             public_key: format!("04{}", "33".repeat(64)),
         },
         recovery: None,
+        retired_audit_keys: Vec::new(),
         policy: Policy::default(),
     }
 }

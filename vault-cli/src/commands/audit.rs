@@ -22,7 +22,7 @@ pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         &store.path(vault_core::store::AUDIT_LOG),
         &manifest.vault_id,
     );
-    let report = log.verify(&hex::decode(&manifest.audit.public_key).unwrap_or_default())?;
+    let report = manifest.verify_audit(&log)?;
     let file = store.path(vault_core::store::AUDIT_LOG);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

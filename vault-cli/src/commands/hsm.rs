@@ -6,7 +6,7 @@ use vault_core::manifest::PinSource;
 
 use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, gather_shares, pin_source};
+use crate::prompt::{CliPins, ShareSet, gather_sets, gather_shares, pin_source};
 
 /// `breakglass hsm tokens`: lists the initialised tokens of a module with their PIN state.
 pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
@@ -88,6 +88,47 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
         None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
     }
     .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
+    if args.recovery {
+        let recovery = vault
+            .manifest()
+            .recovery
+            .clone()
+            .ok_or(vault_core::vault::VaultError::NoRecovery)?;
+        let sets = [
+            ShareSet {
+                label: "quorum",
+                set: &vault.manifest().quorum,
+            },
+            ShareSet {
+                label: "recovery",
+                set: &recovery,
+            },
+        ];
+        let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+        let fingerprint = vault.enroll_from_recovery(
+            &collectors[0],
+            &collectors[1],
+            &target,
+            &user_pin,
+            &so_pin,
+            &CliPins,
+            &pinned,
+            &args.retire,
+        )?;
+        super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+        println!(
+            "token {} enrolled from the recovery key; every credential now opens with it",
+            args.token
+        );
+        if !args.retire.is_empty() {
+            println!(
+                "retired: {} (run `breakglass rekey` to give every credential fresh file keys too)",
+                args.retire.join(", ")
+            );
+        }
+        println!("new fingerprint: {fingerprint} (update the runbook)");
+        return Ok(());
+    }
     // The quorum is needed only for PINs it derives: the envelopes' token halves are opened
     // by the enrolled token alone, and the payloads are never decrypted.
     let quorum_pins = user_pin == PinSource::Quorum

@@ -79,8 +79,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     super::check_pin(&vault)?;
     let m = vault.manifest();
     let audit = vault.audit();
-    let audit_key = hex::decode(&m.audit.public_key).unwrap_or_default();
-    let report = audit.verify(&audit_key)?;
+    let report = m.verify_audit(&audit)?;
     let entries = audit.entries().unwrap_or_default();
     let last_drill = entries.iter().rev().find(|e| e.event == "drill");
     let last_recovery_drill = entries.iter().rev().find(|e| e.event == "recovery_drill");
