@@ -256,3 +256,65 @@ impl Contribution {
         Ok(Zeroizing::new(text))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(transport: &X25519SecretKey) -> Request {
+        Request {
+            format: REQUEST_FORMAT.into(),
+            id: "0011223344556677".into(),
+            vault_id: "vault".into(),
+            fingerprint: "AAAA-BBBB".into(),
+            purpose: "unseal".into(),
+            credential: Some("prod".into()),
+            reason: "IdP down".into(),
+            requester: "coordinator@host".into(),
+            created: "2026-11-24T12:00:00Z".into(),
+            expires: "2026-11-24T16:00:00Z".into(),
+            audit_head: AuditHead {
+                seq: 3,
+                hash: "ab".repeat(32),
+            },
+            transport_public_key: hex::encode(transport.public_key_bytes()),
+        }
+    }
+
+    #[test]
+    fn an_intercepted_contribution_opens_nothing_without_the_transport_key() {
+        let transport = X25519SecretKey::generate().unwrap();
+        let request = request(&transport);
+        let words = "academic acid acrobat romp chubby";
+        let contribution = Contribution::seal(&request, "alice", words).unwrap();
+        let bytes = contribution.to_bytes();
+        assert!(!String::from_utf8_lossy(&bytes).contains("acrobat"));
+        let read = Contribution::from_bytes(&bytes, "file").unwrap();
+        assert_eq!(
+            read.open(&request, &transport, "file").unwrap().as_str(),
+            words
+        );
+        // Whoever intercepts the request and the contribution holds every public part; with
+        // any key but the coordinator's transport key the share stays sealed.
+        let interceptor = X25519SecretKey::generate().unwrap();
+        assert!(matches!(
+            read.open(&request, &interceptor, "file"),
+            Err(crate::Error::Ceremony(CeremonyError::Tampered { .. }))
+        ));
+        // Nor can the interceptor make it theirs by pointing a copy of the request at their
+        // own key: the contribution is bound to the original request's hash.
+        let mut swapped = request.clone();
+        swapped.transport_public_key = hex::encode(interceptor.public_key_bytes());
+        assert!(matches!(
+            read.open(&swapped, &interceptor, "file"),
+            Err(crate::Error::Ceremony(CeremonyError::OtherCeremony { .. }))
+        ));
+        // And relabelling it with another custodian's name breaks the seal (the name is the aad).
+        let mut relabelled = read.clone();
+        relabelled.custodian = "bob".into();
+        assert!(matches!(
+            relabelled.open(&request, &transport, "file"),
+            Err(crate::Error::Ceremony(CeremonyError::Tampered { .. }))
+        ));
+    }
+}
