@@ -37,6 +37,21 @@ pub fn confirm(question: &str) -> Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
+/// Goes on only when `yes` was given or the person at the terminal answers yes to `question`;
+/// off a terminal without `yes`, fails naming why `--yes` is needed (`without_terminal`).
+pub fn confirmed(yes: bool, without_terminal: &str, question: &str, refused: &str) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !interactive() {
+        return Err(fail(Failure::Usage, without_terminal.to_owned()));
+    }
+    if !confirm(question)? {
+        return Err(fail(Failure::Usage, refused.to_owned()));
+    }
+    Ok(())
+}
+
 /// Parses a PIN source: `quorum`, `env:VAR`, `file:PATH`, `prompt`.
 pub fn pin_source(text: &str, option: &str) -> Result<PinSource> {
     Ok(match text.split_once(':') {
@@ -205,6 +220,32 @@ pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector>
     };
     let mut collectors = gather_sets(&vault.manifest().vault_id, sources, &[set])?;
     Ok(collectors.remove(0))
+}
+
+/// Gathers a quorum of the vault's shares and of its recovery set's, mixed in any order.
+pub fn gather_with_recovery(
+    vault: &Vault,
+    sources: &ShareSources,
+) -> Result<(Collector, Collector)> {
+    let manifest = vault.manifest();
+    let recovery = manifest
+        .recovery
+        .as_ref()
+        .ok_or(vault_core::vault::VaultError::NoRecovery)?;
+    let sets = [
+        ShareSet {
+            label: "quorum",
+            set: &manifest.quorum,
+        },
+        ShareSet {
+            label: "recovery",
+            set: recovery,
+        },
+    ];
+    let mut collectors = gather_sets(&manifest.vault_id, sources, &sets)?;
+    let recovery = collectors.pop().unwrap_or_default();
+    let quorum = collectors.pop().unwrap_or_default();
+    Ok((quorum, recovery))
 }
 
 /// Gathers shares for several share sets at once (each share goes to the set it belongs to),

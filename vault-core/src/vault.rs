@@ -842,6 +842,44 @@ impl Vault {
         .into())
     }
 
+    /// The token `target` names, prepared (initialised when asked) and not enrolled yet.
+    fn new_token<'m>(
+        &self,
+        modules: &'m BTreeMap<PathBuf, Module>,
+        q: Option<&[u8]>,
+        target: &TokenTarget,
+        user_pin: &PinSource,
+        so_pin: &PinSource,
+        pins: &dyn PinProvider,
+    ) -> Result<(&'m Module, crate::hsm::Token), crate::Error> {
+        let module = modules
+            .get(&target.module)
+            .ok_or_else(|| VaultError::NoToken {
+                tokens: target.label.clone(),
+                last_error: format!("cannot load {}", target.module.display()),
+            })?;
+        let token = prepare_token(
+            module,
+            q,
+            &self.manifest.vault_id,
+            target,
+            user_pin,
+            so_pin,
+            pins,
+        )?;
+        if self
+            .manifest
+            .hsms
+            .iter()
+            .any(|h| h.serial == token.description().serial)
+        {
+            return Err(
+                VaultError::Layout(format!("token {} is enrolled already", token.label())).into(),
+            );
+        }
+        Ok((module, token))
+    }
+
     /// Enrols another token (a backup in another site): generates its sealing key and adds a
     /// stanza for it to every credential. Only the token half of each file key is opened, by
     /// a token already enrolled: the payloads are never decrypted and the quorum's half is
@@ -868,12 +906,6 @@ impl Vault {
         let q: Option<&[u8]> = q.as_ref().map(|q| q.expose_secret());
         let vault_id = self.manifest.vault_id.clone();
         let modules = self.open_modules(Some(&target.module));
-        let new_module = modules
-            .get(&target.module)
-            .ok_or_else(|| VaultError::NoToken {
-                tokens: target.label.clone(),
-                last_error: format!("cannot load {}", target.module.display()),
-            })?;
         // The enrolled token first: nothing is done to the new one unless it can log in.
         let (module, found, enrollment) = self.first_present(&modules)?;
         let session = module.open_session(&found)?;
@@ -890,17 +922,7 @@ impl Vault {
             false,
         )?;
         let key = self.seal_key_of(&enrollment);
-        let token = prepare_token(new_module, q, &vault_id, target, user_pin, so_pin, pins)?;
-        if self
-            .manifest
-            .hsms
-            .iter()
-            .any(|h| h.serial == token.description().serial)
-        {
-            return Err(
-                VaultError::Layout(format!("token {} is enrolled already", token.label())).into(),
-            );
-        }
+        let (new_module, token) = self.new_token(&modules, q, target, user_pin, so_pin, pins)?;
         let new_session = new_module.open_session(&token)?;
         new_session.login(
             PinRole::User,
@@ -921,18 +943,13 @@ impl Vault {
             }
         }
         let description = token.description();
-        self.manifest.hsms.push(HsmEnrollment {
-            label: description.label.clone(),
-            serial: description.serial.clone(),
-            manufacturer: description.manufacturer.clone(),
-            model: description.model.clone(),
-            module: target.module.display().to_string(),
-            softhsm_conf: target.softhsm_conf.clone(),
-            seal_key_id: hex::encode(&new_key.id),
-            seal_public_key: hex::encode(&new_key.public_key),
-            pin: user_pin.clone(),
-            so_pin: target.init_token.then(|| so_pin.clone()),
-        });
+        self.manifest.hsms.push(new_enrollment(
+            description,
+            target,
+            &new_key,
+            user_pin,
+            so_pin,
+        ));
         let manifest_bytes = self.manifest.to_bytes();
         self.store.write(&lock, MANIFEST, &manifest_bytes)?;
         let fingerprint = self.manifest.fingerprint().display();
@@ -984,31 +1001,8 @@ impl Vault {
         let q: &[u8] = q.expose_secret();
         let vault_id = self.manifest.vault_id.clone();
         let modules = self.open_modules(Some(&target.module));
-        let new_module = modules
-            .get(&target.module)
-            .ok_or_else(|| VaultError::NoToken {
-                tokens: target.label.clone(),
-                last_error: format!("cannot load {}", target.module.display()),
-            })?;
-        let token = prepare_token(
-            new_module,
-            Some(q),
-            &vault_id,
-            target,
-            user_pin,
-            so_pin,
-            pins,
-        )?;
-        if self
-            .manifest
-            .hsms
-            .iter()
-            .any(|h| h.serial == token.description().serial)
-        {
-            return Err(
-                VaultError::Layout(format!("token {} is enrolled already", token.label())).into(),
-            );
-        }
+        let (new_module, token) =
+            self.new_token(&modules, Some(q), target, user_pin, so_pin, pins)?;
         let audit_token_present = !retire.contains(&self.manifest.audit.token)
             && self
                 .manifest
@@ -1063,18 +1057,13 @@ impl Vault {
         }
         let description = token.description();
         self.manifest.hsms.retain(|h| !retire.contains(&h.label));
-        self.manifest.hsms.push(HsmEnrollment {
-            label: description.label.clone(),
-            serial: description.serial.clone(),
-            manufacturer: description.manufacturer.clone(),
-            model: description.model.clone(),
-            module: target.module.display().to_string(),
-            softhsm_conf: target.softhsm_conf.clone(),
-            seal_key_id: hex::encode(&new_key.id),
-            seal_public_key: hex::encode(&new_key.public_key),
-            pin: user_pin.clone(),
-            so_pin: target.init_token.then(|| so_pin.clone()),
-        });
+        self.manifest.hsms.push(new_enrollment(
+            description,
+            target,
+            &new_key,
+            user_pin,
+            so_pin,
+        ));
         let mut event = Event::new("hsm_enrol")
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone())
@@ -1869,6 +1858,28 @@ impl Vault {
                 ))
             },
         )
+    }
+}
+
+/// The manifest entry of a token enrolled with `key` as its sealing key.
+fn new_enrollment(
+    description: &crate::hsm::TokenDescription,
+    target: &TokenTarget,
+    key: &KeyRef,
+    user_pin: &PinSource,
+    so_pin: &PinSource,
+) -> HsmEnrollment {
+    HsmEnrollment {
+        label: description.label.clone(),
+        serial: description.serial.clone(),
+        manufacturer: description.manufacturer.clone(),
+        model: description.model.clone(),
+        module: target.module.display().to_string(),
+        softhsm_conf: target.softhsm_conf.clone(),
+        seal_key_id: hex::encode(&key.id),
+        seal_public_key: hex::encode(&key.public_key),
+        pin: user_pin.clone(),
+        so_pin: target.init_token.then(|| so_pin.clone()),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::cli::{
     UnsealArgs,
 };
 use crate::exit::{Failure, fail};
-use crate::prompt::{confirm, hidden, interactive, mnemonic_from_file};
+use crate::prompt::{confirmed, hidden, interactive, mnemonic_from_file};
 
 fn duration_seconds(text: &str) -> Result<u64> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
@@ -156,17 +156,12 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         "  vault fingerprint {}: compare it with your share card before you go on",
         request.fingerprint
     );
-    if !args.yes {
-        if !interactive() {
-            return Err(fail(
-                Failure::Usage,
-                "not on a terminal: pass --yes once you have checked the request",
-            ));
-        }
-        if !confirm("Contribute your share to this ceremony?")? {
-            return Err(fail(Failure::Other, "not contributed"));
-        }
-    }
+    confirmed(
+        args.yes,
+        "not on a terminal: pass --yes once you have checked the request",
+        "Contribute your share to this ceremony?",
+        "not contributed",
+    )?;
     let mnemonic = match &args.share_file {
         Some(path) => mnemonic_from_file(path, args.identity.as_deref())?,
         None if interactive() => hidden("your share (hidden): ")?,

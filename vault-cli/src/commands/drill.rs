@@ -7,11 +7,10 @@ use secrecy::ExposeSecret;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::{Envelope, Kind};
 use vault_core::secret::SecretBytes;
-use vault_core::vault::VaultError;
 
 use crate::cli::DrillArgs;
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, ShareSet, gather_sets, gather_shares};
+use crate::prompt::{CliPins, gather_shares, gather_with_recovery};
 
 /// `breakglass drill`.
 pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
@@ -45,24 +44,9 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
         }
     };
     let (custodians, recovery_custodians, results) = if args.recovery {
-        let recovery = vault
-            .manifest()
-            .recovery
-            .as_ref()
-            .ok_or(VaultError::NoRecovery)?;
-        let sets = [
-            ShareSet {
-                label: "quorum",
-                set: &vault.manifest().quorum,
-            },
-            ShareSet {
-                label: "recovery",
-                set: recovery,
-            },
-        ];
-        let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+        let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
         let (custodians, recovery_custodians, results) =
-            vault.drill_recovery(&collectors[0], &collectors[1], check)?;
+            vault.drill_recovery(&quorum, &recovery, check)?;
         (custodians, Some(recovery_custodians), results)
     } else {
         let shares = gather_shares(&vault, &args.shares)?;

@@ -6,7 +6,7 @@ use vault_core::manifest::PinSource;
 
 use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, ShareSet, gather_sets, gather_shares, pin_source};
+use crate::prompt::{CliPins, gather_shares, gather_with_recovery, pin_source};
 
 /// `breakglass hsm tokens`: lists the initialised tokens of a module with their PIN state.
 pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
@@ -89,25 +89,10 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     }
     .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
     if args.recovery {
-        let recovery = vault
-            .manifest()
-            .recovery
-            .clone()
-            .ok_or(vault_core::vault::VaultError::NoRecovery)?;
-        let sets = [
-            ShareSet {
-                label: "quorum",
-                set: &vault.manifest().quorum,
-            },
-            ShareSet {
-                label: "recovery",
-                set: &recovery,
-            },
-        ];
-        let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+        let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
         let fingerprint = vault.enroll_from_recovery(
-            &collectors[0],
-            &collectors[1],
+            &quorum,
+            &recovery,
             &target,
             &user_pin,
             &so_pin,

@@ -4,11 +4,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::vault::{RecoveryDef, VaultError, validate_recovery};
+use vault_core::vault::{RecoveryDef, validate_recovery};
 
 use crate::cli::{RecoverArgs, RecoveryEnableArgs};
-use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, ShareSet, confirm, gather_sets, gather_shares, interactive};
+use crate::prompt::{CliPins, confirmed, gather_shares, gather_with_recovery};
 
 use super::init::{RECOVERY_TRADE_OFF, check_handout, deliver};
 
@@ -42,17 +41,12 @@ pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()>
         members.len(),
         members.join(", ")
     );
-    if !args.yes {
-        if !interactive() {
-            return Err(fail(
-                Failure::Usage,
-                "enabling recovery weakens the token's part in opening a credential: confirm with --yes when not on a terminal",
-            ));
-        }
-        if !confirm("Enable recovery with this trade-off?")? {
-            return Err(fail(Failure::Usage, "cancelled; nothing changed"));
-        }
-    }
+    confirmed(
+        args.yes,
+        "enabling recovery weakens the token's part in opening a credential: confirm with --yes when not on a terminal",
+        "Enable recovery with this trade-off?",
+        "cancelled; nothing changed",
+    )?;
     let shares = gather_shares(&vault, &args.shares)?;
     let iteration_exponent = vault.manifest().quorum.iteration_exponent;
     let plan = vault.recovery_prepare(&shares, &def, iteration_exponent, &pinned)?;
@@ -85,27 +79,12 @@ pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
         args.output.as_deref(),
         args.reveal,
         |vault| {
-            let recovery = vault
-                .manifest()
-                .recovery
-                .as_ref()
-                .ok_or(VaultError::NoRecovery)?;
-            let sets = [
-                ShareSet {
-                    label: "quorum",
-                    set: &vault.manifest().quorum,
-                },
-                ShareSet {
-                    label: "recovery",
-                    set: recovery,
-                },
-            ];
-            let collectors = gather_sets(&vault.manifest().vault_id, &args.shares, &sets)?;
+            let (quorum, recovery) = gather_with_recovery(vault, &args.shares)?;
             eprintln!(
                 "breakglass: recovering {} without a token, with the recovery share set",
                 args.name
             );
-            Ok(vault.recover(&args.name, &collectors[0], &collectors[1])?)
+            Ok(vault.recover(&args.name, &quorum, &recovery)?)
         },
     )
 }

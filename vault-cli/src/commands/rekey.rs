@@ -9,7 +9,7 @@ use vault_core::vault::{RecoveryChange, RecoveryDef, RekeyOptions};
 
 use crate::cli::RekeyArgs;
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, ShareSet, confirm, gather_sets, gather_shares, interactive};
+use crate::prompt::{CliPins, ShareSet, confirmed, gather_sets, gather_shares};
 
 use super::init::{check_handout, deliver, layout};
 
@@ -81,17 +81,12 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         }
         None => {}
     }
-    if !args.yes {
-        if !interactive() {
-            return Err(fail(
-                Failure::Usage,
-                "a rekey replaces every custodian's share: confirm with --yes when not on a terminal",
-            ));
-        }
-        if !confirm("Rekey now?")? {
-            return Err(fail(Failure::Usage, "rekey cancelled; nothing changed"));
-        }
-    }
+    confirmed(
+        args.yes,
+        "a rekey replaces every custodian's share: confirm with --yes when not on a terminal",
+        "Rekey now?",
+        "rekey cancelled; nothing changed",
+    )?;
     let shares = gather_shares(&vault, &args.shares)?;
     let plan = vault.rekey_prepare(
         &shares,
