@@ -514,17 +514,44 @@ fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
         "rekey",
         "--reason",
         "dave left the company",
+        "--custodian",
+        "alice",
+        "--custodian",
+        "bob",
+        "--custodian",
+        "carol",
+        "--custodian",
+        "erin",
+        "--threshold",
+        "3",
         "--out",
         request.to_str().unwrap(),
     ]);
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    // Custodian options belong to a rekey only.
+    let misplaced = c.run(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "unseal",
+        "--credential",
+        "db-root",
+        "--reason",
+        "x",
+        "--custodian",
+        "mallory",
+        "--out",
+        c.path("misplaced.json").to_str().unwrap(),
+    ]);
+    assert_eq!(misplaced.status.code(), Some(2), "{}", stderr(&misplaced));
     let mut contributions = Vec::new();
     for custodian in ["bob", "dave", "erin"] {
         let (output, file) = contribute(&c, custodian, &request, &[]);
         assert!(output.status.success(), "{}", stderr(&output));
         // Each custodian is told plainly what a rekey does to their share.
         assert!(
-            stderr(&output).contains("YOUR CURRENT SHARE STOPS WORKING"),
+            stderr(&output).contains("YOUR CURRENT SHARE STOPS WORKING")
+                && stderr(&output).contains("3 of [alice, bob, carol, erin]"),
             "{}",
             stderr(&output)
         );
@@ -544,6 +571,9 @@ fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
     }
     let out = c.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("rekeyed"), "{out}");
+    // The layout the custodians read is the one carried out: dave has no new share.
+    assert!(new_shares.join("erin.share").exists());
+    assert!(!new_shares.join("dave.share").exists());
     let unseal = |dir: &Path, who: [&str; 3]| {
         let mut args = vec![
             "unseal".to_owned(),

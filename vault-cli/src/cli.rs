@@ -587,6 +587,10 @@ pub struct CeremonyOpenArgs {
     /// How long contributions are accepted, e.g. 30m, 4h, 2d.
     #[arg(long, default_value = "4h")]
     pub expires: String,
+    /// For rekey: the new custodians and recovery set (default: as now), written into the
+    /// request for every custodian to read.
+    #[command(flatten)]
+    pub rekey: RekeyLayoutArgs,
     /// Where to write the request.
     #[arg(long)]
     pub out: PathBuf,
@@ -647,27 +651,17 @@ pub struct CeremonyCloseArgs {
     /// For rotate: also re-seed the virtual MFA device.
     #[arg(long)]
     pub mfa: bool,
-    /// For rekey: where the new shares go (the custodians stay the same; to change them,
-    /// run `breakglass rekey` with the shares).
+    /// For rekey: where the new shares go (the custodians are those the request names).
     #[command(flatten)]
     pub handout: HandoutArgs,
 }
 
-/// `breakglass rekey`
+/// What a rekey makes: custodians and recovery set.
 #[derive(Debug, Args)]
-pub struct RekeyArgs {
-    /// The current quorum's shares (with --resume: the old and the new shares together).
-    #[command(flatten)]
-    pub shares: ShareSources,
+pub struct RekeyLayoutArgs {
     /// The new custodians (default: the current ones, with the current thresholds).
     #[command(flatten)]
     pub layout: LayoutArgs,
-    /// Where the new shares go (without these, a terminal shows each custodian theirs).
-    #[command(flatten)]
-    pub handout: HandoutArgs,
-    /// SLIP-39 iteration exponent for the new shares (default: the current one).
-    #[arg(long)]
-    pub iteration_exponent: Option<u8>,
     /// The recovery set is renewed with the rekey (same threshold and members by default):
     /// K members needed instead.
     #[arg(long, value_name = "K", conflicts_with = "no_recovery")]
@@ -682,6 +676,23 @@ pub struct RekeyArgs {
     /// Drop the recovery set: with the rekey, no share set opens a credential without a token.
     #[arg(long)]
     pub no_recovery: bool,
+}
+
+/// `breakglass rekey`
+#[derive(Debug, Args)]
+pub struct RekeyArgs {
+    /// The current quorum's shares (with --resume: the old and the new shares together).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The new custodians and recovery set.
+    #[command(flatten)]
+    pub target: RekeyLayoutArgs,
+    /// Where the new shares go (without these, a terminal shows each custodian theirs).
+    #[command(flatten)]
+    pub handout: HandoutArgs,
+    /// SLIP-39 iteration exponent for the new shares (default: the current one).
+    #[arg(long)]
+    pub iteration_exponent: Option<u8>,
     /// The vault's fingerprint (otherwise the one pinned on this machine).
     #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
     pub fingerprint: Option<String>,

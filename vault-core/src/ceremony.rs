@@ -101,6 +101,60 @@ pub struct Request {
     pub audit_head: AuditHead,
     /// The transport public key (hex X25519).
     pub transport_public_key: String,
+    /// For a rekey: the custodians and recovery set it makes, shown to every custodian and
+    /// carried out as written (the request's hash covers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey: Option<RekeyLayout>,
+}
+
+/// The layout a rekey ceremony makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyLayout {
+    /// Groups needed.
+    pub group_threshold: u8,
+    /// The groups.
+    pub groups: Vec<LayoutGroup>,
+    /// The recovery set after the rekey (none: no recovery set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<LayoutGroup>,
+}
+
+/// One group of a layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayoutGroup {
+    /// Its name.
+    pub name: String,
+    /// Members needed.
+    pub threshold: u8,
+    /// The members.
+    pub members: Vec<String>,
+}
+
+impl RekeyLayout {
+    /// "2 of [alice, bob, frank] (custodians)", groups joined by "; ", for people to read.
+    pub fn describe(&self) -> String {
+        let groups: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| format!("{} of [{}] ({})", g.threshold, g.members.join(", "), g.name))
+            .collect();
+        let recovery = match &self.recovery {
+            Some(r) => format!(
+                "recovery set: {} of [{}]",
+                r.threshold,
+                r.members.join(", ")
+            ),
+            None => "no recovery set".to_owned(),
+        };
+        format!(
+            "{} of {} groups: {}; {recovery}",
+            self.group_threshold,
+            self.groups.len(),
+            groups.join("; ")
+        )
+    }
 }
 
 impl Request {
@@ -278,6 +332,7 @@ mod tests {
                 hash: "ab".repeat(32),
             },
             transport_public_key: hex::encode(transport.public_key_bytes()),
+            rekey: None,
         }
     }
 

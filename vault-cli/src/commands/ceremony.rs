@@ -16,8 +16,7 @@ use vault_core::vault::Vault;
 
 use crate::cli::{
     AssumeArgs, AssumeCommon, CeremonyCloseArgs, CeremonyContributeArgs, CeremonyOpenArgs,
-    CeremonyStatusArgs, DrillArgs, HandoutArgs, LayoutArgs, RekeyArgs, RotateArgs, ShareSources,
-    UnsealArgs,
+    CeremonyStatusArgs, DrillArgs, RotateArgs, ShareSources, UnsealArgs,
 };
 use crate::exit::{Failure, fail};
 use crate::prompt::{confirmed, hidden, interactive, mnemonic_from_file};
@@ -69,6 +68,27 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
         })?;
         vault.envelope(name)?;
     }
+    let given = &args.rekey;
+    let layout_given = !given.layout.custodians.is_empty()
+        || !given.layout.groups.is_empty()
+        || given.layout.threshold.is_some()
+        || given.recovery_threshold.is_some()
+        || !given.recovery_custodians.is_empty()
+        || given.no_recovery;
+    let rekey = match args.purpose.as_str() {
+        "rekey" => {
+            let target = super::rekey::resolve(&vault, given)?;
+            eprintln!("the rekey makes: {}", target.describe());
+            Some(target)
+        }
+        _ if layout_given => {
+            return Err(fail(
+                Failure::Usage,
+                "custodian and recovery options are for --purpose rekey",
+            ));
+        }
+        _ => None,
+    };
     let mut id = [0u8; 8];
     ring::rand::SystemRandom::new()
         .fill(&mut id)
@@ -94,6 +114,7 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
             hash: head.hash,
         },
         transport_public_key: hex::encode(transport.public_key_bytes()),
+        rekey,
     };
     let (request_path, key_path) = paths(&vault, &id)?;
     write_new_secret_file(
@@ -139,9 +160,14 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     request.check_not_expired(vault_core::clock::now_unix())?;
     eprintln!("ceremony {} of vault {}", request.id, request.vault_id);
     let what = match (request.purpose.as_str(), request.credential.as_deref()) {
-        ("rekey", _) => {
-            "the vault: new shares for every custodian; YOUR CURRENT SHARE STOPS WORKING".to_owned()
-        }
+        ("rekey", _) => format!(
+            "the vault: YOUR CURRENT SHARE STOPS WORKING; new shares for {}",
+            request
+                .rekey
+                .as_ref()
+                .map(|r| r.describe())
+                .unwrap_or_else(|| "the same custodians".into())
+        ),
         ("drill", _) => "(all credentials: a drill)".to_owned(),
         ("rotate", Some(name)) => {
             format!("{name}: a new AWS key is made and sealed, the old one deleted")
@@ -386,30 +412,26 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 mfa: args.mfa,
             },
         )?,
-        "rekey" => super::rekey::run(
-            vault_arg,
-            &RekeyArgs {
-                shares,
-                layout: LayoutArgs {
-                    custodians: Vec::new(),
-                    threshold: None,
-                    groups: Vec::new(),
-                    group_threshold: 1,
-                },
-                handout: HandoutArgs {
-                    shares_dir: args.handout.shares_dir.clone(),
-                    recipients: args.handout.recipients.clone(),
-                    share_cards: args.handout.share_cards.clone(),
-                },
-                iteration_exponent: None,
-                recovery_threshold: None,
-                recovery_custodians: Vec::new(),
-                no_recovery: false,
-                fingerprint: None,
-                resume: false,
-                yes: true,
-            },
-        )?,
+        "rekey" => {
+            let target = request.rekey.clone().ok_or_else(|| {
+                fail(
+                    Failure::Integrity,
+                    format!(
+                        "ceremony {}: a rekey request without its layout",
+                        request.id
+                    ),
+                )
+            })?;
+            super::rekey::execute(
+                super::open_vault(vault_arg)?,
+                &shares,
+                &target,
+                &args.handout,
+                None,
+                None,
+                true,
+            )?
+        }
         _ => super::drill::run(
             vault_arg,
             &DrillArgs {

@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::vault::{RecoveryChange, RecoveryDef, RekeyOptions};
+use vault_core::ceremony::{LayoutGroup, RekeyLayout};
+use vault_core::vault::{GroupDef, RecoveryChange, RecoveryDef, RekeyOptions, Vault};
 
-use crate::cli::RekeyArgs;
+use crate::cli::{HandoutArgs, RekeyArgs, RekeyLayoutArgs, ShareSources};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, ShareSet, confirmed, gather_sets, gather_shares};
 
@@ -19,52 +20,105 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     if args.resume {
         return resume(vault_arg, args);
     }
-    let mut vault = super::open_vault(vault_arg)?;
+    let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
-    let pinned = super::pinned_or(&vault, args.fingerprint.as_deref(), "a rekey")?;
-    let new_layout = layout(&args.layout)?;
-    let (group_threshold, groups) = new_layout.clone().unwrap_or_else(|| vault.layout());
+    let target = resolve(&vault, &args.target)?;
+    execute(
+        vault,
+        &args.shares,
+        &target,
+        &args.handout,
+        args.iteration_exponent,
+        args.fingerprint.as_deref(),
+        args.yes,
+    )
+}
+
+/// The custodians and recovery set a rekey makes, from the options and the vault as it is.
+pub(super) fn resolve(vault: &Vault, args: &RekeyLayoutArgs) -> Result<RekeyLayout> {
+    let (group_threshold, groups) = layout(&args.layout)?.unwrap_or_else(|| vault.layout());
     let members: Vec<String> = groups.iter().flat_map(|g| g.members.clone()).collect();
-    let change = || -> Result<RecoveryChange> {
-        Ok(if args.no_recovery {
-            RecoveryChange::Drop
-        } else if args.recovery_threshold.is_some() || !args.recovery_custodians.is_empty() {
-            let current = vault.rekey_recovery(&groups, RecoveryChange::Keep);
-            RecoveryChange::Set(RecoveryDef {
-                threshold: args
-                    .recovery_threshold
-                    .or(current.as_ref().map(|d| d.threshold))
-                    .ok_or_else(|| {
-                        fail(
-                            Failure::Usage,
-                            "--recovery-custodian needs --recovery-threshold K (this vault has no recovery set)",
-                        )
-                    })?,
-                members: if args.recovery_custodians.is_empty() {
-                    current.map(|d| d.members).unwrap_or_else(|| members.clone())
-                } else {
-                    args.recovery_custodians.clone()
-                },
-            })
-        } else {
-            RecoveryChange::Keep
+    let change = if args.no_recovery {
+        RecoveryChange::Drop
+    } else if args.recovery_threshold.is_some() || !args.recovery_custodians.is_empty() {
+        let current = vault.rekey_recovery(&groups, RecoveryChange::Keep);
+        RecoveryChange::Set(RecoveryDef {
+            threshold: args
+                .recovery_threshold
+                .or(current.as_ref().map(|d| d.threshold))
+                .ok_or_else(|| {
+                    fail(
+                        Failure::Usage,
+                        "--recovery-custodian needs --recovery-threshold K (this vault has no recovery set)",
+                    )
+                })?,
+            members: if args.recovery_custodians.is_empty() {
+                current.map(|d| d.members).unwrap_or_else(|| members.clone())
+            } else {
+                args.recovery_custodians.clone()
+            },
         })
+    } else {
+        RecoveryChange::Keep
     };
-    let recovery = vault.rekey_recovery(&groups, change()?);
+    let recovery = vault.rekey_recovery(&groups, change);
+    Ok(RekeyLayout {
+        group_threshold,
+        groups: groups
+            .into_iter()
+            .map(|g| LayoutGroup {
+                name: g.name,
+                threshold: g.threshold,
+                members: g.members,
+            })
+            .collect(),
+        recovery: recovery.map(|r| LayoutGroup {
+            name: vault_core::vault::RECOVERY_GROUP.into(),
+            threshold: r.threshold,
+            members: r.members,
+        }),
+    })
+}
+
+/// Carries out a rekey to `target` with a quorum of the current shares from `sources`.
+pub(super) fn execute(
+    mut vault: Vault,
+    sources: &ShareSources,
+    target: &RekeyLayout,
+    handout: &HandoutArgs,
+    iteration_exponent: Option<u8>,
+    fingerprint: Option<&str>,
+    yes: bool,
+) -> Result<()> {
+    let pinned = super::pinned_or(&vault, fingerprint, "a rekey")?;
+    let groups: Vec<GroupDef> = target
+        .groups
+        .iter()
+        .map(|g| GroupDef {
+            name: g.name.clone(),
+            threshold: g.threshold,
+            members: g.members.clone(),
+        })
+        .collect();
+    let recovery = target.recovery.as_ref().map(|r| RecoveryDef {
+        threshold: r.threshold,
+        members: r.members.clone(),
+    });
+    let members: Vec<String> = groups.iter().flat_map(|g| g.members.clone()).collect();
     let mut stems = members.clone();
     let mut recipients_for = members.clone();
     if let Some(def) = &recovery {
         stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
         recipients_for.extend(def.members.iter().cloned());
     }
-    let recipients = check_handout(&args.handout, &stems, &recipients_for)?;
+    let recipients = check_handout(handout, &stems, &recipients_for)?;
     vault.check_quorum_tokens_present()?;
     eprintln!(
         "Rekey of vault {}: new shares for {} ({} of {} groups needed). The current shares stop \
          working, every credential is re-sealed, and token PINs derived from the quorum change.",
         vault.manifest().vault_id,
         members.join(", "),
-        group_threshold,
+        target.group_threshold,
         groups.len()
     );
     match &recovery {
@@ -82,17 +136,17 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         None => {}
     }
     confirmed(
-        args.yes,
+        yes,
         "a rekey replaces every custodian's share: confirm with --yes when not on a terminal",
         "Rekey now?",
         "rekey cancelled; nothing changed",
     )?;
-    let shares = gather_shares(&vault, &args.shares)?;
+    let shares = gather_shares(&vault, sources)?;
     let plan = vault.rekey_prepare(
         &shares,
         RekeyOptions {
-            layout: new_layout,
-            iteration_exponent: args.iteration_exponent,
+            layout: Some((target.group_threshold, groups)),
+            iteration_exponent,
             recovery: match recovery {
                 Some(def) => RecoveryChange::Set(def),
                 None => RecoveryChange::Drop,
@@ -102,7 +156,7 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     )?;
     // The new shares are handed out (written and read back) before anything changes: a crash
     // after this point is finished with --resume, which needs them.
-    let written = deliver(plan.manifest(), plan.shares(), &args.handout, &recipients)?;
+    let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
     let fingerprint = match vault.rekey_commit(plan, &CliPins) {
         Ok(fingerprint) => fingerprint,
         Err(e) if vault.pending_rekey().ok().flatten().is_none() => {
