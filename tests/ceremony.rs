@@ -594,3 +594,59 @@ fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
     let log = std::fs::read_to_string(c.path("vault/audit.jsonl")).unwrap();
     assert!(log.contains("\"rekey\"") && log.contains("\"ceremony_closed\""));
 }
+
+#[test]
+fn a_recovery_set_is_enabled_through_a_remote_ceremony() {
+    let c = Coordinator::new();
+    let request = c.path("recovery-request.json");
+    let out = c.ok(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "recovery",
+        "--recovery-threshold",
+        "4",
+        "--reason",
+        "survive the loss of the HSM",
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let mut close = vec![
+        "ceremony".to_owned(),
+        "close".into(),
+        id,
+        "--shares-dir".into(),
+        c.path("recovery").display().to_string(),
+    ];
+    for custodian in ["alice", "bob", "carol"] {
+        let (output, file) = contribute(&c, custodian, &request, &[]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("4 of [alice, bob, carol, dave, erin]")
+                && stderr(&output).contains("WITHOUT THE TOKEN"),
+            "{}",
+            stderr(&output)
+        );
+        close.push("--contribution".into());
+        close.push(file.display().to_string());
+    }
+    let out = c.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("recovery enabled"), "{out}");
+    // The set works: a recovery drill opens the credential without the token.
+    let mut drill = vec!["drill".to_owned(), "--recovery".into()];
+    for file in [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+        "recovery/bob.recovery.share",
+        "recovery/carol.recovery.share",
+        "recovery/dave.recovery.share",
+        "recovery/erin.recovery.share",
+    ] {
+        drill.push("--share-file".into());
+        drill.push(c.path(file).display().to_string());
+    }
+    let out = c.ok(&drill.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("db-root: opened"), "{out}");
+}

@@ -576,7 +576,7 @@ pub enum CeremonyCommand {
 #[derive(Debug, Args)]
 pub struct CeremonyOpenArgs {
     /// What the quorum is for.
-    #[arg(long, value_parser = ["unseal", "assume", "drill", "rotate", "rekey"])]
+    #[arg(long, value_parser = ["unseal", "assume", "drill", "rotate", "rekey", "recovery"])]
     pub purpose: String,
     /// The credential (unseal, assume, rotate).
     #[arg(long)]
@@ -587,7 +587,8 @@ pub struct CeremonyOpenArgs {
     /// How long contributions are accepted, e.g. 30m, 4h, 2d.
     #[arg(long, default_value = "4h")]
     pub expires: String,
-    /// For rekey: the new custodians and recovery set (default: as now), written into the
+    /// For rekey: the new custodians and recovery set (default: as now); for recovery: the
+    /// recovery set to enable (--recovery-threshold, --recovery-custodian). Written into the
     /// request for every custodian to read.
     #[command(flatten)]
     pub rekey: RekeyLayoutArgs,
@@ -651,7 +652,8 @@ pub struct CeremonyCloseArgs {
     /// For rotate: also re-seed the virtual MFA device.
     #[arg(long)]
     pub mfa: bool,
-    /// For rekey: where the new shares go (the custodians are those the request names).
+    /// For rekey and recovery: where the new shares go (the custodians are those the request
+    /// names).
     #[command(flatten)]
     pub handout: HandoutArgs,
 }

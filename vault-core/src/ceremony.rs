@@ -105,6 +105,9 @@ pub struct Request {
     /// carried out as written (the request's hash covers it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rekey: Option<RekeyLayout>,
+    /// For enabling recovery: the recovery set it makes (the request's hash covers it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<LayoutGroup>,
 }
 
 /// The layout a rekey ceremony makes.
@@ -333,6 +336,7 @@ mod tests {
             },
             transport_public_key: hex::encode(transport.public_key_bytes()),
             rekey: None,
+            recovery: None,
         }
     }
 

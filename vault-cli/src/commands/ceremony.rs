@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use ring::rand::SecureRandom;
 use secrecy::ExposeSecret;
 use vault_core::audit::{Actor, Event};
-use vault_core::ceremony::{AuditHead, Contribution, REQUEST_FORMAT, Request};
+use vault_core::ceremony::{AuditHead, Contribution, LayoutGroup, REQUEST_FORMAT, Request};
 use vault_core::hpke::X25519SecretKey;
 use vault_core::quorum::{Collector, Share};
 use vault_core::store::write_new_secret_file;
@@ -81,11 +81,38 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
             eprintln!("the rekey makes: {}", target.describe());
             Some(target)
         }
-        _ if layout_given => {
+        _ if layout_given && args.purpose != "recovery" => {
             return Err(fail(
                 Failure::Usage,
-                "custodian and recovery options are for --purpose rekey",
+                "custodian and recovery options are for --purpose rekey (and recovery)",
             ));
+        }
+        _ => None,
+    };
+    let recovery = match args.purpose.as_str() {
+        "recovery" => {
+            if !given.layout.custodians.is_empty()
+                || !given.layout.groups.is_empty()
+                || given.no_recovery
+            {
+                return Err(fail(
+                    Failure::Usage,
+                    "--purpose recovery takes --recovery-threshold K and --recovery-custodian NAME only",
+                ));
+            }
+            let threshold = given.recovery_threshold.ok_or_else(|| {
+                fail(
+                    Failure::Usage,
+                    "--purpose recovery needs --recovery-threshold K",
+                )
+            })?;
+            let def = super::recovery::resolve(&vault, threshold, &given.recovery_custodians);
+            vault_core::vault::validate_recovery(&vault.manifest().quorum, &def)?;
+            Some(LayoutGroup {
+                name: vault_core::vault::RECOVERY_GROUP.into(),
+                threshold: def.threshold,
+                members: def.members,
+            })
         }
         _ => None,
     };
@@ -115,6 +142,7 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
         },
         transport_public_key: hex::encode(transport.public_key_bytes()),
         rekey,
+        recovery,
     };
     let (request_path, key_path) = paths(&vault, &id)?;
     write_new_secret_file(
@@ -169,6 +197,14 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
                 .unwrap_or_else(|| "the same custodians".into())
         ),
         ("drill", _) => "(all credentials: a drill)".to_owned(),
+        ("recovery", _) => format!(
+            "enable a recovery set: {}; with a quorum, it would open every credential WITHOUT THE TOKEN",
+            request
+                .recovery
+                .as_ref()
+                .map(|r| format!("{} of [{}]", r.threshold, r.members.join(", ")))
+                .unwrap_or_default()
+        ),
         ("rotate", Some(name)) => {
             format!("{name}: a new AWS key is made and sealed, the old one deleted")
         }
@@ -426,6 +462,29 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 super::open_vault(vault_arg)?,
                 &shares,
                 &target,
+                &args.handout,
+                None,
+                None,
+                true,
+            )?
+        }
+        "recovery" => {
+            let set = request.recovery.clone().ok_or_else(|| {
+                fail(
+                    Failure::Integrity,
+                    format!(
+                        "ceremony {}: a recovery request without its set",
+                        request.id
+                    ),
+                )
+            })?;
+            super::recovery::execute(
+                super::open_vault(vault_arg)?,
+                &shares,
+                &vault_core::vault::RecoveryDef {
+                    threshold: set.threshold,
+                    members: set.members,
+                },
                 &args.handout,
                 None,
                 None,

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::vault::{RecoveryDef, validate_recovery};
+use vault_core::vault::{RecoveryDef, Vault, validate_recovery};
 
-use crate::cli::{RecoverArgs, RecoveryEnableArgs};
+use crate::cli::{HandoutArgs, RecoverArgs, RecoveryEnableArgs, ShareSources};
 use crate::prompt::{CliPins, confirmed, gather_shares, gather_with_recovery};
 
 use super::init::{RECOVERY_TRADE_OFF, check_handout, deliver};
@@ -14,57 +14,81 @@ use super::init::{RECOVERY_TRADE_OFF, check_handout, deliver};
 /// `breakglass recovery enable`.
 pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
     crate::hardening::harden()?;
-    let mut vault = super::open_vault(vault_arg)?;
+    let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
-    let pinned = super::pinned_or(&vault, args.fingerprint.as_deref(), "enabling recovery")?;
-    let members: Vec<String> = if args.custodians.is_empty() {
-        vault
-            .manifest()
-            .custodian_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect()
-    } else {
-        args.custodians.clone()
-    };
-    let def = RecoveryDef {
-        threshold: args.threshold,
-        members: members.clone(),
-    };
-    validate_recovery(&vault.manifest().quorum, &def)?;
+    let def = resolve(&vault, args.threshold, &args.custodians);
+    execute(
+        vault,
+        &args.shares,
+        &def,
+        &args.handout,
+        args.fingerprint.as_deref(),
+        args.hsm.as_deref(),
+        args.yes,
+    )
+}
+
+/// The recovery set `threshold` and `custodians` (default: every custodian) describe.
+pub(super) fn resolve(vault: &Vault, threshold: u8, custodians: &[String]) -> RecoveryDef {
+    RecoveryDef {
+        threshold,
+        members: if custodians.is_empty() {
+            vault
+                .manifest()
+                .custodian_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        } else {
+            custodians.to_vec()
+        },
+    }
+}
+
+/// Adds the recovery set `def`, with a quorum of the shares from `sources`.
+pub(super) fn execute(
+    mut vault: Vault,
+    sources: &ShareSources,
+    def: &RecoveryDef,
+    handout: &HandoutArgs,
+    fingerprint: Option<&str>,
+    hsm: Option<&str>,
+    yes: bool,
+) -> Result<()> {
+    let pinned = super::pinned_or(&vault, fingerprint, "enabling recovery")?;
+    validate_recovery(&vault.manifest().quorum, def)?;
+    let members = &def.members;
     let stems: Vec<String> = members.iter().map(|m| format!("{m}.recovery")).collect();
-    let recipients = check_handout(&args.handout, &stems, &members)?;
+    let recipients = check_handout(handout, &stems, members)?;
     eprintln!("{RECOVERY_TRADE_OFF}\n");
     eprintln!(
         "Recovery set: {} of {} ({}).",
-        args.threshold,
+        def.threshold,
         members.len(),
         members.join(", ")
     );
     confirmed(
-        args.yes,
+        yes,
         "enabling recovery weakens the token's part in opening a credential: confirm with --yes when not on a terminal",
         "Enable recovery with this trade-off?",
         "cancelled; nothing changed",
     )?;
-    let shares = gather_shares(&vault, &args.shares)?;
+    let shares = gather_shares(&vault, sources)?;
     let iteration_exponent = vault.manifest().quorum.iteration_exponent;
-    let plan = vault.recovery_prepare(&shares, &def, iteration_exponent, &pinned)?;
-    let written = deliver(plan.manifest(), plan.shares(), &args.handout, &recipients)?;
-    let fingerprint = vault
-        .recovery_commit(plan, &CliPins, args.hsm.as_deref())
-        .map_err(|e| {
-            anyhow::Error::from(e).context(
-                "recovery was not enabled: the recovery shares just handed out are void (delete them)",
-            )
-        })?;
+    let plan = vault.recovery_prepare(&shares, def, iteration_exponent, &pinned)?;
+    let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
+    let fingerprint = vault.recovery_commit(plan, &CliPins, hsm).map_err(|e| {
+        anyhow::Error::from(e).context(
+            "recovery was not enabled: the recovery shares just handed out are void (delete them)",
+        )
+    })?;
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     for path in &written {
         println!("  wrote {}", path.display());
     }
     println!(
         "recovery enabled: {} of {} recovery shares, with a quorum, open any credential without a token",
-        args.threshold,
+        def.threshold,
         members.len()
     );
     println!("new fingerprint: {fingerprint} (update the runbook)");
