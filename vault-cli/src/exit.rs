@@ -101,6 +101,9 @@ fn classify_module(cause: &(dyn std::error::Error + 'static)) -> Option<Failure>
     if let Some(e) = cause.downcast_ref::<CeremonyError>() {
         return Some(classify_core(&vault_core::Error::Ceremony(e.clone())));
     }
+    if let Some(EnvelopeError::FormatTooOld { .. }) = cause.downcast_ref::<EnvelopeError>() {
+        return Some(Failure::Other);
+    }
     if cause.downcast_ref::<EnvelopeError>().is_some()
         || cause
             .downcast_ref::<vault_core::audit::AuditError>()
@@ -128,6 +131,9 @@ fn classify_core(error: &vault_core::Error) -> Failure {
     match error {
         vault_core::Error::Quorum(_) => Failure::Quorum,
         vault_core::Error::Hsm(_) => Failure::Hsm,
+        vault_core::Error::Envelope(vault_core::envelope::EnvelopeError::FormatTooOld {
+            ..
+        }) => Failure::Other,
         vault_core::Error::Hpke(_)
         | vault_core::Error::Envelope(_)
         | vault_core::Error::Audit(_) => Failure::Integrity,

@@ -35,8 +35,11 @@ use zeroize::Zeroizing;
 use crate::hpke::{self, Aead, DhOracle, Kem};
 use crate::secret::SecretBytes;
 
-/// The envelope format this version writes and reads.
-pub const FORMAT: &str = "breakglass-envelope/1";
+/// The envelope format this version writes.
+pub const FORMAT: &str = "breakglass-envelope/2";
+/// The first format (no `hsm_mac`; the payload AAD covered every stanza): still read and
+/// opened, re-sealed as [`FORMAT`] by `rekey`; a token cannot be added to it.
+pub const FORMAT_V1: &str = "breakglass-envelope/1";
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
@@ -84,6 +87,16 @@ pub enum EnvelopeError {
         expected: String,
         /// The envelope's.
         found: String,
+    },
+    /// A format 1 envelope whose token layer was asked to change.
+    #[error(
+        "{}: sealed in format 1, whose token stanzas cannot be changed without re-sealing the \
+         payload: run `breakglass rekey` first (it re-seals every credential in the current format)",
+        file.display()
+    )]
+    FormatTooOld {
+        /// The envelope file.
+        file: PathBuf,
     },
     /// No stanza for the token at hand.
     #[error("{}: has no stanza for the token with public key {token_key}...: is this token enrolled for this credential?", file.display())]
@@ -135,8 +148,10 @@ pub struct Envelope {
     pub metadata: BTreeMap<String, String>,
     /// One stanza per enrolled token (and one for the recovery key, when enabled).
     pub hsm_stanzas: Vec<Stanza>,
-    /// HMAC-SHA256 over `H0` and every token stanza, keyed from `FK_h` (base64).
-    pub hsm_mac: String,
+    /// HMAC-SHA256 over `H0` and every token stanza, keyed from `FK_h` (base64); absent in
+    /// [`FORMAT_V1`] envelopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsm_mac: Option<String>,
     /// The quorum's stanza.
     pub quorum_stanza: Stanza,
     /// The payload.
@@ -216,6 +231,20 @@ fn stanza_info(h0: &[u8; 32], role: &str, recipient: &[u8]) -> Vec<u8> {
         .field(role.as_bytes())
         .field(recipient);
     c.0
+}
+
+/// The payload AAD of a [`FORMAT_V1`] envelope: `H0` and every stanza.
+fn payload_aad_v1(h0: &[u8; 32], hsm: &[Stanza], quorum: &Stanza) -> [u8; 32] {
+    let mut c = Canonical::default();
+    c.field(b"breakglass-envelope/1 payload")
+        .field(h0)
+        .field(&(hsm.len() as u64).to_be_bytes());
+    for stanza in hsm.iter().chain(std::iter::once(quorum)) {
+        c.field(stanza.recipient.as_bytes())
+            .field(stanza.enc.as_bytes())
+            .field(stanza.ciphertext.as_bytes());
+    }
+    c.hash()
 }
 
 fn payload_aad(h0: &[u8; 32], quorum: &Stanza) -> [u8; 32] {
@@ -323,7 +352,7 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         created: input.created.clone(),
         metadata: input.metadata.clone(),
         hsm_stanzas,
-        hsm_mac: B64.encode(mac),
+        hsm_mac: Some(B64.encode(mac)),
         quorum_stanza,
         payload: Payload {
             nonce: B64.encode(nonce.as_ref()),
@@ -354,8 +383,13 @@ impl Envelope {
                 "the file is not in canonical form (edited or damaged)".into(),
             ));
         }
-        if envelope.format != FORMAT {
-            return Err(fail(format!("unknown format {:?}", envelope.format)));
+        match (envelope.format.as_str(), &envelope.hsm_mac) {
+            (FORMAT, Some(_)) | (FORMAT_V1, None) => {}
+            (FORMAT, None) => return Err(fail("hsm_mac is missing".into())),
+            (FORMAT_V1, Some(_)) => {
+                return Err(fail("hsm_mac in a format 1 envelope".into()));
+            }
+            (other, _) => return Err(fail(format!("unknown format {other:?}"))),
         }
         for stanza in envelope
             .hsm_stanzas
@@ -369,7 +403,9 @@ impl Envelope {
             canonical_b64(&stanza.ciphertext)
                 .ok_or_else(|| fail("a stanza's ciphertext is not canonical base64".into()))?;
         }
-        if canonical_b64(&envelope.hsm_mac).map(|m| m.len()) != Some(32) {
+        if let Some(mac) = &envelope.hsm_mac
+            && canonical_b64(mac).map(|m| m.len()) != Some(32)
+        {
             return Err(fail("hsm_mac is not 32 bytes of canonical base64".into()));
         }
         let nonce = canonical_b64(&envelope.payload.nonce)
@@ -469,7 +505,11 @@ impl Envelope {
                 token_key: recipient.chars().take(16).collect(),
             })?;
         let half = self.open_stanza(stanza, "hsm", hsm, file)?;
-        let found = B64.decode(&self.hsm_mac).unwrap_or_default();
+        let Some(mac) = &self.hsm_mac else {
+            // Format 1: the payload's AAD covers the token stanzas instead.
+            return Ok(half);
+        };
+        let found = B64.decode(mac).unwrap_or_default();
         let input = hsm_mac_input(&self.h0(), &self.hsm_stanzas);
         if ring::hmac::verify(&hsm_mac_key(half.as_ref()), &input, &found).is_err() {
             return Err(EnvelopeError::Integrity {
@@ -495,6 +535,7 @@ impl Envelope {
         if self.hsm_stanzas.iter().any(|s| s.recipient == encoded) {
             return Ok(false);
         }
+        self.check_token_layer_editable(file)?;
         let half = self.open_hsm_half(hsm, file)?;
         let h0 = self.h0();
         self.hsm_stanzas.push(make_stanza(
@@ -503,8 +544,20 @@ impl Envelope {
             &stanza_info(&h0, "hsm", recipient),
             half.as_ref(),
         )?);
-        self.hsm_mac = B64.encode(hsm_mac(half.as_ref(), &h0, &self.hsm_stanzas));
+        self.hsm_mac = Some(B64.encode(hsm_mac(half.as_ref(), &h0, &self.hsm_stanzas)));
         Ok(true)
+    }
+
+    /// A format 1 envelope binds its token stanzas in the payload AAD: changing them needs
+    /// the payload re-sealed, which a rekey does.
+    fn check_token_layer_editable(&self, file: &Path) -> Result<(), crate::Error> {
+        if self.hsm_mac.is_none() {
+            return Err(EnvelopeError::FormatTooOld {
+                file: file.to_path_buf(),
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Removes the stanza of `recipient` (a lost token), opening the token half with `hsm`
@@ -521,9 +574,10 @@ impl Envelope {
         if !self.hsm_stanzas.iter().any(|s| s.recipient == encoded) {
             return Ok(false);
         }
+        self.check_token_layer_editable(file)?;
         let half = self.open_hsm_half(hsm, file)?;
         self.hsm_stanzas.retain(|s| s.recipient != encoded);
-        self.hsm_mac = B64.encode(hsm_mac(half.as_ref(), &self.h0(), &self.hsm_stanzas));
+        self.hsm_mac = Some(B64.encode(hsm_mac(half.as_ref(), &self.h0(), &self.hsm_stanzas)));
         Ok(true)
     }
 
@@ -583,7 +637,10 @@ impl Envelope {
             }
             .into()
         };
-        let aad = payload_aad(&self.h0(), &self.quorum_stanza);
+        let aad = match self.hsm_mac {
+            Some(_) => payload_aad(&self.h0(), &self.quorum_stanza),
+            None => payload_aad_v1(&self.h0(), &self.hsm_stanzas, &self.quorum_stanza),
+        };
         let nonce: [u8; NONCE_LEN] = B64
             .decode(&self.payload.nonce)
             .ok()

@@ -286,3 +286,129 @@ fn a_stanza_added_without_a_token_is_refused() {
         "token layer of another envelope",
     );
 }
+
+/// A format 1 envelope, sealed as the first version did (no MAC; AAD over every stanza).
+fn sealed_v1(keys: &Keys, payload: &[u8]) -> Envelope {
+    let metadata = BTreeMap::new();
+    let created = "2026-11-01T12:00:00Z";
+    let h0 = header_hash(
+        FORMAT_V1,
+        "vault-a",
+        "prod",
+        Kind::Secret,
+        created,
+        &metadata,
+    );
+    let file_key = [3u8; 32];
+    let hsm_half = [5u8; 32];
+    let quorum_half: Vec<u8> = file_key.iter().zip(hsm_half).map(|(a, b)| a ^ b).collect();
+    let hsm_stanzas: Vec<Stanza> = [&keys.hsm, &keys.backup]
+        .iter()
+        .map(|k| {
+            let key = k.public_key_bytes();
+            make_stanza(
+                Kem::P256HkdfSha256,
+                &key,
+                &stanza_info(&h0, "hsm", &key),
+                &hsm_half,
+            )
+            .unwrap()
+        })
+        .collect();
+    let quorum_key = keys.quorum.public_key_bytes();
+    let quorum_stanza = make_stanza(
+        Kem::X25519HkdfSha256,
+        &quorum_key,
+        &stanza_info(&h0, "quorum", &quorum_key),
+        &quorum_half,
+    )
+    .unwrap();
+    let aad = payload_aad_v1(&h0, &hsm_stanzas, &quorum_stanza);
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &file_key).unwrap());
+    let mut buffer = payload.to_vec();
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key([9u8; 12]),
+        Aad::from(aad),
+        &mut buffer,
+    )
+    .unwrap();
+    Envelope {
+        format: FORMAT_V1.into(),
+        vault_id: "vault-a".into(),
+        name: "prod".into(),
+        kind: Kind::Secret,
+        created: created.into(),
+        metadata,
+        hsm_stanzas,
+        hsm_mac: None,
+        quorum_stanza,
+        payload: Payload {
+            nonce: B64.encode([9u8; 12]),
+            ciphertext: B64.encode(&buffer),
+        },
+    }
+}
+
+#[test]
+fn format_1_envelopes_still_open_and_a_reseal_brings_them_to_the_current_format() {
+    let keys = keys();
+    let v1 = sealed_v1(&keys, b"sealed by the first version");
+    let bytes = v1.to_bytes();
+    assert!(!String::from_utf8_lossy(&bytes).contains("hsm_mac"));
+    let parsed = Envelope::from_bytes(&bytes, file()).unwrap();
+    for token in [&keys.hsm, &keys.backup] {
+        assert_eq!(
+            parsed
+                .open(token, &keys.quorum, file())
+                .unwrap()
+                .expose_secret(),
+            b"sealed by the first version"
+        );
+    }
+    // Every byte is still authenticated, the backup token's stanza included (by the v1 AAD).
+    for i in 0..bytes.len() {
+        let mut changed = bytes.clone();
+        changed[i] ^= 0x01;
+        let result = Envelope::from_bytes(&changed, file())
+            .map_err(crate::Error::from)
+            .and_then(|e| e.open(&keys.hsm, &keys.quorum, file()));
+        assert!(result.is_err(), "byte {i} changed and it still opened");
+    }
+    // A MAC added to a format 1 envelope, or removed from a format 2 one, is refused.
+    let mut with_mac = parsed.clone();
+    with_mac.hsm_mac = sealed(&keys, "vault-a", "prod", b"x").hsm_mac;
+    assert!(Envelope::from_bytes(&with_mac.to_bytes(), file()).is_err());
+    let mut without_mac = sealed(&keys, "vault-a", "prod", b"x");
+    without_mac.hsm_mac = None;
+    assert!(Envelope::from_bytes(&without_mac.to_bytes(), file()).is_err());
+    // Its token layer cannot be changed in place...
+    let mut editable = parsed.clone();
+    let new_token = P256SecretKey::generate().unwrap();
+    assert!(matches!(
+        editable.add_hsm_recipient(&keys.hsm, &new_token.public_key_bytes(), file()),
+        Err(crate::Error::Envelope(EnvelopeError::FormatTooOld { .. }))
+    ));
+    // ...but a reseal (what rekey does) writes the current format, which opens and can be.
+    let payload = parsed.open(&keys.hsm, &keys.quorum, file()).unwrap();
+    let mut resealed = parsed
+        .reseal(
+            &payload,
+            &[keys.hsm.public_key_bytes()],
+            &keys.quorum.public_key_bytes(),
+        )
+        .unwrap();
+    assert_eq!(resealed.format, FORMAT);
+    assert_eq!(resealed.created, parsed.created);
+    assert!(
+        resealed
+            .add_hsm_recipient(&keys.hsm, &new_token.public_key_bytes(), file())
+            .unwrap()
+    );
+    assert_eq!(
+        resealed
+            .open(&new_token, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"sealed by the first version"
+    );
+}
