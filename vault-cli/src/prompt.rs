@@ -156,6 +156,29 @@ pub struct ShareSet<'a> {
     pub set: &'a vault_core::manifest::Quorum,
 }
 
+/// What a share set needs, for people: "3 of [alice, bob, carol]" or, with groups,
+/// "2 of 3 groups: 2 of [..] (admins); ...".
+fn requirement(set: &vault_core::manifest::Quorum) -> String {
+    let groups: Vec<String> = set
+        .groups
+        .iter()
+        .map(|g| {
+            let members: Vec<&str> = g.members.iter().map(|m| m.name.as_str()).collect();
+            format!("{} of [{}]", g.threshold, members.join(", "))
+        })
+        .collect();
+    if groups.len() == 1 {
+        groups.join("")
+    } else {
+        format!(
+            "{} of {} groups: {}",
+            set.group_threshold,
+            groups.len(),
+            groups.join("; ")
+        )
+    }
+}
+
 fn describe_all(sets: &[ShareSet<'_>], collectors: &[Collector]) -> String {
     if sets.len() == 1 {
         return describe(&collectors[0].progress());
@@ -343,13 +366,21 @@ pub fn gather_sets(
     }
     for (set, collector) in sets.iter().zip(&collectors) {
         if sets.len() > 1 && !collector.progress().complete {
+            let needs = requirement(set.set);
             return Err(fail(
                 Failure::Quorum,
-                format!(
-                    "the {} share set is not complete: {}",
-                    set.label,
-                    describe(&collector.progress())
-                ),
+                if collector.is_empty() {
+                    format!(
+                        "no share of the {} set was given: it needs {needs}",
+                        set.label
+                    )
+                } else {
+                    format!(
+                        "the {} share set is not complete: {}; it needs {needs}",
+                        set.label,
+                        describe(&collector.progress())
+                    )
+                },
             ));
         }
     }
