@@ -853,3 +853,61 @@ fn after_losing_every_token_a_replacement_is_enrolled_from_the_recovery_key() {
     assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
     env.ok(&["audit", "verify"]);
 }
+
+#[test]
+fn recover_asks_for_both_share_sets_on_a_terminal() {
+    let env = Env::new();
+    let init = env.init(&["--recovery-threshold", "4"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("db-root", b"the database root password", false);
+    env.lose_every_token();
+    // The words as custodians would type them, the two sets interleaved, one a typo first.
+    let words = |file: &str| -> String {
+        std::fs::read_to_string(env.path(file))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut typed = String::new();
+    typed.push_str(&words("shares/alice.share").replacen(' ', " zzzz ", 1));
+    typed.push('\n');
+    for file in [
+        "shares/alice.share",
+        "shares/bob.recovery.share",
+        "shares/bob.share",
+        "shares/carol.recovery.share",
+        "shares/dave.recovery.share",
+        "shares/carol.share",
+        "shares/erin.recovery.share",
+    ] {
+        typed.push_str(&words(file));
+        typed.push('\n');
+    }
+    std::fs::write(env.path("typed"), typed).unwrap();
+    let out = env.path("recovered");
+    // `script` gives the command a terminal (util-linux, in every Debian).
+    let command = format!(
+        "{} recover db-root --output file:{}",
+        env!("CARGO_BIN_EXE_breakglass"),
+        out.display()
+    );
+    let output = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("BREAKGLASS_VAULT", env.vault())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(std::fs::File::open(env.path("typed")).unwrap())
+        .output()
+        .expect("script (util-linux) runs the command on a terminal");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("refused"), "{text}");
+    assert!(
+        text.contains("recovery: none yet (needs 4 of [alice, bob, carol, dave, erin])"),
+        "{text}"
+    );
+    assert!(text.contains("accepted: erin, recovery"), "{text}");
+    assert_eq!(std::fs::read(out).unwrap(), b"the database root password");
+}

@@ -185,7 +185,13 @@ fn describe_all(sets: &[ShareSet<'_>], collectors: &[Collector]) -> String {
     }
     sets.iter()
         .zip(collectors)
-        .map(|(set, c)| format!("{}: {}", set.label, describe(&c.progress())))
+        .map(|(set, c)| {
+            if c.is_empty() {
+                format!("{}: none yet (needs {})", set.label, requirement(set.set))
+            } else {
+                format!("{}: {}", set.label, describe(&c.progress()))
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
