@@ -4,15 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-struct Coordinator {
-    dir: tempfile::TempDir,
-}
+mod support;
 
-impl Coordinator {
-    fn new() -> Coordinator {
-        let c = Coordinator {
-            dir: tempfile::tempdir().unwrap(),
-        };
+use support::{Env, stderr};
+
+/// The coordinator's side: a 3-of-5 vault with a credential.
+type Coordinator = Env;
+
+impl Env {
+    fn coordinator() -> Coordinator {
+        let c = Env::new();
         c.ok(&[
             "init",
             "--dev-softhsm",
@@ -43,28 +44,6 @@ impl Coordinator {
             c.path("payload").to_str().unwrap(),
         ]);
         c
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_breakglass"))
-            .args(args)
-            .env("BREAKGLASS_VAULT", self.path("vault"))
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env_remove("SOFTHSM2_CONF")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
     }
     /// Opens a ceremony; returns (id, request file).
     fn open(&self, purpose: &str, expires: &str) -> (String, PathBuf) {
@@ -136,13 +115,9 @@ fn contribute(
     (output, out)
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn three_custodians_at_home_unseal_through_files_alone() {
-    let c = Coordinator::new();
+    let c = Env::coordinator();
     let (id, request) = c.open("unseal", "2h");
     let mut contributions = Vec::new();
     for custodian in ["alice", "carol", "erin"] {
@@ -222,7 +197,7 @@ fn three_custodians_at_home_unseal_through_files_alone() {
 
 #[test]
 fn every_rejection_is_precise() {
-    let c = Coordinator::new();
+    let c = Env::coordinator();
     let (id, request) = c.open("unseal", "2h");
     let (_, alice) = contribute(&c, "alice", &request, &[]);
     let (_, carol) = contribute(&c, "carol", &request, &[]);
@@ -505,7 +480,7 @@ fn age_encrypted_share_files_open_with_the_identity_and_with_rage() {
 
 #[test]
 fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
-    let c = Coordinator::new();
+    let c = Env::coordinator();
     let request = c.path("rekey-request.json");
     let out = c.ok(&[
         "ceremony",
@@ -597,7 +572,7 @@ fn a_rekey_runs_as_a_remote_ceremony_and_retires_the_old_shares() {
 
 #[test]
 fn a_recovery_set_is_enabled_through_a_remote_ceremony() {
-    let c = Coordinator::new();
+    let c = Env::coordinator();
     let request = c.path("recovery-request.json");
     let out = c.ok(&[
         "ceremony",

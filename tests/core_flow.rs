@@ -2,61 +2,15 @@
 //! built binary against fresh SoftHSM tokens, each test with its own vault, token directory and
 //! configuration directory.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod support;
+
+use support::{Env, stderr};
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn vault(&self) -> PathBuf {
-        self.path("vault")
-    }
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
-        command
-            .args(args)
-            .env("BREAKGLASS_VAULT", self.vault())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("BREAKGLASS_FINGERPRINT")
-            .stdin(Stdio::null());
-        command
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-    fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
     fn share(&self, custodian: &str) -> String {
         self.path("shares")
             .join(format!("{custodian}.share"))
@@ -100,10 +54,6 @@ impl Env {
         ]);
         (env, payload)
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[test]

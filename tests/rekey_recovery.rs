@@ -3,51 +3,13 @@
 //! Each test drives the built binary with its own vault, SoftHSM token and configuration.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod support;
+
+use support::{Env, stderr};
 
 impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn vault(&self) -> PathBuf {
-        self.path("vault")
-    }
-    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
-        command
-            .args(args)
-            .env("BREAKGLASS_VAULT", self.vault())
-            .env("XDG_CONFIG_HOME", self.path("config"))
-            .env_remove("SOFTHSM2_CONF")
-            .env_remove("BREAKGLASS_FINGERPRINT")
-            .env_remove("BREAKGLASS_TEST_FAULT")
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            command.env(k, v);
-        }
-        command.output().unwrap()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
     /// `init --dev-softhsm` with five custodians, 3 needed, shares in `shares/`, and `extra`.
     fn init(&self, extra: &[&str]) -> Output {
         let shares = self.path("shares");
@@ -110,9 +72,6 @@ impl Env {
         let output = self.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         (output, out)
     }
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
-    }
     /// Deletes every token directory of the vault's development SoftHSM.
     fn lose_every_token(&self) {
         let tokens = self.vault().join("softhsm/tokens");
@@ -120,10 +79,6 @@ impl Env {
             std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
         }
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn with_share_files(args: &[&str], env: &Env, shares: &[&str]) -> Vec<String> {

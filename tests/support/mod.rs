@@ -1,0 +1,80 @@
+//! What the end-to-end tests share: a throw-away directory holding a vault, its development
+//! SoftHSM token and a configuration directory, and the built binary run against it with
+//! nothing from the caller's environment that could change what it does.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// A vault directory (`vault/`) and configuration (`config/`) in a fresh temporary directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    pub fn vault(&self) -> PathBuf {
+        self.path("vault")
+    }
+    /// The binary with `args`, pointed at this vault, stdin not a terminal.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
+        command
+            .args(args)
+            .env("BREAKGLASS_VAULT", self.vault())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env_remove("SOFTHSM2_CONF")
+            .env_remove("BREAKGLASS_FINGERPRINT")
+            .env_remove("BREAKGLASS_TEST_FAULT")
+            .stdin(Stdio::null());
+        command
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.command(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    }
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+    /// Runs and requires success; returns standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+    /// `status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
