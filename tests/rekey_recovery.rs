@@ -387,6 +387,47 @@ fn an_interrupted_rekey_is_refused_until_resumed_and_then_complete() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read(file).unwrap(), b"payload one");
     env.ok(&["audit", "verify"]);
+
+    // Interrupted a fourth time, after the new manifest was written but before the audit log
+    // recorded it: vault.json is the journal's, the old shares still resume it.
+    let new3 = ["new3/alice.share", "new3/bob.share", "new3/carol.share"];
+    let args = with_share_files(
+        &[
+            "rekey",
+            "--yes",
+            "--shares-dir",
+            env.path("new4").to_str().unwrap(),
+        ],
+        &env,
+        &new3,
+    );
+    let output = env.run_with(
+        &strs(&args),
+        &[("BREAKGLASS_TEST_FAULT", "rekey-after-manifest")],
+    );
+    assert!(!output.status.success());
+    let (output, _) = env.open_with(&["unseal", "one"], &new3);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rekey --resume"),
+        "{}",
+        stderr(&output)
+    );
+    let mut mixed = new3.to_vec();
+    mixed.extend(["new4/alice.share", "new4/dave.share", "new4/erin.share"]);
+    env.ok(&strs(&with_share_files(
+        &["rekey", "--resume"],
+        &env,
+        &mixed,
+    )));
+    let (output, file) = env.open_with(
+        &["unseal", "two"],
+        &["new4/bob.share", "new4/carol.share", "new4/dave.share"],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(file).unwrap(), b"payload two");
+    env.ok(&["audit", "verify"]);
+    env.ok(&["status"]);
 }
 
 #[test]

@@ -120,6 +120,8 @@ const REKEY_JOURNAL: &str = "rekey.json";
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RekeyJournal {
+    /// The manifest before the rekey (its quorum is the one the old shares must meet).
+    previous: String,
     /// The manifest the rekey installs (with the new quorum).
     manifest: String,
     /// The PIN changes done: `<serial>:user` and `<serial>:so`.
@@ -390,8 +392,15 @@ impl Vault {
         let bytes = store.read(MANIFEST)?;
         let manifest = Manifest::from_bytes(&bytes, &store.path(MANIFEST))?;
         let vault = Vault { store, manifest };
-        vault.check_manifest_recorded(&bytes)?;
-        Ok(vault)
+        match vault.check_manifest_recorded(&bytes) {
+            Ok(()) => Ok(vault),
+            // Interrupted between writing the new manifest and recording it: the journal
+            // holds exactly these bytes, and resuming records them.
+            Err(e) => match vault.read_journal() {
+                Ok(journal) if journal.manifest.as_bytes() == bytes.as_slice() => Ok(vault),
+                _ => Err(e),
+            },
+        }
     }
 
     /// The manifest's exact bytes must be the version the audit log last recorded (at init,
@@ -1251,6 +1260,7 @@ impl Vault {
         let modules = self.open_modules(None);
         self.quorum_tokens_present(&modules)?;
         let journal = RekeyJournal {
+            previous: String::from_utf8_lossy(&self.manifest.to_bytes()).into_owned(),
             manifest: String::from_utf8_lossy(&plan.manifest.to_bytes()).into_owned(),
             pins_changed: Vec::new(),
             custodians: plan.custodians.clone(),
@@ -1300,17 +1310,17 @@ impl Vault {
         Ok(())
     }
 
-    /// The manifest an interrupted rekey installs, if one was interrupted.
-    pub fn pending_rekey(&self) -> Result<Option<Manifest>, crate::Error> {
+    /// The manifests before and after an interrupted rekey, if one was interrupted.
+    pub fn pending_rekey(&self) -> Result<Option<(Manifest, Manifest)>, crate::Error> {
         let path = self.store.path(REKEY_JOURNAL);
         if !path.exists() {
             return Ok(None);
         }
         let journal = self.read_journal()?;
-        Ok(Some(Manifest::from_bytes(
-            journal.manifest.as_bytes(),
-            &path,
-        )?))
+        Ok(Some((
+            Manifest::from_bytes(journal.previous.as_bytes(), &path)?,
+            Manifest::from_bytes(journal.manifest.as_bytes(), &path)?,
+        )))
     }
 
     /// Finishes an interrupted rekey: `old` must meet the current quorum and `new` the new one.
@@ -1325,9 +1335,17 @@ impl Vault {
             return Err(VaultError::NoRekeyPending.into());
         }
         let journal = self.read_journal()?;
-        let target =
-            Manifest::from_bytes(journal.manifest.as_bytes(), &self.store.path(REKEY_JOURNAL))?;
-        let (old_q, _, _, _) = self.recombine(old)?;
+        let journal_path = self.store.path(REKEY_JOURNAL);
+        let previous = Manifest::from_bytes(journal.previous.as_bytes(), &journal_path)?;
+        let target = Manifest::from_bytes(journal.manifest.as_bytes(), &journal_path)?;
+        // The old shares meet the quorum of the manifest before the rekey, whichever of the
+        // two vault.json holds now.
+        let before = Vault {
+            store: self.store.clone(),
+            manifest: previous.clone(),
+        };
+        let (old_q, _, _, _) = before.recombine(old)?;
+        self.manifest = previous;
         let combined = new.combine(b"")?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
         if hex::encode(key.public_key()) != target.quorum.public_key {
@@ -1481,6 +1499,7 @@ impl Vault {
         let manifest_bytes = target.to_bytes();
         self.store.write(lock, MANIFEST, &manifest_bytes)?;
         self.manifest = target;
+        fault_point("rekey-after-manifest")?;
         let fingerprint = self.manifest.fingerprint().display();
         let mut event = Event::new("rekey")
             .detail("fingerprint", fingerprint.clone())

@@ -181,14 +181,14 @@ pub(super) fn execute(
 
 fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     let mut vault = super::open_vault_resuming(vault_arg)?;
-    let target = vault
+    let (previous, target) = vault
         .pending_rekey()?
         .ok_or_else(|| fail(Failure::Usage, "there is no interrupted rekey to resume"))?;
     let vault_id = vault.manifest().vault_id.clone();
     let sets = [
         ShareSet {
             label: "old quorum",
-            set: &vault.manifest().quorum,
+            set: &previous.quorum,
         },
         ShareSet {
             label: "new quorum",
