@@ -201,20 +201,9 @@ fn rekey_makes_old_shares_fail_and_new_shares_work() {
     assert_eq!(old_version["quorum_stanza"]["recipient"], quorum_key);
 
     // The audit log records it, with the old quorum's custodians, and verifies.
-    let log = env.ok(&["audit", "show", "--json"]);
-    let rekey: serde_json::Value = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "rekey")
-        .or_else(|| {
-            serde_json::from_str::<serde_json::Value>(&log)
-                .ok()
-                .and_then(|v| {
-                    v.as_array()
-                        .and_then(|a| a.iter().find(|e| e["event"] == "rekey").cloned())
-                })
-        })
-        .expect("a rekey entry");
+    let rekeys = env.audit_events("rekey");
+    assert_eq!(rekeys.len(), 1, "{rekeys:?}");
+    let rekey = &rekeys[0];
     assert_eq!(
         rekey["custodians"],
         serde_json::json!(["alice", "bob", "carol"])
@@ -227,6 +216,55 @@ fn after_quorum_key(env: &Env) -> serde_json::Value {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
     manifest["quorum"]["public_key"].clone()
+}
+
+impl Env {
+    /// A rekey with `shares` into `dir`, stopped at the fault point `fault` (it must be there
+    /// that it stopped, not earlier for another reason).
+    fn interrupted_rekey(&self, shares: &[&str], dir: &str, fault: &str) {
+        let args = with_share_files(
+            &[
+                "rekey",
+                "--yes",
+                "--shares-dir",
+                self.path(dir).to_str().unwrap(),
+            ],
+            self,
+            shares,
+        );
+        let output = self.run_with(&strs(&args), &[("BREAKGLASS_TEST_FAULT", fault)]);
+        assert!(
+            !output.status.success()
+                && stderr(&output).contains(&format!("fault point {fault}"))
+                && stderr(&output).contains("rekey --resume"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    /// `rekey --resume` with `shares` (old and new mixed).
+    fn resume(&self, shares: &[&str]) -> Output {
+        self.run(&strs(&with_share_files(
+            &["rekey", "--resume"],
+            self,
+            shares,
+        )))
+    }
+    /// Unseals `name` with `shares` and checks the payload.
+    fn unseals(&self, name: &str, shares: &[&str], payload: &[u8]) {
+        let (output, file) = self.open_with(&["unseal", name], shares);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(std::fs::read(file).unwrap(), payload);
+    }
+    /// While a rekey is unfinished, nothing else runs, and the message says what to do.
+    fn refuses_until_resumed(&self, shares: &[&str]) {
+        let (output, _) = self.open_with(&["unseal", "one"], shares);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("rekey --resume"),
+            "{}",
+            stderr(&output)
+        );
+    }
 }
 
 #[test]
@@ -242,190 +280,63 @@ fn an_interrupted_rekey_is_refused_until_resumed_and_then_complete() {
         "shares/carol.share",
     ];
 
-    // Interrupted after the first envelope was re-sealed: some envelopes are under the new
-    // quorum key, some under the old; the PINs are the old ones.
-    let args = with_share_files(
-        &[
-            "rekey",
-            "--yes",
-            "--shares-dir",
-            env.path("new1").to_str().unwrap(),
-        ],
-        &env,
-        &old,
-    );
-    let output = env.run_with(
-        &strs(&args),
-        &[("BREAKGLASS_TEST_FAULT", "rekey-after-first-envelope")],
-    );
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("rekey --resume"),
-        "{}",
-        stderr(&output)
-    );
-    // Nothing else runs meanwhile, and the message says what to do.
-    let (output, _) = env.open_with(&["unseal", "one"], &old);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("rekey --resume"),
-        "{}",
-        stderr(&output)
-    );
+    // After the first envelope was re-sealed: some envelopes are under the new quorum key,
+    // some under the old; the PINs are the old ones.
+    env.interrupted_rekey(&old, "new1", "rekey-after-first-envelope");
+    env.refuses_until_resumed(&old);
     // Resume takes the old and the new shares mixed, each to its set.
-    let resume = with_share_files(
-        &["rekey", "--resume"],
-        &env,
-        &[
-            "shares/alice.share",
-            "new1/alice.share",
-            "shares/bob.share",
-            "new1/dave.share",
-            "shares/erin.share",
-            "new1/carol.share",
-        ],
-    );
-    let out = env.ok(&strs(&resume));
-    assert!(out.contains("rekey finished"), "{out}");
-    for (name, payload) in [("one", b"payload one"), ("two", b"payload two")] {
-        let (output, file) = env.open_with(
-            &["unseal", name],
-            &["new1/bob.share", "new1/dave.share", "new1/erin.share"],
-        );
-        assert!(output.status.success(), "{}", stderr(&output));
-        assert_eq!(std::fs::read(file).unwrap(), payload);
-    }
+    let resumed = env.resume(&[
+        "shares/alice.share",
+        "new1/alice.share",
+        "shares/bob.share",
+        "new1/dave.share",
+        "shares/erin.share",
+        "new1/carol.share",
+    ]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("rekey finished"));
+    let new1 = ["new1/bob.share", "new1/dave.share", "new1/erin.share"];
+    env.unseals("one", &new1, b"payload one");
+    env.unseals("two", &new1, b"payload two");
 
-    // Interrupted again, after the user PIN changed but before the SO PIN and the manifest:
-    // the token already answers only to the new quorum's PIN.
-    let new1 = ["new1/alice.share", "new1/bob.share", "new1/carol.share"];
-    let args = with_share_files(
-        &[
-            "rekey",
-            "--yes",
-            "--shares-dir",
-            env.path("new2").to_str().unwrap(),
-        ],
-        &env,
-        &new1,
-    );
-    let output = env.run_with(
-        &strs(&args),
-        &[("BREAKGLASS_TEST_FAULT", "rekey-after-pin")],
-    );
-    assert!(!output.status.success());
-    let resume = with_share_files(
-        &["rekey", "--resume"],
-        &env,
-        &[
-            "new1/alice.share",
-            "new1/bob.share",
-            "new1/carol.share",
-            "new2/carol.share",
-            "new2/dave.share",
-            "new2/erin.share",
-        ],
-    );
-    // Only the new shares is not enough to resume: the old quorum must agree too.
-    let only_new = with_share_files(
-        &["rekey", "--resume"],
-        &env,
-        &["new2/carol.share", "new2/dave.share", "new2/erin.share"],
-    );
-    let output = env.run(&strs(&only_new));
+    // After the user PIN changed, before the SO PIN and the manifest: the token already
+    // answers only to the new quorum's PIN.
+    env.interrupted_rekey(&new1, "new2", "rekey-after-pin");
+    env.refuses_until_resumed(&new1);
+    // The new shares alone do not resume it: the old quorum must agree too.
+    let new2 = ["new2/carol.share", "new2/dave.share", "new2/erin.share"];
+    let output = env.resume(&new2);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("old quorum"),
         "{}",
         stderr(&output)
     );
-    env.ok(&strs(&resume));
-    let (output, file) = env.open_with(
-        &["unseal", "two"],
-        &["new2/alice.share", "new2/bob.share", "new2/erin.share"],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(std::fs::read(file).unwrap(), b"payload two");
+    let both: Vec<&str> = new1.iter().chain(&new2).copied().collect();
+    assert!(env.resume(&both).status.success());
+    env.unseals("two", &new2, b"payload two");
     let (output, _) = env.open_with(&["unseal", "two"], &new1);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     env.ok(&["audit", "verify"]);
-    // Interrupted a third time between a PIN change and its journal entry: the resume finds
-    // the token already on the new PIN and goes on (this rekey also logs in as the SO with the
-    // PIN the previous resume set, so that one was changed too).
-    let new2 = ["new2/alice.share", "new2/bob.share", "new2/erin.share"];
-    let args = with_share_files(
-        &[
-            "rekey",
-            "--yes",
-            "--shares-dir",
-            env.path("new3").to_str().unwrap(),
-        ],
-        &env,
-        &new2,
-    );
-    let output = env.run_with(
-        &strs(&args),
-        &[("BREAKGLASS_TEST_FAULT", "rekey-before-pin-journal")],
-    );
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("rekey-before-pin-journal"),
-        "{}",
-        stderr(&output)
-    );
-    let mut mixed = new2.to_vec();
-    mixed.extend(["new3/alice.share", "new3/bob.share", "new3/carol.share"]);
-    env.ok(&strs(&with_share_files(
-        &["rekey", "--resume"],
-        &env,
-        &mixed,
-    )));
-    let (output, file) = env.open_with(
-        &["unseal", "one"],
-        &["new3/carol.share", "new3/dave.share", "new3/erin.share"],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(std::fs::read(file).unwrap(), b"payload one");
+
+    // Between a PIN change and its journal entry: the resume finds the token already on the
+    // new PIN and goes on (this rekey also logs in as the SO with the PIN the previous resume
+    // set, so that one was changed too).
+    env.interrupted_rekey(&new2, "new3", "rekey-before-pin-journal");
+    let new3 = ["new3/alice.share", "new3/bob.share", "new3/carol.share"];
+    let both: Vec<&str> = new2.iter().chain(&new3).copied().collect();
+    assert!(env.resume(&both).status.success());
+    env.unseals("one", &new3, b"payload one");
     env.ok(&["audit", "verify"]);
 
-    // Interrupted a fourth time, after the new manifest was written but before the audit log
-    // recorded it: vault.json is the journal's, the old shares still resume it.
-    let new3 = ["new3/alice.share", "new3/bob.share", "new3/carol.share"];
-    let args = with_share_files(
-        &[
-            "rekey",
-            "--yes",
-            "--shares-dir",
-            env.path("new4").to_str().unwrap(),
-        ],
-        &env,
-        &new3,
-    );
-    let output = env.run_with(
-        &strs(&args),
-        &[("BREAKGLASS_TEST_FAULT", "rekey-after-manifest")],
-    );
-    assert!(!output.status.success());
-    let (output, _) = env.open_with(&["unseal", "one"], &new3);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("rekey --resume"),
-        "{}",
-        stderr(&output)
-    );
-    let mut mixed = new3.to_vec();
-    mixed.extend(["new4/alice.share", "new4/dave.share", "new4/erin.share"]);
-    env.ok(&strs(&with_share_files(
-        &["rekey", "--resume"],
-        &env,
-        &mixed,
-    )));
-    let (output, file) = env.open_with(
-        &["unseal", "two"],
-        &["new4/bob.share", "new4/carol.share", "new4/dave.share"],
-    );
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(std::fs::read(file).unwrap(), b"payload two");
+    // After the new manifest was written, before the audit log recorded it: vault.json is
+    // the journal's, and the old shares still resume it.
+    env.interrupted_rekey(&new3, "new4", "rekey-after-manifest");
+    env.refuses_until_resumed(&new3);
+    let new4 = ["new4/alice.share", "new4/dave.share", "new4/erin.share"];
+    let both: Vec<&str> = new3.iter().chain(&new4).copied().collect();
+    assert!(env.resume(&both).status.success());
+    env.unseals("two", &new4, b"payload two");
     env.ok(&["audit", "verify"]);
     env.ok(&["status"]);
 }
@@ -442,6 +353,17 @@ fn with_no_token_recovery_works_with_the_stricter_quorum_and_fails_with_the_norm
         stderr(&init)
     );
     assert!(env.path("shares/alice.recovery.share").exists());
+    // A custodian checks a recovery share alone, as any share.
+    let check: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "share",
+        "verify",
+        "--json",
+        "--share-file",
+        env.path("shares/alice.recovery.share").to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(check["custodian"], "alice");
+    assert_eq!(check["recovery"], true);
     env.seal("db-root", b"the database root password", false);
     assert_eq!(env.status()["recovery"]["threshold"], 4);
     // A threshold no stricter than the quorum is refused, naming the minimum.
@@ -494,8 +416,17 @@ fn with_no_token_recovery_works_with_the_stricter_quorum_and_fails_with_the_norm
     let (output, file) = env.open_with(&["recover", "db-root"], &four);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read(file).unwrap(), b"the database root password");
-    let log = env.ok(&["audit", "show"]);
-    assert!(log.contains("recover"), "{log}");
+    // One recover entry (the refused attempts record nothing), naming both sets' custodians.
+    let recovers = env.audit_events("recover");
+    assert_eq!(recovers.len(), 1, "{recovers:?}");
+    assert_eq!(
+        recovers[0]["custodians"],
+        serde_json::json!(["alice", "bob", "carol"])
+    );
+    assert_eq!(
+        recovers[0]["details"]["recovery_custodians"],
+        "alice,bob,carol,erin"
+    );
     env.ok(&["audit", "verify"]);
 }
 
@@ -634,14 +565,16 @@ fn a_backup_token_is_enrolled_with_a_token_alone() {
     assert_eq!(after["payload"], before["payload"]);
     assert_eq!(after["quorum_stanza"], before["quorum_stanza"]);
     assert_eq!(after["hsm_stanzas"].as_array().unwrap().len(), 2);
-    let log = env.ok(&["audit", "show", "--json"]);
-    let enrol = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("hsm_enrol") && l.contains("backup"))
-        .unwrap_or(&log)
-        .to_owned();
-    assert!(enrol.contains("backup"), "{log}");
+    // Recorded, with no custodian: no share was used.
+    let enrolments = env.audit_events("hsm_enrol");
+    let backup = enrolments
+        .iter()
+        .find(|e| e["details"]["token"] == "backup")
+        .unwrap_or_else(|| panic!("no enrolment of backup in {enrolments:?}"));
+    assert!(
+        backup["custodians"].as_array().is_none_or(|c| c.is_empty()),
+        "{backup}"
+    );
 
     // With the primary gone, the backup opens it (with the quorum, as always).
     let tokens = env.vault().join("softhsm/tokens");

@@ -69,6 +69,17 @@ impl Env {
         );
         String::from_utf8(output.stdout).unwrap()
     }
+    /// The audit entries named `event`, oldest first (`audit show --json`).
+    pub fn audit_events(&self, event: &str) -> Vec<serde_json::Value> {
+        let log: serde_json::Value =
+            serde_json::from_str(&self.ok(&["audit", "show", "--json"])).unwrap();
+        log.as_array()
+            .expect("audit show --json prints an array")
+            .iter()
+            .filter(|e| e["event"] == event)
+            .cloned()
+            .collect()
+    }
     /// `status --json`.
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()

@@ -259,7 +259,7 @@ pub struct UnsealArgs {
 /// `breakglass share ...`
 #[derive(Debug, Subcommand)]
 pub enum ShareCommand {
-    /// Check, alone, that your share is intact and belongs to this vault.
+    /// Check, alone, that your share (or recovery share) is intact and belongs to this vault.
     Verify(ShareVerifyArgs),
 }
 

@@ -122,6 +122,19 @@ pub fn share_file_text(path: &Path, identity: Option<&Path>) -> Result<Zeroizing
     Ok(text)
 }
 
+/// A custodian's own share: from `share_file` (age-encrypted ones with `identity`), or typed
+/// on the terminal without echo.
+pub fn own_share(share_file: Option<&Path>, identity: Option<&Path>) -> Result<Zeroizing<String>> {
+    match share_file {
+        Some(path) => mnemonic_from_file(path, identity),
+        None if interactive() => hidden("your share (hidden): "),
+        None => Err(fail(
+            Failure::Usage,
+            "no --share-file and no terminal to ask on",
+        )),
+    }
+}
+
 /// The mnemonic in a share file: every line that is not blank and not a `#` comment.
 pub fn mnemonic_from_file(path: &Path, identity: Option<&Path>) -> Result<Zeroizing<String>> {
     let text = share_file_text(path, identity)?;

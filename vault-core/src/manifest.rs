@@ -460,20 +460,21 @@ impl Quorum {
         (expected == custodian.commitment).then_some(custodian)
     }
 
-    /// The fewest shares that can meet this quorum (the smallest group thresholds that meet
-    /// the group threshold).
+    /// The fewest shares that can meet this quorum.
     pub fn minimum_shares(&self) -> usize {
-        let mut thresholds: Vec<usize> = self
-            .groups
-            .iter()
-            .map(|g| usize::from(g.threshold))
-            .collect();
-        thresholds.sort_unstable();
-        thresholds
-            .iter()
-            .take(usize::from(self.group_threshold))
-            .sum()
+        minimum_shares(
+            self.group_threshold,
+            self.groups.iter().map(|g| g.threshold),
+        )
     }
+}
+
+/// The fewest shares that meet `group_threshold` groups with these member thresholds: the
+/// smallest thresholds, added up.
+pub fn minimum_shares(group_threshold: u8, thresholds: impl IntoIterator<Item = u8>) -> usize {
+    let mut thresholds: Vec<usize> = thresholds.into_iter().map(usize::from).collect();
+    thresholds.sort_unstable();
+    thresholds.iter().take(usize::from(group_threshold)).sum()
 }
 
 /// The commitment to one share: hex SHA-256 over a domain tag, the vault id, a 32-byte random

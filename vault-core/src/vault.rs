@@ -473,7 +473,10 @@ impl Vault {
         validate_groups(options.group_threshold, &options.groups)?;
         if let Some(def) = &options.recovery {
             validate_recovery_against(
-                minimum_shares(options.group_threshold, &options.groups),
+                manifest::minimum_shares(
+                    options.group_threshold,
+                    options.groups.iter().map(|g| g.threshold),
+                ),
                 def,
             )?;
         }
@@ -1984,13 +1987,6 @@ pub const RECOVERY_GROUP: &str = "recovery";
 /// (otherwise it would be a way around the token that is no harder than the normal path).
 pub fn validate_recovery(quorum: &Quorum, def: &RecoveryDef) -> Result<(), crate::Error> {
     validate_recovery_against(quorum.minimum_shares(), def)
-}
-
-/// The fewest shares that meet the layout `groups` with `group_threshold`.
-fn minimum_shares(group_threshold: u8, groups: &[GroupDef]) -> usize {
-    let mut thresholds: Vec<usize> = groups.iter().map(|g| usize::from(g.threshold)).collect();
-    thresholds.sort_unstable();
-    thresholds.iter().take(usize::from(group_threshold)).sum()
 }
 
 fn validate_recovery_against(normal: usize, def: &RecoveryDef) -> Result<(), crate::Error> {

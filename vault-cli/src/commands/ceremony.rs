@@ -19,7 +19,7 @@ use crate::cli::{
     CeremonyStatusArgs, DrillArgs, RotateArgs, ShareSources, UnsealArgs,
 };
 use crate::exit::{Failure, fail};
-use crate::prompt::{confirmed, hidden, interactive, mnemonic_from_file};
+use crate::prompt::{confirmed, own_share};
 
 fn duration_seconds(text: &str) -> Result<u64> {
     let (number, unit) = text.split_at(text.len().saturating_sub(1));
@@ -224,16 +224,7 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         "Contribute your share to this ceremony?",
         "not contributed",
     )?;
-    let mnemonic = match &args.share_file {
-        Some(path) => mnemonic_from_file(path, args.identity.as_deref())?,
-        None if interactive() => hidden("your share (hidden): ")?,
-        None => {
-            return Err(fail(
-                Failure::Usage,
-                "no --share-file and no terminal to ask on",
-            ));
-        }
-    };
+    let mnemonic = own_share(args.share_file.as_deref(), args.identity.as_deref())?;
     // Checked before it leaves this machine: words and checksum (the coordinator checks that it
     // belongs to the vault and to this custodian).
     Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;

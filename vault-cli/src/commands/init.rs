@@ -285,16 +285,6 @@ pub(super) fn hand_out_on_terminal(m: &Manifest, shares: &[CustodianShare]) -> R
     Ok(())
 }
 
-/// What `--recovery-threshold` / `recovery enable` show before making a recovery set.
-pub(super) const RECOVERY_TRADE_OFF: &str = "\
-A recovery share set is a second SLIP-39 share set with a stricter threshold. Its secret
-opens the token layer of every credential with no token at all, so that losing every HSM
-does not lose the credentials. The price: the HSM is no longer needed to open a credential
-by those who hold enough shares of BOTH sets. Colluding custodians who meet the recovery
-threshold, with a copy of the vault directory, can open everything without the token, and
-no token-signed audit checkpoint records it. Keep recovery shares apart from normal shares
-(another safe, another site), and make the recovery threshold as strict as you can bear.";
-
 /// Checked before anything changes: a terminal or a place for the shares, recipients that
 /// name members, and no share file or card that exists already.
 pub(super) fn check_handout(
@@ -389,7 +379,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     }
     let recipients = check_handout(&args.handout, &stems, &members)?;
     if recovery.is_some() {
-        eprintln!("{RECOVERY_TRADE_OFF}\n");
+        eprintln!("{}\n", super::recovery::RECOVERY_TRADE_OFF);
     }
     let user_pin = pin_source(&args.pin_source, "--pin-source")?;
     let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;

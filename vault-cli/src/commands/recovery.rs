@@ -9,7 +9,17 @@ use vault_core::vault::{RecoveryDef, Vault, validate_recovery};
 use crate::cli::{HandoutArgs, RecoverArgs, RecoveryEnableArgs, ShareSources};
 use crate::prompt::{CliPins, confirmed, gather_shares, gather_with_recovery};
 
-use super::init::{RECOVERY_TRADE_OFF, check_handout, deliver};
+use super::init::{check_handout, deliver};
+
+/// What `--recovery-threshold` / `recovery enable` show before making a recovery set.
+pub(super) const RECOVERY_TRADE_OFF: &str = "\
+A recovery share set is a second SLIP-39 share set with a stricter threshold. Its secret
+opens the token layer of every credential with no token at all, so that losing every HSM
+does not lose the credentials. The price: the HSM is no longer needed to open a credential
+by those who hold enough shares of BOTH sets. Colluding custodians who meet the recovery
+threshold, with a copy of the vault directory, can open everything without the token, and
+no token-signed audit checkpoint records it. Keep recovery shares apart from normal shares
+(another safe, another site), and make the recovery threshold as strict as you can bear.";
 
 /// `breakglass recovery enable`.
 pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
