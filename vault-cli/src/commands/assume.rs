@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::Kind;
 use vault_core::totp::Totp;
-use vault_core::vault::Vault;
+use vault_core::vault::{TokenChoice, Vault};
 
 use crate::aws::{self, AssumeRequest, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, Session};
 use crate::cli::{AssumeArgs, AssumeCommon, ConsoleArgs, ExecArgs};
@@ -124,7 +124,7 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, S
     let last_step = last_mfa_step(&vault, &common.name);
     let shares = gather_shares(&vault, &common.shares)?;
     let runtime = aws::runtime()?;
-    let (unsealed, result) = vault.unseal_with(&common.name, &shares, &CliPins, common.hsm.as_deref(), common.force_pin, "assume_role", |_, payload, custodians| {
+    let (unsealed, result) = vault.unseal_with(&common.name, &shares, TokenChoice { pins: &CliPins, only: common.hsm.as_deref(), force_pin: common.force_pin }, "assume_role", |_, payload, custodians| {
         let mut details = BTreeMap::from([("role".to_owned(), role_arn.clone()), ("ceremony".to_owned(), ceremony.clone())]);
         if let Some(reason) = &common.reason {
             details.insert("reason".into(), reason.clone());

@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::{Envelope, Kind};
 use vault_core::secret::SecretBytes;
+use vault_core::vault::{DrillReport, TokenChoice};
 
 use crate::cli::DrillArgs;
 use crate::exit::{Failure, fail};
@@ -43,17 +44,23 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             Err(e) => format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
         }
     };
-    let (custodians, recovery_custodians, results) = if args.recovery {
+    let report = if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
-        let (custodians, recovery_custodians, results) =
-            vault.drill_recovery(&quorum, &recovery, check)?;
-        (custodians, Some(recovery_custodians), results)
+        vault.drill_recovery(&quorum, &recovery, check)?
     } else {
         let shares = gather_shares(&vault, &args.shares)?;
-        let (custodians, results) =
-            vault.drill(&shares, &CliPins, args.hsm.as_deref(), false, check)?;
-        (custodians, None, results)
+        let token = TokenChoice {
+            pins: &CliPins,
+            only: args.hsm.as_deref(),
+            force_pin: false,
+        };
+        vault.drill(&shares, token, check)?
     };
+    let DrillReport {
+        custodians,
+        recovery_custodians,
+        outcomes: results,
+    } = &report;
     if args.json {
         println!(
             "{}",
@@ -63,7 +70,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             })
         );
     } else {
-        match &recovery_custodians {
+        match recovery_custodians {
             Some(recovery) => println!(
                 "recovery drill: shares of {} and recovery shares of {} recombined; no token used",
                 custodians.join(", "),
@@ -74,11 +81,11 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
                 custodians.join(", ")
             ),
         }
-        for (name, outcome) in &results {
+        for (name, outcome) in results {
             println!("  {name}: {outcome}");
         }
     }
-    if results.values().any(|r| r.contains("FAILED")) {
+    if !report.all_passed() {
         return Err(fail(
             if results.values().any(|r| r.contains("AWS key")) {
                 Failure::Aws

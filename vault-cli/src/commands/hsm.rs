@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use vault_core::hsm::Module;
 use vault_core::manifest::PinSource;
+use vault_core::vault::NewToken;
 
 use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
@@ -88,18 +89,16 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
         None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
     }
     .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
+    let new = NewToken {
+        target: &target,
+        user_pin: &user_pin,
+        so_pin: &so_pin,
+        pins: &CliPins,
+    };
     if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
-        let fingerprint = vault.enroll_from_recovery(
-            &quorum,
-            &recovery,
-            &target,
-            &user_pin,
-            &so_pin,
-            &CliPins,
-            &pinned,
-            &args.retire,
-        )?;
+        let fingerprint =
+            vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)?;
         super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
         println!(
             "token {} enrolled from the recovery key; every credential now opens with it",
@@ -129,14 +128,7 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     } else {
         None
     };
-    let fingerprint = vault.enroll(
-        shares.as_ref(),
-        &target,
-        &user_pin,
-        &so_pin,
-        &CliPins,
-        &pinned,
-    )?;
+    let fingerprint = vault.enroll(shares.as_ref(), &new, &pinned)?;
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     println!(
         "token {} enrolled; every credential now opens with it too",

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::vault::{RecoveryDef, Vault, validate_recovery};
+use vault_core::vault::{RecoveryDef, TokenChoice, Vault, validate_recovery};
 
 use crate::cli::{HandoutArgs, RecoverArgs, RecoveryEnableArgs, ShareSources};
 use crate::prompt::{CliPins, confirmed, gather_shares, gather_with_recovery};
@@ -87,11 +87,20 @@ pub(super) fn execute(
     let iteration_exponent = vault.manifest().quorum.iteration_exponent;
     let plan = vault.recovery_prepare(&shares, def, iteration_exponent, &pinned)?;
     let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
-    let fingerprint = vault.recovery_commit(plan, &CliPins, hsm).map_err(|e| {
-        anyhow::Error::from(e).context(
+    let fingerprint = vault
+        .recovery_commit(
+            plan,
+            TokenChoice {
+                pins: &CliPins,
+                only: hsm,
+                force_pin: false,
+            },
+        )
+        .map_err(|e| {
+            anyhow::Error::from(e).context(
             "recovery was not enabled: the recovery shares just handed out are void (delete them)",
         )
-    })?;
+        })?;
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     for path in &written {
         println!("  wrote {}", path.display());

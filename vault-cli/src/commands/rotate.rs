@@ -22,7 +22,7 @@ use tokio::runtime::Runtime;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::{Envelope, Kind};
 use vault_core::secret::SecretBytes;
-use vault_core::vault::Vault;
+use vault_core::vault::{TokenChoice, Vault};
 
 use crate::aws::{self, OwnKeys};
 use crate::cli::RotateArgs;
@@ -225,9 +225,11 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
     let (_, outcome) = vault.unseal_with(
         &args.name,
         &shares,
-        &CliPins,
-        args.hsm.as_deref(),
-        false,
+        TokenChoice {
+            pins: &CliPins,
+            only: args.hsm.as_deref(),
+            force_pin: false,
+        },
         "rotate",
         |envelope, payload, _| {
             let mut details = Metadata::new();

@@ -9,7 +9,7 @@ use vault_core::credential::AwsKeys;
 use vault_core::envelope::Kind;
 use vault_core::hsm::LoginWarning;
 use vault_core::store::write_new_secret_file;
-use vault_core::vault::{Unsealed, Vault};
+use vault_core::vault::{TokenChoice, Unsealed, Vault};
 
 use crate::cli::UnsealArgs;
 use crate::exit::{Failure, fail};
@@ -53,9 +53,11 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
             Ok(vault.unseal(
                 &args.name,
                 &shares,
-                &CliPins,
-                args.hsm.as_deref(),
-                args.force_pin,
+                TokenChoice {
+                    pins: &CliPins,
+                    only: args.hsm.as_deref(),
+                    force_pin: args.force_pin,
+                },
                 "unseal",
             )?)
         },

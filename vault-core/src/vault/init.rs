@@ -1,0 +1,206 @@
+//! Creating a vault: a fresh quorum secret split for the custodians (and a recovery set when
+//! asked), the token prepared and its sealing and audit keys generated inside it, the manifest
+//! written and recorded under a checkpoint signed by the new audit key. A failed init leaves
+//! nothing behind.
+
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+
+use crate::audit::Event;
+use crate::hsm::{KeyPurpose, Module, PinRole};
+use crate::manifest::{self, AuditKey, Manifest, PinSource, Policy};
+use crate::store::Store;
+
+use super::enroll::new_enrollment;
+use super::record::write_manifest;
+use super::shares::{
+    CustodianShare, GroupDef, RecoveryDef, SetSpec, describe_set, new_quorum_set, new_recovery_set,
+    validate_groups, validate_recovery_against,
+};
+use super::tokens::{PinProvider, Pins, TokenTarget, prepare_token};
+use super::{Vault, now, random_bytes};
+
+/// What `init` is asked to do.
+pub struct InitOptions<'a> {
+    /// Groups needed.
+    pub group_threshold: u8,
+    /// The groups.
+    pub groups: Vec<GroupDef>,
+    /// The token.
+    pub token: TokenTarget,
+    /// Where the user PIN comes from.
+    pub user_pin: PinSource,
+    /// Where the SO PIN comes from (used only with `init_token`).
+    pub so_pin: PinSource,
+    /// PINs not derived from the quorum.
+    pub pins: &'a dyn PinProvider,
+    /// Policy.
+    pub policy: Policy,
+    /// SLIP-39 iteration exponent.
+    pub iteration_exponent: u8,
+    /// A recovery share set to make as well.
+    pub recovery: Option<RecoveryDef>,
+}
+
+impl std::fmt::Debug for InitOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitOptions")
+            .field("group_threshold", &self.group_threshold)
+            .field("groups", &self.groups)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Creates a vault: quorum secret, shares, token keys, manifest, first audit entries.
+    /// Returns the vault and every custodian's share (checked against the commitments).
+    pub fn init(
+        dir: &Path,
+        options: &InitOptions<'_>,
+    ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
+        validate_groups(options.group_threshold, &options.groups)?;
+        if let Some(def) = &options.recovery {
+            validate_recovery_against(
+                manifest::minimum_shares(
+                    options.group_threshold,
+                    options.groups.iter().map(|g| g.threshold),
+                ),
+                def,
+            )?;
+        }
+        let existed = dir.exists();
+        let store = Store::create(dir)?;
+        let result = Vault::init_in(store, dir, options);
+        if result.is_err() {
+            remove_half_made(dir, existed);
+        }
+        result
+    }
+
+    fn init_in(
+        store: Store,
+        dir: &Path,
+        options: &InitOptions<'_>,
+    ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
+        if options.token.softhsm_conf.is_some() {
+            crate::hsm::write_dev_softhsm_conf(dir).map_err(|source| {
+                crate::store::StoreError::Io {
+                    path: dir.join(crate::hsm::DEV_SOFTHSM_DIR),
+                    action: "creating the development SoftHSM token directory",
+                    cause: source,
+                }
+            })?;
+        }
+        let vault_id = hex::encode(random_bytes(16)?.as_slice());
+        // The quorum's share set (and the recovery set), checked against their commitments.
+        let (q, quorum, mut shares_out) = new_quorum_set(
+            &vault_id,
+            &SetSpec {
+                group_threshold: options.group_threshold,
+                groups: &options.groups,
+                iteration_exponent: options.iteration_exponent,
+                recovery: false,
+            },
+        )?;
+        let recovery = match &options.recovery {
+            Some(def) => {
+                let (set, shares) =
+                    new_recovery_set(&vault_id, &quorum, def, options.iteration_exponent)?;
+                shares_out.extend(shares);
+                Some(set)
+            }
+            None => None,
+        };
+
+        let pins = Pins {
+            q: Some(q.expose_secret()),
+            vault_id: &vault_id,
+            provider: options.pins,
+        };
+        let module = Module::open(&options.token.module)?;
+        let token = prepare_token(
+            &module,
+            &pins,
+            &options.token,
+            &options.user_pin,
+            &options.so_pin,
+        )?;
+        let session = module.open_session(&token)?;
+        pins.login(
+            &session,
+            token.label(),
+            PinRole::User,
+            &options.user_pin,
+            false,
+        )?;
+        let seal_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
+        let audit_key = session.generate_key_pair(&vault_id, KeyPurpose::Audit)?;
+        let description = token.description();
+        let manifest = Manifest {
+            format: manifest::FORMAT.into(),
+            vault_id: vault_id.clone(),
+            created: now(),
+            quorum,
+            hsms: vec![new_enrollment(
+                description,
+                &options.token,
+                &seal_key,
+                &options.user_pin,
+                &options.so_pin,
+            )],
+            audit: AuditKey {
+                token: description.label.clone(),
+                key_id: hex::encode(&audit_key.id),
+                public_key: hex::encode(&audit_key.public_key),
+            },
+            recovery,
+            retired_audit_keys: Vec::new(),
+            policy: options.policy.clone(),
+        };
+        let lock = store.lock()?;
+        let written = write_manifest(&store, &lock, &manifest)?;
+        let vault = Vault { store, manifest };
+        let init = written
+            .event("init")
+            .detail("token", description.label.clone())
+            .detail("custodians", vault.manifest.custodian_names().join(","))
+            .detail("group_threshold", options.group_threshold.to_string())
+            .detail(
+                "recovery",
+                vault
+                    .manifest
+                    .recovery
+                    .as_ref()
+                    .map(describe_set)
+                    .unwrap_or_else(|| "none".into()),
+            );
+        vault.append(init)?;
+        let enrol = Event::new("hsm_enrol")
+            .detail("token", description.label.clone())
+            .detail("serial", description.serial.clone());
+        vault.append_signed(enrol, &session, &description.label)?;
+        drop(lock);
+        Ok((vault, shares_out))
+    }
+}
+
+/// Nothing half-made: the directory was missing or empty before, so everything in it is ours
+/// (a token made inside it for `--dev-softhsm` included).
+fn remove_half_made(dir: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}

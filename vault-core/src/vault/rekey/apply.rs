@@ -1,0 +1,233 @@
+//! Rekey, second step, and resuming it after an interruption: every envelope (and every kept
+//! previous version) re-sealed to the new quorum key, every token PIN the quorum derives
+//! changed, the new manifest written and recorded under a signed checkpoint, then the journal
+//! removed. Each step is done once: what is found done (an envelope under the new key, a PIN
+//! in the journal) is skipped when it runs again.
+
+use secrecy::ExposeSecret;
+
+use crate::hpke::{DhOracle, X25519SecretKey};
+use crate::hsm::{HsmError, PinRole, TokenSelector};
+use crate::manifest::PinSource;
+use crate::quorum::Collector;
+use crate::store::WriteLock;
+
+use super::super::record::write_manifest;
+use super::super::rewrap::{Change, Scope, rewrap};
+use super::super::tokens::{Modules, PinProvider, quorum_pin};
+use super::super::{Vault, VaultError};
+use super::fault_point;
+use super::journal::RekeyJournal;
+use super::plan::RekeyPlan;
+
+/// The two quorum secrets of a rekey.
+struct Secrets<'a> {
+    old: &'a [u8],
+    new: &'a [u8],
+}
+
+impl Vault {
+    /// Rekey, second step: every envelope (and every kept previous version) is re-sealed to the
+    /// new quorum key; every token PIN derived from the quorum (user and SO) is changed to the
+    /// new quorum's; the new manifest is written and recorded under a signed checkpoint. A
+    /// journal (`rekey.json`, public data only) makes it resumable at any point with
+    /// [`Vault::rekey_resume`]; until then the vault refuses every other operation. Returns
+    /// the new fingerprint.
+    pub fn rekey_commit(
+        &mut self,
+        plan: RekeyPlan,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let lock = self.store.lock()?;
+        self.refuse_pending_rekey()?;
+        let modules = self.open_modules(None);
+        self.quorum_tokens_present(&modules)?;
+        let journal = RekeyJournal::new(&self.manifest, &plan.manifest, plan.custodians.clone());
+        self.write_journal(&lock, &journal)?;
+        let secrets = Secrets {
+            old: plan.old_q.expose_secret(),
+            new: plan.new_q.expose_secret(),
+        };
+        self.rekey_apply(&lock, &modules, journal, &secrets, pins)
+    }
+
+    /// Finishes an interrupted rekey: `old` must meet the current quorum and `new` the new one.
+    pub fn rekey_resume(
+        &mut self,
+        old: &Collector,
+        new: &Collector,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let lock = self.store.lock()?;
+        if !self.journal_path().exists() {
+            return Err(VaultError::NoRekeyPending.into());
+        }
+        let journal = self.read_journal()?;
+        let (previous, target) = journal.manifests(&self.journal_path())?;
+        // The old shares meet the quorum of the manifest before the rekey, whichever of the
+        // two vault.json holds now.
+        let before = Vault {
+            store: self.store.clone(),
+            manifest: previous.clone(),
+        };
+        let old_quorum = before.recombine(old)?;
+        self.manifest = previous;
+        let combined = new.combine(b"")?;
+        let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
+        if hex::encode(key.public_key()) != target.quorum.public_key {
+            return Err(VaultError::WrongQuorum.into());
+        }
+        let modules = self.open_modules(None);
+        let secrets = Secrets {
+            old: old_quorum.secret.expose_secret(),
+            new: combined.secret.expose_secret(),
+        };
+        self.rekey_apply(&lock, &modules, journal, &secrets, pins)
+    }
+
+    fn rekey_apply(
+        &mut self,
+        lock: &WriteLock,
+        modules: &Modules,
+        mut journal: RekeyJournal,
+        secrets: &Secrets<'_>,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let (_, target) = journal.manifests(&self.journal_path())?;
+        let (resealed, total) = self.reseal_envelopes(modules, &target, secrets, pins)?;
+        fault_point("rekey-after-envelopes")?;
+        let changed = self.change_quorum_pins(lock, modules, &mut journal, secrets)?;
+
+        // The new manifest, recorded and signed; then the journal goes.
+        let written = write_manifest(&self.store, lock, &target)?;
+        self.manifest = target;
+        fault_point("rekey-after-manifest")?;
+        let mut event = written
+            .event("rekey")
+            .detail("new_custodians", self.manifest.custodian_names().join(","))
+            .detail(
+                "group_threshold",
+                self.manifest.quorum.group_threshold.to_string(),
+            )
+            .detail("envelopes_resealed", format!("{resealed} of {total}"))
+            .detail("token_pins_changed", changed.join(","));
+        event.custodians = journal.custodians.clone();
+        match self.audit_token(modules) {
+            Some(present) => {
+                let (session, _) = present.login(&self.pins(Some(secrets.new), pins), false)?;
+                self.append_signed(event, &session, &present.enrollment.label)?;
+            }
+            None => {
+                self.append(event)?;
+            }
+        }
+        let journal_path = self.journal_path();
+        std::fs::remove_file(&journal_path).map_err(|cause| crate::store::StoreError::Io {
+            path: journal_path.clone(),
+            action: "removing the finished rekey journal",
+            cause,
+        })?;
+        Ok(written.fingerprint)
+    }
+
+    /// Every envelope and kept previous version not yet sealed to the new quorum, re-sealed.
+    /// Returns how many were, of how many.
+    fn reseal_envelopes(
+        &self,
+        modules: &Modules,
+        target: &crate::manifest::Manifest,
+        secrets: &Secrets<'_>,
+        pins: &dyn PinProvider,
+    ) -> Result<(usize, usize), crate::Error> {
+        let new_public = target
+            .quorum_public_key()
+            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+        let new_public_hex = hex::encode(new_public);
+        let files = self.envelope_files(Scope::WithHistory)?;
+        let total = files.len();
+        let pending: Vec<_> = files
+            .into_iter()
+            .filter(|f| f.envelope.quorum_stanza.recipient != new_public_hex)
+            .collect();
+        if pending.is_empty() {
+            return Ok((0, total));
+        }
+        let present = self.first_present(modules)?;
+        let (session, _) = present.login(&self.pins(Some(secrets.old), pins), false)?;
+        let key = self.seal_key_of(&present.enrollment);
+        let oracle = session.dh_oracle(&key);
+        let old_key = X25519SecretKey::derive_key_pair(secrets.old);
+        let recipients = target.hsm_recipients();
+        let resealed = rewrap(
+            pending,
+            &Change::Reseal {
+                hsm: &oracle,
+                quorum: &old_key,
+                recipients: &recipients,
+                quorum_public: &new_public,
+            },
+            |i| {
+                if i == 0 {
+                    fault_point("rekey-after-first-envelope")?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok((resealed, total))
+    }
+
+    /// The token PINs the quorum derives, user then SO, one journal entry each. Returns the
+    /// changes made now (`<label>:user`, `<label>:so`).
+    fn change_quorum_pins(
+        &self,
+        lock: &WriteLock,
+        modules: &Modules,
+        journal: &mut RekeyJournal,
+        secrets: &Secrets<'_>,
+    ) -> Result<Vec<String>, crate::Error> {
+        let vault_id = &self.manifest.vault_id;
+        let mut changed = Vec::new();
+        for enrollment in &self.manifest.hsms {
+            let mut roles = Vec::new();
+            if enrollment.pin == PinSource::Quorum {
+                roles.push((PinRole::User, "user"));
+            }
+            if enrollment.so_pin == Some(PinSource::Quorum) {
+                roles.push((PinRole::SecurityOfficer, "so"));
+            }
+            for (role, role_name) in roles {
+                let step = format!("{}:{role_name}", enrollment.serial);
+                if journal.done(&step) {
+                    continue;
+                }
+                let module = modules
+                    .get(std::path::Path::new(&enrollment.module))
+                    .map_err(|cause| VaultError::TokenAbsent {
+                        label: enrollment.label.clone(),
+                        serial: enrollment.serial.clone(),
+                        cause,
+                    })?;
+                let token = module.find_token(&TokenSelector::Serial(enrollment.serial.clone()))?;
+                let old_pin = quorum_pin(secrets.old, vault_id, role);
+                let new_pin = quorum_pin(secrets.new, vault_id, role);
+                {
+                    let session = module.open_session(&token)?;
+                    match session.login(role, &old_pin, false) {
+                        Ok(_) => session.change_pin(&old_pin, &new_pin)?,
+                        // Changed before an interruption that came before the journal entry.
+                        Err(HsmError::PinIncorrect { .. }) => {
+                            session.login(role, &new_pin, false)?;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                fault_point("rekey-before-pin-journal")?;
+                journal.pins_changed.push(step);
+                self.write_journal(lock, journal)?;
+                changed.push(format!("{}:{role_name}", enrollment.label));
+                fault_point("rekey-after-pin")?;
+            }
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,63 @@
+//! Sealing a credential (offline: the manifest's public keys only, after checking the manifest
+//! against the pinned fingerprint) and reading an envelope back.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::audit::Event;
+use crate::envelope::{self, Envelope, Kind, SealInput};
+
+use super::{Vault, VaultError, now};
+
+impl Vault {
+    /// Seals `payload` as credential `name`, offline (public keys only), after checking the
+    /// manifest against the pinned fingerprint.
+    pub fn seal(
+        &self,
+        name: &str,
+        kind: Kind,
+        metadata: BTreeMap<String, String>,
+        payload: &[u8],
+        replace: bool,
+        pinned: Option<&str>,
+    ) -> Result<PathBuf, crate::Error> {
+        let pinned = pinned.ok_or_else(|| VaultError::NotPinned {
+            vault_id: self.manifest.vault_id.clone(),
+        })?;
+        self.manifest.check_pinned(pinned)?;
+        crate::store::validate_name(name)?;
+        let hsm_keys = self.manifest.hsm_recipients();
+        let quorum_key = self
+            .manifest
+            .quorum_public_key()
+            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+        let envelope = envelope::seal(&SealInput {
+            vault_id: &self.manifest.vault_id,
+            name,
+            kind,
+            created: now(),
+            metadata,
+            payload,
+            hsm_public_keys: &hsm_keys,
+            quorum_public_key: &quorum_key,
+        })?;
+        let lock = self.store.lock()?;
+        let path = self
+            .store
+            .write_credential(&lock, name, &envelope.to_bytes(), replace)?;
+        let mut event = Event::new("seal")
+            .detail("kind", kind.as_str())
+            .detail("replace", replace.to_string());
+        event.credential = Some(name.to_owned());
+        self.append(event)?;
+        Ok(path)
+    }
+
+    /// Reads and checks the envelope of `name` (parse, canonical form, vault, name).
+    pub fn envelope(&self, name: &str) -> Result<(PathBuf, Envelope), crate::Error> {
+        let (path, bytes) = self.store.read_credential(name)?;
+        let envelope = Envelope::from_bytes(&bytes, &path)?;
+        envelope.check_identity(&self.manifest.vault_id, name, &path)?;
+        Ok((path, envelope))
+    }
+}

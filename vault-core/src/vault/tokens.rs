@@ -1,0 +1,409 @@
+//! Tokens: which enrolled token is present, where its PINs come from (derived from the quorum
+//! secret, or asked of the caller through [`PinProvider`]) and logging in. Every operation that
+//! uses a token finds it and logs in to it here.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+use crate::hsm::{KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession};
+use crate::manifest::{HsmEnrollment, PinSource};
+
+use super::{Vault, VaultError};
+
+/// Asks the caller for PINs that do not come from the quorum (environment, file, terminal).
+pub trait PinProvider {
+    /// The PIN for `role` on the token `label`, from `source`.
+    fn pin(
+        &self,
+        label: &str,
+        role: PinRole,
+        source: &PinSource,
+    ) -> Result<SecretString, crate::Error>;
+}
+
+/// Which token to use at init or to enrol.
+#[derive(Debug, Clone)]
+pub struct TokenTarget {
+    /// The PKCS#11 module.
+    pub module: PathBuf,
+    /// The token label.
+    pub label: String,
+    /// Initialise the token first (it must be uninitialised).
+    pub init_token: bool,
+    /// A SoftHSM configuration inside the vault (relative path), for `--dev-softhsm` vaults.
+    pub softhsm_conf: Option<String>,
+}
+
+/// Which enrolled token an operation may use, and how to log in to it.
+#[derive(Clone, Copy)]
+pub struct TokenChoice<'a> {
+    /// PINs not derived from the quorum.
+    pub pins: &'a dyn PinProvider,
+    /// Only the token with this label (otherwise the first enrolled token that is present).
+    pub only: Option<&'a str>,
+    /// Log in even if the token says the PIN is at its final try.
+    pub force_pin: bool,
+}
+
+impl std::fmt::Debug for TokenChoice<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenChoice")
+            .field("only", &self.only)
+            .field("force_pin", &self.force_pin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the PINs of one operation come from: the quorum secret when it is at hand, the caller
+/// otherwise.
+#[derive(Clone, Copy)]
+pub(super) struct Pins<'a> {
+    /// The quorum secret, when the operation has recombined it.
+    pub q: Option<&'a [u8]>,
+    /// The vault (part of the derivation).
+    pub vault_id: &'a str,
+    /// The caller.
+    pub provider: &'a dyn PinProvider,
+}
+
+impl Pins<'_> {
+    /// The PIN for `role` on token `label`, from `source`.
+    pub fn pin(
+        &self,
+        label: &str,
+        role: PinRole,
+        source: &PinSource,
+    ) -> Result<SecretString, crate::Error> {
+        match (source, self.q) {
+            (PinSource::Quorum, Some(q)) => Ok(quorum_pin(q, self.vault_id, role)),
+            (PinSource::Quorum, None) => Err(VaultError::Layout(
+                "the PIN comes from the quorum, which is not at hand".into(),
+            )
+            .into()),
+            (other, _) => self.provider.pin(label, role, other),
+        }
+    }
+
+    /// Logs `session` in as `role`, with the PIN from `source`.
+    pub fn login(
+        &self,
+        session: &TokenSession<'_>,
+        label: &str,
+        role: PinRole,
+        source: &PinSource,
+        force: bool,
+    ) -> Result<Option<LoginWarning>, crate::Error> {
+        let pin = self.pin(label, role, source)?;
+        Ok(session.login(role, &pin, force)?)
+    }
+}
+
+/// The token PIN derived from the quorum secret: 32 hex characters of HMAC-SHA256(Q, label).
+pub(super) fn quorum_pin(q: &[u8], vault_id: &str, role: PinRole) -> SecretString {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, q);
+    let role = match role {
+        PinRole::User => "user",
+        PinRole::SecurityOfficer => "so",
+    };
+    let tag = ring::hmac::sign(
+        &key,
+        format!("breakglass token pin/1\n{vault_id}\n{role}").as_bytes(),
+    );
+    SecretString::from(hex::encode(&tag.as_ref()[..16]))
+}
+
+/// The PKCS#11 modules an operation uses, each loaded once (a module is initialised once per
+/// process); a module that does not load keeps the reason.
+pub(super) struct Modules(BTreeMap<PathBuf, Result<Module, String>>);
+
+impl Modules {
+    /// The module at `path`, or why it is not at hand.
+    pub fn get(&self, path: &Path) -> Result<&Module, String> {
+        match self.0.get(path) {
+            Some(Ok(module)) => Ok(module),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err(format!("cannot load {}", path.display())),
+        }
+    }
+
+    /// The enrolled token, when it is present.
+    pub fn find<'m>(&'m self, enrollment: &HsmEnrollment) -> Result<Present<'m>, String> {
+        let module = self.get(Path::new(&enrollment.module))?;
+        let token = module
+            .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+            .map_err(|e| e.to_string())?;
+        Ok(Present {
+            module,
+            token,
+            enrollment: enrollment.clone(),
+        })
+    }
+}
+
+/// An enrolled token that is present.
+pub(super) struct Present<'m> {
+    /// Its module.
+    pub module: &'m Module,
+    /// The token.
+    pub token: Token,
+    /// Its manifest entry.
+    pub enrollment: HsmEnrollment,
+}
+
+impl<'m> Present<'m> {
+    /// A session on the token, logged in as the user.
+    pub fn login(
+        &self,
+        pins: &Pins<'_>,
+        force_pin: bool,
+    ) -> Result<(TokenSession<'m>, Option<LoginWarning>), crate::Error> {
+        let session = self.module.open_session(&self.token)?;
+        let warning = pins.login(
+            &session,
+            &self.enrollment.label,
+            PinRole::User,
+            &self.enrollment.pin,
+            force_pin,
+        )?;
+        Ok((session, warning))
+    }
+}
+
+impl Vault {
+    /// Opens a session on the first enrolled token that is present (or the one labelled
+    /// `choice.only`), logged in as the user, and runs `action` with it, its entry, its sealing
+    /// key and any PIN warning.
+    pub(super) fn with_token<T>(
+        &self,
+        q: Option<&[u8]>,
+        choice: TokenChoice<'_>,
+        action: impl FnOnce(
+            &TokenSession<'_>,
+            &HsmEnrollment,
+            &KeyRef,
+            Option<LoginWarning>,
+        ) -> Result<T, crate::Error>,
+    ) -> Result<T, crate::Error> {
+        let mut candidates = self
+            .manifest
+            .hsms
+            .iter()
+            .filter(|h| choice.only.is_none_or(|o| o == h.label))
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(VaultError::NoToken {
+                tokens: choice.only.unwrap_or_default().to_owned(),
+                last_error: "no enrolled token has that label".into(),
+            }
+            .into());
+        }
+        let modules = self.open_modules(None);
+        let pins = self.pins(q, choice.pins);
+        let mut last_error = String::from("no token enrolled");
+        for enrollment in candidates {
+            match modules.find(enrollment) {
+                Ok(present) => {
+                    let (session, warning) = present.login(&pins, choice.force_pin)?;
+                    let key = self.seal_key_of(enrollment);
+                    return action(&session, enrollment, &key, warning);
+                }
+                Err(reason) => last_error = reason,
+            }
+        }
+        Err(self.no_token(last_error))
+    }
+
+    /// Where this vault's PINs come from, with the quorum secret `q` when it is at hand.
+    pub(super) fn pins<'a>(
+        &'a self,
+        q: Option<&'a [u8]>,
+        provider: &'a dyn PinProvider,
+    ) -> Pins<'a> {
+        Pins {
+            q,
+            vault_id: &self.manifest.vault_id,
+            provider,
+        }
+    }
+
+    /// None of the enrolled tokens could be used, the last for `last_error`.
+    fn no_token(&self, last_error: String) -> crate::Error {
+        VaultError::NoToken {
+            tokens: self
+                .manifest
+                .hsms
+                .iter()
+                .map(|h| h.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            last_error,
+        }
+        .into()
+    }
+
+    /// The sealing key of an enrolled token, as a key reference.
+    pub(super) fn seal_key_of(&self, enrollment: &HsmEnrollment) -> KeyRef {
+        KeyRef {
+            id: hex::decode(&enrollment.seal_key_id).unwrap_or_default(),
+            label: format!("breakglass:{}:seal", self.manifest.vault_id),
+            public_key: hex::decode(&enrollment.seal_public_key).unwrap_or_default(),
+        }
+    }
+
+    /// Every module the enrolled tokens (and `extra`) use, each loaded once.
+    pub(super) fn open_modules(&self, extra: Option<&Path>) -> Modules {
+        let mut paths: Vec<PathBuf> = self
+            .manifest
+            .hsms
+            .iter()
+            .map(|h| PathBuf::from(&h.module))
+            .chain(extra.map(Path::to_path_buf))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Modules(
+            paths
+                .into_iter()
+                .map(|p| {
+                    let module = Module::open(&p).map_err(|e| e.to_string());
+                    (p, module)
+                })
+                .collect(),
+        )
+    }
+
+    /// The first enrolled token that is present in `modules`.
+    pub(super) fn first_present<'m>(
+        &self,
+        modules: &'m Modules,
+    ) -> Result<Present<'m>, crate::Error> {
+        let mut last_error = String::from("no enrolled token is present");
+        for enrollment in &self.manifest.hsms {
+            match modules.find(enrollment) {
+                Ok(present) => return Ok(present),
+                Err(reason) => last_error = reason,
+            }
+        }
+        Err(self.no_token(last_error))
+    }
+
+    /// The token holding the audit key, when it is present.
+    pub(super) fn audit_token<'m>(&self, modules: &'m Modules) -> Option<Present<'m>> {
+        self.manifest
+            .hsms
+            .iter()
+            .filter(|h| h.label == self.manifest.audit.token)
+            .find_map(|h| modules.find(h).ok())
+    }
+
+    /// Checks that every token whose PIN the quorum derives is connected (a rekey must change
+    /// those PINs), before anything changes.
+    pub fn check_quorum_tokens_present(&self) -> Result<(), crate::Error> {
+        self.quorum_tokens_present(&self.open_modules(None))
+    }
+
+    pub(super) fn quorum_tokens_present(&self, modules: &Modules) -> Result<(), crate::Error> {
+        for enrollment in &self.manifest.hsms {
+            if enrollment.pin != PinSource::Quorum && enrollment.so_pin != Some(PinSource::Quorum) {
+                continue;
+            }
+            if let Err(cause) = modules.find(enrollment) {
+                return Err(VaultError::TokenAbsent {
+                    label: enrollment.label.clone(),
+                    serial: enrollment.serial.clone(),
+                    cause,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The token `target` names: initialised first when asked (SO PIN set, user PIN set), else
+/// found by label.
+pub(super) fn prepare_token(
+    module: &Module,
+    pins: &Pins<'_>,
+    target: &TokenTarget,
+    user_pin: &PinSource,
+    so_pin: &PinSource,
+) -> Result<Token, crate::Error> {
+    if !target.init_token {
+        return Ok(module.find_token(&TokenSelector::Label(target.label.clone()))?);
+    }
+    let so = pins.pin(&target.label, PinRole::SecurityOfficer, so_pin)?;
+    let user = pins.pin(&target.label, PinRole::User, user_pin)?;
+    let token = module.init_token(&target.label, &so)?;
+    let session = module.open_session(&token)?;
+    session.login(PinRole::SecurityOfficer, &so, false)?;
+    session.init_user_pin(&user)?;
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    struct NoPins;
+    impl PinProvider for NoPins {
+        fn pin(
+            &self,
+            label: &str,
+            _: PinRole,
+            _: &PinSource,
+        ) -> Result<SecretString, crate::Error> {
+            Ok(SecretString::from(format!("asked for {label}")))
+        }
+    }
+
+    #[test]
+    fn quorum_pins_differ_by_role_vault_and_secret_and_are_32_hex_characters() {
+        let user = quorum_pin(&[7; 32], "v1", PinRole::User);
+        let so = quorum_pin(&[7; 32], "v1", PinRole::SecurityOfficer);
+        let other_vault = quorum_pin(&[7; 32], "v2", PinRole::User);
+        let other_secret = quorum_pin(&[8; 32], "v1", PinRole::User);
+        let all = [&user, &so, &other_vault, &other_secret].map(|p| p.expose_secret().to_owned());
+        for (i, a) in all.iter().enumerate() {
+            assert_eq!(a.len(), 32);
+            assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // Stable: the PIN set at init must be the one derived at every later unseal.
+        assert_eq!(
+            quorum_pin(&[7; 32], "v1", PinRole::User).expose_secret(),
+            user.expose_secret()
+        );
+    }
+
+    #[test]
+    fn a_quorum_pin_without_the_quorum_is_refused_and_other_sources_ask_the_caller() {
+        let without = Pins {
+            q: None,
+            vault_id: "v1",
+            provider: &NoPins,
+        };
+        assert!(matches!(
+            without.pin("t", PinRole::User, &PinSource::Quorum),
+            Err(crate::Error::Vault(VaultError::Layout(_)))
+        ));
+        let asked = without.pin("t", PinRole::User, &PinSource::Prompt).unwrap();
+        assert_eq!(asked.expose_secret(), "asked for t");
+        let with = Pins {
+            q: Some(&[7; 32]),
+            ..without
+        };
+        assert_eq!(
+            with.pin("t", PinRole::User, &PinSource::Quorum)
+                .unwrap()
+                .expose_secret(),
+            quorum_pin(&[7; 32], "v1", PinRole::User).expose_secret()
+        );
+    }
+}
