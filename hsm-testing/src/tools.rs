@@ -112,3 +112,22 @@ pub fn cargo_program(name: &str) -> PathBuf {
         panic!("{name} is not installed: run scripts/setup (it runs cargo install rage)")
     })
 }
+
+/// A program from a Debian package that `scripts/setup` installs (`chromium`, `pdfinfo` from
+/// poppler-utils, `zbarimg` from zbar-tools, `groff`), found on PATH.
+///
+/// # Panics
+/// When it is not installed, naming the package and how to install it.
+pub fn system_program(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not installed: run scripts/setup (it installs the Debian package {package}), \
+                 or apt-get install {package}"
+            )
+        })
+}

@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::exit::EXIT_CODES_HELP;
 
-/// Emergency ("break-glass") credentials sealed under a PKCS#11 HSM key and a k-of-n quorum of
-/// custodians.
+/// A vault for emergency ("break-glass") credentials: sealed offline, opened only by a k-of-n
+/// quorum of custodians together with a PKCS#11 hardware token.
 #[derive(Debug, Parser)]
 #[command(name = "breakglass", version, about, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
@@ -71,6 +71,25 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Write the man pages (breakglass.1 and one per command) into a directory.
+    Man(ManArgs),
+}
+
+/// `breakglass completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// `breakglass man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory the pages go into (made if missing; pages there are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// Where shares come from (unseal, drill, ...).
@@ -261,6 +280,22 @@ pub struct UnsealArgs {
 pub enum ShareCommand {
     /// Check, alone, that your share (or recovery share) is intact and belongs to this vault.
     Verify(ShareVerifyArgs),
+    /// Print your share card again (lost or damaged card) from your share file, without a rekey.
+    Card(ShareCardArgs),
+}
+
+/// `breakglass share card`
+#[derive(Debug, Args)]
+pub struct ShareCardArgs {
+    /// The share file (otherwise a terminal prompts for the words, hidden).
+    #[arg(long, value_name = "FILE")]
+    pub share_file: Option<PathBuf>,
+    /// Your age identity file, when your share file is age-encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Where the card goes: DIR/<custodian>.html (0600, never overwriting).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// `breakglass share verify`
@@ -353,6 +388,33 @@ pub enum HsmCommand {
     Tokens(HsmTokensArgs),
     /// Enrol another token (a backup in another site): every credential gets a stanza for it.
     Enroll(Box<HsmEnrollArgs>),
+    /// Run every operation breakglass needs against a token, without changing it, and say
+    /// which are missing.
+    Check(HsmCheckArgs),
+}
+
+/// `breakglass hsm check`
+#[derive(Debug, Args)]
+pub struct HsmCheckArgs {
+    /// Path of the PKCS#11 module.
+    #[arg(long, env = "BREAKGLASS_PKCS11_MODULE")]
+    pub module: PathBuf,
+    /// The token's label.
+    #[arg(long)]
+    pub token: String,
+    /// Where the user PIN comes from: env:VAR, file:PATH, prompt (a quorum-derived PIN needs
+    /// the vault's shares: check such a token with --no-login, or before init).
+    #[arg(long, default_value = "prompt", conflicts_with = "no_login")]
+    pub pin_source: String,
+    /// Check only what needs no login: token information, PIN length limits, mechanisms.
+    #[arg(long)]
+    pub no_login: bool,
+    /// Log in even if the token says the PIN is at its final try.
+    #[arg(long)]
+    pub force_pin: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `breakglass hsm enroll`

@@ -3,12 +3,14 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 mod aws;
+mod card;
 mod cli;
 mod commands;
 mod custodian_keys;
+mod examples;
 mod exit;
 mod hardening;
 mod prompt;
@@ -19,7 +21,10 @@ use cli::{
 };
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match examples::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
         Err(e) => {
             let usage = e.use_stderr();
@@ -76,10 +81,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => commands::list::status(vault, &args),
         Command::Unseal(args) => commands::unseal::run(vault, &args),
         Command::Share(ShareCommand::Verify(args)) => commands::share::verify(vault, &args),
+        Command::Share(ShareCommand::Card(args)) => commands::share::card(vault, &args),
         Command::Audit(AuditCommand::Verify(args)) => commands::audit::verify(vault, &args),
         Command::Audit(AuditCommand::Show(args)) => commands::audit::show(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
+        Command::Hsm(HsmCommand::Check(args)) => commands::hsm::check(&args),
+        Command::Completions(args) => commands::completions::completions(&args),
+        Command::Man(args) => commands::completions::man(&args),
         Command::Shares(SharesCommand::Split(args)) => commands::shares::split(&args),
         Command::Shares(SharesCommand::Combine(args)) => commands::shares::combine(&args),
         Command::Shares(SharesCommand::Inspect(args)) => commands::shares::inspect(&args),

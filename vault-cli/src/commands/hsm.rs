@@ -1,11 +1,12 @@
-//! `breakglass hsm ...`: the tokens a PKCS#11 module offers.
+//! `breakglass hsm tokens|enroll|check`: the tokens a PKCS#11 module offers, enrolling one in
+//! a vault, and checking one can do what breakglass needs.
 
 use anyhow::{Context, Result};
-use vault_core::hsm::Module;
+use vault_core::hsm::{CheckStatus, Module, PinRole, TokenSelector};
 use vault_core::manifest::PinSource;
-use vault_core::vault::NewToken;
+use vault_core::vault::{NewToken, PinProvider};
 
-use crate::cli::{HsmEnrollArgs, HsmTokensArgs};
+use crate::cli::{HsmCheckArgs, HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, gather_shares, gather_with_recovery, pin_source};
 
@@ -137,5 +138,74 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     println!(
         "new fingerprint: {fingerprint} (it covers the token list: update the runbook; share cards show the previous one)"
     );
+    Ok(())
+}
+
+/// `breakglass hsm check`: what the token does of what breakglass needs; exit 4 when something
+/// is missing.
+pub fn check(args: &HsmCheckArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let pin = if args.no_login {
+        None
+    } else {
+        let source = pin_source(&args.pin_source, "--pin-source")?;
+        if source == PinSource::Quorum {
+            return Err(fail(
+                Failure::Usage,
+                "--pin-source quorum: hsm check has no vault and no shares to derive the PIN from; \
+                 give the PIN with env:VAR, file:PATH or prompt, or check with --no-login",
+            ));
+        }
+        Some(CliPins.pin(&args.token, PinRole::User, &source)?)
+    };
+    let module = Module::open(&args.module)?;
+    let token = module.find_token(&TokenSelector::Label(args.token.clone()))?;
+    let report = module.check_token(&token, pin.as_ref(), args.force_pin)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "token {:?} serial {} ({} {}, firmware {}), PINs of {} to {} characters",
+            report.label,
+            report.serial,
+            report.manufacturer,
+            report.model,
+            report.firmware,
+            report.min_pin_len,
+            report.max_pin_len
+        );
+        for c in &report.checks {
+            let status = match c.status {
+                CheckStatus::Ok => "ok",
+                CheckStatus::Missing => "MISSING",
+                CheckStatus::NotRun => "not run",
+            };
+            println!("  {status:<8} {}: {}", c.name, c.detail);
+            if c.status != CheckStatus::Ok {
+                println!("           needed for {}", c.needed_for);
+            }
+        }
+    }
+    let missing: Vec<&str> = report.missing().map(|c| c.name).collect();
+    if !missing.is_empty() {
+        return Err(fail(
+            Failure::Hsm,
+            format!(
+                "token {:?} lacks what breakglass needs: {} (see docs/hsm.md)",
+                report.label,
+                missing.join("; ")
+            ),
+        ));
+    }
+    if !args.json {
+        println!(
+            "{}",
+            if pin.is_some() {
+                "everything breakglass needs works on this token; nothing on it was changed"
+            } else {
+                "what needs no login is there; run again with a PIN to try the key operations"
+            }
+        );
+    }
     Ok(())
 }

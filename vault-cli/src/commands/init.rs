@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use secrecy::ExposeSecret;
-use vault_core::manifest::{Manifest, PinSource, Policy, Quorum};
+use vault_core::manifest::{Manifest, PinSource, Policy};
 use vault_core::quorum::Share;
 use vault_core::store::write_new_secret_file;
 use vault_core::vault::{CustodianShare, GroupDef, InitOptions, RecoveryDef, TokenTarget, Vault};
 
+use crate::card::{set_of, stem};
 use crate::cli::{HandoutArgs, InitArgs, LayoutArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, hidden, interactive, pin_source};
@@ -69,23 +70,6 @@ pub(super) fn layout(args: &LayoutArgs) -> Result<Option<(u8, Vec<GroupDef>)>> {
     }
 }
 
-/// The share set `issued` belongs to.
-fn set_of<'m>(m: &'m Manifest, issued: &CustodianShare) -> &'m Quorum {
-    match (&m.recovery, issued.recovery) {
-        (Some(recovery), true) => recovery,
-        _ => &m.quorum,
-    }
-}
-
-/// The file name stem of a share: `alice` or `alice.recovery`.
-pub(super) fn stem(issued: &CustodianShare) -> String {
-    if issued.recovery {
-        format!("{}.recovery", issued.custodian)
-    } else {
-        issued.custodian.clone()
-    }
-}
-
 fn share_file_text(m: &Manifest, issued: &CustodianShare) -> String {
     let set = set_of(m, issued);
     let info = issued.share.info();
@@ -114,59 +98,6 @@ fn share_file_text(m: &Manifest, issued: &CustodianShare) -> String {
         gc = set.groups.len(),
         mnemonic = issued.share.to_mnemonic().expose_secret(),
     )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn share_card_html(m: &Manifest, issued: &CustodianShare) -> String {
-    let mnemonic = issued.share.to_mnemonic();
-    let words: String = mnemonic
-        .expose_secret()
-        .split(' ')
-        .enumerate()
-        .map(|(i, w)| format!("<li><span>{:>2}</span> {}</li>", i + 1, html_escape(w)))
-        .collect();
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>breakglass share card: {custodian}</title>\
-         <style>body{{font-family:sans-serif;max-width:42em;margin:2em auto}}ol{{columns:3;list-style:none;padding:0;font-family:monospace;font-size:1.1em}}\
-         li span{{color:#888}}.fp{{font-family:monospace;font-size:1.3em;letter-spacing:.1em}}</style></head><body>\
-         <h1>breakglass {kind}</h1><p>Custodian: <b>{custodian}</b> (group {group})</p>\
-         <p>Vault {vault_id}<br>Fingerprint: <span class=\"fp\">{fingerprint}</span><br>Issued {date}</p>\
-         <ol>{words}</ol><div>{qr}</div><p style=\"font-size:.8em;color:#666\">The QR code holds the same words, for SLIP-39 tools that scan.</p>\
-         <h2>In an emergency</h2><ol style=\"columns:1;list-style:decimal;font-family:sans-serif;font-size:1em;padding-left:1.5em\">\
-         <li>Check that the fingerprint the coordinator shows matches this card.</li>\
-         <li>Type these words when <code>breakglass unseal</code> or <code>breakglass ceremony contribute</code> asks for them (input is hidden).</li>\
-         <li>Never read them aloud, photograph them or send them unencrypted.</li></ol>\
-         <p>Check your share any day: <code>breakglass share verify</code>. These are SLIP-39 words: any SLIP-39 implementation can read them.</p>\
-         </body></html>\n",
-        kind = if issued.recovery {
-            "RECOVERY share card (only for <code>breakglass recover</code>, when every token is lost; keep it apart from the normal card)"
-        } else {
-            "share card"
-        },
-        custodian = html_escape(&issued.custodian),
-        group = html_escape(&issued.group),
-        vault_id = m.vault_id,
-        fingerprint = m.fingerprint().display(),
-        date = m.created,
-        qr = qr_svg(mnemonic.expose_secret()),
-    )
-}
-
-/// The mnemonic as an SVG QR code (medium error correction).
-fn qr_svg(text: &str) -> String {
-    match qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::M) {
-        Ok(code) => code
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(240, 240)
-            .build(),
-        Err(_) => String::from("(no QR code: the share is too long for one)"),
-    }
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {
@@ -228,22 +159,6 @@ pub(super) fn write_share_files(
         written.push(path);
     }
     Ok(written)
-}
-
-pub(super) fn write_share_cards(
-    m: &Manifest,
-    shares: &[CustodianShare],
-    dir: &Path,
-) -> Result<Vec<PathBuf>> {
-    ensure_dir(dir)?;
-    shares
-        .iter()
-        .map(|issued| {
-            let path = dir.join(format!("{}.html", stem(issued)));
-            write_new_secret_file(&path, share_card_html(m, issued).as_bytes())?;
-            Ok(path)
-        })
-        .collect()
 }
 
 /// Shows each custodian their share on a cleared screen and has them type it back.
@@ -343,7 +258,12 @@ pub(super) fn deliver(
         written.extend(write_share_files(m, shares, shares_dir, recipients)?);
     }
     if let Some(cards_dir) = &handout.share_cards {
-        written.extend(write_share_cards(m, shares, cards_dir)?);
+        written.extend(crate::card::write(
+            m,
+            shares,
+            cards_dir,
+            &crate::card::Issue::now(),
+        )?);
     }
     if handout.shares_dir.is_none() && handout.share_cards.is_none() {
         hand_out_on_terminal(m, shares)?;

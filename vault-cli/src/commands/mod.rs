@@ -3,6 +3,7 @@
 pub mod assume;
 pub mod audit;
 pub mod ceremony;
+pub mod completions;
 pub mod drill;
 pub mod hsm;
 pub mod init;

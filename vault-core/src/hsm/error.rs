@@ -124,6 +124,15 @@ pub enum HsmError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An operation succeeded but gave a wrong result (found by `hsm check`, which compares
+    /// the token's answers with software).
+    #[error("token {token:?}: {what}")]
+    CheckFailed {
+        /// The token label.
+        token: String,
+        /// What was wrong.
+        what: &'static str,
+    },
     /// Any other PKCS#11 failure: the function and return value are in `source`.
     #[error("token {token:?}: {operation} failed: {cause}")]
     Token {

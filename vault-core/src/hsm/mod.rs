@@ -11,6 +11,7 @@
 //! implements the HPKE [`DhOracle`](crate::hpke::DhOracle). The audit key (P-256, sign only)
 //! signs audit checkpoints. Neither private key can leave the token.
 
+mod check;
 mod error;
 
 use std::cell::RefCell;
@@ -27,6 +28,7 @@ use cryptoki::slot::{Slot, TokenInfo};
 use ring::rand::SecureRandom;
 use secrecy::SecretString;
 
+pub use check::{Check, CheckReport, QUORUM_PIN_LEN, Status as CheckStatus};
 pub use error::{HsmError, PinRole};
 
 use crate::hpke::{DhOracle, Kem};
@@ -435,6 +437,17 @@ impl TokenSession<'_> {
         vault_id: &str,
         purpose: KeyPurpose,
     ) -> Result<KeyRef, HsmError> {
+        self.generate_pair(vault_id, purpose, true)
+    }
+
+    /// [`generate_key_pair`](Self::generate_key_pair) with the same templates, as token objects
+    /// or (`token_object` false: `hsm check`) as session objects that vanish with the session.
+    fn generate_pair(
+        &self,
+        vault_id: &str,
+        purpose: KeyPurpose,
+        token_object: bool,
+    ) -> Result<KeyRef, HsmError> {
         let mut id = vec![0u8; KEY_ID_LEN];
         ring::rand::SystemRandom::new()
             .fill(&mut id)
@@ -446,7 +459,7 @@ impl TokenSession<'_> {
         let derive = purpose == KeyPurpose::Seal;
         let sign = purpose == KeyPurpose::Audit;
         let public_template = [
-            Attribute::Token(true),
+            Attribute::Token(token_object),
             Attribute::Private(false),
             Attribute::KeyType(KeyType::EC),
             Attribute::EcParams(P256_EC_PARAMS.to_vec()),
@@ -456,7 +469,7 @@ impl TokenSession<'_> {
             Attribute::Label(label.as_bytes().to_vec()),
         ];
         let private_template = [
-            Attribute::Token(true),
+            Attribute::Token(token_object),
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
