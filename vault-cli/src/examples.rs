@@ -289,7 +289,18 @@ mod tests {
     fn every_example_parses() {
         for (path, text) in EXAMPLES {
             for line in text.lines().filter(|l| !l.starts_with('#')) {
-                let Some(at) = line.find("breakglass ") else {
+                // Where breakglass is the command run: at the start, after a pipe, a process
+                // substitution, sudo or an environment assignment (not as an argument of another
+                // program, e.g. `aws iam ... --user-name breakglass`).
+                let Some((at, _)) = line.match_indices("breakglass ").find(|(at, _)| {
+                    let before = line[..*at].trim_end();
+                    let last = before.split_whitespace().last().unwrap_or("");
+                    before.is_empty()
+                        || before.ends_with('(')
+                        || before.ends_with('|')
+                        || last == "sudo"
+                        || last.contains('=')
+                }) else {
                     continue;
                 };
                 let rest = &line[at..];
