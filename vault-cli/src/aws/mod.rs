@@ -3,7 +3,10 @@
 //! Every client is built from static credentials that came out of a sealed envelope, never from
 //! the default provider chain: no instance-metadata probing, no environment or profile keys.
 //! The endpoint and region still come from the standard settings (`AWS_ENDPOINT_URL`,
-//! `AWS_REGION`), so tests and private endpoints work the way the AWS CLI does.
+//! `AWS_REGION`), so tests and private endpoints work the way the AWS CLI does. Every client
+//! uses the one HTTPS stack in `https`.
+
+pub mod https;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -37,8 +40,9 @@ pub async fn sdk_config(
         None,
         PROVIDER_NAME,
     );
-    let mut loader =
-        aws_config::defaults(BehaviorVersion::latest()).credentials_provider(credentials);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https::sdk_http_client())
+        .credentials_provider(credentials);
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
     } else if std::env::var_os("AWS_REGION").is_none()
@@ -280,7 +284,10 @@ pub async fn revoke_older_sessions(
     user: Option<&str>,
     policy: &str,
 ) -> anyhow::Result<()> {
-    let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https::sdk_http_client())
+        .load()
+        .await;
     let iam = aws_sdk_iam::Client::new(&config);
     iam.put_role_policy()
         .role_name(role_name)

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use ring::rand::SecureRandom;
@@ -286,31 +287,14 @@ pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
         args.federation_endpoint,
         url_encode(&session_json)
     );
-    let response = ureq::get(&request)
-        .timeout(std::time::Duration::from_secs(20))
-        .call()
+    let text = aws::runtime()?
+        .block_on(aws::https::get_text(&request, Duration::from_secs(20)))
         .map_err(|e| {
             fail(
                 Failure::Aws,
-                format!(
-                    "getSigninToken at {}: {}",
-                    args.federation_endpoint,
-                    match e {
-                        ureq::Error::Status(code, _) => format!("HTTP {code}"),
-                        ureq::Error::Transport(t) => format!("cannot reach it ({})", t.kind()),
-                    }
-                ),
+                format!("getSigninToken at {}: {e}", args.federation_endpoint),
             )
         })?;
-    let text = response.into_string().map_err(|_| {
-        fail(
-            Failure::Aws,
-            format!(
-                "getSigninToken at {}: unreadable answer",
-                args.federation_endpoint
-            ),
-        )
-    })?;
     let body: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
         fail(
             Failure::Aws,
