@@ -41,41 +41,52 @@ impl Lab {
     /// `init` through the shim (token `vault-a`, quorum-derived PINs, 2 of 3) and two sealed
     /// secrets.
     fn new() -> Lab {
+        let payloads = BTreeMap::from([
+            ("db-root", (0..=255u8).collect()),
+            ("api-key", b"api key \n second secret".to_vec()),
+        ]);
+        Lab::init(payloads, &[], |_| Shim::new()).0
+    }
+
+    /// `init` through the shim (token `vault-a`, 2 of 3, `pin_args` saying where the PINs come
+    /// from) with the shim `shim_for` gives for the lab, then `payloads` sealed.
+    fn init(
+        payloads: BTreeMap<&'static str, Vec<u8>>,
+        pin_args: &[&str],
+        shim_for: impl FnOnce(&Lab) -> Shim,
+    ) -> (Lab, Shim) {
         let lab = Lab {
             env: Env::new(),
             hsm: SoftHsm::for_children(),
             module: shim::library(),
-            payloads: BTreeMap::from([
-                ("db-root", (0..=255u8).collect()),
-                ("api-key", b"api key \n second secret".to_vec()),
-            ]),
+            payloads,
             runs: 0,
         };
+        let shim = shim_for(&lab);
         std::fs::create_dir_all(lab.env.path(SCRATCH)).unwrap();
         let shares = lab.env.path("shares");
-        let init = lab.run(
-            &[
-                "init",
-                "--module",
-                lab.module.to_str().unwrap(),
-                "--token",
-                "vault-a",
-                "--init-token",
-                "--custodian",
-                "alice",
-                "--custodian",
-                "bob",
-                "--custodian",
-                "carol",
-                "--threshold",
-                "2",
-                "--iteration-exponent",
-                "0",
-                "--shares-dir",
-                shares.to_str().unwrap(),
-            ],
-            &Shim::new(),
-        );
+        let mut args = vec![
+            "init",
+            "--module",
+            lab.module.to_str().unwrap(),
+            "--token",
+            "vault-a",
+            "--init-token",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--threshold",
+            "2",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            shares.to_str().unwrap(),
+        ];
+        args.extend_from_slice(pin_args);
+        let init = lab.command(&args, &shim, RIGHT_PIN).output().unwrap();
         assert!(init.status.success(), "{}", stderr(&init));
         for (name, payload) in &lab.payloads {
             let file = lab.env.path(&format!("{SCRATCH}/{name}.payload"));
@@ -89,15 +100,24 @@ impl Lab {
                 file.to_str().unwrap(),
             ]);
         }
-        lab
+        (lab, shim)
     }
 
-    /// The binary with `args`, its module loading the shim as `shim` says.
-    fn run(&self, args: &[&str], shim: &Shim) -> Output {
+    /// The binary with `args`, its module loading the shim as `shim` says, the token PINs (for
+    /// a lab whose PINs are not derived from the quorum) in `BG_PIN` and `BG_SO_PIN`.
+    fn command(&self, args: &[&str], shim: &Shim, pin: &str) -> std::process::Command {
         let mut command = self.env.command(args);
-        command.envs(self.hsm.env());
+        command
+            .envs(self.hsm.env())
+            .env("BG_PIN", pin)
+            .env("BG_SO_PIN", "so-pin-87654321");
         shim.apply(&mut command);
-        command.output().unwrap()
+        command
+    }
+
+    /// [`Lab::command`] run with the right PIN.
+    fn run(&self, args: &[&str], shim: &Shim) -> Output {
+        self.command(args, shim, RIGHT_PIN).output().unwrap()
     }
 
     /// `args` followed by `--share-file` for alice and carol (a quorum).
@@ -597,73 +617,21 @@ sweeps! {
 /// A lab whose token PINs come from `BG_PIN` / `BG_SO_PIN` and whose token locks after three
 /// wrong user PINs (the counter kept next to the token directory).
 fn lab_with_pin_counter() -> (Lab, Shim) {
-    let lab = Lab {
-        env: Env::new(),
-        hsm: SoftHsm::for_children(),
-        module: shim::library(),
-        payloads: BTreeMap::from([("s", b"pin-guarded".to_vec())]),
-        runs: 0,
-    };
-    std::fs::create_dir_all(lab.env.path(SCRATCH)).unwrap();
-    let counter = Shim::new().pin_tries(3, &lab.hsm.dir().join("pin-tries"));
-    let init = lab
-        .command_with_pin(
-            &[
-                "init",
-                "--module",
-                lab.module.to_str().unwrap(),
-                "--token",
-                "vault-a",
-                "--init-token",
-                "--pin-source",
-                "env:BG_PIN",
-                "--so-pin-source",
-                "env:BG_SO_PIN",
-                "--custodian",
-                "alice",
-                "--custodian",
-                "bob",
-                "--custodian",
-                "carol",
-                "--threshold",
-                "2",
-                "--iteration-exponent",
-                "0",
-                "--shares-dir",
-                lab.env.path("shares").to_str().unwrap(),
-            ],
-            &counter,
-            RIGHT_PIN,
-        )
-        .output()
-        .unwrap();
-    assert!(init.status.success(), "{}", stderr(&init));
-    let file = lab.env.path(&format!("{SCRATCH}/s.payload"));
-    std::fs::write(&file, b"pin-guarded").unwrap();
-    lab.env.ok(&[
-        "seal",
-        "s",
-        "--kind",
-        "secret",
-        "--from-file",
-        file.to_str().unwrap(),
-    ]);
-    (lab, counter)
+    Lab::init(
+        BTreeMap::from([("s", b"pin-guarded".to_vec())]),
+        &[
+            "--pin-source",
+            "env:BG_PIN",
+            "--so-pin-source",
+            "env:BG_SO_PIN",
+        ],
+        |lab| Shim::new().pin_tries(3, &lab.hsm.dir().join("pin-tries")),
+    )
 }
 
 const RIGHT_PIN: &str = "user-pin-12345678";
 
 impl Lab {
-    fn command_with_pin(&self, args: &[&str], shim: &Shim, pin: &str) -> std::process::Command {
-        let mut command = self.env.command(args);
-        command
-            .envs(self.hsm.env())
-            .env("BG_PIN", pin)
-            .env("BG_SO_PIN", "so-pin-87654321");
-        shim.apply(&mut command);
-        command
-    }
-
     /// `unseal s` with `pin` (and `--force-pin` if asked); the output and the calls it made.
     fn unseal_with_pin(&mut self, shim: &Shim, pin: &str, force: bool) -> (Output, Vec<Call>) {
         let log = self.scratch("unseal.log");
@@ -672,7 +640,7 @@ impl Lab {
             args.push("--force-pin".into());
         }
         let output = self
-            .command_with_pin(&strs(&args), &shim.clone().log(&log), pin)
+            .command(&strs(&args), &shim.clone().log(&log), pin)
             .output()
             .unwrap();
         (output, shim::calls(&log))
@@ -682,7 +650,7 @@ impl Lab {
     /// locked).
     fn user_pin_flags(&self, shim: &Shim) -> (bool, bool, bool) {
         let output = self
-            .command_with_pin(
+            .command(
                 &[
                     "hsm",
                     "tokens",
@@ -765,7 +733,7 @@ fn the_shim_shows_whether_a_command_loaded_the_module() {
     let marked = Shim::new().loaded_marker(&marker);
     // `status` reads the vault directory only: no module is loaded.
     let status = lab
-        .command_with_pin(&["status", "--json"], &marked, "")
+        .command(&["status", "--json"], &marked, "")
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", stderr(&status));
