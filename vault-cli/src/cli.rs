@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exit::EXIT_CODES_HELP;
 
@@ -638,8 +638,8 @@ pub enum CeremonyCommand {
 #[derive(Debug, Args)]
 pub struct CeremonyOpenArgs {
     /// What the quorum is for.
-    #[arg(long, value_parser = ["unseal", "assume", "drill", "rotate", "rekey", "recovery"])]
-    pub purpose: String,
+    #[arg(long, value_enum)]
+    pub purpose: PurposeArg,
     /// The credential (unseal, assume, rotate).
     #[arg(long)]
     pub credential: Option<String>,
@@ -647,8 +647,8 @@ pub struct CeremonyOpenArgs {
     #[arg(long)]
     pub reason: String,
     /// How long contributions are accepted, e.g. 30m, 4h, 2d.
-    #[arg(long, default_value = "4h")]
-    pub expires: String,
+    #[arg(long, default_value = "4h", value_parser = Lifetime::parse)]
+    pub expires: Lifetime,
     /// For rekey: the new custodians and recovery set (default: as now); for recovery: the
     /// recovery set to enable (--recovery-threshold, --recovery-custodian). Written into the
     /// request for every custodian to read.
@@ -815,4 +815,60 @@ pub struct RecoverArgs {
     /// Allow printing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
+}
+
+/// What a ceremony's quorum is for (`ceremony open --purpose`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PurposeArg {
+    /// Open a credential (with --credential).
+    Unseal,
+    /// Assume an aws credential's emergency role (with --credential).
+    Assume,
+    /// Prove every credential opens.
+    Drill,
+    /// Replace a sealed AWS key (with --credential).
+    Rotate,
+    /// New quorum secret and shares.
+    Rekey,
+    /// Enable a recovery share set.
+    Recovery,
+}
+
+impl PurposeArg {
+    /// The name as typed.
+    pub fn name(self) -> &'static str {
+        match self {
+            PurposeArg::Unseal => "unseal",
+            PurposeArg::Assume => "assume",
+            PurposeArg::Drill => "drill",
+            PurposeArg::Rotate => "rotate",
+            PurposeArg::Rekey => "rekey",
+            PurposeArg::Recovery => "recovery",
+        }
+    }
+}
+
+/// A length of time as minutes, hours or days: `30m`, `4h`, `2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime(u64);
+
+impl Lifetime {
+    /// Parses `30m`, `4h`, `2d`.
+    pub fn parse(text: &str) -> Result<Lifetime, String> {
+        let bad = || format!("{text:?}: expected e.g. 30m, 4h, 2d");
+        let (number, unit) = text.split_at(text.len().saturating_sub(1));
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        let factor = match unit {
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(factor).map(Lifetime).ok_or_else(bad)
+    }
+
+    /// In seconds.
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
 }

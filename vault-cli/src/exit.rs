@@ -145,9 +145,18 @@ fn classify_core(error: &vault_core::Error) -> Failure {
         }
         vault_core::Error::Vault(VaultError::TokenAbsent { .. }) => Failure::Hsm,
         vault_core::Error::Vault(VaultError::Layout(_) | VaultError::NoRecovery) => Failure::Usage,
-        vault_core::Error::Ceremony(vault_core::ceremony::CeremonyError::Tampered { .. }) => {
-            Failure::Integrity
-        }
+        vault_core::Error::Ceremony(
+            vault_core::ceremony::CeremonyError::Tampered { .. }
+            | vault_core::ceremony::CeremonyError::TransportKeyDamaged { .. }
+            | vault_core::ceremony::CeremonyError::HistoryChanged { .. },
+        ) => Failure::Integrity,
+        vault_core::Error::Ceremony(
+            vault_core::ceremony::CeremonyError::BadId { .. }
+            | vault_core::ceremony::CeremonyError::NotOpen { .. },
+        ) => Failure::Usage,
+        vault_core::Error::Ceremony(vault_core::ceremony::CeremonyError::TransportKeyGone {
+            ..
+        }) => Failure::Other,
         vault_core::Error::Ceremony(_) => Failure::Quorum,
         vault_core::Error::Vault(VaultError::NoToken { .. }) => Failure::Hsm,
         vault_core::Error::Vault(VaultError::ManifestChanged { .. }) => Failure::Integrity,

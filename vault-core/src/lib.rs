@@ -15,7 +15,8 @@
 //! - [`audit`]: the hash-chained audit log with signed checkpoints.
 //! - [`vault`]: the operations of the core flow over all of the above.
 //! - [`totp`]: RFC 6238 codes for the sealed MFA seed.
-//! - [`ceremony`]: remote ceremony requests and contributions.
+//! - [`ceremony`]: remote ceremonies: the request and its purpose, contributions, and opening,
+//!   gathering and closing one in the vault.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 #![deny(missing_docs)]

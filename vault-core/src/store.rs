@@ -25,7 +25,7 @@ pub const MANIFEST: &str = "vault.json";
 pub const AUDIT_LOG: &str = "audit.jsonl";
 const CREDENTIALS: &str = "credentials";
 const HISTORY: &str = "history";
-const CEREMONIES: &str = "ceremonies";
+pub(crate) const CEREMONIES: &str = "ceremonies";
 const LOCK: &str = "vault.lock";
 
 /// A store failure, naming the file.

@@ -1,0 +1,231 @@
+//! A ceremony's life in the vault: opening it (a fresh transport key kept 0600 in the vault's
+//! `ceremonies/`, the request beside it, an audit entry), gathering the contributions received
+//! (each opened with the transport key and checked against the vault's share commitments), and
+//! closing it (still within its time, on the audit history it was opened on; the transport
+//! key destroyed, an audit entry naming who contributed). What the quorum is used for in
+//! between is the caller's: it matches on the request's [`Purpose`].
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
+
+use crate::audit::{Actor, Event};
+use crate::hpke::X25519SecretKey;
+use crate::quorum::{Collector, Share};
+use crate::store::{CEREMONIES, StoreError, write_new_secret_file};
+use crate::vault::{Vault, VaultError};
+
+use super::{AuditHead, CeremonyError, Contribution, Purpose, REQUEST_FORMAT, Request};
+
+/// What opening a ceremony needs.
+#[derive(Debug, Clone)]
+pub struct Opening<'a> {
+    /// What the quorum is for.
+    pub purpose: Purpose,
+    /// Why: shown to every custodian and recorded.
+    pub reason: &'a str,
+    /// How long contributions are accepted, in seconds.
+    pub lifetime_seconds: u64,
+    /// Where to write the request for the custodians (a new file).
+    pub out: &'a Path,
+}
+
+/// The contributions of a ceremony, opened and checked.
+pub struct Gathered {
+    /// The request.
+    pub request: Request,
+    /// The shares, each from the custodian who signed it.
+    pub shares: Collector,
+    /// Who contributed, in the order given.
+    pub custodians: Vec<String>,
+}
+
+impl std::fmt::Debug for Gathered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gathered")
+            .field("request", &self.request.id)
+            .field("custodians", &self.custodians)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The request and transport key files of ceremony `id` in the vault.
+fn files(vault: &Vault, id: &str) -> Result<(PathBuf, PathBuf), CeremonyError> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(CeremonyError::BadId { id: id.to_owned() });
+    }
+    let dir = vault.store().path(CEREMONIES);
+    Ok((
+        dir.join(format!("{id}.request.json")),
+        dir.join(format!("{id}.key")),
+    ))
+}
+
+/// Opens a ceremony: a fresh id and transport key, the request written into the vault and to
+/// `opening.out`, and a `ceremony_opened` audit entry. Returns the request.
+pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Error> {
+    let mut id = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| VaultError::Random)?;
+    let id = hex::encode(id);
+    let transport = X25519SecretKey::generate()?;
+    let head = vault.audit().head()?;
+    let now = crate::clock::now_unix();
+    let actor = Actor::current();
+    let request = Request {
+        format: REQUEST_FORMAT.into(),
+        id: id.clone(),
+        vault_id: vault.manifest().vault_id.clone(),
+        fingerprint: vault.manifest().fingerprint().display(),
+        purpose: opening.purpose.clone(),
+        reason: opening.reason.to_owned(),
+        requester: format!("{}@{}", actor.user, actor.host),
+        created: crate::clock::rfc3339(now),
+        expires: crate::clock::rfc3339(now + opening.lifetime_seconds),
+        audit_head: AuditHead {
+            seq: head.seq,
+            hash: head.hash,
+        },
+        transport_public_key: hex::encode(transport.public_key_bytes()),
+    };
+    let (request_path, key_path) = files(vault, &id)?;
+    write_new_secret_file(
+        &key_path,
+        hex::encode(transport.to_secret_bytes().expose_secret()).as_bytes(),
+    )?;
+    write_new_secret_file(&request_path, &request.to_bytes())?;
+    write_new_secret_file(opening.out, &request.to_bytes())?;
+    let mut event = Event::new("ceremony_opened")
+        .detail("purpose", request.purpose.name())
+        .detail("reason", request.reason.clone())
+        .detail("expires", request.expires.clone());
+    event.ceremony = Some(id);
+    event.credential = request.purpose.credential().map(str::to_owned);
+    vault.record(event)?;
+    Ok(request)
+}
+
+/// Loads ceremony `id`'s request and transport key, and opens and checks every contribution
+/// in `contributions`: each opens with the transport key for this request, each custodian
+/// contributes once, and each share is the one the vault's commitments give that custodian.
+pub fn gather(
+    vault: &Vault,
+    id: &str,
+    contributions: &[PathBuf],
+) -> Result<Gathered, crate::Error> {
+    let (request_path, key_path) = files(vault, id)?;
+    let request_bytes =
+        std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
+    let request = Request::from_bytes(
+        &request_bytes,
+        &format!("request {}", request_path.display()),
+    )?;
+    let key_hex = Zeroizing::new(
+        std::fs::read_to_string(&key_path)
+            .map_err(|_| CeremonyError::TransportKeyGone { id: id.to_owned() })?,
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(key_hex.trim(), key.as_mut()).map_err(|_| {
+        CeremonyError::TransportKeyDamaged {
+            file: key_path.clone(),
+        }
+    })?;
+    let transport = X25519SecretKey::from_bytes(&key);
+    let mut shares = Collector::new();
+    let mut custodians = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, file) in contributions.iter().enumerate() {
+        let what = format!("contribution {}", file.display());
+        let bytes = std::fs::read(file).map_err(|cause| StoreError::Io {
+            path: file.clone(),
+            action: "reading",
+            cause,
+        })?;
+        let contribution = Contribution::from_bytes(&bytes, &what)?;
+        let mnemonic = contribution.open(&request, &transport, &what)?;
+        if !seen.insert(contribution.custodian.clone()) {
+            return Err(CeremonyError::ContributedTwice {
+                what,
+                custodian: contribution.custodian,
+            }
+            .into());
+        }
+        let unusable = |source| CeremonyError::Share {
+            what: what.clone(),
+            source,
+        };
+        let share = Share::parse(&mnemonic, i + 1).map_err(unusable)?;
+        match vault.custodian_of(&share) {
+            Some(owner) if owner == contribution.custodian => {}
+            Some(owner) => {
+                return Err(CeremonyError::WrongCustodian {
+                    what,
+                    signed: contribution.custodian,
+                    owner,
+                }
+                .into());
+            }
+            None => {
+                return Err(CeremonyError::ForeignShare {
+                    what,
+                    custodian: contribution.custodian,
+                }
+                .into());
+            }
+        }
+        shares.add(i + 1, share).map_err(unusable)?;
+        custodians.push(contribution.custodian);
+    }
+    Ok(Gathered {
+        request,
+        shares,
+        custodians,
+    })
+}
+
+impl Gathered {
+    /// Checks that the ceremony may be carried out now: not expired, and the audit log still
+    /// holds the head it was opened on (history was not rewritten since).
+    pub fn check_closable(&self, vault: &Vault, now: u64) -> Result<(), crate::Error> {
+        let request = &self.request;
+        request.check_not_expired(now)?;
+        if request.audit_head.seq > 0
+            && vault
+                .audit()
+                .hash_of_line(request.audit_head.seq)?
+                .as_deref()
+                != Some(request.audit_head.hash.as_str())
+        {
+            return Err(CeremonyError::HistoryChanged {
+                id: request.id.clone(),
+                line: request.audit_head.seq,
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Closes a ceremony whose purpose was carried out: its transport key is destroyed and a
+/// `ceremony_closed` entry names who contributed.
+pub fn close(
+    vault: &Vault,
+    request: &Request,
+    custodians: Vec<String>,
+) -> Result<(), crate::Error> {
+    let (_, key_path) = files(vault, &request.id)?;
+    std::fs::remove_file(&key_path).map_err(|cause| StoreError::Io {
+        path: key_path.clone(),
+        action: "removing",
+        cause,
+    })?;
+    let mut event = Event::new("ceremony_closed").detail("purpose", request.purpose.name());
+    event.ceremony = Some(request.id.clone());
+    event.custodians = custodians;
+    vault.record(event)?;
+    Ok(())
+}
