@@ -25,13 +25,13 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
+use crate::canonical::Canonical;
 use crate::hpke::{self, Aead, DhOracle, Kem};
 use crate::secret::SecretBytes;
 
@@ -178,23 +178,6 @@ pub struct SealInput<'a> {
     pub quorum_public_key: &'a [u8],
 }
 
-#[derive(Default)]
-struct Canonical(Vec<u8>);
-
-impl Canonical {
-    fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
-        self.0
-            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        self.0.extend_from_slice(bytes);
-        self
-    }
-    fn hash(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest(&SHA256, &self.0).as_ref());
-        out
-    }
-}
-
 fn random<const N: usize>() -> Result<Zeroizing<[u8; N]>, hpke::HpkeError> {
     let mut bytes = Zeroizing::new([0u8; N]);
     SystemRandom::new()
@@ -217,11 +200,11 @@ fn header_hash(
         .field(name.as_bytes())
         .field(kind.as_str().as_bytes())
         .field(created.as_bytes())
-        .field(&(metadata.len() as u64).to_be_bytes());
+        .number(metadata.len() as u64);
     for (key, value) in metadata {
         c.field(key.as_bytes()).field(value.as_bytes());
     }
-    c.hash()
+    c.sha256()
 }
 
 fn stanza_info(h0: &[u8; 32], role: &str, recipient: &[u8]) -> Vec<u8> {
@@ -230,7 +213,7 @@ fn stanza_info(h0: &[u8; 32], role: &str, recipient: &[u8]) -> Vec<u8> {
         .field(h0)
         .field(role.as_bytes())
         .field(recipient);
-    c.0
+    c.into_bytes()
 }
 
 /// The payload AAD of a [`FORMAT_V1`] envelope: `H0` and every stanza.
@@ -238,13 +221,13 @@ fn payload_aad_v1(h0: &[u8; 32], hsm: &[Stanza], quorum: &Stanza) -> [u8; 32] {
     let mut c = Canonical::default();
     c.field(b"breakglass-envelope/1 payload")
         .field(h0)
-        .field(&(hsm.len() as u64).to_be_bytes());
+        .number(hsm.len() as u64);
     for stanza in hsm.iter().chain(std::iter::once(quorum)) {
         c.field(stanza.recipient.as_bytes())
             .field(stanza.enc.as_bytes())
             .field(stanza.ciphertext.as_bytes());
     }
-    c.hash()
+    c.sha256()
 }
 
 fn payload_aad(h0: &[u8; 32], quorum: &Stanza) -> [u8; 32] {
@@ -254,7 +237,7 @@ fn payload_aad(h0: &[u8; 32], quorum: &Stanza) -> [u8; 32] {
         .field(quorum.recipient.as_bytes())
         .field(quorum.enc.as_bytes())
         .field(quorum.ciphertext.as_bytes());
-    c.hash()
+    c.sha256()
 }
 
 /// The MAC binding the token stanzas to `H0`, keyed from the token half of the file key.
@@ -274,13 +257,13 @@ fn hsm_mac_input(h0: &[u8; 32], hsm: &[Stanza]) -> Vec<u8> {
     let mut c = Canonical::default();
     c.field(b"breakglass-envelope/1 hsm stanzas")
         .field(h0)
-        .field(&(hsm.len() as u64).to_be_bytes());
+        .number(hsm.len() as u64);
     for stanza in hsm {
         c.field(stanza.recipient.as_bytes())
             .field(stanza.enc.as_bytes())
             .field(stanza.ciphertext.as_bytes());
     }
-    c.0
+    c.into_bytes()
 }
 
 fn make_stanza(

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod canonical;
 pub mod ceremony;
 pub mod clock;
 pub mod credential;

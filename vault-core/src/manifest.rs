@@ -10,10 +10,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::canonical::Canonical;
 use crate::quorum::Share;
 
 /// The manifest format this version writes and reads.
@@ -261,23 +261,6 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-/// A length-prefixed canonical encoding: every field is `u32 length || bytes`, so no two
-/// different manifests encode alike.
-#[derive(Default)]
-struct Canonical(Vec<u8>);
-
-impl Canonical {
-    fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
-        self.0
-            .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        self.0.extend_from_slice(bytes);
-        self
-    }
-    fn number(&mut self, n: u64) -> &mut Canonical {
-        self.field(&n.to_be_bytes())
-    }
-}
-
 impl Manifest {
     /// Parses a manifest strictly (unknown fields refused), naming `file` in errors.
     pub fn from_bytes(bytes: &[u8], file: &Path) -> Result<Manifest, ManifestError> {
@@ -379,9 +362,7 @@ impl Manifest {
                 .field(retired.public_key.as_bytes())
                 .number(retired.last_line);
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest(&SHA256, &c.0).as_ref());
-        Fingerprint(out)
+        Fingerprint(c.sha256())
     }
 
     /// Refuses the manifest unless its fingerprint is `pinned` (display form).
@@ -492,9 +473,7 @@ pub fn share_commitment(vault_id: &str, salt: &[u8], share: &Share) -> String {
         .number(u64::from(info.member_index))
         .number(u64::from(info.member_threshold))
         .field(share.value_bytes());
-    let hash = digest(&SHA256, &c.0);
-    zeroize::Zeroize::zeroize(&mut c.0);
-    hex::encode(hash.as_ref())
+    hex::encode(c.sha256())
 }
 
 /// The known-vaults file: vault id → pinned fingerprint, written at init on this machine.

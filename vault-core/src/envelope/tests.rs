@@ -412,3 +412,48 @@ fn format_1_envelopes_still_open_and_a_reseal_brings_them_to_the_current_format(
         b"sealed by the first version"
     );
 }
+
+/// The hashes every envelope is bound by, over fixed inputs: pinned, so the canonical encoder
+/// they are computed with cannot change a byte unnoticed.
+#[test]
+fn the_canonical_hashes_of_a_fixed_envelope_are_pinned() {
+    let metadata = BTreeMap::from([
+        ("account".to_owned(), "123456789012".to_owned()),
+        (
+            "role_arn".to_owned(),
+            "arn:aws:iam::123456789012:role/bg".to_owned(),
+        ),
+    ]);
+    let h0 = header_hash(
+        FORMAT,
+        "vault-a",
+        "prod",
+        Kind::Aws,
+        "2026-11-01T12:00:00Z",
+        &metadata,
+    );
+    let stanza = Stanza {
+        recipient: "04".repeat(33),
+        enc: "ZW5j".into(),
+        ciphertext: "Y2lwaGVy".into(),
+    };
+    let sha =
+        |bytes: &[u8]| hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref());
+    let pinned = [
+        hex::encode(h0),
+        sha(&stanza_info(&h0, "hsm", &[4; 65])),
+        sha(&hsm_mac_input(&h0, std::slice::from_ref(&stanza))),
+        hex::encode(payload_aad(&h0, &stanza)),
+        hex::encode(payload_aad_v1(&h0, std::slice::from_ref(&stanza), &stanza)),
+    ];
+    assert_eq!(
+        pinned,
+        [
+            "10feccea7d099dfb0ea08330652bb6a9c7a19b93e5de6532c4a8ef9c794c8fb5",
+            "ad41136caea47f856cdffd4557ae4775c1f1b4b7e16adefc877f30f70701c9c4",
+            "17ea191f5ccd8fb1015572c0a2a3d357015b7ebd5562df98a7b644df226b15a6",
+            "0f009850b17df05102dc9bc8b3e7e03613e3828a06b2db02b72939efb695ebbe",
+            "833216e25d01f8c9610b2619e8dd5f3621ceedf761a0bbb9317abe9903754645",
+        ]
+    );
+}
