@@ -9,10 +9,14 @@
 //! | 4 | HSM or token error (module, token, PIN, key) |
 //! | 5 | integrity failure (a tampered or foreign file) |
 //! | 6 | AWS error |
+//! | 70 | stopped at a fault point (`BREAKGLASS_TEST_FAULT`; test builds only) |
+//!
+//! The kinds of vault-core's errors come from vault-core itself ([`vault_core::ErrorKind`]);
+//! this file only says which code each kind gets.
 
 use std::process::ExitCode;
 
-use vault_core::hsm::HsmError;
+use vault_core::ErrorKind;
 
 /// The table above, for `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 other error, 2 usage, 3 quorum or share error, \
@@ -33,6 +37,8 @@ pub enum Failure {
     Integrity = 5,
     /// 6.
     Aws = 6,
+    /// 70: stopped at a test fault point (test builds only).
+    Interrupted = 70,
 }
 
 impl From<Failure> for ExitCode {
@@ -67,99 +73,29 @@ pub fn fail(failure: Failure, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
-/// The class of an error: the first typed error found along its chain decides.
+/// The class of an error: the first typed error found along its chain decides, by the kind
+/// vault-core gives it ([`vault_core::kind_of`], the one mapping) or by an explicit [`fail`].
 pub fn classify(error: &anyhow::Error) -> Failure {
     for cause in error.chain() {
         if let Some(classified) = cause.downcast_ref::<Classified>() {
             return classified.failure;
         }
-        if cause
-            .downcast_ref::<vault_core::quorum::QuorumError>()
-            .is_some()
-        {
-            return Failure::Quorum;
-        }
-        if cause.downcast_ref::<HsmError>().is_some() {
-            return Failure::Hsm;
-        }
-        if let Some(core) = cause.downcast_ref::<vault_core::Error>() {
-            return classify_core(core);
-        }
-        if let Some(failure) = classify_module(cause) {
-            return failure;
+        if let Some(kind) = vault_core::kind_of(cause) {
+            return Failure::from(kind);
         }
     }
     Failure::Other
 }
 
-/// Module errors that reached anyhow without the `vault_core::Error` wrapper.
-fn classify_module(cause: &(dyn std::error::Error + 'static)) -> Option<Failure> {
-    use vault_core::ceremony::CeremonyError;
-    use vault_core::envelope::EnvelopeError;
-    use vault_core::manifest::ManifestError;
-    use vault_core::vault::VaultError;
-    if let Some(e) = cause.downcast_ref::<CeremonyError>() {
-        return Some(classify_core(&vault_core::Error::Ceremony(e.clone())));
-    }
-    if let Some(EnvelopeError::FormatTooOld { .. }) = cause.downcast_ref::<EnvelopeError>() {
-        return Some(Failure::Other);
-    }
-    if cause.downcast_ref::<EnvelopeError>().is_some()
-        || cause
-            .downcast_ref::<vault_core::audit::AuditError>()
-            .is_some()
-    {
-        return Some(Failure::Integrity);
-    }
-    if let Some(ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. }) =
-        cause.downcast_ref::<ManifestError>()
-    {
-        return Some(Failure::Integrity);
-    }
-    match cause.downcast_ref::<VaultError>() {
-        Some(VaultError::WrongQuorum | VaultError::WrongRecovery) => Some(Failure::Quorum),
-        Some(VaultError::NoToken { .. } | VaultError::TokenAbsent { .. }) => Some(Failure::Hsm),
-        Some(VaultError::ManifestChanged { .. }) => Some(Failure::Integrity),
-        Some(VaultError::Layout(_) | VaultError::NoRecovery) => Some(Failure::Usage),
-        _ => None,
-    }
-}
-
-fn classify_core(error: &vault_core::Error) -> Failure {
-    use vault_core::manifest::ManifestError;
-    use vault_core::vault::VaultError;
-    match error {
-        vault_core::Error::Quorum(_) => Failure::Quorum,
-        vault_core::Error::Hsm(_) => Failure::Hsm,
-        vault_core::Error::Envelope(vault_core::envelope::EnvelopeError::FormatTooOld {
-            ..
-        }) => Failure::Other,
-        vault_core::Error::Hpke(_)
-        | vault_core::Error::Envelope(_)
-        | vault_core::Error::Audit(_) => Failure::Integrity,
-        vault_core::Error::Manifest(
-            ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. },
-        ) => Failure::Integrity,
-        vault_core::Error::Vault(VaultError::WrongQuorum | VaultError::WrongRecovery) => {
-            Failure::Quorum
+impl From<ErrorKind> for Failure {
+    fn from(kind: ErrorKind) -> Failure {
+        match kind {
+            ErrorKind::Quorum => Failure::Quorum,
+            ErrorKind::Token => Failure::Hsm,
+            ErrorKind::Integrity => Failure::Integrity,
+            ErrorKind::Invalid => Failure::Usage,
+            ErrorKind::Interrupted => Failure::Interrupted,
+            _ => Failure::Other,
         }
-        vault_core::Error::Vault(VaultError::TokenAbsent { .. }) => Failure::Hsm,
-        vault_core::Error::Vault(VaultError::Layout(_) | VaultError::NoRecovery) => Failure::Usage,
-        vault_core::Error::Ceremony(
-            vault_core::ceremony::CeremonyError::Tampered { .. }
-            | vault_core::ceremony::CeremonyError::TransportKeyDamaged { .. }
-            | vault_core::ceremony::CeremonyError::HistoryChanged { .. },
-        ) => Failure::Integrity,
-        vault_core::Error::Ceremony(
-            vault_core::ceremony::CeremonyError::BadId { .. }
-            | vault_core::ceremony::CeremonyError::NotOpen { .. },
-        ) => Failure::Usage,
-        vault_core::Error::Ceremony(vault_core::ceremony::CeremonyError::TransportKeyGone {
-            ..
-        }) => Failure::Other,
-        vault_core::Error::Ceremony(_) => Failure::Quorum,
-        vault_core::Error::Vault(VaultError::NoToken { .. }) => Failure::Hsm,
-        vault_core::Error::Vault(VaultError::ManifestChanged { .. }) => Failure::Integrity,
-        _ => Failure::Other,
     }
 }

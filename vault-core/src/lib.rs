@@ -19,6 +19,7 @@
 //!   gathering and closing one in the vault.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
+//! - [`fault`]: the tests' fault points (no-ops outside test builds).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod credential;
 pub mod envelope;
 mod error;
+pub mod fault;
 pub mod hpke;
 pub mod hsm;
 pub mod manifest;
@@ -38,4 +40,4 @@ pub mod store;
 pub mod totp;
 pub mod vault;
 
-pub use error::Error;
+pub use error::{Error, ErrorKind, kind_of};

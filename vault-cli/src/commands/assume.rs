@@ -54,7 +54,7 @@ fn ceremony_id() -> Result<String> {
     let mut bytes = [0u8; 6];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
+        .map_err(|_| vault_core::Error::from(vault_core::vault::VaultError::Random))?;
     Ok(hex::encode(bytes))
 }
 

@@ -31,15 +31,6 @@ use crate::prompt::{CliPins, gather_shares};
 
 type Metadata = BTreeMap<String, String>;
 
-/// Stops the process at a named point when `BREAKGLASS_TEST_FAULT` says so: the tests use it
-/// to interrupt a rotation exactly there, as a crash or a killed terminal would.
-fn fault_point(name: &str) {
-    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) {
-        eprintln!("breakglass: stopped at fault point {name} (BREAKGLASS_TEST_FAULT)");
-        std::process::exit(70);
-    }
-}
-
 /// Key ids of the previous sealed versions of `name`.
 fn sealed_before(vault: &Vault, name: &str) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
@@ -124,7 +115,7 @@ impl Rotation<'_> {
             true,
             Some(self.pinned),
         )?;
-        fault_point("rotate-after-seal");
+        vault_core::fault::point("rotate-after-seal")?;
         self.runtime.block_on(aws::prove(
             &new_keys.access_key_id,
             &new_keys.secret_access_key,
@@ -160,7 +151,7 @@ impl Rotation<'_> {
         // A fresh name every time (two rotations may fall in the same second).
         let mut suffix = [0u8; 4];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
-            .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
+            .map_err(|_| vault_core::Error::from(vault_core::vault::VaultError::Random))?;
         let device = format!("{user}-breakglass-{}", hex::encode(suffix));
         let (serial, seed) = self.runtime.block_on(own.create_mfa_device(&device))?;
         let totp = vault_core::totp::Totp::from_base32(seed.expose_secret())?;

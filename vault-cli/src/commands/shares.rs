@@ -67,7 +67,7 @@ pub fn split(args: &SharesSplitArgs) -> Result<()> {
     } else {
         let mut bytes = Zeroizing::new(vec![0u8; usize::from(args.generate_bytes)]);
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| anyhow::anyhow!("the operating system's random generator failed"))?;
+            .map_err(|_| vault_core::Error::from(vault_core::vault::VaultError::Random))?;
         bytes
     };
     let groups = args

@@ -16,7 +16,6 @@ use super::super::record::write_manifest;
 use super::super::rewrap::{Change, Scope, rewrap};
 use super::super::tokens::{Modules, PinProvider, quorum_pin};
 use super::super::{Vault, VaultError};
-use super::fault_point;
 use super::journal::RekeyJournal;
 use super::plan::RekeyPlan;
 
@@ -95,13 +94,13 @@ impl Vault {
     ) -> Result<String, crate::Error> {
         let (_, target) = journal.manifests(&self.journal_path())?;
         let (resealed, total) = self.reseal_envelopes(modules, &target, secrets, pins)?;
-        fault_point("rekey-after-envelopes")?;
+        crate::fault::point("rekey-after-envelopes")?;
         let changed = self.change_quorum_pins(lock, modules, &mut journal, secrets)?;
 
         // The new manifest, recorded and signed; then the journal goes.
         let written = write_manifest(&self.store, lock, &target)?;
         self.manifest = target;
-        fault_point("rekey-after-manifest")?;
+        crate::fault::point("rekey-after-manifest")?;
         let mut event = written
             .event("rekey")
             .detail("new_custodians", self.manifest.custodian_names().join(","))
@@ -168,7 +167,7 @@ impl Vault {
             },
             |i| {
                 if i == 0 {
-                    fault_point("rekey-after-first-envelope")?;
+                    crate::fault::point("rekey-after-first-envelope")?;
                 }
                 Ok(())
             },
@@ -221,11 +220,11 @@ impl Vault {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                fault_point("rekey-before-pin-journal")?;
+                crate::fault::point("rekey-before-pin-journal")?;
                 journal.pins_changed.push(step);
                 self.write_journal(lock, journal)?;
                 changed.push(format!("{}:{role_name}", enrollment.label));
-                fault_point("rekey-after-pin")?;
+                crate::fault::point("rekey-after-pin")?;
             }
         }
         Ok(changed)

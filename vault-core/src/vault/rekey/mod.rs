@@ -13,14 +13,3 @@ mod journal;
 mod plan;
 
 pub use plan::{RecoveryChange, RekeyOptions, RekeyPlan};
-
-use super::VaultError;
-
-/// Stops an operation at a named point when `BREAKGLASS_TEST_FAULT` names it: the tests use it
-/// to interrupt a rekey exactly there, as a crash or a killed terminal would.
-fn fault_point(name: &str) -> Result<(), VaultError> {
-    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) {
-        return Err(VaultError::FaultPoint(name.to_owned()));
-    }
-    Ok(())
-}
