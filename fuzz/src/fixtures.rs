@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use vault_core::audit::{Actor, AuditLog, CheckpointSigner, Event};
-use vault_core::ceremony::{AuditHead, Contribution, LayoutGroup, RekeyLayout, Request};
+use vault_core::ceremony::{AuditHead, Contribution, LayoutGroup, Purpose, RekeyLayout, Request};
 use vault_core::envelope::{self, Envelope, Kind, SealInput};
 use vault_core::hpke::{P256SecretKey, X25519SecretKey};
 use vault_core::manifest::{
@@ -217,8 +217,15 @@ pub fn request() -> Request {
         id: "c0ffee0000000001".into(),
         vault_id: VAULT_ID.into(),
         fingerprint: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH".into(),
-        purpose: "rekey".into(),
-        credential: None,
+        purpose: Purpose::Rekey(RekeyLayout {
+            group_threshold: 1,
+            groups: vec![LayoutGroup {
+                name: "custodians".into(),
+                threshold: 2,
+                members: vec![member("g0m0"), member("g0m1"), member("frank")],
+            }],
+            recovery: None,
+        }),
         reason: "custodian g0m2 left".into(),
         requester: "alice@ops".into(),
         created: CREATED.into(),
@@ -228,16 +235,6 @@ pub fn request() -> Request {
             hash: "ab".repeat(32),
         },
         transport_public_key: hex::encode(transport_key().public_key_bytes()),
-        rekey: Some(RekeyLayout {
-            group_threshold: 1,
-            groups: vec![LayoutGroup {
-                name: "custodians".into(),
-                threshold: 2,
-                members: vec![member("g0m0"), member("g0m1"), member("frank")],
-            }],
-            recovery: None,
-        }),
-        recovery: None,
     }
 }
 

@@ -134,7 +134,8 @@ pub fn ceremony_request(data: &[u8]) {
     assert_eq!(request.to_bytes(), data, "a parsed request is canonical");
     let _ = request.hash();
     let _ = request.check_not_expired(1_800_000_000);
-    if let Some(layout) = &request.rekey {
+    let _ = request.describe();
+    if let vault_core::ceremony::Purpose::Rekey(layout) = &request.purpose {
         let _ = layout.describe();
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use breakglass_fuzz::fixtures;
 use proptest::prelude::*;
 use vault_core::audit::{Actor, AuditLog, Event};
-use vault_core::ceremony::{AuditHead, Contribution, LayoutGroup, RekeyLayout, Request};
+use vault_core::ceremony::{AuditHead, Contribution, LayoutGroup, Purpose, RekeyLayout, Request};
 use vault_core::envelope::{Envelope, Kind, Payload, Stanza};
 use vault_core::manifest::{
     AuditKey, Custodian, Group, HsmEnrollment, Manifest, PinSource, Policy, Quorum,
@@ -229,44 +229,51 @@ fn layout_group() -> impl Strategy<Value = LayoutGroup> {
     )
 }
 
-fn request() -> impl Strategy<Value = Request> {
-    (
-        (text(), text(), text(), text(), prop::option::of(text())),
-        (text(), text(), text(), text()),
-        (any::<u64>(), text(), text()),
-        prop::option::of((
+fn purpose() -> impl Strategy<Value = Purpose> {
+    prop_oneof![
+        text().prop_map(|credential| Purpose::Unseal { credential }),
+        text().prop_map(|credential| Purpose::Assume { credential }),
+        text().prop_map(|credential| Purpose::Rotate { credential }),
+        Just(Purpose::Drill),
+        (
             any::<u8>(),
             prop::collection::vec(layout_group(), 0..3),
             prop::option::of(layout_group()),
-        )),
-        prop::option::of(layout_group()),
+        )
+            .prop_map(|(group_threshold, groups, recovery)| {
+                Purpose::Rekey(RekeyLayout {
+                    group_threshold,
+                    groups,
+                    recovery,
+                })
+            }),
+        layout_group().prop_map(Purpose::Recovery),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    (
+        (text(), text(), text(), purpose()),
+        (text(), text(), text(), text()),
+        (any::<u64>(), text(), text()),
     )
         .prop_map(
             |(
-                (id, vault_id, fingerprint, purpose, credential),
+                (id, vault_id, fingerprint, purpose),
                 (reason, requester, created, expires),
                 (seq, hash, transport_public_key),
-                rekey,
-                recovery,
             )| Request {
                 format: vault_core::ceremony::REQUEST_FORMAT.into(),
                 id,
                 vault_id,
                 fingerprint,
                 purpose,
-                credential,
                 reason,
                 requester,
                 created,
                 expires,
                 audit_head: AuditHead { seq, hash },
                 transport_public_key,
-                rekey: rekey.map(|(group_threshold, groups, recovery)| RekeyLayout {
-                    group_threshold,
-                    groups,
-                    recovery,
-                }),
-                recovery,
             },
         )
 }

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use vault_core::envelope::Kind;
+use vault_core::manifest::PinSource;
+
 use crate::exit::EXIT_CODES_HELP;
 
 /// A vault for emergency ("break-glass") credentials: sealed offline, opened only by a k-of-n
@@ -165,11 +168,11 @@ pub struct InitArgs {
     pub init_token: bool,
     /// Where the token's user PIN comes from: quorum (derived from the quorum secret: the token
     /// cannot be logged into without a quorum), env:VAR, file:PATH, prompt.
-    #[arg(long, default_value = "quorum")]
-    pub pin_source: String,
+    #[arg(long, default_value = "quorum", value_parser = parse_pin_source)]
+    pub pin_source: PinSource,
     /// Where the SO PIN comes from, with --init-token (same forms as --pin-source).
-    #[arg(long, default_value = "quorum")]
-    pub so_pin_source: String,
+    #[arg(long, default_value = "quorum", value_parser = parse_pin_source)]
+    pub so_pin_source: PinSource,
     /// Where the shares go (without these, a terminal shows each custodian theirs).
     #[command(flatten)]
     pub handout: HandoutArgs,
@@ -201,8 +204,8 @@ pub struct SealArgs {
     /// The credential's name.
     pub name: String,
     /// aws (access keys), aws-root (console login), secret (anything).
-    #[arg(long, value_parser = ["aws", "aws-root", "secret"])]
-    pub kind: String,
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
     /// Read the secret from this file (for aws: the JSON of `aws iam create-access-key`, or
     /// {"access_key_id", "secret_access_key", "mfa_seed"}).
     #[arg(long, value_name = "FILE", conflicts_with = "from_stdin")]
@@ -262,8 +265,8 @@ pub struct UnsealArgs {
     #[command(flatten)]
     pub shares: ShareSources,
     /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
-    #[arg(long, value_name = "WHERE")]
-    pub output: Option<String>,
+    #[arg(long, value_name = "WHERE", value_parser = OutputArg::parse)]
+    pub output: Option<OutputArg>,
     /// Allow printing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
@@ -404,8 +407,13 @@ pub struct HsmCheckArgs {
     pub token: String,
     /// Where the user PIN comes from: env:VAR, file:PATH, prompt (a quorum-derived PIN needs
     /// the vault's shares: check such a token with --no-login, or before init).
-    #[arg(long, default_value = "prompt", conflicts_with = "no_login")]
-    pub pin_source: String,
+    #[arg(
+        long,
+        default_value = "prompt",
+        conflicts_with = "no_login",
+        value_parser = parse_pin_source
+    )]
+    pub pin_source: PinSource,
     /// Check only what needs no login: token information, PIN length limits, mechanisms.
     #[arg(long)]
     pub no_login: bool,
@@ -430,11 +438,11 @@ pub struct HsmEnrollArgs {
     #[arg(long)]
     pub init_token: bool,
     /// Where the new token's user PIN comes from: quorum, env:VAR, file:PATH, prompt.
-    #[arg(long, default_value = "quorum")]
-    pub pin_source: String,
+    #[arg(long, default_value = "quorum", value_parser = parse_pin_source)]
+    pub pin_source: PinSource,
     /// Where its SO PIN comes from, with --init-token.
-    #[arg(long, default_value = "quorum")]
-    pub so_pin_source: String,
+    #[arg(long, default_value = "quorum", value_parser = parse_pin_source)]
+    pub so_pin_source: PinSource,
     /// The quorum's shares: needed only where a token PIN comes from the quorum (the default),
     /// since the envelopes' token halves are opened by an enrolled token alone. With
     /// --recovery: the quorum's and the recovery set's shares, together.
@@ -498,8 +506,8 @@ pub struct AssumeArgs {
     pub common: AssumeCommon,
     /// Print the session as shell exports (env), JSON (json), or the AWS credential_process
     /// JSON (credential-process). Without it, only the session's identity and expiry are shown.
-    #[arg(long, value_parser = ["env", "json", "credential-process"])]
-    pub format: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<SessionFormat>,
     /// Keep the session in $XDG_RUNTIME_DIR/breakglass/ (0600) until it expires, for a profile
     /// with `credential_process = breakglass session credentials --ceremony ID`.
     #[arg(long)]
@@ -700,14 +708,14 @@ pub struct CeremonyCloseArgs {
     #[arg(long = "contribution", required = true)]
     pub contributions: Vec<PathBuf>,
     /// For unseal: where the secret goes (file:PATH, json, env).
-    #[arg(long)]
-    pub output: Option<String>,
+    #[arg(long, value_name = "WHERE", value_parser = OutputArg::parse)]
+    pub output: Option<OutputArg>,
     /// For unseal: allow writing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
     /// For assume: env, json or credential-process.
-    #[arg(long, value_parser = ["env", "json", "credential-process"])]
-    pub format: Option<String>,
+    #[arg(long, value_enum)]
+    pub format: Option<SessionFormat>,
     /// For drill: also check the AWS keys.
     #[arg(long)]
     pub aws: bool,
@@ -810,8 +818,8 @@ pub struct RecoverArgs {
     #[command(flatten)]
     pub shares: ShareSources,
     /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
-    #[arg(long, value_name = "WHERE")]
-    pub output: Option<String>,
+    #[arg(long, value_name = "WHERE", value_parser = OutputArg::parse)]
+    pub output: Option<OutputArg>,
     /// Allow printing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
@@ -855,7 +863,7 @@ pub struct Lifetime(u64);
 impl Lifetime {
     /// Parses `30m`, `4h`, `2d`.
     pub fn parse(text: &str) -> Result<Lifetime, String> {
-        let bad = || format!("{text:?}: expected e.g. 30m, 4h, 2d");
+        let bad = || "expected e.g. 30m, 4h, 2d".to_owned();
         let (number, unit) = text.split_at(text.len().saturating_sub(1));
         let n: u64 = number.parse().map_err(|_| bad())?;
         let factor = match unit {
@@ -870,5 +878,77 @@ impl Lifetime {
     /// In seconds.
     pub fn seconds(self) -> u64 {
         self.0
+    }
+}
+
+/// A credential's kind (`seal --kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// AWS access keys (and an MFA seed).
+    Aws,
+    /// An AWS root user's console login.
+    AwsRoot,
+    /// Anything else.
+    Secret,
+}
+
+impl From<KindArg> for Kind {
+    fn from(kind: KindArg) -> Kind {
+        match kind {
+            KindArg::Aws => Kind::Aws,
+            KindArg::AwsRoot => Kind::AwsRoot,
+            KindArg::Secret => Kind::Secret,
+        }
+    }
+}
+
+/// Where an opened secret goes (`--output`): `file:PATH`, `json` or `env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputArg {
+    /// A new 0600 file.
+    File(PathBuf),
+    /// JSON on standard output.
+    Json,
+    /// Shell exports on standard output (aws credentials).
+    Env,
+}
+
+impl OutputArg {
+    /// Parses `file:PATH`, `json`, `env`.
+    pub fn parse(text: &str) -> Result<OutputArg, String> {
+        match text {
+            "json" => Ok(OutputArg::Json),
+            "env" => Ok(OutputArg::Env),
+            other => match other.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => Ok(OutputArg::File(PathBuf::from(path))),
+                _ => Err("expected file:PATH, json or env".to_owned()),
+            },
+        }
+    }
+}
+
+/// How `assume` prints the session (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SessionFormat {
+    /// Shell exports.
+    Env,
+    /// JSON.
+    Json,
+    /// The JSON of an AWS `credential_process`.
+    CredentialProcess,
+}
+
+/// Parses a PIN source: `quorum`, `env:VAR`, `file:PATH`, `prompt`.
+pub fn parse_pin_source(text: &str) -> Result<PinSource, String> {
+    match text.split_once(':') {
+        None if text == "quorum" => Ok(PinSource::Quorum),
+        None if text == "prompt" => Ok(PinSource::Prompt),
+        Some(("env", var)) if !var.is_empty() => Ok(PinSource::Env {
+            var: var.to_owned(),
+        }),
+        Some(("file", path)) if !path.is_empty() => Ok(PinSource::File {
+            path: path.to_owned(),
+        }),
+        _ => Err("expected quorum, env:VAR, file:PATH or prompt".to_owned()),
     }
 }

@@ -87,6 +87,52 @@ pub fn classify(error: &anyhow::Error) -> Failure {
     Failure::Other
 }
 
+/// What to do next, for the failures where the library's message (a fact) leaves a person
+/// asking: the first error along the chain that has advice gives it.
+pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
+    use vault_core::ceremony::CeremonyError;
+    use vault_core::hsm::HsmError;
+    use vault_core::vault::VaultError;
+    error.chain().find_map(|cause| {
+        let cause = match cause.downcast_ref::<vault_core::Error>() {
+            Some(vault_core::Error::Vault(e)) => e as &(dyn std::error::Error + 'static),
+            Some(vault_core::Error::Hsm(e)) => e,
+            Some(vault_core::Error::Ceremony(e)) => e,
+            _ => cause,
+        };
+        if let Some(e) = cause.downcast_ref::<VaultError>() {
+            return match e {
+                VaultError::NotPinned { .. } => Some(
+                    "pass --fingerprint with the fingerprint printed at init and on the share cards \
+                     (or set BREAKGLASS_FINGERPRINT)",
+                ),
+                VaultError::RekeyPending { .. } => Some(
+                    "finish it with `breakglass rekey --resume`, giving a quorum of the old shares and \
+                     of the new ones",
+                ),
+                VaultError::NoRecovery => Some("enable one with `breakglass recovery enable`"),
+                VaultError::ManifestChanged { .. } => Some(
+                    "compare its fingerprint with the share cards before using this vault",
+                ),
+                _ => None,
+            };
+        }
+        match cause.downcast_ref::<HsmError>() {
+            Some(HsmError::ModuleLoad { .. }) => {
+                return Some("check the path; for SoftHSM: apt-get install softhsm2");
+            }
+            Some(_) => return None,
+            None => {}
+        }
+        match cause.downcast_ref::<CeremonyError>() {
+            Some(CeremonyError::Expired { .. } | CeremonyError::TransportKeyGone { .. }) => {
+                Some("open a new ceremony")
+            }
+            _ => None,
+        }
+    })
+}
+
 impl From<ErrorKind> for Failure {
     fn from(kind: ErrorKind) -> Failure {
         match kind {

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("breakglass: {error:#}");
+            if let Some(advice) = exit::advice(&error) {
+                eprintln!("breakglass: {advice}");
+            }
             exit::classify(&error).into()
         }
     }

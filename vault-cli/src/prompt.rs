@@ -52,26 +52,6 @@ pub fn confirmed(yes: bool, without_terminal: &str, question: &str, refused: &st
     Ok(())
 }
 
-/// Parses a PIN source: `quorum`, `env:VAR`, `file:PATH`, `prompt`.
-pub fn pin_source(text: &str, option: &str) -> Result<PinSource> {
-    Ok(match text.split_once(':') {
-        None if text == "quorum" => PinSource::Quorum,
-        None if text == "prompt" => PinSource::Prompt,
-        Some(("env", var)) if !var.is_empty() => PinSource::Env {
-            var: var.to_owned(),
-        },
-        Some(("file", path)) if !path.is_empty() => PinSource::File {
-            path: path.to_owned(),
-        },
-        _ => {
-            return Err(fail(
-                Failure::Usage,
-                format!("{option} {text:?}: expected quorum, env:VAR, file:PATH or prompt"),
-            ));
-        }
-    })
-}
-
 /// PINs from the environment, a file, or the terminal.
 pub struct CliPins;
 

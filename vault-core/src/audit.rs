@@ -27,11 +27,12 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[non_exhaustive]
 pub enum AuditError {
     /// Reading or writing the log failed.
-    #[error("{}: {cause}", file.display())]
+    #[error("{}", file.display())]
     Io {
         /// The log.
         file: PathBuf,
         /// The operating system's error.
+        #[source]
         cause: std::io::Error,
     },
     /// The last line cannot be read, so nothing can be appended after it.

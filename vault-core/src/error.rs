@@ -132,6 +132,18 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     None
 }
 
+/// An error and its causes, as one line: `what: why: why...`.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
 fn hpke_kind(_: &HpkeError) -> ErrorKind {
     ErrorKind::Integrity
 }
@@ -154,7 +166,9 @@ fn manifest_kind(e: &ManifestError) -> ErrorKind {
 fn vault_kind(e: &VaultError) -> ErrorKind {
     match e {
         VaultError::WrongQuorum | VaultError::WrongRecovery => ErrorKind::Quorum,
-        VaultError::NoToken { .. } | VaultError::TokenAbsent { .. } => ErrorKind::Token,
+        VaultError::NoToken { .. }
+        | VaultError::NoSuchToken { .. }
+        | VaultError::TokenAbsent { .. } => ErrorKind::Token,
         VaultError::ManifestChanged { .. } => ErrorKind::Integrity,
         VaultError::Layout(_) | VaultError::NoRecovery => ErrorKind::Invalid,
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,

@@ -20,6 +20,76 @@
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
 //! - [`fault`]: the tests' fault points (no-ops outside test builds).
+//!
+//! # Example
+//!
+//! Create a vault for three custodians (two of them needed) on a token, seal a secret with the
+//! public keys alone, and open it with two shares and the token. Here the token is a
+//! throw-away SoftHSM token from the test harness; any PKCS#11 module is used the same way.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! use secrecy::{ExposeSecret, SecretString};
+//! use vault_core::hsm::PinRole;
+//! use vault_core::manifest::{PinSource, Policy};
+//! use vault_core::{
+//!     Collector, GroupDef, InitOptions, Kind, PinProvider, TokenChoice, TokenTarget, Vault,
+//! };
+//! # use hsm_testing::softhsm::{SO_PIN, SoftHsm, USER_PIN};
+//!
+//! /// The caller answers for PINs that the quorum does not derive (a terminal, a file...).
+//! struct Pins;
+//! impl PinProvider for Pins {
+//!     fn pin(&self, _: &str, _: PinRole, _: &PinSource) -> Result<SecretString, vault_core::Error> {
+//!         Ok(SecretString::from(USER_PIN))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), vault_core::Error> {
+//! let softhsm = SoftHsm::new();
+//! softhsm.init_token("demo", SO_PIN, USER_PIN);
+//! let dir = tempfile::tempdir().expect("a temporary directory");
+//! let (vault, shares) = Vault::init(
+//!     &dir.path().join("vault"),
+//!     &InitOptions {
+//!         group_threshold: 1,
+//!         groups: vec![GroupDef {
+//!             name: "custodians".into(),
+//!             threshold: 2,
+//!             members: vec!["alice".into(), "bob".into(), "carol".into()],
+//!         }],
+//!         token: TokenTarget {
+//!             module: softhsm.module_path(),
+//!             label: "demo".into(),
+//!             init_token: false,
+//!             softhsm_conf: None,
+//!         },
+//!         user_pin: PinSource::Prompt,
+//!         so_pin: PinSource::Prompt,
+//!         pins: &Pins,
+//!         policy: Policy::default(),
+//!         iteration_exponent: 0,
+//!         recovery: None,
+//!     },
+//! )?;
+//!
+//! // Sealing needs neither the token nor the shares, only the fingerprint people compare.
+//! let fingerprint = vault.manifest().fingerprint().display();
+//! vault.seal("db-root", Kind::Secret, BTreeMap::new(), b"hunter2", false, Some(&fingerprint))?;
+//!
+//! // Opening needs two of the three shares and the token.
+//! let mut quorum = Collector::new();
+//! for (position, issued) in shares.into_iter().skip(1).enumerate() {
+//!     quorum.add(position + 1, issued.share)?;
+//! }
+//! let token = TokenChoice { pins: &Pins, only: None, force_pin: false };
+//! let opened = vault.unseal("db-root", &quorum, token, "unseal")?;
+//! assert_eq!(opened.payload.expose_secret(), b"hunter2");
+//! assert_eq!(opened.custodians, ["bob", "carol"]);
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -41,3 +111,13 @@ pub mod totp;
 pub mod vault;
 
 pub use error::{Error, ErrorKind, kind_of};
+
+// What a library user needs most, at the crate's root.
+pub use ceremony::{Purpose, Request};
+pub use envelope::{Envelope, Kind};
+pub use quorum::{Collector, Share};
+pub use secret::SecretBytes;
+pub use vault::{
+    DrillReport, GroupDef, InitOptions, NewToken, PinProvider, RecoveryDef, TokenChoice,
+    TokenTarget, Unsealed, Vault,
+};

@@ -33,13 +33,14 @@ const LOCK: &str = "vault.lock";
 #[non_exhaustive]
 pub enum StoreError {
     /// An I/O failure on a file or directory.
-    #[error("{}: {action}: {cause}", path.display())]
+    #[error("{}: {action}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// What was being done.
         action: &'static str,
         /// The operating system's error.
+        #[source]
         cause: std::io::Error,
     },
     /// The directory is not a vault.

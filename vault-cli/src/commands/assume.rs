@@ -16,7 +16,7 @@ use vault_core::totp::Totp;
 use vault_core::vault::{TokenChoice, Vault};
 
 use crate::aws::{self, AssumeRequest, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS, Session};
-use crate::cli::{AssumeArgs, AssumeCommon, ConsoleArgs, ExecArgs};
+use crate::cli::{AssumeArgs, AssumeCommon, ConsoleArgs, ExecArgs, SessionFormat};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, gather_shares};
 
@@ -192,8 +192,8 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
             session.expiration
         );
     }
-    match args.format.as_deref() {
-        Some("env") => {
+    match args.format {
+        Some(SessionFormat::Env) => {
             println!("export AWS_ACCESS_KEY_ID={}", session.access_key_id);
             println!(
                 "export AWS_SECRET_ACCESS_KEY={}",
@@ -205,7 +205,7 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
             );
             println!("export AWS_CREDENTIAL_EXPIRATION={}", session.expiration);
         }
-        Some("json") => println!(
+        Some(SessionFormat::Json) => println!(
             "{}",
             serde_json::json!({
                 "AccessKeyId": session.access_key_id, "SecretAccessKey": session.secret_access_key.expose_secret(),
@@ -213,8 +213,10 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
                 "AssumedRoleArn": session.assumed_role_arn, "Ceremony": ceremony,
             })
         ),
-        Some("credential-process") => println!("{}", credential_process_json(&session)),
-        _ => eprintln!(
+        Some(SessionFormat::CredentialProcess) => {
+            println!("{}", credential_process_json(&session))
+        }
+        None => eprintln!(
             "(session not printed: pass --format env|json|credential-process, or use breakglass exec)"
         ),
     }

@@ -279,7 +279,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                     hsm: None,
                     force_pin: false,
                 },
-                format: args.format.clone(),
+                format: args.format,
                 cache: false,
             },
         )?,

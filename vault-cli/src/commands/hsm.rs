@@ -8,7 +8,7 @@ use vault_core::vault::{NewToken, PinProvider};
 
 use crate::cli::{HsmCheckArgs, HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, gather_shares, gather_with_recovery, pin_source};
+use crate::prompt::{CliPins, gather_shares, gather_with_recovery};
 
 /// `breakglass hsm tokens`: lists the initialised tokens of a module with their PIN state.
 pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
@@ -83,8 +83,8 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
         init_token: args.init_token,
         softhsm_conf,
     };
-    let user_pin = pin_source(&args.pin_source, "--pin-source")?;
-    let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;
+    let user_pin = args.pin_source.clone();
+    let so_pin = args.so_pin_source.clone();
     let pinned = match &args.fingerprint {
         Some(f) => Some(f.clone()),
         None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
@@ -148,7 +148,7 @@ pub fn check(args: &HsmCheckArgs) -> Result<()> {
     let pin = if args.no_login {
         None
     } else {
-        let source = pin_source(&args.pin_source, "--pin-source")?;
+        let source = args.pin_source.clone();
         if source == PinSource::Quorum {
             return Err(fail(
                 Failure::Usage,

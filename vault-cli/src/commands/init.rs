@@ -13,7 +13,7 @@ use vault_core::vault::{CustodianShare, GroupDef, InitOptions, RecoveryDef, Toke
 use crate::card::{set_of, stem};
 use crate::cli::{HandoutArgs, InitArgs, LayoutArgs};
 use crate::exit::{Failure, fail};
-use crate::prompt::{CliPins, hidden, interactive, pin_source};
+use crate::prompt::{CliPins, hidden, interactive};
 
 /// The layout the options give; `None` when they give none.
 pub(super) fn layout(args: &LayoutArgs) -> Result<Option<(u8, Vec<GroupDef>)>> {
@@ -301,8 +301,8 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     if recovery.is_some() {
         eprintln!("{}\n", super::recovery::RECOVERY_TRADE_OFF);
     }
-    let user_pin = pin_source(&args.pin_source, "--pin-source")?;
-    let so_pin = pin_source(&args.so_pin_source, "--so-pin-source")?;
+    let user_pin = args.pin_source.clone();
+    let so_pin = args.so_pin_source.clone();
     let token = if args.dev_softhsm {
         super::use_dev_softhsm_path(&dir)?;
         TokenTarget {

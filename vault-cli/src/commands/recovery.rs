@@ -119,7 +119,7 @@ pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
     super::unseal::open_and_write(
         vault_arg,
         &args.name,
-        args.output.as_deref(),
+        args.output.as_ref(),
         args.reveal,
         |vault| {
             let (quorum, recovery) = gather_with_recovery(vault, &args.shares)?;

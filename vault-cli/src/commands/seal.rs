@@ -12,14 +12,6 @@ use crate::cli::SealArgs;
 use crate::exit::{Failure, fail};
 use crate::prompt::{hidden, interactive, read_secret_input};
 
-fn kind(text: &str) -> Kind {
-    match text {
-        "aws" => Kind::Aws,
-        "aws-root" => Kind::AwsRoot,
-        _ => Kind::Secret,
-    }
-}
-
 fn metadata(args: &SealArgs) -> Result<BTreeMap<String, String>> {
     let mut m = BTreeMap::new();
     let fields = [
@@ -71,7 +63,7 @@ fn prompt_aws() -> Result<Zeroizing<Vec<u8>>> {
 pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    let kind = kind(&args.kind);
+    let kind = Kind::from(args.kind);
     let mut metadata = metadata(args)?;
     let input = match read_secret_input(args.from_file.as_ref(), args.from_stdin)? {
         Some(input) => input,

@@ -11,7 +11,7 @@ use vault_core::hsm::LoginWarning;
 use vault_core::store::write_new_secret_file;
 use vault_core::vault::{TokenChoice, Unsealed, Vault};
 
-use crate::cli::UnsealArgs;
+use crate::cli::{OutputArg, UnsealArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, confirm, gather_shares};
 
@@ -23,22 +23,14 @@ enum Output {
     Nothing,
 }
 
-fn output(output: Option<&str>) -> Result<Output> {
-    Ok(match output {
-        Some("json") => Output::Json,
-        Some("env") => Output::Env,
-        Some(other) => match other.strip_prefix("file:") {
-            Some(path) if !path.is_empty() => Output::File(PathBuf::from(path)),
-            _ => {
-                return Err(fail(
-                    Failure::Usage,
-                    format!("--output {other:?}: expected file:PATH, json or env"),
-                ));
-            }
-        },
+fn output(output: Option<&OutputArg>) -> Output {
+    match output {
+        Some(OutputArg::Json) => Output::Json,
+        Some(OutputArg::Env) => Output::Env,
+        Some(OutputArg::File(path)) => Output::File(path.clone()),
         None if std::io::stdout().is_terminal() => Output::Terminal,
         None => Output::Nothing,
-    })
+    }
 }
 
 /// `breakglass unseal`.
@@ -46,7 +38,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
     open_and_write(
         vault_arg,
         &args.name,
-        args.output.as_deref(),
+        args.output.as_ref(),
         args.reveal,
         |vault| {
             let shares = gather_shares(vault, &args.shares)?;
@@ -69,12 +61,12 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
 pub fn open_and_write(
     vault_arg: Option<&Path>,
     name: &str,
-    output_arg: Option<&str>,
+    output_arg: Option<&OutputArg>,
     reveal: bool,
     open: impl FnOnce(&Vault) -> Result<Unsealed>,
 ) -> Result<()> {
     crate::hardening::harden()?;
-    let output = output(output_arg)?;
+    let output = output(output_arg);
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
     let (_, envelope) = vault.envelope(name)?;

@@ -37,7 +37,7 @@ pub enum CeremonyError {
         reason: String,
     },
     /// The request expired.
-    #[error("ceremony {id} expired at {expires}: open a new one")]
+    #[error("ceremony {id} expired at {expires}")]
     Expired {
         /// The ceremony.
         id: String,
@@ -75,7 +75,7 @@ pub enum CeremonyError {
         id: String,
     },
     /// The request is there but its transport key is not.
-    #[error("the transport key of ceremony {id} is gone: open a new ceremony")]
+    #[error("the transport key of ceremony {id} is gone")]
     TransportKeyGone {
         /// The ceremony.
         id: String,

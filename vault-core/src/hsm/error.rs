@@ -29,14 +29,12 @@ impl std::fmt::Display for PinRole {
 #[non_exhaustive]
 pub enum HsmError {
     /// The PKCS#11 module could not be loaded or initialised.
-    #[error(
-        "cannot load PKCS#11 module {}: {cause} (check the path; for SoftHSM: apt-get install softhsm2)",
-        module.display()
-    )]
+    #[error("cannot load PKCS#11 module {}", module.display())]
     ModuleLoad {
         /// The module path.
         module: PathBuf,
         /// What the loader or `C_Initialize` said.
+        #[source]
         cause: Pkcs11Error,
     },
     /// No token matches the label or serial asked for.
@@ -134,13 +132,14 @@ pub enum HsmError {
         what: &'static str,
     },
     /// Any other PKCS#11 failure: the function and return value are in `source`.
-    #[error("token {token:?}: {operation} failed: {cause}")]
+    #[error("token {token:?}: {operation} failed")]
     Token {
         /// The token label (or the module path when no token is involved yet).
         token: String,
         /// What breakglass was doing.
         operation: &'static str,
         /// The PKCS#11 function and return value.
+        #[source]
         cause: Pkcs11Error,
     },
 }

@@ -101,9 +101,9 @@ impl Vault {
             let outcome = match self.envelope(&name) {
                 Ok((path, envelope)) => match envelope.open(hsm, quorum, &path) {
                     Ok(payload) => check(&name, &envelope, &payload),
-                    Err(e) => format!("FAILED: {e}"),
+                    Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
                 },
-                Err(e) => format!("FAILED: {e}"),
+                Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
             };
             outcomes.insert(name, outcome);
         }

@@ -70,7 +70,7 @@ impl Vault {
             .get(&new.target.module)
             .map_err(|reason| VaultError::NoToken {
                 tokens: new.target.label.clone(),
-                last_error: reason,
+                last_error: Some(reason),
             })?;
         let token = prepare_token(module, pins, new.target, new.user_pin, new.so_pin)?;
         if self

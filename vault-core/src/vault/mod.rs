@@ -24,12 +24,14 @@ mod tokens;
 mod unseal;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
 use crate::audit::AuditLog;
+use crate::hsm::HsmError;
 use crate::manifest::Manifest;
 use crate::store::{AUDIT_LOG, MANIFEST, Store};
 
@@ -61,18 +63,22 @@ pub enum VaultError {
     #[error("invalid custodians: {0}")]
     Layout(String),
     /// No enrolled token could be used.
-    #[error("none of the vault's tokens ({tokens}) is present: {last_error}")]
+    #[error("none of the vault's tokens ({tokens}) is present")]
     NoToken {
         /// The enrolled token labels.
         tokens: String,
-        /// Why the last one failed.
-        last_error: String,
+        /// Why the last one tried could not be used.
+        #[source]
+        last_error: Option<Arc<HsmError>>,
+    },
+    /// No enrolled token carries the label asked for.
+    #[error("no enrolled token is labelled {label:?}")]
+    NoSuchToken {
+        /// The label.
+        label: String,
     },
     /// No pinned fingerprint for this vault on this machine.
-    #[error(
-        "no fingerprint is pinned for vault {vault_id} on this machine: pass --fingerprint with the \
-         fingerprint printed at init and on the share cards (or set BREAKGLASS_FINGERPRINT)"
-    )]
+    #[error("no fingerprint is pinned for vault {vault_id} on this machine")]
     NotPinned {
         /// The vault.
         vault_id: String,
@@ -80,7 +86,7 @@ pub enum VaultError {
     /// `vault.json` is not the version the audit log recorded.
     #[error(
         "vault.json is not the manifest the audit log recorded (audit line {line}): it was changed \
-         outside breakglass. Compare its fingerprint with the share cards before using this vault"
+         outside breakglass"
     )]
     ManifestChanged {
         /// The audit line that recorded the manifest (0: none does).
@@ -90,10 +96,7 @@ pub enum VaultError {
     #[error("the operating system's random generator failed")]
     Random,
     /// A rekey was interrupted; nothing else may run until it is finished.
-    #[error(
-        "a rekey of this vault was interrupted ({journal} exists): finish it with `breakglass rekey \
-         --resume`, giving a quorum of the old shares and of the new ones"
-    )]
+    #[error("a rekey of this vault was interrupted ({journal} exists)")]
     RekeyPending {
         /// The journal file.
         journal: PathBuf,
@@ -104,7 +107,7 @@ pub enum VaultError {
     /// A token whose PIN comes from the quorum is not present for a rekey.
     #[error(
         "token {label} (serial {serial}) is not present: its PIN is derived from the quorum secret, so \
-         a rekey must change it, and every such token must be connected ({cause})"
+         a rekey must change it, and every such token must be connected"
     )]
     TokenAbsent {
         /// The token label.
@@ -112,10 +115,11 @@ pub enum VaultError {
         /// Its serial.
         serial: String,
         /// Why it could not be opened.
-        cause: String,
+        #[source]
+        cause: Arc<HsmError>,
     },
     /// The vault has no recovery share set.
-    #[error("this vault has no recovery share set (enable one with `breakglass recovery enable`)")]
+    #[error("this vault has no recovery share set")]
     NoRecovery,
     /// The recovery shares recombine to another key.
     #[error(

@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use secrecy::SecretString;
 
-use crate::hsm::{KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession};
+use crate::hsm::{
+    HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession,
+};
 use crate::manifest::{HsmEnrollment, PinSource};
 
 use super::{Vault, VaultError};
@@ -116,24 +119,28 @@ pub(super) fn quorum_pin(q: &[u8], vault_id: &str, role: PinRole) -> SecretStrin
 
 /// The PKCS#11 modules an operation uses, each loaded once (a module is initialised once per
 /// process); a module that does not load keeps the reason.
-pub(super) struct Modules(BTreeMap<PathBuf, Result<Module, String>>);
+pub(super) struct Modules(BTreeMap<PathBuf, Result<Module, Arc<HsmError>>>);
 
 impl Modules {
     /// The module at `path`, or why it is not at hand.
-    pub fn get(&self, path: &Path) -> Result<&Module, String> {
+    pub fn get(&self, path: &Path) -> Result<&Module, Arc<HsmError>> {
         match self.0.get(path) {
             Some(Ok(module)) => Ok(module),
             Some(Err(reason)) => Err(reason.clone()),
-            None => Err(format!("cannot load {}", path.display())),
+            None => Err(Arc::new(HsmError::TokenNotFound {
+                wanted: "in a module this operation did not load".into(),
+                module: path.to_path_buf(),
+                present: Vec::new(),
+            })),
         }
     }
 
     /// The enrolled token, when it is present.
-    pub fn find<'m>(&'m self, enrollment: &HsmEnrollment) -> Result<Present<'m>, String> {
+    pub fn find<'m>(&'m self, enrollment: &HsmEnrollment) -> Result<Present<'m>, Arc<HsmError>> {
         let module = self.get(Path::new(&enrollment.module))?;
         let token = module
             .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(Arc::new)?;
         Ok(Present {
             module,
             token,
@@ -193,15 +200,14 @@ impl Vault {
             .filter(|h| choice.only.is_none_or(|o| o == h.label))
             .peekable();
         if candidates.peek().is_none() {
-            return Err(VaultError::NoToken {
-                tokens: choice.only.unwrap_or_default().to_owned(),
-                last_error: "no enrolled token has that label".into(),
+            return Err(VaultError::NoSuchToken {
+                label: choice.only.unwrap_or_default().to_owned(),
             }
             .into());
         }
         let modules = self.open_modules(None);
         let pins = self.pins(q, choice.pins);
-        let mut last_error = String::from("no token enrolled");
+        let mut last_error = None;
         for enrollment in candidates {
             match modules.find(enrollment) {
                 Ok(present) => {
@@ -209,7 +215,7 @@ impl Vault {
                     let key = self.seal_key_of(enrollment);
                     return action(&session, enrollment, &key, warning);
                 }
-                Err(reason) => last_error = reason,
+                Err(reason) => last_error = Some(reason),
             }
         }
         Err(self.no_token(last_error))
@@ -229,7 +235,7 @@ impl Vault {
     }
 
     /// None of the enrolled tokens could be used, the last for `last_error`.
-    fn no_token(&self, last_error: String) -> crate::Error {
+    fn no_token(&self, last_error: Option<Arc<HsmError>>) -> crate::Error {
         VaultError::NoToken {
             tokens: self
                 .manifest
@@ -267,7 +273,7 @@ impl Vault {
             paths
                 .into_iter()
                 .map(|p| {
-                    let module = Module::open(&p).map_err(|e| e.to_string());
+                    let module = Module::open(&p).map_err(Arc::new);
                     (p, module)
                 })
                 .collect(),
@@ -279,11 +285,11 @@ impl Vault {
         &self,
         modules: &'m Modules,
     ) -> Result<Present<'m>, crate::Error> {
-        let mut last_error = String::from("no enrolled token is present");
+        let mut last_error = None;
         for enrollment in &self.manifest.hsms {
             match modules.find(enrollment) {
                 Ok(present) => return Ok(present),
-                Err(reason) => last_error = reason,
+                Err(reason) => last_error = Some(reason),
             }
         }
         Err(self.no_token(last_error))
