@@ -18,6 +18,8 @@
 //! - [`ceremony`]: remote ceremony requests and contributions.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
+//! - [`trust`]: the vault directory as untrusted storage: quorum-certified manifests, operator
+//!   keys, signed audit lines and requests, machine anchors.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -34,6 +36,7 @@ pub mod quorum;
 pub mod secret;
 pub mod store;
 pub mod totp;
+pub mod trust;
 pub mod vault;
 
 pub use error::Error;

@@ -213,6 +213,16 @@ pub struct Manifest {
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
+    /// A fingerprint from its 32 bytes (the trust module's vault identity hash).
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
+        Fingerprint(bytes)
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The form people read aloud and compare: 32 base32 characters of the first 20 bytes in
     /// groups of four, e.g. `K3QF-7M2A-...`.
     pub fn display(&self) -> String {
@@ -264,16 +274,16 @@ fn base32(bytes: &[u8]) -> String {
 /// A length-prefixed canonical encoding: every field is `u32 length || bytes`, so no two
 /// different manifests encode alike.
 #[derive(Default)]
-struct Canonical(Vec<u8>);
+pub(crate) struct Canonical(pub(crate) Vec<u8>);
 
 impl Canonical {
-    fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
+    pub(crate) fn field(&mut self, bytes: &[u8]) -> &mut Canonical {
         self.0
             .extend_from_slice(&(bytes.len() as u32).to_be_bytes());
         self.0.extend_from_slice(bytes);
         self
     }
-    fn number(&mut self, n: u64) -> &mut Canonical {
+    pub(crate) fn number(&mut self, n: u64) -> &mut Canonical {
         self.field(&n.to_be_bytes())
     }
 }
@@ -424,7 +434,7 @@ impl Manifest {
 }
 
 impl Quorum {
-    fn encode(&self, c: &mut Canonical) {
+    pub(crate) fn encode(&self, c: &mut Canonical) {
         c.number(u64::from(self.group_threshold))
             .number(self.groups.len() as u64);
         for group in &self.groups {
