@@ -240,6 +240,12 @@ pub enum TrustError {
         /// What is wrong.
         problem: RequestProblem,
     },
+    /// A share that matches no commitment of the vault.
+    #[error("this share is not one of vault {vault_id}'s (no custodian's commitment matches it)")]
+    ShareNotInVault {
+        /// The vault.
+        vault_id: String,
+    },
     /// A duration that does not parse.
     #[error("{text:?} is not a duration: {reason}")]
     InvalidDuration {

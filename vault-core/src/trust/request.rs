@@ -26,6 +26,7 @@ use super::untrusted_text::render_untrusted;
 use super::{RequestProblem, TrustError};
 use crate::ceremony::Request;
 use crate::manifest::Canonical;
+use crate::quorum::Share;
 
 /// The signed request format.
 pub const SIGNED_REQUEST_FORMAT: &str = "breakglass-signed-ceremony-request/1";
@@ -216,6 +217,25 @@ impl VerifiedRequest {
     pub fn requester(&self) -> Result<&Operator, TrustError> {
         self.manifest
             .operator_with_role(&self.requester, Role::SecurityOfficer)
+    }
+
+    /// The custodian `share` belongs to in the authenticated manifest (the quorum, or the
+    /// recovery set): the share is intact and is one of this vault's, so the identity the
+    /// custodian compared is the one their share was made for.
+    pub fn custodian_of(&self, share: &Share) -> Result<&str, TrustError> {
+        let manifest = self.manifest.manifest();
+        manifest
+            .verify_share(share)
+            .or_else(|| {
+                manifest
+                    .recovery
+                    .as_ref()
+                    .and_then(|r| r.verify_share(&manifest.vault_id, share))
+            })
+            .map(|c| c.name.as_str())
+            .ok_or_else(|| TrustError::ShareNotInVault {
+                vault_id: manifest.vault_id.clone(),
+            })
     }
 
     /// What a custodian is shown, label then text, every text made safe for a terminal.
@@ -455,6 +475,55 @@ mod tests {
         assert!(matches!(
             reread(&genuine).verify(&pin(&f.manifest), Some(&newer.seen()), NOW),
             Err(TrustError::ManifestRollback { .. })
+        ));
+    }
+
+    #[test]
+    fn the_custodian_finds_their_share_in_the_authenticated_manifest_and_no_other() {
+        use crate::manifest::{Custodian, Group, share_commitment};
+        use crate::quorum::{GroupSpec, SplitParams, split};
+        let params = SplitParams {
+            group_threshold: 1,
+            groups: vec![GroupSpec {
+                threshold: 2,
+                count: 3,
+            }],
+            iteration_exponent: 0,
+            extendable: false,
+        };
+        let shares = split(&[0x51; 32], b"", &params).unwrap();
+        let stranger = split(&[0x52; 32], b"", &params).unwrap();
+        let mut vault = manifest();
+        let salt = [9u8; 32];
+        vault.quorum.identifier = shares[0][0].info().identifier;
+        vault.quorum.iteration_exponent = 0;
+        vault.quorum.groups = vec![Group {
+            name: "custodians".into(),
+            threshold: 2,
+            members: ["alice", "bob", "carol"]
+                .iter()
+                .zip(&shares[0])
+                .map(|(name, share)| Custodian {
+                    name: (*name).into(),
+                    commitment_salt: hex::encode(salt),
+                    commitment: share_commitment(&vault.vault_id, &salt, share),
+                })
+                .collect(),
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let officer = OperatorKey::generate(&ConfigDir::at(dir.path()), &vault.vault_id).unwrap();
+        let operators = vec![Operator {
+            name: "olivia".into(),
+            roles: vec![Role::SecurityOfficer],
+            public_key: officer.public_key().to_hex(),
+        }];
+        let certified = CertifiedManifest::certify(vault, 1, operators, &quorum_key()).unwrap();
+        let signed = SignedRequest::sign(request(&certified), &certified, &officer).unwrap();
+        let verified = reread(&signed).verify(&pin(&certified), None, NOW).unwrap();
+        assert_eq!(verified.custodian_of(&shares[0][1]).unwrap(), "bob");
+        assert!(matches!(
+            verified.custodian_of(&stranger[0][1]),
+            Err(TrustError::ShareNotInVault { .. })
         ));
     }
 }
