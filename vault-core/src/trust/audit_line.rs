@@ -126,10 +126,11 @@ fn body_bytes(body: &EntryBody) -> Vec<u8> {
     serde_json::to_vec(body).unwrap_or_default()
 }
 
-/// The line (without newline) an operator writes: `body` signed with this machine's key.
-/// The body's actor must be that operator.
+/// The line (without newline) an operator writes: `body` signed with this machine's key, in
+/// the vault of `manifest`. The body's actor must be the operator whose key it is, holding the
+/// role its event needs, so a line that would not verify is never written.
 pub fn operator_line(
-    vault_id: &str,
+    manifest: &AuthenticatedManifest,
     body: &EntryBody,
     key: &OperatorKey,
 ) -> Result<Vec<u8>, TrustError> {
@@ -139,6 +140,27 @@ pub fn operator_line(
             problem: AuditLineProblem::WrongActor,
         });
     };
+    let operator = match required_role(&body.event) {
+        Some(role) => manifest.operator_with_role(name, role)?,
+        None => manifest.operator(name)?,
+    };
+    if operator.public_key != key.public_key().to_hex() {
+        return Err(TrustError::NotAnOperator {
+            vault_id: manifest.vault_id().to_owned(),
+            path: key.path().to_path_buf(),
+            public_key: key.public_key().to_hex(),
+        });
+    }
+    signed_line(manifest.vault_id(), body, name, key)
+}
+
+/// `body` signed as operator `name` with `key`, unchecked: [`operator_line`] checks first.
+fn signed_line(
+    vault_id: &str,
+    body: &EntryBody,
+    name: &str,
+    key: &OperatorKey,
+) -> Result<Vec<u8>, TrustError> {
     let bytes = body_bytes(body);
     let signature = key.sign(&entry_message(vault_id, body.seq, &body.prev, name, &bytes))?;
     let mut line = bytes;
@@ -215,13 +237,12 @@ fn split(line: &[u8]) -> (std::borrow::Cow<'_, [u8]>, Option<&[u8]>) {
     (body.into(), Some(signature))
 }
 
-/// Verifies one line at its place in the chain of vault `vault_id`: it is line `seq`, follows
-/// the line hashed `prev`, and is either signed by an operator of `manifest` (the manifest in
-/// force at that line) who holds the role its event needs, or a custodian's line that claims no
-/// authority.
+/// Verifies one line at its place in the chain of the vault of `manifest` (the manifest in
+/// force at that line): it is line `seq`, follows the line hashed `prev`, and is either signed
+/// by an operator of `manifest` who holds the role its event needs, or a custodian's line that
+/// claims no authority.
 pub fn verify_line(
     line: &[u8],
-    vault_id: &str,
     seq: u64,
     prev: &str,
     manifest: &AuthenticatedManifest,
@@ -257,7 +278,7 @@ pub fn verify_line(
                         operator: name.clone(),
                     })
                 })?;
-            let message = entry_message(vault_id, seq, prev, name, &body_bytes_found);
+            let message = entry_message(manifest.vault_id(), seq, prev, name, &body_bytes_found);
             verify_operator(
                 manifest,
                 name,
@@ -303,10 +324,12 @@ pub fn verify_line(
 mod tests {
     use super::*;
     use crate::audit::GENESIS;
+    use crate::trust::certified::CertifiedManifest;
     use crate::trust::certified::tests::{certified, manifest, quorum_key};
     use crate::trust::machine::ConfigDir;
     use crate::trust::operator::Operator;
     use crate::trust::operator::tests::operator;
+    use crate::trust::quorum_key::QuorumSigningKey;
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -373,8 +396,8 @@ mod tests {
     #[test]
     fn a_signed_line_verifies_at_its_place_and_hashes_its_exact_bytes() {
         let f = fixture();
-        let id = f.manifest.vault_id().to_owned();
-        let line = operator_line(&id, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
+        let line =
+            operator_line(&f.manifest, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
         let text = String::from_utf8(line.clone()).unwrap();
         assert!(text.starts_with("{\"v\":2,\"seq\":1,"), "{text}");
         assert!(text.contains("\"prev\":\"0000"), "{text}");
@@ -382,29 +405,29 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&line).is_ok(),
             "one JSON object"
         );
-        let verified = verify_line(&line, &id, 1, GENESIS, &f.manifest).unwrap();
+        let verified = verify_line(&line, 1, GENESIS, &f.manifest).unwrap();
         assert!(verified.signed);
         assert_eq!(verified.hash, hex::encode(digest(&SHA256, &line).as_ref()));
         let second = operator_line(
-            &id,
+            &f.manifest,
             &body(2, &verified.hash, "ceremony_opened", op("alice")),
             &f.alice,
         )
         .unwrap();
-        verify_line(&second, &id, 2, &verified.hash, &f.manifest).unwrap();
+        verify_line(&second, 2, &verified.hash, &f.manifest).unwrap();
     }
 
     #[test]
     fn every_changed_byte_of_a_signed_line_is_refused() {
         let f = fixture();
-        let id = f.manifest.vault_id().to_owned();
-        let line = operator_line(&id, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
+        let line =
+            operator_line(&f.manifest, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
         for i in 0..line.len() {
             for flip in [0x01u8, 0x20] {
                 let mut changed = line.clone();
                 changed[i] ^= flip;
                 assert!(
-                    verify_line(&changed, &id, 1, GENESIS, &f.manifest).is_err(),
+                    verify_line(&changed, 1, GENESIS, &f.manifest).is_err(),
                     "byte {i} ^ {flip:#x} accepted: {}",
                     String::from_utf8_lossy(&changed)
                 );
@@ -416,10 +439,10 @@ mod tests {
     fn forged_replayed_foreign_and_unauthorised_lines_are_refused() {
         let f = fixture();
         let id = f.manifest.vault_id().to_owned();
-        let genuine = operator_line(&id, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
-        let refused = |line: &[u8], seq, prev: &str| {
-            verify_line(line, &id, seq, prev, &f.manifest).unwrap_err()
-        };
+        let genuine =
+            operator_line(&f.manifest, &body(1, GENESIS, "seal", op("bob")), &f.bob).unwrap();
+        let refused =
+            |line: &[u8], seq, prev: &str| verify_line(line, seq, prev, &f.manifest).unwrap_err();
         // An appended line without a signature, in an operator's name (today's attack).
         let unsigned = serde_json::to_vec(&body(1, GENESIS, "seal", op("bob"))).unwrap();
         assert!(matches!(
@@ -432,7 +455,8 @@ mod tests {
         // Signed by someone who is not an operator, in bob's name.
         let stranger =
             OperatorKey::generate(&ConfigDir::at(&f._dir.path().join("s")), &id).unwrap();
-        let forged = operator_line(&id, &body(1, GENESIS, "seal", op("bob")), &stranger).unwrap();
+        let forged =
+            signed_line(&id, &body(1, GENESIS, "seal", op("bob")), "bob", &stranger).unwrap();
         assert!(matches!(
             refused(&forged, 1, GENESIS),
             TrustError::AuditLine {
@@ -441,12 +465,17 @@ mod tests {
             }
         ));
         // Alice's signature, relabelled as bob's (a spoofed actor).
-        let alice_seal =
-            operator_line(&id, &body(1, GENESIS, "seal", op("alice")), &f.alice).unwrap();
+        let alice_seal = signed_line(
+            &id,
+            &body(1, GENESIS, "seal", op("alice")),
+            "alice",
+            &f.alice,
+        )
+        .unwrap();
         let relabelled = String::from_utf8(alice_seal.clone())
             .unwrap()
             .replace("\"operator\":\"alice\"", "\"operator\":\"bob\"");
-        assert!(verify_line(relabelled.as_bytes(), &id, 1, GENESIS, &f.manifest).is_err());
+        assert!(verify_line(relabelled.as_bytes(), 1, GENESIS, &f.manifest).is_err());
         // Alice is no cloud administrator: her seal is refused though her signature is good.
         assert!(matches!(
             refused(&alice_seal, 1, GENESIS),
@@ -456,8 +485,13 @@ mod tests {
             }
         ));
         // Bob cannot open a ceremony.
-        let bob_opens =
-            operator_line(&id, &body(1, GENESIS, "ceremony_opened", op("bob")), &f.bob).unwrap();
+        let bob_opens = signed_line(
+            &id,
+            &body(1, GENESIS, "ceremony_opened", op("bob")),
+            "bob",
+            &f.bob,
+        )
+        .unwrap();
         assert!(matches!(
             refused(&bob_opens, 1, GENESIS),
             TrustError::AuditLine {
@@ -480,12 +514,30 @@ mod tests {
                 ..
             }
         ));
-        assert!(verify_line(&genuine, &"ff".repeat(16), 1, GENESIS, &f.manifest).is_err());
+        let foreign_id = "ff".repeat(16);
+        let foreign = CertifiedManifest::certify(
+            {
+                let mut m = manifest();
+                m.vault_id = foreign_id.clone();
+                m
+            },
+            1,
+            f.manifest.operators().to_vec(),
+            &QuorumSigningKey::derive(&[0x51; 32], &foreign_id).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify_line(&genuine, 1, GENESIS, &foreign),
+            Err(TrustError::AuditLine {
+                problem: AuditLineProblem::BadSignature { .. },
+                ..
+            })
+        ));
         // A line with its seq and prev rewritten to fit elsewhere: the signature covers them.
         let moved = String::from_utf8(genuine.clone())
             .unwrap()
             .replace("\"seq\":1,", "\"seq\":2,");
-        assert!(verify_line(moved.as_bytes(), &id, 2, GENESIS, &f.manifest).is_err());
+        assert!(verify_line(moved.as_bytes(), 2, GENESIS, &f.manifest).is_err());
         // Another encoding of the same body (spaces, key order) is not the signed bytes.
         let spaced =
             String::from_utf8(genuine.clone())
@@ -501,7 +553,7 @@ mod tests {
         // A truncated signature.
         let mut truncated = genuine.clone();
         truncated.drain(truncated.len() - 10..truncated.len() - 2);
-        assert!(verify_line(&truncated, &id, 1, GENESIS, &f.manifest).is_err());
+        assert!(verify_line(&truncated, 1, GENESIS, &f.manifest).is_err());
         // An operator removed from the manifest can no longer sign.
         let without_bob = f
             .manifest
@@ -511,16 +563,15 @@ mod tests {
                 &quorum_key(),
             )
             .unwrap();
-        assert!(verify_line(&genuine, &id, 1, GENESIS, &without_bob).is_err());
+        assert!(verify_line(&genuine, 1, GENESIS, &without_bob).is_err());
     }
 
     #[test]
     fn custodian_lines_are_unsigned_and_carry_no_authority() {
         let f = fixture();
-        let id = f.manifest.vault_id().to_owned();
         let carol = || EntryActor::Custodian("carol".into());
         let line = custodian_line(&body(1, GENESIS, "share_verify", carol())).unwrap();
-        let verified = verify_line(&line, &id, 1, GENESIS, &f.manifest).unwrap();
+        let verified = verify_line(&line, 1, GENESIS, &f.manifest).unwrap();
         assert!(!verified.signed);
         assert!(
             String::from_utf8(line.clone())
@@ -536,29 +587,84 @@ mod tests {
         assert!(custodian_line(&manifest_line).is_err());
         let forged = serde_json::to_vec(&manifest_line).unwrap();
         assert!(matches!(
-            verify_line(&forged, &id, 1, GENESIS, &f.manifest),
+            verify_line(&forged, 1, GENESIS, &f.manifest),
             Err(TrustError::AuditLine {
                 problem: AuditLineProblem::CustodianAuthority { .. },
                 ..
             })
         ));
         let seal = serde_json::to_vec(&body(1, GENESIS, "seal", carol())).unwrap();
-        assert!(verify_line(&seal, &id, 1, GENESIS, &f.manifest).is_err());
+        assert!(verify_line(&seal, 1, GENESIS, &f.manifest).is_err());
         // Nor can a custodian line borrow an operator's signature.
-        let signed =
-            operator_line(&id, &body(1, GENESIS, "share_verify", op("bob")), &f.bob).unwrap();
+        let signed = operator_line(
+            &f.manifest,
+            &body(1, GENESIS, "share_verify", op("bob")),
+            &f.bob,
+        )
+        .unwrap();
         let borrowed = String::from_utf8(signed)
             .unwrap()
             .replace("{\"operator\":\"bob\"}", "{\"custodian\":\"bob\"}");
         assert!(matches!(
-            verify_line(borrowed.as_bytes(), &id, 1, GENESIS, &f.manifest),
+            verify_line(borrowed.as_bytes(), 1, GENESIS, &f.manifest),
             Err(TrustError::AuditLine {
                 problem: AuditLineProblem::WrongActor,
                 ..
             })
         ));
         // And an operator line cannot be built in a custodian's name, nor the reverse.
-        assert!(operator_line(&id, &body(1, GENESIS, "share_verify", carol()), &f.bob).is_err());
+        assert!(
+            operator_line(
+                &f.manifest,
+                &body(1, GENESIS, "share_verify", carol()),
+                &f.bob
+            )
+            .is_err()
+        );
         assert!(custodian_line(&body(1, GENESIS, "share_verify", op("bob"))).is_err());
+    }
+
+    #[test]
+    fn an_operator_writes_only_lines_that_verify() {
+        let f = fixture();
+        // Alice's key in Bob's name, Alice sealing, Bob opening a ceremony: refused at writing.
+        assert!(matches!(
+            operator_line(
+                &f.manifest,
+                &body(1, GENESIS, "unseal", op("bob")),
+                &f.alice
+            ),
+            Err(TrustError::NotAnOperator { .. })
+        ));
+        assert!(matches!(
+            operator_line(
+                &f.manifest,
+                &body(1, GENESIS, "seal", op("alice")),
+                &f.alice
+            ),
+            Err(TrustError::MissingRole {
+                role: Role::CloudAdministrator,
+                ..
+            })
+        ));
+        assert!(matches!(
+            operator_line(
+                &f.manifest,
+                &body(1, GENESIS, "ceremony_opened", op("bob")),
+                &f.bob
+            ),
+            Err(TrustError::MissingRole {
+                role: Role::SecurityOfficer,
+                ..
+            })
+        ));
+        assert!(matches!(
+            operator_line(
+                &f.manifest,
+                &body(1, GENESIS, "unseal", op("mallory")),
+                &f.bob
+            ),
+            Err(TrustError::UnknownOperator { .. })
+        ));
     }
 }

@@ -217,9 +217,9 @@ impl CertifiedManifest {
     ) -> Result<AuthenticatedManifest, TrustError> {
         let vault_id = self.manifest.vault_id.clone();
         if self.format != FORMAT {
-            return Err(TrustError::InvalidManifest {
-                file: "vault.json".into(),
-                reason: format!("format {:?}, expected {FORMAT:?}", self.format),
+            return Err(TrustError::ManifestFormat {
+                vault_id,
+                found: self.format,
             });
         }
         let identity = self.identity_fingerprint()?;
@@ -317,16 +317,20 @@ impl AuthenticatedManifest {
         &self.document.operators
     }
 
-    /// The operator named `name` with `role`, or why not.
-    pub fn operator_with_role(&self, name: &str, role: Role) -> Result<&Operator, TrustError> {
-        let operator = self
-            .operators()
+    /// The operator named `name`.
+    pub fn operator(&self, name: &str) -> Result<&Operator, TrustError> {
+        self.operators()
             .iter()
             .find(|o| o.name == name)
             .ok_or_else(|| TrustError::UnknownOperator {
                 vault_id: self.vault_id().to_owned(),
                 name: name.to_owned(),
-            })?;
+            })
+    }
+
+    /// The operator named `name` with `role`, or why not.
+    pub fn operator_with_role(&self, name: &str, role: Role) -> Result<&Operator, TrustError> {
+        let operator = self.operator(name)?;
         if !operator.roles.contains(&role) {
             return Err(TrustError::MissingRole {
                 vault_id: self.vault_id().to_owned(),

@@ -73,6 +73,17 @@ pub enum TrustError {
         /// What is wrong.
         reason: String,
     },
+    /// A certified manifest of another format.
+    #[error(
+        "the manifest of vault {vault_id} has format {found:?}, expected {}",
+        super::certified::FORMAT
+    )]
+    ManifestFormat {
+        /// The vault.
+        vault_id: String,
+        /// The format found.
+        found: String,
+    },
     /// The quorum signature over a manifest does not verify.
     #[error(
         "version {version} of the manifest of vault {vault_id} is not signed by its quorum: it was changed outside breakglass"

@@ -254,14 +254,7 @@ pub fn verify_operator(
 ) -> Result<(), TrustError> {
     let operator = match role {
         Some(role) => manifest.operator_with_role(name, role)?,
-        None => manifest
-            .operators()
-            .iter()
-            .find(|o| o.name == name)
-            .ok_or_else(|| TrustError::UnknownOperator {
-                vault_id: manifest.vault_id().to_owned(),
-                name: name.to_owned(),
-            })?,
+        None => manifest.operator(name)?,
     };
     if operator.key()?.verifies(message, signature) {
         Ok(())
