@@ -19,6 +19,8 @@
 //!   gathering and closing one in the vault.
 //! - [`clock`]: RFC 3339 timestamps.
 //! - [`secret`]: the secret-holding types shared by the other modules.
+//! - [`trust`]: the vault directory as untrusted storage: quorum-certified manifests, operator
+//!   keys, signed audit lines and requests, machine anchors.
 //! - [`fault`]: the tests' fault points (no-ops outside test builds).
 //!
 //! # Example
@@ -108,6 +110,7 @@ pub mod quorum;
 pub mod secret;
 pub mod store;
 pub mod totp;
+pub mod trust;
 pub mod vault;
 
 pub use error::{Error, ErrorKind, kind_of};

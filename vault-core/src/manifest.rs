@@ -213,6 +213,16 @@ pub struct Manifest {
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
+    /// A fingerprint from its 32 bytes (the trust module's vault identity hash).
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
+        Fingerprint(bytes)
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// The form people read aloud and compare: 32 base32 characters of the first 20 bytes in
     /// groups of four, e.g. `K3QF-7M2A-...`.
     pub fn display(&self) -> String {
@@ -405,7 +415,7 @@ impl Manifest {
 }
 
 impl Quorum {
-    fn encode(&self, c: &mut Canonical) {
+    pub(crate) fn encode(&self, c: &mut Canonical) {
         c.number(u64::from(self.group_threshold))
             .number(self.groups.len() as u64);
         for group in &self.groups {

@@ -1,0 +1,635 @@
+//! What this machine remembers and decides about a vault, outside the vault directory.
+//!
+//! The configuration directory is `$BREAKGLASS_CONFIG_DIR` when set (tests), else
+//! `$XDG_CONFIG_HOME/breakglass`, else `~/.config/breakglass`; directories 0700, files 0600:
+//!
+//! ```text
+//! known_vaults.json          vault id -> pinned fingerprint (written at init)
+//! anchors/<vault id>.json    identity, highest manifest version seen, last verified audit head
+//! operators/<vault id>.key   this machine's operator key for the vault (see `operator`)
+//! config.json                this machine's settings: { "pkcs11_module": "/path" }
+//! ```
+//!
+//! **Anchors** turn "the log verifies" into "the log continues what this machine verified":
+//! a log shorter than the remembered head, or whose line at the remembered offset is not the
+//! remembered line, is a rollback. A command then verifies only what was appended since, so
+//! its cost does not grow with history.
+//!
+//! **The PKCS#11 module** is code: it is loaded from the command line, else
+//! `BREAKGLASS_PKCS11_MODULE`, else this machine's `config.json`, and only then from the hints
+//! of an *authenticated* manifest, never from bytes the vault directory alone names.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use ring::digest::{SHA256, digest};
+use serde::{Deserialize, Serialize};
+
+use super::TrustError;
+use super::certified::{AuthenticatedManifest, SeenManifest};
+use crate::manifest::Fingerprint;
+
+/// The variable that overrides the configuration directory.
+pub const CONFIG_DIR_VAR: &str = "BREAKGLASS_CONFIG_DIR";
+/// The variable that names the PKCS#11 module.
+pub const MODULE_VAR: &str = "BREAKGLASS_PKCS11_MODULE";
+/// The anchor file format.
+pub const ANCHOR_FORMAT: &str = "breakglass-anchor/1";
+
+/// This machine's breakglass configuration directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigDir {
+    root: PathBuf,
+}
+
+fn non_empty(value: Option<OsString>) -> Option<OsString> {
+    value.filter(|v| !v.is_empty())
+}
+
+impl ConfigDir {
+    /// The directory at `root` (tests, or a caller that resolved it).
+    pub fn at(root: &Path) -> ConfigDir {
+        ConfigDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The directory from these variables' values: the override, else `xdg/breakglass`, else
+    /// `home/.config/breakglass`. Empty values count as unset; `None` when all are.
+    pub fn resolve(
+        override_dir: Option<OsString>,
+        xdg_config_home: Option<OsString>,
+        home: Option<OsString>,
+    ) -> Option<ConfigDir> {
+        let root = non_empty(override_dir).map(PathBuf::from).or_else(|| {
+            non_empty(xdg_config_home)
+                .map(PathBuf::from)
+                .or_else(|| non_empty(home).map(|h| PathBuf::from(h).join(".config")))
+                .map(|base| base.join("breakglass"))
+        })?;
+        Some(ConfigDir { root })
+    }
+
+    /// The directory from this process's environment.
+    pub fn from_env() -> Option<ConfigDir> {
+        ConfigDir::resolve(
+            std::env::var_os(CONFIG_DIR_VAR),
+            std::env::var_os("XDG_CONFIG_HOME"),
+            std::env::var_os("HOME"),
+        )
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn per_vault(&self, dir: &str, vault_id: &str, extension: &str) -> Result<PathBuf, TrustError> {
+        validate_vault_id(vault_id)?;
+        Ok(self.root.join(dir).join(format!("{vault_id}.{extension}")))
+    }
+
+    /// Where this machine's operator key for `vault_id` is.
+    pub fn operator_key_path(&self, vault_id: &str) -> Result<PathBuf, TrustError> {
+        self.per_vault("operators", vault_id, "key")
+    }
+
+    /// Where this machine's anchor for `vault_id` is.
+    pub fn anchor_path(&self, vault_id: &str) -> Result<PathBuf, TrustError> {
+        self.per_vault("anchors", vault_id, "json")
+    }
+
+    /// This machine's settings file.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// Creates the parent directories of `path` (0700).
+    pub(crate) fn make_dir_for(&self, path: &Path) -> Result<(), TrustError> {
+        let Some(parent) = path.parent() else {
+            return Ok(());
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| TrustError::Io {
+                path: parent.to_path_buf(),
+                action: "creating the configuration directory",
+                cause: e,
+            })
+    }
+}
+
+/// Vault ids name files here: lowercase hex, 2 to 64 characters, nothing else.
+fn validate_vault_id(vault_id: &str) -> Result<(), TrustError> {
+    let ok = (2..=64).contains(&vault_id.len())
+        && vault_id
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(TrustError::InvalidVaultId {
+            vault_id: vault_id.to_owned(),
+        })
+    }
+}
+
+/// The last audit head this machine verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditAnchor {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The hex SHA-256 of its exact line bytes (without the newline).
+    pub hash: String,
+    /// The byte offset just after its newline: the log's length when it was the last line.
+    pub offset: u64,
+}
+
+/// What a machine remembers of one vault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineAnchor {
+    /// Always [`ANCHOR_FORMAT`].
+    pub format: String,
+    /// The vault.
+    pub vault_id: String,
+    /// The full identity fingerprint (hex).
+    pub identity: String,
+    /// The highest manifest version seen.
+    pub manifest: SeenManifest,
+    /// The last verified audit head (none before the first verification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditAnchor>,
+}
+
+/// What was found where an anchored audit head should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundHead {
+    /// The log's length in bytes.
+    pub length: u64,
+    /// The hash of the line that ends at the anchored offset, if one does.
+    pub line_hash: Option<String>,
+}
+
+impl std::fmt::Display for AuditAnchor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {} (hash {}) ending at byte {}",
+            self.seq, self.hash, self.offset
+        )
+    }
+}
+
+impl std::fmt::Display for FoundHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.line_hash {
+            Some(hash) => write!(
+                f,
+                "is {} bytes long and its line at that place hashes to {hash}",
+                self.length
+            ),
+            None => write!(
+                f,
+                "is {} bytes long and has no line ending at that place",
+                self.length
+            ),
+        }
+    }
+}
+
+impl MachineAnchor {
+    /// The first anchor for a vault: its authenticated manifest, no audit head yet.
+    pub fn new(manifest: &AuthenticatedManifest) -> MachineAnchor {
+        MachineAnchor {
+            format: ANCHOR_FORMAT.into(),
+            vault_id: manifest.vault_id().to_owned(),
+            identity: hex::encode(manifest.identity().as_bytes()),
+            manifest: manifest.seen(),
+            audit: None,
+        }
+    }
+
+    /// Whether this anchor is for the identity `fingerprint`.
+    pub fn is_for(&self, fingerprint: &Fingerprint) -> bool {
+        self.identity == hex::encode(fingerprint.as_bytes())
+    }
+
+    /// Reads the anchor for `vault_id` (none yet: `None`).
+    pub fn read(config: &ConfigDir, vault_id: &str) -> Result<Option<MachineAnchor>, TrustError> {
+        let path = config.anchor_path(vault_id)?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(TrustError::Io {
+                    path,
+                    action: "reading the anchor",
+                    cause: e,
+                });
+            }
+        };
+        let invalid = |reason: String| TrustError::InvalidAnchor {
+            path: path.clone(),
+            reason,
+        };
+        let anchor: MachineAnchor =
+            serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+        if anchor.format != ANCHOR_FORMAT || anchor.vault_id != vault_id {
+            return Err(invalid(format!(
+                "format {:?} for vault {:?}, expected {ANCHOR_FORMAT:?} for {vault_id:?}",
+                anchor.format, anchor.vault_id
+            )));
+        }
+        Ok(Some(anchor))
+    }
+
+    /// Writes the anchor atomically, 0600.
+    pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
+        let path = config.anchor_path(&self.vault_id)?;
+        config.make_dir_for(&path)?;
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+    }
+
+    /// Moves the remembered manifest forward to `manifest` (never back).
+    pub fn advance_manifest(&mut self, manifest: &AuthenticatedManifest) -> Result<(), TrustError> {
+        let seen = manifest.seen();
+        if seen.version < self.manifest.version {
+            return Err(TrustError::ManifestRollback {
+                vault_id: self.vault_id.clone(),
+                found: seen.version,
+                highest_seen: self.manifest.version,
+            });
+        }
+        self.identity = hex::encode(manifest.identity().as_bytes());
+        self.manifest = seen;
+        Ok(())
+    }
+
+    /// Moves the remembered audit head forward to `head` (never back: a lower sequence number
+    /// or offset is a rollback).
+    pub fn advance_audit(&mut self, head: AuditAnchor) -> Result<(), TrustError> {
+        if let Some(current) = &self.audit
+            && (head.seq < current.seq || head.offset < current.offset)
+        {
+            return Err(TrustError::AuditRollback {
+                vault_id: self.vault_id.clone(),
+                expected: current.clone(),
+                found: FoundHead {
+                    length: head.offset,
+                    line_hash: Some(head.hash),
+                },
+            });
+        }
+        self.audit = Some(head);
+        Ok(())
+    }
+
+    /// Checks that `log` (the audit log's bytes) continues the remembered head: at least as
+    /// long, and the line ending at the remembered offset is the remembered line. Only the bytes
+    /// after that offset are left to verify.
+    pub fn check_audit_log(&self, log: &[u8]) -> Result<(), TrustError> {
+        let Some(anchor) = &self.audit else {
+            return Ok(());
+        };
+        let rollback = |line_hash: Option<String>| TrustError::AuditRollback {
+            vault_id: self.vault_id.clone(),
+            expected: anchor.clone(),
+            found: FoundHead {
+                length: log.len() as u64,
+                line_hash,
+            },
+        };
+        if anchor.offset == 0 {
+            return Ok(());
+        }
+        let Some(end) = usize::try_from(anchor.offset)
+            .ok()
+            .filter(|e| *e <= log.len())
+        else {
+            return Err(rollback(None));
+        };
+        if log[end - 1] != b'\n' {
+            return Err(rollback(None));
+        }
+        let line_end = end - 1;
+        let start = log[..line_end]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
+        let found = hex::encode(digest(&SHA256, &log[start..line_end]).as_ref());
+        if found == anchor.hash {
+            Ok(())
+        } else {
+            Err(rollback(Some(found)))
+        }
+    }
+}
+
+/// This machine's settings (`config.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// The PKCS#11 module this machine uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11_module: Option<PathBuf>,
+}
+
+impl MachineConfig {
+    /// Reads `config.json` (missing: the defaults).
+    pub fn read(config: &ConfigDir) -> Result<MachineConfig, TrustError> {
+        let path = config.config_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| TrustError::InvalidConfig {
+                path,
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(MachineConfig::default()),
+            Err(e) => Err(TrustError::Io {
+                path,
+                action: "reading the machine configuration",
+                cause: e,
+            }),
+        }
+    }
+}
+
+/// Where a PKCS#11 module path came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// `--module`.
+    CommandLine,
+    /// [`MODULE_VAR`].
+    Environment,
+    /// This machine's `config.json`.
+    MachineConfig,
+    /// The enrolment hint of this token in an authenticated manifest.
+    AuthenticatedManifest {
+        /// The token's label.
+        token: String,
+    },
+}
+
+/// A module to load, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleChoice {
+    /// The module's path.
+    pub path: PathBuf,
+    /// Where it came from.
+    pub source: ModuleSource,
+}
+
+/// The PKCS#11 modules to load: the command line, else the environment's
+/// [`MODULE_VAR`] (`environment`, empty counts as unset), else the machine configuration, each
+/// alone; else the enrolment hints of the authenticated manifest, one per distinct path, in
+/// enrolment order. Empty when nothing names a module.
+pub fn choose_modules(
+    command_line: Option<&Path>,
+    environment: Option<&OsStr>,
+    machine: &MachineConfig,
+    manifest: Option<&AuthenticatedManifest>,
+) -> Vec<ModuleChoice> {
+    let single = |path: &Path, source| {
+        vec![ModuleChoice {
+            path: path.to_path_buf(),
+            source,
+        }]
+    };
+    if let Some(path) = command_line {
+        return single(path, ModuleSource::CommandLine);
+    }
+    if let Some(path) = environment.filter(|e| !e.is_empty()) {
+        return single(Path::new(path), ModuleSource::Environment);
+    }
+    if let Some(path) = &machine.pkcs11_module {
+        return single(path, ModuleSource::MachineConfig);
+    }
+    let mut choices: Vec<ModuleChoice> = Vec::new();
+    for hsm in manifest
+        .map(|m| m.manifest().hsms.as_slice())
+        .unwrap_or_default()
+    {
+        let path = PathBuf::from(&hsm.module);
+        if !hsm.module.is_empty() && !choices.iter().any(|c| c.path == path) {
+            choices.push(ModuleChoice {
+                path,
+                source: ModuleSource::AuthenticatedManifest {
+                    token: hsm.label.clone(),
+                },
+            });
+        }
+    }
+    choices
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::trust::certified::tests::certified;
+
+    fn config() -> (tempfile::TempDir, ConfigDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ConfigDir::at(&dir.path().join("cfg"));
+        (dir, config)
+    }
+
+    #[test]
+    fn the_config_dir_follows_override_then_xdg_then_home() {
+        let os = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            ConfigDir::resolve(os("/o"), os("/x"), os("/h"))
+                .unwrap()
+                .root(),
+            Path::new("/o")
+        );
+        assert_eq!(
+            ConfigDir::resolve(None, os("/x"), os("/h")).unwrap().root(),
+            Path::new("/x/breakglass")
+        );
+        assert_eq!(
+            ConfigDir::resolve(os(""), os(""), os("/h")).unwrap().root(),
+            Path::new("/h/.config/breakglass")
+        );
+        assert_eq!(ConfigDir::resolve(None, None, None), None);
+    }
+
+    /// A log of `n` lines and the anchor of its line `at` (1-based).
+    fn log(n: usize) -> Vec<u8> {
+        (1..=n)
+            .map(|i| format!("{{\"seq\":{i}}}\n"))
+            .collect::<String>()
+            .into_bytes()
+    }
+
+    fn anchor_at(log: &[u8], seq: usize) -> AuditAnchor {
+        let lines: Vec<&[u8]> = log.split(|b| *b == b'\n').take(seq).collect();
+        let offset: usize = lines.iter().map(|l| l.len() + 1).sum();
+        AuditAnchor {
+            seq: seq as u64,
+            hash: hex::encode(digest(&SHA256, lines[seq - 1]).as_ref()),
+            offset: offset as u64,
+        }
+    }
+
+    #[test]
+    fn a_log_that_continues_the_anchor_passes_and_a_cut_or_rewritten_one_is_a_rollback() {
+        let mut anchor = MachineAnchor::new(&certified(1));
+        let genuine = log(6);
+        anchor.advance_audit(anchor_at(&genuine, 4)).unwrap();
+        anchor.check_audit_log(&genuine).unwrap();
+        anchor
+            .check_audit_log(&genuine[..anchor.audit.as_ref().unwrap().offset as usize])
+            .unwrap();
+
+        // Cut back to before the remembered head.
+        let cut = &genuine[..anchor_at(&genuine, 3).offset as usize];
+        match anchor.check_audit_log(cut) {
+            Err(TrustError::AuditRollback {
+                expected, found, ..
+            }) => {
+                assert_eq!(expected.seq, 4);
+                assert_eq!(found.length, cut.len() as u64);
+                assert_eq!(found.line_hash, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cut in the middle of the remembered line.
+        let mid = &genuine[..anchor.audit.as_ref().unwrap().offset as usize - 2];
+        assert!(matches!(
+            anchor.check_audit_log(mid),
+            Err(TrustError::AuditRollback { .. })
+        ));
+        // The remembered line rewritten (same length), or an earlier one removed and the rest
+        // renumbered: the line at the offset is not the remembered one.
+        let mut rewritten = genuine.clone();
+        let at = anchor.audit.as_ref().unwrap().offset as usize - 3;
+        rewritten[at] = b'9';
+        assert!(matches!(
+            anchor.check_audit_log(&rewritten),
+            Err(TrustError::AuditRollback {
+                found: FoundHead {
+                    line_hash: Some(_),
+                    ..
+                },
+                ..
+            })
+        ));
+        let shifted: Vec<u8> = genuine
+            .split(|b| *b == b'\n')
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .flat_map(|l| [l, &b"\n"[..]].concat())
+            .collect();
+        assert!(anchor.check_audit_log(&shifted).is_err());
+        // An empty log.
+        assert!(anchor.check_audit_log(b"").is_err());
+        // The anchor itself never moves back.
+        assert!(matches!(
+            anchor.advance_audit(anchor_at(&genuine, 2)),
+            Err(TrustError::AuditRollback { .. })
+        ));
+        anchor.advance_audit(anchor_at(&genuine, 6)).unwrap();
+        anchor.check_audit_log(&genuine).unwrap();
+    }
+
+    #[test]
+    fn the_anchor_is_written_0600_and_read_back_and_the_manifest_version_only_advances() {
+        let (_dir, config) = config();
+        let v1 = certified(1);
+        let v2 = certified(2);
+        let mut anchor = MachineAnchor::new(&v2);
+        anchor
+            .advance_audit(AuditAnchor {
+                seq: 3,
+                hash: "ab".repeat(32),
+                offset: 300,
+            })
+            .unwrap();
+        anchor.write(&config).unwrap();
+        let path = config.anchor_path(v1.vault_id()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let read = MachineAnchor::read(&config, v1.vault_id())
+            .unwrap()
+            .unwrap();
+        assert_eq!(read, anchor);
+        assert!(read.is_for(v1.identity()));
+        assert!(matches!(
+            anchor.clone().advance_manifest(&v1),
+            Err(TrustError::ManifestRollback {
+                found: 1,
+                highest_seen: 2,
+                ..
+            })
+        ));
+        // An anchor file for another vault copied in place of this one is refused.
+        let other_id = "ee".repeat(16);
+        let other = config.anchor_path(&other_id).unwrap();
+        std::fs::copy(&path, &other).unwrap();
+        assert!(matches!(
+            MachineAnchor::read(&config, &other_id),
+            Err(TrustError::InvalidAnchor { .. })
+        ));
+        assert_eq!(
+            MachineAnchor::read(&config, &"12".repeat(16)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_module_comes_from_the_command_line_then_env_then_machine_then_authenticated_manifest() {
+        let (_dir, config) = config();
+        let manifest = certified(1);
+        let machine = MachineConfig {
+            pkcs11_module: Some("/machine.so".into()),
+        };
+        let none = MachineConfig::default();
+        let env = OsStr::new("/env.so");
+        let pick = |cli: Option<&str>, env: Option<&OsStr>, machine: &MachineConfig| {
+            choose_modules(cli.map(Path::new), env, machine, Some(&manifest))
+        };
+        assert_eq!(
+            pick(Some("/cli.so"), Some(env), &machine)[0].source,
+            ModuleSource::CommandLine
+        );
+        assert_eq!(
+            pick(None, Some(env), &machine)[0].path,
+            Path::new("/env.so")
+        );
+        assert_eq!(
+            pick(None, Some(OsStr::new("")), &machine)[0].source,
+            ModuleSource::MachineConfig
+        );
+        assert_eq!(pick(None, None, &machine).len(), 1);
+        assert_eq!(
+            pick(None, None, &none),
+            vec![ModuleChoice {
+                path: "/usr/lib/softhsm/libsofthsm2.so".into(),
+                source: ModuleSource::AuthenticatedManifest {
+                    token: "primary".into()
+                },
+            }]
+        );
+        assert!(choose_modules(None, None, &none, None).is_empty());
+        // The machine configuration is read from config.json, strictly.
+        assert_eq!(MachineConfig::read(&config).unwrap(), none);
+        std::fs::create_dir_all(config.root()).unwrap();
+        std::fs::write(config.config_path(), br#"{"pkcs11_module": "/machine.so"}"#).unwrap();
+        assert_eq!(MachineConfig::read(&config).unwrap(), machine);
+        std::fs::write(config.config_path(), br#"{"module": "/x.so"}"#).unwrap();
+        assert!(matches!(
+            MachineConfig::read(&config),
+            Err(TrustError::InvalidConfig { .. })
+        ));
+    }
+}
