@@ -94,6 +94,7 @@ impl Setup {
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_PROFILE")
+            .env("BREAKGLASS_REASON", "end-to-end test")
             .stdin(Stdio::null());
         command
     }
@@ -489,7 +490,7 @@ fn rotate_leaves_exactly_the_new_sealed_working_key_and_resumes_after_interrupti
     let after_first = sealed_key_id(&setup);
     assert_ne!(after_first, setup.user_key_id);
     assert_eq!(iam_keys(&setup), vec![after_first.clone()]);
-    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
 
     // Interrupted right after sealing the new key: the old key is still in IAM. Re-running
     // finishes the job instead of making a third key.
@@ -526,7 +527,7 @@ fn rotate_leaves_exactly_the_new_sealed_working_key_and_resumes_after_interrupti
     let keys = iam_keys(&setup);
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0], sealed_key_id(&setup));
-    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
     let report: serde_json::Value =
         serde_json::from_str(&setup.ok(&["audit", "verify", "--json"])).unwrap();
     assert_eq!(report["first_problem"], serde_json::Value::Null);
@@ -663,7 +664,7 @@ fn rotate_with_mfa_reseeds_the_device_and_assume_sends_its_code() {
     let devices = setup.aws.boto("result = [d['SerialNumber'] for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']]", serde_json::json!({}));
     assert_eq!(devices, serde_json::json!([first_serial]));
     // The sealed seed is used: assume records the TOTP step it spent.
-    setup.ok(&setup.with_shares(&["assume", "prod"], &shares));
+    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
     let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
     assert!(
         log.lines()

@@ -368,6 +368,7 @@ fn age_encrypted_share_files_open_with_the_identity_and_with_rage() {
             .args(args)
             .env("BREAKGLASS_VAULT", &vault)
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("BREAKGLASS_REASON", "end-to-end test")
             .env_remove("SOFTHSM2_CONF")
             .stdin(Stdio::null())
             .output()

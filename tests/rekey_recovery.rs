@@ -826,6 +826,7 @@ fn recover_asks_for_both_share_sets_on_a_terminal() {
         .args(["-qec", &command, "/dev/null"])
         .env("BREAKGLASS_VAULT", env.vault())
         .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("BREAKGLASS_REASON", "end-to-end test")
         .env_remove("SOFTHSM2_CONF")
         .stdin(std::fs::File::open(env.path("typed")).unwrap())
         .output()

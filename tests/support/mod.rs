@@ -25,7 +25,9 @@ impl Env {
     pub fn vault(&self) -> PathBuf {
         self.path("vault")
     }
-    /// The binary with `args`, pointed at this vault, stdin not a terminal.
+    /// The binary with `args`, pointed at this vault, stdin not a terminal, and a reason for
+    /// opening a credential in `BREAKGLASS_REASON` as a runbook's shell would have (the vault's
+    /// policy requires one; tests of that requirement remove it).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
         command
@@ -35,6 +37,7 @@ impl Env {
             .env_remove("SOFTHSM2_CONF")
             .env_remove("BREAKGLASS_FINGERPRINT")
             .env_remove("BREAKGLASS_TEST_FAULT")
+            .env("BREAKGLASS_REASON", "end-to-end test")
             .stdin(Stdio::null());
         command
     }

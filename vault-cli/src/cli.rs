@@ -74,10 +74,32 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The virtual MFA device's seed: the codes that enable it.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Write the man pages (breakglass.1 and one per command) into a directory.
     Man(ManArgs),
+}
+
+/// `breakglass mfa ...`
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Print two consecutive codes from a seed, for `aws iam enable-mfa-device` (never the seed).
+    Codes(MfaCodesArgs),
+}
+
+/// `breakglass mfa codes`
+#[derive(Debug, Args)]
+pub struct MfaCodesArgs {
+    /// The seed file `aws iam create-virtual-mfa-device --bootstrap-method Base32StringSeed
+    /// --outfile FILE` wrote.
+    #[arg(long, value_name = "FILE", conflicts_with = "seed_stdin")]
+    pub seed_file: Option<PathBuf>,
+    /// Read the base32 seed from standard input.
+    #[arg(long)]
+    pub seed_stdin: bool,
 }
 
 /// `breakglass completions`
@@ -190,6 +212,10 @@ pub struct InitArgs {
     /// Days between drills before status warns.
     #[arg(long, default_value_t = 90)]
     pub drill_interval_days: u32,
+    /// Let unseal, assume, exec, console and recover run without --reason (by default the
+    /// vault's policy requires one, recorded in the audit log).
+    #[arg(long)]
+    pub reason_optional: bool,
     /// SLIP-39 iteration exponent for the shares.
     #[arg(long, default_value_t = 1)]
     pub iteration_exponent: u8,
@@ -228,9 +254,17 @@ pub struct SealArgs {
     /// The emergency role to assume.
     #[arg(long)]
     pub role_arn: Option<String>,
-    /// The MFA device's serial (ARN).
+    /// The MFA device's serial (ARN); its seed must be sealed with it (--mfa-seed-file,
+    /// --mfa-seed-stdin, or "mfa_seed" in the input).
     #[arg(long)]
     pub mfa_serial: Option<String>,
+    /// The MFA device's seed: the file `aws iam create-virtual-mfa-device --bootstrap-method
+    /// Base32StringSeed --outfile FILE` wrote.
+    #[arg(long, value_name = "FILE", requires = "mfa_serial", conflicts_with = "mfa_seed_stdin")]
+    pub mfa_seed_file: Option<PathBuf>,
+    /// Read the MFA device's base32 seed from standard input.
+    #[arg(long, requires = "mfa_serial", conflicts_with = "from_stdin")]
+    pub mfa_seed_stdin: bool,
     /// The role's external id.
     #[arg(long)]
     pub external_id: Option<String>,
@@ -265,11 +299,15 @@ pub struct UnsealArgs {
     #[command(flatten)]
     pub shares: ShareSources,
     /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
+    /// Required unless standard output is a terminal.
     #[arg(long, value_name = "WHERE", value_parser = OutputArg::parse)]
     pub output: Option<OutputArg>,
     /// Allow printing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
+    /// Why the credential is opened: recorded in the audit log (required by default).
+    #[arg(long, env = "BREAKGLASS_REASON")]
+    pub reason: Option<String>,
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
     pub hsm: Option<String>,
@@ -481,8 +519,9 @@ pub struct AssumeCommon {
     /// Where shares come from (without these, a terminal prompts for them).
     #[command(flatten)]
     pub shares: ShareSources,
-    /// Why the glass is broken: recorded in the audit log and as a session tag.
-    #[arg(long)]
+    /// Why the glass is broken: recorded in the audit log and as a session tag (required by
+    /// default: the vault's policy).
+    #[arg(long, env = "BREAKGLASS_REASON")]
     pub reason: Option<String>,
     /// Session duration in seconds (default: the credential's metadata, else the vault policy).
     #[arg(long)]
@@ -554,8 +593,8 @@ pub struct ExecArgs {
     /// The credential, shares and session options.
     #[command(flatten)]
     pub common: AssumeCommon,
-    /// The command to run, after `--`.
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The command to run, after `--` (without one: the user's $SHELL, with the session).
+    #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 
@@ -818,11 +857,15 @@ pub struct RecoverArgs {
     #[command(flatten)]
     pub shares: ShareSources,
     /// Where the secret goes: file:PATH (0600, new file), json (stdout), env (stdout, aws).
+    /// Required unless standard output is a terminal.
     #[arg(long, value_name = "WHERE", value_parser = OutputArg::parse)]
     pub output: Option<OutputArg>,
     /// Allow printing an aws credential's long-term keys.
     #[arg(long)]
     pub reveal: bool,
+    /// Why the credential is opened: recorded in the audit log (required by default).
+    #[arg(long, env = "BREAKGLASS_REASON")]
+    pub reason: Option<String>,
 }
 
 /// What a ceremony's quorum is for (`ceremony open --purpose`).

@@ -16,7 +16,7 @@ mod hardening;
 mod prompt;
 
 use cli::{
-    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, RecoveryCommand, SessionCommand,
+    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, RecoveryCommand, SessionCommand,
     ShareCommand, SharesCommand,
 };
 
@@ -90,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
         Command::Hsm(HsmCommand::Check(args)) => commands::hsm::check(&args),
+        Command::Mfa(MfaCommand::Codes(args)) => commands::mfa::codes(&args),
         Command::Completions(args) => commands::completions::completions(&args),
         Command::Man(args) => commands::completions::man(&args),
         Command::Shares(SharesCommand::Split(args)) => commands::shares::split(&args),

@@ -169,6 +169,19 @@ pub struct Policy {
     pub drill_interval_days: u32,
     /// Default STS session duration in seconds.
     pub default_session_seconds: u32,
+    /// Whether unseal, assume, exec, console and recover need a `--reason` (recorded in the
+    /// audit log). On by default; written into the manifest only when turned off, so a
+    /// manifest with the default reads the same to every version.
+    #[serde(default = "reason_required", skip_serializing_if = "is_true")]
+    pub require_reason: bool,
+}
+
+fn reason_required() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl Default for Policy {
@@ -176,6 +189,7 @@ impl Default for Policy {
         Policy {
             drill_interval_days: 90,
             default_session_seconds: 3600,
+            require_reason: true,
         }
     }
 }

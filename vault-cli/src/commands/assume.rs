@@ -3,7 +3,8 @@
 //! command's environment.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -84,8 +85,24 @@ fn duration(common: &AssumeCommon, metadata: &BTreeMap<String, String>, vault: &
     clamped
 }
 
-/// Unseals and assumes the role (and the chain); returns the last session and the ceremony id.
-fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, String)> {
+/// What an assume gives: the last session of the chain, the ceremony id, the sealed region.
+struct Assumed {
+    session: Session,
+    ceremony: String,
+    region: Option<String>,
+}
+
+/// The region to hand on with a session: the sealed one, unless the caller has chosen one
+/// (`AWS_REGION` or `AWS_DEFAULT_REGION` set), which then stands.
+fn region_to_export(sealed: Option<&str>) -> Option<&str> {
+    let chosen = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|value| !value.is_empty()));
+    if chosen { None } else { sealed }
+}
+
+/// Unseals and assumes the role (and the chain).
+fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
@@ -122,6 +139,7 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, S
         mfa_serial: envelope.metadata.get("mfa_serial").cloned(),
         region: envelope.metadata.get("region").cloned(),
     };
+    super::require_reason(&vault, common.reason.as_deref())?;
     let last_step = last_mfa_step(&vault, &common.name);
     let shares = gather_shares(&vault, &common.shares)?;
     let runtime = aws::runtime()?;
@@ -178,12 +196,29 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<(Session, S
         session.expiration,
         unsealed.custodians.join(", ")
     );
-    Ok((session, ceremony))
+    Ok(Assumed {
+        session,
+        ceremony,
+        region: request.region,
+    })
 }
 
 /// `breakglass assume`.
 pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
-    let (session, ceremony) = assume(vault_arg, &args.common)?;
+    if args.format.is_none() && !args.cache && !std::io::stdout().is_terminal() {
+        return Err(fail(
+            Failure::Usage,
+            "standard output is not a terminal and no --format is given, so the session would go nowhere: \
+             pass --format env, json, ini or credential-process (or --cache), or use breakglass exec. \
+             Nothing was asked of the custodians",
+        ));
+    }
+    let Assumed {
+        session,
+        ceremony,
+        region,
+    } = assume(vault_arg, &args.common)?;
+    let region = region_to_export(region.as_deref());
     if args.cache {
         let path = super::session::store(&ceremony, &session)?;
         eprintln!(
@@ -204,6 +239,10 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
                 session.session_token.expose_secret()
             );
             println!("export AWS_CREDENTIAL_EXPIRATION={}", session.expiration);
+            if let Some(region) = region {
+                println!("export AWS_REGION={region}");
+                println!("export AWS_DEFAULT_REGION={region}");
+            }
         }
         Some(SessionFormat::Json) => println!(
             "{}",
@@ -235,14 +274,66 @@ pub fn credential_process_json(session: &Session) -> String {
     .to_string()
 }
 
-/// `breakglass exec`: runs the command with the session, clearing stale credentials.
+/// The command `exec` runs: the one given, else the user's `$SHELL`.
+fn command_line(args: &ExecArgs) -> Result<Vec<String>> {
+    if !args.command.is_empty() {
+        return Ok(args.command.clone());
+    }
+    match std::env::var("SHELL") {
+        Ok(shell) if !shell.is_empty() => Ok(vec![shell]),
+        _ => Err(fail(
+            Failure::Usage,
+            "no command after -- and no $SHELL to start: give the command, e.g. breakglass exec NAME -- aws sts get-caller-identity",
+        )),
+    }
+}
+
+/// Finds `program` as the child's `execvp` would (a path, or a search of `PATH`) and checks
+/// that it is an executable file: a typo must not cost a quorum and a session.
+fn resolve_program(program: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if program.contains('/') {
+        let path = PathBuf::from(program);
+        executable(&path).then_some(path)
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(program))
+                .find(|path| executable(path))
+        })
+    };
+    found.ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            format!(
+                "cannot run {program}: {} Nothing was asked of the custodians",
+                if program.contains('/') {
+                    "no executable file there."
+                } else {
+                    "no executable of that name on PATH."
+                }
+            ),
+        )
+    })
+}
+
+/// `breakglass exec`: runs the command (or `$SHELL`) with the session, clearing stale
+/// credentials. The command is found before any share is asked for.
 pub fn exec(vault_arg: Option<&Path>, args: &ExecArgs) -> Result<ExitCode> {
-    let (session, ceremony) = assume(vault_arg, &args.common)?;
-    let (program, rest) = args
-        .command
+    let command_line = command_line(args)?;
+    let (program, rest) = command_line
         .split_first()
         .ok_or_else(|| fail(Failure::Usage, "exec needs a command after --"))?;
-    let mut command = std::process::Command::new(program);
+    let resolved = resolve_program(program)?;
+    let Assumed {
+        session,
+        ceremony,
+        region,
+    } = assume(vault_arg, &args.common)?;
+    let mut command = std::process::Command::new(resolved);
     command.args(rest);
     for variable in STALE_VARIABLES {
         command.env_remove(variable);
@@ -254,6 +345,11 @@ pub fn exec(vault_arg: Option<&Path>, args: &ExecArgs) -> Result<ExitCode> {
         .env("AWS_SESSION_TOKEN", session.session_token.expose_secret())
         .env("AWS_CREDENTIAL_EXPIRATION", &session.expiration)
         .env("BREAKGLASS_CEREMONY", &ceremony);
+    if let Some(region) = region_to_export(region.as_deref()) {
+        command
+            .env("AWS_REGION", region)
+            .env("AWS_DEFAULT_REGION", region);
+    }
     let status = command
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
@@ -277,7 +373,9 @@ fn url_encode(text: &str) -> String {
 /// `breakglass console`: the federation endpoint's documented protocol: `getSigninToken` with
 /// the session, then a `login` URL carrying the sign-in token.
 pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
-    let (session, ceremony) = assume(vault_arg, &args.common)?;
+    let Assumed {
+        session, ceremony, ..
+    } = assume(vault_arg, &args.common)?;
     let session_json = serde_json::json!({
         "sessionId": session.access_key_id,
         "sessionKey": session.secret_access_key.expose_secret(),

@@ -263,6 +263,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 shares,
                 output: args.output.clone(),
                 reveal: args.reveal,
+                reason: Some(request.reason.clone()),
                 hsm: None,
                 force_pin: false,
             },

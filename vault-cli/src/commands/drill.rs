@@ -34,15 +34,16 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             Ok(keys) => keys,
             Err(e) => return format!("FAILED: {e}"),
         };
-        match runtime.block_on(crate::aws::caller_identity(
+        let key = match runtime.block_on(crate::aws::caller_identity(
             &keys.access_key_id,
             &keys.secret_access_key,
             None,
             envelope.metadata.get("region").cloned(),
         )) {
             Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
-            Err(e) => format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
-        }
+            Err(e) => return format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
+        };
+        format!("{key}; {}", mfa_outcome(envelope, &keys))
     };
     let report = if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
@@ -96,4 +97,22 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether the sealed MFA seed can answer the device the credential names.
+fn mfa_outcome(envelope: &Envelope, keys: &AwsKeys) -> String {
+    match (envelope.metadata.get("mfa_serial"), &keys.mfa_seed) {
+        (None, None) => "no MFA device".to_owned(),
+        (Some(serial), None) => format!(
+            "MFA FAILED: device {serial} is named but no seed is sealed (re-seal with --mfa-seed-file)"
+        ),
+        (None, Some(_)) => {
+            "MFA FAILED: a seed is sealed but no device is named (re-seal with --mfa-serial)"
+                .to_owned()
+        }
+        (Some(serial), Some(seed)) => match super::mfa::check_seed(seed) {
+            Ok(_) => format!("MFA seed for {serial} makes codes"),
+            Err(reason) => format!("MFA FAILED: the sealed seed makes no codes ({reason})"),
+        },
+    }
 }

@@ -347,6 +347,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         so_pin,
         pins: &CliPins,
         policy: Policy {
+            require_reason: !args.reason_optional,
             drill_interval_days: args.drill_interval_days,
             ..Policy::default()
         },

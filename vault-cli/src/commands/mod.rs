@@ -8,6 +8,7 @@ pub mod drill;
 pub mod hsm;
 pub mod init;
 pub mod list;
+pub mod mfa;
 pub mod policy;
 pub mod recovery;
 pub mod rekey;
@@ -125,6 +126,20 @@ pub fn pinned_fingerprint(vault_id: &str) -> Result<Option<String>> {
 pub fn check_pin(vault: &Vault) -> Result<()> {
     if let Some(pinned) = pinned_fingerprint(&vault.manifest().vault_id)? {
         vault.manifest().check_pinned(&pinned)?;
+    }
+    Ok(())
+}
+
+/// Refuses to go on without a reason when the vault's policy requires one (checked before any
+/// share is asked for).
+pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
+    if vault.manifest().policy.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(fail(
+            Failure::Usage,
+            format!(
+                "--reason TEXT is required by this vault's policy (why the glass is broken; recorded in the audit log). Nothing was asked of the custodians"
+            ),
+        ));
     }
     Ok(())
 }

@@ -121,13 +121,14 @@ pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
         &args.name,
         args.output.as_ref(),
         args.reveal,
-        |vault| {
+        args.reason.as_deref(),
+        |vault, details| {
             let (quorum, recovery) = gather_with_recovery(vault, &args.shares)?;
             eprintln!(
                 "breakglass: recovering {} without a token, with the recovery share set",
                 args.name
             );
-            Ok(vault.recover(&args.name, &quorum, &recovery)?)
+            Ok(vault.recover(&args.name, &quorum, &recovery, details)?)
         },
     )
 }

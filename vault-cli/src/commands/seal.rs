@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use vault_core::credential::{AwsKeys, aws_root_payload};
 use vault_core::envelope::Kind;
+use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::cli::SealArgs;
@@ -59,12 +60,61 @@ fn prompt_aws() -> Result<Zeroizing<Vec<u8>>> {
     Ok(Zeroizing::new(json.to_string().into_bytes()))
 }
 
+/// Puts the seed given apart into the keys, and refuses an MFA device named without its seed
+/// (the role's trust policy then refuses every assume) or a seed with no device named.
+fn with_mfa_seed(keys: &mut AwsKeys, args: &SealArgs, seed: Option<SecretString>) -> Result<()> {
+    if let Some(seed) = seed {
+        if keys.mfa_seed.is_some() {
+            return Err(fail(
+                Failure::Usage,
+                "the input already has an \"mfa_seed\": give the seed once",
+            ));
+        }
+        keys.mfa_seed = Some(seed);
+    } else if let Some(seed) = &keys.mfa_seed {
+        super::mfa::check_seed(seed).map_err(|reason| {
+            fail(
+                Failure::Usage,
+                format!("the input's \"mfa_seed\" is not a base32 MFA seed ({reason})"),
+            )
+        })?;
+    }
+    match (&args.mfa_serial, &keys.mfa_seed) {
+        (Some(serial), None) => Err(fail(
+            Failure::Usage,
+            format!(
+                "--mfa-serial {serial} names an MFA device but its seed is not given, so assume could send no code \
+                 and a role that requires MFA would refuse it: pass --mfa-seed-file FILE (the file \
+                 `aws iam create-virtual-mfa-device --bootstrap-method Base32StringSeed --outfile FILE` wrote) \
+                 or --mfa-seed-stdin"
+            ),
+        )),
+        (None, Some(_)) => Err(fail(
+            Failure::Usage,
+            "an MFA seed is given but no device: pass --mfa-serial ARN (the device's SerialNumber)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `breakglass seal`.
 pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     let kind = Kind::from(args.kind);
     let mut metadata = metadata(args)?;
+    let seed_flag = if args.mfa_seed_file.is_some() {
+        "--mfa-seed-file"
+    } else {
+        "--mfa-seed-stdin"
+    };
+    let seed = super::mfa::read_seed(args.mfa_seed_file.as_ref(), args.mfa_seed_stdin, seed_flag)?;
+    if seed.is_some() && kind != Kind::Aws {
+        return Err(fail(
+            Failure::Usage,
+            format!("{seed_flag} is for --kind aws (an aws-root input carries its own \"mfa_seed\")"),
+        ));
+    }
     let input = match read_secret_input(args.from_file.as_ref(), args.from_stdin)? {
         Some(input) => input,
         None if interactive() && kind == Kind::Aws => prompt_aws()?,
@@ -80,7 +130,8 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     };
     let payload = match kind {
         Kind::Aws => {
-            let keys = AwsKeys::from_input(&input)?;
+            let mut keys = AwsKeys::from_input(&input)?;
+            with_mfa_seed(&mut keys, args, seed)?;
             // The key id is public (CloudTrail shows it): kept in the header, so list, status and
             // rotate know which key is sealed without unsealing.
             metadata.insert("access_key_id".into(), keys.access_key_id.clone());

@@ -1,5 +1,6 @@
 //! `breakglass unseal`: a quorum of shares and an enrolled token open a credential.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -20,17 +21,51 @@ enum Output {
     Json,
     Env,
     Terminal,
-    Nothing,
 }
 
-fn output(output: Option<&OutputArg>) -> Output {
-    match output {
+fn output(output: Option<&OutputArg>) -> Result<Output> {
+    Ok(match output {
         Some(OutputArg::Json) => Output::Json,
         Some(OutputArg::Env) => Output::Env,
         Some(OutputArg::File(path)) => Output::File(path.clone()),
         None if std::io::stdout().is_terminal() => Output::Terminal,
-        None => Output::Nothing,
+        None => {
+            return Err(fail(
+                Failure::Usage,
+                "standard output is not a terminal and no --output is given, so the secret would go nowhere: \
+                 pass --output file:PATH, json or env. Nothing was asked of the custodians",
+            ));
+        }
+    })
+}
+
+/// Refuses a `file:` output that cannot be written as a new file: something (even a dangling
+/// link) is at the path, or its directory is missing.
+fn check_new_file(path: &Path) -> Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(fail(
+            Failure::Usage,
+            format!(
+                "--output file:{}: something is already there (breakglass never overwrites a secret file, nor follows a link): choose a new path",
+                path.display()
+            ),
+        ));
     }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        return Err(fail(
+            Failure::Usage,
+            format!(
+                "--output file:{}: the directory {} does not exist",
+                path.display(),
+                parent.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `breakglass unseal`.
@@ -40,9 +75,10 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
         &args.name,
         args.output.as_ref(),
         args.reveal,
-        |vault| {
+        args.reason.as_deref(),
+        |vault, details| {
             let shares = gather_shares(vault, &args.shares)?;
-            Ok(vault.unseal(
+            let (unsealed, ()) = vault.unseal_with(
                 &args.name,
                 &shares,
                 TokenChoice {
@@ -51,27 +87,31 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
                     force_pin: args.force_pin,
                 },
                 "unseal",
-            )?)
+                |_, _, _| (details, ()),
+            )?;
+            Ok(unsealed)
         },
     )
 }
 
-/// Checks the output options, opens credential `name` with `open` (after those checks, so a
-/// quorum is never gathered for an output that will be refused), and writes the secret out.
+/// Checks the output options, the reason and the audit chain, opens credential `name` with
+/// `open` (after those checks, so a quorum is never gathered for a run that will be refused;
+/// `open` gets the audit details to record, the reason), and writes the secret out.
 pub fn open_and_write(
     vault_arg: Option<&Path>,
     name: &str,
     output_arg: Option<&OutputArg>,
     reveal: bool,
-    open: impl FnOnce(&Vault) -> Result<Unsealed>,
+    reason: Option<&str>,
+    open: impl FnOnce(&Vault, BTreeMap<String, String>) -> Result<Unsealed>,
 ) -> Result<()> {
     crate::hardening::harden()?;
-    let output = output(output_arg);
+    let output = output(output_arg)?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
     let (_, envelope) = vault.envelope(name)?;
     let long_term_aws = envelope.kind == Kind::Aws;
-    if long_term_aws && !reveal && !matches!(output, Output::Nothing | Output::Terminal) {
+    if long_term_aws && !reveal && !matches!(output, Output::Terminal) {
         return Err(fail(
             Failure::Usage,
             "this is an aws credential: its long-term keys are written out only with --reveal (to use them, assume the role instead)",
@@ -80,18 +120,14 @@ pub fn open_and_write(
     if matches!(output, Output::Env) && !long_term_aws {
         return Err(fail(Failure::Usage, "--output env is for aws credentials"));
     }
-    if let Output::File(path) = &output
-        && path.exists()
-    {
-        return Err(fail(
-            Failure::Usage,
-            format!(
-                "--output file:{}: the file exists; breakglass never overwrites a secret file",
-                path.display()
-            ),
-        ));
+    if let Output::File(path) = &output {
+        check_new_file(path)?;
     }
-    let unsealed = open(&vault)?;
+    super::require_reason(&vault, reason)?;
+    let details = reason
+        .map(|r| BTreeMap::from([("reason".to_owned(), r.to_owned())]))
+        .unwrap_or_default();
+    let unsealed = open(&vault, details)?;
     for (position, custodian) in &unsealed.rejected {
         eprintln!(
             "breakglass: warning: share {position}{} does not recombine with the others and was left out: ask its custodian to verify it",
@@ -124,11 +160,7 @@ pub fn open_and_write(
             write_new_secret_file(&path, payload)?;
             eprintln!("wrote {} (0600)", path.display());
         }
-        Output::Json => {
-            let value: serde_json::Value = serde_json::from_slice(payload)
-                .unwrap_or_else(|_| serde_json::json!({ "hex": hex_encode(payload) }));
-            println!("{value}");
-        }
+        Output::Json => println!("{}", json_output(name, unsealed.envelope.kind, payload)),
         Output::Env => {
             let keys = AwsKeys::from_payload(payload)?;
             println!("export AWS_ACCESS_KEY_ID={}", keys.access_key_id);
@@ -148,18 +180,26 @@ pub fn open_and_write(
                 println!();
             }
         }
-        Output::Nothing => {
-            eprintln!("(nothing written: pass --output file:PATH, json or env)");
-        }
     }
     Ok(())
 }
 
-fn hex_encode(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    // The payload of a `secret` that is not JSON: hex keeps it printable without another crate.
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+/// `--output json`: the credential, its kind, and the secret as it was sealed: the fields of an
+/// aws or aws-root credential, a text secret as text, anything else as base64 (`encoding`
+/// says which).
+fn json_output(name: &str, kind: Kind, payload: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    let structured = match kind {
+        Kind::Secret => None,
+        _ => serde_json::from_slice::<serde_json::Value>(payload).ok(),
+    };
+    let (encoding, secret) = match (structured, std::str::from_utf8(payload)) {
+        (Some(fields), _) => ("json", fields),
+        (None, Ok(text)) => ("text", serde_json::Value::from(text)),
+        (None, Err(_)) => (
+            "base64",
+            serde_json::Value::from(base64::engine::general_purpose::STANDARD.encode(payload)),
+        ),
+    };
+    serde_json::json!({ "credential": name, "kind": kind.as_str(), "encoding": encoding, "secret": secret })
 }

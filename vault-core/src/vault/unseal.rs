@@ -102,11 +102,13 @@ impl Vault {
     /// Opens credential `name` with no token at all: the quorum's shares open the quorum half,
     /// the recovery shares (a stricter quorum) derive the recovery key, which opens the token
     /// half. Recorded in the audit log (unsigned: the audit key is on a token).
+    /// `details` (public facts only, e.g. the reason) go into the audit entry.
     pub fn recover(
         &self,
         name: &str,
         shares: &Collector,
         recovery_shares: &Collector,
+        details: BTreeMap<String, String>,
     ) -> Result<Unsealed, crate::Error> {
         let (path, envelope) = self.envelope(name)?;
         let (quorum, recovery) = self.recovery_keys(shares, recovery_shares)?;
@@ -114,6 +116,7 @@ impl Vault {
         let mut event = Event::new("recover")
             .detail("token", NO_TOKEN)
             .detail("recovery_custodians", recovery.custodians.join(","));
+        event.details.extend(details);
         event.credential = Some(name.to_owned());
         event.custodians = quorum.custodians.clone();
         self.record(event)?;
