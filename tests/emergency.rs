@@ -62,8 +62,6 @@ impl Setup {
             "create-virtual-mfa-device",
             "--virtual-mfa-device-name",
             "breakglass",
-            "--path",
-            "/breakglass/",
             "--bootstrap-method",
             "Base32StringSeed",
             "--outfile",
@@ -252,8 +250,17 @@ fn an_aws_credential_naming_an_mfa_device_without_its_seed_is_refused_with_the_w
     );
     // A seed that is not base32 is refused too.
     let output = setup.command(&[
-        "seal", "prod", "--kind", "aws", "--from-file", setup.path("key.json").to_str().unwrap(),
-        "--role-arn", &setup.role_arn, "--mfa-serial", &setup.mfa_serial, "--mfa-seed-stdin",
+        "seal",
+        "prod",
+        "--kind",
+        "aws",
+        "--from-file",
+        setup.path("key.json").to_str().unwrap(),
+        "--role-arn",
+        &setup.role_arn,
+        "--mfa-serial",
+        &setup.mfa_serial,
+        "--mfa-seed-stdin",
     ]);
     let output = run_with_input(output, b"not base32 at all!\n");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
@@ -300,10 +307,9 @@ fn the_seed_from_create_virtual_mfa_device_enables_the_device_and_assume_sends_i
     assert_eq!(devices, serde_json::json!([setup.mfa_serial]));
     setup.seal_with_mfa("eu-west-1");
     // The drill checks that the sealed seed makes codes.
-    let drill: serde_json::Value = serde_json::from_str(&setup.ok(&args(
-        &setup.with_shares(&["drill", "--aws", "--json"]),
-    )))
-    .unwrap();
+    let drill: serde_json::Value =
+        serde_json::from_str(&setup.ok(&args(&setup.with_shares(&["drill", "--aws", "--json"]))))
+            .unwrap();
     let outcome = drill["credentials"]["prod"].as_str().unwrap();
     assert!(outcome.contains("MFA"), "{outcome}");
     // assume sends a code from the sealed seed: the audit log records the TOTP step.
@@ -326,15 +332,20 @@ fn the_sealed_region_is_exported_unless_the_caller_set_one() {
     let setup = Setup::new();
     setup.enable_mfa();
     setup.seal_with_mfa("eu-west-1");
-    let env = setup.ok(&args(&setup.with_shares(&[
-        "assume", "prod", "--format", "env", "--reason", "INC-2",
-    ])));
+    let env =
+        setup.ok(&args(&setup.with_shares(&[
+            "assume", "prod", "--format", "env", "--reason", "INC-2",
+        ])));
     assert!(env.contains("export AWS_REGION=eu-west-1\n"), "{env}");
-    assert!(env.contains("export AWS_DEFAULT_REGION=eu-west-1\n"), "{env}");
+    assert!(
+        env.contains("export AWS_DEFAULT_REGION=eu-west-1\n"),
+        "{env}"
+    );
     // The caller's own region wins.
-    let mut command = setup.command(&args(&setup.with_shares(&[
-        "assume", "prod", "--format", "env", "--reason", "INC-2",
-    ])));
+    let mut command =
+        setup.command(&args(&setup.with_shares(&[
+            "assume", "prod", "--format", "env", "--reason", "INC-2",
+        ])));
     command.env("AWS_REGION", "ap-south-1");
     let output = command.output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -342,9 +353,7 @@ fn the_sealed_region_is_exported_unless_the_caller_set_one() {
     assert!(!env.contains("REGION="), "{env}");
     // exec gives the child the sealed region.
     let mut exec = setup.with_shares(&["exec", "prod", "--reason", "INC-2"]);
-    exec.extend(
-        ["--", "sh", "-c", "echo \"$AWS_REGION $AWS_DEFAULT_REGION\""].map(String::from),
-    );
+    exec.extend(["--", "sh", "-c", "echo \"$AWS_REGION $AWS_DEFAULT_REGION\""].map(String::from));
     let out = setup.ok(&args(&exec));
     assert_eq!(out.trim(), "eu-west-1 eu-west-1");
 }
@@ -382,27 +391,66 @@ fn every_mistake_found_before_the_shares_is_refused_with_exit_2_and_nothing_reco
     std::fs::write(setup.path("not-executable"), b"#!/bin/sh\n").unwrap();
     let file = |name: &str| format!("file:{}", setup.path(name).display());
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (setup.with_shares(&["unseal", "db", "--reason", "r"]), "--output"),
+        (
+            setup.with_shares(&["unseal", "db", "--reason", "r"]),
+            "--output",
+        ),
         (
             setup.with_shares(&["unseal", "db", "--reason", "r", "--output", &file("taken")]),
             "already there",
         ),
         (
-            setup.with_shares(&["unseal", "db", "--reason", "r", "--output", &file("dangling")]),
+            setup.with_shares(&[
+                "unseal",
+                "db",
+                "--reason",
+                "r",
+                "--output",
+                &file("dangling"),
+            ]),
             "already there",
         ),
         (
-            setup.with_shares(&["unseal", "db", "--reason", "r", "--output", &file("missing/db")]),
+            setup.with_shares(&[
+                "unseal",
+                "db",
+                "--reason",
+                "r",
+                "--output",
+                &file("missing/db"),
+            ]),
             "does not exist",
         ),
-        (setup.with_shares(&["unseal", "db", "--output", "json"]), "--reason"),
-        (setup.with_shares(&["recover", "db", "--output", "json"]), "--reason"),
-        (setup.with_shares(&["assume", "prod", "--reason", "r"]), "--format"),
-        (setup.with_shares(&["assume", "prod", "--format", "json"]), "--reason"),
-        (setup.with_shares(&["console", "prod"]), "--reason"),
-        (setup.with_shares(&["exec", "prod", "--", "true"]), "--reason"),
         (
-            setup.with_shares(&["exec", "prod", "--reason", "r", "--", "no-such-command-here"]),
+            setup.with_shares(&["unseal", "db", "--output", "json"]),
+            "--reason",
+        ),
+        (
+            setup.with_shares(&["recover", "db", "--output", "json"]),
+            "--reason",
+        ),
+        (
+            setup.with_shares(&["assume", "prod", "--reason", "r"]),
+            "--format",
+        ),
+        (
+            setup.with_shares(&["assume", "prod", "--format", "json"]),
+            "--reason",
+        ),
+        (setup.with_shares(&["console", "prod"]), "--reason"),
+        (
+            setup.with_shares(&["exec", "prod", "--", "true"]),
+            "--reason",
+        ),
+        (
+            setup.with_shares(&[
+                "exec",
+                "prod",
+                "--reason",
+                "r",
+                "--",
+                "no-such-command-here",
+            ]),
             "no-such-command-here",
         ),
         (
@@ -419,15 +467,29 @@ fn every_mistake_found_before_the_shares_is_refused_with_exit_2_and_nothing_reco
     ];
     for (case, expected) in cases {
         let output = setup.run(&args(&case));
-        assert_eq!(output.status.code(), Some(2), "{case:?}: {}", stderr(&output));
-        assert!(stderr(&output).contains(expected), "{case:?}: {}", stderr(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{case:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(expected),
+            "{case:?}: {}",
+            stderr(&output)
+        );
         assert_eq!(setup.audit_log(), before, "{case:?} recorded something");
     }
     assert!(std::fs::read(setup.path("taken")).unwrap().is_empty());
     assert!(!setup.path("nowhere").exists());
     // With a reason, the unseal goes through and the reason is recorded.
     let out = setup.ok(&args(&setup.with_shares(&[
-        "unseal", "db", "--reason", "INC-7 db restore", "--output", "json",
+        "unseal",
+        "db",
+        "--reason",
+        "INC-7 db restore",
+        "--output",
+        "json",
     ])));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
@@ -457,19 +519,152 @@ fn a_vault_made_with_reason_optional_opens_without_a_reason() {
         env.path("shares").to_str().unwrap(),
         "--reason-optional",
     ]);
-    let output = env.run_stdin(&["seal", "db", "--kind", "secret", "--from-stdin"], b"s3cret");
+    let output = env.run_stdin(
+        &["seal", "db", "--kind", "secret", "--from-stdin"],
+        b"s3cret",
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let shares: Vec<String> = ["ana", "ben"]
         .iter()
-        .map(|n| env.path("shares").join(format!("{n}.share")).display().to_string())
+        .map(|n| {
+            env.path("shares")
+                .join(format!("{n}.share"))
+                .display()
+                .to_string()
+        })
         .collect();
     let output = env
         .command(&[
-            "unseal", "db", "--output", "json", "--share-file", &shares[0], "--share-file",
+            "unseal",
+            "db",
+            "--output",
+            "json",
+            "--share-file",
+            &shares[0],
+            "--share-file",
             &shares[1],
         ])
         .env_remove("BREAKGLASS_REASON")
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// A 2-of-2 dev vault with a text secret `db`, no AWS.
+fn plain_vault() -> (Env, Vec<String>) {
+    let env = Env::new();
+    env.ok(&[
+        "init",
+        "--dev-softhsm",
+        "--custodian",
+        "ana",
+        "--custodian",
+        "ben",
+        "--threshold",
+        "2",
+        "--iteration-exponent",
+        "0",
+        "--shares-dir",
+        env.path("shares").to_str().unwrap(),
+    ]);
+    let output = env.run_stdin(
+        &["seal", "db", "--kind", "secret", "--from-stdin"],
+        b"s3cret",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shares = ["ana", "ben"]
+        .iter()
+        .flat_map(|n| {
+            [
+                "--share-file".to_owned(),
+                env.path("shares")
+                    .join(format!("{n}.share"))
+                    .display()
+                    .to_string(),
+            ]
+        })
+        .collect();
+    (env, shares)
+}
+
+#[test]
+fn a_broken_audit_log_makes_status_exit_5_and_unseal_refuse_before_the_shares() {
+    let (env, shares) = plain_vault();
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(shares.clone());
+    env.ok(&args(&drill));
+    assert!(env.run(&["status"]).status.success());
+    // Change one recorded fact in the first entry: the chain no longer holds.
+    let log_path = env.path("vault/audit.jsonl");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let first = log.lines().next().unwrap();
+    let changed = first.replacen("\"time\":\"2", "\"time\":\"1", 1);
+    assert_ne!(changed, first);
+    let tampered = log.replacen(first, &changed, 1);
+    std::fs::write(&log_path, &tampered).unwrap();
+    let output = env.run(&["status"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("BROKEN"));
+    let output = env.run(&["status", "--json"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let mut unseal = vec![
+        "unseal".to_owned(),
+        "db".into(),
+        "--output".into(),
+        "json".into(),
+    ];
+    unseal.extend(shares);
+    let output = env.run(&args(&unseal));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stderr(&output).contains("audit log"), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    assert_eq!(std::fs::read_to_string(&log_path).unwrap(), tampered);
+}
+
+#[test]
+fn output_cut_short_by_its_reader_ends_quietly_without_a_panic() {
+    let (env, _) = plain_vault();
+    for command in [
+        &["audit", "show"][..],
+        &["status"],
+        &["list"],
+        &["audit", "show", "--json"],
+    ] {
+        let mut child = env
+            .command(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the first line is written (as `head -1` does after it).
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            !stderr(&output).contains("panicked"),
+            "{command:?}: {}",
+            stderr(&output)
+        );
+        assert_ne!(output.status.code(), Some(101), "{command:?}");
+    }
+}
+
+#[test]
+fn status_shows_a_failed_drill_as_failed() {
+    let setup = Setup::new();
+    setup.seal_plain();
+    // The sealed key is deleted in AWS: the drill fails, and status says so.
+    setup.aws.boto(
+        "iam.delete_access_key(UserName='breakglass', AccessKeyId=args['id'])",
+        serde_json::json!({"id": setup.key.id}),
+    );
+    let output = setup.run(&args(&setup.with_shares(&["drill", "--aws"])));
+    assert_ne!(output.status.code(), Some(0), "{}", stderr(&output));
+    let status = setup.ok(&["status"]);
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("last drill"))
+        .unwrap();
+    assert!(line.contains("FAILED for prod"), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&setup.ok(&["status", "--json"])).unwrap();
+    assert_eq!(json["last_drill_failures"], serde_json::json!(["prod"]));
 }

@@ -260,7 +260,12 @@ pub struct SealArgs {
     pub mfa_serial: Option<String>,
     /// The MFA device's seed: the file `aws iam create-virtual-mfa-device --bootstrap-method
     /// Base32StringSeed --outfile FILE` wrote.
-    #[arg(long, value_name = "FILE", requires = "mfa_serial", conflicts_with = "mfa_seed_stdin")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "mfa_serial",
+        conflicts_with = "mfa_seed_stdin"
+    )]
     pub mfa_seed_file: Option<PathBuf>,
     /// Read the MFA device's base32 seed from standard input.
     #[arg(long, requires = "mfa_serial", conflicts_with = "from_stdin")]

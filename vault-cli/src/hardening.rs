@@ -1,5 +1,19 @@
 //! Process hardening for commands that handle secrets: no core dumps, no ptrace attachment by
 //! other processes of the same user (`PR_SET_DUMPABLE` 0 also keeps /proc/PID/mem private).
+//! And the default action of SIGPIPE for every command, so output cut short by its reader
+//! (`breakglass audit show | head -1`) ends the process quietly as it ends `cat`, instead of a
+//! failed write turning into a panic.
+
+/// Restores the default action of SIGPIPE, which the Rust runtime sets to "ignore" (a write to
+/// a closed pipe then fails, and `println!` panics on the failure). Sockets are unaffected:
+/// the standard library sends on them with `MSG_NOSIGNAL`.
+#[allow(unsafe_code)]
+pub fn die_quietly_on_closed_output() {
+    // SAFETY: signal() with a standard disposition, called once at start, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
 
 /// Turns off core dumps and makes the process non-dumpable. Called before any secret is read.
 #[allow(unsafe_code)]

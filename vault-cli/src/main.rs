@@ -16,11 +16,12 @@ mod hardening;
 mod prompt;
 
 use cli::{
-    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, RecoveryCommand, SessionCommand,
-    ShareCommand, SharesCommand,
+    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, RecoveryCommand,
+    SessionCommand, ShareCommand, SharesCommand,
 };
 
 fn main() -> ExitCode {
+    hardening::die_quietly_on_closed_output();
     let cli = match examples::command()
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches))

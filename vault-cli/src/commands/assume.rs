@@ -140,6 +140,7 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
         region: envelope.metadata.get("region").cloned(),
     };
     super::require_reason(&vault, common.reason.as_deref())?;
+    super::require_intact_audit(&vault)?;
     let last_step = last_mfa_step(&vault, &common.name);
     let shares = gather_shares(&vault, &common.shares)?;
     let runtime = aws::runtime()?;

@@ -6,6 +6,7 @@ use anyhow::Result;
 use vault_core::vault::Vault;
 
 use crate::cli::ReportArgs;
+use crate::exit::{Failure, fail};
 
 fn credentials(vault: &Vault) -> Result<Vec<serde_json::Value>> {
     let mut out = Vec::new();
@@ -86,7 +87,8 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let interval = u64::from(m.policy.drill_interval_days);
     let recent_participants: std::collections::BTreeSet<&str> = entries
         .iter()
-        .filter(|e| matches!(e.event.as_str(), "drill" | "unseal" | "share_verify"))
+        // Every entry that names custodians is one they took part in (drills, openings, share
+        // checks, rekeys, ceremonies closed with their contributions).
         .filter(|e| super::days_since(&e.time).is_some_and(|d| d <= interval))
         .flat_map(|e| e.custodians.iter().map(String::as_str))
         .collect();
@@ -118,6 +120,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         })).collect::<Vec<_>>(),
         "credentials": credentials(&vault)?,
         "last_drill": last_drill.map(|e| e.time.clone()),
+        "last_drill_failures": last_drill.map(drill_failures),
         "last_recovery_drill": last_recovery_drill.map(|e| e.time.clone()),
         "days_since_last_drill": last_drill.and_then(|e| super::days_since(&e.time)),
         "drill_interval_days": interval,
@@ -126,7 +129,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(());
+        return audit_intact(&report);
     }
     println!(
         "vault {}  fingerprint {}{}",
@@ -199,11 +202,19 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         print_credential(c);
     }
     match last_drill {
-        Some(d) => println!(
-            "last drill: {} ({} days ago; policy: every {interval} days)",
-            d.time,
-            super::days_since(&d.time).unwrap_or(0)
-        ),
+        Some(d) => {
+            let failed = drill_failures(d);
+            println!(
+                "last drill: {} ({} days ago; policy: every {interval} days){}",
+                d.time,
+                super::days_since(&d.time).unwrap_or(0),
+                if failed.is_empty() {
+                    ": passed".to_owned()
+                } else {
+                    format!(": FAILED for {}: fix and drill again", failed.join(", "))
+                }
+            );
+        }
         None => println!("last drill: never (policy: every {interval} days): run breakglass drill"),
     }
     if !absent.is_empty() {
@@ -220,5 +231,27 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     } else {
         println!("audit log: BROKEN (run breakglass audit verify)");
     }
-    Ok(())
+    audit_intact(&report)
+}
+
+/// The credentials a drill entry records as failed.
+fn drill_failures(entry: &vault_core::audit::Entry) -> Vec<String> {
+    entry
+        .details
+        .iter()
+        .filter(|(key, outcome)| key.starts_with("credential:") && outcome.contains("FAILED"))
+        .map(|(key, _)| key.trim_start_matches("credential:").to_owned())
+        .collect()
+}
+
+/// Exit 5 after the report when the audit log is broken: a script must not read it as healthy.
+fn audit_intact(report: &vault_core::audit::VerifyReport) -> Result<()> {
+    if report.is_intact() {
+        Ok(())
+    } else {
+        Err(fail(
+            Failure::Integrity,
+            "the audit log is broken: run breakglass audit verify",
+        ))
+    }
 }

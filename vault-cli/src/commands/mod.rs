@@ -144,6 +144,26 @@ pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to open a credential on a broken audit log (exit 5): the opening could not be
+/// recorded on a trustworthy chain. Checked before any share is asked for.
+pub fn require_intact_audit(vault: &Vault) -> Result<()> {
+    let report = vault.manifest().verify_audit(&vault.audit())?;
+    let line = report
+        .first_problem
+        .as_ref()
+        .map(|p| p.line)
+        .or(report.bad_signature);
+    match line {
+        None => Ok(()),
+        Some(line) => Err(fail(
+            Failure::Integrity,
+            format!(
+                "the audit log is broken at line {line}: no credential is opened on a record that cannot be trusted; run breakglass audit verify and restore the log from a copy. Nothing was asked of the custodians"
+            ),
+        )),
+    }
+}
+
 /// Days since an RFC 3339 time, for ages.
 pub fn days_since(time: &str) -> Option<u64> {
     let then = vault_core::clock::parse_rfc3339(time)?;

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use secrecy::SecretString;
 use vault_core::credential::{AwsKeys, aws_root_payload};
 use vault_core::envelope::Kind;
-use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use crate::cli::SealArgs;
@@ -112,7 +112,9 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     if seed.is_some() && kind != Kind::Aws {
         return Err(fail(
             Failure::Usage,
-            format!("{seed_flag} is for --kind aws (an aws-root input carries its own \"mfa_seed\")"),
+            format!(
+                "{seed_flag} is for --kind aws (an aws-root input carries its own \"mfa_seed\")"
+            ),
         ));
     }
     let input = match read_secret_input(args.from_file.as_ref(), args.from_stdin)? {

@@ -124,6 +124,7 @@ pub fn open_and_write(
         check_new_file(path)?;
     }
     super::require_reason(&vault, reason)?;
+    super::require_intact_audit(&vault)?;
     let details = reason
         .map(|r| BTreeMap::from([("reason".to_owned(), r.to_owned())]))
         .unwrap_or_default();
