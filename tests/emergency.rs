@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Output, Stdio};
 
 use hsm_testing::aws::{AccessKey, LocalAws};
-use support::{Env, stderr};
+use support::{Env, output_with_stdin, stderr};
 
 /// A 2-of-3 dev vault, a break-glass user allowed to assume an emergency role, and a virtual MFA
 /// device for the user created by the AWS CLI (its seed in `mfa-seed.txt`), not yet enabled.
@@ -262,21 +262,9 @@ fn an_aws_credential_naming_an_mfa_device_without_its_seed_is_refused_with_the_w
         &setup.mfa_serial,
         "--mfa-seed-stdin",
     ]);
-    let output = run_with_input(output, b"not base32 at all!\n");
+    let output = output_with_stdin(output, b"not base32 at all!\n");
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert_eq!(credentials(&setup), serde_json::json!([]));
-}
-
-fn run_with_input(mut command: Command, input: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -373,7 +361,7 @@ impl Setup {
             "--region",
             "us-east-1",
         ]);
-        let output = run_with_input(
+        let output = output_with_stdin(
             self.command(&["seal", "db", "--kind", "secret", "--from-stdin"]),
             b"hunter2",
         );

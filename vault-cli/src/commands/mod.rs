@@ -136,9 +136,7 @@ pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
     if vault.manifest().policy.require_reason && reason.is_none_or(|r| r.trim().is_empty()) {
         return Err(fail(
             Failure::Usage,
-            format!(
-                "--reason TEXT is required by this vault's policy (why the glass is broken; recorded in the audit log). Nothing was asked of the custodians"
-            ),
+            "--reason TEXT is required by this vault's policy (why the glass is broken; recorded in the audit log). Nothing was asked of the custodians",
         ));
     }
     Ok(())
