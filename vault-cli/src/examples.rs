@@ -74,15 +74,16 @@ breakglass --vault ./vault init --module /usr/lib/x86_64-linux-gnu/opensc-pkcs11
         "seal",
         "breakglass seal db-root --kind secret --from-file db-root.txt
 aws iam create-access-key --user-name breakglass > key.json
-breakglass seal aws-prod --kind aws --from-file key.json --account 123456789012 --user breakglass --role-arn arn:aws:iam::123456789012:role/breakglass-emergency --mfa-serial arn:aws:iam::123456789012:mfa/breakglass",
+aws iam create-virtual-mfa-device --virtual-mfa-device-name breakglass --bootstrap-method Base32StringSeed --outfile mfa-seed.txt
+breakglass seal aws-prod --kind aws --from-file key.json --account 123456789012 --user breakglass --role-arn arn:aws:iam::123456789012:role/breakglass-emergency --mfa-serial arn:aws:iam::123456789012:mfa/breakglass --mfa-seed-file mfa-seed.txt --region eu-west-1",
     ),
     ("list", "breakglass list\nbreakglass list --json"),
     ("status", "breakglass status\nbreakglass status --json"),
     (
         "unseal",
-        "breakglass unseal db-root --share-file ann.share --share-file bo.share --output file:db-root.out
+        "breakglass unseal db-root --reason \"INC-1234: restore\" --share-file ann.share --share-file bo.share --output file:db-root.out
 # On a terminal, each custodian types their words when asked:
-breakglass unseal db-root --output file:db-root.out",
+breakglass unseal db-root --reason \"INC-1234: restore\" --output file:db-root.out",
     ),
     (
         "assume",
@@ -91,7 +92,9 @@ breakglass assume aws-prod --reason \"INC-1234\" --cache --format json",
     ),
     (
         "exec",
-        "breakglass exec aws-prod --reason \"INC-1234: SSO down\" -- aws sts get-caller-identity",
+        "breakglass exec aws-prod --reason \"INC-1234: SSO down\" -- aws sts get-caller-identity
+# No command: your $SHELL, with the session (and the sealed region) in its environment
+breakglass exec aws-prod --reason \"INC-1234: SSO down\"",
     ),
     (
         "console",
@@ -103,6 +106,15 @@ breakglass assume aws-prod --reason \"INC-1234\" --cache --format json",
 breakglass drill --aws --json
 # The recovery path (no token): the quorum's and the recovery set's shares together
 breakglass drill --recovery --share-file ann.share --share-file bo.share --share-file ann.recovery.share --share-file bo.recovery.share --share-file cy.recovery.share",
+    ),
+    (
+        "mfa",
+        "breakglass mfa codes --seed-file mfa-seed.txt",
+    ),
+    (
+        "mfa codes",
+        "# Two consecutive codes for aws iam enable-mfa-device (the seed is never printed):
+breakglass mfa codes --seed-file mfa-seed.txt",
     ),
     (
         "session",
@@ -147,7 +159,7 @@ breakglass recovery enable --threshold 3 --custodian ann --custodian bo --custod
     ),
     (
         "recover",
-        "breakglass recover db-root --share-file ann.share --share-file bo.share --share-file ann.recovery.share --share-file bo.recovery.share --share-file cy.recovery.share --output file:db-root.out",
+        "breakglass recover db-root --reason \"all tokens lost\" --share-file ann.share --share-file bo.share --share-file ann.recovery.share --share-file bo.recovery.share --share-file cy.recovery.share --output file:db-root.out",
     ),
     (
         "ceremony",
