@@ -311,7 +311,7 @@ pub struct UnsealArgs {
     #[arg(long)]
     pub reveal: bool,
     /// Why the credential is opened: recorded in the audit log (required by default).
-    #[arg(long, env = "BREAKGLASS_REASON")]
+    #[arg(long, env = "BREAKGLASS_REASON", hide_env_values = true)]
     pub reason: Option<String>,
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
@@ -526,7 +526,7 @@ pub struct AssumeCommon {
     pub shares: ShareSources,
     /// Why the glass is broken: recorded in the audit log and as a session tag (required by
     /// default: the vault's policy).
-    #[arg(long, env = "BREAKGLASS_REASON")]
+    #[arg(long, env = "BREAKGLASS_REASON", hide_env_values = true)]
     pub reason: Option<String>,
     /// Session duration in seconds (default: the credential's metadata, else the vault policy).
     #[arg(long)]
@@ -869,7 +869,7 @@ pub struct RecoverArgs {
     #[arg(long)]
     pub reveal: bool,
     /// Why the credential is opened: recorded in the audit log (required by default).
-    #[arg(long, env = "BREAKGLASS_REASON")]
+    #[arg(long, env = "BREAKGLASS_REASON", hide_env_values = true)]
     pub reason: Option<String>,
 }
 
