@@ -164,7 +164,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         (text(), text(), text()),
         prop::option::of(quorum(65)),
         prop::collection::vec((text(), text(), any::<u64>()), 0..2),
-        (any::<u32>(), any::<u32>()),
+        (any::<u32>(), any::<u32>(), any::<bool>()),
     )
         .prop_map(
             |((vault_id, created), quorum, hsms, audit, recovery, retired, policy)| Manifest {
@@ -214,6 +214,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 policy: Policy {
                     drill_interval_days: policy.0,
                     default_session_seconds: policy.1,
+                    require_reason: policy.2,
                 },
             },
         )
