@@ -966,7 +966,7 @@ pub fn parse_pin_source(text: &str) -> Result<PinSource, String> {
 }
 
 /// What `aws-setup` writes.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SetupFormat {
     /// A CloudFormation template (JSON, which is also YAML).
     Cloudformation,
@@ -1030,7 +1030,7 @@ pub struct AwsSetupArgs {
 }
 
 /// How `review` reports.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ReviewFormat {
     /// Markdown.
     Md,
