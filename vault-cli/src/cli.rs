@@ -54,6 +54,11 @@ pub enum Command {
     Session(SessionCommand),
     /// Print least-privilege IAM documents for the break-glass user and the emergency role.
     AwsPolicy(AwsPolicyArgs),
+    /// The AWS side as code: user, least-privilege policy, emergency role, member roles, and
+    /// an alert on every use (CloudFormation, Terraform, or made now with --apply).
+    AwsSetup(Box<AwsSetupArgs>),
+    /// After the incident: every action taken with a ceremony's sessions, from CloudTrail.
+    Review(ReviewArgs),
     /// After the incident: deny every session of the role (and user) issued before now.
     RevokeSessions(RevokeArgs),
     /// Replace the sealed AWS key with a new one, crash-safe (needs a quorum).
@@ -276,6 +281,12 @@ pub struct SealArgs {
     /// AWS region.
     #[arg(long)]
     pub region: Option<String>,
+    /// The EventBridge rule of the alert (made by aws-setup): drill --aws checks it is enabled.
+    #[arg(long, value_name = "NAME", requires = "alert_topic")]
+    pub alert_rule: Option<String>,
+    /// The SNS topic of the alert (ARN): drill --aws checks it exists.
+    #[arg(long, value_name = "ARN", requires = "alert_rule")]
+    pub alert_topic: Option<String>,
     /// Session duration in seconds.
     #[arg(long)]
     pub duration: Option<u32>,
@@ -609,7 +620,8 @@ pub struct DrillArgs {
     /// Where shares come from (without these, a terminal prompts for them).
     #[command(flatten)]
     pub shares: ShareSources,
-    /// Also check each sealed AWS key with STS GetCallerIdentity (no role is assumed).
+    /// Also check each sealed AWS key with STS GetCallerIdentity (no role is assumed), and,
+    /// where the credential names an alert (seal --alert-rule), that the alert is armed.
     #[arg(long)]
     pub aws: bool,
     /// Use this enrolled token (label) rather than the first one present.
@@ -999,4 +1011,101 @@ pub fn parse_pin_source(text: &str) -> Result<PinSource, String> {
         }),
         _ => Err("expected quorum, env:VAR, file:PATH or prompt".to_owned()),
     }
+}
+
+/// What `aws-setup` writes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SetupFormat {
+    /// A CloudFormation template (JSON, which is also YAML).
+    Cloudformation,
+    /// Terraform (HCL, AWS provider).
+    Terraform,
+}
+
+/// `breakglass aws-setup`
+#[derive(Debug, Args)]
+pub struct AwsSetupArgs {
+    /// The account id.
+    #[arg(long)]
+    pub account: String,
+    /// The break-glass IAM user's name.
+    #[arg(long, default_value = "breakglass")]
+    pub user: String,
+    /// The emergency role's name.
+    #[arg(long, default_value = "breakglass-emergency")]
+    pub role: String,
+    /// The role's permissions: a managed policy (e.g. arn:aws:iam::aws:policy/AdministratorAccess).
+    #[arg(long, value_name = "ARN")]
+    pub permissions_arn: Option<String>,
+    /// The role's permissions: a policy document (JSON file), written inline.
+    #[arg(long, value_name = "FILE", conflicts_with = "permissions_arn")]
+    pub permissions_file: Option<PathBuf>,
+    /// The role's MaxSessionDuration in seconds (bounds assume --duration).
+    #[arg(long, default_value_t = 3600)]
+    pub max_session: i32,
+    /// A member account's role the emergency role may chain into (assume --chain); repeat.
+    #[arg(long = "member-role", value_name = "ROLE_ARN")]
+    pub member_roles: Vec<String>,
+    /// Set up a member account instead: its role trusts this emergency role of the security
+    /// account (no user, no MFA of its own: the chained session carries the SourceIdentity).
+    #[arg(long, value_name = "ROLE_ARN")]
+    pub member_of: Option<String>,
+    /// The alert's EventBridge rule and SNS topic name.
+    #[arg(long, default_value = "breakglass-alert")]
+    pub alert_name: String,
+    /// Send the alert to this address (an SNS e-mail subscription); repeat.
+    #[arg(long = "alert-email", value_name = "ADDRESS")]
+    pub alert_emails: Vec<String>,
+    /// Also send the alert to this https:// URL (an SNS HTTPS subscription).
+    #[arg(long, value_name = "URL")]
+    pub alert_webhook: Option<String>,
+    /// The alert's region: us-east-1 receives IAM, global STS and console sign-in events.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// What to print (without --apply).
+    #[arg(long, value_enum, default_value_t = SetupFormat::Cloudformation)]
+    pub format: SetupFormat,
+    /// Make it all now through the AWS API with your own administrator credentials (the
+    /// standard chain: profile, SSO, environment), and the user's key and MFA device.
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: the new 0600 file the user's access key and MFA seed go to, for seal.
+    #[arg(long, value_name = "FILE")]
+    pub key_out: Option<PathBuf>,
+    /// The credential name in the printed seal command.
+    #[arg(long, default_value = "prod", value_name = "NAME")]
+    pub seal_name: String,
+}
+
+/// How `review` reports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ReviewFormat {
+    /// Markdown.
+    Md,
+    /// A standalone HTML page.
+    Html,
+    /// JSON: the ceremony and the CloudTrail records themselves.
+    Json,
+}
+
+/// `breakglass review`
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The ceremony id (as printed by assume, and in the audit log).
+    pub ceremony: String,
+    /// Read the trail's log files from this S3 bucket instead of CloudTrail LookupEvents.
+    #[arg(long, value_name = "BUCKET")]
+    pub trail_bucket: Option<String>,
+    /// The trail's S3 key prefix (the part before AWSLogs/).
+    #[arg(long, value_name = "PREFIX", requires = "trail_bucket")]
+    pub trail_prefix: Option<String>,
+    /// The organization id, for an organization trail (AWSLogs/ORG_ID/ACCOUNT/...).
+    #[arg(long, value_name = "ORG_ID", requires = "trail_bucket")]
+    pub trail_org: Option<String>,
+    /// The report's format.
+    #[arg(long, value_enum, default_value_t = ReviewFormat::Md)]
+    pub format: ReviewFormat,
+    /// Write the report to this new file rather than standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }

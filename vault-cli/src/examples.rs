@@ -133,6 +133,21 @@ breakglass session credentials --ceremony 3f9c2a1b",
 breakglass aws-policy --account 123456789012 --user breakglass --role breakglass-emergency",
     ),
     (
+        "aws-setup",
+        "# A CloudFormation template: user, policy, role, and the alert to two addresses
+breakglass aws-setup --account 123456789012 --permissions-arn arn:aws:iam::aws:policy/AdministratorAccess --alert-email security@example.com --alert-email oncall@example.com
+breakglass aws-setup --account 123456789012 --permissions-file emergency-policy.json --format terraform
+# Make it now with your own administrator credentials; the key and MFA seed go to a 0600 file for seal
+breakglass aws-setup --apply --account 123456789012 --permissions-arn arn:aws:iam::aws:policy/AdministratorAccess --alert-email security@example.com --key-out /dev/shm/bg-key.json
+# A member account's role, reached with assume --chain
+breakglass aws-setup --account 210987654321 --member-of arn:aws:iam::123456789012:role/breakglass-emergency --role breakglass-member --permissions-arn arn:aws:iam::aws:policy/ReadOnlyAccess",
+    ),
+    (
+        "review",
+        "breakglass review 3f9c2a1b7e40 > review.md
+breakglass review 3f9c2a1b7e40 --trail-bucket org-cloudtrail --trail-prefix trails --format html --out review.html",
+    ),
+    (
         "revoke-sessions",
         "breakglass revoke-sessions --role breakglass-emergency --user breakglass",
     ),

@@ -71,6 +71,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Session(SessionCommand::End(args)) => commands::session::end(&args),
         Command::AwsPolicy(args) => commands::policy::run(&args),
+        Command::AwsSetup(args) => commands::aws_setup::run(&args),
+        Command::Review(args) => commands::review::run(vault, &args),
         Command::RevokeSessions(args) => commands::policy::revoke(vault, &args),
         Command::Rotate(args) => commands::rotate::run(vault, &args),
         Command::Rekey(args) => commands::rekey::run(vault, &args),

@@ -16,6 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::exit::{Failure, fail};
 
+pub mod review;
+pub mod setup;
+
 /// The provider name the SDK reports for credentials breakglass supplies.
 const PROVIDER_NAME: &str = "breakglass-sealed";
 
@@ -108,11 +111,29 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Whose credentials a call was made with: the advice differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// Keys out of a sealed envelope (or a session made with them).
+    Sealed,
+    /// The administrator's own credentials from the standard chain.
+    Administrator,
+}
+
+/// Turns an SDK failure of a call made with sealed keys into a message that says what to do.
+fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &str,
+    error: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> anyhow::Error {
+    explain_as(Caller::Sealed, operation, error)
+}
+
 /// Turns an SDK failure into a message that says what to do, classed as an AWS error (exit 6).
 ///
 /// The local test endpoint's auth-layer errors carry no parsable code, so the HTTP status and
 /// body are read as well.
-fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
+fn explain_as<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    caller: Caller,
     operation: &str,
     error: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> anyhow::Error {
@@ -144,6 +165,20 @@ fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .map(str::to_owned)
             });
             match code.as_deref() {
+                Some("InvalidClientTokenId" | "SignatureDoesNotMatch")
+                    if caller == Caller::Administrator =>
+                {
+                    format!(
+                        "{operation}: AWS refused your credentials (profile, SSO or environment): check them with `aws sts get-caller-identity`"
+                    )
+                }
+                Some("AccessDenied" | "AccessDeniedException" | "AuthorizationError")
+                    if caller == Caller::Administrator =>
+                {
+                    format!(
+                        "{operation}: access denied to your credentials: this needs an administrator's IAM, SNS, EventBridge, S3 or CloudTrail rights (docs/aws-setup.md)"
+                    )
+                }
                 Some("InvalidClientTokenId") => format!(
                     "{operation}: the sealed key is no longer valid in AWS (deleted or deactivated): rotate it, or re-seal a valid key"
                 ),
@@ -275,6 +310,17 @@ pub async fn assume_role_with_session(
     session_from(&output)
 }
 
+/// The SDK configuration of the administrator running the command: the standard chain
+/// (profile, SSO, environment), never a sealed key; `region` overrides the environment's.
+pub async fn admin_config(region: Option<&str>) -> SdkConfig {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(https::sdk_http_client());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    loader.load().await
+}
+
 /// The name of the inline policy that revokes older sessions (as the IAM console names it).
 pub const REVOKE_POLICY_NAME: &str = "AWSRevokeOlderSessions";
 
@@ -284,10 +330,7 @@ pub async fn revoke_older_sessions(
     user: Option<&str>,
     policy: &str,
 ) -> anyhow::Result<()> {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(https::sdk_http_client())
-        .load()
-        .await;
+    let config = admin_config(None).await;
     let iam = aws_sdk_iam::Client::new(&config);
     iam.put_role_policy()
         .role_name(role_name)
@@ -295,7 +338,7 @@ pub async fn revoke_older_sessions(
         .policy_document(policy)
         .send()
         .await
-        .map_err(|e| explain("PutRolePolicy", e))?;
+        .map_err(|e| explain_as(Caller::Administrator, "PutRolePolicy", e))?;
     if let Some(user) = user {
         iam.put_user_policy()
             .user_name(user)
@@ -303,7 +346,7 @@ pub async fn revoke_older_sessions(
             .policy_document(policy)
             .send()
             .await
-            .map_err(|e| explain("PutUserPolicy", e))?;
+            .map_err(|e| explain_as(Caller::Administrator, "PutUserPolicy", e))?;
     }
     Ok(())
 }

@@ -34,16 +34,27 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             Ok(keys) => keys,
             Err(e) => return format!("FAILED: {e}"),
         };
+        let region = envelope.metadata.get("region").cloned();
         let key = match runtime.block_on(crate::aws::caller_identity(
             &keys.access_key_id,
             &keys.secret_access_key,
             None,
-            envelope.metadata.get("region").cloned(),
+            region.clone(),
         )) {
             Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
             Err(e) => return format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
         };
-        format!("{key}; {}", mfa_outcome(envelope, &keys))
+        let key = format!("{key}; {}", mfa_outcome(envelope, &keys));
+        let (Some(rule), Some(topic)) = (
+            envelope.metadata.get("alert_rule"),
+            envelope.metadata.get("alert_topic"),
+        ) else {
+            return key;
+        };
+        match runtime.block_on(crate::aws::setup::check_alert(&keys, region, rule, topic)) {
+            Ok(armed) => format!("{key}; {armed}"),
+            Err(e) => format!("{key}; AWS alert FAILED: {e:#}"),
+        }
     };
     let report = if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
@@ -88,7 +99,10 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     }
     if !report.all_passed() {
         return Err(fail(
-            if results.values().any(|r| r.contains("AWS key")) {
+            if results
+                .values()
+                .any(|r| r.contains("AWS key") || r.contains("AWS alert"))
+            {
                 Failure::Aws
             } else {
                 Failure::Integrity

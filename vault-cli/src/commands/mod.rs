@@ -2,6 +2,7 @@
 
 pub mod assume;
 pub mod audit;
+pub mod aws_setup;
 pub mod ceremony;
 pub mod completions;
 pub mod drill;
@@ -12,6 +13,7 @@ pub mod mfa;
 pub mod policy;
 pub mod recovery;
 pub mod rekey;
+pub mod review;
 pub mod rotate;
 pub mod seal;
 pub mod session;

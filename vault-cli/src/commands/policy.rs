@@ -4,70 +4,138 @@ use anyhow::Result;
 
 use crate::cli::{AwsPolicyArgs, RevokeArgs};
 
-/// `breakglass aws-policy`: prints the user's policy and the role's trust policy as JSON.
-pub fn run(args: &AwsPolicyArgs) -> Result<()> {
-    let account = &args.account;
-    let user_arn = format!("arn:aws:iam::{account}:user/{}", args.user);
-    let role_arn = format!("arn:aws:iam::{account}:role/{}", args.role);
-    let user_policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AssumeTheEmergencyRole",
-                "Effect": "Allow",
-                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"],
-                "Resource": role_arn,
-            },
-            {
-                "Sid": "RotateOwnAccessKey",
-                "Effect": "Allow",
-                "Action": ["iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys"],
-                "Resource": user_arn,
-            },
-            {
-                "Sid": "ManageOwnMfaDevice",
-                "Effect": "Allow",
-                "Action": ["iam:CreateVirtualMFADevice", "iam:EnableMFADevice", "iam:ResyncMFADevice", "iam:DeactivateMFADevice", "iam:DeleteVirtualMFADevice", "iam:ListMFADevices"],
-                "Resource": [user_arn, format!("arn:aws:iam::{account}:mfa/{}", args.user)],
-            },
-            {
-                "Sid": "DenyEverythingElse",
-                "Effect": "Deny",
-                "NotAction": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity", "sts:GetCallerIdentity", "iam:CreateAccessKey", "iam:UpdateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:CreateVirtualMFADevice", "iam:EnableMFADevice", "iam:ResyncMFADevice", "iam:DeactivateMFADevice", "iam:DeleteVirtualMFADevice", "iam:ListMFADevices"],
-                "Resource": "*",
-            },
-        ],
-    });
+/// What the break-glass user may do on its own (assume, rotate its key and MFA device, check
+/// the alert); everything else is denied.
+const ASSUME_ACTIONS: [&str; 3] = ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity"];
+const KEY_ACTIONS: [&str; 4] = [
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:DeleteAccessKey",
+    "iam:ListAccessKeys",
+];
+const MFA_ACTIONS: [&str; 6] = [
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:ResyncMFADevice",
+    "iam:DeactivateMFADevice",
+    "iam:DeleteVirtualMFADevice",
+    "iam:ListMFADevices",
+];
+const ALERT_CHECK_ACTIONS: [&str; 3] = [
+    "events:DescribeRule",
+    "events:ListTargetsByRule",
+    "sns:GetTopicAttributes",
+];
+
+/// The alert a break-glass user may check (read only) with its own key, in `drill --aws`.
+#[derive(Debug, Clone)]
+pub struct AlertArns {
+    /// The EventBridge rule.
+    pub rule: String,
+    /// The SNS topic.
+    pub topic: String,
+}
+
+/// The break-glass user's least-privilege policy: assume the role, rotate its own key and MFA
+/// device (named as `rotate --mfa` names them), check the alert when there is one; nothing else.
+pub fn user_policy(
+    account: &str,
+    user: &str,
+    role_arn: &str,
+    alert: Option<&AlertArns>,
+) -> serde_json::Value {
+    let user_arn = format!("arn:aws:iam::{account}:user/{user}");
+    let mut allowed: Vec<&str> = ASSUME_ACTIONS
+        .into_iter()
+        .chain(["sts:GetCallerIdentity"])
+        .collect();
+    allowed.extend(KEY_ACTIONS);
+    allowed.extend(MFA_ACTIONS);
+    let mut statements = vec![
+        serde_json::json!({
+            "Sid": "AssumeTheEmergencyRole",
+            "Effect": "Allow",
+            "Action": ASSUME_ACTIONS,
+            "Resource": role_arn,
+        }),
+        serde_json::json!({
+            "Sid": "RotateOwnAccessKey",
+            "Effect": "Allow",
+            "Action": KEY_ACTIONS,
+            "Resource": user_arn,
+        }),
+        serde_json::json!({
+            "Sid": "ManageOwnMfaDevice",
+            "Effect": "Allow",
+            "Action": MFA_ACTIONS,
+            "Resource": [
+                user_arn.clone(),
+                format!("arn:aws:iam::{account}:mfa/{user}"),
+                format!("arn:aws:iam::{account}:mfa/{user}-breakglass-*"),
+            ],
+        }),
+    ];
+    if let Some(alert) = alert {
+        allowed.extend(ALERT_CHECK_ACTIONS);
+        statements.push(serde_json::json!({
+            "Sid": "CheckTheAlert",
+            "Effect": "Allow",
+            "Action": ALERT_CHECK_ACTIONS,
+            "Resource": [alert.rule, alert.topic],
+        }));
+    }
+    statements.push(serde_json::json!({
+        "Sid": "DenyEverythingElse",
+        "Effect": "Deny",
+        "NotAction": allowed,
+        "Resource": "*",
+    }));
+    serde_json::json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The emergency role's trust policy: `principal` only (the break-glass user, or in a member
+/// account the security account's emergency role), SourceIdentity `breakglass-*` required,
+/// MFA when asked (a chained session carries no MFA of its own), session tags allowed.
+pub fn trust_policy(principal: &str, require_mfa: bool) -> serde_json::Value {
     let mut condition = serde_json::json!({
         "StringLike": { "sts:SourceIdentity": "breakglass-*" },
     });
-    if args.require_mfa {
+    if require_mfa {
         condition["Bool"] = serde_json::json!({ "aws:MultiFactorAuthPresent": "true" });
     }
-    let trust_policy = serde_json::json!({
+    serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Sid": "OnlyTheBreakGlassUser",
                 "Effect": "Allow",
-                "Principal": { "AWS": user_arn },
+                "Principal": { "AWS": principal },
                 "Action": "sts:AssumeRole",
                 "Condition": condition,
             },
             {
                 "Sid": "SourceIdentityAndTags",
                 "Effect": "Allow",
-                "Principal": { "AWS": user_arn },
+                "Principal": { "AWS": principal },
                 "Action": ["sts:SetSourceIdentity", "sts:TagSession"],
             },
         ],
-    });
+    })
+}
+
+/// `breakglass aws-policy`: prints the user's policy and the role's trust policy as JSON.
+pub fn run(args: &AwsPolicyArgs) -> Result<()> {
+    let account = &args.account;
+    let user_arn = format!("arn:aws:iam::{account}:user/{}", args.user);
+    let role_arn = format!("arn:aws:iam::{account}:role/{}", args.role);
+    let user_policy = user_policy(account, &args.user, &role_arn, None);
+    let trust_policy = trust_policy(&user_arn, args.require_mfa);
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
             "user": { "name": args.user, "arn": user_arn, "policy": user_policy },
             "role": { "name": args.role, "arn": role_arn, "trust_policy": trust_policy,
-                       "note": "attach only the permissions the emergency needs; MaxSessionDuration bounds --duration" },
+                       "note": "attach only the permissions the emergency needs; MaxSessionDuration bounds --duration; breakglass aws-setup makes all of it, with the alert" },
         }))?
     );
     Ok(())
@@ -119,6 +187,9 @@ pub fn revoke(vault_arg: Option<&std::path::Path>, args: &RevokeArgs) -> Result<
             .as_ref()
             .map(|u| format!("; also user {u}"))
             .unwrap_or_default()
+    );
+    eprintln!(
+        "next: breakglass review CEREMONY lists what each session did (ceremony ids: breakglass audit show)"
     );
     if let Some(dir) = vault_arg {
         let vault = vault_core::vault::Vault::open(dir)?;

@@ -251,5 +251,8 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
     if args.mfa {
         println!("the MFA device was re-seeded and its new seed sealed");
     }
+    eprintln!(
+        "next: breakglass review CEREMONY lists what the emergency sessions did (ceremony ids: breakglass audit show)"
+    );
     Ok(())
 }

@@ -22,6 +22,8 @@ fn metadata(args: &SealArgs) -> Result<BTreeMap<String, String>> {
         ("mfa_serial", &args.mfa_serial),
         ("external_id", &args.external_id),
         ("region", &args.region),
+        ("alert_rule", &args.alert_rule),
+        ("alert_topic", &args.alert_topic),
     ];
     for (key, value) in fields {
         if let Some(value) = value {
