@@ -368,9 +368,13 @@ impl Swept {
             // and one at the closing audit signature leaves a new manifest that no longer
             // matches the pinned fingerprint.
             Swept::Enroll => &[Exit4, FunctionNamed, ReturnValueNamed],
-            // A fault while the closing audit checkpoint's token is being found is ignored
-            // (the rekey completes, exit 0).
-            Swept::Rekey => &[FunctionNamed, NoPartialFile, NothingLost, ReturnValueNamed],
+            Swept::Rekey => &[
+                Exit4,
+                FunctionNamed,
+                NoPartialFile,
+                NothingLost,
+                ReturnValueNamed,
+            ],
         }
     }
 }

@@ -200,8 +200,13 @@ impl Vault {
         };
         let modules = self.open_modules(Some(&new.target.module));
         let (new_module, token) = self.new_token(&modules, &pins, new)?;
-        let audit_token_present =
-            !retire.contains(&self.manifest.audit.token) && self.audit_token(&modules).is_some();
+        // A module that no longer loads is a lost token here; a token that fails is not.
+        let audit_token_present = !retire.contains(&self.manifest.audit.token)
+            && match self.audit_token(&modules) {
+                Ok(present) => present.is_some(),
+                Err(crate::Error::Vault(VaultError::TokenAbsent { .. })) => false,
+                Err(e) => return Err(e),
+            };
         let session = new_module.open_session(&token)?;
         pins.login(&session, token.label(), PinRole::User, new.user_pin, false)?;
         let new_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
