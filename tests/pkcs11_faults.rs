@@ -364,10 +364,13 @@ impl Swept {
                 NothingLost,
                 ReturnValueNamed,
             ],
-            // A fault after the first envelope is rewritten leaves the others as they were,
-            // and one at the closing audit signature leaves a new manifest that no longer
-            // matches the pinned fingerprint.
-            Swept::Enroll => &[Exit4, FunctionNamed, ReturnValueNamed],
+            Swept::Enroll => &[
+                Exit4,
+                FunctionNamed,
+                NoPartialFile,
+                NothingLost,
+                ReturnValueNamed,
+            ],
             Swept::Rekey => &[
                 Exit4,
                 FunctionNamed,
