@@ -59,7 +59,7 @@ pub(super) fn write_manifest_bytes(
 /// was not on the token holding the audit key).
 pub(super) enum Closing {
     /// The entry and its checkpoint.
-    Signed(Prepared),
+    Signed(Box<Prepared>),
     /// The entry alone.
     Plain(Event),
 }
@@ -130,14 +130,14 @@ impl Vault {
             &Actor::current(),
             &now(),
         )?;
-        Ok(Closing::Signed(prepared))
+        Ok(Closing::Signed(Box::new(prepared)))
     }
 
     /// Appends what [`Vault::prepare_closing`] made (the caller holds the writers' lock).
     pub(super) fn append_closing(&self, closing: Closing) -> Result<(), crate::Error> {
         match closing {
             Closing::Signed(prepared) => {
-                self.audit().append_prepared(prepared)?;
+                self.audit().append_prepared(*prepared)?;
             }
             Closing::Plain(event) => {
                 self.append(event)?;
