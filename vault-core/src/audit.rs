@@ -183,6 +183,13 @@ fn checkpoint_message(vault_id: &str, seq: u64, head: &str) -> Vec<u8> {
     format!("breakglass-audit-checkpoint/1\n{vault_id}\n{seq}\n{head}").into_bytes()
 }
 
+/// An event and its signed checkpoint, ready to append after the head they were made for.
+#[derive(Debug)]
+pub struct Prepared {
+    after: Head,
+    entries: [Entry; 2],
+}
+
 /// The audit log of one vault.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -300,6 +307,73 @@ impl AuditLog {
             checkpoint: None,
             prev: head.hash,
         })
+    }
+
+    /// An event and a checkpoint signing it, made (and signed) now and appended later with
+    /// [`AuditLog::append_prepared`]: an operation that must not write anything unless the
+    /// token can sign does every token operation first.
+    pub fn prepare_signed(
+        &self,
+        event: Event,
+        signer: &dyn CheckpointSigner,
+        actor: &Actor,
+        time: &str,
+    ) -> Result<Prepared, crate::Error> {
+        let head = self.head()?;
+        let entry = Entry {
+            seq: head.seq + 1,
+            time: time.to_owned(),
+            event: event.event,
+            actor: actor.clone(),
+            credential: event.credential,
+            ceremony: event.ceremony,
+            custodians: event.custodians,
+            details: event.details,
+            checkpoint: None,
+            prev: head.hash.clone(),
+        };
+        let line = serde_json::to_vec(&entry).map_err(|e| AuditError::Damaged {
+            file: self.path.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        let hash = line_hash(&line);
+        let signature = signer.sign(&checkpoint_message(&self.vault_id, entry.seq, &hash))?;
+        let checkpoint = Entry {
+            seq: entry.seq + 1,
+            time: time.to_owned(),
+            event: "checkpoint".into(),
+            actor: actor.clone(),
+            credential: None,
+            ceremony: None,
+            custodians: Vec::new(),
+            details: BTreeMap::new(),
+            checkpoint: Some(Checkpoint {
+                head: hash.clone(),
+                key_id: signer.key_id(),
+                signature: B64.encode(signature),
+            }),
+            prev: hash,
+        };
+        Ok(Prepared {
+            after: head,
+            entries: [entry, checkpoint],
+        })
+    }
+
+    /// Appends what [`AuditLog::prepare_signed`] made, if the log has not moved since (the
+    /// caller holds the writers' lock throughout).
+    pub fn append_prepared(&self, prepared: Prepared) -> Result<Head, AuditError> {
+        if self.head()? != prepared.after {
+            return Err(AuditError::Damaged {
+                file: self.path.clone(),
+                line: 0,
+                reason: "the log changed between preparing and appending a signed entry".into(),
+            });
+        }
+        let [entry, checkpoint] = prepared.entries;
+        self.write_entry(&entry)?;
+        self.write_entry(&checkpoint)
     }
 
     /// Appends a checkpoint signing the current head.

@@ -166,7 +166,7 @@ pub(super) fn execute(
         }
         Err(e) => {
             return Err(anyhow::Error::from(e).context(
-                "the rekey was interrupted: finish it with `breakglass rekey --resume` and a quorum of the old and of the new shares",
+                "the rekey was interrupted: what it did is in the journal (rekey.json in the vault), nothing is lost, and every other command refuses until it is finished: run `breakglass rekey --resume` with a quorum of the old and of the new shares",
             ));
         }
     };

@@ -157,7 +157,7 @@ impl Module {
         let info = self
             .context
             .get_token_info(token.slot)
-            .map_err(self.module_error("reading token information (C_GetTokenInfo)"))?;
+            .map_err(self.module_error("reading token information"))?;
         let description = token.description();
         let firmware = info.firmware_version();
         let mut report = CheckReport {
@@ -197,14 +197,10 @@ impl Module {
                 "the token says it is write-protected (CKF_WRITE_PROTECTED)",
             );
         }
-        let mechanisms = self.context.get_mechanism_list(token.slot).map_err(|e| {
-            HsmError::from_pkcs11(
-                token.label(),
-                "listing mechanisms (C_GetMechanismList)",
-                None,
-                e,
-            )
-        })?;
+        let mechanisms = self
+            .context
+            .get_mechanism_list(token.slot)
+            .map_err(|e| HsmError::from_pkcs11(token.label(), "listing mechanisms", None, e))?;
         let mut offered = [false; MECHANISMS.len()];
         for (i, (name, mechanism, needed_for, flag)) in MECHANISMS.iter().enumerate() {
             if !mechanisms.contains(mechanism) {
@@ -434,16 +430,16 @@ fn data_object_check(session: &TokenSession<'_>, needs: &mut Needs) {
     let result = session
         .session
         .create_object(&template)
-        .map_err(session.error("creating a data object (C_CreateObject)"))
+        .map_err(session.error("creating a data object"))
         .and_then(|object| {
             let read = session
                 .session
                 .get_attributes(object, &[AttributeType::Value])
-                .map_err(session.error("reading the data object (C_GetAttributeValue)"));
+                .map_err(session.error("reading the data object"));
             let destroyed = session
                 .session
                 .destroy_object(object)
-                .map_err(session.error("destroying the data object (C_DestroyObject)"));
+                .map_err(session.error("destroying the data object"));
             let read = read?;
             destroyed?;
             let same = read
@@ -470,11 +466,11 @@ impl TokenSession<'_> {
         let found = self
             .session
             .find_objects(&template)
-            .map_err(self.error("finding a key (C_FindObjects)"))?;
+            .map_err(self.error("finding a key"))?;
         for object in found {
             self.session
                 .destroy_object(object)
-                .map_err(self.error("destroying a key (C_DestroyObject)"))?;
+                .map_err(self.error("destroying a key"))?;
         }
         self.private_keys.borrow_mut().remove(id);
         Ok(())

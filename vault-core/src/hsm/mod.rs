@@ -29,7 +29,7 @@ use ring::rand::SecureRandom;
 use secrecy::SecretString;
 
 pub use check::{Check, CheckReport, QUORUM_PIN_LEN, Status as CheckStatus};
-pub use error::{HsmError, PinRole};
+pub use error::{HsmError, PinRole, Pkcs11Failure, Returned};
 
 use crate::hpke::{DhOracle, Kem};
 use crate::secret::SecretBytes;
@@ -121,7 +121,11 @@ impl PinState {
         };
         let token = token.to_owned();
         if locked {
-            return Err(HsmError::PinLocked { token, role });
+            return Err(HsmError::PinLocked {
+                token,
+                role,
+                returned: None,
+            });
         }
         if final_try && !force {
             return Err(HsmError::PinFinalTry { token, role });
@@ -226,7 +230,7 @@ impl Module {
     pub fn open(path: &Path) -> Result<Module, HsmError> {
         let load_error = |source| HsmError::ModuleLoad {
             module: path.to_path_buf(),
-            cause: source,
+            cause: Pkcs11Failure(source),
         };
         let context = Pkcs11::new(path).map_err(load_error)?;
         match context.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -248,7 +252,7 @@ impl Module {
         move |source| HsmError::Token {
             token: self.path.display().to_string(),
             operation,
-            cause: source,
+            cause: Pkcs11Failure(source),
         }
     }
 
@@ -319,7 +323,7 @@ impl Module {
             self.context.init_token(slot, so_pin, label).map_err(|e| {
                 HsmError::from_pkcs11(
                     label,
-                    "initialising the token (C_InitToken)",
+                    "initialising the token",
                     Some(PinRole::SecurityOfficer),
                     e,
                 )
@@ -333,9 +337,10 @@ impl Module {
 
     /// Opens a read-write session on `token`. Its PIN state is read afresh at login.
     pub fn open_session(&self, token: &Token) -> Result<TokenSession<'_>, HsmError> {
-        let session = self.context.open_rw_session(token.slot).map_err(|e| {
-            HsmError::from_pkcs11(token.label(), "opening a session (C_OpenSession)", None, e)
-        })?;
+        let session = self
+            .context
+            .open_rw_session(token.slot)
+            .map_err(|e| HsmError::from_pkcs11(token.label(), "opening a session", None, e))?;
         Ok(TokenSession {
             module: self,
             session,
@@ -381,7 +386,7 @@ impl TokenSession<'_> {
             .module
             .context
             .get_token_info(self.token.slot)
-            .map_err(self.error("reading token information (C_GetTokenInfo)"))?;
+            .map_err(self.error("reading token information"))?;
         Ok(PinState::from_info(&info))
     }
 
@@ -402,7 +407,7 @@ impl TokenSession<'_> {
             Ok(()) | Err(Pkcs11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(warning),
             Err(e) => Err(HsmError::from_pkcs11(
                 self.label(),
-                "logging in (C_Login)",
+                "logging in",
                 Some(role),
                 e,
             )),
@@ -413,18 +418,13 @@ impl TokenSession<'_> {
     pub fn init_user_pin(&self, pin: &SecretString) -> Result<(), HsmError> {
         self.session
             .init_pin(pin)
-            .map_err(self.error("setting the user PIN (C_InitPIN)"))
+            .map_err(self.error("setting the user PIN"))
     }
 
     /// Changes the PIN of whoever is logged in (or the user PIN when nobody is).
     pub fn change_pin(&self, old: &SecretString, new: &SecretString) -> Result<(), HsmError> {
         self.session.set_pin(old, new).map_err(|e| {
-            HsmError::from_pkcs11(
-                self.label(),
-                "changing a PIN (C_SetPIN)",
-                Some(PinRole::User),
-                e,
-            )
+            HsmError::from_pkcs11(self.label(), "changing a PIN", Some(PinRole::User), e)
         })
     }
 
@@ -487,7 +487,7 @@ impl TokenSession<'_> {
                 &public_template,
                 &private_template,
             )
-            .map_err(self.error("generating a P-256 key pair (C_GenerateKeyPair)"))?;
+            .map_err(self.error("generating a P-256 key pair"))?;
         self.private_keys.borrow_mut().insert(id.clone(), private);
         let public_key = self.read_ec_point(public)?;
         Ok(KeyRef {
@@ -512,7 +512,7 @@ impl TokenSession<'_> {
         let found = self
             .session
             .find_objects(&template)
-            .map_err(self.error("finding a key (C_FindObjects)"))?;
+            .map_err(self.error("finding a key"))?;
         let public = *found.first().ok_or_else(|| HsmError::KeyNotFound {
             token: self.label().to_owned(),
             what: "public key labelled so",
@@ -521,7 +521,7 @@ impl TokenSession<'_> {
         let attributes = self
             .session
             .get_attributes(public, &[AttributeType::Id])
-            .map_err(self.error("reading a key's CKA_ID (C_GetAttributeValue)"))?;
+            .map_err(self.error("reading a key's CKA_ID"))?;
         let id = attributes
             .into_iter()
             .find_map(|a| match a {
@@ -555,14 +555,13 @@ impl TokenSession<'_> {
         let derived = self
             .session
             .derive_key(&Mechanism::Ecdh1Derive(params), private, &template)
-            .map_err(self.error("ECDH with the sealing key (C_DeriveKey)"))?;
+            .map_err(self.error("ECDH with the sealing key"))?;
         let read = self
             .session
             .get_attributes(derived, &[AttributeType::Value]);
         let destroyed = self.session.destroy_object(derived);
-        let attributes =
-            read.map_err(self.error("reading the ECDH result (C_GetAttributeValue)"))?;
-        destroyed.map_err(self.error("destroying the ECDH result (C_DestroyObject)"))?;
+        let attributes = read.map_err(self.error("reading the ECDH result"))?;
+        destroyed.map_err(self.error("destroying the ECDH result"))?;
         for attribute in attributes {
             if let Attribute::Value(value) = attribute {
                 return Ok(SecretBytes::from(value));
@@ -581,7 +580,7 @@ impl TokenSession<'_> {
         let digest = ring::digest::digest(&ring::digest::SHA256, message);
         self.session
             .sign(&Mechanism::Ecdsa, private, digest.as_ref())
-            .map_err(self.error("signing with the audit key (C_Sign)"))
+            .map_err(self.error("signing with the audit key"))
     }
 
     /// The sealing key `key` as an HPKE DH oracle.
@@ -598,7 +597,7 @@ impl TokenSession<'_> {
         let private = self.private_key(id)?;
         self.session
             .get_attributes(private, attributes)
-            .map_err(self.error("reading private key attributes (C_GetAttributeValue)"))
+            .map_err(self.error("reading private key attributes"))
     }
 
     fn private_key(&self, id: &[u8]) -> Result<ObjectHandle, HsmError> {
@@ -620,7 +619,7 @@ impl TokenSession<'_> {
         let found = self
             .session
             .find_objects(&template)
-            .map_err(self.error("finding a key (C_FindObjects)"))?;
+            .map_err(self.error("finding a key"))?;
         found.first().copied().ok_or_else(|| HsmError::KeyNotFound {
             token: self.label().to_owned(),
             what,

@@ -89,7 +89,9 @@ impl Vault {
         })
     }
 
-    /// Opens every credential with `hsm` and `quorum` and runs `check` on each payload.
+    /// Opens every credential with `hsm` and `quorum` and runs `check` on each payload. An
+    /// envelope that does not open is a finding of the drill (`FAILED: ...`); a token that
+    /// fails is not a finding about the envelopes, so it stops the drill with its error.
     fn open_each(
         &self,
         hsm: &dyn DhOracle,
@@ -101,6 +103,7 @@ impl Vault {
             let outcome = match self.envelope(&name) {
                 Ok((path, envelope)) => match envelope.open(hsm, quorum, &path) {
                     Ok(payload) => check(&name, &envelope, &payload),
+                    Err(e @ crate::Error::Hsm(_)) => return Err(e),
                     Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
                 },
                 Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),

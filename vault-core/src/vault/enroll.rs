@@ -9,8 +9,8 @@ use crate::hsm::{KeyPurpose, KeyRef, Module, PinRole, Token, TokenDescription};
 use crate::manifest::{AuditKey, HsmEnrollment, PinSource, RetiredAuditKey};
 use crate::quorum::Collector;
 
-use super::record::write_manifest;
-use super::rewrap::{Change, Scope, rewrap};
+use super::record::{WrittenManifest, write_manifest, write_manifest_bytes};
+use super::rewrap::{Change, Scope, rewrap, rewrapped};
 use super::tokens::{Modules, PinProvider, Pins, TokenTarget, prepare_token};
 use super::{Vault, VaultError};
 
@@ -129,33 +129,40 @@ impl Vault {
         let new_key = new_session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
 
         let lock = self.store.lock()?;
-        // Envelopes first: a crash before the manifest is written leaves stanzas for a token
-        // the manifest does not know yet, which is harmless (and skipped when run again).
+        // Every token operation first (the token half of each file key for the new stanzas,
+        // then the checkpoint signing the entry that records the new manifest), nothing
+        // written until all have succeeded: a token that fails leaves the vault as it was.
         let oracle = session.dh_oracle(&key);
-        rewrap(
+        let envelopes = rewrapped(
             self.envelope_files(Scope::Current)?,
             &Change::Stanzas {
                 hsm: &oracle,
                 add: &new_key.public_key,
                 remove: &[],
             },
-            |_| Ok(()),
         )?;
         let description = token.description();
-        self.manifest.hsms.push(new_enrollment(
+        let mut manifest = self.manifest.clone();
+        manifest.hsms.push(new_enrollment(
             description,
             new.target,
             &new_key,
             new.user_pin,
             new.so_pin,
         ));
-        let written = write_manifest(&self.store, &lock, &self.manifest)?;
+        let (bytes, written) = WrittenManifest::of(&manifest);
         let mut event = written
             .event("hsm_enrol")
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone());
         event.custodians = custodians;
-        self.append_signed(event, &session, &present.enrollment.label)?;
+        let closing = self.prepare_closing(event, &session, &present.enrollment.label)?;
+        // Envelopes first: a crash before the manifest is written leaves stanzas for a token
+        // the manifest does not know yet, which is harmless (and skipped when run again).
+        envelopes.write(|_| Ok(()))?;
+        write_manifest_bytes(&self.store, &lock, &bytes)?;
+        self.manifest = manifest;
+        self.append_closing(closing)?;
         drop(lock);
         Ok(written.fingerprint)
     }
@@ -200,8 +207,13 @@ impl Vault {
         };
         let modules = self.open_modules(Some(&new.target.module));
         let (new_module, token) = self.new_token(&modules, &pins, new)?;
-        let audit_token_present =
-            !retire.contains(&self.manifest.audit.token) && self.audit_token(&modules).is_some();
+        // A module that no longer loads is a lost token here; a token that fails is not.
+        let audit_token_present = !retire.contains(&self.manifest.audit.token)
+            && match self.audit_token(&modules) {
+                Ok(present) => present.is_some(),
+                Err(crate::Error::Vault(VaultError::TokenAbsent { .. })) => false,
+                Err(e) => return Err(e),
+            };
         let session = new_module.open_session(&token)?;
         pins.login(&session, token.label(), PinRole::User, new.user_pin, false)?;
         let new_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;

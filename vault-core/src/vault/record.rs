@@ -3,7 +3,7 @@
 //! manifest (its fingerprint and the SHA-256 of its exact bytes, which [`Vault::open`] checks
 //! `vault.json` against).
 
-use crate::audit::{Actor, Event, Head};
+use crate::audit::{Actor, Event, Head, Prepared};
 use crate::hsm::TokenSession;
 use crate::manifest::Manifest;
 use crate::store::{MANIFEST, Store, WriteLock};
@@ -23,7 +23,7 @@ pub(super) struct WrittenManifest {
 
 impl WrittenManifest {
     /// The bytes `manifest` is written as, and what records them.
-    fn of(manifest: &Manifest) -> (Vec<u8>, WrittenManifest) {
+    pub(super) fn of(manifest: &Manifest) -> (Vec<u8>, WrittenManifest) {
         let bytes = manifest.to_bytes();
         let written = WrittenManifest {
             fingerprint: manifest.fingerprint().display(),
@@ -42,6 +42,26 @@ impl WrittenManifest {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Writes the bytes [`WrittenManifest::of`] gave as the store's `vault.json` (the caller holds
+/// the writers' lock).
+pub(super) fn write_manifest_bytes(
+    store: &Store,
+    lock: &WriteLock,
+    bytes: &[u8],
+) -> Result<(), crate::Error> {
+    store.write(lock, MANIFEST, bytes)?;
+    Ok(())
+}
+
+/// An audit entry ready to append: signed by a checkpoint made already, or plain (the session
+/// was not on the token holding the audit key).
+pub(super) enum Closing {
+    /// The entry and its checkpoint.
+    Signed(Box<Prepared>),
+    /// The entry alone.
+    Plain(Event),
 }
 
 /// Writes `manifest` as the store's `vault.json` (the caller holds the writers' lock).
@@ -88,6 +108,40 @@ impl Vault {
         if self.manifest.audit.token == token_label {
             let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
             audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
+        }
+        Ok(())
+    }
+
+    /// What [`Vault::append_signed`] would append, with the checkpoint signed now (the token
+    /// operation) and nothing written: see [`Vault::append_closing`].
+    pub(super) fn prepare_closing(
+        &self,
+        event: Event,
+        session: &TokenSession<'_>,
+        token_label: &str,
+    ) -> Result<Closing, crate::Error> {
+        if self.manifest.audit.token != token_label {
+            return Ok(Closing::Plain(event));
+        }
+        let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
+        let prepared = self.audit().prepare_signed(
+            event,
+            &session.audit_signer(&audit_key),
+            &Actor::current(),
+            &now(),
+        )?;
+        Ok(Closing::Signed(Box::new(prepared)))
+    }
+
+    /// Appends what [`Vault::prepare_closing`] made (the caller holds the writers' lock).
+    pub(super) fn append_closing(&self, closing: Closing) -> Result<(), crate::Error> {
+        match closing {
+            Closing::Signed(prepared) => {
+                self.audit().append_prepared(*prepared)?;
+            }
+            Closing::Plain(event) => {
+                self.append(event)?;
+            }
         }
         Ok(())
     }

@@ -88,13 +88,41 @@ impl Vault {
 }
 
 /// Applies `change` to each of `files`, replacing those it changes; `after_write` runs after
-/// each replacement with its index (a fault point). Returns how many were replaced.
+/// each replacement with its index (a fault point). Every envelope is changed in memory first
+/// (every token operation done), and only then are the files written: a token that fails
+/// midway leaves every envelope as it was. Returns how many were replaced.
 pub(super) fn rewrap(
     files: Vec<EnvelopeFile>,
     change: &Change<'_>,
-    mut after_write: impl FnMut(usize) -> Result<(), crate::Error>,
+    after_write: impl FnMut(usize) -> Result<(), crate::Error>,
 ) -> Result<usize, crate::Error> {
-    let mut written = 0;
+    rewrapped(files, change)?.write(after_write)
+}
+
+/// Envelopes changed in memory, not written yet.
+pub(super) struct Rewrapped(Vec<(PathBuf, Vec<u8>)>);
+
+impl Rewrapped {
+    /// Replaces each file; `after_write` runs after each with its index. Returns how many.
+    pub fn write(
+        self,
+        mut after_write: impl FnMut(usize) -> Result<(), crate::Error>,
+    ) -> Result<usize, crate::Error> {
+        for (written, (path, bytes)) in self.0.iter().enumerate() {
+            crate::store::write_atomic(path, bytes)?;
+            after_write(written)?;
+        }
+        Ok(self.0.len())
+    }
+}
+
+/// Applies `change` to each of `files` in memory (every token operation is made here); the
+/// changed ones are returned to be written.
+pub(super) fn rewrapped(
+    files: Vec<EnvelopeFile>,
+    change: &Change<'_>,
+) -> Result<Rewrapped, crate::Error> {
+    let mut replacements = Vec::new();
     for EnvelopeFile { path, mut envelope } in files {
         let replacement = match change {
             Change::Reseal {
@@ -115,12 +143,10 @@ pub(super) fn rewrap(
             }
         };
         if let Some(envelope) = replacement {
-            crate::store::write_atomic(&path, &envelope.to_bytes())?;
-            after_write(written)?;
-            written += 1;
+            replacements.push((path, envelope.to_bytes()));
         }
     }
-    Ok(written)
+    Ok(Rewrapped(replacements))
 }
 
 #[cfg(test)]

@@ -295,13 +295,37 @@ impl Vault {
         Err(self.no_token(last_error))
     }
 
-    /// The token holding the audit key, when it is present.
-    pub(super) fn audit_token<'m>(&self, modules: &'m Modules) -> Option<Present<'m>> {
-        self.manifest
+    /// The token holding the audit key: `None` when no token has it or the module reports it
+    /// absent; an error when the module does not load or fails while looking (a fault is not
+    /// an absent token, and must not turn a signed checkpoint into an unsigned entry).
+    pub(super) fn audit_token<'m>(
+        &self,
+        modules: &'m Modules,
+    ) -> Result<Option<Present<'m>>, crate::Error> {
+        let Some(enrollment) = self
+            .manifest
             .hsms
             .iter()
-            .filter(|h| h.label == self.manifest.audit.token)
-            .find_map(|h| modules.find(h).ok())
+            .find(|h| h.label == self.manifest.audit.token)
+        else {
+            return Ok(None);
+        };
+        let module = modules
+            .get(Path::new(&enrollment.module))
+            .map_err(|cause| VaultError::TokenAbsent {
+                label: enrollment.label.clone(),
+                serial: enrollment.serial.clone(),
+                cause,
+            })?;
+        match module.find_token(&TokenSelector::Serial(enrollment.serial.clone())) {
+            Ok(token) => Ok(Some(Present {
+                module,
+                token,
+                enrollment: enrollment.clone(),
+            })),
+            Err(HsmError::TokenNotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Checks that every token whose PIN the quorum derives is connected (a rekey must change

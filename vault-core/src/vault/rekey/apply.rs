@@ -111,7 +111,12 @@ impl Vault {
             .detail("envelopes_resealed", format!("{resealed} of {total}"))
             .detail("token_pins_changed", changed.join(","));
         event.custodians = journal.custodians.clone();
-        match self.audit_token(modules) {
+        // A token fault here stops the rekey with its error and leaves the journal: envelopes
+        // and PINs are already the new quorum's and the new manifest is written, so nothing is
+        // lost, and `rekey --resume` (which finds every step done) records and signs it. Not
+        // retried here: a token that just failed (pulled out, device error) rarely answers a
+        // moment later, and an unsigned entry in place of the checkpoint would hide the fault.
+        match self.audit_token(modules)? {
             Some(present) => {
                 let (session, _) = present.login(&self.pins(Some(secrets.new), pins), false)?;
                 self.append_signed(event, &session, &present.enrollment.label)?;
