@@ -33,26 +33,23 @@ pub fn venv_program(name: &str) -> PathBuf {
     path
 }
 
-/// The directory of the official test vectors (`slip39-vectors.json`, `hpke-rfc9180-base.json`).
-///
-/// `scripts/test` sets `BREAKGLASS_VECTORS_DIR` when the vectors are present and runs the vector
-/// tests only then, saying so when they are not; a vector test run without them fails here
-/// rather than pass without having checked anything.
+/// The directory of the official test vectors (`slip39-vectors.json`, `hpke-rfc9180-base.json`):
+/// `BREAKGLASS_VECTORS_DIR` when set, otherwise the repository's `test-vectors/`.
 ///
 /// # Panics
-/// When `BREAKGLASS_VECTORS_DIR` is unset or does not hold the vectors.
+/// When the directory does not hold the vectors: a vector test never passes without having
+/// checked anything.
 pub fn vectors_dir() -> PathBuf {
     let dir = std::env::var_os("BREAKGLASS_VECTORS_DIR")
         .map(PathBuf::from)
-        .expect(
-            "BREAKGLASS_VECTORS_DIR is not set: vector tests need the official vectors \
-         (scripts/test sets it when ../shared/vectors is present)",
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors"));
+    for file in ["slip39-vectors.json", "hpke-rfc9180-base.json"] {
+        assert!(
+            dir.join(file).is_file(),
+            "{} is missing: the official vectors (see test-vectors/README.md)",
+            dir.join(file).display()
         );
-    assert!(
-        dir.is_dir(),
-        "BREAKGLASS_VECTORS_DIR={} is not a directory",
-        dir.display()
-    );
+    }
     dir
 }
 

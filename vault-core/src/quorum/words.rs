@@ -88,6 +88,14 @@ mod tests {
         let mut prefixes: Vec<&str> = words().iter().map(|w| &w[..4.min(w.len())]).collect();
         prefixes.dedup();
         assert_eq!(prefixes.len(), 1024, "unique by four letters");
+        // The file byte for byte as the specification publishes it (slip39-wordlist.txt).
+        assert_eq!(
+            hex::encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                WORDLIST.as_bytes()
+            )),
+            "bcc4555340332d169718aed8bf31dd9d5248cb7da6e5d355140ef4f1e601eec3"
+        );
     }
 
     #[test]
