@@ -314,6 +314,53 @@ fn a_deleted_sealed_key_fails_with_exit_6_and_says_what_to_do_and_drill_reports_
 }
 
 #[test]
+fn an_ini_profile_works_in_the_aws_cli_and_durations_take_units() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "c"]);
+    // Below what AWS allows: refused before any share is read (exit 2), with the limit.
+    let short = setup.run(&setup.with_shares(
+        &["assume", "prod", "--format", "ini", "--duration", "10m"],
+        &shares,
+    ));
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 900 s"));
+    let out = setup.ok(&setup.with_shares(
+        &["assume", "prod", "--format", "ini", "--duration", "1h"],
+        &shares,
+    ));
+    assert!(out.contains("[prod]\naws_access_key_id = ASIA"), "{out}");
+    let credentials = setup.path("aws-credentials");
+    std::fs::write(&credentials, &out).unwrap();
+    let cli = Command::new(hsm_testing::tools::venv_program("aws"))
+        .args(["sts", "get-caller-identity", "--profile", "prod"])
+        .envs(setup.aws.client_env())
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert!(String::from_utf8_lossy(&cli.stdout).contains("assumed-role/emergency/breakglass-"));
+    // The session lasts the hour asked for (moto answers with the expiry STS would give).
+    let expires = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit("expires ").next())
+        .expect("the profile's comment line");
+    // Whole seconds: the SDK writes the expiry with a fraction.
+    let whole = format!("{}Z", expires.trim().split(['.', 'Z']).next().unwrap());
+    let expires = vault_core::clock::parse_rfc3339(&whole).expect(expires);
+    let now = vault_core::clock::now_unix();
+    assert!(
+        (now + 3_300..=now + 3_600).contains(&expires),
+        "expires {expires}, now {now}"
+    );
+}
+
+#[test]
 fn an_unreachable_endpoint_is_named() {
     let setup = Setup::new();
     let shares = setup.shares(&["a", "b"]);
@@ -326,6 +373,50 @@ fn an_unreachable_endpoint_is_named() {
         String::from_utf8_lossy(&output.stderr).contains("cannot reach http://127.0.0.1:9"),
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn revoke_sessions_without_administrator_credentials_names_the_credentials_not_the_network() {
+    let setup = Setup::new();
+    // No administrator credentials anywhere: not in the environment, no profile files.
+    let output = setup
+        .command(&["revoke-sessions", "--role", &setup.role_arn])
+        .env("HOME", setup.path("home"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("PutRolePolicy") && err.contains("your own administrator credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn a_call_the_sealed_user_may_not_make_shows_aws_code_and_message_then_the_policy_to_fix() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "b"]);
+    // The break-glass user loses its IAM rights: rotation's first call is refused by AWS.
+    setup.aws.put_user_policy(
+        "breakglass",
+        "assume-emergency",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:GetCallerIdentity"], "Resource": "*"}]}),
+    );
+    let output = setup.run(&setup.with_shares(&["rotate", "prod"], &shares));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{err}");
+    // AWS's own code and message first, then advice that fits this call.
+    let code_at = err.find("AccessDenied").expect("AWS's code");
+    let advice_at = err.find("breakglass aws-policy").expect("advice");
+    assert!(code_at < advice_at, "{err}");
+    assert!(err.contains("iam:ListAccessKeys"), "AWS's message: {err}");
+    assert!(err.contains("may not call ListAccessKeys"), "{err}");
+    assert!(
+        !err.contains("trust policy"),
+        "advice for AssumeRole: {err}"
     );
 }
 

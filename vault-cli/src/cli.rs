@@ -287,9 +287,9 @@ pub struct SealArgs {
     /// The SNS topic of the alert (ARN): drill --aws checks it exists.
     #[arg(long, value_name = "ARN", requires = "alert_rule")]
     pub alert_topic: Option<String>,
-    /// Session duration in seconds.
-    #[arg(long)]
-    pub duration: Option<u32>,
+    /// Session duration: seconds (`900`) or with a unit (`15m`, `1h`), 15 minutes to 12 hours.
+    #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
+    pub duration: Option<i32>,
     /// A scope-down session policy (JSON file).
     #[arg(long, value_name = "FILE")]
     pub session_policy: Option<PathBuf>,
@@ -539,8 +539,9 @@ pub struct AssumeCommon {
     /// default: the vault's policy).
     #[arg(long, env = "BREAKGLASS_REASON", hide_env_values = true)]
     pub reason: Option<String>,
-    /// Session duration in seconds (default: the credential's metadata, else the vault policy).
-    #[arg(long)]
+    /// Session duration: seconds (`900`) or with a unit (`15m`, `1h`), 15 minutes to 12 hours
+    /// (default: the credential's metadata, else the vault policy).
+    #[arg(long, value_name = "DURATION", value_parser = parse_session_duration)]
     pub duration: Option<i32>,
     /// Then assume these roles in turn with the session (member accounts); repeat.
     #[arg(long = "chain", value_name = "ROLE_ARN")]
@@ -559,8 +560,8 @@ pub struct AssumeArgs {
     /// The credential, shares and session options.
     #[command(flatten)]
     pub common: AssumeCommon,
-    /// Print the session as shell exports (env), JSON (json), or the AWS credential_process
-    /// JSON (credential-process). Without it, only the session's identity and expiry are shown.
+    /// Print the session as shell exports (env), JSON (json), the AWS credential_process JSON
+    /// (credential-process), or a shared-credentials-file profile (ini). Without it, only the session's identity and expiry are shown.
     #[arg(long, value_enum)]
     pub format: Option<SessionFormat>,
     /// Keep the session in $XDG_RUNTIME_DIR/breakglass/ (0600) until it expires, for a profile
@@ -996,6 +997,24 @@ pub enum SessionFormat {
     Json,
     /// The JSON of an AWS `credential_process`.
     CredentialProcess,
+    /// A profile for the AWS shared credentials file (`~/.aws/credentials`), named after the
+    /// credential.
+    Ini,
+}
+
+/// Parses an STS session duration: the units of every duration breakglass takes (`900`,
+/// `900s`, `15m`, `1h`), within what AssumeRole accepts (15 minutes to 12 hours).
+pub fn parse_session_duration(text: &str) -> Result<i32, String> {
+    use crate::aws::{MAX_SESSION_SECONDS, MIN_SESSION_SECONDS};
+    let seconds = vault_core::trust::duration::parse_duration(text, MAX_SESSION_SECONDS as u64)
+        .map_err(|e| e.to_string())?;
+    let seconds = i32::try_from(seconds).map_err(|_| format!("{text}: too large"))?;
+    if seconds < MIN_SESSION_SECONDS {
+        return Err(format!(
+            "{text}: AWS sessions last at least {MIN_SESSION_SECONDS} s (15m)"
+        ));
+    }
+    Ok(seconds)
 }
 
 /// Parses a PIN source: `quorum`, `env:VAR`, `file:PATH`, `prompt`.

@@ -128,23 +128,125 @@ fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
     explain_as(Caller::Sealed, operation, error)
 }
 
-/// Turns an SDK failure into a message that says what to do, classed as an AWS error (exit 6).
-///
-/// The local test endpoint's auth-layer errors carry no parsable code, so the HTTP status and
-/// body are read as well.
+/// What AWS said: its error code and message, from the parsed error or, when the SDK could not
+/// parse the body (the local test endpoint's auth-layer errors), from the XML or JSON body.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct AwsSaid {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl AwsSaid {
+    fn from_body(body: &str) -> AwsSaid {
+        let xml = |tag: &str| {
+            let open = format!("<{tag}>");
+            let start = body.find(&open)? + open.len();
+            let end = start + body[start..].find(&format!("</{tag}>"))?;
+            Some(body[start..end].trim().to_owned()).filter(|text| !text.is_empty())
+        };
+        let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
+        let json_field = |names: &[&str]| {
+            names.iter().find_map(|name| {
+                json.as_ref()?
+                    .get(*name)?
+                    .as_str()
+                    .map(|text| text.rsplit('#').next().unwrap_or(text).to_owned())
+            })
+        };
+        AwsSaid {
+            code: xml("Code").or_else(|| json_field(&["__type", "code", "Code"])),
+            message: xml("Message").or_else(|| json_field(&["message", "Message"])),
+        }
+    }
+}
+
+/// The advice that fits a refusal of `operation` with `code`, for `caller`.
+fn advice(caller: Caller, operation: &str, code: &str) -> Option<String> {
+    let assume = operation.starts_with("AssumeRole");
+    Some(match (caller, code) {
+        (Caller::Administrator, "InvalidClientTokenId" | "SignatureDoesNotMatch") => {
+            "your own credentials (profile, SSO or environment) were refused: check them with \
+             `aws sts get-caller-identity`"
+                .to_owned()
+        }
+        (
+            Caller::Administrator,
+            "AccessDenied" | "AccessDeniedException" | "AuthorizationError",
+        ) => {
+            format!(
+                "your own credentials may not call {operation}: this needs an administrator's \
+                 IAM, SNS, EventBridge, S3 or CloudTrail rights (docs/aws-setup.md)"
+            )
+        }
+        (Caller::Sealed, "InvalidClientTokenId") => "the sealed key is no longer valid in AWS \
+             (deleted or deactivated): rotate it, or re-seal a valid key"
+            .to_owned(),
+        (Caller::Sealed, "SignatureDoesNotMatch") => "the sealed secret key does not match its \
+             key id: re-seal the credential"
+            .to_owned(),
+        (Caller::Sealed, "AccessDenied") if assume => "check the role's trust policy (this user, \
+             MFA, sts:SetSourceIdentity and sts:TagSession allowed) and the user's permission to \
+             assume it (`breakglass aws-policy` prints both)"
+            .to_owned(),
+        (Caller::Sealed, "AccessDenied") => format!(
+            "the break-glass user may not call {operation}: its policy must allow everything \
+             breakglass does (`breakglass aws-policy` prints it)"
+        ),
+        (_, "ExpiredToken" | "RequestExpired") => {
+            "the request or token expired: check this machine's clock".to_owned()
+        }
+        (_, "MultiFactorAuthentication" | "InvalidAuthenticationCode") if assume => {
+            "the MFA code was refused: check the sealed MFA seed with `breakglass drill --aws`, \
+             and this machine's clock"
+                .to_owned()
+        }
+        _ => return None,
+    })
+}
+
+/// An error and its causes on one line (the SDK's own text for its first layer says only
+/// "dispatch failure").
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Turns an SDK failure into a message that says what to do, classed as an AWS error (exit 6):
+/// AWS's own code and message first, then advice that fits the call and whose credentials made
+/// it.
 fn explain_as<E: ProvideErrorMetadata + std::error::Error + 'static>(
     caller: Caller,
     operation: &str,
     error: SdkError<E, aws_smithy_runtime_api::http::Response>,
 ) -> anyhow::Error {
-    let endpoint =
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the AWS STS endpoint".into());
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the AWS endpoint".into());
     let message = match &error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => format!(
             "{operation}: cannot reach {endpoint}: check the network, proxy and AWS_ENDPOINT_URL"
         ),
+        SdkError::TimeoutError(_) => format!(
+            "{operation}: {endpoint} did not answer in time: check the network, proxy and \
+             AWS_ENDPOINT_URL"
+        ),
+        SdkError::DispatchFailure(_) if caller == Caller::Administrator => {
+            // Failures before sending, such as no credentials in the default chain.
+            format!(
+                "{operation}: {}: this call uses your own administrator credentials (profile, \
+                 SSO or environment), never the sealed ones: check them with \
+                 `aws sts get-caller-identity`",
+                causes(&error)
+            )
+        }
         SdkError::ServiceError(service) => {
-            let code = service.err().code().map(str::to_owned);
             let status = service.raw().status().as_u16();
             let body = service
                 .raw()
@@ -152,53 +254,44 @@ fn explain_as<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .bytes()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
-            let code = code.or_else(|| {
-                [
-                    "InvalidClientTokenId",
-                    "SignatureDoesNotMatch",
-                    "AccessDenied",
-                    "ExpiredToken",
-                    "RequestExpired",
-                ]
-                .into_iter()
-                .find(|c| body.contains(c))
-                .map(str::to_owned)
-            });
-            match code.as_deref() {
-                Some("InvalidClientTokenId" | "SignatureDoesNotMatch")
-                    if caller == Caller::Administrator =>
-                {
-                    format!(
-                        "{operation}: AWS refused your credentials (profile, SSO or environment): check them with `aws sts get-caller-identity`"
-                    )
+            let from_body = AwsSaid::from_body(&body);
+            let said = AwsSaid {
+                code: service.err().code().map(str::to_owned).or(from_body.code),
+                message: service
+                    .err()
+                    .message()
+                    .map(str::to_owned)
+                    .or(from_body.message),
+            };
+            let mut text = match (&said.code, &said.message) {
+                (Some(code), Some(message)) => {
+                    format!("{operation}: AWS refused it: {code}: {message} (HTTP {status})")
                 }
-                Some("AccessDenied" | "AccessDeniedException" | "AuthorizationError")
-                    if caller == Caller::Administrator =>
-                {
-                    format!(
-                        "{operation}: access denied to your credentials: this needs an administrator's IAM, SNS, EventBridge, S3 or CloudTrail rights (docs/aws-setup.md)"
-                    )
+                (Some(code), None) => {
+                    format!("{operation}: AWS refused it: {code} (HTTP {status})")
                 }
-                Some("InvalidClientTokenId") => format!(
-                    "{operation}: the sealed key is no longer valid in AWS (deleted or deactivated): rotate it, or re-seal a valid key"
-                ),
-                Some("SignatureDoesNotMatch") => format!(
-                    "{operation}: AWS refused the signature: the sealed secret key does not match its key id; re-seal the credential"
-                ),
-                Some("AccessDenied") => format!(
-                    "{operation}: access denied: check the role's trust policy (this user, MFA, sts:SetSourceIdentity and sts:TagSession allowed) and the user's permission to assume it"
-                ),
-                Some("ExpiredToken" | "RequestExpired") => format!(
-                    "{operation}: AWS says the request or token expired: check this machine's clock against the server's (HTTP Date: {})",
-                    service.raw().headers().get("date").unwrap_or("unknown")
-                ),
-                Some(code) => {
-                    format!("{operation}: AWS refused the request ({code}, HTTP {status})")
-                }
-                None => format!("{operation}: AWS refused the request (HTTP {status})"),
+                (None, _) => format!("{operation}: AWS refused it (HTTP {status})"),
+            };
+            if let Some(advice) = said
+                .code
+                .as_deref()
+                .and_then(|c| advice(caller, operation, c))
+            {
+                text.push_str("; ");
+                text.push_str(&advice);
             }
+            if matches!(
+                said.code.as_deref(),
+                Some("ExpiredToken" | "RequestExpired")
+            ) {
+                text.push_str(&format!(
+                    " (server's HTTP Date: {})",
+                    service.raw().headers().get("date").unwrap_or("unknown")
+                ));
+            }
+            text
         }
-        other => format!("{operation}: {other}"),
+        other => format!("{operation}: {}", causes(other)),
     };
     fail(Failure::Aws, message)
 }

@@ -256,11 +256,33 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
         Some(SessionFormat::CredentialProcess) => {
             println!("{}", credential_process_json(&session))
         }
+        Some(SessionFormat::Ini) => print!(
+            "{}",
+            credentials_file_profile(&args.common.name, &session, region)
+        ),
         None => eprintln!(
-            "(session not printed: pass --format env|json|credential-process, or use breakglass exec)"
+            "(session not printed: pass --format env|json|credential-process|ini, or use breakglass exec)"
         ),
     }
     Ok(())
+}
+
+/// A profile for the AWS shared credentials file, in the keys the AWS CLI and SDKs read; the
+/// profile is named after the credential.
+fn credentials_file_profile(profile: &str, session: &Session, region: Option<&str>) -> String {
+    let mut text = format!(
+        "# breakglass session {}, expires {}\n[{profile}]\naws_access_key_id = {}\n\
+         aws_secret_access_key = {}\naws_session_token = {}\n",
+        session.assumed_role_arn,
+        session.expiration,
+        session.access_key_id,
+        session.secret_access_key.expose_secret(),
+        session.session_token.expose_secret(),
+    );
+    if let Some(region) = region {
+        text.push_str(&format!("region = {region}\n"));
+    }
+    text
 }
 
 /// The AWS `credential_process` output, Version 1.
