@@ -421,26 +421,34 @@ fn a_call_the_sealed_user_may_not_make_shows_aws_code_and_message_then_the_polic
 }
 
 #[test]
-fn a_cached_session_serves_a_credential_process_profile_until_ended() {
+fn a_profile_line_naming_the_credential_serves_its_newest_cached_session_until_ended() {
     let setup = Setup::new();
     let runtime = setup.path("runtime");
     std::fs::create_dir(&runtime).unwrap();
     let shares = setup.shares(&["a", "b"]);
-    let mut command = setup
-        .command(&setup.with_shares(&["assume", "prod", "--cache", "--format", "json"], &shares));
-    command.env("XDG_RUNTIME_DIR", &runtime);
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let session: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let ceremony = session["Ceremony"].as_str().unwrap();
+    let assume_cached = || {
+        let mut command = setup.command(
+            &setup.with_shares(&["assume", "prod", "--cache", "--format", "json"], &shares),
+        );
+        command.env("XDG_RUNTIME_DIR", &runtime);
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let session: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        session["Ceremony"].as_str().unwrap().to_owned()
+    };
+    let first = assume_cached();
     use std::os::unix::fs::PermissionsExt;
-    let cached = runtime.join("breakglass").join(format!("{ceremony}.json"));
+    let cached = |ceremony: &str| runtime.join("breakglass").join(format!("{ceremony}.json"));
     assert_eq!(
-        std::fs::metadata(&cached).unwrap().permissions().mode() & 0o777,
+        std::fs::metadata(cached(&first))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
     assert_eq!(
@@ -452,10 +460,11 @@ fn a_cached_session_serves_a_credential_process_profile_until_ended() {
         0o700
     );
 
+    // The profile is written once and names the credential, not a ceremony.
     let config = setup.path("aws-config");
     std::fs::write(
         &config,
-        format!("[profile bg]\ncredential_process = {} session credentials --ceremony {ceremony}\nregion = us-east-1\n", env!("CARGO_BIN_EXE_breakglass")),
+        format!("[profile bg]\ncredential_process = {} session credentials --credential prod\nregion = us-east-1\n", env!("CARGO_BIN_EXE_breakglass")),
     )
     .unwrap();
     let aws_cli = || {
@@ -474,21 +483,35 @@ fn a_cached_session_serves_a_credential_process_profile_until_ended() {
             .output()
             .unwrap()
     };
-    let cli = aws_cli();
-    assert!(
-        cli.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cli.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&cli.stdout)
-            .contains(&format!("assumed-role/emergency/breakglass-{ceremony}"))
-    );
+    let served = || {
+        let cli = aws_cli();
+        assert!(
+            cli.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cli.stderr)
+        );
+        String::from_utf8_lossy(&cli.stdout).into_owned()
+    };
+    assert!(served().contains(&format!("assumed-role/emergency/breakglass-{first}")));
 
-    let mut end = setup.command(&["session", "end", "--ceremony", ceremony]);
-    end.env("XDG_RUNTIME_DIR", &runtime);
-    assert!(end.output().unwrap().status.success());
-    assert!(!cached.exists());
+    // The next break-glass: the same line serves the newer session.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let second = assume_cached();
+    assert_ne!(first, second);
+    assert!(served().contains(&format!("assumed-role/emergency/breakglass-{second}")));
+
+    // Ending one ceremony's session falls back to the other; ending the credential's last one
+    // leaves the profile with nothing to serve.
+    let end = |args: &[&str]| {
+        let mut command = setup.command(args);
+        command.env("XDG_RUNTIME_DIR", &runtime);
+        assert!(command.output().unwrap().status.success());
+    };
+    end(&["session", "end", "--ceremony", &second]);
+    assert!(!cached(&second).exists());
+    assert!(served().contains(&format!("assumed-role/emergency/breakglass-{first}")));
+    end(&["session", "end", "--credential", "prod"]);
+    assert!(!cached(&first).exists());
     assert!(
         !aws_cli().status.success(),
         "an ended session no longer serves the profile"

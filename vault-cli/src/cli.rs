@@ -565,7 +565,7 @@ pub struct AssumeArgs {
     #[arg(long, value_enum)]
     pub format: Option<SessionFormat>,
     /// Keep the session in $XDG_RUNTIME_DIR/breakglass/ (0600) until it expires, for a profile
-    /// with `credential_process = breakglass session credentials --ceremony ID`.
+    /// with `credential_process = breakglass session credentials --credential NAME`.
     #[arg(long)]
     pub cache: bool,
 }
@@ -581,10 +581,15 @@ pub enum SessionCommand {
 
 /// `breakglass session credentials|end`
 #[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
 pub struct SessionArgs {
-    /// The ceremony id printed by `assume`.
-    #[arg(long)]
-    pub ceremony: String,
+    /// The credential: its newest cached session that has not expired (the stable line for a
+    /// profile: it keeps working after each break-glass).
+    #[arg(long, value_name = "NAME")]
+    pub credential: Option<String>,
+    /// One ceremony's session, by the id printed by `assume`.
+    #[arg(long, value_name = "ID")]
+    pub ceremony: Option<String>,
 }
 
 /// `breakglass aws-policy`

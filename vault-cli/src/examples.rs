@@ -118,15 +118,16 @@ breakglass mfa codes --seed-file mfa-seed.txt",
     ),
     (
         "session",
-        "breakglass session credentials --ceremony 3f9c2a1b
-breakglass session end --ceremony 3f9c2a1b",
+        "breakglass session credentials --credential prod
+breakglass session end --credential prod",
     ),
     (
         "session credentials",
-        "# In ~/.aws/config: credential_process = breakglass session credentials --ceremony 3f9c2a1b
+        "# In ~/.aws/config (once; it serves each new break-glass session of prod):
+#   credential_process = breakglass session credentials --credential prod
 breakglass session credentials --ceremony 3f9c2a1b",
     ),
-    ("session end", "breakglass session end --ceremony 3f9c2a1b"),
+    ("session end", "breakglass session end --credential prod"),
     (
         "aws-policy",
         "breakglass aws-policy --account 123456789012

@@ -221,11 +221,12 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
     } = assume(vault_arg, &args.common)?;
     let region = region_to_export(region.as_deref());
     if args.cache {
-        let path = super::session::store(&ceremony, &session)?;
+        let path = super::session::store(&args.common.name, &ceremony, &session)?;
         eprintln!(
-            "session cached in {} until {}; profile line: credential_process = breakglass session credentials --ceremony {ceremony}",
+            "session cached in {} until {}; profile line: credential_process = breakglass session credentials --credential {}",
             path.display(),
-            session.expiration
+            session.expiration,
+            args.common.name
         );
     }
     match args.format {
