@@ -125,7 +125,7 @@ breakglass session end --credential prod",
         "session credentials",
         "# In ~/.aws/config (once; it serves each new break-glass session of prod):
 #   credential_process = breakglass session credentials --credential prod
-breakglass session credentials --ceremony 3f9c2a1b",
+breakglass session credentials --credential prod",
     ),
     ("session end", "breakglass session end --credential prod"),
     (
