@@ -302,8 +302,9 @@ mod tests {
             None,
             Pkcs11Error::Pkcs11(RvError::DeviceRemoved, Function::DeriveKey),
         );
+        // The fact, then its cause: the PKCS#11 function and return value by their names.
         assert_eq!(
-            error.to_string(),
+            crate::error::with_causes(&error),
             "token \"vault\": ECDH with the sealing key failed: C_DeriveKey returned CKR_DEVICE_REMOVED"
         );
         let locked = HsmError::from_pkcs11(
