@@ -249,11 +249,13 @@ struct Ceremony {
     outcome: String,
 }
 
-fn ceremonies(kept: &[&Record], now: u64) -> Vec<Ceremony> {
+/// The ceremonies opened in `kept`, each closed (or not) anywhere in `all` (a filter on the
+/// credential keeps the opening, which names it, and not the closing, which does not).
+fn ceremonies(kept: &[&Record], all: &[Record], now: u64) -> Vec<Ceremony> {
     let mut out: Vec<Ceremony> = Vec::new();
     for r in kept.iter().filter(|r| r.event == "ceremony_opened") {
         let Some(id) = &r.ceremony else { continue };
-        let closing = kept
+        let closing = all
             .iter()
             .find(|c| c.event == "ceremony_closed" && c.ceremony.as_ref() == Some(id));
         let expires = r.details.get("expires").cloned();
@@ -380,7 +382,7 @@ pub fn document(inputs: &Inputs<'_>) -> Document {
         .collect();
     let covered = |r: &Record| Text::from(cover[&r.line].describe());
 
-    let ceremonies = ceremonies(&kept, inputs.now);
+    let ceremonies = ceremonies(&kept, all, inputs.now);
     blocks.push(Block::Heading(2, "Ceremonies".into()));
     if ceremonies.is_empty() {
         blocks.push(Block::Para("None.".into()));
@@ -533,7 +535,7 @@ pub fn json(inputs: &Inputs<'_>) -> Value {
                     })
                 })
                 .collect();
-            (Some(entries), ceremonies(&kept, inputs.now))
+            (Some(entries), ceremonies(&kept, all, inputs.now))
         }
         None => (None, Vec::new()),
     };
