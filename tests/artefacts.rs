@@ -554,3 +554,85 @@ fn the_runbook_and_the_audit_report_print_on_a4_and_letter() {
         ],
     );
 }
+
+/// A remote ceremony appears in the report as one row: who asked, for what, why, which
+/// custodians contributed, and that it was carried out; also when the report is filtered to
+/// the credential (the closing line does not name it).
+#[test]
+fn the_audit_report_gives_a_remote_ceremony_its_requester_purpose_reason_custodians_and_outcome() {
+    let env = vault();
+    let request = env.path("request.json");
+    let out = env.ok(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "unseal",
+        "--credential",
+        "db-root",
+        "--reason",
+        "INC-9: database locked out, custodians at home",
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let mut close = vec![
+        "ceremony".to_owned(),
+        "close".to_owned(),
+        id.clone(),
+        "--output".to_owned(),
+        format!("file:{}", env.path("db.out").display()),
+    ];
+    for custodian in ["ann", "bo", "dee", "eve"] {
+        let contribution = env.path(&format!("{custodian}.contribution.json"));
+        let output = env
+            .command(&[
+                "ceremony",
+                "contribute",
+                request.to_str().unwrap(),
+                "--share-file",
+                env.path(&format!("shares/{custodian}.share"))
+                    .to_str()
+                    .unwrap(),
+                "--yes",
+                "--out",
+                contribution.to_str().unwrap(),
+            ])
+            .env_remove("BREAKGLASS_VAULT")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        close.push("--contribution".to_owned());
+        close.push(contribution.display().to_string());
+    }
+    env.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "audit",
+        "report",
+        "--format",
+        "json",
+        "--credential",
+        "db-root",
+    ]))
+    .unwrap();
+    let ceremonies = report["ceremonies"].as_array().unwrap();
+    assert_eq!(ceremonies.len(), 1, "{report}");
+    let c = &ceremonies[0];
+    assert_eq!(c["id"], id.as_str());
+    assert_eq!(c["purpose"], "unseal");
+    assert_eq!(c["credential"], "db-root");
+    assert_eq!(
+        c["reason"],
+        "INC-9: database locked out, custodians at home"
+    );
+    assert!(c["requested_by"].as_str().unwrap().contains('@'));
+    assert_eq!(
+        c["custodians"],
+        serde_json::json!(["ann", "bo", "dee", "eve"])
+    );
+    assert_eq!(c["outcome"], "carried out");
+    assert!(c["closed"].is_string());
+    let md = env.ok(&["audit", "report"]);
+    assert!(md.contains("| **carried out** ("), "{md}");
+    assert!(md.contains("| ann, bo, dee, eve |"), "{md}");
+}
