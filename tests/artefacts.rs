@@ -78,26 +78,20 @@ fn seal_secret(env: &Env, name: &str) {
     ]);
 }
 
-/// `--share-file` arguments for these custodians.
-fn shares(env: &Env, names: &[&str]) -> Vec<String> {
-    names
-        .iter()
-        .flat_map(|n| {
-            [
-                "--share-file".to_owned(),
-                env.path(&format!("shares/{n}.share")).display().to_string(),
-            ]
-        })
-        .collect()
-}
-
 fn ok_with(env: &Env, mut args: Vec<String>, names: &[&str]) -> String {
-    args.extend(shares(env, names));
+    args.extend(env.share_files(names));
     env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn drill(env: &Env) {
     ok_with(env, vec!["drill".into()], &["ann", "bo", "dee", "eve"]);
+}
+
+/// `audit report --format json` with `filter` options.
+fn report_json(env: &Env, filter: &[&str]) -> serde_json::Value {
+    let mut args = vec!["audit", "report", "--format", "json"];
+    args.extend_from_slice(filter);
+    serde_json::from_str(&env.ok(&args)).unwrap()
 }
 
 fn fingerprint(env: &Env) -> String {
@@ -204,7 +198,7 @@ fn status_says_when_the_written_runbook_is_out_of_date() {
 
     // A custodian checking a share changes nothing the runbook says.
     let mut verify = vec!["share".to_owned(), "verify".to_owned()];
-    verify.extend(shares(&env, &["eve"])[..2].iter().cloned());
+    verify.extend(env.share_files(&["eve"])[..2].iter().cloned());
     env.ok(&verify.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(env.status()["runbook"]["up_to_date"], true);
 
@@ -325,15 +319,7 @@ fn the_audit_report_gives_each_entry_its_checkpoint_and_filters_like_audit_show(
 
     // --credential keeps the lines about one credential (its seal, opening and the drill that
     // opened it); --since a future day keeps none.
-    let about: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "audit",
-        "report",
-        "--format",
-        "json",
-        "--credential",
-        "db-root",
-    ]))
-    .unwrap();
+    let about: serde_json::Value = report_json(&env, &["--credential", "db-root"]);
     let events: Vec<&str> = about["entries"]
         .as_array()
         .unwrap()
@@ -341,15 +327,7 @@ fn the_audit_report_gives_each_entry_its_checkpoint_and_filters_like_audit_show(
         .map(|e| e["event"].as_str().unwrap())
         .collect();
     assert_eq!(events, vec!["seal", "drill", "unseal"]);
-    let future: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "audit",
-        "report",
-        "--format",
-        "json",
-        "--since",
-        "2999-01-01",
-    ]))
-    .unwrap();
+    let future: serde_json::Value = report_json(&env, &["--since", "2999-01-01"]);
     assert_eq!(future["entries"], serde_json::json!([]));
     // The verification covers the whole log whatever the filter.
     assert_eq!(future["verification"]["intact"], true);
@@ -606,15 +584,7 @@ fn the_audit_report_gives_a_remote_ceremony_its_requester_purpose_reason_custodi
     }
     env.ok(&close.iter().map(String::as_str).collect::<Vec<_>>());
 
-    let report: serde_json::Value = serde_json::from_str(&env.ok(&[
-        "audit",
-        "report",
-        "--format",
-        "json",
-        "--credential",
-        "db-root",
-    ]))
-    .unwrap();
+    let report: serde_json::Value = report_json(&env, &["--credential", "db-root"]);
     let ceremonies = report["ceremonies"].as_array().unwrap();
     assert_eq!(ceremonies.len(), 1, "{report}");
     let c = &ceremonies[0];

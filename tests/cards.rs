@@ -180,24 +180,13 @@ fn share_card_reissues_a_card_from_the_share_file_and_refuses_a_share_of_an_olde
 
     // A new share set: the old share is no longer this vault's, the new one gets a card with
     // another share set number.
-    let shares = |names: &[&str]| -> Vec<String> {
-        names
-            .iter()
-            .flat_map(|n| {
-                [
-                    "--share-file".to_owned(),
-                    env.path(&format!("shares/{n}.share")).display().to_string(),
-                ]
-            })
-            .collect()
-    };
     let mut rekey = vec![
         "rekey".to_owned(),
         "--yes".to_owned(),
         "--shares-dir".to_owned(),
         env.path("new-shares").display().to_string(),
     ];
-    rekey.extend(shares(&["ann", "bo", "dee", "eve"]));
+    rekey.extend(env.share_files(&["ann", "bo", "dee", "eve"]));
     env.ok(&rekey.iter().map(String::as_str).collect::<Vec<_>>());
     let old = env.run(&[
         "share",

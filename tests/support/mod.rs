@@ -66,6 +66,21 @@ impl Env {
         );
         String::from_utf8(output.stdout).unwrap()
     }
+    /// `--share-file shares/<name>.share` for each custodian (share files written by
+    /// `init --shares-dir shares`).
+    pub fn share_files(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|n| {
+                [
+                    "--share-file".to_owned(),
+                    self.path(&format!("shares/{n}.share"))
+                        .display()
+                        .to_string(),
+                ]
+            })
+            .collect()
+    }
     /// The audit entries named `event`, oldest first (`audit show --json`).
     pub fn audit_events(&self, event: &str) -> Vec<serde_json::Value> {
         let log: serde_json::Value =
