@@ -301,7 +301,7 @@ pub fn command() -> clap::Command {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn paths(command: &clap::Command, path: &str, out: &mut Vec<String>) {
@@ -367,7 +367,7 @@ mod tests {
     }
 
     /// Splits on spaces, keeping "double-quoted words" together.
-    fn shell_words(line: &str) -> Vec<String> {
+    pub(crate) fn shell_words(line: &str) -> Vec<String> {
         let mut words = Vec::new();
         let mut current = String::new();
         let mut quoted = false;

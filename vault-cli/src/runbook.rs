@@ -729,7 +729,155 @@ pub fn freshness(records: &[Record], current: &Runbook) -> Option<Freshness> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use vault_core::envelope::{Payload, Stanza};
+    use vault_core::manifest::{AuditKey, Custodian, Group, HsmEnrollment, PinSource, Policy};
+
     use super::*;
+    use crate::printable::Block;
+
+    fn group(name: &str, threshold: u8, members: &[&str]) -> Group {
+        Group {
+            name: name.into(),
+            threshold,
+            members: members
+                .iter()
+                .map(|m| Custodian {
+                    name: (*m).into(),
+                    commitment_salt: "00".repeat(32),
+                    commitment: "00".repeat(32),
+                })
+                .collect(),
+        }
+    }
+
+    fn token(label: &str) -> HsmEnrollment {
+        HsmEnrollment {
+            label: label.into(),
+            serial: "0123456789abcdef".into(),
+            manufacturer: "Yubico".into(),
+            model: "YubiHSM 2".into(),
+            module: "/usr/lib/x86_64-linux-gnu/pkcs11/yubihsm_pkcs11.so".into(),
+            softhsm_conf: None,
+            seal_key_id: "01".into(),
+            seal_public_key: "04".into(),
+            pin: PinSource::Quorum,
+            so_pin: None,
+        }
+    }
+
+    fn manifest() -> Manifest {
+        let quorum = vault_core::manifest::Quorum {
+            group_threshold: 2,
+            groups: vec![
+                group("ops", 2, &["ann", "bo", "cy"]),
+                group("exec", 1, &["dee"]),
+            ],
+            identifier: 7,
+            iteration_exponent: 1,
+            extendable: false,
+            public_key: "11".repeat(32),
+        };
+        Manifest {
+            format: vault_core::manifest::FORMAT.into(),
+            vault_id: "00112233445566778899aabbccddeeff".into(),
+            created: "2026-11-01T09:00:00Z".into(),
+            recovery: Some(vault_core::manifest::Quorum {
+                group_threshold: 1,
+                groups: vec![group("recovery", 4, &["ann", "bo", "cy", "dee"])],
+                ..quorum.clone()
+            }),
+            quorum,
+            hsms: vec![token("vault-a"), token("vault-b")],
+            audit: AuditKey {
+                token: "vault-a".into(),
+                key_id: "02".into(),
+                public_key: "04".into(),
+            },
+            retired_audit_keys: Vec::new(),
+            policy: Policy::default(),
+        }
+    }
+
+    fn envelope(name: &str, kind: Kind, metadata: &[(&str, &str)]) -> Credential {
+        let stanza = || Stanza {
+            recipient: String::new(),
+            enc: String::new(),
+            ciphertext: String::new(),
+        };
+        Credential {
+            name: name.into(),
+            envelope: Ok(Envelope {
+                format: vault_core::envelope::FORMAT.into(),
+                vault_id: "00112233445566778899aabbccddeeff".into(),
+                name: name.into(),
+                kind,
+                created: "2026-11-02T09:00:00Z".into(),
+                metadata: metadata
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+                hsm_stanzas: vec![stanza(), stanza()],
+                hsm_mac: None,
+                quorum_stanza: stanza(),
+                payload: Payload {
+                    nonce: String::new(),
+                    ciphertext: String::new(),
+                },
+            }),
+        }
+    }
+
+    /// Every `breakglass` line the runbook prints, for every kind of credential, parses with
+    /// the real command-line definitions (a placeholder date aside): a reader can type them.
+    #[test]
+    fn every_command_in_the_runbook_parses() {
+        let m = manifest();
+        let credentials = [
+            envelope(
+                "prod",
+                Kind::Aws,
+                &[("role_arn", "arn:aws:iam::1:role/e"), ("user", "bg")],
+            ),
+            envelope("keys-only", Kind::Aws, &[]),
+            envelope("root", Kind::AwsRoot, &[]),
+            envelope("db-root", Kind::Secret, &[]),
+        ];
+        let runbook = Runbook::new(&Inputs {
+            manifest: &m,
+            credentials: &credentials,
+            records: &[],
+        });
+        let mut checked = 0;
+        for block in &runbook.content.blocks {
+            let Block::Commands(lines) = block else {
+                continue;
+            };
+            for line in lines.iter().filter(|l| l.starts_with("breakglass ")) {
+                let line = line
+                    .split(" > ")
+                    .next()
+                    .unwrap()
+                    .replace("YYYY-MM-DD", "2026-11-30");
+                let words = crate::examples::tests::shell_words(&line);
+                let parsed = crate::examples::command().try_get_matches_from(&words);
+                assert!(parsed.is_ok(), "{line}: {}", parsed.unwrap_err());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} commands found");
+        let md = runbook.content.blocks_markdown();
+        for expected in [
+            "breakglass exec prod",
+            "breakglass unseal keys-only",
+            "breakglass unseal root --reason",
+            "--hsm vault-b",
+            "breakglass revoke-sessions --role arn:aws:iam::1:role/e --user bg",
+        ] {
+            assert!(md.contains(expected), "{expected:?} is not in\n{md}");
+        }
+    }
 
     #[test]
     fn freshness_compares_content_and_names_what_came_after() {
