@@ -3,14 +3,15 @@
 //! inside the page, and the QR code on the PNG and on the printed page must decode back to the
 //! share. A card printed again from a share file (`share card`) names the same share set.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use hsm_testing::tools::system_program;
 
 mod support;
 
+use support::browser::{
+    PAPERS, assert_nothing_cut, pdf_pages, print_to_pdf, qr_codes, run, screenshot,
+};
 use support::{Env, stderr};
 
 /// A vault of two groups (ops: 2 of ann, bo, cy; exec: 2 of dee, eve; both groups needed), with
@@ -54,161 +55,6 @@ fn today() -> String {
     vault_core::clock::rfc3339(secs)[..10].to_owned()
 }
 
-/// Runs headless Chromium on `html` with `extra` arguments (a fresh profile, nothing from the
-/// network), killing it after a minute.
-fn chromium(work: &Path, html: &Path, extra: &[String]) {
-    let program = system_program("chromium", "chromium");
-    let profile = tempfile::tempdir_in(work).unwrap();
-    let mut child = Command::new(program)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("file://{}", html.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let output = child.wait_with_output().unwrap();
-            assert!(status.success(), "chromium failed: {}", stderr(&output));
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "chromium did not finish within a minute on {}",
-                html.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Prints `card` on paper `size` (a CSS `@page` size, as a print dialog would pick it) to PDF.
-fn print_to_pdf(work: &Path, card: &Path, size: &str) -> PathBuf {
-    let html = std::fs::read_to_string(card).unwrap();
-    let on_paper = work.join(format!("card-{size}.html"));
-    std::fs::write(
-        &on_paper,
-        html.replace(
-            "</head>",
-            &format!("<style>@page{{size:{size}}}</style></head>"),
-        ),
-    )
-    .unwrap();
-    let pdf = work.join(format!("card-{size}.pdf"));
-    chromium(
-        work,
-        &on_paper,
-        &[
-            format!("--print-to-pdf={}", pdf.display()),
-            "--no-pdf-header-footer".to_owned(),
-        ],
-    );
-    assert!(pdf.exists(), "chromium wrote no PDF for {size}");
-    pdf
-}
-
-fn run(program: PathBuf, args: &[&str]) -> String {
-    let output = Command::new(&program).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{} {args:?}: {}",
-        program.display(),
-        stderr(&output)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn pdf_pages(pdf: &Path) -> u32 {
-    let info = run(
-        system_program("pdfinfo", "poppler-utils"),
-        &[pdf.to_str().unwrap()],
-    );
-    info.lines()
-        .find_map(|l| l.strip_prefix("Pages:"))
-        .expect("pdfinfo prints Pages:")
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// One word of a PDF page with its box, from `pdftotext -bbox`.
-struct PdfWord {
-    text: String,
-    x_min: f64,
-    y_min: f64,
-    x_max: f64,
-    y_max: f64,
-}
-
-fn attribute(tag: &str, name: &str) -> f64 {
-    let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-    let end = start + tag[start..].find('"').unwrap();
-    tag[start..end].parse().unwrap()
-}
-
-/// The page size and the words of a one-page PDF.
-fn pdf_words(pdf: &Path) -> ((f64, f64), Vec<PdfWord>) {
-    let out = pdf.with_extension("bbox.html");
-    run(
-        system_program("pdftotext", "poppler-utils"),
-        &["-bbox", pdf.to_str().unwrap(), out.to_str().unwrap()],
-    );
-    let text = std::fs::read_to_string(out).unwrap();
-    let page = &text[text.find("<page ").expect("a page")..];
-    let page_tag = &page[..page.find('>').unwrap()];
-    let size = (attribute(page_tag, "width"), attribute(page_tag, "height"));
-    let mut words = Vec::new();
-    for chunk in page.split("<word ").skip(1) {
-        let tag_end = chunk.find('>').unwrap();
-        let tag = &chunk[..tag_end];
-        let text_end = chunk.find("</word>").unwrap();
-        words.push(PdfWord {
-            text: chunk[tag_end + 1..text_end].to_owned(),
-            x_min: attribute(tag, "xMin"),
-            y_min: attribute(tag, "yMin"),
-            x_max: attribute(tag, "xMax"),
-            y_max: attribute(tag, "yMax"),
-        });
-    }
-    (size, words)
-}
-
-/// What the QR codes on a PNG decode to.
-fn qr_codes(png: &Path) -> Vec<String> {
-    let output = Command::new(system_program("zbarimg", "zbar-tools"))
-        .args(["--raw", "-q", "-Sdisable", "-Sqrcode.enable"])
-        .arg(png)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "zbarimg found no code on {}: {}",
-        png.display(),
-        stderr(&output)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The card prints on one page of A4 and of Letter with every word inside the page, and its QR
 /// code decodes back to the share, on screen and on paper.
 #[test]
@@ -219,17 +65,10 @@ fn a_share_card_prints_on_one_page_of_a4_and_letter_and_its_qr_code_decodes_to_t
     let work = env.path("render");
     std::fs::create_dir(&work).unwrap();
 
-    for size in ["A4", "letter"] {
+    for size in PAPERS {
         let pdf = print_to_pdf(&work, &card, size);
         assert_eq!(pdf_pages(&pdf), 1, "the card takes one page of {size}");
-        let ((width, height), on_page) = pdf_words(&pdf);
-        for w in &on_page {
-            assert!(
-                w.x_min >= 0.0 && w.y_min >= 0.0 && w.x_max <= width && w.y_max <= height,
-                "{size}: {:?} lies outside the {width}x{height} page",
-                w.text
-            );
-        }
+        let on_page = assert_nothing_cut(&pdf, size);
         let printed: Vec<&str> = on_page.iter().map(|w| w.text.as_str()).collect();
         for word in words.split(' ') {
             assert!(
@@ -261,14 +100,7 @@ fn a_share_card_prints_on_one_page_of_a4_and_letter_and_its_qr_code_decodes_to_t
     }
 
     let png = work.join("card.png");
-    chromium(
-        &work,
-        &card,
-        &[
-            format!("--screenshot={}", png.display()),
-            "--window-size=900,1300".to_owned(),
-        ],
-    );
+    screenshot(&work, &card, &png, "900,1300");
     assert_eq!(qr_codes(&png), vec![words], "the on-screen QR code");
     if let Some(keep) = std::env::var_os("BREAKGLASS_KEEP_CARD_PNG") {
         std::fs::copy(&png, keep).unwrap();
@@ -348,24 +180,13 @@ fn share_card_reissues_a_card_from_the_share_file_and_refuses_a_share_of_an_olde
 
     // A new share set: the old share is no longer this vault's, the new one gets a card with
     // another share set number.
-    let shares = |names: &[&str]| -> Vec<String> {
-        names
-            .iter()
-            .flat_map(|n| {
-                [
-                    "--share-file".to_owned(),
-                    env.path(&format!("shares/{n}.share")).display().to_string(),
-                ]
-            })
-            .collect()
-    };
     let mut rekey = vec![
         "rekey".to_owned(),
         "--yes".to_owned(),
         "--shares-dir".to_owned(),
         env.path("new-shares").display().to_string(),
     ];
-    rekey.extend(shares(&["ann", "bo", "dee", "eve"]));
+    rekey.extend(env.share_files(&["ann", "bo", "dee", "eve"]));
     env.ok(&rekey.iter().map(String::as_str).collect::<Vec<_>>());
     let old = env.run(&[
         "share",

@@ -167,6 +167,11 @@ fn the_main_error_messages_and_their_exit_codes_are_as_reviewed() {
             Some("vault"),
         ),
         ("unknown-command", &["unsael", "db"], Some("vault")),
+        (
+            "bad-since",
+            &["audit", "report", "--since", "30/11/2026"],
+            Some("vault"),
+        ),
     ];
     let problems: Vec<String> = cases
         .iter()

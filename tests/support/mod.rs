@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -63,6 +65,21 @@ impl Env {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+    /// `--share-file shares/<name>.share` for each custodian (share files written by
+    /// `init --shares-dir shares`).
+    pub fn share_files(&self, names: &[&str]) -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|n| {
+                [
+                    "--share-file".to_owned(),
+                    self.path(&format!("shares/{n}.share"))
+                        .display()
+                        .to_string(),
+                ]
+            })
+            .collect()
     }
     /// The audit entries named `event`, oldest first (`audit show --json`).
     pub fn audit_events(&self, event: &str) -> Vec<serde_json::Value> {

@@ -13,6 +13,9 @@ use vault_core::manifest::{Manifest, Quorum};
 use vault_core::store::write_new_secret_file;
 use vault_core::vault::CustodianShare;
 
+// Names from the manifest shown with control characters visible, then HTML-escaped.
+use crate::printable::html_text as html_escape;
+
 /// When the share set on a card was made, and when this card was printed.
 #[derive(Debug, Clone)]
 pub struct Issue {
@@ -57,13 +60,6 @@ pub fn stem(issued: &CustodianShare) -> String {
     } else {
         issued.custodian.clone()
     }
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 const STYLE: &str = "\

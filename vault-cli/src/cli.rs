@@ -79,6 +79,8 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The emergency access runbook for this vault, printable (Markdown or HTML).
+    Runbook(RunbookArgs),
     /// The virtual MFA device's seed: the codes that enable it.
     #[command(subcommand)]
     Mfa(MfaCommand),
@@ -375,7 +377,75 @@ pub enum AuditCommand {
     /// Check the hash chain and every signed checkpoint (exit 5 on failure).
     Verify(ReportArgs),
     /// Print the audit log.
-    Show(ReportArgs),
+    Show(AuditShowArgs),
+    /// The credential management and access record for auditors, with the chain's
+    /// verification and the checkpoint covering each entry (exit 5 after it when broken).
+    Report(AuditReportArgs),
+}
+
+/// Which audit lines `audit show` and `audit report` cover.
+#[derive(Debug, Args)]
+pub struct AuditFilterArgs {
+    /// Only lines from this day (YYYY-MM-DD, UTC) or instant (YYYY-MM-DDTHH:MM:SSZ) on.
+    #[arg(long, value_name = "DATE", value_parser = crate::report::Since::parse)]
+    pub since: Option<crate::report::Since>,
+    /// Only lines about this credential (its seals, openings, rotations, ceremonies, drills).
+    #[arg(long, value_name = "NAME")]
+    pub credential: Option<String>,
+}
+
+/// `breakglass audit show`
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    /// Which lines.
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass audit report`
+#[derive(Debug, Args)]
+pub struct AuditReportArgs {
+    /// Which lines.
+    #[command(flatten)]
+    pub filter: AuditFilterArgs,
+    /// Markdown, a printable HTML page, or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+}
+
+/// `audit report --format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// Markdown.
+    Md,
+    /// A standalone HTML page with print CSS.
+    Html,
+    /// JSON.
+    Json,
+}
+
+/// `breakglass runbook`
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    /// Markdown, or a printable HTML page.
+    #[arg(long, value_enum, default_value_t = DocumentFormat::Md)]
+    pub format: DocumentFormat,
+    /// Write the runbook to FILE (replacing it) and record it in the audit log, so that
+    /// `status` says when it is out of date; otherwise it goes to standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `runbook --format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentFormat {
+    /// Markdown.
+    Md,
+    /// A standalone HTML page with print CSS.
+    Html,
 }
 
 /// `breakglass shares ...`

@@ -222,10 +222,30 @@ breakglass share card --share-file ann.share.age --identity ann.key --out ./card
     ),
     (
         "audit",
-        "breakglass audit verify\nbreakglass audit show",
+        "breakglass audit verify\nbreakglass audit show\nbreakglass audit report --format html > audit-report.html",
     ),
     ("audit verify", "breakglass audit verify\nbreakglass audit verify --json"),
-    ("audit show", "breakglass audit show\nbreakglass audit show --json"),
+    (
+        "audit show",
+        "breakglass audit show
+# What happened to one credential since a day (UTC):
+breakglass audit show --since 2026-11-01 --credential prod
+breakglass audit show --json",
+    ),
+    (
+        "audit report",
+        "# For the auditors: every seal, ceremony, opening, drill... with the checkpoint covering it:
+breakglass audit report --format html > audit-report.html
+# One incident, for one credential:
+breakglass audit report --since 2026-11-30 --credential prod --format md > incident-4521.md
+breakglass audit report --format json",
+    ),
+    (
+        "runbook",
+        "# The printable procedure; status says when this file is out of date:
+breakglass runbook --format html --out runbook.html
+breakglass runbook > runbook.md",
+    ),
     (
         "completions",
         "# bash (current shell, then for every new one):
@@ -281,7 +301,7 @@ pub fn command() -> clap::Command {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn paths(command: &clap::Command, path: &str, out: &mut Vec<String>) {
@@ -347,7 +367,7 @@ mod tests {
     }
 
     /// Splits on spaces, keeping "double-quoted words" together.
-    fn shell_words(line: &str) -> Vec<String> {
+    pub(crate) fn shell_words(line: &str) -> Vec<String> {
         let mut words = Vec::new();
         let mut current = String::new();
         let mut quoted = false;

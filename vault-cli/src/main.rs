@@ -13,7 +13,10 @@ mod custodian_keys;
 mod examples;
 mod exit;
 mod hardening;
+mod printable;
 mod prompt;
+mod report;
+mod runbook;
 
 use cli::{
     AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, RecoveryCommand,
@@ -90,6 +93,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Share(ShareCommand::Card(args)) => commands::share::card(vault, &args),
         Command::Audit(AuditCommand::Verify(args)) => commands::audit::verify(vault, &args),
         Command::Audit(AuditCommand::Show(args)) => commands::audit::show(vault, &args),
+        Command::Audit(AuditCommand::Report(args)) => commands::audit::report(vault, &args),
+        Command::Runbook(args) => commands::runbook::run(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
         Command::Hsm(HsmCommand::Check(args)) => commands::hsm::check(&args),

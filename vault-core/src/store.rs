@@ -305,7 +305,11 @@ impl Store {
 /// Writes `bytes` to `path` atomically: a 0600 temporary file beside it, fsync, rename over
 /// the target, fsync of the directory. A crash leaves the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name's parent is the empty path: the current directory.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
     let temp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {

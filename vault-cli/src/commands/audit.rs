@@ -1,11 +1,20 @@
-//! `breakglass audit verify|show`.
+//! `breakglass audit verify|show|report`.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::ReportArgs;
+use crate::cli::{AuditFilterArgs, AuditReportArgs, AuditShowArgs, ReportArgs, ReportFormat};
 use crate::exit::{Failure, fail};
+use crate::printable::Format;
+use crate::report::{Filter, Inputs, Record};
+
+fn filter(args: &AuditFilterArgs) -> Filter {
+    Filter {
+        since: args.since.clone(),
+        credential: args.credential.clone(),
+    }
+}
 
 /// `breakglass audit verify`: exit 5 when the chain or a signature is broken.
 pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
@@ -60,9 +69,11 @@ pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
 }
 
 /// `breakglass audit show`.
-pub fn show(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
+pub fn show(vault_arg: Option<&Path>, args: &AuditShowArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
-    let entries = vault.audit().entries()?;
+    let filter = filter(&args.filter);
+    let mut entries = vault.audit().entries()?;
+    entries.retain(|e| filter.keeps(&Record::from_entry(e)));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
@@ -89,4 +100,40 @@ pub fn show(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// `breakglass audit report`: the report, then exit 5 when the chain is broken (the report
+/// says where), so that a script cannot take it for a clean record.
+pub fn report(vault_arg: Option<&Path>, args: &AuditReportArgs) -> Result<()> {
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let log = vault.audit();
+    let verify = vault.manifest().verify_audit(&log)?;
+    let all = crate::report::records(&log).ok();
+    let inputs = Inputs {
+        manifest: vault.manifest(),
+        all: all.as_deref(),
+        verify: &verify,
+        filter: &filter(&args.filter),
+        now: vault_core::clock::now_unix(),
+    };
+    match args.format {
+        ReportFormat::Md => print!(
+            "{}",
+            crate::report::document(&inputs).render(Format::Markdown)
+        ),
+        ReportFormat::Html => print!("{}", crate::report::document(&inputs).render(Format::Html)),
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::report::json(&inputs))?
+        ),
+    }
+    if verify.is_intact() {
+        Ok(())
+    } else {
+        Err(fail(
+            Failure::Integrity,
+            "the audit log is broken (the report says where): run breakglass audit verify",
+        ))
+    }
 }

@@ -98,6 +98,9 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         .filter(|c| !recent_participants.contains(c))
         .collect();
     let pinned = super::pinned_fingerprint(&m.vault_id)?;
+    let runbook = super::runbook::current(&vault)
+        .ok()
+        .and_then(|(now, records)| crate::runbook::freshness(&records, &now));
     let status = serde_json::json!({
         "vault_id": m.vault_id,
         "fingerprint": m.fingerprint().display(),
@@ -125,6 +128,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         "days_since_last_drill": last_drill.and_then(|e| super::days_since(&e.time)),
         "drill_interval_days": interval,
         "custodians_without_recent_participation": absent,
+        "runbook": runbook,
         "audit": report,
     });
     if args.json {
@@ -223,6 +227,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
             absent.join(", ")
         );
     }
+    print_runbook(runbook.as_ref());
     if report.is_intact() {
         println!(
             "audit log: intact, {} entries, {} signed checkpoints, {} unsigned at the end",
@@ -232,6 +237,28 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         println!("audit log: BROKEN (run breakglass audit verify)");
     }
     audit_intact(&report)
+}
+
+/// Whether the runbook last written with `runbook --out` still says what the vault says.
+/// The file name and events come from the audit log, so they are shown escaped.
+fn print_runbook(runbook: Option<&crate::runbook::Freshness>) {
+    use vault_core::trust::untrusted_text::render_untrusted as shown;
+    match runbook {
+        None => println!("runbook: none written yet (breakglass runbook --format html --out FILE)"),
+        Some(r) if r.up_to_date => println!(
+            "runbook: {} (written {}, from audit line {}): up to date",
+            shown(&r.file),
+            shown(&r.made),
+            r.head_line
+        ),
+        Some(r) => println!(
+            "runbook: {} (written {}, from audit line {}) is OUT OF DATE: the vault changed since ({}): run breakglass runbook --out FILE and print it again",
+            shown(&r.file),
+            shown(&r.made),
+            r.head_line,
+            shown(&r.changed_by.join(", "))
+        ),
+    }
 }
 
 /// The credentials a drill entry records as failed.

@@ -15,6 +15,7 @@ pub mod recovery;
 pub mod rekey;
 pub mod review;
 pub mod rotate;
+pub mod runbook;
 pub mod seal;
 pub mod session;
 pub mod share;

@@ -1,0 +1,78 @@
+//! `breakglass runbook`: the emergency access procedure made from the vault, to standard output
+//! or, recorded in the audit log, to a file.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use vault_core::audit::Event;
+use vault_core::vault::Vault;
+
+use crate::cli::{DocumentFormat, RunbookArgs};
+use crate::printable::Format;
+use crate::report::Record;
+use crate::runbook::{Credential, Inputs, Provenance, Runbook};
+
+/// The runbook of `vault` as it is now, and the records it was made from.
+pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
+    let records = crate::report::records(&vault.audit())?;
+    let credentials: Vec<Credential> = vault
+        .store()
+        .credentials()?
+        .into_iter()
+        .map(|name| {
+            let envelope = vault
+                .envelope(&name)
+                .map(|(_, e)| e)
+                .map_err(|e| format!("{e:#}"));
+            Credential { name, envelope }
+        })
+        .collect();
+    let runbook = Runbook::new(&Inputs {
+        manifest: vault.manifest(),
+        credentials: &credentials,
+        records: &records,
+    });
+    Ok((runbook, records))
+}
+
+/// `breakglass runbook`.
+pub fn run(vault_arg: Option<&Path>, args: &RunbookArgs) -> Result<()> {
+    let dir = super::vault_dir(vault_arg)?;
+    let vault = super::open_vault(vault_arg)?;
+    super::check_pin(&vault)?;
+    let (runbook, _) = current(&vault)?;
+    let head = vault.audit().head()?;
+    let provenance = Provenance {
+        made: vault_core::clock::rfc3339(vault_core::clock::now_unix()),
+        head: head.clone(),
+        vault_dir: std::path::absolute(&dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string(),
+    };
+    let format = match args.format {
+        DocumentFormat::Md => Format::Markdown,
+        DocumentFormat::Html => Format::Html,
+    };
+    let text = runbook.document(&provenance).render(format);
+    let Some(out) = &args.out else {
+        print!("{text}");
+        return Ok(());
+    };
+    vault_core::store::write_atomic(out, text.as_bytes())
+        .with_context(|| format!("writing the runbook to {}", out.display()))?;
+    let file = std::path::absolute(out).unwrap_or_else(|_| out.clone());
+    vault.record(
+        Event::new(crate::runbook::EVENT)
+            .detail("digest", runbook.digest.clone())
+            .detail("head_line", head.seq.to_string())
+            .detail("head_hash", head.hash)
+            .detail("file", file.display().to_string()),
+    )?;
+    eprintln!(
+        "runbook written to {} (from audit line {}); print it, and run this again after any change: breakglass status says when it is out of date",
+        out.display(),
+        head.seq
+    );
+    Ok(())
+}
