@@ -192,7 +192,7 @@ pub fn revoke(vault_arg: Option<&std::path::Path>, args: &RevokeArgs) -> Result<
         "next: breakglass review CEREMONY lists what each session did (ceremony ids: breakglass audit show)"
     );
     if let Some(dir) = vault_arg {
-        let vault = vault_core::vault::Vault::open(dir)?;
+        let vault = super::open_vault(Some(dir))?;
         vault.record(
             vault_core::audit::Event::new("revoke_sessions")
                 .detail("role", args.role.clone())
