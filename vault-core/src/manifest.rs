@@ -583,3 +583,36 @@ pub fn read_known_vaults(path: &Path) -> Result<KnownVaults, ManifestError> {
         Err(_) => Ok(KnownVaults::new()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_parsed_once_and_a_field_that_is_not_a_key_is_named() {
+        let manifest = crate::trust::certified::tests::manifest();
+        let keys = manifest.keys().unwrap();
+        assert_eq!(keys.tokens[0].seal_key_id, vec![1]);
+        assert_eq!(keys.audit_public_key.len(), 65);
+        assert_eq!(keys.hsm_recipients().len(), 1);
+        let bad = |change: &dyn Fn(&mut Manifest), field: &str| {
+            let mut m = manifest.clone();
+            change(&mut m);
+            let error = Manifest::from_bytes(&m.to_bytes(), Path::new("/v/vault.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(field) && error.contains("/v/vault.json"),
+                "{field}: {error}"
+            );
+        };
+        bad(&|m| m.hsms[0].seal_key_id.clear(), "seal_key_id");
+        bad(
+            &|m| m.hsms[0].seal_public_key = "04zz".into(),
+            "seal_public_key",
+        );
+        bad(&|m| m.audit.public_key = "04".into(), "audit.public_key");
+        bad(&|m| m.audit.key_id = "x".into(), "audit.key_id");
+        bad(&|m| m.quorum.public_key = "00".into(), "quorum.public_key");
+    }
+}
