@@ -221,3 +221,30 @@ fn init_makes_the_first_operator_and_certifies_version_1() {
     );
     env.ok(&["audit", "verify"]);
 }
+
+/// The downgrade: `vault.json` replaced by a format-1 manifest (what the earlier release wrote,
+/// which nothing certifies) with the same keys. Named as such and refused, exit 5.
+#[test]
+fn a_format_1_manifest_put_in_place_of_the_certified_one_is_refused() {
+    let env = Env::two_of_three();
+    let certified: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.manifest()).unwrap()).unwrap();
+    let mut old = serde_json::to_vec_pretty(&certified["manifest"]).unwrap();
+    old.push(b'\n');
+    std::fs::write(env.manifest(), old).unwrap();
+    for args in [vec!["status".to_owned()], env.unseal_args()] {
+        let output = env.run(&strs(&args));
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("is a format-1 manifest"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    assert!(!env.path("out").exists());
+}
