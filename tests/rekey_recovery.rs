@@ -215,7 +215,7 @@ fn rekey_makes_old_shares_fail_and_new_shares_work() {
 fn after_quorum_key(env: &Env) -> serde_json::Value {
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
-    manifest["quorum"]["public_key"].clone()
+    manifest["manifest"]["quorum"]["public_key"].clone()
 }
 
 impl Env {
@@ -510,7 +510,7 @@ fn recovery_enabled_later_covers_every_credential() {
 }
 
 #[test]
-fn a_backup_token_is_enrolled_with_a_token_alone() {
+fn a_backup_token_is_enrolled_by_the_token_with_a_quorum_certifying_the_change() {
     let env = Env::new();
     let pins = [
         ("PRIMARY_PIN", "primary-user-pin"),
@@ -542,21 +542,36 @@ fn a_backup_token_is_enrolled_with_a_token_alone() {
     assert!(init.status.success(), "{}", stderr(&init));
     env.seal("db-root", b"the database root password", false);
     let before = std::fs::read(env.vault().join("credentials/db-root.json")).unwrap();
-    // No shares given, stdin not a terminal: the enrolled token alone adds the backup.
-    let output = env.run_with(
-        &[
-            "hsm",
-            "enroll",
-            "--token",
-            "backup",
-            "--init-token",
-            "--pin-source",
-            "env:BACKUP_PIN",
-            "--so-pin-source",
-            "env:BACKUP_SO",
-        ],
-        &pins,
+    let enroll = [
+        "hsm",
+        "enroll",
+        "--token",
+        "backup",
+        "--init-token",
+        "--pin-source",
+        "env:BACKUP_PIN",
+        "--so-pin-source",
+        "env:BACKUP_SO",
+    ];
+    // No shares given, stdin not a terminal: refused before anything changes, since the
+    // quorum must certify the manifest's next version.
+    let refused = env.run_with(&enroll, &pins);
+    assert!(!refused.status.success(), "{}", stderr(&refused));
+    assert_eq!(
+        std::fs::read(env.vault().join("credentials/db-root.json")).unwrap(),
+        before
     );
+    // With a quorum, the enrolled token adds the backup's stanzas.
+    let alice = env.path("shares/alice.share");
+    let bob = env.path("shares/bob.share");
+    let mut with_quorum = enroll.to_vec();
+    with_quorum.extend([
+        "--share-file",
+        alice.to_str().unwrap(),
+        "--share-file",
+        bob.to_str().unwrap(),
+    ]);
+    let output = env.run_with(&with_quorum, &pins);
     assert!(output.status.success(), "{}", stderr(&output));
     let after_bytes = std::fs::read(env.vault().join("credentials/db-root.json")).unwrap();
     let before: serde_json::Value = serde_json::from_slice(&before).unwrap();
@@ -565,16 +580,14 @@ fn a_backup_token_is_enrolled_with_a_token_alone() {
     assert_eq!(after["payload"], before["payload"]);
     assert_eq!(after["quorum_stanza"], before["quorum_stanza"]);
     assert_eq!(after["hsm_stanzas"].as_array().unwrap().len(), 2);
-    // Recorded, with no custodian: no share was used.
+    // Recorded with the custodians whose shares certified it, and the version they signed.
     let enrolments = env.audit_events("hsm_enrol");
     let backup = enrolments
         .iter()
         .find(|e| e["details"]["token"] == "backup")
         .unwrap_or_else(|| panic!("no enrolment of backup in {enrolments:?}"));
-    assert!(
-        backup["custodians"].as_array().is_none_or(|c| c.is_empty()),
-        "{backup}"
-    );
+    assert_eq!(backup["custodians"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(backup["details"]["manifest_version"], "2");
 
     // With the primary gone, the backup opens it (with the quorum, as always).
     let tokens = env.vault().join("softhsm/tokens");

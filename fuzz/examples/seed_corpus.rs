@@ -58,7 +58,7 @@ fn main() {
     write(
         "rekey_journal",
         "rekey",
-        &fixtures::rekey_journal(&manifest, &next),
+        &fixtures::rekey_journal(&fixtures::certified(manifest.clone(), 1), &next),
     );
 
     write(

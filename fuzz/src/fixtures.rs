@@ -16,6 +16,8 @@ use vault_core::manifest::{
 };
 use vault_core::quorum::{self, GroupSpec, Share, SplitParams};
 use vault_core::secret::ExposeSecret;
+use vault_core::trust::quorum_key::QuorumSigningKey;
+use vault_core::trust::{AuthenticatedManifest, CertifiedManifest, Operator, Role};
 
 /// The vault every fixture belongs to.
 pub const VAULT_ID: &str = "f0220000000000000000000000000001";
@@ -186,6 +188,27 @@ pub fn manifest(shares: &[Vec<Share>]) -> Manifest {
     }
 }
 
+/// `manifest` certified as `version` by the fixture quorum's signing key, with one operator
+/// (a security officer and cloud administrator).
+pub fn certified(manifest: Manifest, version: u64) -> AuthenticatedManifest {
+    let quorum = QuorumSigningKey::derive(QUORUM_SECRET, VAULT_ID).expect("the quorum signing key");
+    let operator = QuorumSigningKey::derive(b"fuzz operator key", VAULT_ID)
+        .expect("an operator key")
+        .public_key()
+        .to_hex();
+    CertifiedManifest::certify(
+        manifest,
+        version,
+        vec![Operator {
+            name: "olivia".into(),
+            roles: vec![Role::SecurityOfficer, Role::CloudAdministrator],
+            public_key: operator,
+        }],
+        &quorum,
+    )
+    .expect("the fixture manifest certifies")
+}
+
 /// An `aws` envelope sealed to [`token_key`] and [`quorum_key`].
 pub fn envelope() -> Envelope {
     let mut metadata = BTreeMap::new();
@@ -270,10 +293,11 @@ pub fn audit_log() -> Vec<u8> {
     std::fs::read(&path).expect("the log reads back")
 }
 
-/// A rekey journal (`rekey.json`) from `previous` to `next`, as the vault writes it.
-pub fn rekey_journal(previous: &Manifest, next: &Manifest) -> Vec<u8> {
+/// A rekey journal (`rekey.json`) from `previous` (certified) to `next`, as the vault writes
+/// it.
+pub fn rekey_journal(previous: &AuthenticatedManifest, next: &Manifest) -> Vec<u8> {
     let journal = serde_json::json!({
-        "previous": String::from_utf8_lossy(&previous.to_bytes()),
+        "previous": String::from_utf8_lossy(&previous.document().to_bytes()),
         "manifest": String::from_utf8_lossy(&next.to_bytes()),
         "pins_changed": ["0123456789abcdef:user"],
         "custodians": ["g0m0", "g0m1"],

@@ -18,6 +18,7 @@ use vault_core::manifest::{
 };
 use vault_core::quorum::{GroupSpec, Share, SplitParams};
 use vault_core::secret::ExposeSecret;
+use vault_core::trust::machine::ConfigDir;
 use vault_core::vault::Vault;
 
 /// The replacement bytes tried in turn along a file: JSON's structural characters, white
@@ -43,6 +44,16 @@ fn mutations(original: &[u8]) -> impl Iterator<Item = (usize, Vec<u8>)> + '_ {
 fn text() -> impl Strategy<Value = String> {
     // Any Unicode, quotes, backslashes and control characters included.
     prop::string::string_regex("(?s).{0,24}").expect("a regex")
+}
+
+/// A key id as the manifest holds it: hex of 1 to 8 bytes.
+fn key_id() -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<u8>(), 1..8).prop_map(hex::encode)
+}
+
+/// A public key as the manifest holds it: hex of 65 bytes (an uncompressed P-256 point's size).
+fn point() -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<u8>(), 65).prop_map(hex::encode)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -155,15 +166,15 @@ fn manifest() -> impl Strategy<Value = Manifest> {
             (
                 (text(), text(), text(), text(), text()),
                 prop::option::of(text()),
-                (text(), text()),
+                (key_id(), point()),
                 pin_source(),
                 prop::option::of(pin_source()),
             ),
             0..3,
         ),
-        (text(), text(), text()),
+        (text(), key_id(), point()),
         prop::option::of(quorum(65)),
-        prop::collection::vec((text(), text(), any::<u64>()), 0..2),
+        prop::collection::vec((text(), point(), any::<u64>()), 0..2),
         (any::<u32>(), any::<u32>(), any::<bool>()),
     )
         .prop_map(
@@ -449,53 +460,33 @@ fn every_single_byte_change_of_an_envelope_is_refused() {
 fn every_single_byte_change_of_a_manifest_is_refused_by_the_vault() {
     let f = fixtures();
     // Two groups (four custodians) keep the file, and the run, short.
-    let manifest = fixtures::manifest(&f.shares[..2]);
-    let original = manifest.to_bytes();
+    let manifest = fixtures::certified(fixtures::manifest(&f.shares[..2]), 1);
+    let original = manifest.document().to_bytes();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("vault.json"), &original).unwrap();
-    let hash = hex::encode(ring::digest::digest(&ring::digest::SHA256, &original).as_ref());
-    AuditLog::new(&dir.path().join("audit.jsonl"), fixtures::VAULT_ID)
-        .append(
-            Event::new("init").detail("manifest_sha256", hash),
-            &Actor {
-                user: "alice".into(),
-                host: "ops".into(),
-            },
-            fixtures::CREATED,
-        )
-        .unwrap();
-    assert_eq!(Vault::open(dir.path()).unwrap().manifest(), &manifest);
+    let config = ConfigDir::at(&dir.path().join("config"));
+    let vault_dir = dir.path().join("vault");
+    std::fs::create_dir(&vault_dir).unwrap();
+    std::fs::write(vault_dir.join("vault.json"), &original).unwrap();
+    // Pinned as init pins it.
+    std::fs::create_dir(config.root()).unwrap();
+    std::fs::write(
+        config.root().join("known_vaults.json"),
+        serde_json::json!({ fixtures::VAULT_ID: manifest.identity().display() }).to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        Vault::open(&vault_dir, &config).unwrap().certified(),
+        &manifest
+    );
     for (i, mutated) in mutations(&original) {
-        std::fs::write(dir.path().join("vault.json"), &mutated).unwrap();
-        // Refused, or (were there a change that keeps the bytes' meaning) the same manifest.
-        if let Ok(vault) = Vault::open(dir.path()) {
+        std::fs::write(vault_dir.join("vault.json"), &mutated).unwrap();
+        // Refused, or (were there a change that keeps the bytes' meaning: white space) the
+        // same certified manifest: the quorum signature covers every field.
+        if let Ok(vault) = Vault::open(&vault_dir, &config) {
             assert_eq!(
-                vault.manifest(),
+                vault.certified(),
                 &manifest,
                 "byte {i} changed to {:#04x}: the vault opened another manifest",
-                mutated[i]
-            );
-        }
-        // Without the vault's record, the fingerprint still refuses every change that matters:
-        // what parses is the same core (white space, timestamps, policy) or another fingerprint.
-        if let Ok(parsed) = Manifest::from_bytes(&mutated, Path::new("vault.json"))
-            && parsed.fingerprint() == manifest.fingerprint()
-        {
-            let mut core = parsed.clone();
-            core.created.clone_from(&manifest.created);
-            core.policy = manifest.policy.clone();
-            for (a, b) in core.hsms.iter_mut().zip(&manifest.hsms) {
-                // Where the module and PIN are found: hints, not part of the fingerprint.
-                a.module.clone_from(&b.module);
-                a.softhsm_conf.clone_from(&b.softhsm_conf);
-                a.pin = b.pin.clone();
-                a.so_pin = b.so_pin.clone();
-                a.manufacturer.clone_from(&b.manufacturer);
-                a.model.clone_from(&b.model);
-            }
-            assert_eq!(
-                core, manifest,
-                "byte {i} changed to {:#04x}: a fingerprinted field changed, the fingerprint did not",
                 mutated[i]
             );
         }

@@ -88,7 +88,7 @@ ol.steps{margin:1mm 0;padding-left:6mm}\
 code{white-space:nowrap;font-family:'DejaVu Sans Mono',monospace;font-size:9pt}";
 
 /// The card for `issued`, a share of the vault `m`.
-pub fn html(m: &Manifest, issued: &CustodianShare, issue: &Issue) -> String {
+pub fn html(m: &Manifest, identity: &str, issued: &CustodianShare, issue: &Issue) -> String {
     let mnemonic = issued.share.to_mnemonic();
     let words: String = mnemonic
         .expose_secret()
@@ -165,7 +165,7 @@ pub fn html(m: &Manifest, issued: &CustodianShare, issue: &Issue) -> String {
         },
         custodian = html_escape(&issued.custodian),
         vault_id = html_escape(&m.vault_id),
-        fingerprint = m.fingerprint().display(),
+        fingerprint = identity,
         qr = qr_svg(mnemonic.expose_secret()),
     )
 }
@@ -192,6 +192,7 @@ fn qr_svg(text: &str) -> String {
 /// existing file. Returns the paths written.
 pub fn write(
     m: &Manifest,
+    identity: &str,
     shares: &[CustodianShare],
     dir: &Path,
     issue: &Issue,
@@ -206,7 +207,7 @@ pub fn write(
         .iter()
         .map(|issued| {
             let path = dir.join(format!("{}.html", stem(issued)));
-            write_new_secret_file(&path, html(m, issued, issue).as_bytes())?;
+            write_new_secret_file(&path, html(m, identity, issued, issue).as_bytes())?;
             Ok(path)
         })
         .collect()

@@ -226,6 +226,10 @@ pub struct InitArgs {
     /// SLIP-39 iteration exponent for the shares.
     #[arg(long, default_value_t = 1)]
     pub iteration_exponent: u8,
+    /// Your name as the vault's first operator: a security officer and cloud administrator,
+    /// whose signing key is made on this machine (outside the vault directory).
+    #[arg(long, value_name = "NAME", default_value = "security-officer")]
+    pub operator: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

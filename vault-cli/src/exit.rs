@@ -98,6 +98,7 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
             Some(vault_core::Error::Vault(e)) => e as &(dyn std::error::Error + 'static),
             Some(vault_core::Error::Hsm(e)) => e,
             Some(vault_core::Error::Ceremony(e)) => e,
+            Some(vault_core::Error::Trust(e)) => e,
             _ => cause,
         };
         if let Some(e) = cause.downcast_ref::<VaultError>() {
@@ -111,11 +112,24 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
                      of the new ones",
                 ),
                 VaultError::NoRecovery => Some("enable one with `breakglass recovery enable`"),
-                VaultError::ManifestChanged { .. } => Some(
-                    "compare its fingerprint with the share cards before using this vault",
+                VaultError::FormatOne { .. } => Some(
+                    "the vault was made by an earlier release, which keeps working with it; this \
+                     release uses it once it is upgraded",
                 ),
                 _ => None,
             };
+        }
+        if let Some(
+            vault_core::trust::TrustError::ManifestSignature { .. }
+            | vault_core::trust::TrustError::ManifestRollback { .. }
+            | vault_core::trust::TrustError::ManifestFork { .. }
+            | vault_core::trust::TrustError::IdentityMismatch { .. },
+        ) = cause.downcast_ref::<vault_core::trust::TrustError>()
+        {
+            return Some(
+                "vault.json was changed or put back outside breakglass: restore it from a copy \
+                 you trust and compare the fingerprint with the share cards",
+            );
         }
         match cause.downcast_ref::<HsmError>() {
             Some(HsmError::ModuleLoad { .. }) => {

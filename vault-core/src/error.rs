@@ -16,6 +16,7 @@ use crate::manifest::ManifestError;
 use crate::quorum::QuorumError;
 use crate::store::StoreError;
 use crate::totp::TotpError;
+use crate::trust::TrustError;
 use crate::vault::VaultError;
 
 /// Any failure of a vault-core operation. Never carries secret material.
@@ -55,6 +56,9 @@ pub enum Error {
     /// A manifest problem.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// What the vault directory says could not be authenticated (or a trust primitive failed).
+    #[error(transparent)]
+    Trust(#[from] TrustError),
 }
 
 /// What kind of failure an error is: what a caller must tell apart to decide what to do.
@@ -88,6 +92,7 @@ impl Error {
             Error::Manifest(e) => manifest_kind(e),
             Error::Vault(e) => vault_kind(e),
             Error::Ceremony(e) => ceremony_kind(e),
+            Error::Trust(e) => trust_kind(e),
             Error::Store(_) | Error::Credential(_) | Error::Totp(_) => ErrorKind::Other,
         }
     }
@@ -122,6 +127,9 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     }
     if let Some(e) = error.downcast_ref::<CeremonyError>() {
         return Some(ceremony_kind(e));
+    }
+    if let Some(e) = error.downcast_ref::<TrustError>() {
+        return Some(trust_kind(e));
     }
     if error.downcast_ref::<StoreError>().is_some()
         || error.downcast_ref::<CredentialError>().is_some()
@@ -169,10 +177,25 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
         VaultError::NoToken { .. }
         | VaultError::NoSuchToken { .. }
         | VaultError::TokenAbsent { .. } => ErrorKind::Token,
-        VaultError::ManifestChanged { .. } => ErrorKind::Integrity,
+        VaultError::FormatOne { .. } => ErrorKind::Integrity,
         VaultError::Layout(_) | VaultError::NoRecovery => ErrorKind::Invalid,
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,
         _ => ErrorKind::Other,
+    }
+}
+
+fn trust_kind(e: &TrustError) -> ErrorKind {
+    match e {
+        TrustError::Random
+        | TrustError::Io { .. }
+        | TrustError::Store(_)
+        | TrustError::OperatorKeyExists { .. } => ErrorKind::Other,
+        TrustError::InvalidOperatorName { .. }
+        | TrustError::InvalidDuration { .. }
+        | TrustError::DurationTooLong { .. }
+        | TrustError::InvalidFingerprint { .. } => ErrorKind::Invalid,
+        TrustError::PinLength { .. } | TrustError::NoTokenSerial => ErrorKind::Token,
+        _ => ErrorKind::Integrity,
     }
 }
 

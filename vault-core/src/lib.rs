@@ -35,6 +35,7 @@
 //! use secrecy::{ExposeSecret, SecretString};
 //! use vault_core::hsm::PinRole;
 //! use vault_core::manifest::{PinSource, Policy};
+//! use vault_core::trust::machine::ConfigDir;
 //! use vault_core::{
 //!     Collector, GroupDef, InitOptions, Kind, PinProvider, TokenChoice, TokenTarget, Vault,
 //! };
@@ -52,6 +53,8 @@
 //! let softhsm = SoftHsm::new();
 //! softhsm.init_token("demo", SO_PIN, USER_PIN);
 //! let dir = tempfile::tempdir().expect("a temporary directory");
+//! // This machine's configuration: the operator key init makes, the pin, the anchor.
+//! let config = ConfigDir::at(&dir.path().join("config"));
 //! let (vault, shares) = Vault::init(
 //!     &dir.path().join("vault"),
 //!     &InitOptions {
@@ -73,11 +76,14 @@
 //!         policy: Policy::default(),
 //!         iteration_exponent: 0,
 //!         recovery: None,
+//!         config: &config,
+//!         operator: "olivia".into(),
 //!     },
 //! )?;
 //!
-//! // Sealing needs neither the token nor the shares, only the fingerprint people compare.
-//! let fingerprint = vault.manifest().fingerprint().display();
+//! // Sealing needs neither the token nor the shares, only the fingerprint people compare:
+//! // the vault identity, which the quorum's signature on the manifest proves.
+//! let fingerprint = vault.identity();
 //! vault.seal("db-root", Kind::Secret, BTreeMap::new(), b"hunter2", false, Some(&fingerprint))?;
 //!
 //! // Opening needs two of the three shares and the token.

@@ -300,16 +300,10 @@ impl Manifest {
                 manifest.format
             )));
         }
-        manifest
-            .quorum_public_key()
-            .map_err(|_| invalid("quorum.public_key is not 32 hex bytes".into()))?;
-        if let Some(recovery) = &manifest.recovery
-            && hex::decode(&recovery.public_key).map(|k| k.len()) != Ok(65)
-        {
-            return Err(invalid(
-                "recovery.public_key is not a 65-byte P-256 key in hex".into(),
-            ));
-        }
+        manifest.keys().map_err(|e| match e {
+            ManifestError::Invalid { reason, .. } => invalid(reason),
+            other => other,
+        })?;
         Ok(manifest)
     }
 
@@ -327,34 +321,64 @@ impl Manifest {
         Ok(key)
     }
 
-    /// Verifies the audit log with the current audit key and the retired ones.
-    pub fn verify_audit(
-        &self,
-        log: &crate::audit::AuditLog,
-    ) -> Result<crate::audit::VerifyReport, crate::audit::AuditError> {
-        let retired: Vec<(u64, Vec<u8>)> = self
+    /// Every key the manifest names, parsed from hex once: a field that is not what it must
+    /// be is an error naming it, never an empty key at a use site.
+    pub fn keys(&self) -> Result<ManifestKeys, ManifestError> {
+        let bad = |field: String| ManifestError::Invalid {
+            file: PathBuf::from("vault.json"),
+            reason: format!("{field} is not valid hex of the right length"),
+        };
+        let point = |text: &str, field: String| -> Result<Vec<u8>, ManifestError> {
+            hex::decode(text)
+                .ok()
+                .filter(|k| k.len() == 65)
+                .ok_or_else(|| bad(field))
+        };
+        let id = |text: &str, field: String| -> Result<Vec<u8>, ManifestError> {
+            hex::decode(text)
+                .ok()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| bad(field))
+        };
+        let quorum = self
+            .quorum_public_key()
+            .map_err(|_| bad("quorum.public_key".into()))?;
+        let tokens = self
+            .hsms
+            .iter()
+            .map(|h| {
+                Ok(TokenKeys {
+                    seal_key_id: id(&h.seal_key_id, format!("token {}: seal_key_id", h.label))?,
+                    seal_public_key: point(
+                        &h.seal_public_key,
+                        format!("token {}: seal_public_key", h.label),
+                    )?,
+                })
+            })
+            .collect::<Result<Vec<_>, ManifestError>>()?;
+        let retired_audit_keys = self
             .retired_audit_keys
             .iter()
-            .map(|r| (r.last_line, hex::decode(&r.public_key).unwrap_or_default()))
-            .collect();
-        log.verify_with_retired(
-            &retired,
-            &hex::decode(&self.audit.public_key).unwrap_or_default(),
-        )
-    }
-
-    /// Every key the token half of a file key is sealed to: the enrolled tokens' sealing keys,
-    /// then the recovery key when enabled.
-    pub fn hsm_recipients(&self) -> Vec<Vec<u8>> {
-        self.hsms
-            .iter()
-            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
-            .chain(
-                self.recovery
-                    .iter()
-                    .map(|r| hex::decode(&r.public_key).unwrap_or_default()),
-            )
-            .collect()
+            .map(|r| {
+                Ok((
+                    r.last_line,
+                    point(&r.public_key, format!("retired audit key of {}", r.token))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ManifestError>>()?;
+        let recovery = self
+            .recovery
+            .as_ref()
+            .map(|r| point(&r.public_key, "recovery.public_key".into()))
+            .transpose()?;
+        Ok(ManifestKeys {
+            quorum,
+            tokens,
+            audit_key_id: id(&self.audit.key_id, "audit.key_id".into())?,
+            audit_public_key: point(&self.audit.public_key, "audit.public_key".into())?,
+            retired_audit_keys,
+            recovery,
+        })
     }
 
     /// The fingerprint of the canonical core: vault id, quorum layout with custodian names and
@@ -425,6 +449,52 @@ impl Manifest {
     /// intact and belongs to this vault. Returns the custodian.
     pub fn verify_share(&self, share: &Share) -> Option<&Custodian> {
         self.quorum.verify_share(&self.vault_id, share)
+    }
+}
+
+/// A token's keys, as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenKeys {
+    /// The sealing key's CKA_ID.
+    pub seal_key_id: Vec<u8>,
+    /// The sealing key's public key (65-byte SEC1).
+    pub seal_public_key: Vec<u8>,
+}
+
+/// The manifest's keys as bytes ([`Manifest::keys`]), tokens in the manifest's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestKeys {
+    /// The quorum's X25519 public key.
+    pub quorum: [u8; 32],
+    /// Each enrolled token's keys, in the order of `hsms`.
+    pub tokens: Vec<TokenKeys>,
+    /// The audit key's CKA_ID.
+    pub audit_key_id: Vec<u8>,
+    /// The audit key's public key (65-byte SEC1).
+    pub audit_public_key: Vec<u8>,
+    /// Retired audit keys: the last line each verifies, and its public key.
+    pub retired_audit_keys: Vec<(u64, Vec<u8>)>,
+    /// The recovery key (65-byte SEC1), when a recovery set is enabled.
+    pub recovery: Option<Vec<u8>>,
+}
+
+impl ManifestKeys {
+    /// Verifies the audit log with the current audit key and the retired ones.
+    pub fn verify_audit(
+        &self,
+        log: &crate::audit::AuditLog,
+    ) -> Result<crate::audit::VerifyReport, crate::audit::AuditError> {
+        log.verify_with_retired(&self.retired_audit_keys, &self.audit_public_key)
+    }
+
+    /// Every key the token half of a file key is sealed to: the enrolled tokens' sealing keys,
+    /// then the recovery key when enabled.
+    pub fn hsm_recipients(&self) -> Vec<Vec<u8>> {
+        self.tokens
+            .iter()
+            .map(|t| t.seal_public_key.clone())
+            .chain(self.recovery.iter().cloned())
+            .collect()
     }
 }
 
@@ -511,5 +581,38 @@ pub fn read_known_vaults(path: &Path) -> Result<KnownVaults, ManifestError> {
             reason: e.to_string(),
         }),
         Err(_) => Ok(KnownVaults::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_parsed_once_and_a_field_that_is_not_a_key_is_named() {
+        let manifest = crate::trust::certified::tests::manifest();
+        let keys = manifest.keys().unwrap();
+        assert_eq!(keys.tokens[0].seal_key_id, vec![1]);
+        assert_eq!(keys.audit_public_key.len(), 65);
+        assert_eq!(keys.hsm_recipients().len(), 1);
+        let bad = |change: &dyn Fn(&mut Manifest), field: &str| {
+            let mut m = manifest.clone();
+            change(&mut m);
+            let error = Manifest::from_bytes(&m.to_bytes(), Path::new("/v/vault.json"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(field) && error.contains("/v/vault.json"),
+                "{field}: {error}"
+            );
+        };
+        bad(&|m| m.hsms[0].seal_key_id.clear(), "seal_key_id");
+        bad(
+            &|m| m.hsms[0].seal_public_key = "04zz".into(),
+            "seal_public_key",
+        );
+        bad(&|m| m.audit.public_key = "04".into(), "audit.public_key");
+        bad(&|m| m.audit.key_id = "x".into(), "audit.key_id");
+        bad(&|m| m.quorum.public_key = "00".into(), "quorum.public_key");
     }
 }

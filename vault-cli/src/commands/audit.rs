@@ -18,21 +18,11 @@ fn filter(args: &AuditFilterArgs) -> Filter {
 
 /// `breakglass audit verify`: exit 5 when the chain or a signature is broken.
 pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
-    let dir = super::vault_dir(vault_arg)?;
-    // The manifest check on open would stop at a changed manifest; the audit verification
-    // reads the log on its own, with the audit key from the manifest.
-    let store = vault_core::store::Store::open(&dir)?;
-    let manifest_path = store.path(vault_core::store::MANIFEST);
-    let manifest = vault_core::manifest::Manifest::from_bytes(
-        &store.read(vault_core::store::MANIFEST)?,
-        &manifest_path,
-    )?;
-    let log = vault_core::audit::AuditLog::new(
-        &store.path(vault_core::store::AUDIT_LOG),
-        &manifest.vault_id,
-    );
-    let report = manifest.verify_audit(&log)?;
-    let file = store.path(vault_core::store::AUDIT_LOG);
+    // The audit keys come from the authenticated manifest (its identity pinned on this
+    // machine, its quorum signature checked), never from vault.json alone.
+    let vault = super::open_vault(vault_arg)?;
+    let report = vault.keys().verify_audit(&vault.audit())?;
+    let file = vault.store().path(vault_core::store::AUDIT_LOG);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_intact() {

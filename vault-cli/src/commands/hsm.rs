@@ -100,7 +100,6 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
         let fingerprint =
             vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)?;
-        super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
         println!(
             "token {} enrolled from the recovery key; every credential now opens with it",
             args.token
@@ -111,32 +110,22 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
                 args.retire.join(", ")
             );
         }
-        println!("new fingerprint: {fingerprint} (update the runbook)");
+        println!("fingerprint unchanged: {fingerprint} (the share cards stay valid)");
         return Ok(());
     }
-    // The quorum is needed only for PINs it derives: the envelopes' token halves are opened
-    // by the enrolled token alone, and the payloads are never decrypted.
-    let quorum_pins = user_pin == PinSource::Quorum
-        || (args.init_token && so_pin == PinSource::Quorum)
-        || vault
-            .manifest()
-            .hsms
-            .iter()
-            .any(|h| h.pin == PinSource::Quorum);
-    let given = !args.shares.share_files.is_empty() || args.shares.shares_stdin;
-    let shares = if quorum_pins || given {
-        Some(gather_shares(&vault, &args.shares)?)
-    } else {
-        None
-    };
-    let fingerprint = vault.enroll(shares.as_ref(), &new, &pinned)?;
-    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    // The quorum certifies the manifest's next version (and derives the PINs it derives): the
+    // envelopes' token halves are opened by the enrolled token alone, and the payloads are
+    // never decrypted.
+    let shares = gather_shares(&vault, &args.shares)?;
+    vault.enroll(&shares, &new, &pinned)?;
     println!(
         "token {} enrolled; every credential now opens with it too",
         args.token
     );
     println!(
-        "new fingerprint: {fingerprint} (it covers the token list: update the runbook; share cards show the previous one)"
+        "fingerprint unchanged: {} (the share cards stay valid; manifest version {})",
+        vault.identity(),
+        vault.certified().version()
     );
     Ok(())
 }

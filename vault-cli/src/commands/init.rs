@@ -70,7 +70,7 @@ pub(super) fn layout(args: &LayoutArgs) -> Result<Option<(u8, Vec<GroupDef>)>> {
     }
 }
 
-fn share_file_text(m: &Manifest, issued: &CustodianShare) -> String {
+fn share_file_text(m: &Manifest, identity: &str, issued: &CustodianShare) -> String {
     let set = set_of(m, issued);
     let info = issued.share.info();
     let group = &set.groups[usize::from(info.group_index)];
@@ -89,7 +89,7 @@ fn share_file_text(m: &Manifest, issued: &CustodianShare) -> String {
          {mnemonic}\n",
         custodian = issued.custodian,
         vault_id = m.vault_id,
-        fingerprint = m.fingerprint().display(),
+        fingerprint = identity,
         group = group.name,
         member = info.member_index + 1,
         count = group.members.len(),
@@ -112,6 +112,7 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 /// Writes every share file and reads it back: the file holds the custodian's share intact.
 pub(super) fn write_share_files(
     m: &Manifest,
+    identity: &str,
     shares: &[CustodianShare],
     dir: &Path,
     recipients: &BTreeMap<String, age::x25519::Recipient>,
@@ -119,7 +120,7 @@ pub(super) fn write_share_files(
     ensure_dir(dir)?;
     let mut written = Vec::new();
     for issued in shares {
-        let text = zeroize::Zeroizing::new(share_file_text(m, issued));
+        let text = zeroize::Zeroizing::new(share_file_text(m, identity, issued));
         // Checked before it is written (and encrypted): the text reads back as this custodian's
         // share of this vault.
         let words: Vec<&str> = text
@@ -162,7 +163,7 @@ pub(super) fn write_share_files(
 }
 
 /// Shows each custodian their share on a cleared screen and has them type it back.
-pub(super) fn hand_out_on_terminal(m: &Manifest, shares: &[CustodianShare]) -> Result<()> {
+pub(super) fn hand_out_on_terminal(identity: &str, shares: &[CustodianShare]) -> Result<()> {
     for issued in shares {
         eprint!("\x1b[2J\x1b[H");
         eprintln!(
@@ -178,10 +179,7 @@ pub(super) fn hand_out_on_terminal(m: &Manifest, shares: &[CustodianShare]) -> R
         );
         crate::prompt::confirm("Ready?")?;
         eprintln!("\n{}\n", issued.share.to_mnemonic().expose_secret());
-        eprintln!(
-            "Write these words down. Fingerprint of this vault: {}",
-            m.fingerprint()
-        );
+        eprintln!("Write these words down. Fingerprint of this vault: {identity}");
         crate::prompt::confirm("Written down?")?;
         eprint!("\x1b[2J\x1b[H");
         loop {
@@ -249,24 +247,28 @@ pub(super) fn check_handout(
 /// Hands the shares out: files (read back), cards, or the terminal. Returns the files written.
 pub(super) fn deliver(
     m: &Manifest,
+    identity: &str,
     shares: &[CustodianShare],
     handout: &HandoutArgs,
     recipients: &BTreeMap<String, age::x25519::Recipient>,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     if let Some(shares_dir) = &handout.shares_dir {
-        written.extend(write_share_files(m, shares, shares_dir, recipients)?);
+        written.extend(write_share_files(
+            m, identity, shares, shares_dir, recipients,
+        )?);
     }
     if let Some(cards_dir) = &handout.share_cards {
         written.extend(crate::card::write(
             m,
+            identity,
             shares,
             cards_dir,
             &crate::card::Issue::now(),
         )?);
     }
     if handout.shares_dir.is_none() && handout.share_cards.is_none() {
-        hand_out_on_terminal(m, shares)?;
+        hand_out_on_terminal(identity, shares)?;
     }
     Ok(written)
 }
@@ -275,6 +277,7 @@ pub(super) fn deliver(
 pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     crate::hardening::harden()?;
     let dir = super::vault_dir(vault_arg)?;
+    let config = super::machine_config()?;
     let (group_threshold, groups) = layout(&args.layout)?.ok_or_else(|| {
         fail(
             Failure::Usage,
@@ -353,11 +356,19 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         },
         iteration_exponent: args.iteration_exponent,
         recovery,
+        config: &config,
+        operator: args.operator.clone(),
     };
     let (vault, shares) = Vault::init(&dir, &options)?;
-    let fingerprint = vault.manifest().fingerprint().display();
+    let fingerprint = vault.identity();
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
-    let written = deliver(vault.manifest(), &shares, &args.handout, &recipients)?;
+    let written = deliver(
+        vault.manifest(),
+        &fingerprint,
+        &shares,
+        &args.handout,
+        &recipients,
+    )?;
     let (files, cards): (Vec<PathBuf>, Vec<PathBuf>) = written
         .into_iter()
         .partition(|p| p.extension().is_none_or(|e| e != "html"));

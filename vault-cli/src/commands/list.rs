@@ -80,7 +80,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     super::check_pin(&vault)?;
     let m = vault.manifest();
     let audit = vault.audit();
-    let report = m.verify_audit(&audit)?;
+    let report = vault.keys().verify_audit(&audit)?;
     let entries = audit.entries().unwrap_or_default();
     let last_drill = entries.iter().rev().find(|e| e.event == "drill");
     let last_recovery_drill = entries.iter().rev().find(|e| e.event == "recovery_drill");
@@ -103,7 +103,11 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         .and_then(|(now, records)| crate::runbook::freshness(&records, &now));
     let status = serde_json::json!({
         "vault_id": m.vault_id,
-        "fingerprint": m.fingerprint().display(),
+        "fingerprint": vault.identity(),
+        "manifest_version": vault.certified().version(),
+        "operators": vault.certified().operators().iter().map(|o| serde_json::json!({
+            "name": o.name, "roles": o.roles,
+        })).collect::<Vec<_>>(),
         "pinned_on_this_machine": pinned.is_some(),
         "created": m.created,
         "quorum": {
@@ -138,7 +142,7 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     println!(
         "vault {}  fingerprint {}{}",
         m.vault_id,
-        m.fingerprint(),
+        vault.identity(),
         if pinned.is_some() {
             " (pinned here)"
         } else {

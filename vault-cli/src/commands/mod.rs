@@ -25,6 +25,7 @@ pub mod unseal;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use vault_core::trust::machine::ConfigDir;
 use vault_core::vault::Vault;
 
 use crate::exit::{Failure, fail};
@@ -65,17 +66,29 @@ fn set_softhsm_conf(conf: &Path) {
     };
 }
 
-/// Opens the vault, pointing SoftHSM at the vault's own token for `--dev-softhsm` vaults.
+/// This machine's configuration directory (`$BREAKGLASS_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/breakglass`, else `~/.config/breakglass`): pins, anchors, operator keys.
+pub fn machine_config() -> Result<ConfigDir> {
+    ConfigDir::from_env().ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            "no configuration directory: set HOME, XDG_CONFIG_HOME or BREAKGLASS_CONFIG_DIR",
+        )
+    })
+}
+
+/// Opens the vault (its manifest authenticated against this machine's pin and anchor),
+/// pointing SoftHSM at the vault's own token for `--dev-softhsm` vaults.
 pub fn open_vault(vault: Option<&Path>) -> Result<Vault> {
     let dir = vault_dir(vault)?;
-    let vault = Vault::open(&dir)?;
+    let vault = Vault::open(&dir, &machine_config()?)?;
     dev_softhsm_for(&dir, vault)
 }
 
 /// Opens the vault even when a rekey was interrupted (to resume it).
 pub fn open_vault_resuming(vault: Option<&Path>) -> Result<Vault> {
     let dir = vault_dir(vault)?;
-    let vault = Vault::open_resuming(&dir)?;
+    let vault = Vault::open_resuming(&dir, &machine_config()?)?;
     dev_softhsm_for(&dir, vault)
 }
 
@@ -106,13 +119,10 @@ fn dev_softhsm_for(dir: &Path, vault: Vault) -> Result<Vault> {
     Ok(vault)
 }
 
-/// `$XDG_CONFIG_HOME/breakglass/known_vaults.json` (or `~/.config/...`): fingerprints pinned at
-/// init on this machine.
+/// `known_vaults.json` in this machine's configuration directory: the vault identities pinned
+/// at init (or given at a rekey) on this machine.
 pub fn known_vaults_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("breakglass").join("known_vaults.json"))
+    ConfigDir::from_env().map(|c| vault_core::vault::known_vaults_path(&c))
 }
 
 /// The fingerprint pinned for `vault_id` on this machine, if any.
@@ -125,10 +135,11 @@ pub fn pinned_fingerprint(vault_id: &str) -> Result<Option<String>> {
         .cloned())
 }
 
-/// Refuses a vault whose manifest does not match the fingerprint pinned on this machine.
+/// Refuses a vault whose identity is not the one pinned on this machine (opening checked the
+/// anchor, which takes precedence; this checks `known_vaults.json` as well).
 pub fn check_pin(vault: &Vault) -> Result<()> {
     if let Some(pinned) = pinned_fingerprint(&vault.manifest().vault_id)? {
-        vault.manifest().check_pinned(&pinned)?;
+        vault.check_identity(&pinned)?;
     }
     Ok(())
 }
@@ -148,7 +159,7 @@ pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
 /// Refuses to open a credential on a broken audit log (exit 5): the opening could not be
 /// recorded on a trustworthy chain. Checked before any share is asked for.
 pub fn require_intact_audit(vault: &Vault) -> Result<()> {
-    let report = vault.manifest().verify_audit(&vault.audit())?;
+    let report = vault.keys().verify_audit(&vault.audit())?;
     let line = report
         .first_problem
         .as_ref()

@@ -192,7 +192,9 @@ pub fn revoke(vault_arg: Option<&std::path::Path>, args: &RevokeArgs) -> Result<
         "next: breakglass review CEREMONY lists what each session did (ceremony ids: breakglass audit show)"
     );
     if let Some(dir) = vault_arg {
-        let vault = vault_core::vault::Vault::open(dir)?;
+        // Opened without pointing SoftHSM anywhere: the AWS runtime's threads are running,
+        // and no token is used.
+        let vault = vault_core::vault::Vault::open(dir, &super::machine_config()?)?;
         vault.record(
             vault_core::audit::Event::new("revoke_sessions")
                 .detail("role", args.role.clone())

@@ -86,7 +86,13 @@ pub(super) fn execute(
     let shares = gather_shares(&vault, sources)?;
     let iteration_exponent = vault.manifest().quorum.iteration_exponent;
     let plan = vault.recovery_prepare(&shares, def, iteration_exponent, &pinned)?;
-    let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
+    let written = deliver(
+        plan.manifest(),
+        &vault.identity(),
+        plan.shares(),
+        handout,
+        &recipients,
+    )?;
     let fingerprint = vault
         .recovery_commit(
             plan,
@@ -101,7 +107,6 @@ pub(super) fn execute(
             "recovery was not enabled: the recovery shares just handed out are void (delete them)",
         )
         })?;
-    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     for path in &written {
         println!("  wrote {}", path.display());
     }
@@ -110,7 +115,7 @@ pub(super) fn execute(
         def.threshold,
         members.len()
     );
-    println!("new fingerprint: {fingerprint} (update the runbook)");
+    println!("fingerprint unchanged: {fingerprint} (the share cards stay valid)");
     Ok(())
 }
 

@@ -156,7 +156,13 @@ pub(super) fn execute(
     )?;
     // The new shares are handed out (written and read back) before anything changes: a crash
     // after this point is finished with --resume, which needs them.
-    let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
+    let written = deliver(
+        plan.manifest(),
+        &plan.identity(),
+        plan.shares(),
+        handout,
+        &recipients,
+    )?;
     let fingerprint = match vault.rekey_commit(plan, &CliPins) {
         Ok(fingerprint) => fingerprint,
         Err(e) if vault.pending_rekey().ok().flatten().is_none() => {

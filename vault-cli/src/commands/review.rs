@@ -301,7 +301,8 @@ fn report_json(ceremony: &Ceremony, source: &str, records: &[Value]) -> Value {
 
 /// `breakglass review`.
 pub fn run(vault_arg: Option<&Path>, args: &ReviewArgs) -> Result<()> {
-    let vault = vault_core::vault::Vault::open(&super::vault_dir(vault_arg)?)?;
+    let vault =
+        vault_core::vault::Vault::open(&super::vault_dir(vault_arg)?, &super::machine_config()?)?;
     super::check_pin(&vault)?;
     let entries = vault.audit().entries()?;
     let ceremony = ceremony_from_audit(&entries, &args.ceremony).ok_or_else(|| {

@@ -55,7 +55,7 @@ pub fn verify(vault_arg: Option<&Path>, args: &ShareVerifyArgs) -> Result<()> {
             serde_json::json!({
                 "custodian": custodian, "group": group.name, "member": info.member_index + 1,
                 "recovery": recovery,
-                "vault_id": vault.manifest().vault_id, "fingerprint": vault.manifest().fingerprint().display(), "valid": true,
+                "vault_id": vault.manifest().vault_id, "fingerprint": vault.identity(), "valid": true,
             })
         );
     } else {
@@ -65,7 +65,7 @@ pub fn verify(vault_arg: Option<&Path>, args: &ShareVerifyArgs) -> Result<()> {
             group.name,
             info.member_index + 1,
             vault.manifest().vault_id,
-            vault.manifest().fingerprint()
+            vault.identity()
         );
     }
     Ok(())
@@ -121,6 +121,7 @@ pub fn card(vault_arg: Option<&Path>, args: &ShareCardArgs) -> Result<()> {
     }
     let written = crate::card::write(
         vault.manifest(),
+        &vault.identity(),
         std::slice::from_ref(&issued),
         &args.out,
         &issue,

@@ -80,7 +80,7 @@ pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Erro
         format: REQUEST_FORMAT.into(),
         id: id.clone(),
         vault_id: vault.manifest().vault_id.clone(),
-        fingerprint: vault.manifest().fingerprint().display(),
+        fingerprint: vault.identity(),
         purpose: opening.purpose.clone(),
         reason: opening.reason.to_owned(),
         requester: format!("{}@{}", actor.user, actor.host),

@@ -9,7 +9,9 @@ use crate::hsm::{KeyPurpose, KeyRef, Module, PinRole, Token, TokenDescription};
 use crate::manifest::{AuditKey, HsmEnrollment, PinSource, RetiredAuditKey};
 use crate::quorum::Collector;
 
-use super::record::{WrittenManifest, write_manifest, write_manifest_bytes};
+use crate::trust::quorum_key::QuorumSigningKey;
+
+use super::record::manifest_event;
 use super::rewrap::{Change, Scope, rewrap, rewrapped};
 use super::tokens::{Modules, PinProvider, Pins, TokenTarget, prepare_token};
 use super::{Vault, VaultError};
@@ -74,7 +76,7 @@ impl Vault {
             })?;
         let token = prepare_token(module, pins, new.target, new.user_pin, new.so_pin)?;
         if self
-            .manifest
+            .manifest()
             .hsms
             .iter()
             .any(|h| h.serial == token.description().serial)
@@ -89,34 +91,30 @@ impl Vault {
     /// Enrols another token (a backup in another site): generates its sealing key and adds a
     /// stanza for it to every credential. Only the token half of each file key is opened, by
     /// a token already enrolled: the payloads are never decrypted and the quorum's half is
-    /// never touched. `shares` are needed only where a PIN comes from the quorum (the enrolled
-    /// token's, or the new token's). Records the new manifest under a signed checkpoint and
-    /// returns the new fingerprint.
+    /// never touched. The quorum (`shares`) certifies the manifest's next version, which
+    /// is recorded under a signed checkpoint. Returns the vault identity (unchanged: share
+    /// cards stay valid).
     pub fn enroll(
         &mut self,
-        shares: Option<&Collector>,
+        shares: &Collector,
         new: &NewToken<'_>,
         pinned: &str,
     ) -> Result<String, crate::Error> {
-        self.manifest.check_pinned(pinned)?;
-        let quorum = shares.map(|s| self.recombine(s)).transpose()?;
-        let custodians = quorum
-            .as_ref()
-            .map(|q| q.custodians.clone())
-            .unwrap_or_default();
-        let vault_id = self.manifest.vault_id.clone();
+        self.check_identity(pinned)?;
+        let quorum = self.recombine(shares)?;
+        let custodians = quorum.custodians.clone();
+        let vault_id = self.manifest().vault_id.clone();
+        let quorum_key = QuorumSigningKey::derive(quorum.secret.expose_secret(), &vault_id)?;
         let pins = Pins {
-            q: quorum
-                .as_ref()
-                .map(|q| -> &[u8] { q.secret.expose_secret() }),
+            q: Some(quorum.secret.expose_secret()),
             vault_id: &vault_id,
             provider: new.pins,
         };
-        let modules = self.open_modules(Some(&new.target.module));
+        let modules = self.open_modules(Some(&new.target.module))?;
         // The enrolled token first: nothing is done to the new one unless it can log in.
         let present = self.first_present(&modules)?;
         let (session, _) = present.login(&pins, false)?;
-        let key = self.seal_key_of(&present.enrollment);
+        let key = self.seal_key_of(&present.enrollment)?;
         let (new_module, token) = self.new_token(&modules, &pins, new)?;
         let new_session = new_module.open_session(&token)?;
         pins.login(
@@ -142,7 +140,7 @@ impl Vault {
             },
         )?;
         let description = token.description();
-        let mut manifest = self.manifest.clone();
+        let mut manifest = self.manifest().clone();
         manifest.hsms.push(new_enrollment(
             description,
             new.target,
@@ -150,9 +148,10 @@ impl Vault {
             new.user_pin,
             new.so_pin,
         ));
-        let (bytes, written) = WrittenManifest::of(&manifest);
-        let mut event = written
-            .event("hsm_enrol")
+        let trusted =
+            self.trusted
+                .certify_next(manifest, self.trusted.operators().to_vec(), &quorum_key)?;
+        let mut event = manifest_event("hsm_enrol", &trusted)
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone());
         event.custodians = custodians;
@@ -160,11 +159,10 @@ impl Vault {
         // Envelopes first: a crash before the manifest is written leaves stanzas for a token
         // the manifest does not know yet, which is harmless (and skipped when run again).
         envelopes.write(|_| Ok(()))?;
-        write_manifest_bytes(&self.store, &lock, &bytes)?;
-        self.manifest = manifest;
+        self.install(&lock, trusted)?;
         self.append_closing(closing)?;
         drop(lock);
-        Ok(written.fingerprint)
+        Ok(self.identity())
     }
 
     /// Enrols a replacement token when the enrolled tokens are lost: the recovery key (from
@@ -172,7 +170,8 @@ impl Vault {
     /// for the new token is added. The tokens in `retire` are removed (their stanzas and their
     /// entries). When the token holding the audit key is retired or absent, a new audit key is
     /// made in the new token and the old one is kept as retired: it still verifies the
-    /// checkpoints up to this point and nothing after. Returns the new fingerprint.
+    /// checkpoints up to this point and nothing after. The quorum certifies the manifest's
+    /// next version. Returns the vault identity (unchanged).
     pub fn enroll_from_recovery(
         &mut self,
         shares: &Collector,
@@ -181,9 +180,9 @@ impl Vault {
         pinned: &str,
         retire: &[String],
     ) -> Result<String, crate::Error> {
-        self.manifest.check_pinned(pinned)?;
+        self.check_identity(pinned)?;
         for label in retire {
-            if !self.manifest.hsms.iter().any(|h| &h.label == label) {
+            if !self.manifest().hsms.iter().any(|h| &h.label == label) {
                 return Err(VaultError::Layout(format!(
                     "--retire {label}: no enrolled token has that label"
                 ))
@@ -199,16 +198,17 @@ impl Vault {
                 .iter()
                 .map(|c| format!("{c} (recovery)")),
         );
-        let vault_id = self.manifest.vault_id.clone();
+        let vault_id = self.manifest().vault_id.clone();
+        let quorum_key = QuorumSigningKey::derive(quorum.secret.expose_secret(), &vault_id)?;
         let pins = Pins {
             q: Some(quorum.secret.expose_secret()),
             vault_id: &vault_id,
             provider: new.pins,
         };
-        let modules = self.open_modules(Some(&new.target.module));
+        let modules = self.open_modules(Some(&new.target.module))?;
         let (new_module, token) = self.new_token(&modules, &pins, new)?;
         // A module that no longer loads is a lost token here; a token that fails is not.
-        let audit_token_present = !retire.contains(&self.manifest.audit.token)
+        let audit_token_present = !retire.contains(&self.manifest().audit.token)
             && match self.audit_token(&modules) {
                 Ok(present) => present.is_some(),
                 Err(crate::Error::Vault(VaultError::TokenAbsent { .. })) => false,
@@ -223,11 +223,12 @@ impl Vault {
             Some(session.generate_key_pair(&vault_id, KeyPurpose::Audit)?)
         };
         let retired_keys: Vec<Vec<u8>> = self
-            .manifest
+            .manifest()
             .hsms
             .iter()
-            .filter(|h| retire.contains(&h.label))
-            .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
+            .zip(&self.keys.tokens)
+            .filter(|(h, _)| retire.contains(&h.label))
+            .map(|(_, keys)| keys.seal_public_key.clone())
             .collect();
 
         let lock = self.store.lock()?;
@@ -241,8 +242,9 @@ impl Vault {
             |_| Ok(()),
         )?;
         let description = token.description();
-        self.manifest.hsms.retain(|h| !retire.contains(&h.label));
-        self.manifest.hsms.push(new_enrollment(
+        let mut manifest = self.manifest().clone();
+        manifest.hsms.retain(|h| !retire.contains(&h.label));
+        manifest.hsms.push(new_enrollment(
             description,
             new.target,
             &new_key,
@@ -253,7 +255,7 @@ impl Vault {
         if let Some(audit_key) = &new_audit {
             let last_line = self.audit().head()?.seq;
             let previous = std::mem::replace(
-                &mut self.manifest.audit,
+                &mut manifest.audit,
                 AuditKey {
                     token: description.label.clone(),
                     key_id: hex::encode(&audit_key.id),
@@ -264,15 +266,17 @@ impl Vault {
                 "replaced: the key of {} verifies lines up to {last_line}; {} holds the new one",
                 previous.token, description.label
             ));
-            self.manifest.retired_audit_keys.push(RetiredAuditKey {
+            manifest.retired_audit_keys.push(RetiredAuditKey {
                 token: previous.token,
                 public_key: previous.public_key,
                 last_line,
             });
         }
-        let written = write_manifest(&self.store, &lock, &self.manifest)?;
-        let mut event = written
-            .event("hsm_enrol")
+        let trusted =
+            self.trusted
+                .certify_next(manifest, self.trusted.operators().to_vec(), &quorum_key)?;
+        self.install(&lock, trusted)?;
+        let mut event = manifest_event("hsm_enrol", &self.trusted)
             .detail("token", description.label.clone())
             .detail("serial", description.serial.clone())
             .detail("opened_with", "the recovery key (no enrolled token)")
@@ -283,6 +287,6 @@ impl Vault {
         event.custodians = custodians;
         self.append_signed(event, &session, &description.label)?;
         drop(lock);
-        Ok(written.fingerprint)
+        Ok(self.identity())
     }
 }

@@ -1,7 +1,8 @@
 //! Creating a vault: a fresh quorum secret split for the custodians (and a recovery set when
 //! asked), the token prepared and its sealing and audit keys generated inside it, the manifest
-//! written and recorded under a checkpoint signed by the new audit key. A failed init leaves
-//! nothing behind.
+//! certified as version 1 by the quorum signing key (with this machine's new operator key as
+//! the first security officer, holding both roles), written, and recorded under a checkpoint
+//! signed by the new audit key. A failed init leaves nothing behind.
 
 use std::path::Path;
 
@@ -11,9 +12,13 @@ use crate::audit::Event;
 use crate::hsm::{KeyPurpose, Module, PinRole};
 use crate::manifest::{self, AuditKey, Manifest, PinSource, Policy};
 use crate::store::Store;
+use crate::trust::machine::ConfigDir;
+use crate::trust::operator::validate_operator_name;
+use crate::trust::quorum_key::QuorumSigningKey;
+use crate::trust::{CertifiedManifest, Operator, OperatorKey, Role};
 
 use super::enroll::new_enrollment;
-use super::record::write_manifest;
+use super::record::manifest_event;
 use super::shares::{
     CustodianShare, GroupDef, RecoveryDef, SetSpec, describe_set, new_quorum_set, new_recovery_set,
     validate_groups, validate_recovery_against,
@@ -41,6 +46,12 @@ pub struct InitOptions<'a> {
     pub iteration_exponent: u8,
     /// A recovery share set to make as well.
     pub recovery: Option<RecoveryDef>,
+    /// This machine's configuration directory: the first operator's key is made there, and
+    /// the vault's anchor.
+    pub config: &'a ConfigDir,
+    /// The first operator's name (a security officer who is also a cloud administrator until
+    /// others are added).
+    pub operator: String,
 }
 
 impl std::fmt::Debug for InitOptions<'_> {
@@ -49,6 +60,7 @@ impl std::fmt::Debug for InitOptions<'_> {
             .field("group_threshold", &self.group_threshold)
             .field("groups", &self.groups)
             .field("token", &self.token)
+            .field("operator", &self.operator)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +73,7 @@ impl Vault {
         options: &InitOptions<'_>,
     ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
         validate_groups(options.group_threshold, &options.groups)?;
+        validate_operator_name(&options.operator)?;
         if let Some(def) = &options.recovery {
             validate_recovery_against(
                 manifest::minimum_shares(
@@ -159,29 +172,52 @@ impl Vault {
             retired_audit_keys: Vec::new(),
             policy: options.policy.clone(),
         };
-        let lock = store.lock()?;
-        let written = write_manifest(&store, &lock, &manifest)?;
-        let vault = Vault { store, manifest };
-        let init = written
-            .event("init")
-            .detail("token", description.label.clone())
-            .detail("custodians", vault.manifest.custodian_names().join(","))
-            .detail("group_threshold", options.group_threshold.to_string())
-            .detail(
-                "recovery",
-                vault
-                    .manifest
-                    .recovery
-                    .as_ref()
-                    .map(describe_set)
-                    .unwrap_or_else(|| "none".into()),
-            );
-        vault.append(init)?;
-        let enrol = Event::new("hsm_enrol")
-            .detail("token", description.label.clone())
-            .detail("serial", description.serial.clone());
-        vault.append_signed(enrol, &session, &description.label)?;
-        drop(lock);
+        let quorum_key = QuorumSigningKey::derive(q.expose_secret(), &vault_id)?;
+        let operator_key = OperatorKey::generate(options.config, &vault_id)?;
+        let recorded = (|| {
+            let operators = vec![Operator {
+                name: options.operator.clone(),
+                roles: vec![Role::SecurityOfficer, Role::CloudAdministrator],
+                public_key: operator_key.public_key().to_hex(),
+            }];
+            let trusted = CertifiedManifest::certify(manifest, 1, operators, &quorum_key)?;
+            let lock = store.lock()?;
+            let mut vault = Vault::with(store, trusted.clone(), options.config.clone())?;
+            vault.install(&lock, trusted)?;
+            let init = manifest_event("init", vault.certified())
+                .detail("token", description.label.clone())
+                .detail("operator", options.operator.clone())
+                .detail("custodians", vault.manifest().custodian_names().join(","))
+                .detail("group_threshold", options.group_threshold.to_string())
+                .detail(
+                    "recovery",
+                    vault
+                        .manifest()
+                        .recovery
+                        .as_ref()
+                        .map(describe_set)
+                        .unwrap_or_else(|| "none".into()),
+                );
+            vault.append(init)?;
+            let enrol = Event::new("hsm_enrol")
+                .detail("token", description.label.clone())
+                .detail("serial", description.serial.clone());
+            vault.append_signed(enrol, &session, &description.label)?;
+            drop(lock);
+            Ok::<Vault, crate::Error>(vault)
+        })();
+        let vault = match recorded {
+            Ok(vault) => vault,
+            Err(e) => {
+                // Nothing half-made on this machine either: the key and anchor of a vault
+                // that does not exist.
+                let _ = std::fs::remove_file(operator_key.path());
+                if let Ok(anchor) = options.config.anchor_path(&vault_id) {
+                    let _ = std::fs::remove_file(anchor);
+                }
+                return Err(e);
+            }
+        };
         Ok((vault, shares_out))
     }
 }

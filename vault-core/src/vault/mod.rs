@@ -32,8 +32,11 @@ use zeroize::Zeroizing;
 
 use crate::audit::AuditLog;
 use crate::hsm::HsmError;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ManifestKeys};
 use crate::store::{AUDIT_LOG, MANIFEST, Store};
+use crate::trust::identity::PinnedIdentity;
+use crate::trust::machine::{ConfigDir, MachineAnchor};
+use crate::trust::{AuthenticatedManifest, CertifiedManifest, TrustError};
 
 pub use drill::DrillReport;
 pub use enroll::NewToken;
@@ -83,14 +86,16 @@ pub enum VaultError {
         /// The vault.
         vault_id: String,
     },
-    /// `vault.json` is not the version the audit log recorded.
+    /// `vault.json` is a manifest of the first format (made by an earlier release), which
+    /// nothing certifies: it must be upgraded before anything else runs.
     #[error(
-        "vault.json is not the manifest the audit log recorded (audit line {line}): it was changed \
-         outside breakglass"
+        "{} is a format-1 manifest (made by an earlier release): nothing in it is certified by the \
+         quorum, so no command uses it until the vault is upgraded",
+        file.display()
     )]
-    ManifestChanged {
-        /// The audit line that recorded the manifest (0: none does).
-        line: u64,
+    FormatOne {
+        /// The manifest file.
+        file: PathBuf,
     },
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed")]
@@ -132,11 +137,14 @@ pub enum VaultError {
     FaultPoint(String),
 }
 
-/// An open vault.
+/// An open vault: its manifest authenticated against what this machine holds.
 #[derive(Debug, Clone)]
 pub struct Vault {
     store: Store,
-    manifest: Manifest,
+    trusted: AuthenticatedManifest,
+    /// The manifest's keys, parsed once from `trusted`.
+    keys: ManifestKeys,
+    config: ConfigDir,
 }
 
 /// `len` bytes from the operating system's generator.
@@ -153,32 +161,173 @@ fn now() -> String {
     crate::clock::rfc3339(crate::clock::now_unix())
 }
 
+/// The identity this machine holds for `vault_id`: its anchor's (the full identity) and the
+/// fingerprint pinned in `known_vaults.json`; both must agree when both are there. `None`
+/// when this machine has pinned nothing for the vault.
+fn machine_pin(
+    config: &ConfigDir,
+    vault_id: &str,
+) -> Result<(Option<PinnedIdentity>, Option<MachineAnchor>), crate::Error> {
+    let anchor = MachineAnchor::read(config, vault_id)?;
+    let known = crate::manifest::read_known_vaults(&known_vaults_path(config))?
+        .get(vault_id)
+        .map(|f| PinnedIdentity::parse(f))
+        .transpose()?;
+    let pin = match (&anchor, known) {
+        (Some(anchor), _) => Some(PinnedIdentity::parse(&anchor.identity)?),
+        (None, known) => known,
+    };
+    Ok((pin, anchor))
+}
+
+/// `known_vaults.json` in the configuration directory: vault id → pinned fingerprint.
+pub fn known_vaults_path(config: &ConfigDir) -> PathBuf {
+    config.root().join("known_vaults.json")
+}
+
+/// Reads `vault.json` as a certified manifest; a format-1 manifest is named as such.
+fn read_certified(store: &Store, bytes: &[u8]) -> Result<CertifiedManifest, crate::Error> {
+    let file = store.path(MANIFEST);
+    match CertifiedManifest::from_bytes(bytes, &file) {
+        Ok(document) => Ok(document),
+        Err(e) => {
+            if Manifest::from_bytes(bytes, &file).is_ok() {
+                return Err(VaultError::FormatOne { file }.into());
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Authenticates `document` against this machine's pin and anchor (the identity it claims
+/// when this machine has pinned nothing), and moves the anchor forward when pinned.
+fn authenticate(
+    config: &ConfigDir,
+    document: CertifiedManifest,
+) -> Result<AuthenticatedManifest, crate::Error> {
+    let (pin, anchor) = machine_pin(config, &document.manifest.vault_id)?;
+    let Some(pin) = pin else {
+        let claimed = PinnedIdentity::of(&document.identity_fingerprint()?);
+        return Ok(document.authenticate(&claimed, None)?);
+    };
+    let trusted = document.authenticate(&pin, anchor.as_ref().map(|a| &a.manifest))?;
+    remember(config, &trusted, anchor)?;
+    Ok(trusted)
+}
+
+/// Moves this machine's anchor for the vault to `trusted` (made when there is none).
+fn remember(
+    config: &ConfigDir,
+    trusted: &AuthenticatedManifest,
+    anchor: Option<MachineAnchor>,
+) -> Result<(), TrustError> {
+    let anchor = match anchor {
+        Some(mut anchor) => {
+            if anchor.manifest == trusted.seen() && anchor.is_for(trusted.identity()) {
+                return Ok(());
+            }
+            anchor.advance_manifest(trusted)?;
+            anchor
+        }
+        None => MachineAnchor::new(trusted),
+    };
+    anchor.write(config)
+}
+
 impl Vault {
-    /// Opens the vault in `dir`.
-    pub fn open(dir: &Path) -> Result<Vault, crate::Error> {
-        let vault = Vault::open_resuming(dir)?;
+    /// Opens the vault in `dir`, authenticating its manifest against what this machine holds
+    /// in `config` (see [`Vault::open_resuming`]).
+    pub fn open(dir: &Path, config: &ConfigDir) -> Result<Vault, crate::Error> {
+        let vault = Vault::open_resuming(dir, config)?;
         vault.refuse_pending_rekey()?;
         Ok(vault)
     }
 
-    /// Opens the vault in `dir` even when a rekey was interrupted (to resume it).
-    pub fn open_resuming(dir: &Path) -> Result<Vault, crate::Error> {
+    /// Opens the vault in `dir` even when a rekey was interrupted (to resume it). The manifest
+    /// is authenticated: its identity is the one this machine pinned (its anchor, or
+    /// `known_vaults.json`), its quorum signature verifies, and its version is not below the
+    /// highest this machine has seen. While a rekey is unfinished, the manifest before it
+    /// (kept in the journal) is the one authenticated: its quorum is the one that resumes.
+    pub fn open_resuming(dir: &Path, config: &ConfigDir) -> Result<Vault, crate::Error> {
         let store = Store::open(dir)?;
-        let bytes = store.read(MANIFEST)?;
-        let manifest = Manifest::from_bytes(&bytes, &store.path(MANIFEST))?;
-        let vault = Vault { store, manifest };
-        match vault.check_manifest_recorded(&bytes) {
-            Ok(()) => Ok(vault),
-            // Interrupted between writing the new manifest and recording it: the journal
-            // holds exactly these bytes, and resuming records them.
-            Err(_) if vault.journal_holds(&bytes) => Ok(vault),
-            Err(e) => Err(e),
-        }
+        let bytes = match rekey::journal_previous(&store)? {
+            Some(previous) => previous,
+            None => store.read(MANIFEST)?,
+        };
+        let document = read_certified(&store, &bytes)?;
+        let trusted = authenticate(config, document)?;
+        Vault::with(store, trusted, config.clone())
+    }
+
+    fn with(
+        store: Store,
+        trusted: AuthenticatedManifest,
+        config: ConfigDir,
+    ) -> Result<Vault, crate::Error> {
+        let keys = trusted.manifest().keys()?;
+        Ok(Vault {
+            store,
+            trusted,
+            keys,
+            config,
+        })
+    }
+
+    /// Replaces the manifest by a newly certified version, writes it as `vault.json` (the
+    /// caller holds the writers' lock) and moves this machine's anchor to it.
+    fn install(
+        &mut self,
+        lock: &crate::store::WriteLock,
+        trusted: AuthenticatedManifest,
+    ) -> Result<(), crate::Error> {
+        let keys = trusted.manifest().keys()?;
+        self.store
+            .write(lock, MANIFEST, &trusted.document().to_bytes())?;
+        let anchor = MachineAnchor::read(&self.config, trusted.vault_id())?;
+        remember(&self.config, &trusted, anchor)?;
+        self.trusted = trusted;
+        self.keys = keys;
+        Ok(())
     }
 
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+        self.trusted.manifest()
+    }
+
+    /// The authenticated manifest: version, operators, identity.
+    pub fn certified(&self) -> &AuthenticatedManifest {
+        &self.trusted
+    }
+
+    /// The vault identity (what share cards carry and machines pin).
+    pub fn identity(&self) -> String {
+        self.trusted.identity().display()
+    }
+
+    /// The manifest's keys.
+    pub fn keys(&self) -> &ManifestKeys {
+        &self.keys
+    }
+
+    /// This machine's configuration directory.
+    pub fn config(&self) -> &ConfigDir {
+        &self.config
+    }
+
+    /// Refuses `pinned` (a fingerprint given for a change, or pinned) unless it is this
+    /// vault's identity.
+    pub fn check_identity(&self, pinned: &str) -> Result<(), crate::Error> {
+        // Text that is no fingerprint at all is not this vault's either.
+        match PinnedIdentity::parse(pinned) {
+            Ok(pin) if pin.matches(self.trusted.identity()) => Ok(()),
+            _ => Err(TrustError::IdentityMismatch {
+                vault_id: self.trusted.vault_id().to_owned(),
+                expected: pinned.to_owned(),
+                found: self.identity(),
+            }
+            .into()),
+        }
     }
 
     /// The store.
@@ -188,6 +337,6 @@ impl Vault {
 
     /// The audit log.
     pub fn audit(&self) -> AuditLog {
-        AuditLog::new(&self.store.path(AUDIT_LOG), &self.manifest.vault_id)
+        AuditLog::new(&self.store.path(AUDIT_LOG), self.trusted.vault_id())
     }
 }

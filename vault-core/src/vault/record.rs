@@ -1,58 +1,19 @@
 //! What the vault writes into its audit log: plain appends under the writers' lock, appends
 //! followed by a checkpoint signed by the token's audit key, and the entry that records a new
-//! manifest (its fingerprint and the SHA-256 of its exact bytes, which [`Vault::open`] checks
-//! `vault.json` against).
+//! certified manifest version (its identity, version and certificate digest).
 
 use crate::audit::{Actor, Event, Head, Prepared};
 use crate::hsm::TokenSession;
-use crate::manifest::Manifest;
-use crate::store::{MANIFEST, Store, WriteLock};
+use crate::trust::AuthenticatedManifest;
 
-use super::{Vault, VaultError, now};
+use super::{Vault, now};
 
-/// The audit detail that records the manifest's hash.
-const MANIFEST_HASH: &str = "manifest_sha256";
-
-/// A manifest as written to `vault.json`: what its audit entry records.
-pub(super) struct WrittenManifest {
-    /// Its fingerprint, as people read it.
-    pub fingerprint: String,
-    /// SHA-256 of its exact bytes (hex).
-    sha256: String,
-}
-
-impl WrittenManifest {
-    /// The bytes `manifest` is written as, and what records them.
-    pub(super) fn of(manifest: &Manifest) -> (Vec<u8>, WrittenManifest) {
-        let bytes = manifest.to_bytes();
-        let written = WrittenManifest {
-            fingerprint: manifest.fingerprint().display(),
-            sha256: sha256_hex(&bytes),
-        };
-        (bytes, written)
-    }
-
-    /// An audit entry `name` recording this manifest.
-    pub fn event(&self, name: &str) -> Event {
-        Event::new(name)
-            .detail("fingerprint", self.fingerprint.clone())
-            .detail(MANIFEST_HASH, self.sha256.clone())
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
-}
-
-/// Writes the bytes [`WrittenManifest::of`] gave as the store's `vault.json` (the caller holds
-/// the writers' lock).
-pub(super) fn write_manifest_bytes(
-    store: &Store,
-    lock: &WriteLock,
-    bytes: &[u8],
-) -> Result<(), crate::Error> {
-    store.write(lock, MANIFEST, bytes)?;
-    Ok(())
+/// An audit entry `name` recording the manifest version `trusted`.
+pub(super) fn manifest_event(name: &str, trusted: &AuthenticatedManifest) -> Event {
+    Event::new(name)
+        .detail("fingerprint", trusted.identity().display())
+        .detail("manifest_version", trusted.version().to_string())
+        .detail("manifest_digest", trusted.digest_hex())
 }
 
 /// An audit entry ready to append: signed by a checkpoint made already, or plain (the session
@@ -64,35 +25,7 @@ pub(super) enum Closing {
     Plain(Event),
 }
 
-/// Writes `manifest` as the store's `vault.json` (the caller holds the writers' lock).
-pub(super) fn write_manifest(
-    store: &Store,
-    lock: &WriteLock,
-    manifest: &Manifest,
-) -> Result<WrittenManifest, crate::Error> {
-    let (bytes, written) = WrittenManifest::of(manifest);
-    store.write(lock, MANIFEST, &bytes)?;
-    Ok(written)
-}
-
 impl Vault {
-    /// The manifest's exact bytes must be the version the audit log last recorded (at init,
-    /// rekey or enrolment, each followed by a checkpoint signed by the token's audit key): any
-    /// byte changed in `vault.json`, even outside the fingerprinted core, is found here.
-    pub(super) fn check_manifest_recorded(&self, bytes: &[u8]) -> Result<(), crate::Error> {
-        let actual = sha256_hex(bytes);
-        let entries = self.audit().entries()?;
-        let recorded = entries
-            .iter()
-            .rev()
-            .find_map(|e| e.details.get(MANIFEST_HASH).map(|h| (e.seq, h)));
-        match recorded {
-            Some((_, hash)) if *hash == actual => Ok(()),
-            Some((seq, _)) => Err(VaultError::ManifestChanged { line: seq }.into()),
-            None => Err(VaultError::ManifestChanged { line: 0 }.into()),
-        }
-    }
-
     /// Appends `event` and, when `session` is on the token holding the audit key, a checkpoint
     /// signing it (the caller holds the writers' lock).
     pub(super) fn append_signed(
@@ -105,9 +38,12 @@ impl Vault {
         let actor = Actor::current();
         let now = now();
         audit.append(event, &actor, &now)?;
-        if self.manifest.audit.token == token_label {
-            let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
-            audit.append_checkpoint(&session.audit_signer(&audit_key), &actor, &now)?;
+        if self.manifest().audit.token == token_label {
+            audit.append_checkpoint(
+                &session.audit_signer(&self.keys.audit_key_id),
+                &actor,
+                &now,
+            )?;
         }
         Ok(())
     }
@@ -120,13 +56,12 @@ impl Vault {
         session: &TokenSession<'_>,
         token_label: &str,
     ) -> Result<Closing, crate::Error> {
-        if self.manifest.audit.token != token_label {
+        if self.manifest().audit.token != token_label {
             return Ok(Closing::Plain(event));
         }
-        let audit_key = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
         let prepared = self.audit().prepare_signed(
             event,
-            &session.audit_signer(&audit_key),
+            &session.audit_signer(&self.keys.audit_key_id),
             &Actor::current(),
             &now(),
         )?;
@@ -155,26 +90,5 @@ impl Vault {
     /// Appends an event (the caller holds the writers' lock).
     pub(super) fn append(&self, event: Event) -> Result<Head, crate::Error> {
         Ok(self.audit().append(event, &Actor::current(), &now())?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_manifest_entry_records_the_fingerprint_and_the_hash_of_the_exact_bytes() {
-        let written = WrittenManifest {
-            fingerprint: "ABCD-EFGH".into(),
-            sha256: sha256_hex(b"abc"),
-        };
-        let event = written.event("rekey");
-        assert_eq!(event.event, "rekey");
-        assert_eq!(event.details["fingerprint"], "ABCD-EFGH");
-        // SHA-256("abc"), FIPS 180-2 appendix B.1.
-        assert_eq!(
-            event.details[MANIFEST_HASH],
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 }

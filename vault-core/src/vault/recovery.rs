@@ -8,8 +8,9 @@ use secrecy::ExposeSecret;
 use crate::manifest::Manifest;
 use crate::quorum::Collector;
 use crate::secret::SecretBytes;
+use crate::trust::quorum_key::QuorumSigningKey;
 
-use super::record::write_manifest;
+use super::record::manifest_event;
 use super::rewrap::{Change, Scope, rewrap};
 use super::shares::{CustodianShare, RecoveryDef, describe_set, new_recovery_set};
 use super::{TokenChoice, Vault, VaultError};
@@ -52,20 +53,20 @@ impl Vault {
         iteration_exponent: u8,
         pinned: &str,
     ) -> Result<RecoveryPlan, crate::Error> {
-        self.manifest.check_pinned(pinned)?;
-        if self.manifest.recovery.is_some() {
+        self.check_identity(pinned)?;
+        if self.manifest().recovery.is_some() {
             return Err(
                 VaultError::Layout("this vault has a recovery share set already".into()).into(),
             );
         }
         let quorum = self.recombine(shares)?;
         let (set, shares) = new_recovery_set(
-            &self.manifest.vault_id,
-            &self.manifest.quorum,
+            &self.manifest().vault_id,
+            &self.manifest().quorum,
             def,
             iteration_exponent,
         )?;
-        let mut manifest = self.manifest.clone();
+        let mut manifest = self.manifest().clone();
         manifest.recovery = Some(set);
         Ok(RecoveryPlan {
             q: quorum.secret,
@@ -77,7 +78,8 @@ impl Vault {
 
     /// Recovery, second step: an enrolled token adds a stanza for the recovery key to every
     /// credential (only the token half of each file key is opened), then the new manifest is
-    /// recorded under a signed checkpoint. Returns the new fingerprint.
+    /// certified by the quorum as the next version and recorded under a signed checkpoint.
+    /// Returns the vault identity (unchanged).
     pub fn recovery_commit(
         &mut self,
         plan: RecoveryPlan,
@@ -88,8 +90,19 @@ impl Vault {
             .recovery
             .clone()
             .ok_or(VaultError::NoRecovery)?;
-        let recovery_key = hex::decode(&recovery.public_key).unwrap_or_default();
-        let fingerprint = self.with_token(
+        let quorum_key =
+            QuorumSigningKey::derive(plan.q.expose_secret(), &self.manifest().vault_id)?;
+        let trusted = self.trusted.certify_next(
+            plan.manifest.clone(),
+            self.trusted.operators().to_vec(),
+            &quorum_key,
+        )?;
+        let recovery_key = trusted
+            .manifest()
+            .keys()?
+            .recovery
+            .ok_or(VaultError::NoRecovery)?;
+        let (closing, lock) = self.with_token(
             Some(plan.q.expose_secret()),
             token,
             |session, enrollment, key, _| {
@@ -104,17 +117,18 @@ impl Vault {
                     },
                     |_| Ok(()),
                 )?;
-                let written = write_manifest(&self.store, &lock, &plan.manifest)?;
-                let mut event = written
-                    .event("recovery_enable")
+                let mut event = manifest_event("recovery_enable", &trusted)
                     .detail("recovery", describe_set(&recovery));
                 event.custodians = plan.custodians.clone();
-                self.append_signed(event, session, &enrollment.label)?;
-                drop(lock);
-                Ok(written.fingerprint)
+                // Signed before the manifest is installed: the checkpoint is the token's, and
+                // nothing is written unless it succeeds.
+                let closing = self.prepare_closing(event, session, &enrollment.label)?;
+                Ok((closing, lock))
             },
         )?;
-        self.manifest = plan.manifest;
-        Ok(fingerprint)
+        self.install(&lock, trusted)?;
+        self.append_closing(closing)?;
+        drop(lock);
+        Ok(self.identity())
     }
 }

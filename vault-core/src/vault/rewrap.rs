@@ -82,7 +82,7 @@ impl Vault {
         bytes: &[u8],
     ) -> Result<EnvelopeFile, crate::Error> {
         let envelope = Envelope::from_bytes(bytes, &path)?;
-        envelope.check_identity(&self.manifest.vault_id, name, &path)?;
+        envelope.check_identity(&self.manifest().vault_id, name, &path)?;
         Ok(EnvelopeFile { path, envelope })
     }
 }

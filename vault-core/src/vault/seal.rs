@@ -1,5 +1,5 @@
-//! Sealing a credential (offline: the manifest's public keys only, after checking the manifest
-//! against the pinned fingerprint) and reading an envelope back.
+//! Sealing a credential (offline: the authenticated manifest's public keys only, after checking
+//! its identity against the pinned fingerprint) and reading an envelope back.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,17 +22,14 @@ impl Vault {
         pinned: Option<&str>,
     ) -> Result<PathBuf, crate::Error> {
         let pinned = pinned.ok_or_else(|| VaultError::NotPinned {
-            vault_id: self.manifest.vault_id.clone(),
+            vault_id: self.manifest().vault_id.clone(),
         })?;
-        self.manifest.check_pinned(pinned)?;
+        self.check_identity(pinned)?;
         crate::store::validate_name(name)?;
-        let hsm_keys = self.manifest.hsm_recipients();
-        let quorum_key = self
-            .manifest
-            .quorum_public_key()
-            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+        let hsm_keys = self.keys.hsm_recipients();
+        let quorum_key = self.keys.quorum;
         let envelope = envelope::seal(&SealInput {
-            vault_id: &self.manifest.vault_id,
+            vault_id: &self.manifest().vault_id,
             name,
             kind,
             created: now(),
@@ -57,7 +54,7 @@ impl Vault {
     pub fn envelope(&self, name: &str) -> Result<(PathBuf, Envelope), crate::Error> {
         let (path, bytes) = self.store.read_credential(name)?;
         let envelope = Envelope::from_bytes(&bytes, &path)?;
-        envelope.check_identity(&self.manifest.vault_id, name, &path)?;
+        envelope.check_identity(&self.manifest().vault_id, name, &path)?;
         Ok((path, envelope))
     }
 }

@@ -97,15 +97,15 @@ pub(super) struct SetSpec<'a> {
 impl Vault {
     /// The custodian a share belongs to, by the manifest's commitments.
     pub fn custodian_of(&self, share: &Share) -> Option<String> {
-        self.manifest.verify_share(share).map(|c| c.name.clone())
+        self.manifest().verify_share(share).map(|c| c.name.clone())
     }
 
     /// The custodian a recovery share belongs to, by the recovery set's commitments.
     pub fn recovery_custodian_of(&self, share: &Share) -> Option<String> {
-        self.manifest
+        self.manifest()
             .recovery
             .as_ref()?
-            .verify_share(&self.manifest.vault_id, share)
+            .verify_share(&self.manifest().vault_id, share)
             .map(|c| c.name.clone())
     }
 
@@ -113,7 +113,7 @@ impl Vault {
     pub fn recombine(&self, shares: &Collector) -> Result<Recombined, crate::Error> {
         let combined = shares.combine(b"")?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
-        if hex::encode(key.public_key()) != self.manifest.quorum.public_key {
+        if hex::encode(key.public_key()) != self.manifest().quorum.public_key {
             return Err(VaultError::WrongQuorum.into());
         }
         let by_position: BTreeMap<usize, &Share> = shares.shares().collect();
@@ -138,7 +138,7 @@ impl Vault {
         recovery_shares: &Collector,
     ) -> Result<RecoveryKey, crate::Error> {
         let recovery = self
-            .manifest
+            .manifest()
             .recovery
             .as_ref()
             .ok_or(VaultError::NoRecovery)?;
@@ -167,7 +167,7 @@ impl Vault {
         shares: &Collector,
         recovery_shares: &Collector,
     ) -> Result<(Recombined, RecoveryKey), crate::Error> {
-        if self.manifest.recovery.is_none() {
+        if self.manifest().recovery.is_none() {
             return Err(VaultError::NoRecovery.into());
         }
         Ok((self.recombine(shares)?, self.recovery_key(recovery_shares)?))
@@ -176,8 +176,8 @@ impl Vault {
     /// The current custodian layout, as init would take it.
     pub fn layout(&self) -> (u8, Vec<GroupDef>) {
         (
-            self.manifest.quorum.group_threshold,
-            self.manifest
+            self.manifest().quorum.group_threshold,
+            self.manifest()
                 .quorum
                 .groups
                 .iter()

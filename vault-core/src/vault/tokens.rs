@@ -12,6 +12,7 @@ use crate::hsm::{
     HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession,
 };
 use crate::manifest::{HsmEnrollment, PinSource};
+use crate::trust::machine::{MODULE_VAR, MachineConfig, ModuleSource, choose_modules};
 
 use super::{Vault, VaultError};
 
@@ -119,12 +120,27 @@ pub(super) fn quorum_pin(q: &[u8], vault_id: &str, role: PinRole) -> SecretStrin
 
 /// The PKCS#11 modules an operation uses, each loaded once (a module is initialised once per
 /// process); a module that does not load keeps the reason.
-pub(super) struct Modules(BTreeMap<PathBuf, Result<Module, Arc<HsmError>>>);
+pub(super) struct Modules {
+    loaded: BTreeMap<PathBuf, Result<Module, Arc<HsmError>>>,
+    /// The module this machine names (`BREAKGLASS_PKCS11_MODULE`, else `config.json`): every
+    /// enrolled token is looked for in it. `None`: each token's enrolment hint, read from the
+    /// authenticated manifest.
+    machine: Option<PathBuf>,
+}
 
 impl Modules {
+    /// The module an enrolled token is looked for in.
+    pub fn of(&self, enrollment: &HsmEnrollment) -> Result<&Module, Arc<HsmError>> {
+        self.get(
+            self.machine
+                .as_deref()
+                .unwrap_or(Path::new(&enrollment.module)),
+        )
+    }
+
     /// The module at `path`, or why it is not at hand.
     pub fn get(&self, path: &Path) -> Result<&Module, Arc<HsmError>> {
-        match self.0.get(path) {
+        match self.loaded.get(path) {
             Some(Ok(module)) => Ok(module),
             Some(Err(reason)) => Err(reason.clone()),
             None => Err(Arc::new(HsmError::TokenNotFound {
@@ -137,7 +153,7 @@ impl Modules {
 
     /// The enrolled token, when it is present.
     pub fn find<'m>(&'m self, enrollment: &HsmEnrollment) -> Result<Present<'m>, Arc<HsmError>> {
-        let module = self.get(Path::new(&enrollment.module))?;
+        let module = self.of(enrollment)?;
         let token = module
             .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
             .map_err(Arc::new)?;
@@ -194,7 +210,7 @@ impl Vault {
         ) -> Result<T, crate::Error>,
     ) -> Result<T, crate::Error> {
         let mut candidates = self
-            .manifest
+            .manifest()
             .hsms
             .iter()
             .filter(|h| choice.only.is_none_or(|o| o == h.label))
@@ -205,14 +221,14 @@ impl Vault {
             }
             .into());
         }
-        let modules = self.open_modules(None);
+        let modules = self.open_modules(None)?;
         let pins = self.pins(q, choice.pins);
         let mut last_error = None;
         for enrollment in candidates {
             match modules.find(enrollment) {
                 Ok(present) => {
                     let (session, warning) = present.login(&pins, choice.force_pin)?;
-                    let key = self.seal_key_of(enrollment);
+                    let key = self.seal_key_of(enrollment)?;
                     return action(&session, enrollment, &key, warning);
                 }
                 Err(reason) => last_error = Some(reason),
@@ -229,7 +245,7 @@ impl Vault {
     ) -> Pins<'a> {
         Pins {
             q,
-            vault_id: &self.manifest.vault_id,
+            vault_id: &self.manifest().vault_id,
             provider,
         }
     }
@@ -238,7 +254,7 @@ impl Vault {
     fn no_token(&self, last_error: Option<Arc<HsmError>>) -> crate::Error {
         VaultError::NoToken {
             tokens: self
-                .manifest
+                .manifest()
                 .hsms
                 .iter()
                 .map(|h| h.label.as_str())
@@ -250,34 +266,57 @@ impl Vault {
     }
 
     /// The sealing key of an enrolled token, as a key reference.
-    pub(super) fn seal_key_of(&self, enrollment: &HsmEnrollment) -> KeyRef {
-        KeyRef {
-            id: hex::decode(&enrollment.seal_key_id).unwrap_or_default(),
-            label: format!("breakglass:{}:seal", self.manifest.vault_id),
-            public_key: hex::decode(&enrollment.seal_public_key).unwrap_or_default(),
-        }
-    }
-
-    /// Every module the enrolled tokens (and `extra`) use, each loaded once.
-    pub(super) fn open_modules(&self, extra: Option<&Path>) -> Modules {
-        let mut paths: Vec<PathBuf> = self
-            .manifest
+    pub(super) fn seal_key_of(&self, enrollment: &HsmEnrollment) -> Result<KeyRef, crate::Error> {
+        let keys = self
+            .manifest()
             .hsms
             .iter()
-            .map(|h| PathBuf::from(&h.module))
+            .zip(&self.keys.tokens)
+            .find(|(h, _)| h.serial == enrollment.serial)
+            .map(|(_, keys)| keys)
+            .ok_or_else(|| VaultError::NoSuchToken {
+                label: enrollment.label.clone(),
+            })?;
+        Ok(KeyRef {
+            id: keys.seal_key_id.clone(),
+            label: format!("breakglass:{}:seal", self.manifest().vault_id),
+            public_key: keys.seal_public_key.clone(),
+        })
+    }
+
+    /// Every module the enrolled tokens (and `extra`, a token being enrolled) use, each loaded
+    /// once. Code is loaded only from what this machine names (`BREAKGLASS_PKCS11_MODULE`,
+    /// else `<config>/config.json`) or, failing that, from the enrolment hints of the
+    /// authenticated manifest: never from a path the vault directory alone names.
+    pub(super) fn open_modules(&self, extra: Option<&Path>) -> Result<Modules, crate::Error> {
+        let machine = MachineConfig::read(&self.config)?;
+        let choices = choose_modules(
+            None,
+            std::env::var_os(MODULE_VAR).as_deref(),
+            &machine,
+            Some(&self.trusted),
+        );
+        let machine = choices
+            .first()
+            .filter(|c| !matches!(c.source, ModuleSource::AuthenticatedManifest { .. }))
+            .map(|c| c.path.clone());
+        let mut paths: Vec<PathBuf> = choices
+            .into_iter()
+            .map(|c| c.path)
             .chain(extra.map(Path::to_path_buf))
             .collect();
         paths.sort();
         paths.dedup();
-        Modules(
-            paths
+        Ok(Modules {
+            loaded: paths
                 .into_iter()
                 .map(|p| {
                     let module = Module::open(&p).map_err(Arc::new);
                     (p, module)
                 })
                 .collect(),
-        )
+            machine,
+        })
     }
 
     /// The first enrolled token that is present in `modules`.
@@ -286,7 +325,7 @@ impl Vault {
         modules: &'m Modules,
     ) -> Result<Present<'m>, crate::Error> {
         let mut last_error = None;
-        for enrollment in &self.manifest.hsms {
+        for enrollment in &self.manifest().hsms {
             match modules.find(enrollment) {
                 Ok(present) => return Ok(present),
                 Err(reason) => last_error = Some(reason),
@@ -303,15 +342,15 @@ impl Vault {
         modules: &'m Modules,
     ) -> Result<Option<Present<'m>>, crate::Error> {
         let Some(enrollment) = self
-            .manifest
+            .manifest()
             .hsms
             .iter()
-            .find(|h| h.label == self.manifest.audit.token)
+            .find(|h| h.label == self.manifest().audit.token)
         else {
             return Ok(None);
         };
         let module = modules
-            .get(Path::new(&enrollment.module))
+            .of(enrollment)
             .map_err(|cause| VaultError::TokenAbsent {
                 label: enrollment.label.clone(),
                 serial: enrollment.serial.clone(),
@@ -331,11 +370,11 @@ impl Vault {
     /// Checks that every token whose PIN the quorum derives is connected (a rekey must change
     /// those PINs), before anything changes.
     pub fn check_quorum_tokens_present(&self) -> Result<(), crate::Error> {
-        self.quorum_tokens_present(&self.open_modules(None))
+        self.quorum_tokens_present(&self.open_modules(None)?)
     }
 
     pub(super) fn quorum_tokens_present(&self, modules: &Modules) -> Result<(), crate::Error> {
-        for enrollment in &self.manifest.hsms {
+        for enrollment in &self.manifest().hsms {
             if enrollment.pin != PinSource::Quorum && enrollment.so_pin != Some(PinSource::Quorum) {
                 continue;
             }

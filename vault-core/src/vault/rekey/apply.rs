@@ -12,7 +12,11 @@ use crate::manifest::PinSource;
 use crate::quorum::Collector;
 use crate::store::WriteLock;
 
-use super::super::record::write_manifest;
+use crate::store::MANIFEST;
+use crate::trust::CertifiedManifest;
+use crate::trust::quorum_key::QuorumSigningKey;
+
+use super::super::record::manifest_event;
 use super::super::rewrap::{Change, Scope, rewrap};
 use super::super::tokens::{Modules, PinProvider, quorum_pin};
 use super::super::{Vault, VaultError};
@@ -39,9 +43,9 @@ impl Vault {
     ) -> Result<String, crate::Error> {
         let lock = self.store.lock()?;
         self.refuse_pending_rekey()?;
-        let modules = self.open_modules(None);
+        let modules = self.open_modules(None)?;
         self.quorum_tokens_present(&modules)?;
-        let journal = RekeyJournal::new(&self.manifest, &plan.manifest, plan.custodians.clone());
+        let journal = RekeyJournal::new(&self.trusted, &plan.manifest, plan.custodians.clone());
         self.write_journal(&lock, &journal)?;
         let secrets = Secrets {
             old: plan.old_q.expose_secret(),
@@ -62,21 +66,16 @@ impl Vault {
             return Err(VaultError::NoRekeyPending.into());
         }
         let journal = self.read_journal()?;
-        let (previous, target) = journal.manifests(&self.journal_path())?;
+        let (_, target) = journal.manifests(&self.journal_path())?;
         // The old shares meet the quorum of the manifest before the rekey, whichever of the
-        // two vault.json holds now.
-        let before = Vault {
-            store: self.store.clone(),
-            manifest: previous.clone(),
-        };
-        let old_quorum = before.recombine(old)?;
-        self.manifest = previous;
+        // two vault.json holds now: the vault was opened with the journal's, authenticated.
+        let old_quorum = self.recombine(old)?;
         let combined = new.combine(b"")?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
         if hex::encode(key.public_key()) != target.quorum.public_key {
             return Err(VaultError::WrongQuorum.into());
         }
-        let modules = self.open_modules(None);
+        let modules = self.open_modules(None)?;
         let secrets = Secrets {
             old: old_quorum.secret.expose_secret(),
             new: combined.secret.expose_secret(),
@@ -97,16 +96,28 @@ impl Vault {
         crate::fault::point("rekey-after-envelopes")?;
         let changed = self.change_quorum_pins(lock, modules, &mut journal, secrets)?;
 
-        // The new manifest, recorded and signed; then the journal goes.
-        let written = write_manifest(&self.store, lock, &target)?;
-        self.manifest = target;
+        // The new manifest, certified by the new quorum as the next version, recorded and
+        // signed; then the journal goes, then this machine's anchor follows the new identity.
+        let new_key = QuorumSigningKey::derive(secrets.new, &target.vault_id)?;
+        let trusted = CertifiedManifest::certify(
+            target,
+            self.trusted.version() + 1,
+            self.trusted.operators().to_vec(),
+            &new_key,
+        )?;
+        self.store
+            .write(lock, MANIFEST, &trusted.document().to_bytes())?;
+        self.keys = trusted.manifest().keys()?;
+        self.trusted = trusted;
         crate::fault::point("rekey-after-manifest")?;
-        let mut event = written
-            .event("rekey")
-            .detail("new_custodians", self.manifest.custodian_names().join(","))
+        let mut event = manifest_event("rekey", &self.trusted)
+            .detail(
+                "new_custodians",
+                self.manifest().custodian_names().join(","),
+            )
             .detail(
                 "group_threshold",
-                self.manifest.quorum.group_threshold.to_string(),
+                self.manifest().quorum.group_threshold.to_string(),
             )
             .detail("envelopes_resealed", format!("{resealed} of {total}"))
             .detail("token_pins_changed", changed.join(","));
@@ -131,7 +142,10 @@ impl Vault {
             action: "removing the finished rekey journal",
             cause,
         })?;
-        Ok(written.fingerprint)
+        let anchor =
+            crate::trust::machine::MachineAnchor::read(&self.config, self.trusted.vault_id())?;
+        super::super::remember(&self.config, &self.trusted, anchor)?;
+        Ok(self.identity())
     }
 
     /// Every envelope and kept previous version not yet sealed to the new quorum, re-sealed.
@@ -143,9 +157,8 @@ impl Vault {
         secrets: &Secrets<'_>,
         pins: &dyn PinProvider,
     ) -> Result<(usize, usize), crate::Error> {
-        let new_public = target
-            .quorum_public_key()
-            .map_err(|_| VaultError::Layout("quorum key".into()))?;
+        let target_keys = target.keys()?;
+        let new_public = target_keys.quorum;
         let new_public_hex = hex::encode(new_public);
         let files = self.envelope_files(Scope::WithHistory)?;
         let total = files.len();
@@ -158,10 +171,10 @@ impl Vault {
         }
         let present = self.first_present(modules)?;
         let (session, _) = present.login(&self.pins(Some(secrets.old), pins), false)?;
-        let key = self.seal_key_of(&present.enrollment);
+        let key = self.seal_key_of(&present.enrollment)?;
         let oracle = session.dh_oracle(&key);
         let old_key = X25519SecretKey::derive_key_pair(secrets.old);
-        let recipients = target.hsm_recipients();
+        let recipients = target_keys.hsm_recipients();
         let resealed = rewrap(
             pending,
             &Change::Reseal {
@@ -189,9 +202,9 @@ impl Vault {
         journal: &mut RekeyJournal,
         secrets: &Secrets<'_>,
     ) -> Result<Vec<String>, crate::Error> {
-        let vault_id = &self.manifest.vault_id;
+        let vault_id = &self.manifest().vault_id;
         let mut changed = Vec::new();
-        for enrollment in &self.manifest.hsms {
+        for enrollment in &self.manifest().hsms {
             let mut roles = Vec::new();
             if enrollment.pin == PinSource::Quorum {
                 roles.push((PinRole::User, "user"));
@@ -205,7 +218,7 @@ impl Vault {
                     continue;
                 }
                 let module = modules
-                    .get(std::path::Path::new(&enrollment.module))
+                    .of(enrollment)
                     .map_err(|cause| VaultError::TokenAbsent {
                         label: enrollment.label.clone(),
                         serial: enrollment.serial.clone(),

@@ -1,9 +1,11 @@
-//! The journal of a rekey in progress, `rekey.json` (public data only): the manifests before
-//! and after, the PIN changes done, and who authorised it. While it exists the vault refuses
-//! every operation but resuming.
+//! The journal of a rekey in progress, `rekey.json` (public data only): the certified
+//! manifest before (authenticated again when the vault is opened to resume) and the manifest
+//! after (certified by the new quorum when it is installed), the PIN changes done, and who
+//! authorised it. While it exists the vault refuses every operation but resuming.
 
 use crate::manifest::{Manifest, ManifestError};
-use crate::store::WriteLock;
+use crate::store::{Store, WriteLock};
+use crate::trust::{AuthenticatedManifest, CertifiedManifest};
 
 use super::super::{Vault, VaultError};
 
@@ -14,7 +16,8 @@ pub(super) const REKEY_JOURNAL: &str = "rekey.json";
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RekeyJournal {
-    /// The manifest before the rekey (its quorum is the one the old shares must meet).
+    /// The certified manifest before the rekey (its quorum is the one the old shares must
+    /// meet).
     pub previous: String,
     /// The manifest the rekey installs (with the new quorum).
     pub manifest: String,
@@ -26,9 +29,13 @@ pub(super) struct RekeyJournal {
 
 impl RekeyJournal {
     /// A journal for a rekey from `previous` to `target`, nothing done yet.
-    pub fn new(previous: &Manifest, target: &Manifest, custodians: Vec<String>) -> RekeyJournal {
+    pub fn new(
+        previous: &AuthenticatedManifest,
+        target: &Manifest,
+        custodians: Vec<String>,
+    ) -> RekeyJournal {
         RekeyJournal {
-            previous: String::from_utf8_lossy(&previous.to_bytes()).into_owned(),
+            previous: String::from_utf8_lossy(&previous.document().to_bytes()).into_owned(),
             manifest: String::from_utf8_lossy(&target.to_bytes()).into_owned(),
             pins_changed: Vec::new(),
             custodians,
@@ -50,10 +57,10 @@ impl RekeyJournal {
         })
     }
 
-    /// The manifests before and after, parsed.
-    pub fn manifests(&self, file: &std::path::Path) -> Result<(Manifest, Manifest), ManifestError> {
+    /// The manifests before and after, parsed (the one before is not authenticated here).
+    pub fn manifests(&self, file: &std::path::Path) -> Result<(Manifest, Manifest), crate::Error> {
         Ok((
-            Manifest::from_bytes(self.previous.as_bytes(), file)?,
+            CertifiedManifest::from_bytes(self.previous.as_bytes(), file)?.manifest,
             Manifest::from_bytes(self.manifest.as_bytes(), file)?,
         ))
     }
@@ -79,13 +86,6 @@ impl Vault {
         Ok(())
     }
 
-    /// Whether an interrupted rekey's journal installs exactly these manifest bytes (it was
-    /// interrupted between writing the new manifest and recording it).
-    pub(in crate::vault) fn journal_holds(&self, manifest_bytes: &[u8]) -> bool {
-        self.read_journal()
-            .is_ok_and(|journal| journal.manifest.as_bytes() == manifest_bytes)
-    }
-
     pub(super) fn read_journal(&self) -> Result<RekeyJournal, crate::Error> {
         let bytes = self.store.read(REKEY_JOURNAL)?;
         Ok(RekeyJournal::from_bytes(&bytes, &self.journal_path())?)
@@ -106,6 +106,17 @@ impl Vault {
         }
         Ok(Some(self.read_journal()?.manifests(&self.journal_path())?))
     }
+}
+
+/// The certified manifest before an interrupted rekey, as its journal in `store` keeps it
+/// (`None` when no rekey is pending).
+pub(in crate::vault) fn journal_previous(store: &Store) -> Result<Option<Vec<u8>>, crate::Error> {
+    let path = store.path(REKEY_JOURNAL);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let journal = RekeyJournal::from_bytes(&store.read(REKEY_JOURNAL)?, &path)?;
+    Ok(Some(journal.previous.into_bytes()))
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ mod apply;
 mod journal;
 mod plan;
 
+pub(super) use journal::journal_previous;
 pub use plan::{RecoveryChange, RekeyOptions, RekeyPlan};

@@ -1,9 +1,13 @@
 //! Rekey, first step (changes nothing): the old quorum recombines, a new quorum secret is
 //! split for the new layout, and the recovery set is renewed, replaced or dropped.
 
-use crate::manifest::Manifest;
+use secrecy::ExposeSecret;
+
+use crate::manifest::{Fingerprint, Manifest};
 use crate::quorum::Collector;
 use crate::secret::SecretBytes;
+use crate::trust::identity::identity_fingerprint;
+use crate::trust::quorum_key::QuorumSigningKey;
 
 use super::super::shares::{
     CustodianShare, GroupDef, RecoveryDef, SetSpec, new_quorum_set, new_recovery_set,
@@ -39,6 +43,7 @@ pub struct RekeyPlan {
     pub(super) old_q: SecretBytes,
     pub(super) new_q: SecretBytes,
     pub(super) manifest: Manifest,
+    pub(super) identity: Fingerprint,
     pub(super) shares: Vec<CustodianShare>,
     pub(super) custodians: Vec<String>,
 }
@@ -47,6 +52,10 @@ impl RekeyPlan {
     /// The manifest the rekey installs.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+    /// The vault identity after the rekey (what the new share cards carry).
+    pub fn identity(&self) -> String {
+        self.identity.display()
     }
     /// The new shares, one per custodian.
     pub fn shares(&self) -> &[CustodianShare] {
@@ -70,7 +79,7 @@ impl Vault {
         groups: &[GroupDef],
         change: RecoveryChange,
     ) -> Option<RecoveryDef> {
-        match (change, &self.manifest.recovery) {
+        match (change, &self.manifest().recovery) {
             (RecoveryChange::Drop, _) | (RecoveryChange::Keep, None) => None,
             (RecoveryChange::Set(def), _) => Some(def),
             (RecoveryChange::Keep, Some(current)) => {
@@ -82,7 +91,7 @@ impl Vault {
                 let mut sorted_members = members.clone();
                 sorted_members.sort();
                 let mut old_custodians: Vec<String> = self
-                    .manifest
+                    .manifest()
                     .custodian_names()
                     .into_iter()
                     .map(str::to_owned)
@@ -109,7 +118,7 @@ impl Vault {
         options: RekeyOptions,
         pinned: &str,
     ) -> Result<RekeyPlan, crate::Error> {
-        self.manifest.check_pinned(pinned)?;
+        self.check_identity(pinned)?;
         let old = self.recombine(shares)?;
         let RekeyOptions {
             layout,
@@ -122,14 +131,14 @@ impl Vault {
             group_threshold,
             groups: &groups,
             iteration_exponent: iteration_exponent
-                .unwrap_or(self.manifest.quorum.iteration_exponent),
+                .unwrap_or(self.manifest().quorum.iteration_exponent),
             recovery: false,
         };
-        let vault_id = &self.manifest.vault_id;
+        let vault_id = &self.manifest().vault_id;
         let (new_q, quorum, mut all_shares) = loop {
             let (new_q, quorum, new_shares) = new_quorum_set(vault_id, &spec)?;
             // A new identifier, so an old share is told apart from a new one at once.
-            if quorum.identifier != self.manifest.quorum.identifier {
+            if quorum.identifier != self.manifest().quorum.identifier {
                 break (new_q, quorum, new_shares);
             }
         };
@@ -155,13 +164,16 @@ impl Vault {
             }
             None => None,
         };
-        let mut manifest = self.manifest.clone();
+        let mut manifest = self.manifest().clone();
         manifest.quorum = quorum;
         manifest.recovery = recovery_set;
+        let new_key = QuorumSigningKey::derive(new_q.expose_secret(), vault_id)?;
+        let identity = identity_fingerprint(vault_id, &manifest.quorum, &new_key.public_key());
         Ok(RekeyPlan {
             old_q: old.secret,
             new_q,
             manifest,
+            identity,
             shares: all_shares,
             custodians: old.custodians,
         })
