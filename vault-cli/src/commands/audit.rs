@@ -98,7 +98,7 @@ pub fn report(vault_arg: Option<&Path>, args: &AuditReportArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
     let log = vault.audit();
-    let verify = vault.manifest().verify_audit(&log)?;
+    let verify = vault.keys().verify_audit(&log)?;
     let all = crate::report::records(&log).ok();
     let inputs = Inputs {
         manifest: vault.manifest(),
