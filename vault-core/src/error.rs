@@ -169,8 +169,12 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
         VaultError::NoToken { .. }
         | VaultError::NoSuchToken { .. }
         | VaultError::TokenAbsent { .. } => ErrorKind::Token,
-        VaultError::ManifestChanged { .. } => ErrorKind::Integrity,
-        VaultError::Layout(_) | VaultError::NoRecovery => ErrorKind::Invalid,
+        VaultError::ManifestChanged { .. } | VaultError::JournalNotAuthentic { .. } => {
+            ErrorKind::Integrity
+        }
+        VaultError::Layout(_) | VaultError::NoRecovery | VaultError::NotPinned { .. } => {
+            ErrorKind::Invalid
+        }
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,
         _ => ErrorKind::Other,
     }
@@ -181,7 +185,9 @@ fn ceremony_kind(e: &CeremonyError) -> ErrorKind {
         CeremonyError::Tampered { .. }
         | CeremonyError::TransportKeyDamaged { .. }
         | CeremonyError::HistoryChanged { .. } => ErrorKind::Integrity,
-        CeremonyError::BadId { .. } | CeremonyError::NotOpen { .. } => ErrorKind::Invalid,
+        CeremonyError::BadId { .. }
+        | CeremonyError::NotOpen { .. }
+        | CeremonyError::Lifetime { .. } => ErrorKind::Invalid,
         CeremonyError::TransportKeyGone { .. } => ErrorKind::Other,
         _ => ErrorKind::Quorum,
     }

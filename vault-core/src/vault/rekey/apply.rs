@@ -41,7 +41,9 @@ impl Vault {
         self.refuse_pending_rekey()?;
         let modules = self.open_modules(None);
         self.quorum_tokens_present(&modules)?;
-        let journal = RekeyJournal::new(&self.manifest, &plan.manifest, plan.custodians.clone());
+        let mut journal =
+            RekeyJournal::new(&self.manifest, &plan.manifest, plan.custodians.clone());
+        journal.authenticate(plan.old_q.expose_secret(), &self.manifest.vault_id);
         self.write_journal(&lock, &journal)?;
         let secrets = Secrets {
             old: plan.old_q.expose_secret(),
@@ -50,7 +52,10 @@ impl Vault {
         self.rekey_apply(&lock, &modules, journal, &secrets, pins)
     }
 
-    /// Finishes an interrupted rekey: `old` must meet the current quorum and `new` the new one.
+    /// Finishes an interrupted rekey: `old` must meet the quorum before the rekey and `new`
+    /// the new one, and the journal must verify with the old quorum secret (it is refused,
+    /// with nothing done, when it was edited). The caller checks the manifest before the rekey
+    /// ([`Vault::pending_rekey`]) against the fingerprint it pinned.
     pub fn rekey_resume(
         &mut self,
         old: &Collector,
@@ -70,6 +75,13 @@ impl Vault {
             manifest: previous.clone(),
         };
         let old_quorum = before.recombine(old)?;
+        // Nothing in the journal is acted on until the old quorum vouches for it.
+        journal
+            .verify(old_quorum.secret.expose_secret(), &previous.vault_id)
+            .map_err(|reason| VaultError::JournalNotAuthentic {
+                journal: self.journal_path(),
+                reason,
+            })?;
         self.manifest = previous;
         let combined = new.combine(b"")?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
@@ -227,6 +239,7 @@ impl Vault {
                 }
                 crate::fault::point("rekey-before-pin-journal")?;
                 journal.pins_changed.push(step);
+                journal.authenticate(secrets.old, vault_id);
                 self.write_journal(lock, journal)?;
                 changed.push(format!("{}:{role_name}", enrollment.label));
                 crate::fault::point("rekey-after-pin")?;
