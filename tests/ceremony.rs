@@ -709,6 +709,8 @@ fn an_expiry_beyond_seven_days_or_beyond_any_number_is_a_clear_usage_error() {
     for (expires, says) in [
         ("8d", "maximum of 604800 seconds"),
         ("604801", "maximum of 604800 seconds"),
+        // Fits in u64 but overflowed "now + expiry" and panicked (exit 101) before.
+        ("213503982334601d", "maximum of 604800 seconds"),
         ("99999999999999999999999d", "too large"),
         ("213503982334602d", "too large"),
         ("0m", "more than zero"),

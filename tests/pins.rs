@@ -194,3 +194,88 @@ fn a_fingerprint_that_differs_from_the_pin_is_refused_never_an_override() {
     assert_eq!(std::fs::read(env.vault().join("audit.jsonl")).unwrap(), log);
     assert!(!env.path("request.json").exists());
 }
+
+/// The share words of `custodian` (the file without its comment lines).
+fn words(env: &Env, custodian: &str) -> String {
+    std::fs::read_to_string(env.path(&format!("shares/{custodian}.share")))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn each_token_logs_in_only_with_its_own_pin_derived_from_the_quorum() {
+    use secrecy::ExposeSecret;
+    use vault_core::hsm::{HsmError, Module, PinRole, TokenSelector};
+    use vault_core::trust::token_pin::token_pin;
+
+    let (env, _) = vault();
+    let share = |name: &str| {
+        env.path(&format!("shares/{name}.share"))
+            .display()
+            .to_string()
+    };
+    env.ok(&[
+        "hsm",
+        "enroll",
+        "--token",
+        "backup",
+        "--init-token",
+        "--share-file",
+        &share("alice"),
+        "--share-file",
+        &share("bob"),
+    ]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
+    let vault_id = manifest["vault_id"].as_str().unwrap();
+    let serials: Vec<String> = manifest["hsms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            assert_eq!(h["pin_derivation"], "per-token/2", "{h}");
+            h["serial"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(serials.len(), 2);
+    let q =
+        vault_core::quorum::combine_mnemonics(&[words(&env, "alice"), words(&env, "carol")], b"")
+            .unwrap()
+            .secret;
+
+    // This process loads the vault's own SoftHSM token directory, as the binary does.
+    // SAFETY: set before the module is loaded, and this test starts no thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(
+            "SOFTHSM2_CONF",
+            env.vault().join("softhsm").join("softhsm2.conf"),
+        )
+    };
+    let module = Module::open(
+        &vault_core::hsm::softhsm_module().expect("SoftHSM is not installed: run scripts/setup"),
+    )
+    .unwrap();
+    for (serial, other) in [(&serials[0], &serials[1]), (&serials[1], &serials[0])] {
+        let token = module
+            .find_token(&TokenSelector::Serial(serial.clone()))
+            .unwrap();
+        let limits = token.description().pin_limits;
+        for role in [PinRole::User, PinRole::SecurityOfficer] {
+            let own = token_pin(q.expose_secret(), vault_id, serial, role, limits).unwrap();
+            let others = token_pin(q.expose_secret(), vault_id, other, role, limits).unwrap();
+            let session = module.open_session(&token).unwrap();
+            // The other token's PIN, seen once, opens nothing here.
+            assert!(
+                matches!(
+                    session.login(role, &others, true),
+                    Err(HsmError::PinIncorrect { .. })
+                ),
+                "{serial} {role:?}"
+            );
+            session.login(role, &own, true).unwrap();
+        }
+    }
+}

@@ -167,6 +167,7 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
     match e {
         VaultError::WrongQuorum | VaultError::WrongRecovery => ErrorKind::Quorum,
         VaultError::NoToken { .. }
+        | VaultError::TokenPin { .. }
         | VaultError::NoSuchToken { .. }
         | VaultError::TokenAbsent { .. } => ErrorKind::Token,
         VaultError::ManifestChanged { .. } | VaultError::JournalNotAuthentic { .. } => {

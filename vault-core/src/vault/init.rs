@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 
 use crate::audit::Event;
 use crate::hsm::{KeyPurpose, Module, PinRole};
-use crate::manifest::{self, AuditKey, Manifest, PinSource, Policy};
+use crate::manifest::{self, AuditKey, Manifest, PinDerivation, PinSource, Policy};
 use crate::store::Store;
 
 use super::enroll::new_enrollment;
@@ -130,7 +130,7 @@ impl Vault {
         let session = module.open_session(&token)?;
         pins.login(
             &session,
-            token.label(),
+            Some(PinDerivation::PerToken),
             PinRole::User,
             &options.user_pin,
             false,

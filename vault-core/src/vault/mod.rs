@@ -113,6 +113,15 @@ pub enum VaultError {
         /// What does not hold.
         reason: &'static str,
     },
+    /// The quorum cannot derive a PIN this token accepts.
+    #[error("token {label}: no PIN can be derived for it")]
+    TokenPin {
+        /// The token.
+        label: String,
+        /// Why.
+        #[source]
+        cause: crate::trust::TrustError,
+    },
     /// No interrupted rekey to resume.
     #[error("there is no interrupted rekey to resume")]
     NoRekeyPending,

@@ -14,7 +14,7 @@ use crate::store::WriteLock;
 
 use super::super::record::write_manifest;
 use super::super::rewrap::{Change, Scope, rewrap};
-use super::super::tokens::{Modules, PinProvider, quorum_pin};
+use super::super::tokens::{Modules, PinProvider, derived_pin};
 use super::super::{Vault, VaultError};
 use super::journal::RekeyJournal;
 use super::plan::RekeyPlan;
@@ -224,8 +224,10 @@ impl Vault {
                         cause,
                     })?;
                 let token = module.find_token(&TokenSelector::Serial(enrollment.serial.clone()))?;
-                let old_pin = quorum_pin(secrets.old, vault_id, role);
-                let new_pin = quorum_pin(secrets.new, vault_id, role);
+                let description = token.description();
+                let derivation = enrollment.pin_derivation;
+                let old_pin = derived_pin(secrets.old, vault_id, derivation, description, role)?;
+                let new_pin = derived_pin(secrets.new, vault_id, derivation, description, role)?;
                 {
                     let session = module.open_session(&token)?;
                     match session.login(role, &old_pin, false) {
