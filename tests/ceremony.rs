@@ -290,13 +290,23 @@ fn every_rejection_is_precise() {
         stderr(&output)
     );
 
-    // An expired request: refused by the custodian's side and by close.
-    let (expired_id, expired) = c.open("unseal", "0m");
+    // An expired request: refused by the custodian's side and by close, saying when.
+    let (expired_id, expired) = c.open("unseal", "1s");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let (output, _) = contribute(&c, "alice", &expired, &[]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("expired"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("expired at 20"),
+        "{}",
+        stderr(&output)
+    );
     let output = c.run(&["ceremony", "close", &expired_id, "--contribution", &alice]);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("ceremony {expired_id} expired at 20")),
+        "{}",
+        stderr(&output)
+    );
 
     // History changed since the request: the audit head it embeds is gone.
     let log = c.path("vault/audit.jsonl");
@@ -625,4 +635,213 @@ fn a_recovery_set_is_enabled_through_a_remote_ceremony() {
     }
     let out = c.ok(&drill.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(out.contains("db-root: opened"), "{out}");
+}
+
+#[test]
+fn a_cancelled_ceremony_loses_its_transport_key_and_is_recorded() {
+    let c = Env::coordinator();
+    let (id, request) = c.open("unseal", "2h");
+    let (_, alice) = contribute(&c, "alice", &request, &[]);
+    let key = c.path("vault/ceremonies").join(format!("{id}.key"));
+    assert!(key.exists());
+    let out = c.ok(&["ceremony", "cancel", &id]);
+    assert!(out.contains("cancelled"), "{out}");
+    assert!(!key.exists(), "the transport key is destroyed at cancel");
+    let cancelled = c.audit_events("ceremony_cancelled");
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0]["ceremony"], id.as_str());
+    // What was sent to it opens nothing any more, and it cannot be cancelled twice.
+    let output = c.run(&[
+        "ceremony",
+        "close",
+        &id,
+        "--contribution",
+        alice.to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("transport key"),
+        "{}",
+        stderr(&output)
+    );
+    let again = c.run(&["ceremony", "cancel", &id]);
+    assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no open ceremony"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn an_expired_ceremony_loses_its_transport_key_at_the_next_command() {
+    let c = Env::coordinator();
+    let (id, _) = c.open("unseal", "1s");
+    let (live, _) = c.open("unseal", "2h");
+    let key = |id: &str| c.path("vault/ceremonies").join(format!("{id}.key"));
+    assert!(key(&id).exists());
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Any ceremony command finds it expired and destroys its key, the live one keeps its own.
+    let output = c.run(&["ceremony", "status", &live]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "ceremony {id} has expired: its transport key is destroyed"
+        )),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!key(&id).exists());
+    assert!(key(&live).exists());
+    // Its status says when it expired.
+    let output = c.run(&["ceremony", "status", &id]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("ceremony {id} expired at 20")),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn an_expiry_beyond_seven_days_or_beyond_any_number_is_a_clear_usage_error() {
+    let c = Env::coordinator();
+    for (expires, says) in [
+        ("8d", "maximum of 604800 seconds"),
+        ("604801", "maximum of 604800 seconds"),
+        // Fits in u64 but overflowed "now + expiry" and panicked (exit 101) before.
+        ("213503982334601d", "maximum of 604800 seconds"),
+        ("99999999999999999999999d", "too large"),
+        ("213503982334602d", "too large"),
+        ("0m", "more than zero"),
+        ("1w", "the unit must be"),
+    ] {
+        let output = c.run(&[
+            "ceremony",
+            "open",
+            "--purpose",
+            "drill",
+            "--reason",
+            "x",
+            "--expires",
+            expires,
+            "--out",
+            c.path("never.json").to_str().unwrap(),
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{expires}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(says),
+            "{expires}: {}",
+            stderr(&output)
+        );
+        assert!(!c.path("never.json").exists());
+    }
+    // The longest allowed is accepted, in any unit.
+    for expires in ["7d", "168h", "604800"] {
+        let request = c.path(&format!("week-{expires}.json"));
+        c.ok(&[
+            "ceremony",
+            "open",
+            "--purpose",
+            "drill",
+            "--reason",
+            "x",
+            "--expires",
+            expires,
+            "--out",
+            request.to_str().unwrap(),
+        ]);
+    }
+}
+
+#[test]
+fn escape_sequences_in_a_request_reach_the_custodian_escaped() {
+    let c = Env::coordinator();
+    let request = c.path("request.json");
+    // Clear the screen, then draw a fake approval and set the window title.
+    let reason = "routine\x1b[2J\x1b[H\x1b[32mApproved by the security team\x1b[0m\x1b]0;ok\x07";
+    c.ok(&[
+        "ceremony",
+        "open",
+        "--purpose",
+        "drill",
+        "--reason",
+        reason,
+        "--out",
+        request.to_str().unwrap(),
+    ]);
+    let (output, _) = contribute(&c, "alice", &request, &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown = stderr(&output);
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\x07'),
+        "control characters reached the terminal: {shown:?}"
+    );
+    assert!(
+        shown.contains("routine\\x1b[2J\\x1b[H\\x1b[32mApproved by the security team"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn status_json_reports_a_foreign_contribution_without_failing_the_rest() {
+    let c = Env::coordinator();
+    let (id, request) = c.open("unseal", "2h");
+    let (other, other_request) = c.open("unseal", "2h");
+    let (_, alice) = contribute(&c, "alice", &request, &[]);
+    let (_, bob) = contribute(&c, "bob", &request, &[]);
+    let (_, foreign) = contribute(&c, "carol", &other_request, &[]);
+    let out = c.ok(&[
+        "ceremony",
+        "status",
+        &id,
+        "--json",
+        "--contribution",
+        alice.to_str().unwrap(),
+        "--contribution",
+        foreign.to_str().unwrap(),
+        "--contribution",
+        bob.to_str().unwrap(),
+    ]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["id"], id.as_str());
+    assert_eq!(status["purpose"], "unseal");
+    assert_eq!(status["credential"], "db-root");
+    assert_eq!(status["contributed"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(status["rejected"].as_array().unwrap().len(), 1);
+    assert_eq!(status["rejected"][0]["file"], foreign.to_str().unwrap());
+    assert!(
+        status["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("made for another ceremony ({other})")),
+        "{status}"
+    );
+    assert_eq!(status["groups"][0]["contributed"], 2);
+    assert_eq!(status["groups"][0]["needed"], 3);
+    assert_eq!(status["quorum_met"], false);
+    assert!(status["expires"].as_str().unwrap().starts_with("20"));
+    assert!(status["seconds_left"].as_u64().unwrap() > 7000);
+}
+
+#[test]
+fn contribute_refuses_a_share_of_another_vault_before_writing_anything() {
+    let c = Env::coordinator();
+    let other = Env::coordinator();
+    let (_, request) = c.open("unseal", "2h");
+    // alice keeps the share files of two vaults and picks the wrong one.
+    let (output, out) = contribute(&other, "alice", &request, &[]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is a share of vault")
+            && stderr(&output).contains("not contributed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists(), "nothing is written");
 }

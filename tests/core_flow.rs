@@ -547,7 +547,7 @@ fn shares_from_stdin_status_list_and_share_verify() {
         "--from-file",
         p.to_str().unwrap(),
     ]);
-    assert_eq!(unpinned.status.code(), Some(1));
+    assert_eq!(unpinned.status.code(), Some(2));
     assert!(stderr(&unpinned).contains("--fingerprint"));
     let wrong = env.run(&[
         "seal",

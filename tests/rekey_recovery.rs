@@ -268,6 +268,76 @@ impl Env {
 }
 
 #[test]
+fn an_edited_rekey_journal_is_refused_and_never_re_pins_the_machine() {
+    let env = Env::new();
+    let init = env.init(&[]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    env.seal("one", b"payload one", false);
+    let old = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+    ];
+    env.interrupted_rekey(&old, "new1", "rekey-after-first-envelope");
+    let journal = env.vault().join("rekey.json");
+    let genuine = std::fs::read_to_string(&journal).unwrap();
+    let known = env.path("config/breakglass/known_vaults.json");
+    let pinned = std::fs::read(&known).unwrap();
+    let both = [
+        "shares/alice.share",
+        "shares/bob.share",
+        "shares/carol.share",
+        "new1/alice.share",
+        "new1/bob.share",
+        "new1/carol.share",
+    ];
+    // Someone with write access to the directory edits the manifest the rekey installs: the
+    // new quorum key stays (the new shares must still fit it), the token's module is theirs.
+    let mut edited: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+    let mut target: serde_json::Value =
+        serde_json::from_str(edited["manifest"].as_str().unwrap()).unwrap();
+    target["hsms"][0]["module"] = "/tmp/attacker/libpkcs11.so".into();
+    edited["manifest"] = format!("{}\n", serde_json::to_string_pretty(&target).unwrap()).into();
+    std::fs::write(&journal, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    let output = env.resume(&both);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("rekey.json was changed since the rekey wrote it")
+            && stderr(&output).contains("does not verify with the old quorum secret"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read(&known).unwrap(),
+        pinned,
+        "the pin is unchanged"
+    );
+    // A journal with its tag removed (as an older release wrote it, or a forger would):
+    // refused the same way.
+    let mut untagged: serde_json::Value = serde_json::from_str(&genuine).unwrap();
+    untagged.as_object_mut().unwrap().remove("tag");
+    std::fs::write(&journal, serde_json::to_string_pretty(&untagged).unwrap()).unwrap();
+    let output = env.resume(&both);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("carries no authentication tag"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&known).unwrap(), pinned);
+    // The journal as the rekey wrote it resumes, and only then is the new vault pinned.
+    std::fs::write(&journal, &genuine).unwrap();
+    let resumed = env.resume(&both);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_ne!(std::fs::read(&known).unwrap(), pinned);
+    env.unseals(
+        "one",
+        &["new1/alice.share", "new1/bob.share", "new1/carol.share"],
+        b"payload one",
+    );
+}
+
+#[test]
 fn an_interrupted_rekey_is_refused_until_resumed_and_then_complete() {
     let env = Env::new();
     let init = env.init(&[]);

@@ -176,6 +176,7 @@ pub fn manifest(shares: &[Vec<Share>]) -> Manifest {
             so_pin: Some(PinSource::Env {
                 var: "BREAKGLASS_SO_PIN".into(),
             }),
+            pin_derivation: None,
         }],
         audit: AuditKey {
             token: "breakglass-1".into(),

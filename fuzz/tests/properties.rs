@@ -203,6 +203,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                             seal_public_key,
                             pin,
                             so_pin,
+                            pin_derivation: None,
                         },
                     )
                     .collect(),

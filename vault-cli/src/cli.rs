@@ -253,8 +253,9 @@ pub struct SealArgs {
     /// Replace an existing credential (the previous version is kept in history/).
     #[arg(long)]
     pub replace: bool,
-    /// The vault's fingerprint as printed at init (otherwise the one pinned on this machine).
-    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
     pub fingerprint: Option<String>,
     /// AWS account id.
     #[arg(long)]
@@ -336,6 +337,10 @@ pub struct UnsealArgs {
     /// Log in even if the token says the PIN is at its final try.
     #[arg(long)]
     pub force_pin: bool,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass share ...`
@@ -585,8 +590,9 @@ pub struct HsmEnrollArgs {
     /// entry. Rekey afterwards to give every credential fresh file keys as well.
     #[arg(long = "retire", value_name = "LABEL", requires = "recovery")]
     pub retire: Vec<String>,
-    /// The vault's fingerprint (otherwise the one pinned on this machine).
-    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
     pub fingerprint: Option<String>,
 }
 
@@ -626,6 +632,10 @@ pub struct AssumeCommon {
     /// Log in even if the token says the PIN is at its final try.
     #[arg(long)]
     pub force_pin: bool,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass assume`
@@ -714,6 +724,10 @@ pub struct DrillArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass revoke-sessions`
@@ -735,8 +749,9 @@ pub struct RotateArgs {
     /// Where shares come from (without these, a terminal prompts for them).
     #[command(flatten)]
     pub shares: ShareSources,
-    /// The vault's fingerprint (otherwise the one pinned on this machine).
-    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
     pub fingerprint: Option<String>,
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
@@ -776,6 +791,9 @@ pub enum CeremonyCommand {
     Status(CeremonyStatusArgs),
     /// Coordinator: carry out the purpose with the contributions.
     Close(CeremonyCloseArgs),
+    /// Security officer: cancel an open ceremony; its transport key is destroyed, so nothing
+    /// sent to it can be opened.
+    Cancel(CeremonyCancelArgs),
 }
 
 /// `breakglass ceremony open`
@@ -790,7 +808,7 @@ pub struct CeremonyOpenArgs {
     /// Why: shown to every custodian and recorded.
     #[arg(long)]
     pub reason: String,
-    /// How long contributions are accepted, e.g. 30m, 4h, 2d.
+    /// How long contributions are accepted, e.g. 900 (seconds), 30m, 4h, 2d; at most 7d.
     #[arg(long, default_value = "4h", value_parser = Lifetime::parse)]
     pub expires: Lifetime,
     /// For rekey: the new custodians and recovery set (default: as now); for recovery: the
@@ -801,6 +819,10 @@ pub struct CeremonyOpenArgs {
     /// Where to write the request.
     #[arg(long)]
     pub out: PathBuf,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass ceremony contribute`
@@ -833,6 +855,20 @@ pub struct CeremonyStatusArgs {
     /// Contribution files received so far.
     #[arg(long = "contribution")]
     pub contributions: Vec<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `breakglass ceremony cancel`
+#[derive(Debug, Args)]
+pub struct CeremonyCancelArgs {
+    /// The ceremony id.
+    pub id: String,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// `breakglass ceremony close`
@@ -862,6 +898,10 @@ pub struct CeremonyCloseArgs {
     /// names).
     #[command(flatten)]
     pub handout: HandoutArgs,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// What a rekey makes: custodians and recovery set.
@@ -901,8 +941,9 @@ pub struct RekeyArgs {
     /// SLIP-39 iteration exponent for the new shares (default: the current one).
     #[arg(long)]
     pub iteration_exponent: Option<u8>,
-    /// The vault's fingerprint (otherwise the one pinned on this machine).
-    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
     pub fingerprint: Option<String>,
     /// Finish an interrupted rekey (give a quorum of the old shares and of the new ones).
     #[arg(long)]
@@ -934,8 +975,9 @@ pub struct RecoveryEnableArgs {
     /// Where the recovery shares go (without these, a terminal shows each member theirs).
     #[command(flatten)]
     pub handout: HandoutArgs,
-    /// The vault's fingerprint (otherwise the one pinned on this machine).
-    #[arg(long, env = "BREAKGLASS_FINGERPRINT")]
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
     pub fingerprint: Option<String>,
     /// Use this enrolled token (label) rather than the first one present.
     #[arg(long, value_name = "LABEL")]
@@ -963,6 +1005,10 @@ pub struct RecoverArgs {
     /// Why the credential is opened: recorded in the audit log (required by default).
     #[arg(long, env = "BREAKGLASS_REASON", hide_env_values = true)]
     pub reason: Option<String>,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }
 
 /// What a ceremony's quorum is for (`ceremony open --purpose`).
@@ -996,23 +1042,24 @@ impl PurposeArg {
     }
 }
 
-/// A length of time as minutes, hours or days: `30m`, `4h`, `2d`.
+/// How long a ceremony stays open: `900` (seconds), `15m`, `4h`, `2d`; at most 7 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime(u64);
 
 impl Lifetime {
-    /// Parses `30m`, `4h`, `2d`.
+    /// Parses `900`, `900s`, `30m`, `4h`, `2d` (at most 7 days; never overflows).
     pub fn parse(text: &str) -> Result<Lifetime, String> {
-        let bad = || "expected e.g. 30m, 4h, 2d".to_owned();
-        let (number, unit) = text.split_at(text.len().saturating_sub(1));
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        let factor = match unit {
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        n.checked_mul(factor).map(Lifetime).ok_or_else(bad)
+        vault_core::trust::duration::parse_duration(
+            text,
+            vault_core::trust::duration::MAX_CEREMONY_EXPIRY,
+        )
+        .map(Lifetime)
+        .map_err(|e| match e {
+            vault_core::trust::TrustError::DurationTooLong { .. } => {
+                format!("{e}: a ceremony stays open 7d at most")
+            }
+            _ => e.to_string(),
+        })
     }
 
     /// In seconds.

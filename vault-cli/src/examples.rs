@@ -83,7 +83,9 @@ breakglass seal aws-prod --kind aws --from-file key.json --account 123456789012 
         "unseal",
         "breakglass unseal db-root --reason \"INC-1234: restore\" --share-file ann.share --share-file bo.share --output file:db-root.out
 # On a terminal, each custodian types their words when asked:
-breakglass unseal db-root --reason \"INC-1234: restore\" --output file:db-root.out",
+breakglass unseal db-root --reason \"INC-1234: restore\" --output file:db-root.out
+# On a machine that has not pinned the vault: the fingerprint from a share card
+breakglass unseal db-root --reason \"INC-1234: restore\" --fingerprint ABCD-EFGH-... --share-file ann.share --share-file bo.share --output file:db-root.out",
     ),
     (
         "assume",
@@ -195,7 +197,12 @@ breakglass ceremony contribute request.json --custodian ann --out ann.contributi
     ),
     (
         "ceremony status",
-        "breakglass ceremony status 3f9c2a1b --contribution ann.contribution --contribution bo.contribution",
+        "breakglass ceremony status 3f9c2a1b --contribution ann.contribution --contribution bo.contribution
+breakglass ceremony status 3f9c2a1b --json --contribution ann.contribution",
+    ),
+    (
+        "ceremony cancel",
+        "breakglass ceremony cancel 3f9c2a1b",
     ),
     (
         "ceremony close",

@@ -69,6 +69,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::ceremony::status(vault, &args)
         }
         Command::Ceremony(CeremonyCommand::Close(args)) => commands::ceremony::close(vault, &args),
+        Command::Ceremony(CeremonyCommand::Cancel(args)) => {
+            commands::ceremony::cancel(vault, &args)
+        }
         Command::Session(SessionCommand::Credentials(args)) => {
             commands::session::credentials(&args)
         }

@@ -764,6 +764,7 @@ mod tests {
             seal_public_key: "04".into(),
             pin: PinSource::Quorum,
             so_pin: None,
+            pin_derivation: None,
         }
     }
 

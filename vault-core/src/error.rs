@@ -175,10 +175,15 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
     match e {
         VaultError::WrongQuorum | VaultError::WrongRecovery => ErrorKind::Quorum,
         VaultError::NoToken { .. }
+        | VaultError::TokenPin { .. }
         | VaultError::NoSuchToken { .. }
         | VaultError::TokenAbsent { .. } => ErrorKind::Token,
-        VaultError::FormatOne { .. } => ErrorKind::Integrity,
-        VaultError::Layout(_) | VaultError::NoRecovery => ErrorKind::Invalid,
+        VaultError::FormatOne { .. } | VaultError::JournalNotAuthentic { .. } => {
+            ErrorKind::Integrity
+        }
+        VaultError::Layout(_) | VaultError::NoRecovery | VaultError::NotPinned { .. } => {
+            ErrorKind::Invalid
+        }
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,
         _ => ErrorKind::Other,
     }
@@ -204,7 +209,9 @@ fn ceremony_kind(e: &CeremonyError) -> ErrorKind {
         CeremonyError::Tampered { .. }
         | CeremonyError::TransportKeyDamaged { .. }
         | CeremonyError::HistoryChanged { .. } => ErrorKind::Integrity,
-        CeremonyError::BadId { .. } | CeremonyError::NotOpen { .. } => ErrorKind::Invalid,
+        CeremonyError::BadId { .. }
+        | CeremonyError::NotOpen { .. }
+        | CeremonyError::Lifetime { .. } => ErrorKind::Invalid,
         CeremonyError::TransportKeyGone { .. } => ErrorKind::Other,
         _ => ErrorKind::Quorum,
     }

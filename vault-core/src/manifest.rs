@@ -135,6 +135,18 @@ pub struct HsmEnrollment {
     /// quorum-derived SO PIN along with the user PIN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub so_pin: Option<PinSource>,
+    /// How a PIN from the quorum is derived for this token: absent in tokens enrolled before
+    /// per-token PINs (one PIN per vault and role, `breakglass token pin/1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_derivation: Option<PinDerivation>,
+}
+
+/// How a quorum-derived token PIN is derived (`trust::token_pin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PinDerivation {
+    /// `breakglass token pin/2`: bound to the token's serial, fitted to its PIN lengths.
+    #[serde(rename = "per-token/2")]
+    PerToken,
 }
 
 /// The audit signing key.

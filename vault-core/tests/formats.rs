@@ -45,6 +45,7 @@ fn manifest() -> Manifest {
             so_pin: Some(PinSource::Env {
                 var: "SO_PIN".into(),
             }),
+            pin_derivation: None,
         }],
         audit: AuditKey {
             token: "token".into(),

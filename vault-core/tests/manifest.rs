@@ -44,6 +44,7 @@ fn manifest(shares: &[Share]) -> Manifest {
             seal_public_key: format!("04{}", "22".repeat(64)),
             pin: PinSource::Quorum,
             so_pin: None,
+            pin_derivation: None,
         }],
         audit: AuditKey {
             token: "token".into(),

@@ -105,7 +105,7 @@ fn region_to_export(sealed: Option<&str>) -> Option<&str> {
 fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, common.fingerprint.as_deref())?;
     let (_, envelope) = vault.envelope(&common.name)?;
     if envelope.kind != Kind::Aws {
         return Err(fail(

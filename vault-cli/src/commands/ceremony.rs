@@ -1,4 +1,4 @@
-//! `breakglass ceremony open|contribute|status|close`: a quorum assembled from wherever the
+//! `breakglass ceremony open|contribute|status|close|cancel`: a quorum assembled from wherever the
 //! custodians are, over any channel. The ceremony's state and checks are the library's
 //! (`vault_core::ceremony`); this file turns options into a [`Purpose`], talks to the
 //! custodian, and carries the purpose out with the gathered shares.
@@ -11,9 +11,9 @@ use vault_core::quorum::Share;
 use vault_core::vault::{RecoveryDef, Vault};
 
 use crate::cli::{
-    AssumeArgs, AssumeCommon, CeremonyCloseArgs, CeremonyContributeArgs, CeremonyOpenArgs,
-    CeremonyStatusArgs, DrillArgs, PurposeArg, RekeyLayoutArgs, RotateArgs, ShareSources,
-    UnsealArgs,
+    AssumeArgs, AssumeCommon, CeremonyCancelArgs, CeremonyCloseArgs, CeremonyContributeArgs,
+    CeremonyOpenArgs, CeremonyStatusArgs, DrillArgs, PurposeArg, RekeyLayoutArgs, RotateArgs,
+    ShareSources, UnsealArgs,
 };
 use crate::exit::{Failure, fail};
 use crate::prompt::{confirmed, own_share};
@@ -108,7 +108,8 @@ fn layout_given(given: &RekeyLayoutArgs) -> bool {
 pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
+    destroy_expired(&vault)?;
     let purpose = purpose(&vault, args)?;
     let request = ceremony::open(
         &vault,
@@ -132,13 +133,52 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     Ok(())
 }
 
-/// The custodian named in a share file's header, if any.
-fn custodian_from_header(path: &Path, identity: Option<&Path>) -> Option<String> {
-    let text = crate::prompt::share_file_text(path, identity).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix("# breakglass share of custodian ")
-            .map(|n| n.trim().to_owned())
-    })
+/// What a share file's header says: whose share it is and of which vault.
+#[derive(Debug, Default)]
+struct ShareHeader {
+    custodian: Option<String>,
+    vault_id: Option<String>,
+}
+
+/// The header of the share file at `path` (nothing when there is no file, or no header).
+fn share_header(path: Option<&Path>, identity: Option<&Path>) -> ShareHeader {
+    let Some(text) = path.and_then(|p| crate::prompt::share_file_text(p, identity).ok()) else {
+        return ShareHeader::default();
+    };
+    let mut header = ShareHeader::default();
+    for line in text.lines().filter(|l| l.starts_with('#')) {
+        if let Some(name) = line
+            .strip_prefix("# breakglass share of custodian ")
+            .or_else(|| line.strip_prefix("# breakglass RECOVERY share of custodian "))
+        {
+            header.custodian = Some(name.trim().to_owned());
+        } else if let Some(rest) = line.strip_prefix("# vault ") {
+            header.vault_id = rest.split(',').next().map(|v| v.trim().to_owned());
+        }
+    }
+    header
+}
+
+/// Shows the request to the custodian, every field written by someone else made visible
+/// rather than obeyed by the terminal.
+fn show_request(request: &Request) {
+    use vault_core::trust::untrusted_text::render_untrusted as shown;
+    eprintln!(
+        "ceremony {} of vault {}",
+        shown(&request.id),
+        shown(&request.vault_id)
+    );
+    eprintln!(
+        "  {} asks to {}",
+        shown(&request.requester),
+        shown(&request.describe())
+    );
+    eprintln!("  because: {}", shown(&request.reason));
+    eprintln!("  contributions accepted until {}", shown(&request.expires));
+    eprintln!(
+        "  vault fingerprint {}: compare it with your share card before you go on",
+        shown(&request.fingerprint)
+    );
 }
 
 /// `breakglass ceremony contribute` (custodian side, no vault needed).
@@ -148,14 +188,21 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.request.display()))?;
     let request = Request::from_bytes(&bytes, &format!("request {}", args.request.display()))?;
     request.check_not_expired(vault_core::clock::now_unix())?;
-    eprintln!("ceremony {} of vault {}", request.id, request.vault_id);
-    eprintln!("  {} asks to {}", request.requester, request.describe());
-    eprintln!("  because: {}", request.reason);
-    eprintln!("  contributions accepted until {}", request.expires);
-    eprintln!(
-        "  vault fingerprint {}: compare it with your share card before you go on",
-        request.fingerprint
-    );
+    show_request(&request);
+    // A share file of another vault is refused before anything is asked or written.
+    let header = share_header(args.share_file.as_deref(), args.identity.as_deref());
+    if let Some(vault_id) = &header.vault_id
+        && *vault_id != request.vault_id
+    {
+        return Err(fail(
+            Failure::Quorum,
+            format!(
+                "your share file is a share of vault {}, but this request is for vault {}: not contributed (check that you picked the right share file)",
+                vault_core::trust::untrusted_text::render_untrusted(vault_id),
+                vault_core::trust::untrusted_text::render_untrusted(&request.vault_id)
+            ),
+        ));
+    }
     confirmed(
         args.yes,
         "not on a terminal: pass --yes once you have checked the request",
@@ -166,20 +213,18 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     // Checked before it leaves this machine: words and checksum (the coordinator checks that it
     // belongs to the vault and to this custodian).
     Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
-    let custodian = args
-        .custodian
-        .clone()
-        .or_else(|| {
-            args.share_file
-                .as_deref()
-                .and_then(|p| custodian_from_header(p, args.identity.as_deref()))
-        })
-        .ok_or_else(|| {
-            fail(
-                Failure::Usage,
-                "which custodian are you? pass --custodian NAME",
-            )
-        })?;
+    if header.vault_id.is_none() {
+        eprintln!(
+            "  (no share file header names a vault: the coordinator checks the share belongs to vault {})",
+            vault_core::trust::untrusted_text::render_untrusted(&request.vault_id)
+        );
+    }
+    let custodian = args.custodian.clone().or(header.custodian).ok_or_else(|| {
+        fail(
+            Failure::Usage,
+            "which custodian are you? pass --custodian NAME",
+        )
+    })?;
     let contribution = vault_core::ceremony::Contribution::seal(&request, &custodian, &mnemonic)?;
     vault_core::store::write_new_secret_file(&args.out, &contribution.to_bytes())?;
     println!(
@@ -189,23 +234,74 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Destroys the transport key of every expired ceremony of the vault, saying so.
+fn destroy_expired(vault: &Vault) -> Result<()> {
+    for id in ceremony::destroy_expired(vault, vault_core::clock::now_unix())? {
+        eprintln!("ceremony {id} has expired: its transport key is destroyed");
+    }
+    Ok(())
+}
+
 /// `breakglass ceremony status`.
 pub fn status(vault_arg: Option<&Path>, args: &CeremonyStatusArgs) -> Result<()> {
+    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    let gathered = ceremony::gather(&vault, &args.id, &args.contributions)?;
+    destroy_expired(&vault)?;
+    let (gathered, rejected) = ceremony::gather_each(&vault, &args.id, &args.contributions)?;
     let request = &gathered.request;
     let now = vault_core::clock::now_unix();
     let left = vault_core::clock::parse_rfc3339(&request.expires)
         .map(|t| t.saturating_sub(now))
         .unwrap_or(0);
+    let progress = gathered.shares.progress();
+    let groups: Vec<(String, usize, u8)> = vault
+        .manifest()
+        .quorum
+        .groups
+        .iter()
+        .enumerate()
+        .map(|(index, group)| {
+            let have = progress
+                .groups
+                .iter()
+                .find(|(g, _, _)| usize::from(*g) == index + 1)
+                .map_or(0, |(_, h, _)| usize::from(*h));
+            (group.name.clone(), have, group.threshold)
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": request.id,
+                "purpose": request.purpose.name(),
+                "credential": request.purpose.credential(),
+                "reason": request.reason,
+                "requester": request.requester,
+                "created": request.created,
+                "expires": request.expires,
+                "seconds_left": left,
+                "contributed": gathered.custodians,
+                "rejected": rejected.iter().map(|r| serde_json::json!({
+                    "file": r.file.display().to_string(),
+                    "error": with_causes(&r.error),
+                })).collect::<Vec<_>>(),
+                "groups": groups.iter().map(|(name, have, needed)| serde_json::json!({
+                    "name": name, "contributed": have, "needed": needed,
+                })).collect::<Vec<_>>(),
+                "quorum_met": progress.complete,
+            })
+        );
+        return Ok(());
+    }
     println!(
         "ceremony {}: {} {} ({})",
         request.id,
         request.purpose.name(),
         request.purpose.credential().unwrap_or(""),
-        request.reason
+        vault_core::trust::untrusted_text::render_untrusted(&request.reason)
     );
-    println!("time left: {} min", left / 60);
+    println!("expires at {} ({} min left)", request.expires, left / 60);
     println!(
         "contributed: {}",
         if gathered.custodians.is_empty() {
@@ -214,17 +310,11 @@ pub fn status(vault_arg: Option<&Path>, args: &CeremonyStatusArgs) -> Result<()>
             gathered.custodians.join(", ")
         }
     );
-    let progress = gathered.shares.progress();
-    for (index, group) in vault.manifest().quorum.groups.iter().enumerate() {
-        let have = progress
-            .groups
-            .iter()
-            .find(|(g, _, _)| usize::from(*g) == index + 1)
-            .map_or(0, |(_, h, _)| *h);
-        println!(
-            "  group {}: {have} of {} needed",
-            group.name, group.threshold
-        );
+    for rejected in &rejected {
+        println!("  not accepted: {}", with_causes(&rejected.error));
+    }
+    for (name, have, needed) in &groups {
+        println!("  group {name}: {have} of {needed} needed");
     }
     println!(
         "{}",
@@ -237,11 +327,41 @@ pub fn status(vault_arg: Option<&Path>, args: &CeremonyStatusArgs) -> Result<()>
     Ok(())
 }
 
+/// An error and its causes on one line.
+fn with_causes(error: &vault_core::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// `breakglass ceremony cancel`.
+pub fn cancel(vault_arg: Option<&Path>, args: &CeremonyCancelArgs) -> Result<()> {
+    crate::hardening::harden()?;
+    let vault = super::open_vault(vault_arg)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
+    let request = ceremony::cancel(&vault, &args.id)?;
+    println!(
+        "ceremony {} ({}) cancelled: its transport key is destroyed, so no contribution sent to it can be opened",
+        request.id,
+        request.purpose.name()
+    );
+    Ok(())
+}
+
 /// `breakglass ceremony close`: checks everything, then carries out the purpose.
 pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
+    destroy_expired(&vault)?;
     let gathered = ceremony::gather(&vault, &args.id, &args.contributions)?;
     gathered.check_closable(&vault, vault_core::clock::now_unix())?;
     let ceremony::Gathered {
@@ -266,6 +386,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 reason: Some(request.reason.clone()),
                 hsm: None,
                 force_pin: false,
+                fingerprint: None,
             },
         )?,
         Purpose::Assume { credential } => super::assume::run(
@@ -279,6 +400,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                     chain: Vec::new(),
                     hsm: None,
                     force_pin: false,
+                    fingerprint: None,
                 },
                 format: args.format,
                 cache: false,
@@ -323,6 +445,7 @@ pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
                 hsm: None,
                 recovery: false,
                 json: false,
+                fingerprint: None,
             },
         )?,
     }

@@ -17,7 +17,7 @@ use crate::prompt::{CliPins, gather_shares, gather_with_recovery};
 pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
     let runtime = if args.aws {
         Some(crate::aws::runtime()?)
     } else {

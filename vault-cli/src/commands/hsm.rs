@@ -64,7 +64,7 @@ pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
 pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Result<()> {
     crate::hardening::harden()?;
     let mut vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
     let dev = vault
         .manifest()
         .hsms
@@ -85,11 +85,6 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     };
     let user_pin = args.pin_source.clone();
     let so_pin = args.so_pin_source.clone();
-    let pinned = match &args.fingerprint {
-        Some(f) => Some(f.clone()),
-        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
-    }
-    .ok_or_else(|| fail(Failure::Usage, "enrolling changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
     let new = NewToken {
         target: &target,
         user_pin: &user_pin,

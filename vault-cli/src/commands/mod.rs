@@ -92,20 +92,6 @@ pub fn open_vault_resuming(vault: Option<&Path>) -> Result<Vault> {
     dev_softhsm_for(&dir, vault)
 }
 
-/// The fingerprint to check a manifest change against: `--fingerprint`, else the one pinned
-/// on this machine.
-pub fn pinned_or(vault: &Vault, given: Option<&str>, what: &str) -> Result<String> {
-    match given {
-        Some(f) => Ok(f.to_owned()),
-        None => pinned_fingerprint(&vault.manifest().vault_id)?.ok_or_else(|| {
-            fail(
-                Failure::Usage,
-                format!("{what} changes the manifest: pass --fingerprint (as on the share cards) or run where init pinned it"),
-            )
-        }),
-    }
-}
-
 fn dev_softhsm_for(dir: &Path, vault: Vault) -> Result<Vault> {
     let dir = dir.to_path_buf();
     if vault
@@ -142,6 +128,73 @@ pub fn check_pin(vault: &Vault) -> Result<()> {
         vault.check_identity(&pinned)?;
     }
     Ok(())
+}
+
+/// For every command that uses shares or a token: the vault must be the one this machine
+/// pinned, and returns that fingerprint. With no pin yet, the fingerprint `given`
+/// (`--fingerprint` or `BREAKGLASS_FINGERPRINT`, as on the share cards) is checked and pinned,
+/// or a person at the terminal confirms the vault's fingerprint against their card (trust on
+/// first use, said so); otherwise the command stops before anything is asked. A given
+/// fingerprint that differs from the pin is an integrity failure, never an override.
+pub fn require_pin(vault: &Vault, given: Option<&str>) -> Result<String> {
+    let manifest = vault.manifest();
+    let vault_id = &manifest.vault_id;
+    let fingerprint = manifest.fingerprint();
+    if let Some(pinned) = pinned_fingerprint(vault_id)? {
+        manifest.check_pinned(&pinned)?;
+        if let Some(given) = given
+            && !fingerprint.matches_display(given)
+        {
+            return Err(fail(
+                Failure::Integrity,
+                format!(
+                    "the fingerprint given ({given}) is not the one pinned on this machine for vault {vault_id} ({pinned}), which this vault matches: a pin is never overridden. If the vault was changed on purpose, check the new fingerprint with the security officer and remove vault {vault_id} from {}",
+                    known_vaults_path()
+                        .map_or_else(|| "known_vaults.json".into(), |p| p.display().to_string())
+                ),
+            ));
+        }
+        return Ok(pinned);
+    }
+    if let Some(given) = given {
+        if !fingerprint.matches_display(given) {
+            return Err(fail(
+                Failure::Integrity,
+                format!(
+                    "vault {vault_id} has fingerprint {fingerprint}, not the {given} given: this is not the vault on the share cards (or it was changed). Nothing was done"
+                ),
+            ));
+        }
+        pin_fingerprint(vault_id, &fingerprint.display())?;
+        eprintln!("fingerprint {fingerprint} of vault {vault_id} is now pinned on this machine");
+        return Ok(fingerprint.display());
+    }
+    if crate::prompt::interactive() {
+        eprintln!(
+            "This machine has not seen vault {vault_id} before. Its fingerprint is
+
+    {fingerprint}
+
+Compare it, group by group, with the fingerprint on a share card or in the runbook."
+        );
+        if crate::prompt::confirm(
+            "Is it the same, and should this machine trust the vault from now on?",
+        )? {
+            pin_fingerprint(vault_id, &fingerprint.display())?;
+            eprintln!("fingerprint pinned on this machine (trusted on first use)");
+            return Ok(fingerprint.display());
+        }
+        return Err(fail(
+            Failure::Integrity,
+            format!("vault {vault_id} not trusted: nothing was done"),
+        ));
+    }
+    Err(
+        vault_core::Error::from(vault_core::vault::VaultError::NotPinned {
+            vault_id: vault_id.clone(),
+        })
+        .into(),
+    )
 }
 
 /// Refuses to go on without a reason when the vault's policy requires one (checked before any

@@ -25,7 +25,7 @@ no token-signed audit checkpoint records it. Keep recovery shares apart from nor
 pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
     let def = resolve(&vault, args.threshold, &args.custodians);
     execute(
         vault,
@@ -65,7 +65,7 @@ pub(super) fn execute(
     hsm: Option<&str>,
     yes: bool,
 ) -> Result<()> {
-    let pinned = super::pinned_or(&vault, fingerprint, "enabling recovery")?;
+    let pinned = super::require_pin(&vault, fingerprint)?;
     validate_recovery(&vault.manifest().quorum, def)?;
     let members = &def.members;
     let stems: Vec<String> = members.iter().map(|m| format!("{m}.recovery")).collect();
@@ -127,6 +127,7 @@ pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
         args.output.as_ref(),
         args.reveal,
         args.reason.as_deref(),
+        args.fingerprint.as_deref(),
         |vault, details| {
             let (quorum, recovery) = gather_with_recovery(vault, &args.shares)?;
             eprintln!(

@@ -21,7 +21,7 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         return resume(vault_arg, args);
     }
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, args.fingerprint.as_deref())?;
     let target = resolve(&vault, &args.target)?;
     execute(
         vault,
@@ -90,7 +90,7 @@ pub(super) fn execute(
     fingerprint: Option<&str>,
     yes: bool,
 ) -> Result<()> {
-    let pinned = super::pinned_or(&vault, fingerprint, "a rekey")?;
+    let pinned = super::require_pin(&vault, fingerprint)?;
     let groups: Vec<GroupDef> = target
         .groups
         .iter()
@@ -191,6 +191,33 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
         .pending_rekey()?
         .ok_or_else(|| fail(Failure::Usage, "there is no interrupted rekey to resume"))?;
     let vault_id = vault.manifest().vault_id.clone();
+    // The journal is vault-directory data: the manifest it resumes from must be the one this
+    // machine pinned (or the fingerprint given where nothing is pinned yet), and the library
+    // then checks the journal with the old quorum secret.
+    let pinned = match (
+        super::pinned_fingerprint(&vault_id)?,
+        args.fingerprint.as_deref(),
+    ) {
+        (Some(pinned), _) => pinned,
+        (None, Some(given)) => given.to_owned(),
+        (None, None) => {
+            return Err(
+                vault_core::Error::from(vault_core::vault::VaultError::NotPinned { vault_id })
+                    .into(),
+            );
+        }
+    };
+    previous.check_pinned(&pinned)?;
+    if let Some(given) = args.fingerprint.as_deref()
+        && !previous.fingerprint().matches_display(given)
+    {
+        return Err(fail(
+            Failure::Integrity,
+            format!(
+                "the fingerprint given ({given}) is not the one pinned on this machine for vault {vault_id}: a pin is never overridden"
+            ),
+        ));
+    }
     let sets = [
         ShareSet {
             label: "old quorum",

@@ -191,7 +191,7 @@ impl Rotation<'_> {
 pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
     let (_, envelope) = vault.envelope(&args.name)?;
     if envelope.kind != Kind::Aws {
         return Err(fail(
@@ -199,11 +199,6 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
             format!("{} is not an aws credential", args.name),
         ));
     }
-    let pinned = match &args.fingerprint {
-        Some(f) => Some(f.clone()),
-        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
-    };
-    let pinned = pinned.ok_or_else(|| fail(Failure::Usage, "rotate re-seals: pass --fingerprint (as on the share cards) or run where init pinned it"))?;
     let history = sealed_before(&vault, &args.name)?;
     let shares = gather_shares(&vault, &args.shares)?;
     let runtime = aws::runtime()?;

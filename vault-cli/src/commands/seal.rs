@@ -144,10 +144,7 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
         Kind::AwsRoot => aws_root_payload(&input)?,
         Kind::Secret => input,
     };
-    let pinned = match &args.fingerprint {
-        Some(f) => Some(f.clone()),
-        None => super::pinned_fingerprint(&vault.manifest().vault_id)?,
-    };
+    let pinned = Some(super::require_pin(&vault, args.fingerprint.as_deref())?);
     let path = vault.seal(
         &args.name,
         kind,

@@ -76,6 +76,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
         args.output.as_ref(),
         args.reveal,
         args.reason.as_deref(),
+        args.fingerprint.as_deref(),
         |vault, details| {
             let shares = gather_shares(vault, &args.shares)?;
             let (unsealed, ()) = vault.unseal_with(
@@ -103,12 +104,13 @@ pub fn open_and_write(
     output_arg: Option<&OutputArg>,
     reveal: bool,
     reason: Option<&str>,
+    fingerprint: Option<&str>,
     open: impl FnOnce(&Vault, BTreeMap<String, String>) -> Result<Unsealed>,
 ) -> Result<()> {
     crate::hardening::harden()?;
     let output = output(output_arg)?;
     let vault = super::open_vault(vault_arg)?;
-    super::check_pin(&vault)?;
+    super::require_pin(&vault, fingerprint)?;
     let (_, envelope) = vault.envelope(name)?;
     let long_term_aws = envelope.kind == Kind::Aws;
     if long_term_aws && !reveal && !matches!(output, Output::Terminal) {

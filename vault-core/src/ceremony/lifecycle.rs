@@ -2,10 +2,11 @@
 //! `ceremonies/`, the request beside it, an audit entry), gathering the contributions received
 //! (each opened with the transport key and checked against the vault's share commitments), and
 //! closing it (still within its time, on the audit history it was opened on; the transport
-//! key destroyed, an audit entry naming who contributed). What the quorum is used for in
-//! between is the caller's: it matches on the request's [`Purpose`].
+//! key destroyed, an audit entry naming who contributed), or cancelling it. The transport key
+//! is overwritten and removed at close, at cancel, and as soon as a command finds the request
+//! expired. What the quorum is used for in between is the caller's: it matches on the
+//! request's [`Purpose`].
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -27,7 +28,7 @@ pub struct Opening<'a> {
     pub purpose: Purpose,
     /// Why: shown to every custodian and recorded.
     pub reason: &'a str,
-    /// How long contributions are accepted, in seconds.
+    /// How long contributions are accepted, in seconds (at most 7 days).
     pub lifetime_seconds: u64,
     /// Where to write the request for the custodians (a new file).
     pub out: &'a Path,
@@ -67,6 +68,14 @@ fn files(vault: &Vault, id: &str) -> Result<(PathBuf, PathBuf), CeremonyError> {
 /// Opens a ceremony: a fresh id and transport key, the request written into the vault and to
 /// `opening.out`, and a `ceremony_opened` audit entry. Returns the request.
 pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Error> {
+    let max_seconds = crate::trust::duration::MAX_CEREMONY_EXPIRY;
+    if opening.lifetime_seconds == 0 || opening.lifetime_seconds > max_seconds {
+        return Err(CeremonyError::Lifetime {
+            seconds: opening.lifetime_seconds,
+            max_seconds,
+        }
+        .into());
+    }
     let mut id = [0u8; 8];
     SystemRandom::new()
         .fill(&mut id)
@@ -109,14 +118,14 @@ pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Erro
     Ok(request)
 }
 
-/// Loads ceremony `id`'s request and transport key, and opens and checks every contribution
-/// in `contributions`: each opens with the transport key for this request, each custodian
-/// contributes once, and each share is the one the vault's commitments give that custodian.
-pub fn gather(
-    vault: &Vault,
-    id: &str,
-    contributions: &[PathBuf],
-) -> Result<Gathered, crate::Error> {
+/// Ceremony `id`'s request and transport key, loaded. An expired request has its transport
+/// key destroyed here and is refused ("expired at ...").
+struct Loaded {
+    request: Request,
+    transport: X25519SecretKey,
+}
+
+fn load(vault: &Vault, id: &str, now: u64) -> Result<Loaded, crate::Error> {
     let (request_path, key_path) = files(vault, id)?;
     let request_bytes =
         std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
@@ -124,6 +133,10 @@ pub fn gather(
         &request_bytes,
         &format!("request {}", request_path.display()),
     )?;
+    if let Err(expired) = request.check_not_expired(now) {
+        destroy_transport_key(&key_path)?;
+        return Err(expired.into());
+    }
     let key_hex = Zeroizing::new(
         std::fs::read_to_string(&key_path)
             .map_err(|_| CeremonyError::TransportKeyGone { id: id.to_owned() })?,
@@ -134,57 +147,117 @@ pub fn gather(
             file: key_path.clone(),
         }
     })?;
-    let transport = X25519SecretKey::from_bytes(&key);
+    Ok(Loaded {
+        request,
+        transport: X25519SecretKey::from_bytes(&key),
+    })
+}
+
+/// A contribution that was not accepted, and why.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The file.
+    pub file: PathBuf,
+    /// Why it was not accepted.
+    pub error: crate::Error,
+}
+
+/// Loads ceremony `id`'s request and transport key, and opens and checks every contribution
+/// in `contributions`: each opens with the transport key for this request, each custodian
+/// contributes once, and each share is the one the vault's commitments give that custodian.
+/// The first contribution that fails a check is the error.
+pub fn gather(
+    vault: &Vault,
+    id: &str,
+    contributions: &[PathBuf],
+) -> Result<Gathered, crate::Error> {
+    let (gathered, rejected) = gather_each(vault, id, contributions)?;
+    match rejected.into_iter().next() {
+        Some(first) => Err(first.error),
+        None => Ok(gathered),
+    }
+}
+
+/// As [`gather`], but a contribution that fails a check is set aside with its reason and the
+/// others are still gathered (for a status report). The request itself failing (unknown,
+/// expired, key gone) is still the error.
+pub fn gather_each(
+    vault: &Vault,
+    id: &str,
+    contributions: &[PathBuf],
+) -> Result<(Gathered, Vec<Rejected>), crate::Error> {
+    let loaded = load(vault, id, crate::clock::now_unix())?;
     let mut shares = Collector::new();
     let mut custodians = Vec::new();
-    let mut seen = BTreeSet::new();
+    let mut rejected = Vec::new();
     for (i, file) in contributions.iter().enumerate() {
-        let what = format!("contribution {}", file.display());
-        let bytes = std::fs::read(file).map_err(|cause| StoreError::Io {
-            path: file.clone(),
-            action: "reading",
-            cause,
-        })?;
-        let contribution = Contribution::from_bytes(&bytes, &what)?;
-        let mnemonic = contribution.open(&request, &transport, &what)?;
-        if !seen.insert(contribution.custodian.clone()) {
-            return Err(CeremonyError::ContributedTwice {
+        match accept(vault, &loaded, &mut shares, &custodians, i + 1, file) {
+            Ok(custodian) => custodians.push(custodian),
+            Err(error) => rejected.push(Rejected {
+                file: file.clone(),
+                error,
+            }),
+        }
+    }
+    Ok((
+        Gathered {
+            request: loaded.request,
+            shares,
+            custodians,
+        },
+        rejected,
+    ))
+}
+
+/// Opens and checks one contribution and adds its share; returns its custodian.
+fn accept(
+    vault: &Vault,
+    loaded: &Loaded,
+    shares: &mut Collector,
+    custodians: &[String],
+    position: usize,
+    file: &Path,
+) -> Result<String, crate::Error> {
+    let what = format!("contribution {}", file.display());
+    let bytes = std::fs::read(file).map_err(|cause| StoreError::Io {
+        path: file.to_path_buf(),
+        action: "reading",
+        cause,
+    })?;
+    let contribution = Contribution::from_bytes(&bytes, &what)?;
+    let mnemonic = contribution.open(&loaded.request, &loaded.transport, &what)?;
+    if custodians.contains(&contribution.custodian) {
+        return Err(CeremonyError::ContributedTwice {
+            what,
+            custodian: contribution.custodian,
+        }
+        .into());
+    }
+    let unusable = |source| CeremonyError::Share {
+        what: what.clone(),
+        source,
+    };
+    let share = Share::parse(&mnemonic, position).map_err(unusable)?;
+    match vault.custodian_of(&share) {
+        Some(owner) if owner == contribution.custodian => {}
+        Some(owner) => {
+            return Err(CeremonyError::WrongCustodian {
+                what,
+                signed: contribution.custodian,
+                owner,
+            }
+            .into());
+        }
+        None => {
+            return Err(CeremonyError::ForeignShare {
                 what,
                 custodian: contribution.custodian,
             }
             .into());
         }
-        let unusable = |source| CeremonyError::Share {
-            what: what.clone(),
-            source,
-        };
-        let share = Share::parse(&mnemonic, i + 1).map_err(unusable)?;
-        match vault.custodian_of(&share) {
-            Some(owner) if owner == contribution.custodian => {}
-            Some(owner) => {
-                return Err(CeremonyError::WrongCustodian {
-                    what,
-                    signed: contribution.custodian,
-                    owner,
-                }
-                .into());
-            }
-            None => {
-                return Err(CeremonyError::ForeignShare {
-                    what,
-                    custodian: contribution.custodian,
-                }
-                .into());
-            }
-        }
-        shares.add(i + 1, share).map_err(unusable)?;
-        custodians.push(contribution.custodian);
     }
-    Ok(Gathered {
-        request,
-        shares,
-        custodians,
-    })
+    shares.add(position, share).map_err(unusable)?;
+    Ok(contribution.custodian)
 }
 
 impl Gathered {
@@ -218,14 +291,108 @@ pub fn close(
     custodians: Vec<String>,
 ) -> Result<(), crate::Error> {
     let (_, key_path) = files(vault, &request.id)?;
-    std::fs::remove_file(&key_path).map_err(|cause| StoreError::Io {
-        path: key_path.clone(),
-        action: "removing",
-        cause,
-    })?;
+    if !destroy_transport_key(&key_path)? {
+        return Err(CeremonyError::TransportKeyGone {
+            id: request.id.clone(),
+        }
+        .into());
+    }
     let mut event = Event::new("ceremony_closed").detail("purpose", request.purpose.name());
     event.ceremony = Some(request.id.clone());
     event.custodians = custodians;
     vault.record(event)?;
     Ok(())
+}
+
+/// Cancels ceremony `id` before it is carried out: its transport key is destroyed, so no
+/// contribution sent to it can ever be opened, and a `ceremony_cancelled` entry records it.
+/// Returns the request. An expired ceremony whose key is still there can be cancelled too.
+pub fn cancel(vault: &Vault, id: &str) -> Result<Request, crate::Error> {
+    let (request_path, key_path) = files(vault, id)?;
+    let request_bytes =
+        std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
+    let request = Request::from_bytes(
+        &request_bytes,
+        &format!("request {}", request_path.display()),
+    )?;
+    if !destroy_transport_key(&key_path)? {
+        return Err(CeremonyError::NotOpen { id: id.to_owned() }.into());
+    }
+    let mut event = Event::new("ceremony_cancelled").detail("purpose", request.purpose.name());
+    event.ceremony = Some(request.id.clone());
+    event.credential = request.purpose.credential().map(str::to_owned);
+    vault.record(event)?;
+    Ok(request)
+}
+
+/// Destroys the transport key of every ceremony of the vault whose request has expired.
+/// Returns the ids of those whose key was destroyed now.
+pub fn destroy_expired(vault: &Vault, now: u64) -> Result<Vec<String>, crate::Error> {
+    let dir = vault.store().path(CEREMONIES);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(cause) => {
+            return Err(StoreError::Io {
+                path: dir,
+                action: "listing",
+                cause,
+            }
+            .into());
+        }
+    };
+    let mut destroyed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".request.json")) else {
+            continue;
+        };
+        let Ok((request_path, key_path)) = files(vault, id) else {
+            continue;
+        };
+        if !key_path.exists() {
+            continue;
+        }
+        // A request that cannot be read keeps its key: nothing says it expired, and the
+        // commands that use it name what is wrong with it.
+        let Some(request) = std::fs::read(&request_path)
+            .ok()
+            .and_then(|bytes| Request::from_bytes(&bytes, "request").ok())
+        else {
+            continue;
+        };
+        if request.check_not_expired(now).is_err() && destroy_transport_key(&key_path)? {
+            destroyed.push(id.to_owned());
+        }
+    }
+    destroyed.sort();
+    Ok(destroyed)
+}
+
+/// Overwrites the transport key file with zeros, flushes it to disk, and removes it. Returns
+/// whether there was a key to destroy.
+fn destroy_transport_key(path: &Path) -> Result<bool, crate::Error> {
+    use std::io::Write;
+    let io = |action: &'static str| {
+        move |cause| StoreError::Io {
+            path: path.to_path_buf(),
+            action,
+            cause,
+        }
+    };
+    let length = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(cause) => return Err(io("reading")(cause).into()),
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("overwriting"))?;
+    let zeros = vec![0u8; usize::try_from(length).unwrap_or(0)];
+    file.write_all(&zeros).map_err(io("overwriting"))?;
+    file.sync_all().map_err(io("overwriting"))?;
+    drop(file);
+    std::fs::remove_file(path).map_err(io("removing"))?;
+    Ok(true)
 }

@@ -10,7 +10,8 @@
 //!
 //! - `request`: the request and its [`Purpose`], which carries what each purpose needs;
 //! - `contribution`: a custodian's sealed share;
-//! - `lifecycle`: [`open`], [`gather`] and [`close`] in the vault.
+//! - `lifecycle`: [`open`], [`gather`], [`close`] and [`cancel`] in the vault; the transport
+//!   key is overwritten and removed at close, at cancel, and when the request is found expired.
 
 mod contribution;
 mod lifecycle;
@@ -21,7 +22,9 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 pub use contribution::{CONTRIBUTION_FORMAT, Contribution};
-pub use lifecycle::{Gathered, Opening, close, gather, open};
+pub use lifecycle::{
+    Gathered, Opening, Rejected, cancel, close, destroy_expired, gather, gather_each, open,
+};
 pub use request::{AuditHead, LayoutGroup, Purpose, REQUEST_FORMAT, RekeyLayout, Request};
 
 /// A ceremony that cannot go on, and why. Names the file's role, never share words.
@@ -69,7 +72,7 @@ pub enum CeremonyError {
         id: String,
     },
     /// No such ceremony is open in this vault.
-    #[error("no open ceremony {id} in this vault (closed, or never opened)")]
+    #[error("no open ceremony {id} in this vault (closed, cancelled, or never opened)")]
     NotOpen {
         /// The ceremony.
         id: String,
@@ -120,6 +123,16 @@ pub enum CeremonyError {
         /// What is wrong with the share.
         #[source]
         source: crate::quorum::QuorumError,
+    },
+    /// A ceremony asked to stay open for no time, or longer than the maximum.
+    #[error(
+        "a ceremony stays open between 1 second and {max_seconds} seconds (7 days), not {seconds}"
+    )]
+    Lifetime {
+        /// What was asked.
+        seconds: u64,
+        /// The maximum ([`crate::trust::duration::MAX_CEREMONY_EXPIRY`]).
+        max_seconds: u64,
     },
     /// The audit log no longer holds the head the ceremony was opened on.
     #[error(

@@ -163,6 +163,8 @@ pub struct TokenDescription {
     pub model: String,
     /// The PIN flags.
     pub pins: PinState,
+    /// The PIN lengths the token accepts (`ulMinPinLen`, `ulMaxPinLen`).
+    pub pin_limits: crate::trust::token_pin::PinLimits,
 }
 
 impl TokenDescription {
@@ -173,6 +175,10 @@ impl TokenDescription {
             manufacturer: info.manufacturer_id().trim_end().to_owned(),
             model: info.model().trim_end().to_owned(),
             pins: PinState::from_info(info),
+            pin_limits: crate::trust::token_pin::PinLimits {
+                min: u64::try_from(info.min_pin_length()).unwrap_or(u64::MAX),
+                max: u64::try_from(info.max_pin_length()).unwrap_or(u64::MAX),
+            },
         }
     }
 }

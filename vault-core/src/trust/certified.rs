@@ -389,6 +389,7 @@ pub(crate) mod tests {
                 seal_key_id: "01".into(),
                 seal_public_key: format!("04{}", "11".repeat(64)),
                 pin: PinSource::Quorum,
+                pin_derivation: None,
                 so_pin: None,
             }],
             audit: AuditKey {

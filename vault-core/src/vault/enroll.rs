@@ -6,7 +6,7 @@
 use secrecy::ExposeSecret;
 
 use crate::hsm::{KeyPurpose, KeyRef, Module, PinRole, Token, TokenDescription};
-use crate::manifest::{AuditKey, HsmEnrollment, PinSource, RetiredAuditKey};
+use crate::manifest::{AuditKey, HsmEnrollment, PinDerivation, PinSource, RetiredAuditKey};
 use crate::quorum::Collector;
 
 use crate::trust::quorum_key::QuorumSigningKey;
@@ -57,6 +57,7 @@ pub(super) fn new_enrollment(
         seal_public_key: hex::encode(&key.public_key),
         pin: user_pin.clone(),
         so_pin: target.init_token.then(|| so_pin.clone()),
+        pin_derivation: Some(PinDerivation::PerToken),
     }
 }
 
@@ -119,7 +120,7 @@ impl Vault {
         let new_session = new_module.open_session(&token)?;
         pins.login(
             &new_session,
-            token.label(),
+            Some(PinDerivation::PerToken),
             PinRole::User,
             new.user_pin,
             false,
@@ -215,7 +216,13 @@ impl Vault {
                 Err(e) => return Err(e),
             };
         let session = new_module.open_session(&token)?;
-        pins.login(&session, token.label(), PinRole::User, new.user_pin, false)?;
+        pins.login(
+            &session,
+            Some(PinDerivation::PerToken),
+            PinRole::User,
+            new.user_pin,
+            false,
+        )?;
         let new_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
         let new_audit = if audit_token_present {
             None

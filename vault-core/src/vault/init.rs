@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::audit::Event;
 use crate::hsm::{KeyPurpose, Module, PinRole};
-use crate::manifest::{self, AuditKey, Manifest, PinSource, Policy};
+use crate::manifest::{self, AuditKey, Manifest, PinDerivation, PinSource, Policy};
 use crate::store::Store;
 use crate::trust::machine::ConfigDir;
 use crate::trust::operator::validate_operator_name;
@@ -143,7 +143,7 @@ impl Vault {
         let session = module.open_session(&token)?;
         pins.login(
             &session,
-            token.label(),
+            Some(PinDerivation::PerToken),
             PinRole::User,
             &options.user_pin,
             false,

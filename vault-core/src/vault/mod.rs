@@ -106,6 +106,27 @@ pub enum VaultError {
         /// The journal file.
         journal: PathBuf,
     },
+    /// The journal of an interrupted rekey is not the one the rekey wrote: it was edited, or
+    /// written by something without the old quorum secret.
+    #[error(
+        "{} was changed since the rekey wrote it ({reason}): nothing was resumed and this machine's pin is unchanged",
+        journal.display()
+    )]
+    JournalNotAuthentic {
+        /// The journal file.
+        journal: PathBuf,
+        /// What does not hold.
+        reason: &'static str,
+    },
+    /// The quorum cannot derive a PIN this token accepts.
+    #[error("token {label}: no PIN can be derived for it")]
+    TokenPin {
+        /// The token.
+        label: String,
+        /// Why.
+        #[source]
+        cause: crate::trust::TrustError,
+    },
     /// No interrupted rekey to resume.
     #[error("there is no interrupted rekey to resume")]
     NoRekeyPending,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use crate::hsm::{
-    HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession,
+    HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenDescription, TokenSelector,
+    TokenSession,
 };
-use crate::manifest::{HsmEnrollment, PinSource};
+use crate::manifest::{HsmEnrollment, PinDerivation, PinSource};
 use crate::trust::machine::{MODULE_VAR, MachineConfig, ModuleSource, choose_modules};
 
 use super::{Vault, VaultError};
@@ -73,20 +74,22 @@ pub(super) struct Pins<'a> {
 }
 
 impl Pins<'_> {
-    /// The PIN for `role` on token `label`, from `source`.
+    /// The PIN for `role` on `token`, from `source` (derived from the quorum as
+    /// `derivation` says).
     pub fn pin(
         &self,
-        label: &str,
+        token: &TokenDescription,
+        derivation: Option<PinDerivation>,
         role: PinRole,
         source: &PinSource,
     ) -> Result<SecretString, crate::Error> {
         match (source, self.q) {
-            (PinSource::Quorum, Some(q)) => Ok(quorum_pin(q, self.vault_id, role)),
+            (PinSource::Quorum, Some(q)) => derived_pin(q, self.vault_id, derivation, token, role),
             (PinSource::Quorum, None) => Err(VaultError::Layout(
                 "the PIN comes from the quorum, which is not at hand".into(),
             )
             .into()),
-            (other, _) => self.provider.pin(label, role, other),
+            (other, _) => self.provider.pin(&token.label, role, other),
         }
     }
 
@@ -94,17 +97,43 @@ impl Pins<'_> {
     pub fn login(
         &self,
         session: &TokenSession<'_>,
-        label: &str,
+        derivation: Option<PinDerivation>,
         role: PinRole,
         source: &PinSource,
         force: bool,
     ) -> Result<Option<LoginWarning>, crate::Error> {
-        let pin = self.pin(label, role, source)?;
+        let pin = self.pin(session.token().description(), derivation, role, source)?;
         Ok(session.login(role, &pin, force)?)
     }
 }
 
-/// The token PIN derived from the quorum secret: 32 hex characters of HMAC-SHA256(Q, label).
+/// The PIN the quorum secret `q` gives `role` on `token`: per token (`pin/2`, fitted to the
+/// token's PIN lengths) for tokens enrolled with it, else the vault-wide `pin/1`.
+pub(super) fn derived_pin(
+    q: &[u8],
+    vault_id: &str,
+    derivation: Option<PinDerivation>,
+    token: &TokenDescription,
+    role: PinRole,
+) -> Result<SecretString, crate::Error> {
+    match derivation {
+        None => Ok(quorum_pin(q, vault_id, role)),
+        Some(PinDerivation::PerToken) => Ok(crate::trust::token_pin::token_pin(
+            q,
+            vault_id,
+            &token.serial,
+            role,
+            token.pin_limits,
+        )
+        .map_err(|cause| VaultError::TokenPin {
+            label: token.label.clone(),
+            cause,
+        })?),
+    }
+}
+
+/// The token PIN of vaults made before per-token PINs (`pin/1`): 32 hex characters of
+/// HMAC-SHA256(Q, label), the same on every token of the vault.
 pub(super) fn quorum_pin(q: &[u8], vault_id: &str, role: PinRole) -> SecretString {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, q);
     let role = match role {
@@ -185,7 +214,7 @@ impl<'m> Present<'m> {
         let session = self.module.open_session(&self.token)?;
         let warning = pins.login(
             &session,
-            &self.enrollment.label,
+            self.enrollment.pin_derivation,
             PinRole::User,
             &self.enrollment.pin,
             force_pin,
@@ -392,7 +421,9 @@ impl Vault {
 }
 
 /// The token `target` names: initialised first when asked (SO PIN set, user PIN set), else
-/// found by label.
+/// found by label. Quorum PINs are derived per token (`pin/2`): a token's serial is known only
+/// once it is initialised, so a quorum-derived SO PIN is set in two steps (a one-time random
+/// PIN at initialisation, changed at once to the derived one).
 pub(super) fn prepare_token(
     module: &Module,
     pins: &Pins<'_>,
@@ -403,13 +434,34 @@ pub(super) fn prepare_token(
     if !target.init_token {
         return Ok(module.find_token(&TokenSelector::Label(target.label.clone()))?);
     }
-    let so = pins.pin(&target.label, PinRole::SecurityOfficer, so_pin)?;
-    let user = pins.pin(&target.label, PinRole::User, user_pin)?;
-    let token = module.init_token(&target.label, &so)?;
+    let derivation = Some(PinDerivation::PerToken);
+    let initial_so = match so_pin {
+        PinSource::Quorum => one_time_pin()?,
+        other => pins
+            .provider
+            .pin(&target.label, PinRole::SecurityOfficer, other)?,
+    };
+    let token = module.init_token(&target.label, &initial_so)?;
+    let description = token.description();
+    let user = pins.pin(description, derivation, PinRole::User, user_pin)?;
     let session = module.open_session(&token)?;
-    session.login(PinRole::SecurityOfficer, &so, false)?;
+    session.login(PinRole::SecurityOfficer, &initial_so, false)?;
     session.init_user_pin(&user)?;
+    if *so_pin == PinSource::Quorum {
+        let so = pins.pin(description, derivation, PinRole::SecurityOfficer, so_pin)?;
+        session.change_pin(&initial_so, &so)?;
+    }
     Ok(token)
+}
+
+/// A random PIN used once, while a token is initialised.
+fn one_time_pin() -> Result<SecretString, crate::Error> {
+    use ring::rand::SecureRandom;
+    let mut bytes = zeroize::Zeroizing::new([0u8; 16]);
+    ring::rand::SystemRandom::new()
+        .fill(bytes.as_mut())
+        .map_err(|_| VaultError::Random)?;
+    Ok(SecretString::from(hex::encode(bytes.as_ref())))
 }
 
 #[cfg(test)]
@@ -417,6 +469,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::hsm::PinState;
 
     struct NoPins;
     impl PinProvider for NoPins {
@@ -451,6 +504,17 @@ mod tests {
         );
     }
 
+    fn token(serial: &str, max: u64) -> TokenDescription {
+        TokenDescription {
+            label: "t".into(),
+            serial: serial.into(),
+            manufacturer: "m".into(),
+            model: "x".into(),
+            pins: PinState::default(),
+            pin_limits: crate::trust::token_pin::PinLimits { min: 4, max },
+        }
+    }
+
     #[test]
     fn a_quorum_pin_without_the_quorum_is_refused_and_other_sources_ask_the_caller() {
         let without = Pins {
@@ -458,21 +522,52 @@ mod tests {
             vault_id: "v1",
             provider: &NoPins,
         };
+        let t = token("0001", 255);
         assert!(matches!(
-            without.pin("t", PinRole::User, &PinSource::Quorum),
+            without.pin(&t, None, PinRole::User, &PinSource::Quorum),
             Err(crate::Error::Vault(VaultError::Layout(_)))
         ));
-        let asked = without.pin("t", PinRole::User, &PinSource::Prompt).unwrap();
+        let asked = without
+            .pin(&t, None, PinRole::User, &PinSource::Prompt)
+            .unwrap();
         assert_eq!(asked.expose_secret(), "asked for t");
         let with = Pins {
             q: Some(&[7; 32]),
             ..without
         };
         assert_eq!(
-            with.pin("t", PinRole::User, &PinSource::Quorum)
+            with.pin(&t, None, PinRole::User, &PinSource::Quorum)
                 .unwrap()
                 .expose_secret(),
             quorum_pin(&[7; 32], "v1", PinRole::User).expose_secret()
         );
+    }
+
+    #[test]
+    fn tokens_enrolled_per_token_get_their_own_fitted_pin_and_older_ones_keep_pin_1() {
+        let pins = Pins {
+            q: Some(&[7; 32]),
+            vault_id: "v1",
+            provider: &NoPins,
+        };
+        let per_token = Some(PinDerivation::PerToken);
+        let pin = |t: &TokenDescription, d| {
+            pins.pin(t, d, PinRole::User, &PinSource::Quorum)
+                .unwrap()
+                .expose_secret()
+                .to_owned()
+        };
+        let (a, b) = (token("0001", 255), token("0002", 255));
+        assert_ne!(pin(&a, per_token), pin(&b, per_token));
+        assert_eq!(pin(&a, per_token).len(), 32);
+        assert_eq!(pin(&token("0001", 16), per_token).len(), 16);
+        // Older enrolments: the vault-wide PIN, the same on both tokens.
+        assert_eq!(pin(&a, None), pin(&b, None));
+        assert_ne!(pin(&a, None), pin(&a, per_token));
+        // A token that takes no PIN of 8 characters: refused, naming the token.
+        assert!(matches!(
+            pins.pin(&token("0003", 6), per_token, PinRole::User, &PinSource::Quorum),
+            Err(crate::Error::Vault(VaultError::TokenPin { label, .. })) if label == "t"
+        ));
     }
 }

@@ -18,7 +18,7 @@ use crate::trust::quorum_key::QuorumSigningKey;
 
 use super::super::record::manifest_event;
 use super::super::rewrap::{Change, Scope, rewrap};
-use super::super::tokens::{Modules, PinProvider, quorum_pin};
+use super::super::tokens::{Modules, PinProvider, derived_pin};
 use super::super::{Vault, VaultError};
 use super::journal::RekeyJournal;
 use super::plan::RekeyPlan;
@@ -45,7 +45,9 @@ impl Vault {
         self.refuse_pending_rekey()?;
         let modules = self.open_modules(None)?;
         self.quorum_tokens_present(&modules)?;
-        let journal = RekeyJournal::new(&self.trusted, &plan.manifest, plan.custodians.clone());
+        let mut journal =
+            RekeyJournal::new(&self.trusted, &plan.manifest, plan.custodians.clone());
+        journal.authenticate(plan.old_q.expose_secret(), &self.manifest().vault_id);
         self.write_journal(&lock, &journal)?;
         let secrets = Secrets {
             old: plan.old_q.expose_secret(),
@@ -54,7 +56,10 @@ impl Vault {
         self.rekey_apply(&lock, &modules, journal, &secrets, pins)
     }
 
-    /// Finishes an interrupted rekey: `old` must meet the current quorum and `new` the new one.
+    /// Finishes an interrupted rekey: `old` must meet the quorum before the rekey and `new`
+    /// the new one, and the journal must verify with the old quorum secret (it is refused,
+    /// with nothing done, when it was edited). The caller checks the manifest before the rekey
+    /// ([`Vault::pending_rekey`]) against the fingerprint it pinned.
     pub fn rekey_resume(
         &mut self,
         old: &Collector,
@@ -70,6 +75,13 @@ impl Vault {
         // The old shares meet the quorum of the manifest before the rekey, whichever of the
         // two vault.json holds now: the vault was opened with the journal's, authenticated.
         let old_quorum = self.recombine(old)?;
+        // Nothing in the journal is acted on until the old quorum vouches for it.
+        journal
+            .verify(old_quorum.secret.expose_secret(), &self.manifest().vault_id)
+            .map_err(|reason| VaultError::JournalNotAuthentic {
+                journal: self.journal_path(),
+                reason,
+            })?;
         let combined = new.combine(b"")?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
         if hex::encode(key.public_key()) != target.quorum.public_key {
@@ -225,8 +237,10 @@ impl Vault {
                         cause,
                     })?;
                 let token = module.find_token(&TokenSelector::Serial(enrollment.serial.clone()))?;
-                let old_pin = quorum_pin(secrets.old, vault_id, role);
-                let new_pin = quorum_pin(secrets.new, vault_id, role);
+                let description = token.description();
+                let derivation = enrollment.pin_derivation;
+                let old_pin = derived_pin(secrets.old, vault_id, derivation, description, role)?;
+                let new_pin = derived_pin(secrets.new, vault_id, derivation, description, role)?;
                 {
                     let session = module.open_session(&token)?;
                     match session.login(role, &old_pin, false) {
@@ -240,6 +254,7 @@ impl Vault {
                 }
                 crate::fault::point("rekey-before-pin-journal")?;
                 journal.pins_changed.push(step);
+                journal.authenticate(secrets.old, vault_id);
                 self.write_journal(lock, journal)?;
                 changed.push(format!("{}:{role_name}", enrollment.label));
                 crate::fault::point("rekey-after-pin")?;

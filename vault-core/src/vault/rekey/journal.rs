@@ -2,7 +2,18 @@
 //! manifest before (authenticated again when the vault is opened to resume) and the manifest
 //! after (certified by the new quorum when it is installed), the PIN changes done, and who
 //! authorised it. While it exists the vault refuses every operation but resuming.
+//!
+//! The vault directory is untrusted storage, so the journal is authenticated: each write
+//! carries `HMAC-SHA256(K, Canonical["breakglass-rekey-journal/1", vault id, previous,
+//! manifest, pins_changed..., custodians...])` with `K = HKDF-SHA256(ikm = old Q, salt = vault
+//! id, info = "breakglass rekey journal/1")`. Only the old quorum's holders can write one that
+//! verifies; resuming recombines the old quorum (against `previous`, authenticated when the
+//! vault was opened) and verifies the tag before anything is done.
 
+use ring::hmac;
+use zeroize::Zeroizing;
+
+use crate::canonical::Canonical;
 use crate::manifest::{Manifest, ManifestError};
 use crate::store::{Store, WriteLock};
 use crate::trust::{AuthenticatedManifest, CertifiedManifest};
@@ -25,7 +36,14 @@ pub(super) struct RekeyJournal {
     pub pins_changed: Vec<String>,
     /// The custodians of the old quorum who authorised it.
     pub custodians: Vec<String>,
+    /// The authentication tag (hex) over everything above, keyed by the old quorum secret
+    /// (missing in a journal written before journals were authenticated: refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
+
+/// The domain of the journal's key and tag.
+const JOURNAL_DOMAIN: &[u8] = b"breakglass-rekey-journal/1";
 
 impl RekeyJournal {
     /// A journal for a rekey from `previous` to `target`, nothing done yet.
@@ -39,7 +57,51 @@ impl RekeyJournal {
             manifest: String::from_utf8_lossy(&target.to_bytes()).into_owned(),
             pins_changed: Vec::new(),
             custodians,
+            tag: None,
         }
+    }
+
+    fn key(old_q: &[u8], vault_id: &str) -> hmac::Key {
+        let key: Zeroizing<[u8; 32]> = crate::trust::quorum_key::hkdf32(
+            old_q,
+            vault_id.as_bytes(),
+            &[b"breakglass rekey journal/1"],
+        );
+        hmac::Key::new(hmac::HMAC_SHA256, &key[..])
+    }
+
+    fn message(&self, vault_id: &str) -> Vec<u8> {
+        let mut c = Canonical::default();
+        c.field(JOURNAL_DOMAIN)
+            .field(vault_id.as_bytes())
+            .field(self.previous.as_bytes())
+            .field(self.manifest.as_bytes());
+        c.number(self.pins_changed.len() as u64);
+        for step in &self.pins_changed {
+            c.field(step.as_bytes());
+        }
+        c.number(self.custodians.len() as u64);
+        for custodian in &self.custodians {
+            c.field(custodian.as_bytes());
+        }
+        c.into_bytes()
+    }
+
+    /// Sets the tag for what the journal now holds, with the old quorum secret.
+    pub fn authenticate(&mut self, old_q: &[u8], vault_id: &str) {
+        let tag = hmac::sign(&Self::key(old_q, vault_id), &self.message(vault_id));
+        self.tag = Some(hex::encode(tag.as_ref()));
+    }
+
+    /// Checks the tag with the old quorum secret; `Err` says what does not hold.
+    pub fn verify(&self, old_q: &[u8], vault_id: &str) -> Result<(), &'static str> {
+        let tag = self
+            .tag
+            .as_deref()
+            .ok_or("it carries no authentication tag")?;
+        let tag = hex::decode(tag).map_err(|_| "its authentication tag is not hex")?;
+        hmac::verify(&Self::key(old_q, vault_id), &self.message(vault_id), &tag)
+            .map_err(|_| "its authentication tag does not verify with the old quorum secret")
     }
 
     /// The file bytes (pretty JSON, newline-terminated).
@@ -129,7 +191,49 @@ mod tests {
             manifest: "{\"new\": 1}\n".into(),
             pins_changed: vec!["0001:user".into()],
             custodians: vec!["alice".into(), "bob".into()],
+            tag: None,
         }
+    }
+
+    #[test]
+    fn only_the_old_quorum_writes_a_journal_that_verifies_and_every_field_is_covered() {
+        let q = [7u8; 32];
+        let mut genuine = journal();
+        assert_eq!(
+            genuine.verify(&q, "v1"),
+            Err("it carries no authentication tag")
+        );
+        genuine.authenticate(&q, "v1");
+        assert_eq!(genuine.verify(&q, "v1"), Ok(()));
+        let read =
+            RekeyJournal::from_bytes(&genuine.to_bytes(), std::path::Path::new("j")).unwrap();
+        assert_eq!(read.verify(&q, "v1"), Ok(()));
+        // Another quorum secret or another vault: refused.
+        assert!(genuine.verify(&[8u8; 32], "v1").is_err());
+        assert!(genuine.verify(&q, "v2").is_err());
+        // Any field changed: refused.
+        let edits: [fn(&mut RekeyJournal); 5] = [
+            |j| j.previous.push(' '),
+            |j| j.manifest = "{\"module\": \"/tmp/evil.so\"}\n".into(),
+            |j| j.pins_changed.push("0002:so".into()),
+            |j| j.custodians[1] = "mallory".into(),
+            |j| j.tag = Some("00".repeat(32)),
+        ];
+        for edit in edits {
+            let mut edited = genuine.clone();
+            edit(&mut edited);
+            assert!(edited.verify(&q, "v1").is_err());
+        }
+        // Moving a step between lists does not collide (the lists are counted).
+        let mut a = journal();
+        a.pins_changed = vec!["x".into()];
+        a.custodians = vec![];
+        let mut b = journal();
+        b.pins_changed = vec![];
+        b.custodians = vec!["x".into()];
+        a.authenticate(&q, "v1");
+        b.tag = a.tag.clone();
+        assert!(b.verify(&q, "v1").is_err());
     }
 
     #[test]
