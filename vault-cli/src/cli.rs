@@ -376,6 +376,21 @@ pub enum AuditCommand {
     Verify(ReportArgs),
     /// Print the audit log.
     Show(ReportArgs),
+    /// Move a torn last write (a crash or a full disk) aside and record the repair.
+    ///
+    /// For the security officer. The torn bytes go to `audit.jsonl.torn-<time>` beside the log
+    /// (kept, never deleted); an `audit_repair` entry records that file, their length and
+    /// SHA-256. Only the bytes after the last complete line are moved: signed history is never
+    /// touched. Writing commands refuse (exit 8) until this has run.
+    Repair(AuditRepairArgs),
+}
+
+/// `breakglass audit repair`
+#[derive(Debug, Args)]
+pub struct AuditRepairArgs {
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// `breakglass shares ...`

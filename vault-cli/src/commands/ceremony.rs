@@ -106,7 +106,6 @@ fn layout_given(given: &RekeyLayoutArgs) -> bool {
 
 /// `breakglass ceremony open`.
 pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
     let purpose = purpose(&vault, args)?;
@@ -143,7 +142,6 @@ fn custodian_from_header(path: &Path, identity: Option<&Path>) -> Option<String>
 
 /// `breakglass ceremony contribute` (custodian side, no vault needed).
 pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let bytes = std::fs::read(&args.request)
         .with_context(|| format!("reading {}", args.request.display()))?;
     let request = Request::from_bytes(&bytes, &format!("request {}", args.request.display()))?;
@@ -239,7 +237,6 @@ pub fn status(vault_arg: Option<&Path>, args: &CeremonyStatusArgs) -> Result<()>
 
 /// `breakglass ceremony close`: checks everything, then carries out the purpose.
 pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
     let gathered = ceremony::gather(&vault, &args.id, &args.contributions)?;

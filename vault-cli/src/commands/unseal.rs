@@ -105,7 +105,6 @@ pub fn open_and_write(
     reason: Option<&str>,
     open: impl FnOnce(&Vault, BTreeMap<String, String>) -> Result<Unsealed>,
 ) -> Result<()> {
-    crate::hardening::harden()?;
     let output = output(output_arg)?;
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;

@@ -128,7 +128,7 @@ impl Vault {
         )?;
         let new_key = new_session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
 
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         // Every token operation first (the token half of each file key for the new stanzas,
         // then the checkpoint signing the entry that records the new manifest), nothing
         // written until all have succeeded: a token that fails leaves the vault as it was.
@@ -230,7 +230,7 @@ impl Vault {
             .map(|h| hex::decode(&h.seal_public_key).unwrap_or_default())
             .collect();
 
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         rewrap(
             self.envelope_files(Scope::Current)?,
             &Change::Stanzas {

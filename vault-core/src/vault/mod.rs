@@ -38,6 +38,7 @@ use crate::store::{AUDIT_LOG, MANIFEST, Store};
 pub use drill::DrillReport;
 pub use enroll::NewToken;
 pub use init::InitOptions;
+pub use record::AUDIT_REPAIR;
 pub use recovery::RecoveryPlan;
 pub use rekey::{RecoveryChange, RekeyOptions, RekeyPlan};
 pub use shares::{

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use secrecy::ExposeSecret;
 
-use crate::audit::Event;
+use crate::audit::{Event, Repaired};
 use crate::envelope::Envelope;
 use crate::hsm::LoginWarning;
 use crate::quorum::Collector;
@@ -31,6 +31,8 @@ pub struct Unsealed {
     pub token: String,
     /// A PIN warning to show.
     pub warning: Option<LoginWarning>,
+    /// A torn audit tail moved aside to record this opening (`recover` only).
+    pub repaired: Option<Repaired>,
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -70,6 +72,52 @@ impl Vault {
         purpose: &str,
         act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
     ) -> Result<(Unsealed, R), crate::Error> {
+        // Refused before any token work: the opening could not be recorded.
+        self.audit().refuse_torn_tail()?;
+        let result = self.open_and_record(name, shares, token, purpose, act);
+        if let Err(error) = &result {
+            self.record_failed_attempt(name, shares, purpose, error);
+        }
+        result
+    }
+
+    /// A failed attempt, recorded where it can be (a log that cannot take it is left as it
+    /// is): `<purpose>_failed` with the credential, the custodians whose shares were given (as
+    /// the manifest knows them), the kind of failure and its message. Errors carry no secret.
+    fn record_failed_attempt(
+        &self,
+        name: &str,
+        shares: &Collector,
+        purpose: &str,
+        error: &crate::Error,
+    ) {
+        // A log that ends torn, or is held by another writer, takes nothing now.
+        if matches!(
+            error.kind(),
+            crate::ErrorKind::TornAudit | crate::ErrorKind::Busy
+        ) {
+            return;
+        }
+        let mut event = Event::new(&format!("{purpose}_failed"))
+            .detail("failure", format!("{:?}", error.kind()).to_lowercase())
+            .detail("error", crate::error::with_causes(error))
+            .detail("shares_given", shares.len().to_string());
+        event.credential = Some(name.to_owned());
+        event.custodians = shares
+            .shares()
+            .filter_map(|(_, share)| self.custodian_of(share))
+            .collect();
+        let _ = self.record(event);
+    }
+
+    fn open_and_record<R>(
+        &self,
+        name: &str,
+        shares: &Collector,
+        token: TokenChoice<'_>,
+        purpose: &str,
+        act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
+    ) -> Result<(Unsealed, R), crate::Error> {
         let (path, envelope) = self.envelope(name)?;
         let quorum = self.recombine(shares)?;
         self.with_token(
@@ -78,7 +126,7 @@ impl Vault {
             |session, enrollment, key, warning| {
                 let payload = envelope.open(&session.dh_oracle(key), &quorum.key, &path)?;
                 let (details, result) = act(&envelope, &payload, &quorum.custodians);
-                let _lock = self.store.lock()?;
+                let _lock = self.write_lock()?;
                 let mut event = Event::new(purpose).detail("token", enrollment.label.clone());
                 event.details.extend(details);
                 event.credential = Some(name.to_owned());
@@ -92,6 +140,7 @@ impl Vault {
                         rejected: quorum.rejected.clone(),
                         token: enrollment.label.clone(),
                         warning,
+                        repaired: None,
                     },
                     result,
                 ))
@@ -119,7 +168,7 @@ impl Vault {
         event.details.extend(details);
         event.credential = Some(name.to_owned());
         event.custodians = quorum.custodians.clone();
-        self.record(event)?;
+        let (_, repaired) = self.record_repairing(event)?;
         Ok(Unsealed {
             payload,
             envelope,
@@ -127,6 +176,7 @@ impl Vault {
             rejected: Vec::new(),
             token: NO_TOKEN.into(),
             warning: None,
+            repaired,
         })
     }
 }
