@@ -259,7 +259,7 @@ fn a_full_disk_at_each_write_of_seal_unseal_and_rekey_half_writes_nothing_and_lo
                 // Complete in the vault; the new fingerprint could not be pinned on this
                 // machine (its configuration is on the same full disk): the message said where
                 // to put it, as the security officer does after checking it.
-                pin_current_fingerprint(env);
+                env.pin_current_fingerprint();
                 env.assert_every_credential_opens(&env.quorum_in(new_dir), &payloads());
             }
         },
@@ -267,25 +267,6 @@ fn a_full_disk_at_each_write_of_seal_unseal_and_rekey_half_writes_nothing_and_lo
     eprintln!(
         "ENOSPC sweep: faulted writes per operation (seal, seal --replace, unseal, rekey): {faulted:?}"
     );
-}
-
-/// Pins the vault's current fingerprint in the test's configuration, as a person does by hand.
-fn pin_current_fingerprint(env: &Env) {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
-    // The audit entry that recorded the manifest names its fingerprint.
-    let log = std::fs::read_to_string(env.vault().join("audit.jsonl")).unwrap();
-    let fingerprint = log
-        .lines()
-        .rev()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find_map(|e| e["details"].get("fingerprint").cloned())
-        .unwrap();
-    let path = env.path("config/breakglass/known_vaults.json");
-    let mut known: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    known[manifest["vault_id"].as_str().unwrap()] = fingerprint;
-    std::fs::write(&path, known.to_string()).unwrap();
 }
 
 /// The shell script run in a mount namespace of its own with a 1 MiB tmpfs at `mnt`: a vault

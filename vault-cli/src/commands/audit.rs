@@ -24,7 +24,8 @@ pub fn warn_torn_tail(log: &Path, tail: &TornTail) {
 
 /// `breakglass audit repair`: moves a torn tail aside and records it.
 pub fn repair(vault_arg: Option<&Path>, args: &AuditRepairArgs) -> Result<()> {
-    let vault = super::open_vault(vault_arg)?;
+    // An interrupted rekey is resumed after the repair (its resume appends to the log).
+    let vault = super::open_vault_resuming(vault_arg)?;
     let log = vault.store().path(vault_core::store::AUDIT_LOG);
     let Some(tail) = vault.audit().torn_tail()? else {
         println!("{}: no torn tail: nothing to repair", log.display());
