@@ -77,7 +77,8 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
         args.reveal,
         args.reason.as_deref(),
         |vault, details| {
-            let shares = gather_shares(vault, &args.shares)?;
+            let shares = gather_shares(vault, &args.shares)
+                .inspect_err(|e| record_refused_shares(vault, &args.name, "unseal", e))?;
             let (unsealed, ()) = vault.unseal_with(
                 &args.name,
                 &shares,
@@ -92,6 +93,17 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
             Ok(unsealed)
         },
     )
+}
+
+/// Records an opening refused because a share given was not one of this vault's (or could not
+/// be read): the custodians gave shares, and the attempt is on the record.
+pub fn record_refused_shares(vault: &Vault, name: &str, purpose: &str, error: &anyhow::Error) {
+    let failure = if crate::exit::classify(error) == crate::exit::Failure::Quorum {
+        "quorum"
+    } else {
+        "shares"
+    };
+    vault.record_failed_opening(name, purpose, failure, &format!("{error:#}"), None);
 }
 
 /// Checks the output options, the reason and the audit chain, opens credential `name` with

@@ -81,9 +81,7 @@ impl Vault {
         result
     }
 
-    /// A failed attempt, recorded where it can be (a log that cannot take it is left as it
-    /// is): `<purpose>_failed` with the credential, the custodians whose shares were given (as
-    /// the manifest knows them), the kind of failure and its message. Errors carry no secret.
+    /// A failed attempt, recorded where it can be: see [`Vault::record_failed_opening`].
     fn record_failed_attempt(
         &self,
         name: &str,
@@ -98,15 +96,40 @@ impl Vault {
         ) {
             return;
         }
+        let failure = format!("{:?}", error.kind()).to_lowercase();
+        self.record_failed_opening(
+            name,
+            purpose,
+            &failure,
+            &crate::error::with_causes(error),
+            Some(shares),
+        );
+    }
+
+    /// Records a failed opening of credential `name` (shares were given, e.g. one that is not
+    /// this vault's, or the token failed) as `<purpose>_failed`, with the kind of failure, its
+    /// message (errors carry no secret) and, when they were gathered, how many shares were given
+    /// and the custodians they belong to as the manifest knows them. Best effort: a log that cannot take it (torn, busy,
+    /// a full disk) is left as it is.
+    pub fn record_failed_opening(
+        &self,
+        name: &str,
+        purpose: &str,
+        failure: &str,
+        message: &str,
+        shares: Option<&Collector>,
+    ) {
         let mut event = Event::new(&format!("{purpose}_failed"))
-            .detail("failure", format!("{:?}", error.kind()).to_lowercase())
-            .detail("error", crate::error::with_causes(error))
-            .detail("shares_given", shares.len().to_string());
+            .detail("failure", failure)
+            .detail("error", message);
+        if let Some(shares) = shares {
+            event = event.detail("shares_given", shares.len().to_string());
+            event.custodians = shares
+                .shares()
+                .filter_map(|(_, share)| self.custodian_of(share))
+                .collect();
+        }
         event.credential = Some(name.to_owned());
-        event.custodians = shares
-            .shares()
-            .filter_map(|(_, share)| self.custodian_of(share))
-            .collect();
         let _ = self.record(event);
     }
 
