@@ -356,6 +356,7 @@ impl Swept {
                 NoPartialFile,
                 NothingLost,
                 ReturnValueNamed,
+                InAuditLog,
             ],
             Swept::Drill => &[
                 Exit4,
