@@ -23,15 +23,7 @@ fn concurrent_seals_and_unseals_lose_no_line_and_interleave_nothing() {
     let mut children = Vec::new();
     for name in &names {
         let file = env.path(&format!("{name}.in"));
-        std::fs::write(&file, format!("payload of {name}")).unwrap();
-        let mut command = env.command(&[
-            "seal",
-            name,
-            "--kind",
-            "secret",
-            "--from-file",
-            file.to_str().unwrap(),
-        ]);
+        let mut command = env.seal_command(name, format!("payload of {name}").as_bytes(), &file);
         children.push((
             name.clone(),
             command.stderr(Stdio::piped()).spawn().unwrap(),
@@ -99,17 +91,8 @@ fn a_writer_kept_waiting_past_the_bound_exits_7_naming_the_holder() {
     assert!(!env.vault().join("credentials/waiting.json").exists());
 
     // A writer within its bound goes on as soon as the lock is let go.
-    let file = env.path("later.in");
-    std::fs::write(&file, b"sealed after the wait").unwrap();
     let child = env
-        .command(&[
-            "seal",
-            "later",
-            "--kind",
-            "secret",
-            "--from-file",
-            file.to_str().unwrap(),
-        ])
+        .seal_command("later", b"sealed after the wait", &env.path("later.in"))
         .env("BREAKGLASS_LOCK_WAIT", "30")
         .stderr(Stdio::piped())
         .spawn()

@@ -594,7 +594,10 @@ fn every_single_byte_change_of_the_audit_log_is_found_or_lies_in_its_unsigned_ta
         if report.torn_tail.is_some() {
             // The change made the last line unreadable: reported as a torn tail (a write cut
             // short), and no writer appends after it until it is moved aside.
-            assert!(i >= last_line_start, "byte {i}: a torn tail before the last line");
+            assert!(
+                i >= last_line_start,
+                "byte {i}: a torn tail before the last line"
+            );
             continue;
         }
         let Ok(found) = log.entries() else {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use super::{Env, stderr};
 
@@ -58,21 +58,26 @@ impl Env {
         env: &[(&str, &str)],
     ) -> Output {
         let file = self.path(&format!("{name}.payload"));
-        std::fs::write(&file, payload).unwrap();
-        let mut args = vec![
+        let mut command = self.seal_command(name, payload, &file);
+        if replace {
+            command.arg("--replace");
+        }
+        let output = command.envs(env.iter().copied()).output().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        output
+    }
+
+    /// `seal NAME --kind secret --from-file FILE`, with `payload` written to `file` first.
+    pub fn seal_command(&self, name: &str, payload: &[u8], file: &Path) -> Command {
+        std::fs::write(file, payload).unwrap();
+        self.command(&[
             "seal",
             name,
             "--kind",
             "secret",
             "--from-file",
             file.to_str().unwrap(),
-        ];
-        if replace {
-            args.push("--replace");
-        }
-        let output = self.run_with(&args, env);
-        std::fs::remove_file(&file).unwrap();
-        output
+        ])
     }
 
     /// `args` followed by `--share-file` for the share files `shares` (relative to the test
