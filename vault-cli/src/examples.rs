@@ -227,6 +227,10 @@ breakglass share card --share-file ann.share.age --identity ann.key --out ./card
     ("audit verify", "breakglass audit verify\nbreakglass audit verify --json"),
     ("audit show", "breakglass audit show\nbreakglass audit show --json"),
     (
+        "audit repair",
+        "# after a crash or a full disk (exit 8), as the security officer:\nbreakglass audit repair\nbreakglass audit repair --yes",
+    ),
+    (
         "completions",
         "# bash (current shell, then for every new one):
 source <(breakglass completions bash)

@@ -394,10 +394,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     rename_into_place(&temp, path)
 }
 
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// The first half of [`write_atomic`]: `bytes` in a new 0600 temporary file beside `path`,
 /// synced; on failure nothing is left.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
     let temp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
@@ -421,7 +428,7 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
 
 /// The second half of [`write_atomic`]: the rename over `path`, then fsync of the directory.
 fn rename_into_place(temp: &Path, path: &Path) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     if let Err(e) = fs::rename(temp, path) {
         let _ = fs::remove_file(temp);
         return Err(io(path, "replacing")(e));
@@ -479,7 +486,7 @@ pub fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError
         let _ = fs::remove_file(path);
         return written;
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir, "syncing the directory"))
