@@ -199,11 +199,16 @@ impl Lab {
     }
 
     /// Every file and directory of the test directory with its contents, the scratch directory
-    /// and the audit log aside.
+    /// the audit log and the lock file aside.
     fn tree(&self) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
         let mut tree = BTreeMap::new();
         walk(self.env.dir.path(), Path::new(""), &mut tree);
-        tree.retain(|path, _| !path.starts_with(SCRATCH) && path != Path::new("vault/audit.jsonl"));
+        // The audit log records the attempt; the lock file names its last holder.
+        tree.retain(|path, _| {
+            !path.starts_with(SCRATCH)
+                && path != Path::new("vault/audit.jsonl")
+                && path != Path::new("vault/vault.lock")
+        });
         tree
     }
 }
@@ -356,6 +361,7 @@ impl Swept {
                 NoPartialFile,
                 NothingLost,
                 ReturnValueNamed,
+                InAuditLog,
             ],
             Swept::Drill => &[
                 Exit4,

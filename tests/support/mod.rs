@@ -113,3 +113,4 @@ pub fn output_with_stdin(mut command: Command, input: &[u8]) -> Output {
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
 }
+pub mod sweep;

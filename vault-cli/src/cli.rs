@@ -390,6 +390,21 @@ pub enum AuditCommand {
     /// The credential management and access record for auditors, with the chain's
     /// verification and the checkpoint covering each entry (exit 5 after it when broken).
     Report(AuditReportArgs),
+    /// Move a torn last write (a crash or a full disk) aside and record the repair.
+    ///
+    /// For the security officer. The torn bytes go to `audit.jsonl.torn-<time>` beside the log
+    /// (kept, never deleted); an `audit_repair` entry records that file, their length and
+    /// SHA-256. Only the bytes after the last complete line are moved: signed history is never
+    /// touched. Writing commands refuse (exit 8) until this has run.
+    Repair(AuditRepairArgs),
+}
+
+/// `breakglass audit repair`
+#[derive(Debug, Args)]
+pub struct AuditRepairArgs {
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Which audit lines `audit show` and `audit report` cover.

@@ -254,6 +254,10 @@ breakglass runbook --format html --out runbook.html
 breakglass runbook > runbook.md",
     ),
     (
+        "audit repair",
+        "# after a crash or a full disk (exit 8), as the security officer:\nbreakglass audit repair\nbreakglass audit repair --yes",
+    ),
+    (
         "completions",
         "# bash (current shell, then for every new one):
 source <(breakglass completions bash)

@@ -9,6 +9,8 @@
 //! | 4 | HSM or token error (module, token, PIN, key) |
 //! | 5 | integrity failure (a tampered or foreign file) |
 //! | 6 | AWS error |
+//! | 7 | the vault is busy: another command held its writers' lock longer than `BREAKGLASS_LOCK_WAIT` |
+//! | 8 | the audit log ends with a torn write (a crash or a full disk): run `breakglass audit repair` |
 //! | 70 | stopped at a fault point (`BREAKGLASS_TEST_FAULT`; test builds only) |
 //!
 //! The kinds of vault-core's errors come from vault-core itself ([`vault_core::ErrorKind`]);
@@ -20,7 +22,8 @@ use vault_core::ErrorKind;
 
 /// The table above, for `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 ok, 1 other error, 2 usage, 3 quorum or share error, \
-4 HSM/token error, 5 integrity failure (tampered or foreign file), 6 AWS error.";
+4 HSM/token error, 5 integrity failure (tampered or foreign file), 6 AWS error, 7 vault busy \
+(another command holds its lock), 8 torn audit tail (run audit repair).";
 
 /// A failure class with its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub enum Failure {
     Integrity = 5,
     /// 6.
     Aws = 6,
+    /// 7: another command holds the vault's lock.
+    Busy = 7,
+    /// 8: the audit log ends with a torn write.
+    TornAudit = 8,
     /// 70: stopped at a test fault point (test builds only).
     Interrupted = 70,
 }
@@ -99,8 +106,22 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
             Some(vault_core::Error::Hsm(e)) => e,
             Some(vault_core::Error::Ceremony(e)) => e,
             Some(vault_core::Error::Trust(e)) => e,
+            Some(vault_core::Error::Audit(e)) => e,
+            Some(vault_core::Error::Store(e)) => e,
             _ => cause,
         };
+        if let Some(vault_core::audit::AuditError::TornTail { .. }) = cause.downcast_ref() {
+            return Some(
+                "the entries before it are intact; a security officer moves the torn bytes aside \
+                 (kept in a file beside the log) with `breakglass audit repair`, then run this again",
+            );
+        }
+        if let Some(vault_core::store::StoreError::Busy { .. }) = cause.downcast_ref() {
+            return Some(
+                "wait for that command to finish and run this again, or set BREAKGLASS_LOCK_WAIT \
+                 (seconds) to wait longer",
+            );
+        }
         if let Some(e) = cause.downcast_ref::<VaultError>() {
             return match e {
                 VaultError::NotPinned { .. } => Some(
@@ -155,6 +176,8 @@ impl From<ErrorKind> for Failure {
             ErrorKind::Integrity => Failure::Integrity,
             ErrorKind::Invalid => Failure::Usage,
             ErrorKind::Interrupted => Failure::Interrupted,
+            ErrorKind::Busy => Failure::Busy,
+            ErrorKind::TornAudit => Failure::TornAudit,
             _ => Failure::Other,
         }
     }

@@ -1,4 +1,4 @@
-//! Process hardening for commands that handle secrets: no core dumps, no ptrace attachment by
+//! Process hardening for every command (each may handle a secret): no core dumps, no ptrace attachment by
 //! other processes of the same user (`PR_SET_DUMPABLE` 0 also keeps /proc/PID/mem private).
 //! And the default action of SIGPIPE for every command, so output cut short by its reader
 //! (`breakglass audit show | head -1`) ends the process quietly as it ends `cat`, instead of a
@@ -15,7 +15,8 @@ pub fn die_quietly_on_closed_output() {
     }
 }
 
-/// Turns off core dumps and makes the process non-dumpable. Called before any secret is read.
+/// Turns off core dumps and makes the process non-dumpable. Called by `main` for every
+/// command, before any argument is acted on (children started by `exec` inherit the core limit).
 #[allow(unsafe_code)]
 pub fn harden() -> anyhow::Result<()> {
     let zero = libc::rlimit {

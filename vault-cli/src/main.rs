@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Every command, before it reads anything: which commands handle a secret is not a list
+    // to keep up to date (a session's keys, an MFA seed, a ceremony's transport key...).
+    if let Err(error) = hardening::harden() {
+        eprintln!("breakglass: {error:#}");
+        return exit::Failure::Other.into();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -98,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Show(args)) => commands::audit::show(vault, &args),
         Command::Audit(AuditCommand::Report(args)) => commands::audit::report(vault, &args),
         Command::Runbook(args) => commands::runbook::run(vault, &args),
+        Command::Audit(AuditCommand::Repair(args)) => commands::audit::repair(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
         Command::Hsm(HsmCommand::Check(args)) => commands::hsm::check(&args),

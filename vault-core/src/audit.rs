@@ -6,10 +6,15 @@
 //! Entries hold names and public identifiers only (custodians, credential, ceremony id, access
 //! key id, expiry): never a secret. Appending is the caller's to serialise: hold the vault's
 //! writers' lock.
+//!
+//! Bytes on disk: each append is one `write` of whole lines followed by `fsync`; a write that
+//! fails (a full disk) is cut back to where the log ended. What a crash can still leave is a
+//! **torn tail**: bytes after the last newline, or a last line that is not an entry. It is
+//! reported as such ([`TornTail`]), never as a break in signed history: readers use the
+//! complete lines before it, appenders refuse until [`AuditLog::repair`] moves it aside.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +50,91 @@ pub enum AuditError {
         /// What is wrong.
         reason: String,
     },
+    /// The torn bytes could not be put aside (nothing was cut from the log).
+    #[error("{}: cannot keep the torn bytes there", file.display())]
+    MoveAside {
+        /// The file they were to go to.
+        file: PathBuf,
+        /// Why.
+        #[source]
+        cause: Box<crate::store::StoreError>,
+    },
+    /// The log ends with a torn write; nothing is appended after it until it is moved aside.
+    #[error(
+        "{}: the last write was cut short (a crash or a full disk): {} bytes of line {} are torn",
+        file.display(), tail.len, tail.line
+    )]
+    TornTail {
+        /// The log.
+        file: PathBuf,
+        /// Where the torn bytes are.
+        tail: TornTail,
+    },
+}
+
+/// The bytes after the log's last complete line: what a write cut short leaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    /// The line they would have been (1-based).
+    pub line: usize,
+    /// Where they start: the length of the complete lines before them.
+    pub offset: u64,
+    /// How many bytes.
+    pub len: u64,
+}
+
+/// What [`AuditLog::repair`] moved aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Repaired {
+    /// The torn bytes' place in the log.
+    pub tail: TornTail,
+    /// The file beside the log that now holds them.
+    pub moved_to: PathBuf,
+    /// Hex SHA-256 of the torn bytes.
+    pub sha256: String,
+}
+
+/// The log's bytes split into complete lines and a torn tail.
+struct Read {
+    lines: Vec<Vec<u8>>,
+    torn: Option<(TornTail, Vec<u8>)>,
+}
+
+/// Whether `line` is an entry as this version writes them (a torn write never is).
+fn is_entry(line: &[u8]) -> bool {
+    serde_json::from_slice::<Entry>(line).is_ok()
+}
+
+/// Splits the log: bytes after the last newline are a torn tail; so is a last line that does
+/// not parse (a torn write followed by a newline). Only the last line can be torn: anything
+/// wrong before it is for [`AuditLog::verify`] to report.
+fn split(bytes: &[u8]) -> Read {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut lines: Vec<Vec<u8>> = bytes[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut torn_at = complete;
+    if complete == bytes.len() && lines.last().is_some_and(|l| !is_entry(l)) {
+        let last = lines.pop().unwrap_or_default();
+        torn_at = bytes[..complete - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        debug_assert_eq!(&bytes[torn_at..complete - 1], last.as_slice());
+    }
+    let torn = (torn_at < bytes.len()).then(|| {
+        (
+            TornTail {
+                line: lines.len() + 1,
+                offset: torn_at as u64,
+                len: (bytes.len() - torn_at) as u64,
+            },
+            bytes[torn_at..].to_vec(),
+        )
+    });
+    Read { lines, torn }
 }
 
 /// Who did it.
@@ -213,21 +303,49 @@ impl AuditLog {
         }
     }
 
-    fn lines(&self) -> Result<Vec<Vec<u8>>, AuditError> {
+    fn read(&self) -> Result<Read, AuditError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Ok(bytes) => Ok(split(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Read {
+                lines: Vec::new(),
+                torn: None,
+            }),
             Err(e) => Err(self.io()(e)),
         }
     }
 
-    /// The chain head.
+    /// The complete lines (a torn tail left out).
+    fn lines(&self) -> Result<Vec<Vec<u8>>, AuditError> {
+        Ok(self.read()?.lines)
+    }
+
+    /// The torn tail, if the log ends with one.
+    pub fn torn_tail(&self) -> Result<Option<TornTail>, AuditError> {
+        Ok(self.read()?.torn.map(|(tail, _)| tail))
+    }
+
+    /// Refuses with [`AuditError::TornTail`] when the log ends with a torn write: a writing
+    /// command checks this before it changes anything.
+    pub fn refuse_torn_tail(&self) -> Result<(), AuditError> {
+        match self.torn_tail()? {
+            Some(tail) => Err(AuditError::TornTail {
+                file: self.path.clone(),
+                tail,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The chain head, to append after: refused when the log ends with a torn tail.
     pub fn head(&self) -> Result<Head, AuditError> {
-        let lines = self.lines()?;
+        let read = self.read()?;
+        if let Some((tail, _)) = read.torn {
+            return Err(AuditError::TornTail {
+                file: self.path.clone(),
+                tail,
+            });
+        }
+        let lines = read.lines;
         let Some(last) = lines.last() else {
             return Ok(Head {
                 seq: 0,
@@ -271,25 +389,84 @@ impl AuditLog {
     }
 
     fn write_entry(&self, entry: &Entry) -> Result<Head, AuditError> {
-        let mut line = serde_json::to_vec(entry).map_err(|e| AuditError::Damaged {
-            file: self.path.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
-        let hash = line_hash(&line);
-        line.push(b'\n');
+        self.write_entries(std::slice::from_ref(entry))
+    }
+
+    /// Appends `entries` as lines in one write, then fsync. A write or sync that fails is cut
+    /// back to where the log ended, so a full disk leaves no half line (a crash still can:
+    /// see [`TornTail`]).
+    fn write_entries(&self, entries: &[Entry]) -> Result<Head, AuditError> {
+        let mut bytes = Vec::new();
+        let mut head = None;
+        for entry in entries {
+            let line = serde_json::to_vec(entry).map_err(|e| AuditError::Damaged {
+                file: self.path.clone(),
+                line: 0,
+                reason: e.to_string(),
+            })?;
+            head = Some(Head {
+                seq: entry.seq,
+                hash: line_hash(&line),
+            });
+            bytes.extend_from_slice(&line);
+            bytes.push(b'\n');
+        }
+        let Some(head) = head else {
+            return self.head();
+        };
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(&self.path)
             .map_err(self.io())?;
-        file.write_all(&line).map_err(self.io())?;
+        let end = file.metadata().map_err(self.io())?.len();
+        let written = crate::fault::write_all(&mut file, &bytes).and_then(|()| file.sync_all());
+        if let Err(cause) = written {
+            // Nothing of this append stays: the log ends where it ended.
+            let _ = file.set_len(end).and_then(|()| file.sync_all());
+            return Err(AuditError::Io {
+                file: self.path.clone(),
+                cause,
+            });
+        }
+        Ok(head)
+    }
+
+    /// Moves a torn tail aside: its bytes go to a new 0600 file beside the log, named with
+    /// `stamp` (`audit.jsonl.torn-<stamp>`), and the log is cut back to its complete lines.
+    /// The caller holds the writers' lock and records the repair. `None`: nothing was torn.
+    pub fn repair(&self, stamp: &str) -> Result<Option<Repaired>, AuditError> {
+        let Some((tail, bytes)) = self.read()?.torn else {
+            return Ok(None);
+        };
+        let name = self.path.file_name().map_or_else(
+            || "audit.jsonl".into(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let moved_to = self.path.with_file_name(format!("{name}.torn-{stamp}"));
+        crate::store::write_new_secret_file(&moved_to, &bytes).map_err(|cause| {
+            AuditError::MoveAside {
+                file: moved_to.clone(),
+                cause: Box::new(cause),
+            }
+        })?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(self.io())?;
+        file.set_len(tail.offset).map_err(self.io())?;
         file.sync_all().map_err(self.io())?;
-        Ok(Head {
-            seq: entry.seq,
-            hash,
-        })
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(self.io())?;
+        }
+        Ok(Some(Repaired {
+            tail,
+            moved_to,
+            sha256: line_hash(&bytes),
+        }))
     }
 
     /// Appends an event (the caller holds the vault's writers' lock) and returns the new head.
@@ -371,9 +548,7 @@ impl AuditLog {
                 reason: "the log changed between preparing and appending a signed entry".into(),
             });
         }
-        let [entry, checkpoint] = prepared.entries;
-        self.write_entry(&entry)?;
-        self.write_entry(&checkpoint)
+        self.write_entries(&prepared.entries)
     }
 
     /// Appends a checkpoint signing the current head.
@@ -417,7 +592,7 @@ impl AuditLog {
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
     ) -> Result<VerifyReport, AuditError> {
-        let lines = self.lines()?;
+        let Read { lines, torn } = self.read()?;
         let key_for = |line: u64| -> &[u8] {
             retired
                 .iter()
@@ -426,6 +601,7 @@ impl AuditLog {
         };
         let mut report = VerifyReport {
             entries: lines.len(),
+            torn_tail: torn.map(|(tail, _)| tail),
             ..VerifyReport::default()
         };
         let mut prev = GENESIS.to_owned();
@@ -501,11 +677,14 @@ pub struct VerifyReport {
     pub bad_signature: Option<usize>,
     /// The head hash, when the chain is intact.
     pub head: String,
+    /// A write cut short at the end of the log (not part of the chain; see [`TornTail`]).
+    pub torn_tail: Option<TornTail>,
 }
 
 impl VerifyReport {
     /// Whether the chain is intact and every checkpoint verifies (an unsigned tail is allowed:
-    /// it is reported, and signed at the next token login).
+    /// it is reported, and signed at the next token login; so is a torn tail, which is no
+    /// line of the chain).
     pub fn is_intact(&self) -> bool {
         self.first_problem.is_none() && self.bad_signature.is_none()
     }
@@ -649,11 +828,109 @@ mod tests {
                 .bad_signature,
             Some(5)
         );
-        // A truncated last line (a crash mid-write) is named.
+        // A truncated last line (a crash mid-write) is a torn tail, not a break in the chain.
         std::fs::write(&log.path, &original[..original.len() - 10]).unwrap();
-        assert_eq!(
-            log.verify(&key).unwrap().first_problem.unwrap().line,
-            lines.len()
+        let report = log.verify(&key).unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.torn_tail.unwrap().line, lines.len());
+    }
+
+    #[test]
+    fn a_torn_tail_is_reported_apart_from_the_chain_appends_refuse_and_repair_moves_it_aside() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        for (i, torn) in [
+            &br#"{"seq":6,"time":"2026-11-24T12:00:00Z","event":"checkpoin"#[..],
+            b"\0\0\0\0\0\0\0\0",
+            b"{\"seq\":6,\"ti\n",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (dir, log) = log_with(4, &signer);
+            let intact = std::fs::read(&log.path).unwrap();
+            let entries = log.entries().unwrap();
+            let mut bytes = intact.clone();
+            bytes.extend_from_slice(torn);
+            std::fs::write(&log.path, &bytes).unwrap();
+            let report = log.verify(&key).unwrap();
+            assert!(report.is_intact(), "{i}: {report:?}");
+            let expected = TornTail {
+                line: entries.len() + 1,
+                offset: intact.len() as u64,
+                len: torn.len() as u64,
+            };
+            assert_eq!(report.torn_tail.as_ref(), Some(&expected), "{i}");
+            assert_eq!(log.entries().unwrap(), entries, "{i}");
+            assert!(matches!(log.head(), Err(AuditError::TornTail { .. })));
+            assert!(matches!(
+                log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z"),
+                Err(AuditError::TornTail { .. })
+            ));
+            assert_eq!(
+                std::fs::read(&log.path).unwrap(),
+                bytes,
+                "{i}: refused appends write nothing"
+            );
+
+            let repaired = log.repair("20261124T120000Z").unwrap().unwrap();
+            assert_eq!(repaired.tail, expected);
+            assert_eq!(
+                repaired.moved_to,
+                dir.path().join("audit.jsonl.torn-20261124T120000Z")
+            );
+            assert_eq!(std::fs::read(&repaired.moved_to).unwrap(), torn);
+            assert_eq!(std::fs::read(&log.path).unwrap(), intact);
+            assert_eq!(log.repair("later").unwrap(), None, "nothing left to repair");
+            log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z")
+                .unwrap();
+            assert!(log.verify(&key).unwrap().is_intact());
+        }
+    }
+
+    #[test]
+    fn only_the_last_line_can_be_torn_a_damaged_line_before_it_is_a_break() {
+        let signer = signer();
+        let (_dir, log) = log_with(4, &signer);
+        let original = std::fs::read_to_string(&log.path).unwrap();
+        let mut lines: Vec<String> = original.lines().map(str::to_owned).collect();
+        lines[2].truncate(20);
+        std::fs::write(&log.path, lines.join("\n") + "\n").unwrap();
+        let report = log.verify(signer.0.public_key().as_ref()).unwrap();
+        assert_eq!(report.torn_tail, None);
+        assert_eq!(report.first_problem.unwrap().line, 3);
+    }
+
+    #[test]
+    fn a_signed_entry_and_its_checkpoint_are_appended_in_one_write() {
+        let signer = signer();
+        let (_dir, log) = log_with(2, &signer);
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        let before = std::fs::read(&log.path).unwrap().len();
+        let prepared = log
+            .prepare_signed(
+                Event::new("unseal"),
+                &signer,
+                &actor,
+                "2026-11-24T12:00:00Z",
+            )
+            .unwrap();
+        let head = log.append_prepared(prepared).unwrap();
+        let bytes = std::fs::read(&log.path).unwrap();
+        let appended = &bytes[before..];
+        assert_eq!(appended.iter().filter(|b| **b == b'\n').count(), 2);
+        assert_eq!(head, log.head().unwrap());
+        assert!(
+            log.verify(signer.0.public_key().as_ref())
+                .unwrap()
+                .is_intact()
         );
     }
 

@@ -76,6 +76,10 @@ pub enum ErrorKind {
     Invalid,
     /// Stopped at a test fault point (test builds only).
     Interrupted,
+    /// Another command holds the vault's writers' lock and did not let go in time.
+    Busy,
+    /// The audit log ends with a torn write: a writing command waits for `audit repair`.
+    TornAudit,
     /// Anything else: I/O, a format too old, the random generator, a rekey to finish.
     Other,
 }
@@ -88,12 +92,13 @@ impl Error {
             Error::Hsm(_) => ErrorKind::Token,
             Error::Hpke(e) => hpke_kind(e),
             Error::Envelope(e) => envelope_kind(e),
-            Error::Audit(_) => ErrorKind::Integrity,
+            Error::Audit(e) => audit_kind(e),
             Error::Manifest(e) => manifest_kind(e),
             Error::Vault(e) => vault_kind(e),
             Error::Ceremony(e) => ceremony_kind(e),
             Error::Trust(e) => trust_kind(e),
-            Error::Store(_) | Error::Credential(_) | Error::Totp(_) => ErrorKind::Other,
+            Error::Store(e) => store_kind(e),
+            Error::Credential(_) | Error::Totp(_) => ErrorKind::Other,
         }
     }
 }
@@ -110,8 +115,11 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     if error.downcast_ref::<HsmError>().is_some() {
         return Some(ErrorKind::Token);
     }
-    if error.downcast_ref::<AuditError>().is_some() {
-        return Some(ErrorKind::Integrity);
+    if let Some(e) = error.downcast_ref::<AuditError>() {
+        return Some(audit_kind(e));
+    }
+    if let Some(e) = error.downcast_ref::<StoreError>() {
+        return Some(store_kind(e));
     }
     if let Some(e) = error.downcast_ref::<HpkeError>() {
         return Some(hpke_kind(e));
@@ -131,8 +139,7 @@ pub fn kind_of(error: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
     if let Some(e) = error.downcast_ref::<TrustError>() {
         return Some(trust_kind(e));
     }
-    if error.downcast_ref::<StoreError>().is_some()
-        || error.downcast_ref::<CredentialError>().is_some()
+    if error.downcast_ref::<CredentialError>().is_some()
         || error.downcast_ref::<TotpError>().is_some()
     {
         return Some(ErrorKind::Other);
@@ -150,6 +157,22 @@ pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     text
+}
+
+fn audit_kind(e: &AuditError) -> ErrorKind {
+    match e {
+        // A full disk or an unreadable file is no sign of tampering.
+        AuditError::Io { .. } | AuditError::MoveAside { .. } => ErrorKind::Other,
+        AuditError::TornTail { .. } => ErrorKind::TornAudit,
+        _ => ErrorKind::Integrity,
+    }
+}
+
+fn store_kind(e: &StoreError) -> ErrorKind {
+    match e {
+        StoreError::Busy { .. } => ErrorKind::Busy,
+        _ => ErrorKind::Other,
+    }
 }
 
 fn hpke_kind(_: &HpkeError) -> ErrorKind {

@@ -71,6 +71,19 @@ pub enum StoreError {
         /// The credentials directory.
         dir: PathBuf,
     },
+    /// Another command held the writers' lock for longer than the wait allows.
+    #[error(
+        "the vault is in use: {} is held by another breakglass command ({holder}); waited {waited_secs} s",
+        path.display()
+    )]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// Who holds it, as the holder wrote it into the lock file (pid and command).
+        holder: String,
+        /// How long this command waited.
+        waited_secs: u64,
+    },
     /// A credential exists and replacing was not asked for.
     #[error(
         "a credential named {name:?} exists already: pass --replace to replace it (the previous version is kept in history/)"
@@ -179,17 +192,55 @@ impl Store {
         self.root.join(relative)
     }
 
-    /// Takes the exclusive writers' lock, waiting for another writer to finish.
+    /// Takes the exclusive writers' lock (`flock` on `vault.lock`), waiting for another writer
+    /// to finish for at most [`lock_wait`]; then [`StoreError::Busy`] names the holder. The
+    /// holder's pid and command are written into the lock file for that message.
     pub fn lock(&self) -> Result<WriteLock, StoreError> {
         let path = self.root.join(LOCK);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
             .map_err(io(&path, "opening the lock file"))?;
-        file.lock().map_err(io(&path, "taking the writers' lock"))?;
+        let wait = lock_wait();
+        let start = std::time::Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    let holder = fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim();
+                    return Err(StoreError::Busy {
+                        path,
+                        holder: if holder.is_empty() {
+                            "unknown".into()
+                        } else {
+                            holder.to_owned()
+                        },
+                        waited_secs: start.elapsed().as_secs(),
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(io(&path, "taking the writers' lock")(e));
+                }
+            }
+        }
+        let command: Vec<String> = std::env::args().skip(1).take(2).collect();
+        let holder = format!(
+            "pid {}, breakglass {}",
+            std::process::id(),
+            command.join(" ")
+        );
+        // Only for the message a waiting command prints: a failure here changes nothing.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.write_all(holder.as_bytes()));
         Ok(WriteLock { _file: file })
     }
 
@@ -252,7 +303,22 @@ impl Store {
         bytes: &[u8],
         replace: bool,
     ) -> Result<PathBuf, StoreError> {
+        self.stage_credential(lock, name, bytes, replace)?.commit()
+    }
+
+    /// Everything [`Store::write_credential`] does but the last rename: the new envelope is
+    /// written (and synced) beside its place and the previous version kept in history. The
+    /// caller records it, then [`StagedCredential::commit`]s; dropped uncommitted (the record
+    /// failed: a full disk), it removes what it wrote and the vault is as it was.
+    pub fn stage_credential(
+        &self,
+        _lock: &WriteLock,
+        name: &str,
+        bytes: &[u8],
+        replace: bool,
+    ) -> Result<StagedCredential, StoreError> {
         let path = self.credential_path(name)?;
+        let mut history_copy = None;
         if path.exists() {
             if !replace {
                 return Err(StoreError::CredentialExists {
@@ -275,11 +341,17 @@ impl Store {
                 .max()
                 .map_or(1, |n| n + 1);
             let previous = fs::read(&path).map_err(io(&path, "reading"))?;
-            write_atomic(&history.join(format!("{next}.json")), &previous)?;
+            let copy = history.join(format!("{next}.json"));
+            write_atomic(&copy, &previous)?;
+            history_copy = Some(copy);
         }
-        let _ = lock;
-        write_atomic(&path, bytes)?;
-        Ok(path)
+        let mut staged = StagedCredential {
+            temp: None,
+            path,
+            history_copy,
+        };
+        staged.temp = Some(write_temp(&staged.path, bytes)?);
+        Ok(staged)
     }
 
     /// The previous versions of credential `name`, oldest first.
@@ -302,14 +374,37 @@ impl Store {
     }
 }
 
+/// How long [`Store::lock`] waits for another writer: `BREAKGLASS_LOCK_WAIT` seconds, 30 by
+/// default.
+pub fn lock_wait() -> std::time::Duration {
+    let secs = std::env::var("BREAKGLASS_LOCK_WAIT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(DEFAULT_LOCK_WAIT_SECS);
+    std::time::Duration::from_secs(secs)
+}
+
+/// The default of [`lock_wait`].
+const DEFAULT_LOCK_WAIT_SECS: u64 = 30;
+
 /// Writes `bytes` to `path` atomically: a 0600 temporary file beside it, fsync, rename over
 /// the target, fsync of the directory. A crash leaves the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    // A bare file name's parent is the empty path: the current directory.
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let temp = write_temp(path, bytes)?;
+    rename_into_place(&temp, path)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// The first half of [`write_atomic`]: `bytes` in a new 0600 temporary file beside `path`,
+/// synced; on failure nothing is left.
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+    let dir = parent_dir(path);
     let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
     let temp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let result = (|| {
@@ -319,17 +414,60 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
             .mode(0o600)
             .open(&temp)
             .map_err(io(&temp, "creating a temporary file"))?;
-        file.write_all(bytes).map_err(io(&temp, "writing"))?;
-        file.sync_all().map_err(io(&temp, "syncing"))?;
-        fs::rename(&temp, path).map_err(io(path, "replacing"))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir, "syncing the directory"))
+        crate::fault::write_all(&mut file, bytes).map_err(io(&temp, "writing"))?;
+        file.sync_all().map_err(io(&temp, "syncing"))
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// The second half of [`write_atomic`]: the rename over `path`, then fsync of the directory.
+fn rename_into_place(temp: &Path, path: &Path) -> Result<(), StoreError> {
+    let dir = parent_dir(path);
+    if let Err(e) = fs::rename(temp, path) {
+        let _ = fs::remove_file(temp);
+        return Err(io(path, "replacing")(e));
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "syncing the directory"))
+}
+
+/// A credential written beside its place by [`Store::stage_credential`], waiting for its audit
+/// entry.
+#[derive(Debug)]
+pub struct StagedCredential {
+    temp: Option<PathBuf>,
+    path: PathBuf,
+    history_copy: Option<PathBuf>,
+}
+
+impl StagedCredential {
+    /// Puts the new envelope in its place; returns its path.
+    pub fn commit(mut self) -> Result<PathBuf, StoreError> {
+        if let Some(temp) = self.temp.take() {
+            rename_into_place(&temp, &self.path)?;
+        }
+        self.history_copy = None;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for StagedCredential {
+    fn drop(&mut self) {
+        // Not committed: the new envelope and the history copy go; the current one stays.
+        if let Some(temp) = self.temp.take() {
+            let _ = fs::remove_file(temp);
+        }
+        if let Some(copy) = self.history_copy.take() {
+            let _ = fs::remove_file(copy);
+        }
+    }
 }
 
 /// Creates a new file with `bytes`, 0600, refusing to overwrite an existing one (share files).
@@ -340,8 +478,18 @@ pub fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError
         .mode(0o600)
         .open(path)
         .map_err(io(path, "creating (it must not exist yet)"))?;
-    file.write_all(bytes).map_err(io(path, "writing"))?;
-    file.sync_all().map_err(io(path, "syncing"))
+    let written = crate::fault::write_all(&mut file, bytes)
+        .map_err(io(path, "writing"))
+        .and_then(|()| file.sync_all().map_err(io(path, "syncing")));
+    if written.is_err() {
+        // Nothing half-written stays behind.
+        let _ = fs::remove_file(path);
+        return written;
+    }
+    let dir = parent_dir(path);
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir, "syncing the directory"))
 }
 
 #[cfg(test)]

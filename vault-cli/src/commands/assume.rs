@@ -103,7 +103,6 @@ fn region_to_export(sealed: Option<&str>) -> Option<&str> {
 
 /// Unseals and assumes the role (and the chain).
 fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, common.fingerprint.as_deref())?;
     let (_, envelope) = vault.envelope(&common.name)?;
@@ -142,7 +141,9 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
     super::require_reason(&vault, common.reason.as_deref())?;
     super::require_intact_audit(&vault)?;
     let last_step = last_mfa_step(&vault, &common.name);
-    let shares = gather_shares(&vault, &common.shares)?;
+    let shares = gather_shares(&vault, &common.shares).inspect_err(|e| {
+        super::unseal::record_refused_shares(&vault, &common.name, "assume_role", e)
+    })?;
     let runtime = aws::runtime()?;
     let (unsealed, result) = vault.unseal_with(&common.name, &shares, TokenChoice { pins: &CliPins, only: common.hsm.as_deref(), force_pin: common.force_pin }, "assume_role", |_, payload, custodians| {
         let mut details = BTreeMap::from([("role".to_owned(), role_arn.clone()), ("ceremony".to_owned(), ceremony.clone())]);

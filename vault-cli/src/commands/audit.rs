@@ -1,12 +1,17 @@
-//! `breakglass audit verify|show|report`.
+//! `breakglass audit verify|show|report|repair`.
 
 use std::path::Path;
 
 use anyhow::Result;
 
-use crate::cli::{AuditFilterArgs, AuditReportArgs, AuditShowArgs, ReportArgs, ReportFormat};
+use vault_core::audit::TornTail;
+
+use crate::cli::{
+    AuditFilterArgs, AuditRepairArgs, AuditReportArgs, AuditShowArgs, ReportArgs, ReportFormat,
+};
 use crate::exit::{Failure, fail};
 use crate::printable::Format;
+use crate::prompt::confirmed;
 use crate::report::{Filter, Inputs, Record};
 
 fn filter(args: &AuditFilterArgs) -> Filter {
@@ -16,6 +21,51 @@ fn filter(args: &AuditFilterArgs) -> Filter {
     }
 }
 
+/// The note every reading command prints about a torn tail (on standard error).
+pub fn warn_torn_tail(log: &Path, tail: &TornTail) {
+    eprintln!(
+        "breakglass: warning: {}: the last write was cut short (a crash or a full disk): {} bytes \
+         of line {} are torn and left out; the entries before them are intact. Writing commands \
+         refuse until a security officer runs `breakglass audit repair`.",
+        log.display(),
+        tail.len,
+        tail.line
+    );
+}
+
+/// `breakglass audit repair`: moves a torn tail aside and records it.
+pub fn repair(vault_arg: Option<&Path>, args: &AuditRepairArgs) -> Result<()> {
+    // An interrupted rekey is resumed after the repair (its resume appends to the log).
+    let vault = super::open_vault_resuming(vault_arg)?;
+    let log = vault.store().path(vault_core::store::AUDIT_LOG);
+    let Some(tail) = vault.audit().torn_tail()? else {
+        println!("{}: no torn tail: nothing to repair", log.display());
+        return Ok(());
+    };
+    warn_torn_tail(&log, &tail);
+    confirmed(
+        args.yes,
+        "audit repair moves bytes out of the audit log: confirm with --yes when not on a terminal",
+        &format!(
+            "Move the {} torn bytes of line {} into a file beside the log and record the repair?",
+            tail.len, tail.line
+        ),
+        "nothing was changed",
+    )?;
+    match vault.repair_audit()? {
+        Some(repaired) => println!(
+            "{}: {} torn bytes (sha256 {}) moved to {}; the repair is recorded at line {}",
+            log.display(),
+            repaired.tail.len,
+            repaired.sha256,
+            repaired.moved_to.display(),
+            repaired.tail.line
+        ),
+        None => println!("{}: no torn tail: nothing to repair", log.display()),
+    }
+    Ok(())
+}
+
 /// `breakglass audit verify`: exit 5 when the chain or a signature is broken.
 pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     // The audit keys come from the authenticated manifest (its identity pinned on this
@@ -23,6 +73,9 @@ pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     let report = vault.keys().verify_audit(&vault.audit())?;
     let file = vault.store().path(vault_core::store::AUDIT_LOG);
+    if let Some(tail) = &report.torn_tail {
+        warn_torn_tail(&file, tail);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_intact() {
@@ -64,6 +117,9 @@ pub fn show(vault_arg: Option<&Path>, args: &AuditShowArgs) -> Result<()> {
     let filter = filter(&args.filter);
     let mut entries = vault.audit().entries()?;
     entries.retain(|e| filter.keeps(&Record::from_entry(e)));
+    if let Some(tail) = vault.audit().torn_tail()? {
+        warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), &tail);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());

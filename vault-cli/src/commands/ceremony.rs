@@ -106,7 +106,6 @@ fn layout_given(given: &RekeyLayoutArgs) -> bool {
 
 /// `breakglass ceremony open`.
 pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
     destroy_expired(&vault)?;
@@ -183,7 +182,6 @@ fn show_request(request: &Request) {
 
 /// `breakglass ceremony contribute` (custodian side, no vault needed).
 pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let bytes = std::fs::read(&args.request)
         .with_context(|| format!("reading {}", args.request.display()))?;
     let request = Request::from_bytes(&bytes, &format!("request {}", args.request.display()))?;
@@ -358,7 +356,6 @@ pub fn cancel(vault_arg: Option<&Path>, args: &CeremonyCancelArgs) -> Result<()>
 
 /// `breakglass ceremony close`: checks everything, then carries out the purpose.
 pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
     destroy_expired(&vault)?;

@@ -15,7 +15,6 @@ use crate::prompt::{CliPins, gather_shares, gather_with_recovery};
 
 /// `breakglass drill`.
 pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
     let runtime = if args.aws {

@@ -62,7 +62,6 @@ pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
 
 /// `breakglass hsm enroll`.
 pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let mut vault = super::open_vault(vault_arg)?;
     let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
     let dev = vault
@@ -128,7 +127,6 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
 /// `breakglass hsm check`: what the token does of what breakglass needs; exit 4 when something
 /// is missing.
 pub fn check(args: &HsmCheckArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let pin = if args.no_login {
         None
     } else {

@@ -32,6 +32,9 @@ fn credentials(vault: &Vault) -> Result<Vec<serde_json::Value>> {
 pub fn list(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     super::check_pin(&vault)?;
+    if let Some(tail) = vault.audit().torn_tail()? {
+        super::audit::warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), &tail);
+    }
     let creds = credentials(&vault)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&creds)?);
@@ -81,6 +84,9 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let m = vault.manifest();
     let audit = vault.audit();
     let report = vault.keys().verify_audit(&audit)?;
+    if let Some(tail) = &report.torn_tail {
+        super::audit::warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), tail);
+    }
     let entries = audit.entries().unwrap_or_default();
     let last_drill = entries.iter().rev().find(|e| e.event == "drill");
     let last_recovery_drill = entries.iter().rev().find(|e| e.event == "recovery_drill");
@@ -237,6 +243,13 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
             "audit log: intact, {} entries, {} signed checkpoints, {} unsigned at the end",
             report.entries, report.checkpoints, report.unsigned_tail
         );
+        if let Some(tail) = &report.torn_tail {
+            println!(
+                "audit log: the last write was cut short ({} torn bytes after line {}): run breakglass audit repair",
+                tail.len,
+                tail.line - 1
+            );
+        }
     } else {
         println!("audit log: BROKEN (run breakglass audit verify)");
     }

@@ -70,7 +70,6 @@ pub fn check_seed(seed: &SecretString) -> Result<Totp, String> {
 
 /// `breakglass mfa codes`: two consecutive codes, current step first, on one line.
 pub fn codes(args: &MfaCodesArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let seed = read_seed(args.seed_file.as_ref(), args.seed_stdin, seed_flag(args))?
         .ok_or_else(|| {
             fail(

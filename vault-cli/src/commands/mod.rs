@@ -24,7 +24,7 @@ pub mod unseal;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use vault_core::trust::machine::ConfigDir;
 use vault_core::vault::Vault;
 
@@ -249,6 +249,14 @@ pub fn pin_fingerprint(vault_id: &str, fingerprint: &str) -> Result<()> {
     }
     let mut known = vault_core::manifest::read_known_vaults(&path)?;
     known.insert(vault_id.to_owned(), fingerprint.to_owned());
-    vault_core::store::write_atomic(&path, serde_json::to_string_pretty(&known)?.as_bytes())?;
+    vault_core::store::write_atomic(&path, serde_json::to_string_pretty(&known)?.as_bytes())
+        .with_context(|| {
+            format!(
+                "the vault is changed and complete, but its new fingerprint {fingerprint} could not \
+                 be pinned on this machine: check it against the share cards and put it for vault \
+                 {vault_id} in {}",
+                path.display()
+            )
+        })?;
     Ok(())
 }

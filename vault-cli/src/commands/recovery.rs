@@ -23,7 +23,6 @@ no token-signed audit checkpoint records it. Keep recovery shares apart from nor
 
 /// `breakglass recovery enable`.
 pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
     let def = resolve(&vault, args.threshold, &args.custodians);
@@ -134,7 +133,16 @@ pub fn recover(vault_arg: Option<&Path>, args: &RecoverArgs) -> Result<()> {
                 "breakglass: recovering {} without a token, with the recovery share set",
                 args.name
             );
-            Ok(vault.recover(&args.name, &quorum, &recovery, details)?)
+            let unsealed = vault.recover(&args.name, &quorum, &recovery, details)?;
+            if let Some(repaired) = &unsealed.repaired {
+                eprintln!(
+                    "breakglass: the audit log ended with a torn write: its {} bytes were moved to {} \
+                     (recorded as audit_repair) so that this recovery is recorded",
+                    repaired.tail.len,
+                    repaired.moved_to.display()
+                );
+            }
+            Ok(unsealed)
         },
     )
 }

@@ -189,7 +189,6 @@ impl Rotation<'_> {
 
 /// `breakglass rotate`.
 pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
     let (_, envelope) = vault.envelope(&args.name)?;

@@ -54,7 +54,6 @@ fn group_spec(text: &str) -> Result<GroupSpec> {
 
 /// `breakglass shares split`.
 pub fn split(args: &SharesSplitArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let passphrase = passphrase(args.passphrase_env.as_deref())?;
     let secret: Zeroizing<Vec<u8>> = if args.secret_stdin {
         let text = read_stdin()?;
@@ -122,7 +121,6 @@ fn read_mnemonics() -> Result<Vec<Zeroizing<String>>> {
 
 /// `breakglass shares combine`.
 pub fn combine(args: &SharesCombineArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let passphrase = passphrase(args.passphrase_env.as_deref())?;
     let mnemonics = read_mnemonics()?;
     let combined =
@@ -139,7 +137,6 @@ pub fn combine(args: &SharesCombineArgs) -> Result<()> {
 
 /// `breakglass shares inspect`: the public fields of each share, without combining.
 pub fn inspect(args: &SharesInspectArgs) -> Result<()> {
-    crate::hardening::harden()?;
     let mnemonics = read_mnemonics()?;
     let mut reports = Vec::new();
     for (i, mnemonic) in mnemonics.iter().enumerate() {

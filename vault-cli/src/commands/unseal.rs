@@ -78,7 +78,8 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
         args.reason.as_deref(),
         args.fingerprint.as_deref(),
         |vault, details| {
-            let shares = gather_shares(vault, &args.shares)?;
+            let shares = gather_shares(vault, &args.shares)
+                .inspect_err(|e| record_refused_shares(vault, &args.name, "unseal", e))?;
             let (unsealed, ()) = vault.unseal_with(
                 &args.name,
                 &shares,
@@ -95,6 +96,17 @@ pub fn run(vault_arg: Option<&Path>, args: &UnsealArgs) -> Result<()> {
     )
 }
 
+/// Records an opening refused because a share given was not one of this vault's (or could not
+/// be read): the custodians gave shares, and the attempt is on the record.
+pub fn record_refused_shares(vault: &Vault, name: &str, purpose: &str, error: &anyhow::Error) {
+    let failure = if crate::exit::classify(error) == crate::exit::Failure::Quorum {
+        "quorum"
+    } else {
+        "shares"
+    };
+    vault.record_failed_opening(name, purpose, failure, &format!("{error:#}"), None);
+}
+
 /// Checks the output options, the reason and the audit chain, opens credential `name` with
 /// `open` (after those checks, so a quorum is never gathered for a run that will be refused;
 /// `open` gets the audit details to record, the reason), and writes the secret out.
@@ -107,7 +119,6 @@ pub fn open_and_write(
     fingerprint: Option<&str>,
     open: impl FnOnce(&Vault, BTreeMap<String, String>) -> Result<Unsealed>,
 ) -> Result<()> {
-    crate::hardening::harden()?;
     let output = output(output_arg)?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, fingerprint)?;

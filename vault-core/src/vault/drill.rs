@@ -52,7 +52,7 @@ impl Vault {
             token,
             |session, enrollment, key, _| {
                 let outcomes = self.open_each(&session.dh_oracle(key), &quorum.key, &mut check)?;
-                let _lock = self.store.lock()?;
+                let _lock = self.write_lock()?;
                 let mut event =
                     outcome_event("drill", &outcomes).detail("token", enrollment.label.clone());
                 event.custodians = quorum.custodians.clone();

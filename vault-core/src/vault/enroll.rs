@@ -127,7 +127,7 @@ impl Vault {
         )?;
         let new_key = new_session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
 
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         // Every token operation first (the token half of each file key for the new stanzas,
         // then the checkpoint signing the entry that records the new manifest), nothing
         // written until all have succeeded: a token that fails leaves the vault as it was.
@@ -238,7 +238,7 @@ impl Vault {
             .map(|(_, keys)| keys.seal_public_key.clone())
             .collect();
 
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         rewrap(
             self.envelope_files(Scope::Current)?,
             &Change::Stanzas {

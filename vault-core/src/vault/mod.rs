@@ -41,6 +41,7 @@ use crate::trust::{AuthenticatedManifest, CertifiedManifest, TrustError};
 pub use drill::DrillReport;
 pub use enroll::NewToken;
 pub use init::InitOptions;
+pub use record::AUDIT_REPAIR;
 pub use recovery::RecoveryPlan;
 pub use rekey::{RecoveryChange, RekeyOptions, RekeyPlan};
 pub use shares::{

@@ -2,11 +2,16 @@
 //! followed by a checkpoint signed by the token's audit key, and the entry that records a new
 //! certified manifest version (its identity, version and certificate digest).
 
-use crate::audit::{Actor, Event, Head, Prepared};
+use crate::audit::{Actor, Event, Head, Prepared, Repaired};
 use crate::hsm::TokenSession;
 use crate::trust::AuthenticatedManifest;
 
+use crate::store::WriteLock;
+
 use super::{Vault, now};
+
+/// The event that records a torn tail moved aside.
+pub const AUDIT_REPAIR: &str = "audit_repair";
 
 /// An audit entry `name` recording the manifest version `trusted`.
 pub(super) fn manifest_event(name: &str, trusted: &AuthenticatedManifest) -> Event {
@@ -27,25 +32,16 @@ pub(super) enum Closing {
 
 impl Vault {
     /// Appends `event` and, when `session` is on the token holding the audit key, a checkpoint
-    /// signing it (the caller holds the writers' lock).
+    /// signing it, in one write (the caller holds the writers' lock): signed first, so a token
+    /// that fails leaves the log untouched, and written together, so a full disk leaves neither.
     pub(super) fn append_signed(
         &self,
         event: Event,
         session: &TokenSession<'_>,
         token_label: &str,
     ) -> Result<(), crate::Error> {
-        let audit = self.audit();
-        let actor = Actor::current();
-        let now = now();
-        audit.append(event, &actor, &now)?;
-        if self.manifest().audit.token == token_label {
-            audit.append_checkpoint(
-                &session.audit_signer(&self.keys.audit_key_id),
-                &actor,
-                &now,
-            )?;
-        }
-        Ok(())
+        let closing = self.prepare_closing(event, session, token_label)?;
+        self.append_closing(closing)
     }
 
     /// What [`Vault::append_signed`] would append, with the checkpoint signed now (the token
@@ -81,10 +77,58 @@ impl Vault {
         Ok(())
     }
 
+    /// Takes the writers' lock and refuses when the audit log ends with a torn write: every
+    /// operation that changes the vault takes its lock here, before it writes anything.
+    pub(super) fn write_lock(&self) -> Result<WriteLock, crate::Error> {
+        let lock = self.store.lock()?;
+        self.audit().refuse_torn_tail()?;
+        Ok(lock)
+    }
+
     /// Appends an event to the audit log under the writers' lock.
     pub fn record(&self, event: Event) -> Result<Head, crate::Error> {
-        let _lock = self.store.lock()?;
+        let _lock = self.write_lock()?;
         self.append(event)
+    }
+
+    /// Moves a torn tail of the audit log aside (into `audit.jsonl.torn-<time>` beside it) and
+    /// records an `audit_repair` entry naming that file, the torn bytes' length and SHA-256.
+    /// `None`: the log had no torn tail, and nothing was written.
+    pub fn repair_audit(&self) -> Result<Option<Repaired>, crate::Error> {
+        let _lock = self.store.lock()?;
+        self.repair_audit_locked()
+    }
+
+    fn repair_audit_locked(&self) -> Result<Option<Repaired>, crate::Error> {
+        let stamp = crate::clock::rfc3339(crate::clock::now_unix()).replace(':', "");
+        let Some(repaired) = self.audit().repair(&stamp)? else {
+            return Ok(None);
+        };
+        let moved_to = repaired
+            .moved_to
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.append(
+            Event::new(AUDIT_REPAIR)
+                .detail("torn_line", repaired.tail.line.to_string())
+                .detail("torn_bytes", repaired.tail.len.to_string())
+                .detail("torn_sha256", repaired.sha256.clone())
+                .detail("moved_to", moved_to),
+        )?;
+        Ok(Some(repaired))
+    }
+
+    /// Appends `event` under the writers' lock even when the audit log ends with a torn write:
+    /// the torn bytes are moved aside first, as [`Vault::repair_audit`] does (for `recover`,
+    /// the way in when nothing else works, which must neither be refused nor go unrecorded).
+    pub(super) fn record_repairing(
+        &self,
+        event: Event,
+    ) -> Result<(Head, Option<Repaired>), crate::Error> {
+        let _lock = self.store.lock()?;
+        let repaired = self.repair_audit_locked()?;
+        Ok((self.append(event)?, repaired))
     }
 
     /// Appends an event (the caller holds the writers' lock).

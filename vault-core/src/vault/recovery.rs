@@ -106,7 +106,7 @@ impl Vault {
             Some(plan.q.expose_secret()),
             token,
             |session, enrollment, key, _| {
-                let lock = self.store.lock()?;
+                let lock = self.write_lock()?;
                 let oracle = session.dh_oracle(key);
                 rewrap(
                     self.envelope_files(Scope::Current)?,

@@ -38,16 +38,18 @@ impl Vault {
             hsm_public_keys: &hsm_keys,
             quorum_public_key: &quorum_key,
         })?;
-        let lock = self.store.lock()?;
-        let path = self
+        let lock = self.write_lock()?;
+        // The envelope is written beside its place, recorded, then renamed in: a seal the
+        // audit log could not record (a full disk) leaves the vault as it was.
+        let staged = self
             .store
-            .write_credential(&lock, name, &envelope.to_bytes(), replace)?;
+            .stage_credential(&lock, name, &envelope.to_bytes(), replace)?;
         let mut event = Event::new("seal")
             .detail("kind", kind.as_str())
             .detail("replace", replace.to_string());
         event.credential = Some(name.to_owned());
         self.append(event)?;
-        Ok(path)
+        Ok(staged.commit()?)
     }
 
     /// Reads and checks the envelope of `name` (parse, canonical form, vault, name).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use secrecy::ExposeSecret;
 
-use crate::audit::Event;
+use crate::audit::{Event, Repaired};
 use crate::envelope::Envelope;
 use crate::hsm::LoginWarning;
 use crate::quorum::Collector;
@@ -31,6 +31,8 @@ pub struct Unsealed {
     pub token: String,
     /// A PIN warning to show.
     pub warning: Option<LoginWarning>,
+    /// A torn audit tail moved aside to record this opening (`recover` only).
+    pub repaired: Option<Repaired>,
 }
 
 impl std::fmt::Debug for Unsealed {
@@ -70,6 +72,75 @@ impl Vault {
         purpose: &str,
         act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
     ) -> Result<(Unsealed, R), crate::Error> {
+        // Refused before any token work: the opening could not be recorded.
+        self.audit().refuse_torn_tail()?;
+        let result = self.open_and_record(name, shares, token, purpose, act);
+        if let Err(error) = &result {
+            self.record_failed_attempt(name, shares, purpose, error);
+        }
+        result
+    }
+
+    /// A failed attempt, recorded where it can be: see [`Vault::record_failed_opening`].
+    fn record_failed_attempt(
+        &self,
+        name: &str,
+        shares: &Collector,
+        purpose: &str,
+        error: &crate::Error,
+    ) {
+        // A log that ends torn, or is held by another writer, takes nothing now.
+        if matches!(
+            error.kind(),
+            crate::ErrorKind::TornAudit | crate::ErrorKind::Busy
+        ) {
+            return;
+        }
+        let failure = format!("{:?}", error.kind()).to_lowercase();
+        self.record_failed_opening(
+            name,
+            purpose,
+            &failure,
+            &crate::error::with_causes(error),
+            Some(shares),
+        );
+    }
+
+    /// Records a failed opening of credential `name` (shares were given, e.g. one that is not
+    /// this vault's, or the token failed) as `<purpose>_failed`, with the kind of failure, its
+    /// message (errors carry no secret) and, when they were gathered, how many shares were given
+    /// and the custodians they belong to as the manifest knows them. Best effort: a log that cannot take it (torn, busy,
+    /// a full disk) is left as it is.
+    pub fn record_failed_opening(
+        &self,
+        name: &str,
+        purpose: &str,
+        failure: &str,
+        message: &str,
+        shares: Option<&Collector>,
+    ) {
+        let mut event = Event::new(&format!("{purpose}_failed"))
+            .detail("failure", failure)
+            .detail("error", message);
+        if let Some(shares) = shares {
+            event = event.detail("shares_given", shares.len().to_string());
+            event.custodians = shares
+                .shares()
+                .filter_map(|(_, share)| self.custodian_of(share))
+                .collect();
+        }
+        event.credential = Some(name.to_owned());
+        let _ = self.record(event);
+    }
+
+    fn open_and_record<R>(
+        &self,
+        name: &str,
+        shares: &Collector,
+        token: TokenChoice<'_>,
+        purpose: &str,
+        act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
+    ) -> Result<(Unsealed, R), crate::Error> {
         let (path, envelope) = self.envelope(name)?;
         let quorum = self.recombine(shares)?;
         self.with_token(
@@ -78,7 +149,7 @@ impl Vault {
             |session, enrollment, key, warning| {
                 let payload = envelope.open(&session.dh_oracle(key), &quorum.key, &path)?;
                 let (details, result) = act(&envelope, &payload, &quorum.custodians);
-                let _lock = self.store.lock()?;
+                let _lock = self.write_lock()?;
                 let mut event = Event::new(purpose).detail("token", enrollment.label.clone());
                 event.details.extend(details);
                 event.credential = Some(name.to_owned());
@@ -92,6 +163,7 @@ impl Vault {
                         rejected: quorum.rejected.clone(),
                         token: enrollment.label.clone(),
                         warning,
+                        repaired: None,
                     },
                     result,
                 ))
@@ -119,7 +191,7 @@ impl Vault {
         event.details.extend(details);
         event.credential = Some(name.to_owned());
         event.custodians = quorum.custodians.clone();
-        self.record(event)?;
+        let (_, repaired) = self.record_repairing(event)?;
         Ok(Unsealed {
             payload,
             envelope,
@@ -127,6 +199,7 @@ impl Vault {
             rejected: Vec::new(),
             token: NO_TOKEN.into(),
             warning: None,
+            repaired,
         })
     }
 }

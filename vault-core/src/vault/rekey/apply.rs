@@ -41,7 +41,7 @@ impl Vault {
         plan: RekeyPlan,
         pins: &dyn PinProvider,
     ) -> Result<String, crate::Error> {
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         self.refuse_pending_rekey()?;
         let modules = self.open_modules(None)?;
         self.quorum_tokens_present(&modules)?;
@@ -66,7 +66,7 @@ impl Vault {
         new: &Collector,
         pins: &dyn PinProvider,
     ) -> Result<String, crate::Error> {
-        let lock = self.store.lock()?;
+        let lock = self.write_lock()?;
         if !self.journal_path().exists() {
             return Err(VaultError::NoRekeyPending.into());
         }

@@ -1,0 +1,241 @@
+//! The vault the fault, crash, hygiene and concurrency sweeps start from (five custodians,
+//! three needed, a recovery set of four, two sealed credentials whose payloads are canaries),
+//! and what every sweep checks after a fault: nothing half-written, the audit log intact,
+//! every credential opening with the same quorum to the same bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::{Env, stderr};
+
+/// The custodians, in the order their shares are used.
+pub const CUSTODIANS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
+
+/// The sealed credentials and their payloads (canaries a hygiene scan looks for).
+pub const CREDENTIALS: [(&str, &[u8]); 2] = [
+    ("db-root", b"canary-payload-db-7f3a9c1e5b"),
+    ("api", b"canary-payload-api-2d8e6b4f0a"),
+];
+
+impl Env {
+    /// `init --dev-softhsm`: 3 of the 5 custodians, a recovery set of 4, shares in `shares/`;
+    /// then the [`CREDENTIALS`] sealed.
+    pub fn sweep_vault(&self) {
+        let shares = self.path("shares");
+        let mut args = vec!["init", "--dev-softhsm"];
+        for c in CUSTODIANS {
+            args.extend(["--custodian", c]);
+        }
+        args.extend([
+            "--threshold",
+            "3",
+            "--recovery-threshold",
+            "4",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            shares.to_str().unwrap(),
+        ]);
+        self.ok(&args);
+        for (name, payload) in CREDENTIALS {
+            let output = self.seal_payload(name, payload, false);
+            assert!(output.status.success(), "{}", stderr(&output));
+        }
+    }
+
+    /// `seal NAME --kind secret --from-file` with `payload` (the file removed afterwards).
+    pub fn seal_payload(&self, name: &str, payload: &[u8], replace: bool) -> Output {
+        self.seal_payload_with(name, payload, replace, &[])
+    }
+
+    /// [`Env::seal_payload`] with extra environment.
+    pub fn seal_payload_with(
+        &self,
+        name: &str,
+        payload: &[u8],
+        replace: bool,
+        env: &[(&str, &str)],
+    ) -> Output {
+        let file = self.path(&format!("{name}.payload"));
+        let mut command = self.seal_command(name, payload, &file);
+        if replace {
+            command.arg("--replace");
+        }
+        let output = command.envs(env.iter().copied()).output().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        output
+    }
+
+    /// `seal NAME --kind secret --from-file FILE`, with `payload` written to `file` first.
+    pub fn seal_command(&self, name: &str, payload: &[u8], file: &Path) -> Command {
+        std::fs::write(file, payload).unwrap();
+        self.command(&[
+            "seal",
+            name,
+            "--kind",
+            "secret",
+            "--from-file",
+            file.to_str().unwrap(),
+        ])
+    }
+
+    /// `args` followed by `--share-file` for the share files `shares` (relative to the test
+    /// directory, e.g. `shares/alice.share`).
+    pub fn with_share_files(&self, args: &[&str], shares: &[String]) -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        for share in shares {
+            all.push("--share-file".into());
+            all.push(self.path(share).display().to_string());
+        }
+        all
+    }
+
+    /// The share files of the first three custodians in `dir`.
+    pub fn quorum_in(&self, dir: &str) -> Vec<String> {
+        CUSTODIANS[..3]
+            .iter()
+            .map(|c| format!("{dir}/{c}.share"))
+            .collect()
+    }
+
+    /// `unseal NAME` with `shares`, the secret written to a new file; the output and the file.
+    pub fn unseal_with(
+        &self,
+        name: &str,
+        shares: &[String],
+        env: &[(&str, &str)],
+    ) -> (Output, PathBuf) {
+        let out = self.path(&format!("out-{name}-{}", unique()));
+        let mut args = self.with_share_files(&["unseal", name], shares);
+        args.push("--output".into());
+        args.push(format!("file:{}", out.display()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (self.run_with(&args, env), out)
+    }
+
+    /// Every credential opens with `shares` to its payload (`payloads` by name).
+    pub fn assert_every_credential_opens(
+        &self,
+        shares: &[String],
+        payloads: &BTreeMap<String, Vec<u8>>,
+    ) {
+        for (name, payload) in payloads {
+            let (output, file) = self.unseal_with(name, shares, &[]);
+            assert!(
+                output.status.success(),
+                "unseal {name}: {}",
+                stderr(&output)
+            );
+            assert_eq!(&std::fs::read(&file).unwrap(), payload, "{name}");
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+
+    /// `audit verify` passes and reports no torn tail.
+    pub fn assert_audit_intact(&self) {
+        let output = self.run(&["audit", "verify"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(!stderr(&output).contains("torn"), "{}", stderr(&output));
+    }
+
+    /// Every file of the vault (the lock file and the development token left out), by path
+    /// relative to the vault.
+    pub fn vault_files(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        collect(&self.vault(), &self.vault(), &mut files);
+        files.remove(Path::new("vault.lock"));
+        files
+    }
+
+    /// No temporary file (`.NAME.tmp.PID`) or partial file is left in the vault.
+    pub fn assert_no_temporary_files(&self) {
+        for path in self.vault_files().keys() {
+            let name = path.file_name().unwrap().to_string_lossy();
+            assert!(!name.contains(".tmp."), "left behind: {}", path.display());
+        }
+    }
+
+    /// Pins the vault's current fingerprint (from the audit entry that recorded its manifest) in
+    /// the test's configuration, as the security officer does by hand after checking it.
+    pub fn pin_current_fingerprint(&self) {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.vault().join("vault.json")).unwrap())
+                .unwrap();
+        // The audit entry that recorded the manifest names its fingerprint.
+        let log = std::fs::read_to_string(self.vault().join("audit.jsonl")).unwrap();
+        let fingerprint = log
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|e| e["details"].get("fingerprint").cloned())
+            .unwrap();
+        let path = self.path("config/breakglass/known_vaults.json");
+        let mut known: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        known[manifest["vault_id"].as_str().unwrap()] = fingerprint;
+        std::fs::write(&path, known.to_string()).unwrap();
+    }
+
+    /// Replaces the vault directory and the configuration (the pinned fingerprint) with the
+    /// copies [`Env::save_vault`] made in `from`.
+    pub fn restore_vault(&self, from: &Path) {
+        for dir in ["vault", "config"] {
+            let _ = std::fs::remove_dir_all(self.path(dir));
+            copy_dir(&from.join(dir), &self.path(dir));
+        }
+    }
+
+    /// Copies the vault directory and the configuration into `to` (a new directory).
+    pub fn save_vault(&self, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for dir in ["vault", "config"] {
+            copy_dir(&self.path(dir), &to.join(dir));
+        }
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let relative = path.strip_prefix(root).unwrap().to_path_buf();
+        if relative.starts_with("softhsm") {
+            continue;
+        }
+        if path.is_dir() {
+            collect(root, &path, files);
+        } else {
+            files.insert(relative, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// The payloads of [`CREDENTIALS`], by name.
+pub fn payloads() -> BTreeMap<String, Vec<u8>> {
+    CREDENTIALS
+        .iter()
+        .map(|(n, p)| (n.to_string(), p.to_vec()))
+        .collect()
+}
