@@ -13,6 +13,7 @@ mod custodian_keys;
 mod examples;
 mod exit;
 mod hardening;
+mod progress;
 mod prompt;
 
 use cli::{

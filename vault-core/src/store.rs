@@ -282,6 +282,27 @@ impl Store {
         Ok(path)
     }
 
+    /// The credentials that have previous versions in `history/` (one directory listing, so a
+    /// listing of many credentials does not look for each one's history).
+    pub fn names_with_history(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let dir = self.root.join(HISTORY);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(io(&dir, "listing history")(e)),
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir, "listing history"))?;
+            if let Some(name) = entry.file_name().to_str()
+                && validate_name(name).is_ok()
+            {
+                names.insert(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
     /// The previous versions of credential `name`, oldest first.
     pub fn history(&self, name: &str) -> Result<Vec<PathBuf>, StoreError> {
         validate_name(name)?;

@@ -157,7 +157,7 @@ pub(super) fn execute(
     // The new shares are handed out (written and read back) before anything changes: a crash
     // after this point is finished with --resume, which needs them.
     let written = deliver(plan.manifest(), plan.shares(), handout, &recipients)?;
-    let fingerprint = match vault.rekey_commit(plan, &CliPins) {
+    let fingerprint = match crate::progress::run("rekey", || vault.rekey_commit(plan, &CliPins)) {
         Ok(fingerprint) => fingerprint,
         Err(e) if vault.pending_rekey().ok().flatten().is_none() => {
             return Err(anyhow::Error::from(e).context(
@@ -198,7 +198,8 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     let mut collectors = gather_sets(&vault_id, &args.shares, &sets)?;
     let new = collectors.pop().unwrap_or_default();
     let old = collectors.pop().unwrap_or_default();
-    let fingerprint = vault.rekey_resume(&old, &new, &CliPins)?;
+    let fingerprint =
+        crate::progress::run("rekey", || vault.rekey_resume(&old, &new, &CliPins))?;
     super::pin_fingerprint(&vault_id, &fingerprint)?;
     println!("rekey finished: the previous shares no longer open anything");
     println!("new fingerprint: {fingerprint}");

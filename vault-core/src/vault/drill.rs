@@ -99,7 +99,9 @@ impl Vault {
         check: &mut Check<'_>,
     ) -> Result<BTreeMap<String, String>, crate::Error> {
         let mut outcomes = BTreeMap::new();
-        for name in self.store.credentials()? {
+        let names = self.store.credentials()?;
+        let total = names.len();
+        for (done, name) in names.into_iter().enumerate() {
             let outcome = match self.envelope(&name) {
                 Ok((path, envelope)) => match envelope.open(hsm, quorum, &path) {
                     Ok(payload) => check(&name, &envelope, &payload),
@@ -109,6 +111,7 @@ impl Vault {
                 Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
             };
             outcomes.insert(name, outcome);
+            crate::progress::step("opening credentials", done + 1, total);
         }
         Ok(outcomes)
     }

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::hsm::{
     HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession,
 };
+use crate::audit::CheckpointSigner;
 use crate::manifest::{HsmEnrollment, PinSource};
+use crate::quorum::Collector;
 
 use super::{Vault, VaultError};
 
@@ -219,6 +221,32 @@ impl Vault {
             }
         }
         Err(self.no_token(last_error))
+    }
+
+    /// Runs `action` with the audit key of the token that holds it, logged in with the PIN
+    /// the collected shares derive (or `pins` gives): for a tool that appends many entries and
+    /// signs their checkpoints in one session (the benchmark's history builder). Writes
+    /// nothing itself.
+    pub fn with_audit_signer<T>(
+        &self,
+        shares: &Collector,
+        pins: &dyn PinProvider,
+        action: impl FnOnce(&dyn CheckpointSigner) -> Result<T, crate::Error>,
+    ) -> Result<T, crate::Error> {
+        let quorum = self.recombine(shares)?;
+        let choice = TokenChoice {
+            pins,
+            only: Some(&self.manifest.audit.token),
+            force_pin: false,
+        };
+        self.with_token(
+            Some(quorum.secret.expose_secret()),
+            choice,
+            |session, _, _, _| {
+                let key_id = hex::decode(&self.manifest.audit.key_id).unwrap_or_default();
+                action(&session.audit_signer(&key_id))
+            },
+        )
     }
 
     /// Where this vault's PINs come from, with the quorum secret `q` when it is at hand.
