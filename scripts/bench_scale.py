@@ -57,12 +57,15 @@ def main():
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--svg", required=True)
     ap.add_argument("--svg-name", required=True, help="how the Markdown links the chart")
+    ap.add_argument("--before", help="another build of breakglass (e.g. the previous release) to "
+                    "run the same commands with on the largest vault, in the same run")
     a = ap.parse_args()
 
     sizes = [tuple(int(x) for x in s.split(":")) for s in a.sizes.split(",")]
     base = dict(os.environ)
-    for var in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME", "SOFTHSM2_CONF"):
+    for var in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME", "SOFTHSM2_CONF", "BREAKGLASS_FINGERPRINT"):
         base.pop(var, None)
+    base["BREAKGLASS_REASON"] = "benchmark"
     with open(os.path.join(a.work, "payload"), "w") as f:
         f.write("x" * 100)
 
@@ -73,7 +76,7 @@ def main():
         ("status", "`status`", lambda s: ["status"]),
         ("list", "`list`", lambda s: ["list"]),
         ("verify", "`audit verify`", lambda s: ["audit", "verify"]),
-        ("share", "`share verify`", lambda s: ["share", "verify", s[1]]),
+        ("share", "`share verify`", lambda s: ["share", "verify", *s[:2]]),
         ("drill", "`drill` (every credential)", lambda s: ["drill", *s]),
     ]
     results = {}
@@ -89,13 +92,17 @@ def main():
                        env=env, check=True, stdout=subprocess.DEVNULL)
         start = time.perf_counter()
         if creds or entries:
+            # The development token inside the vault (what breakglass itself points SoftHSM at).
+            build_env = dict(env, SOFTHSM2_CONF=f"{env['BREAKGLASS_VAULT']}/softhsm/softhsm2.conf")
             subprocess.run([a.scale, "build", env["BREAKGLASS_VAULT"], str(creds), str(entries),
-                            f"{shares}/a.share", f"{shares}/b.share"], env=env, check=True)
+                            f"{shares}/a.share", f"{shares}/b.share"], env=build_env, check=True)
         built[(creds, entries)] = time.perf_counter() - start
         share_args = ["--share-file", f"{shares}/a.share", "--share-file", f"{shares}/b.share"]
         for key, _, argv in commands:
             runs = a.drill_runs if key == "drill" else a.runs
             results[(key, creds, entries)] = measure([a.bin, *argv(share_args)], env, runs)
+            if a.before and (creds, entries) == sizes[-1]:
+                results[(key, "before")] = measure([a.before, *argv(share_args)], env, runs)
         lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
         built[(creds, entries, "lines")] = lines
         print(f"bench: measured {creds} credentials / {lines} audit lines", file=sys.stderr)
@@ -135,6 +142,17 @@ def write_markdown(a, sizes, commands, results, built, floor, warm_us, pbkdf2_ms
         f, b = results[(key, *fresh)], results[(key, *big)]
         out.append(f"| {label} | " + " | ".join(cells)
                    + f" | {b['median'] / f['median']:.2f}×, {b['rss'] / f['rss']:.2f}× |")
+    if a.before:
+        out.append("")
+        out.append(f"The same commands on the largest vault, in the same run, with the build before this "
+                   f"change (`{os.path.basename(a.before)}`):")
+        out.append("")
+        out.append("| command | before | after | after ÷ before (time, memory) |")
+        out.append("|---|---|---|---|")
+        for key, label, _ in commands:
+            b, n = results[(key, "before")], results[(key, *big)]
+            out.append(f"| {label} | {fmt(b)} | {fmt(n)} | {n['median'] / b['median']:.2f}×, "
+                       f"{n['rss'] / b['rss']:.2f}× |")
     unseal = results[("unseal", *fresh)]
     out.append("")
     out.append("Floors, measured in the same run:")

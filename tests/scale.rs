@@ -59,7 +59,11 @@ impl Env {
             file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        if self.vault().join(format!("credentials/{name}.json")).exists() {
+        if self
+            .vault()
+            .join(format!("credentials/{name}.json"))
+            .exists()
+        {
             args.push("--replace");
         }
         self.ok(&args);
@@ -216,7 +220,11 @@ fn drill_rekey_and_enroll_show_progress_on_a_terminal_and_nothing_in_a_pipe() {
         &env.share("bob"),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let all = format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
     assert!(!all.contains("of 3"), "{all}");
     assert!(!all.contains('\r'), "{all:?}");
 
@@ -233,8 +241,14 @@ fn drill_rekey_and_enroll_show_progress_on_a_terminal_and_nothing_in_a_pipe() {
         "rekey --yes --shares-dir '{}'",
         env.path("new-shares").display()
     ));
-    assert!(rekey.contains("rekey: opening envelopes: 3 of 3"), "{rekey:?}");
-    assert!(rekey.contains("rekey: writing envelopes: 3 of 3"), "{rekey:?}");
+    assert!(
+        rekey.contains("rekey: opening envelopes: 3 of 3"),
+        "{rekey:?}"
+    );
+    assert!(
+        rekey.contains("rekey: writing envelopes: 3 of 3"),
+        "{rekey:?}"
+    );
 }
 
 /// SHA-256, as the index records it (through the `sha256sum` of coreutils, so the test does

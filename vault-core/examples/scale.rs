@@ -136,7 +136,11 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
     let started = Instant::now();
     let real = vault.store().path(AUDIT_LOG);
     let vault_id = manifest.vault_id.clone();
-    let custodians: Vec<String> = manifest.custodian_names().into_iter().map(str::to_owned).collect();
+    let custodians: Vec<String> = manifest
+        .custodian_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let added = vault.with_audit_signer(&shares, &QuorumOnly, |signer| {
         grow_log(&real, &vault_id, &names, &custodians, entries, signer)
             .map_err(|e| vault_core::vault::VaultError::Layout(e.to_string()).into())
@@ -165,7 +169,10 @@ fn grow_log(
         .rfind(|l| !l.is_empty())
         .ok_or("the vault's audit log is empty")?
         .to_vec();
-    let mut lines = existing.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    let mut lines = existing
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
     drop(existing);
     let scratch_dir = tempfile::Builder::new()
         .prefix("breakglass-scale-")

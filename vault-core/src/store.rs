@@ -3,6 +3,7 @@
 //! ```text
 //! vault.json                 the manifest
 //! credentials/<name>.json    one sealed envelope per credential
+//! credentials/.index.json   a cache of what listings show (vault::listing), never an authority
 //! history/<name>/<n>.json    replaced versions of a credential
 //! audit.jsonl                the hash-chained audit log
 //! ceremonies/                remote ceremony state

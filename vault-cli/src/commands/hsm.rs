@@ -98,10 +98,9 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     };
     if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
-        let fingerprint =
-            crate::progress::run("hsm enroll", || {
-                vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)
-            })?;
+        let fingerprint = crate::progress::run("hsm enroll", || {
+            vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)
+        })?;
         super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
         println!(
             "token {} enrolled from the recovery key; every credential now opens with it",
@@ -131,8 +130,9 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     } else {
         None
     };
-    let fingerprint =
-        crate::progress::run("hsm enroll", || vault.enroll(shares.as_ref(), &new, &pinned))?;
+    let fingerprint = crate::progress::run("hsm enroll", || {
+        vault.enroll(shares.as_ref(), &new, &pinned)
+    })?;
     super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     println!(
         "token {} enrolled; every credential now opens with it too",

@@ -97,7 +97,10 @@ pub fn list(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         print_credential(&mut out, "", &c)
     })?;
     if !any {
-        writeln!(out, "no credentials sealed yet (breakglass seal NAME --kind ...)")?;
+        writeln!(
+            out,
+            "no credentials sealed yet (breakglass seal NAME --kind ...)"
+        )?;
     }
     Ok(out.flush()?)
 }
@@ -306,7 +309,12 @@ fn stream_status_json(out: &mut dyn Write, vault: &Vault, status: serde_json::Va
     fields.insert("credentials".into(), serde_json::Value::Null);
     write!(out, "{{")?;
     for (i, (key, value)) in fields.iter().enumerate() {
-        write!(out, "{}\n  {}: ", if i == 0 { "" } else { "," }, serde_json::to_string(key)?)?;
+        write!(
+            out,
+            "{}\n  {}: ",
+            if i == 0 { "" } else { "," },
+            serde_json::to_string(key)?
+        )?;
         if key == "credentials" {
             let mut array = JsonArray::new(out, 2);
             each_credential(vault, |c| array.push(&c))?;

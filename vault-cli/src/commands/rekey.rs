@@ -198,8 +198,7 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     let mut collectors = gather_sets(&vault_id, &args.shares, &sets)?;
     let new = collectors.pop().unwrap_or_default();
     let old = collectors.pop().unwrap_or_default();
-    let fingerprint =
-        crate::progress::run("rekey", || vault.rekey_resume(&old, &new, &CliPins))?;
+    let fingerprint = crate::progress::run("rekey", || vault.rekey_resume(&old, &new, &CliPins))?;
     super::pin_fingerprint(&vault_id, &fingerprint)?;
     println!("rekey finished: the previous shares no longer open anything");
     println!("new fingerprint: {fingerprint}");

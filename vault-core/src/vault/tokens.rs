@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::audit::CheckpointSigner;
 use crate::hsm::{
     HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenSelector, TokenSession,
 };
-use crate::audit::CheckpointSigner;
 use crate::manifest::{HsmEnrollment, PinSource};
 use crate::quorum::Collector;
 
