@@ -186,7 +186,7 @@ def write_markdown(a, sizes, commands, results, built, floor, warm_us, pbkdf2_ms
 def write_svg(path, sizes, commands, results, built):
     """Median time of each command (log scale) against the vault's size."""
     import math
-    w, h, left, right, top, bottom = 760, 420, 70, 190, 30, 60
+    w, h, left, right, top, bottom = 840, 420, 70, 250, 30, 60
     values = [results[(k, *s)]["median"] for k, _, _ in commands for s in sizes]
     lo = 10 ** math.floor(math.log10(max(min(values), 0.1)))
     hi = 10 ** math.ceil(math.log10(max(values)))

@@ -198,7 +198,7 @@ fn grow_log(
                 event.credential = Some(name.clone());
                 log.append(event, &actor, &time)?;
                 in_run += 1;
-            } else if step % 2 == 0 {
+            } else if step.is_multiple_of(2) {
                 let mut event = Event::new("unseal").detail("token", "primary");
                 event.credential = names.get(step % names.len().max(1)).cloned();
                 event.custodians = pair.to_vec();
