@@ -14,6 +14,7 @@ mod examples;
 mod exit;
 mod hardening;
 mod printable;
+mod progress;
 mod prompt;
 mod report;
 mod runbook;

@@ -608,6 +608,18 @@ impl Envelope {
         file: &Path,
     ) -> Result<SecretBytes, crate::Error> {
         let quorum_half = self.open_quorum_half(quorum, file)?;
+        self.open_with_quorum_half(hsm, &quorum_half, file)
+    }
+
+    /// Opens the payload with `hsm` and the quorum's half of the file key that
+    /// [`Envelope::open_quorum_half`] gave (a drill opens the quorum halves beside the token's
+    /// work).
+    pub fn open_with_quorum_half(
+        &self,
+        hsm: &dyn DhOracle,
+        quorum_half: &[u8; KEY_LEN],
+        file: &Path,
+    ) -> Result<SecretBytes, crate::Error> {
         let hsm_half = self.open_hsm_half(hsm, file)?;
         let mut file_key = Zeroizing::new([0u8; KEY_LEN]);
         for i in 0..KEY_LEN {

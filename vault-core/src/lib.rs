@@ -112,6 +112,7 @@ pub mod fault;
 pub mod hpke;
 pub mod hsm;
 pub mod manifest;
+pub mod progress;
 pub mod quorum;
 pub mod secret;
 pub mod store;

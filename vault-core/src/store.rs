@@ -3,6 +3,7 @@
 //! ```text
 //! vault.json                 the manifest
 //! credentials/<name>.json    one sealed envelope per credential
+//! credentials/.index.json   a cache of what listings show (vault::listing), never an authority
 //! history/<name>/<n>.json    replaced versions of a credential
 //! audit.jsonl                the hash-chained audit log
 //! ceremonies/                remote ceremony state
@@ -352,6 +353,27 @@ impl Store {
         };
         staged.temp = Some(write_temp(&staged.path, bytes)?);
         Ok(staged)
+    }
+
+    /// The credentials that have previous versions in `history/` (one directory listing, so a
+    /// listing of many credentials does not look for each one's history).
+    pub fn names_with_history(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let dir = self.root.join(HISTORY);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(io(&dir, "listing history")(e)),
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir, "listing history"))?;
+            if let Some(name) = entry.file_name().to_str()
+                && validate_name(name).is_ok()
+            {
+                names.insert(name.to_owned());
+            }
+        }
+        Ok(names)
     }
 
     /// The previous versions of credential `name`, oldest first.

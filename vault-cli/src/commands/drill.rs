@@ -57,7 +57,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     };
     let report = if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
-        vault.drill_recovery(&quorum, &recovery, check)?
+        crate::progress::run("drill", || vault.drill_recovery(&quorum, &recovery, check))?
     } else {
         let shares = gather_shares(&vault, &args.shares)?;
         let token = TokenChoice {
@@ -65,7 +65,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             only: args.hsm.as_deref(),
             force_pin: false,
         };
-        vault.drill(&shares, token, check)?
+        crate::progress::run("drill", || vault.drill(&shares, token, check))?
     };
     let DrillReport {
         custodians,

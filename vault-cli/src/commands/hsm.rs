@@ -92,8 +92,9 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     };
     if args.recovery {
         let (quorum, recovery) = gather_with_recovery(&vault, &args.shares)?;
-        let fingerprint =
-            vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)?;
+        let fingerprint = crate::progress::run("hsm enroll", || {
+            vault.enroll_from_recovery(&quorum, &recovery, &new, &pinned, &args.retire)
+        })?;
         println!(
             "token {} enrolled from the recovery key; every credential now opens with it",
             args.token
@@ -111,7 +112,7 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     // envelopes' token halves are opened by the enrolled token alone, and the payloads are
     // never decrypted.
     let shares = gather_shares(&vault, &args.shares)?;
-    vault.enroll(&shares, &new, &pinned)?;
+    crate::progress::run("hsm enroll", || vault.enroll(&shares, &new, &pinned))?;
     println!(
         "token {} enrolled; every credential now opens with it too",
         args.token

@@ -1,31 +1,81 @@
 //! `breakglass list` and `breakglass status`: everything readable without unsealing.
 
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::vault::Vault;
+use vault_core::vault::{Listed, Vault};
 
 use crate::cli::ReportArgs;
 use crate::exit::{Failure, fail};
 
-fn credentials(vault: &Vault) -> Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
-    for name in vault.store().credentials()? {
-        let entry = match vault.envelope(&name) {
-            Ok((_, envelope)) => serde_json::json!({
-                "name": name,
-                "kind": envelope.kind.as_str(),
-                "sealed": envelope.created,
-                "age_days": super::days_since(&envelope.created),
-                "metadata": envelope.metadata,
-                "tokens": envelope.hsm_stanzas.len(),
-                "versions_in_history": vault.store().history(&name)?.len(),
-            }),
-            Err(e) => serde_json::json!({ "name": name, "error": format!("{e:#}") }),
+/// Every credential as `list --json` shows it, to `each` in name order as the index yields
+/// it (nothing waits for the whole vault).
+fn each_credential(
+    vault: &Vault,
+    mut each: impl FnMut(serde_json::Value) -> Result<()>,
+) -> Result<()> {
+    let with_history = vault.store().names_with_history()?;
+    vault.each_credential(|listed| {
+        let entry = match listed {
+            Listed::Sealed { name, listing } => {
+                let versions = if with_history.contains(&name) {
+                    vault.store().history(&name)?.len()
+                } else {
+                    0
+                };
+                serde_json::json!({
+                    "name": name,
+                    "kind": listing.kind,
+                    "sealed": listing.sealed,
+                    "age_days": super::days_since(&listing.sealed),
+                    "metadata": listing.metadata,
+                    "tokens": listing.tokens,
+                    "versions_in_history": versions,
+                })
+            }
+            Listed::Damaged { name, error } => {
+                serde_json::json!({ "name": name, "error": format!("{error:#}") })
+            }
         };
-        out.push(entry);
+        each(entry)
+    })
+}
+
+/// Writes a JSON array to `out` one element at a time, laid out as `to_string_pretty` lays out
+/// the whole array, `indent` spaces in: the first element is out before the last is read.
+struct JsonArray<'w> {
+    out: &'w mut dyn Write,
+    indent: usize,
+    count: usize,
+}
+
+impl<'w> JsonArray<'w> {
+    fn new(out: &'w mut dyn Write, indent: usize) -> JsonArray<'w> {
+        JsonArray {
+            out,
+            indent,
+            count: 0,
+        }
     }
-    Ok(out)
+
+    fn push(&mut self, value: &serde_json::Value) -> Result<()> {
+        let pad = " ".repeat(self.indent + 2);
+        let text = serde_json::to_string_pretty(value)?.replace('\n', &format!("\n{pad}"));
+        let lead = if self.count == 0 { "[" } else { "," };
+        write!(self.out, "{lead}\n{pad}{text}")?;
+        self.count += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.count == 0 {
+            write!(self.out, "[]")?;
+        } else {
+            write!(self.out, "\n{}]", " ".repeat(self.indent))?;
+        }
+        Ok(())
+    }
 }
 
 /// `breakglass list`.
@@ -35,28 +85,38 @@ pub fn list(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     if let Some(tail) = vault.audit().torn_tail()? {
         super::audit::warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), &tail);
     }
-    let creds = credentials(&vault)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&creds)?);
-        return Ok(());
+        let mut array = JsonArray::new(&mut out, 0);
+        each_credential(&vault, |c| array.push(&c))?;
+        array.finish()?;
+        writeln!(out)?;
+        return Ok(out.flush()?);
     }
-    if creds.is_empty() {
-        println!("no credentials sealed yet (breakglass seal NAME --kind ...)");
+    let mut any = false;
+    each_credential(&vault, |c| {
+        any = true;
+        print_credential(&mut out, "", &c)
+    })?;
+    if !any {
+        writeln!(
+            out,
+            "no credentials sealed yet (breakglass seal NAME --kind ...)"
+        )?;
     }
-    for c in &creds {
-        print_credential(c);
-    }
-    Ok(())
+    Ok(out.flush()?)
 }
 
-fn print_credential(c: &serde_json::Value) {
+fn print_credential(out: &mut dyn Write, lead: &str, c: &serde_json::Value) -> Result<()> {
     if let Some(error) = c.get("error") {
-        println!(
-            "{:<24} DAMAGED: {}",
+        writeln!(
+            out,
+            "{lead}{:<24} DAMAGED: {}",
             c["name"].as_str().unwrap_or_default(),
             error.as_str().unwrap_or_default()
-        );
-        return;
+        )?;
+        return Ok(());
     }
     let metadata: Vec<String> = c["metadata"]
         .as_object()
@@ -67,14 +127,16 @@ fn print_credential(c: &serde_json::Value) {
                 .collect()
         })
         .unwrap_or_default();
-    println!(
-        "{:<24} {:<8} sealed {} ({} days ago)  {}",
+    writeln!(
+        out,
+        "{lead}{:<24} {:<8} sealed {} ({} days ago)  {}",
         c["name"].as_str().unwrap_or_default(),
         c["kind"].as_str().unwrap_or_default(),
         c["sealed"].as_str().unwrap_or_default(),
         c["age_days"],
         metadata.join(" ")
-    );
+    )?;
+    Ok(())
 }
 
 /// `breakglass status`.
@@ -131,7 +193,6 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
             "label": h.label, "serial": h.serial, "manufacturer": h.manufacturer, "model": h.model,
             "pin_source": h.pin, "development_softhsm": h.softhsm_conf.is_some(),
         })).collect::<Vec<_>>(),
-        "credentials": credentials(&vault)?,
         "last_drill": last_drill.map(|e| e.time.clone()),
         "last_drill_failures": last_drill.map(drill_failures),
         "last_recovery_drill": last_recovery_drill.map(|e| e.time.clone()),
@@ -141,10 +202,14 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         "runbook": runbook,
         "audit": report,
     });
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        stream_status_json(&mut out, &vault, status)?;
+        out.flush()?;
         return audit_intact(&report);
     }
+    drop(out);
     println!(
         "vault {}  fingerprint {}{}",
         m.vault_id,
@@ -211,9 +276,10 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         );
     }
     println!("credentials:");
-    for c in status["credentials"].as_array().into_iter().flatten() {
-        print!("  ");
-        print_credential(c);
+    {
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        each_credential(&vault, |c| print_credential(&mut out, "  ", &c))?;
+        out.flush()?;
     }
     match last_drill {
         Some(d) => {
@@ -256,26 +322,32 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     audit_intact(&report)
 }
 
-/// Whether the runbook last written with `runbook --out` still says what the vault says.
-/// The file name and events come from the audit log, so they are shown escaped.
-fn print_runbook(runbook: Option<&crate::runbook::Freshness>) {
-    use vault_core::trust::untrusted_text::render_untrusted as shown;
-    match runbook {
-        None => println!("runbook: none written yet (breakglass runbook --format html --out FILE)"),
-        Some(r) if r.up_to_date => println!(
-            "runbook: {} (written {}, from audit line {}): up to date",
-            shown(&r.file),
-            shown(&r.made),
-            r.head_line
-        ),
-        Some(r) => println!(
-            "runbook: {} (written {}, from audit line {}) is OUT OF DATE: the vault changed since ({}): run breakglass runbook --out FILE and print it again",
-            shown(&r.file),
-            shown(&r.made),
-            r.head_line,
-            shown(&r.changed_by.join(", "))
-        ),
+/// `status --json`: the object `to_string_pretty` would print with its `credentials` array in
+/// key order, that array streamed from the index as each credential is known.
+fn stream_status_json(out: &mut dyn Write, vault: &Vault, status: serde_json::Value) -> Result<()> {
+    let serde_json::Value::Object(mut fields) = status else {
+        unreachable!("the status is built as an object")
+    };
+    fields.insert("credentials".into(), serde_json::Value::Null);
+    write!(out, "{{")?;
+    for (i, (key, value)) in fields.iter().enumerate() {
+        write!(
+            out,
+            "{}\n  {}: ",
+            if i == 0 { "" } else { "," },
+            serde_json::to_string(key)?
+        )?;
+        if key == "credentials" {
+            let mut array = JsonArray::new(out, 2);
+            each_credential(vault, |c| array.push(&c))?;
+            array.finish()?;
+        } else {
+            let text = serde_json::to_string_pretty(value)?.replace('\n', "\n  ");
+            write!(out, "{text}")?;
+        }
     }
+    writeln!(out, "\n}}")?;
+    Ok(())
 }
 
 /// The credentials a drill entry records as failed.
@@ -297,5 +369,26 @@ fn audit_intact(report: &vault_core::audit::VerifyReport) -> Result<()> {
             Failure::Integrity,
             "the audit log is broken: run breakglass audit verify",
         ))
+    }
+}
+/// Whether the runbook last written with `runbook --out` still says what the vault says.
+/// The file name and events come from the audit log, so they are shown escaped.
+fn print_runbook(runbook: Option<&crate::runbook::Freshness>) {
+    use vault_core::trust::untrusted_text::render_untrusted as shown;
+    match runbook {
+        None => println!("runbook: none written yet (breakglass runbook --format html --out FILE)"),
+        Some(r) if r.up_to_date => println!(
+            "runbook: {} (written {}, from audit line {}): up to date",
+            shown(&r.file),
+            shown(&r.made),
+            r.head_line
+        ),
+        Some(r) => println!(
+            "runbook: {} (written {}, from audit line {}) is OUT OF DATE: the vault changed since ({}): run breakglass runbook --out FILE and print it again",
+            shown(&r.file),
+            shown(&r.made),
+            r.head_line,
+            shown(&r.changed_by.join(", "))
+        ),
     }
 }

@@ -162,7 +162,7 @@ pub(super) fn execute(
         handout,
         &recipients,
     )?;
-    let fingerprint = match vault.rekey_commit(plan, &CliPins) {
+    let fingerprint = match crate::progress::run("rekey", || vault.rekey_commit(plan, &CliPins)) {
         Ok(fingerprint) => fingerprint,
         Err(e) if vault.pending_rekey().ok().flatten().is_none() => {
             return Err(anyhow::Error::from(e).context(
@@ -230,7 +230,7 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     let mut collectors = gather_sets(&vault_id, &args.shares, &sets)?;
     let new = collectors.pop().unwrap_or_default();
     let old = collectors.pop().unwrap_or_default();
-    let fingerprint = vault.rekey_resume(&old, &new, &CliPins)?;
+    let fingerprint = crate::progress::run("rekey", || vault.rekey_resume(&old, &new, &CliPins))?;
     super::pin_fingerprint(&vault_id, &fingerprint)?;
     println!("rekey finished: the previous shares no longer open anything");
     println!("new fingerprint: {fingerprint}");

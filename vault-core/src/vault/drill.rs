@@ -92,27 +92,55 @@ impl Vault {
     /// Opens every credential with `hsm` and `quorum` and runs `check` on each payload. An
     /// envelope that does not open is a finding of the drill (`FAILED: ...`); a token that
     /// fails is not a finding about the envelopes, so it stops the drill with its error.
+    ///
+    /// The token's work is the drill's critical path, so everything else runs beside it: a
+    /// second thread reads and checks each envelope and opens its quorum half (software), a
+    /// few credentials ahead of the token, which opens the token halves one after another on
+    /// the one session.
     fn open_each(
         &self,
         hsm: &dyn DhOracle,
-        quorum: &dyn DhOracle,
+        quorum: &(dyn DhOracle + Sync),
         check: &mut Check<'_>,
     ) -> Result<BTreeMap<String, String>, crate::Error> {
-        let mut outcomes = BTreeMap::new();
-        for name in self.store.credentials()? {
-            let outcome = match self.envelope(&name) {
-                Ok((path, envelope)) => match envelope.open(hsm, quorum, &path) {
-                    Ok(payload) => check(&name, &envelope, &payload),
-                    Err(e @ crate::Error::Hsm(_)) => return Err(e),
+        let names = self.store.credentials()?;
+        let total = names.len();
+        std::thread::scope(|scope| {
+            let (ahead, prepared) = std::sync::mpsc::sync_channel(AHEAD);
+            scope.spawn(move || {
+                for name in names {
+                    let half = self.envelope(&name).and_then(|(path, envelope)| {
+                        let half = envelope.open_quorum_half(quorum, &path)?;
+                        Ok((path, envelope, half))
+                    });
+                    // The drill stopped (a token failure): nothing more to prepare.
+                    if ahead.send((name, half)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut outcomes = BTreeMap::new();
+            for (done, (name, half)) in prepared.into_iter().enumerate() {
+                let outcome = match half {
+                    Ok((path, envelope, half)) => {
+                        match envelope.open_with_quorum_half(hsm, &half, &path) {
+                            Ok(payload) => check(&name, &envelope, &payload),
+                            Err(e @ crate::Error::Hsm(_)) => return Err(e),
+                            Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
+                        }
+                    }
                     Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
-                },
-                Err(e) => format!("FAILED: {}", crate::error::with_causes(&e)),
-            };
-            outcomes.insert(name, outcome);
-        }
-        Ok(outcomes)
+                };
+                outcomes.insert(name, outcome);
+                crate::progress::step("opening credentials", done + 1, total);
+            }
+            Ok(outcomes)
+        })
     }
 }
+
+/// How many credentials the preparing thread may be ahead of the token.
+const AHEAD: usize = 32;
 
 /// The audit entry of a drill: one `credential:<name>` detail per outcome.
 fn outcome_event(name: &str, outcomes: &BTreeMap<String, String>) -> Event {

@@ -3,6 +3,7 @@
 //!
 //! - [`tokens`](self::tokens): finding an enrolled token that is present, its PINs, logging in;
 //! - `record`: signed audit appends and the entries that record a new manifest;
+//! - `listing`: the credential index `list` and `status` read, checked against every file;
 //! - `rewrap`: the one loop that re-seals envelopes or adds and removes their token stanzas;
 //! - `shares`: share sets (quorum and recovery), recombining them, layout validation;
 //! - `init`, `seal`, `unseal` (with `recover`), `drill`, `enroll`, `rekey` (plan, journal,
@@ -14,6 +15,7 @@
 mod drill;
 mod enroll;
 mod init;
+mod listing;
 mod record;
 mod recovery;
 mod rekey;
@@ -41,6 +43,7 @@ use crate::trust::{AuthenticatedManifest, CertifiedManifest, TrustError};
 pub use drill::DrillReport;
 pub use enroll::NewToken;
 pub use init::InitOptions;
+pub use listing::{Listed, Listing};
 pub use record::AUDIT_REPAIR;
 pub use recovery::RecoveryPlan;
 pub use rekey::{RecoveryChange, RekeyOptions, RekeyPlan};

@@ -108,9 +108,11 @@ impl Rewrapped {
         self,
         mut after_write: impl FnMut(usize) -> Result<(), crate::Error>,
     ) -> Result<usize, crate::Error> {
+        let total = self.0.len();
         for (written, (path, bytes)) in self.0.iter().enumerate() {
             crate::store::write_atomic(path, bytes)?;
             after_write(written)?;
+            crate::progress::step("writing envelopes", written + 1, total);
         }
         Ok(self.0.len())
     }
@@ -123,7 +125,8 @@ pub(super) fn rewrapped(
     change: &Change<'_>,
 ) -> Result<Rewrapped, crate::Error> {
     let mut replacements = Vec::new();
-    for EnvelopeFile { path, mut envelope } in files {
+    let total = files.len();
+    for (done, EnvelopeFile { path, mut envelope }) in files.into_iter().enumerate() {
         let replacement = match change {
             Change::Reseal {
                 hsm,
@@ -145,6 +148,7 @@ pub(super) fn rewrapped(
         if let Some(envelope) = replacement {
             replacements.push((path, envelope.to_bytes()));
         }
+        crate::progress::step("opening envelopes", done + 1, total);
     }
     Ok(Rewrapped(replacements))
 }

@@ -6,14 +6,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
+use crate::audit::CheckpointSigner;
 use crate::hsm::{
     HsmError, KeyRef, LoginWarning, Module, PinRole, Token, TokenDescription, TokenSelector,
     TokenSession,
 };
 use crate::manifest::{HsmEnrollment, PinDerivation, PinSource};
 use crate::trust::machine::{MODULE_VAR, MachineConfig, ModuleSource, choose_modules};
+use crate::quorum::Collector;
 
 use super::{Vault, VaultError};
 
@@ -264,6 +266,31 @@ impl Vault {
             }
         }
         Err(self.no_token(last_error))
+    }
+
+    /// Runs `action` with the audit key of the token that holds it, logged in with the PIN
+    /// the collected shares derive (or `pins` gives): for a tool that appends many entries and
+    /// signs their checkpoints in one session (the benchmark's history builder). Writes
+    /// nothing itself.
+    pub fn with_audit_signer<T>(
+        &self,
+        shares: &Collector,
+        pins: &dyn PinProvider,
+        action: impl FnOnce(&dyn CheckpointSigner) -> Result<T, crate::Error>,
+    ) -> Result<T, crate::Error> {
+        let quorum = self.recombine(shares)?;
+        let choice = TokenChoice {
+            pins,
+            only: Some(&self.manifest().audit.token),
+            force_pin: false,
+        };
+        self.with_token(
+            Some(quorum.secret.expose_secret()),
+            choice,
+            |session, _, _, _| {
+                action(&session.audit_signer(&self.keys.audit_key_id))
+            },
+        )
     }
 
     /// Where this vault's PINs come from, with the quorum secret `q` when it is at hand.

@@ -1,0 +1,229 @@
+"""Growth of breakglass's commands with the size of a vault (run by scripts/bench).
+
+Builds one vault per size (`breakglass init --dev-softhsm`, then `scale build` grows it with
+credentials sealed by the library and a longer audit log of chained, checkpointed entries),
+runs each command repeatedly as a whole process and takes the median wall time, its spread
+and the child's peak resident memory (wait4's ru_maxrss), beside the floors measured in the
+same run: a bare PKCS#11 program doing a cold unseal's token operations, one warm token ECDH,
+and SLIP-39's PBKDF2. Writes a Markdown section and an SVG chart of cost against size.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from xml.sax.saxutils import escape
+
+
+def run(cmd, env, check=True):
+    """Runs `cmd`; returns (milliseconds, peak RSS in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = (time.perf_counter() - start) * 1000
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if check and proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def measure(cmd, env, runs):
+    times, rss = [], []
+    for _ in range(runs):
+        t, r = run(cmd, env)
+        times.append(t)
+        rss.append(r)
+    return {"median": statistics.median(times), "min": min(times), "max": max(times),
+            "rss": max(rss), "runs": runs}
+
+
+def output(cmd, env):
+    return subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--scale", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--sizes", required=True, help="CREDENTIALS:ENTRIES,... (0:0 first)")
+    ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--drill-runs", type=int, default=3)
+    ap.add_argument("--markdown", required=True)
+    ap.add_argument("--svg", required=True)
+    ap.add_argument("--svg-name", required=True, help="how the Markdown links the chart")
+    ap.add_argument("--before", help="another build of breakglass (e.g. the previous release) to "
+                    "run the same commands with on the largest vault, in the same run")
+    a = ap.parse_args()
+
+    sizes = [tuple(int(x) for x in s.split(":")) for s in a.sizes.split(",")]
+    base = dict(os.environ)
+    for var in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME", "SOFTHSM2_CONF", "BREAKGLASS_FINGERPRINT"):
+        base.pop(var, None)
+    base["BREAKGLASS_REASON"] = "benchmark"
+    with open(os.path.join(a.work, "payload"), "w") as f:
+        f.write("x" * 100)
+
+    commands = [
+        ("unseal", "`unseal` one credential", lambda s: ["unseal", "target", *s, "--output", "json"]),
+        ("seal", "`seal --replace` one credential", lambda s: ["seal", "target", "--kind", "secret",
+                                                               "--from-file", f"{a.work}/payload", "--replace"]),
+        ("status", "`status`", lambda s: ["status"]),
+        ("list", "`list`", lambda s: ["list"]),
+        ("verify", "`audit verify`", lambda s: ["audit", "verify"]),
+        ("share", "`share verify`", lambda s: ["share", "verify", *s[:2]]),
+        ("drill", "`drill` (every credential)", lambda s: ["drill", *s]),
+    ]
+    results = {}
+    built = {}
+    for creds, entries in sizes:
+        tag = f"{creds}-{entries}"
+        env = dict(base, XDG_CONFIG_HOME=f"{a.work}/config-{tag}", BREAKGLASS_VAULT=f"{a.work}/vault-{tag}")
+        shares = f"{a.work}/shares-{tag}"
+        subprocess.run([a.bin, "init", "--dev-softhsm", "--custodian", "a", "--custodian", "b",
+                        "--custodian", "c", "--threshold", "2", "--iteration-exponent", "0",
+                        "--shares-dir", shares], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([a.bin, "seal", "target", "--kind", "secret", "--from-file", f"{a.work}/payload"],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        start = time.perf_counter()
+        if creds or entries:
+            # The development token inside the vault (what breakglass itself points SoftHSM at).
+            build_env = dict(env, SOFTHSM2_CONF=f"{env['BREAKGLASS_VAULT']}/softhsm/softhsm2.conf")
+            subprocess.run([a.scale, "build", env["BREAKGLASS_VAULT"], str(creds), str(entries),
+                            f"{shares}/a.share", f"{shares}/b.share"], env=build_env, check=True)
+        built[(creds, entries)] = time.perf_counter() - start
+        share_args = ["--share-file", f"{shares}/a.share", "--share-file", f"{shares}/b.share"]
+        for key, _, argv in commands:
+            runs = a.drill_runs if key == "drill" else a.runs
+            results[(key, creds, entries)] = measure([a.bin, *argv(share_args)], env, runs)
+            if a.before and (creds, entries) == sizes[-1]:
+                results[(key, "before")] = measure([a.before, *argv(share_args)], env, runs)
+        lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
+        built[(creds, entries, "lines")] = lines
+        print(f"bench: measured {creds} credentials / {lines} audit lines", file=sys.stderr)
+
+    # The floors.
+    floor_dir = f"{a.work}/floor"
+    os.makedirs(floor_dir)
+    fenv = dict(base, SOFTHSM2_CONF=f"{floor_dir}/softhsm2.conf")
+    key = output([a.scale, "floor-setup", floor_dir], fenv)
+    floor = measure([a.scale, "floor", floor_dir, key], fenv, a.runs)
+    warm_us = statistics.median(float(output([a.scale, "floor-warm", floor_dir, key], fenv)) for _ in range(3))
+    pbkdf2_ms = float(output([a.scale, "pbkdf2"], base))
+
+    write_markdown(a, sizes, commands, results, built, floor, warm_us, pbkdf2_ms)
+    write_svg(a.svg, sizes, commands, results, built)
+
+
+def fmt(r):
+    return f"{r['median']:.1f} ms ({r['min']:.1f}–{r['max']:.1f}), {r['rss']:.1f} MiB"
+
+
+def size_label(sizes, built, s):
+    creds, entries = s
+    return f"{creds:,} credentials, {built[(creds, entries, 'lines')]:,} audit lines"
+
+
+def write_markdown(a, sizes, commands, results, built, floor, warm_us, pbkdf2_ms):
+    fresh = sizes[0]
+    big = sizes[-1]
+    out = []
+    out.append("| command | " + " | ".join(
+        ("fresh vault" if s == fresh else size_label(sizes, built, s)) for s in sizes)
+        + " | largest ÷ fresh (time, memory) |")
+    out.append("|---" * (len(sizes) + 2) + "|")
+    for key, label, _ in commands:
+        cells = [fmt(results[(key, *s)]) for s in sizes]
+        f, b = results[(key, *fresh)], results[(key, *big)]
+        out.append(f"| {label} | " + " | ".join(cells)
+                   + f" | {b['median'] / f['median']:.2f}×, {b['rss'] / f['rss']:.2f}× |")
+    if a.before:
+        out.append("")
+        out.append(f"The same commands on the largest vault, in the same run, with the build before this "
+                   f"change (`{os.path.basename(a.before)}`):")
+        out.append("")
+        out.append("| command | before | after | after ÷ before (time, memory) |")
+        out.append("|---|---|---|---|")
+        for key, label, _ in commands:
+            b, n = results[(key, "before")], results[(key, *big)]
+            out.append(f"| {label} | {fmt(b)} | {fmt(n)} | {n['median'] / b['median']:.2f}×, "
+                       f"{n['rss'] / b['rss']:.2f}× |")
+    unseal = results[("unseal", *fresh)]
+    out.append("")
+    out.append("Floors, measured in the same run:")
+    out.append("")
+    out.append("| floor | figure | `unseal` on a fresh vault ÷ floor |")
+    out.append("|---|---|---|")
+    out.append(f"| bare PKCS#11 program, one process: load SoftHSM, open a session, log in, find the key, "
+               f"one ECDH (derive, read, destroy) | {fmt(floor)} | "
+               f"{unseal['median'] / floor['median']:.2f}× |")
+    out.append(f"| SLIP-39 PBKDF2 (combining 2 shares at iteration exponent 0, in process) | {pbkdf2_ms:.1f} ms | |")
+    out.append(f"| bare PKCS#11 floor + PBKDF2 | {floor['median'] + pbkdf2_ms:.1f} ms | "
+               f"{unseal['median'] / (floor['median'] + pbkdf2_ms):.2f}× |")
+    out.append(f"| one warm token ECDH (bare cryptoki, same session, key found once) | {warm_us:.1f} µs | |")
+    out.append("")
+    for s in sizes[1:]:
+        creds = s[0]
+        if creds == 0:
+            continue
+        per = (results[("drill", *s)]["median"] - results[("drill", *fresh)]["median"]) * 1000 / creds
+        out.append(f"`drill` per credential at {creds:,} credentials (its time less a fresh vault's drill, "
+                   f"÷ {creds:,}): {per:.1f} µs, {per / warm_us:.2f}× a warm token ECDH.")
+        out.append("")
+    out.append("Building each vault (library sealing and audit growth, once per size): "
+               + "; ".join(f"{size_label(sizes, built, s)} in {built[s]:.1f} s" for s in sizes[1:]) + ".")
+    out.append("")
+    out.append(f"![cost of each command against the size of the vault]({a.svg_name})")
+    with open(a.markdown, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def write_svg(path, sizes, commands, results, built):
+    """Median time of each command (log scale) against the vault's size."""
+    import math
+    w, h, left, right, top, bottom = 840, 420, 70, 250, 30, 60
+    values = [results[(k, *s)]["median"] for k, _, _ in commands for s in sizes]
+    lo = 10 ** math.floor(math.log10(max(min(values), 0.1)))
+    hi = 10 ** math.ceil(math.log10(max(values)))
+
+    def x(i):
+        return left + (w - left - right) * (i / max(len(sizes) - 1, 1))
+
+    def y(v):
+        return top + (h - top - bottom) * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
+
+    colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14">median wall time of each command (log scale) against the size of the vault</text>']
+    decade = lo
+    while decade <= hi:
+        svg.append(f'<line x1="{left}" x2="{w - right}" y1="{y(decade):.1f}" y2="{y(decade):.1f}" stroke="#ddd"/>')
+        svg.append(f'<text x="{left - 6}" y="{y(decade) + 4:.1f}" text-anchor="end">{decade:g} ms</text>')
+        decade *= 10
+    for i, s in enumerate(sizes):
+        label = "fresh" if i == 0 else f"{s[0]:,} cred."
+        lines = built.get((*s, "lines"), s[1])
+        svg.append(f'<text x="{x(i):.1f}" y="{h - bottom + 18}" text-anchor="middle">{escape(label)}</text>')
+        svg.append(f'<text x="{x(i):.1f}" y="{h - bottom + 34}" text-anchor="middle">{lines:,} lines</text>')
+    for n, (key, label, _) in enumerate(commands):
+        colour = colours[n % len(colours)]
+        points = " ".join(f"{x(i):.1f},{y(results[(key, *s)]['median']):.1f}" for i, s in enumerate(sizes))
+        svg.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for i, s in enumerate(sizes):
+            svg.append(f'<circle cx="{x(i):.1f}" cy="{y(results[(key, *s)]["median"]):.1f}" r="3" fill="{colour}"/>')
+        ly = top + 16 * n + 10
+        svg.append(f'<line x1="{w - right + 15}" x2="{w - right + 35}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/>')
+        svg.append(f'<text x="{w - right + 40}" y="{ly + 4}">{escape(label.replace("`", ""))}</text>')
+    svg.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
+if __name__ == "__main__":
+    main()

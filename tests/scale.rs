@@ -1,0 +1,266 @@
+//! End-to-end: what keeps a large vault usable. `list` and `status` read a credential index
+//! that is checked against every envelope file and rebuilt when it disagrees (never trusted
+//! over the files), and stream their JSON; long work over many credentials (drill, rekey, hsm
+//! enroll) shows a progress line on a terminal and nothing anywhere else.
+
+use std::process::Command;
+
+use hsm_testing::tools::system_program;
+
+mod support;
+
+use support::{Env, stderr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_breakglass");
+
+impl Env {
+    fn share(&self, custodian: &str) -> String {
+        self.path("shares")
+            .join(format!("{custodian}.share"))
+            .display()
+            .to_string()
+    }
+
+    /// A 2-of-3 dev vault with the credentials `names` sealed.
+    fn with_credentials(names: &[&str]) -> Env {
+        let env = Env::new();
+        env.ok(&[
+            "init",
+            "--dev-softhsm",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--threshold",
+            "2",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            env.path("shares").to_str().unwrap(),
+        ]);
+        for name in names {
+            env.seal(name, &[]);
+        }
+        env
+    }
+
+    /// Seals (or replaces) `name` as a secret, with `extra` options.
+    fn seal(&self, name: &str, extra: &[&str]) {
+        let file = self.path("payload");
+        std::fs::write(&file, format!("the secret of {name}")).unwrap();
+        let mut args = vec![
+            "seal",
+            name,
+            "--kind",
+            "secret",
+            "--from-file",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        if self
+            .vault()
+            .join(format!("credentials/{name}.json"))
+            .exists()
+        {
+            args.push("--replace");
+        }
+        self.ok(&args);
+    }
+
+    fn index(&self) -> serde_json::Value {
+        let bytes = std::fs::read(self.vault().join("credentials/.index.json")).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn listed(&self) -> Vec<serde_json::Value> {
+        let text = self.ok(&["list", "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // Streamed, but laid out exactly as the whole array printed at once.
+        assert_eq!(
+            text,
+            format!("{}\n", serde_json::to_string_pretty(&value).unwrap())
+        );
+        value.as_array().unwrap().clone()
+    }
+
+    /// `breakglass ARGS` with the two share files, on a pseudo-terminal (util-linux `script`):
+    /// what the terminal showed.
+    fn on_terminal(&self, args: &str) -> String {
+        let command = format!(
+            "'{BIN}' {args} --share-file '{}' --share-file '{}'",
+            self.share("alice"),
+            self.share("bob")
+        );
+        let output = Command::new(system_program("script", "bsdutils"))
+            .args(["-q", "-e", "-c", &command, "/dev/null"])
+            .env("BREAKGLASS_VAULT", self.vault())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("BREAKGLASS_REASON", "end-to-end test")
+            .env("TERM", "xterm-256color")
+            .env_remove("SOFTHSM2_CONF")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script (util-linux) runs the command on a terminal");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{args}: {text}");
+        text
+    }
+}
+
+fn names(listed: &[serde_json::Value]) -> Vec<&str> {
+    listed.iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn list_reads_an_index_checked_against_every_envelope_and_rebuilt_when_it_disagrees() {
+    let env = Env::with_credentials(&["db", "api", "mail"]);
+    let first = env.listed();
+    assert_eq!(names(&first), ["api", "db", "mail"]);
+    // The index records each envelope's hash and what a listing shows of it.
+    let index = env.index();
+    let envelope = std::fs::read(env.vault().join("credentials/db.json")).unwrap();
+    let hash = hex::encode(ring_free_sha256(&envelope));
+    assert_eq!(index["entries"]["db"][0], hash.as_str());
+    assert_eq!(index["entries"]["db"][1]["kind"], "secret");
+    // A listing from the index is the listing from the files.
+    assert_eq!(env.listed(), first);
+
+    // A credential replaced, one removed and one added behind the index's back: the listing
+    // follows the files, and the index is rewritten to match them.
+    env.seal("db", &["--account", "123456789012"]);
+    std::fs::remove_file(env.vault().join("credentials/mail.json")).unwrap();
+    env.seal("web", &[]);
+    let listed = env.listed();
+    assert_eq!(names(&listed), ["api", "db", "web"]);
+    assert_eq!(listed[1]["metadata"]["account"], "123456789012");
+    assert_eq!(listed[1]["versions_in_history"], 1);
+    assert_eq!(listed[0]["versions_in_history"], 0);
+    let index = env.index();
+    assert_eq!(
+        index["entries"]["db"][1]["metadata"]["account"],
+        "123456789012"
+    );
+    assert!(index["entries"].get("mail").is_none());
+
+    // An envelope damaged under an entry made for its old bytes is reported damaged, not
+    // listed from the cache.
+    let path = env.vault().join("credentials/api.json");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&path, &bytes).unwrap();
+    let listed = env.listed();
+    assert!(listed[0]["error"].is_string(), "{listed:?}");
+    assert!(env.index()["entries"].get("api").is_none());
+    let text = env.ok(&["list"]);
+    assert!(text.contains("api") && text.contains("DAMAGED"), "{text}");
+
+    // An index that is not an index is rebuilt from the files, and so is one of another vault.
+    std::fs::write(env.vault().join("credentials/.index.json"), b"{not json").unwrap();
+    assert_eq!(env.listed(), listed);
+    assert!(env.index()["entries"]["web"].is_array());
+    let mut foreign = env.index();
+    foreign["vault_id"] = "another-vault".into();
+    foreign["entries"]["web"][1]["kind"] = "aws-root".into();
+    std::fs::write(
+        env.vault().join("credentials/.index.json"),
+        serde_json::to_vec(&foreign).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(env.listed()[2]["kind"], "secret");
+
+    // The index never counts as a credential.
+    let status = env.status();
+    assert_eq!(
+        names(status["credentials"].as_array().unwrap()),
+        ["api", "db", "web"]
+    );
+}
+
+#[test]
+fn status_json_streams_the_credentials_inside_the_object_laid_out_as_one_document() {
+    let env = Env::with_credentials(&["db", "api"]);
+    let text = env.ok(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        text,
+        format!("{}\n", serde_json::to_string_pretty(&value).unwrap())
+    );
+    assert_eq!(
+        names(value["credentials"].as_array().unwrap()),
+        ["api", "db"]
+    );
+    assert!(value["audit"]["first_problem"].is_null(), "{value}");
+    // An empty vault's credentials are an empty array.
+    let empty = Env::with_credentials(&[]);
+    assert_eq!(empty.status()["credentials"], serde_json::json!([]));
+    assert_eq!(
+        empty.ok(&["list"]),
+        "no credentials sealed yet (breakglass seal NAME --kind ...)\n"
+    );
+}
+
+#[test]
+fn drill_rekey_and_enroll_show_progress_on_a_terminal_and_nothing_in_a_pipe() {
+    let env = Env::with_credentials(&["c1", "c2", "c3"]);
+    // On a terminal: one line, rewritten in place, ending at the total.
+    let drill = env.on_terminal("drill");
+    assert!(
+        drill.contains("drill: opening credentials: 3 of 3"),
+        "{drill:?}"
+    );
+    assert!(drill.contains('\r'), "{drill:?}");
+    // In a pipe: no progress at all, on either stream.
+    let output = env.run(&[
+        "drill",
+        "--share-file",
+        &env.share("alice"),
+        "--share-file",
+        &env.share("bob"),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    assert!(!all.contains("of 3"), "{all}");
+    assert!(!all.contains('\r'), "{all:?}");
+
+    let enroll = env.on_terminal("hsm enroll --token backup --init-token");
+    assert!(
+        enroll.contains("hsm enroll: opening envelopes: 3 of 3"),
+        "{enroll:?}"
+    );
+    assert!(
+        enroll.contains("hsm enroll: writing envelopes: 3 of 3"),
+        "{enroll:?}"
+    );
+    let rekey = env.on_terminal(&format!(
+        "rekey --yes --shares-dir '{}'",
+        env.path("new-shares").display()
+    ));
+    assert!(
+        rekey.contains("rekey: opening envelopes: 3 of 3"),
+        "{rekey:?}"
+    );
+    assert!(
+        rekey.contains("rekey: writing envelopes: 3 of 3"),
+        "{rekey:?}"
+    );
+}
+
+/// SHA-256, as the index records it (through the `sha256sum` of coreutils, so the test does
+/// not share the code it checks).
+fn ring_free_sha256(bytes: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bytes");
+    std::fs::write(&file, bytes).unwrap();
+    let output = Command::new(system_program("sha256sum", "coreutils"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    hex::decode(text.split_whitespace().next().unwrap()).unwrap()
+}
