@@ -392,7 +392,7 @@ def combine(files):
 def share_commitment(vault_id, salt, mnemonic):
     share = SlipShare.from_mnemonic(mnemonic)
     c = Canonical().field(COMMITMENT_TAG).field(vault_id).field(salt)
-    c.number(share.identifier).number(share.group_index).number(share.member_index)
+    c.number(share.identifier).number(share.group_index).number(share.index)
     c.number(share.member_threshold).field(share.value)
     return c.sha256().hex(), share
 
@@ -556,7 +556,7 @@ def commitments(share_set, vault_id, mnemonics):
     found = {}
     for mnemonic in mnemonics:
         share = SlipShare.from_mnemonic(mnemonic)
-        member = share_set["groups"][share.group_index]["members"][share.member_index]
+        member = share_set["groups"][share.group_index]["members"][share.index]
         commitment, _ = share_commitment(vault_id, bytes.fromhex(member["commitment_salt"]), mnemonic)
         found[member["name"]] = commitment == member["commitment"] and share.identifier == share_set["identifier"]
     return found
