@@ -686,3 +686,64 @@ fn the_known_answer_vectors_are_rebuilt_byte_for_byte_and_open() {
         }
     }
 }
+
+#[test]
+fn every_seal_draws_a_fresh_file_key_token_half_and_nonce() {
+    let keys = keys();
+    let a = sealed(&keys, "vault-a", "prod", b"same payload");
+    let b = sealed(&keys, "vault-a", "prod", b"same payload");
+    assert_ne!(a.payload.nonce, b.payload.nonce, "nonce reused");
+    assert_ne!(a.payload.ciphertext, b.payload.ciphertext);
+    let (half_a, half_b) = (
+        a.open_hsm_half(&keys.hsm, file()).unwrap(),
+        b.open_hsm_half(&keys.hsm, file()).unwrap(),
+    );
+    assert_ne!(half_a.as_ref(), half_b.as_ref(), "token half reused");
+    let (quorum_a, quorum_b) = (
+        a.open_quorum_half(&keys.quorum, file()).unwrap(),
+        b.open_quorum_half(&keys.quorum, file()).unwrap(),
+    );
+    assert_ne!(quorum_a.as_ref(), quorum_b.as_ref(), "file key reused");
+}
+
+#[test]
+fn a_token_removes_another_tokens_stanza_and_the_mac_follows() {
+    let keys = keys();
+    let mut envelope = sealed(&keys, "vault-a", "prod", b"payload");
+    let stranger = P256SecretKey::generate().unwrap().public_key_bytes();
+    assert!(
+        !envelope
+            .remove_hsm_recipient(&keys.hsm, &stranger, file())
+            .unwrap(),
+        "a key with no stanza is not removed"
+    );
+    assert!(
+        envelope
+            .remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file())
+            .unwrap()
+    );
+    assert_eq!(envelope.hsm_stanzas.len(), 1);
+    let reread = Envelope::from_bytes(&envelope.to_bytes(), file()).unwrap();
+    assert_eq!(
+        reread
+            .open(&keys.hsm, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"payload"
+    );
+    assert!(matches!(
+        reread.open(&keys.backup, &keys.quorum, file()),
+        Err(crate::Error::Envelope(EnvelopeError::NoStanzaForToken { .. }))
+    ));
+    assert!(
+        !envelope
+            .remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file())
+            .unwrap(),
+        "removed already"
+    );
+    let mut v1 = sealed_v1(&keys, b"x");
+    assert!(matches!(
+        v1.remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file()),
+        Err(crate::Error::Envelope(EnvelopeError::FormatTooOld { .. }))
+    ));
+}
