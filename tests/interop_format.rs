@@ -80,23 +80,28 @@ fn module() -> String {
     hsm_testing::softhsm::module_path().display().to_string()
 }
 
+/// `open VAULT NAME --share ... --module ... --out OUT`: with the vault's token.
+fn python_open(env: &Env, name: &str, shares: &[&str], out: &Path) -> Output {
+    let mut args = vec!["open".to_owned(), vault_arg(env), name.to_owned()];
+    for file in shares {
+        args.extend(["--share".to_owned(), share(env, file)]);
+    }
+    args.extend([
+        "--module".to_owned(),
+        module(),
+        "--out".to_owned(),
+        out.display().to_string(),
+    ]);
+    python(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 #[test]
 fn the_python_reader_opens_what_breakglass_sealed_with_two_shares_and_the_token() {
     let (env, payload) = vault();
     let out = env.path("opened.bin");
-    let report = python_ok(&[
-        "open",
-        &vault_arg(&env),
-        "db-root",
-        "--share",
-        &share(&env, "carol.share"),
-        "--share",
-        &share(&env, "alice.share"),
-        "--module",
-        &module(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = python_open(&env, "db-root", &["carol.share", "alice.share"], &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["format"], "breakglass-envelope/2", "{report}");
     assert!(report["via"].as_str().unwrap().starts_with("token"), "{report}");
     assert_eq!(std::fs::read(&out).unwrap(), payload);
@@ -234,9 +239,8 @@ fn breakglass_unseals_and_recovers_what_the_python_writer_sealed() {
     assert_eq!(std::fs::read(&recovered).unwrap(), payload);
 }
 
-/// The hashes both implementations compute for the same file agree (the Rust side through
-/// the known-answer vectors it rebuilds; here through a vault's own envelope, where the Python
-/// values must open it with breakglass after a one-byte change is refused by both).
+/// An envelope whose MAC was altered, or only its layout, is refused by both implementations,
+/// each naming the check that failed.
 #[test]
 fn both_implementations_refuse_the_same_altered_envelope() {
     let (env, _) = vault();
@@ -250,19 +254,7 @@ fn both_implementations_refuse_the_same_altered_envelope() {
     let flipped = format!("{}{}", if mac.starts_with('A') { "B" } else { "A" }, &mac[1..]);
     std::fs::write(&file, original.replace(mac, &flipped)).unwrap();
     let out = env.path("python-out.bin");
-    let output = python(&[
-        "open",
-        &vault_arg(&env),
-        "db-root",
-        "--share",
-        &share(&env, "alice.share"),
-        "--share",
-        &share(&env, "bob.share"),
-        "--module",
-        &module(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = python_open(&env, "db-root", &["alice.share", "bob.share"], &out);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("hsm_mac"), "{}", stderr(&output));
     assert!(!out.exists());
@@ -282,6 +274,18 @@ fn both_implementations_refuse_the_same_altered_envelope() {
     std::fs::write(&file, original.replacen("{\n", "{ \n", 1)).unwrap();
     let output = python(&["inspect", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("canonical form"), "{}", stderr(&output));
+    let output = env.run(&[
+        "unseal",
+        "db-root",
+        "--share-file",
+        &share(&env, "alice.share"),
+        "--share-file",
+        &share(&env, "bob.share"),
+        "--output",
+        &format!("file:{}", env.path("rust-out-2.bin").display()),
+    ]);
+    assert!(!output.status.success());
     assert!(stderr(&output).contains("canonical form"), "{}", stderr(&output));
 }
 
