@@ -55,7 +55,9 @@ fn vault() -> (Env, Vec<u8>) {
         "--shares-dir",
         env.path("shares").to_str().unwrap(),
     ]);
-    let payload: Vec<u8> = (0..=255u8).chain(b"\n\"binary\" secret".iter().copied()).collect();
+    let payload: Vec<u8> = (0..=255u8)
+        .chain(b"\n\"binary\" secret".iter().copied())
+        .collect();
     std::fs::write(env.path("payload.bin"), &payload).unwrap();
     env.ok(&[
         "seal",
@@ -103,7 +105,10 @@ fn the_python_reader_opens_what_breakglass_sealed_with_two_shares_and_the_token(
     assert!(output.status.success(), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["format"], "breakglass-envelope/2", "{report}");
-    assert!(report["via"].as_str().unwrap().starts_with("token"), "{report}");
+    assert!(
+        report["via"].as_str().unwrap().starts_with("token"),
+        "{report}"
+    );
     assert_eq!(std::fs::read(&out).unwrap(), payload);
 }
 
@@ -151,8 +156,14 @@ fn every_derivation_recomputed_in_python_matches_the_manifest() {
         "--recovery-share",
         &share(&env, "carol.recovery.share"),
     ]);
-    assert_eq!(report["quorum_public_key"], manifest["quorum"]["public_key"]);
-    assert_eq!(report["recovery_public_key"], manifest["recovery"]["public_key"]);
+    assert_eq!(
+        report["quorum_public_key"],
+        manifest["quorum"]["public_key"]
+    );
+    assert_eq!(
+        report["recovery_public_key"],
+        manifest["recovery"]["public_key"]
+    );
     assert_eq!(
         report["commitments"],
         serde_json::json!({"alice": true, "bob": true}),
@@ -169,7 +180,14 @@ fn every_derivation_recomputed_in_python_matches_the_manifest() {
     assert_eq!(pin.len(), 32);
     let login = |pin: &str| {
         Command::new(hsm_testing::tools::system_program("pkcs11-tool", "opensc"))
-            .args(["--module", &module(), "--login", "--pin", pin, "--list-objects"])
+            .args([
+                "--module",
+                &module(),
+                "--login",
+                "--pin",
+                pin,
+                "--list-objects",
+            ])
             .env(
                 "SOFTHSM2_CONF",
                 env.vault()
@@ -251,7 +269,11 @@ fn both_implementations_refuse_the_same_altered_envelope() {
     // The hsm_mac with its first character changed: still canonical base64, wrong MAC.
     let envelope: serde_json::Value = serde_json::from_str(&original).unwrap();
     let mac = envelope["hsm_mac"].as_str().unwrap();
-    let flipped = format!("{}{}", if mac.starts_with('A') { "B" } else { "A" }, &mac[1..]);
+    let flipped = format!(
+        "{}{}",
+        if mac.starts_with('A') { "B" } else { "A" },
+        &mac[1..]
+    );
     std::fs::write(&file, original.replace(mac, &flipped)).unwrap();
     let out = env.path("python-out.bin");
     let output = python_open(&env, "db-root", &["alice.share", "bob.share"], &out);
@@ -274,7 +296,11 @@ fn both_implementations_refuse_the_same_altered_envelope() {
     std::fs::write(&file, original.replacen("{\n", "{ \n", 1)).unwrap();
     let output = python(&["inspect", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("canonical form"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("canonical form"),
+        "{}",
+        stderr(&output)
+    );
     let output = env.run(&[
         "unseal",
         "db-root",
@@ -286,13 +312,21 @@ fn both_implementations_refuse_the_same_altered_envelope() {
         &format!("file:{}", env.path("rust-out-2.bin").display()),
     ]);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("canonical form"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("canonical form"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn the_python_reader_checks_the_known_answer_vectors() {
     let vectors: PathBuf = hsm_testing::tools::repo_root().join("test-vectors/envelope-kat.json");
-    assert!(Path::new(&vectors).is_file(), "{} is missing", vectors.display());
+    assert!(
+        Path::new(&vectors).is_file(),
+        "{} is missing",
+        vectors.display()
+    );
     let report = python_ok(&["kat", vectors.to_str().unwrap()]);
     assert_eq!(report["vectors"], 2, "{report}");
     assert_eq!(report["checked"][0]["resealed"], true, "{report}");

@@ -297,8 +297,7 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
 /// Makes the stanza sealing `half` to `recipient` with `info`; the last argument is the
 /// stanza's position (token stanzas first, then the quorum's), which fixes the ephemeral key
 /// of a known-answer vector.
-type StanzaMaker<'a> =
-    dyn Fn(Kem, &[u8], &[u8], &[u8], usize) -> Result<Stanza, crate::Error> + 'a;
+type StanzaMaker<'a> = dyn Fn(Kem, &[u8], &[u8], &[u8], usize) -> Result<Stanza, crate::Error> + 'a;
 
 /// The sealing itself, with its randomness given: fresh from [`seal`], fixed in the
 /// known-answer vectors (`test-vectors/envelope-kat.json`).

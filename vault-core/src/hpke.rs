@@ -615,7 +615,15 @@ pub(crate) fn seal_with_derived_ephemeral(
         Kem::P256HkdfSha256 => SenderKey::P256(P256SecretKey::derive_key_pair(ikm)?.secret),
         Kem::X25519HkdfSha256 => SenderKey::X25519(X25519SecretKey::derive_key_pair(ikm).secret),
     };
-    seal_with_ephemeral(&ephemeral, kem, aead, recipient_public, info, aad, plaintext)
+    seal_with_ephemeral(
+        &ephemeral,
+        kem,
+        aead,
+        recipient_public,
+        info,
+        aad,
+        plaintext,
+    )
 }
 
 #[cfg(test)]

@@ -667,15 +667,11 @@ fn the_known_answer_vectors_are_rebuilt_byte_for_byte_and_open() {
     let vectors: serde_json::Value = serde_json::from_str(&committed).unwrap();
     let quorum = X25519SecretKey::derive_key_pair(&kat_bytes("kat quorum secret"));
     for vector in vectors["vectors"].as_array().unwrap() {
-        let envelope = Envelope::from_bytes(
-            vector["envelope"].as_str().unwrap().as_bytes(),
-            file(),
-        )
-        .unwrap();
+        let envelope =
+            Envelope::from_bytes(vector["envelope"].as_str().unwrap().as_bytes(), file()).unwrap();
         for (i, _) in envelope.hsm_stanzas.iter().enumerate() {
-            let token =
-                P256SecretKey::derive_key_pair(&kat_bytes(&format!("kat token {}", i + 1)))
-                    .unwrap();
+            let token = P256SecretKey::derive_key_pair(&kat_bytes(&format!("kat token {}", i + 1)))
+                .unwrap();
             let plaintext = envelope.open(&token, &quorum, file()).unwrap();
             assert_eq!(
                 hex::encode(plaintext.expose_secret()),
@@ -733,7 +729,9 @@ fn a_token_removes_another_tokens_stanza_and_the_mac_follows() {
     );
     assert!(matches!(
         reread.open(&keys.backup, &keys.quorum, file()),
-        Err(crate::Error::Envelope(EnvelopeError::NoStanzaForToken { .. }))
+        Err(crate::Error::Envelope(
+            EnvelopeError::NoStanzaForToken { .. }
+        ))
     ));
     assert!(
         !envelope
