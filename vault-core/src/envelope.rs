@@ -282,6 +282,32 @@ fn make_stanza(
 
 /// Seals a credential (software only: public keys, no token, no shares).
 pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
+    let file_key = random::<KEY_LEN>()?;
+    let hsm_half = random::<KEY_LEN>()?;
+    let nonce = random::<NONCE_LEN>()?;
+    seal_with(
+        input,
+        &file_key,
+        &hsm_half,
+        &nonce,
+        &|kem, recipient, info, half, _| make_stanza(kem, recipient, info, half),
+    )
+}
+
+/// Makes the stanza sealing `half` to `recipient` with `info`; the last argument is the
+/// stanza's position (token stanzas first, then the quorum's), which fixes the ephemeral key
+/// of a known-answer vector.
+type StanzaMaker<'a> = dyn Fn(Kem, &[u8], &[u8], &[u8], usize) -> Result<Stanza, crate::Error> + 'a;
+
+/// The sealing itself, with its randomness given: fresh from [`seal`], fixed in the
+/// known-answer vectors (`test-vectors/envelope-kat.json`).
+fn seal_with(
+    input: &SealInput<'_>,
+    file_key: &[u8; KEY_LEN],
+    hsm_half: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    make_stanza: &StanzaMaker<'_>,
+) -> Result<Envelope, crate::Error> {
     let h0 = header_hash(
         FORMAT,
         input.vault_id,
@@ -290,8 +316,6 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         &input.created,
         &input.metadata,
     );
-    let file_key = random::<KEY_LEN>()?;
-    let hsm_half = random::<KEY_LEN>()?;
     let mut quorum_half = Zeroizing::new([0u8; KEY_LEN]);
     for i in 0..KEY_LEN {
         quorum_half[i] = file_key[i] ^ hsm_half[i];
@@ -299,12 +323,14 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
     let hsm_stanzas = input
         .hsm_public_keys
         .iter()
-        .map(|key| {
+        .enumerate()
+        .map(|(position, key)| {
             make_stanza(
                 Kem::P256HkdfSha256,
                 key,
                 &stanza_info(&h0, "hsm", key),
-                hsm_half.as_ref(),
+                hsm_half,
+                position,
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -313,12 +339,12 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         input.quorum_public_key,
         &stanza_info(&h0, "quorum", input.quorum_public_key),
         quorum_half.as_ref(),
+        hsm_stanzas.len(),
     )?;
-    let mac = hsm_mac(hsm_half.as_ref(), &h0, &hsm_stanzas);
+    let mac = hsm_mac(hsm_half, &h0, &hsm_stanzas);
     let aad = payload_aad(&h0, &quorum_stanza);
-    let nonce = random::<NONCE_LEN>()?;
     let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, file_key.as_ref()).map_err(|_| hpke::HpkeError::Random)?,
+        UnboundKey::new(&AES_256_GCM, file_key).map_err(|_| hpke::HpkeError::Random)?,
     );
     let mut buffer = input.payload.to_vec();
     key.seal_in_place_append_tag(
@@ -338,7 +364,7 @@ pub fn seal(input: &SealInput<'_>) -> Result<Envelope, crate::Error> {
         hsm_mac: Some(B64.encode(mac)),
         quorum_stanza,
         payload: Payload {
-            nonce: B64.encode(nonce.as_ref()),
+            nonce: B64.encode(nonce),
             ciphertext: B64.encode(&buffer),
         },
     })

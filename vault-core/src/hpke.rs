@@ -599,6 +599,33 @@ fn finish_seal(
     })
 }
 
+/// Single-shot seal with the ephemeral key `DeriveKeyPair(ikm)` of `kem`: the known-answer
+/// vectors' fixed randomness (tests only; a real seal takes a fresh key from [`seal`]).
+#[cfg(test)]
+pub(crate) fn seal_with_derived_ephemeral(
+    kem: Kem,
+    ikm: &[u8],
+    aead: Aead,
+    recipient_public: &[u8],
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Sealed, HpkeError> {
+    let ephemeral = match kem {
+        Kem::P256HkdfSha256 => SenderKey::P256(P256SecretKey::derive_key_pair(ikm)?.secret),
+        Kem::X25519HkdfSha256 => SenderKey::X25519(X25519SecretKey::derive_key_pair(ikm).secret),
+    };
+    seal_with_ephemeral(
+        &ephemeral,
+        kem,
+        aead,
+        recipient_public,
+        info,
+        aad,
+        plaintext,
+    )
+}
+
 #[cfg(test)]
 fn seal_with_ephemeral(
     ephemeral: &SenderKey,

@@ -457,3 +457,291 @@ fn the_canonical_hashes_of_a_fixed_envelope_are_pinned() {
         ]
     );
 }
+
+/// A 32-byte value for the known-answer vectors: SHA-256 of a label, so anyone can recompute it.
+fn kat_bytes(label: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, label.as_bytes()).as_ref());
+    out
+}
+
+/// A stanza sealed with the ephemeral key `DeriveKeyPair(SHA-256(label))`.
+fn kat_stanza(
+    kem: Kem,
+    recipient: &[u8],
+    info: &[u8],
+    half: &[u8],
+    label: &str,
+) -> Result<Stanza, crate::Error> {
+    let sealed = hpke::seal_with_derived_ephemeral(
+        kem,
+        &kat_bytes(label),
+        Aead::Aes256Gcm,
+        recipient,
+        info,
+        b"",
+        half,
+    )?;
+    Ok(Stanza {
+        recipient: hex::encode(recipient),
+        enc: B64.encode(&sealed.enc),
+        ciphertext: B64.encode(&sealed.ciphertext),
+    })
+}
+
+/// The known-answer vectors: every key and random value fixed (each the SHA-256 of a label),
+/// the envelope they make, and the values in between. Committed in
+/// `test-vectors/envelope-kat.json`; this test rebuilds the file byte for byte and opens every
+/// vector, and the independent reader (`interop/python`, `tests/interop_format.rs`) checks the
+/// same file. `BREAKGLASS_WRITE_KAT=1` writes it anew, for a deliberate format change only.
+fn known_answer_vectors() -> serde_json::Value {
+    let token_labels = ["kat token 1", "kat token 2"];
+    let tokens: Vec<P256SecretKey> = token_labels
+        .iter()
+        .map(|l| P256SecretKey::derive_key_pair(&kat_bytes(l)).unwrap())
+        .collect();
+    let quorum = X25519SecretKey::derive_key_pair(&kat_bytes("kat quorum secret"));
+    let (file_key, hsm_half) = (kat_bytes("kat file key"), kat_bytes("kat hsm half"));
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&kat_bytes("kat nonce")[..NONCE_LEN]);
+    let ephemeral = |position: usize| format!("kat ephemeral {}", position + 1);
+    let keys = |count: usize| {
+        serde_json::json!({
+            "quorum_ikm": hex::encode(kat_bytes("kat quorum secret")),
+            "hsm_private_keys": tokens[..count]
+                .iter()
+                .map(|t| hex::encode(t.to_secret_bytes().expose_secret()))
+                .collect::<Vec<_>>(),
+            "hsm_ephemeral_ikm": (0..count).map(|p| hex::encode(kat_bytes(&ephemeral(p)))).collect::<Vec<_>>(),
+            "quorum_ephemeral_ikm": hex::encode(kat_bytes(&ephemeral(count))),
+            "file_key": hex::encode(file_key),
+            "hsm_half": hex::encode(hsm_half),
+            "nonce": hex::encode(nonce),
+        })
+    };
+    let public: Vec<Vec<u8>> = tokens.iter().map(|t| t.public_key_bytes()).collect();
+    let quorum_public = quorum.public_key_bytes();
+    let expected = |envelope: &Envelope, plaintext: &[u8]| {
+        let h0 = envelope.h0();
+        let aad = match envelope.hsm_mac {
+            Some(_) => payload_aad(&h0, &envelope.quorum_stanza),
+            None => payload_aad_v1(&h0, &envelope.hsm_stanzas, &envelope.quorum_stanza),
+        };
+        let mut out = serde_json::json!({
+            "h0": hex::encode(h0),
+            "payload_aad": hex::encode(aad),
+            "hsm_half": hex::encode(hsm_half),
+            "file_key": hex::encode(file_key),
+            "plaintext": hex::encode(plaintext),
+        });
+        if envelope.hsm_mac.is_some() {
+            out["hsm_mac"] = hex::encode(hsm_mac(&hsm_half, &h0, &envelope.hsm_stanzas)).into();
+            out["mac_input"] = hex::encode(hsm_mac_input(&h0, &envelope.hsm_stanzas)).into();
+        }
+        out
+    };
+
+    // Format 2: kind aws, two tokens, metadata (one value non-ASCII, one with a quote).
+    let payload_v2 = br#"{"access_key_id":"AKIAKAT","secret_access_key":"kat/secret"}"#;
+    let metadata = BTreeMap::from([
+        ("account".to_owned(), "123456789012".to_owned()),
+        ("note".to_owned(), "caf\u{e9} \"quoted\"".to_owned()),
+        ("region".to_owned(), "eu-west-1".to_owned()),
+    ]);
+    let v2 = seal_with(
+        &SealInput {
+            vault_id: "00112233445566778899aabbccddeeff",
+            name: "prod-root",
+            kind: Kind::Aws,
+            created: "2026-11-30T12:00:00Z".to_owned(),
+            metadata,
+            payload: payload_v2,
+            hsm_public_keys: &public,
+            quorum_public_key: &quorum_public,
+        },
+        &file_key,
+        &hsm_half,
+        &nonce,
+        &|kem, recipient, info, half, position| {
+            kat_stanza(kem, recipient, info, half, &ephemeral(position))
+        },
+    )
+    .unwrap();
+
+    // Format 1 (read, never written now): kind secret, one token, no metadata.
+    let payload_v1 = b"sealed by the first format\n";
+    let mut v1 = Envelope {
+        format: FORMAT_V1.into(),
+        vault_id: "00112233445566778899aabbccddeeff".into(),
+        name: "db-root".into(),
+        kind: Kind::Secret,
+        created: "2026-01-02T03:04:05Z".into(),
+        metadata: BTreeMap::new(),
+        hsm_stanzas: Vec::new(),
+        hsm_mac: None,
+        quorum_stanza: Stanza {
+            recipient: String::new(),
+            enc: String::new(),
+            ciphertext: String::new(),
+        },
+        payload: Payload {
+            nonce: B64.encode(nonce),
+            ciphertext: String::new(),
+        },
+    };
+    let h0 = v1.h0();
+    v1.hsm_stanzas = vec![
+        kat_stanza(
+            Kem::P256HkdfSha256,
+            &public[0],
+            &stanza_info(&h0, "hsm", &public[0]),
+            &hsm_half,
+            &ephemeral(0),
+        )
+        .unwrap(),
+    ];
+    let quorum_half: Vec<u8> = file_key.iter().zip(hsm_half).map(|(a, b)| a ^ b).collect();
+    v1.quorum_stanza = kat_stanza(
+        Kem::X25519HkdfSha256,
+        &quorum_public,
+        &stanza_info(&h0, "quorum", &quorum_public),
+        &quorum_half,
+        &ephemeral(1),
+    )
+    .unwrap();
+    let aad = payload_aad_v1(&h0, &v1.hsm_stanzas, &v1.quorum_stanza);
+    let mut buffer = payload_v1.to_vec();
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &file_key).unwrap())
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buffer,
+        )
+        .unwrap();
+    v1.payload.ciphertext = B64.encode(&buffer);
+
+    let text = |e: &Envelope| String::from_utf8(e.to_bytes()).unwrap();
+    serde_json::json!({
+        "about": "breakglass sealed-credential known-answer vectors (docs/format.md). Every fixed \
+                  value is SHA-256 of a label: token private keys and the quorum key are \
+                  DeriveKeyPair(SHA-256(\"kat token N\")) of DHKEM(P-256) and \
+                  DeriveKeyPair(SHA-256(\"kat quorum secret\")) of DHKEM(X25519); the ephemeral \
+                  key of the stanza at position p (tokens first, then the quorum) is \
+                  DeriveKeyPair(SHA-256(\"kat ephemeral p+1\")); FK, FK_h and the nonce are \
+                  SHA-256 of \"kat file key\", \"kat hsm half\" and \"kat nonce\" (its first 12 \
+                  bytes). Hex throughout, except `envelope`, the exact file text.",
+        "vectors": [
+            {
+                "description": "format 2, kind aws, two tokens, metadata",
+                "keys": keys(2),
+                "envelope": text(&v2),
+                "expected": expected(&v2, payload_v2),
+            },
+            {
+                "description": "format 1, kind secret, one token, no metadata",
+                "keys": keys(1),
+                "envelope": text(&v1),
+                "expected": expected(&v1, payload_v1),
+            },
+        ],
+    })
+}
+
+#[test]
+fn the_known_answer_vectors_are_rebuilt_byte_for_byte_and_open() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-vectors/envelope-kat.json");
+    let built = serde_json::to_string_pretty(&known_answer_vectors()).unwrap() + "\n";
+    if std::env::var_os("BREAKGLASS_WRITE_KAT").is_some() {
+        std::fs::write(&path, &built).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the committed known-answer vectors)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        committed, built,
+        "the envelope format no longer reproduces its known-answer vectors"
+    );
+    let vectors: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let quorum = X25519SecretKey::derive_key_pair(&kat_bytes("kat quorum secret"));
+    for vector in vectors["vectors"].as_array().unwrap() {
+        let envelope =
+            Envelope::from_bytes(vector["envelope"].as_str().unwrap().as_bytes(), file()).unwrap();
+        for (i, _) in envelope.hsm_stanzas.iter().enumerate() {
+            let token = P256SecretKey::derive_key_pair(&kat_bytes(&format!("kat token {}", i + 1)))
+                .unwrap();
+            let plaintext = envelope.open(&token, &quorum, file()).unwrap();
+            assert_eq!(
+                hex::encode(plaintext.expose_secret()),
+                vector["expected"]["plaintext"].as_str().unwrap(),
+                "{}",
+                vector["description"]
+            );
+        }
+    }
+}
+
+#[test]
+fn every_seal_draws_a_fresh_file_key_token_half_and_nonce() {
+    let keys = keys();
+    let a = sealed(&keys, "vault-a", "prod", b"same payload");
+    let b = sealed(&keys, "vault-a", "prod", b"same payload");
+    assert_ne!(a.payload.nonce, b.payload.nonce, "nonce reused");
+    assert_ne!(a.payload.ciphertext, b.payload.ciphertext);
+    let (half_a, half_b) = (
+        a.open_hsm_half(&keys.hsm, file()).unwrap(),
+        b.open_hsm_half(&keys.hsm, file()).unwrap(),
+    );
+    assert_ne!(half_a.as_ref(), half_b.as_ref(), "token half reused");
+    let (quorum_a, quorum_b) = (
+        a.open_quorum_half(&keys.quorum, file()).unwrap(),
+        b.open_quorum_half(&keys.quorum, file()).unwrap(),
+    );
+    assert_ne!(quorum_a.as_ref(), quorum_b.as_ref(), "file key reused");
+}
+
+#[test]
+fn a_token_removes_another_tokens_stanza_and_the_mac_follows() {
+    let keys = keys();
+    let mut envelope = sealed(&keys, "vault-a", "prod", b"payload");
+    let stranger = P256SecretKey::generate().unwrap().public_key_bytes();
+    assert!(
+        !envelope
+            .remove_hsm_recipient(&keys.hsm, &stranger, file())
+            .unwrap(),
+        "a key with no stanza is not removed"
+    );
+    assert!(
+        envelope
+            .remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file())
+            .unwrap()
+    );
+    assert_eq!(envelope.hsm_stanzas.len(), 1);
+    let reread = Envelope::from_bytes(&envelope.to_bytes(), file()).unwrap();
+    assert_eq!(
+        reread
+            .open(&keys.hsm, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"payload"
+    );
+    assert!(matches!(
+        reread.open(&keys.backup, &keys.quorum, file()),
+        Err(crate::Error::Envelope(
+            EnvelopeError::NoStanzaForToken { .. }
+        ))
+    ));
+    assert!(
+        !envelope
+            .remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file())
+            .unwrap(),
+        "removed already"
+    );
+    let mut v1 = sealed_v1(&keys, b"x");
+    assert!(matches!(
+        v1.remove_hsm_recipient(&keys.hsm, &keys.backup.public_key_bytes(), file()),
+        Err(crate::Error::Envelope(EnvelopeError::FormatTooOld { .. }))
+    ));
+}

@@ -1,0 +1,683 @@
+#!/usr/bin/env python3
+"""An independent reader and writer of breakglass's formats, written from docs/format.md alone.
+
+It shares no code with the Rust implementation: only the specification and third-party
+libraries (`cryptography`, `pyhpke`, `shamir-mnemonic`, `python-pkcs11`). Where the two
+disagree, one of them (or the document) is wrong, and the interop tests fail.
+
+Commands (each prints one JSON object on standard output; errors go to standard error with a
+non-zero exit status):
+
+  open   VAULT NAME --share FILE... [--module PATH] [--recovery-share FILE...] --out FILE
+         Opens credential NAME: the quorum half with the shares, the token half with the
+         enrolled SoftHSM/PKCS#11 token (logged in with the PIN the document derives from Q),
+         or with the recovery key when recovery shares are given. Writes the plaintext to FILE
+         (created 0600, never overwritten).
+  seal   VAULT NAME --kind KIND --created TIME --in FILE [--meta KEY=VALUE...]
+         Seals FILE as credential NAME from the vault's public keys alone (format 2), writing
+         credentials/NAME.json (0600, never over an existing file).
+  derive VAULT --share FILE... [--recovery-share FILE...]
+         Recomputes every derivation from the shares: Q, the quorum public key, the token
+         PINs, the recovery public key, each share's commitment; reports whether each matches
+         the manifest.
+  inspect FILE
+         Parses an envelope strictly and prints H0, the stanza infos, the MAC input and the
+         payload AAD (public values only).
+  kat    FILE
+         Checks a known-answer vector file (test-vectors/envelope-kat.json): recomputes every
+         intermediate value, opens the envelope with the fixed keys, and re-seals it with the
+         fixed randomness to the same bytes.
+
+Exit status: 0 success; 1 a check failed (integrity, mismatch); 2 usage or a missing package.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import struct
+import sys
+
+MISSING = []
+try:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, x25519
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+except ImportError:  # pragma: no cover - reported below
+    MISSING.append("cryptography")
+try:
+    from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
+except ImportError:  # pragma: no cover
+    MISSING.append("pyhpke")
+try:
+    import shamir_mnemonic
+    from shamir_mnemonic.share import Share as SlipShare
+except ImportError:  # pragma: no cover
+    MISSING.append("shamir-mnemonic")
+
+
+class Failure(Exception):
+    """A check failed: exit status 1."""
+
+
+# --------------------------------------------------------------------------------------------
+# Constants, quoted from docs/format.md.
+
+FORMAT_V1 = "breakglass-envelope/1"
+FORMAT_V2 = "breakglass-envelope/2"
+STANZA_TAG = b"breakglass-envelope/1 stanza"
+PAYLOAD_TAG = b"breakglass-envelope/1 payload"
+MAC_KEY_TAG = b"breakglass-envelope/1 hsm mac key"
+MAC_INPUT_TAG = b"breakglass-envelope/1 hsm stanzas"
+COMMITMENT_TAG = b"breakglass-share-commitment/1"
+PIN_V1 = "breakglass token pin/1"
+KINDS = ("aws", "aws-root", "secret")
+
+
+# --------------------------------------------------------------------------------------------
+# The canonical encoding: every field is u32 big-endian length || bytes; a number is a field
+# holding its 8 big-endian bytes.
+
+
+class Canonical:
+    def __init__(self):
+        self.out = bytearray()
+
+    def field(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.out += struct.pack(">I", len(data)) + bytes(data)
+        return self
+
+    def number(self, n):
+        return self.field(struct.pack(">Q", n))
+
+    def bytes(self):
+        return bytes(self.out)
+
+    def sha256(self):
+        return hashlib.sha256(self.out).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# The envelope.
+
+
+def b64e(data):
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64_canonical(text, what):
+    try:
+        data = base64.b64decode(text, validate=True)
+    except Exception as e:
+        raise Failure(f"{what} is not base64 ({e})")
+    if b64e(data) != text:
+        raise Failure(f"{what} is not canonical base64")
+    return data
+
+
+def hex_canonical(text, what):
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise Failure(f"{what} is not hex")
+    if data.hex() != text:
+        raise Failure(f"{what} is not canonical (lower-case) hex")
+    return data
+
+
+ENVELOPE_FIELDS = ("format", "vault_id", "name", "kind", "created", "metadata", "hsm_stanzas",
+                   "hsm_mac", "quorum_stanza", "payload")
+STANZA_FIELDS = ("recipient", "enc", "ciphertext")
+PAYLOAD_FIELDS = ("nonce", "ciphertext")
+
+
+def envelope_bytes(env):
+    """The canonical file bytes: the document's field order, 2-space pretty JSON, newline."""
+    ordered = {}
+    for key in ENVELOPE_FIELDS:
+        if key == "hsm_mac" and env.get("hsm_mac") is None:
+            continue
+        ordered[key] = env[key]
+    ordered["metadata"] = {k: env["metadata"][k] for k in sorted(env["metadata"], key=lambda s: s.encode())}
+    ordered["hsm_stanzas"] = [{k: s[k] for k in STANZA_FIELDS} for s in env["hsm_stanzas"]]
+    ordered["quorum_stanza"] = {k: env["quorum_stanza"][k] for k in STANZA_FIELDS}
+    ordered["payload"] = {k: env["payload"][k] for k in PAYLOAD_FIELDS}
+    return (json.dumps(ordered, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def parse_envelope(data):
+    """Parses an envelope strictly, as the document requires of a reader."""
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise Failure("a JSON object has a duplicate key")
+        return dict(pairs)
+
+    try:
+        env = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Failure(f"not JSON ({e})")
+    required = set(ENVELOPE_FIELDS) - {"hsm_mac"}
+    if not isinstance(env, dict) or not required <= set(env) or not set(env) <= set(ENVELOPE_FIELDS):
+        raise Failure("not an envelope (missing or unknown fields)")
+    if envelope_bytes(env) != data:
+        raise Failure("the file is not in canonical form")
+    if env["format"] == FORMAT_V2:
+        if env.get("hsm_mac") is None:
+            raise Failure("hsm_mac is missing")
+    elif env["format"] == FORMAT_V1:
+        if "hsm_mac" in env:
+            raise Failure("hsm_mac in a format 1 envelope")
+    else:
+        raise Failure(f"unknown format {env['format']!r}")
+    if env["kind"] not in KINDS:
+        raise Failure(f"unknown kind {env['kind']!r}")
+    for stanza in env["hsm_stanzas"] + [env["quorum_stanza"]]:
+        hex_canonical(stanza["recipient"], "a stanza recipient")
+        b64_canonical(stanza["enc"], "a stanza's enc")
+        b64_canonical(stanza["ciphertext"], "a stanza's ciphertext")
+    if env.get("hsm_mac") is not None and len(b64_canonical(env["hsm_mac"], "hsm_mac")) != 32:
+        raise Failure("hsm_mac is not 32 bytes")
+    if len(b64_canonical(env["payload"]["nonce"], "the payload nonce")) != 12:
+        raise Failure("the payload nonce is not 12 bytes")
+    b64_canonical(env["payload"]["ciphertext"], "the payload")
+    return env
+
+
+def header_hash(env):
+    c = Canonical()
+    for key in ("format", "vault_id", "name", "kind", "created"):
+        c.field(env[key])
+    c.number(len(env["metadata"]))
+    for key in sorted(env["metadata"], key=lambda s: s.encode()):
+        c.field(key).field(env["metadata"][key])
+    return c.sha256()
+
+
+def stanza_info(h0, role, recipient):
+    return Canonical().field(STANZA_TAG).field(h0).field(role).field(recipient).bytes()
+
+
+def stanza_fields(c, stanza):
+    # The stanza's three fields as their text in the file (hex and base64), not decoded.
+    return c.field(stanza["recipient"]).field(stanza["enc"]).field(stanza["ciphertext"])
+
+
+def payload_aad(env, h0):
+    c = Canonical().field(PAYLOAD_TAG).field(h0)
+    if env["format"] == FORMAT_V1:
+        c.number(len(env["hsm_stanzas"]))
+        for stanza in env["hsm_stanzas"]:
+            stanza_fields(c, stanza)
+    stanza_fields(c, env["quorum_stanza"])
+    return c.sha256()
+
+
+def mac_input(h0, stanzas):
+    c = Canonical().field(MAC_INPUT_TAG).field(h0).number(len(stanzas))
+    for stanza in stanzas:
+        stanza_fields(c, stanza)
+    return c.bytes()
+
+
+def hsm_mac(fk_h, h0, stanzas):
+    key = hmac.new(fk_h, MAC_KEY_TAG, hashlib.sha256).digest()
+    return hmac.new(key, mac_input(h0, stanzas), hashlib.sha256).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# HPKE (RFC 9180, base mode, single shot). Sealing and the quorum side use pyhpke; the token
+# side is decapsulated here from the token's raw ECDH output, since the private key never
+# leaves the token.
+
+P256, X25519 = "P-256", "X25519"
+KEM_IDS = {P256: 0x0010, X25519: 0x0020}
+
+
+def suite(kem):
+    kem_id = KEMId.DHKEM_P256_HKDF_SHA256 if kem == P256 else KEMId.DHKEM_X25519_HKDF_SHA256
+    return CipherSuite.new(kem_id, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
+
+
+def _hmac(key, data):
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def labeled_extract(suite_id, salt, label, ikm):
+    return _hmac(salt or bytes(32), b"HPKE-v1" + suite_id + label + ikm)
+
+
+def labeled_expand(suite_id, prk, label, info, length):
+    labeled = struct.pack(">H", length) + b"HPKE-v1" + suite_id + label + info
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = _hmac(prk, block + labeled + bytes([counter]))
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def hpke_open_from_dh(kem, dh, enc, recipient, info, ciphertext):
+    """Decap from DH(skR, enc) (RFC 9180 §4.1), then the base-mode key schedule and AES-256-GCM."""
+    kem_suite = b"KEM" + struct.pack(">H", KEM_IDS[kem])
+    eae_prk = labeled_extract(kem_suite, b"", b"eae_prk", dh)
+    shared = labeled_expand(kem_suite, eae_prk, b"shared_secret", enc + recipient, 32)
+    hpke_suite = b"HPKE" + struct.pack(">HHH", KEM_IDS[kem], 0x0001, 0x0002)
+    ks_context = (b"\x00" + labeled_extract(hpke_suite, b"", b"psk_id_hash", b"")
+                  + labeled_extract(hpke_suite, b"", b"info_hash", info))
+    secret = labeled_extract(hpke_suite, shared, b"secret", b"")
+    key = labeled_expand(hpke_suite, secret, b"key", ks_context, 32)
+    nonce = labeled_expand(hpke_suite, secret, b"base_nonce", ks_context, 12)
+    return AESGCM(key).decrypt(nonce, ciphertext, b"")
+
+
+def derive_key_pair(kem, ikm):
+    return suite(kem).kem.derive_key_pair(ikm)
+
+
+def public_bytes(key_pair):
+    return key_pair.public_key.to_public_bytes()
+
+
+def hpke_seal(kem, recipient, info, plaintext, ephemeral=None):
+    s = suite(kem)
+    pk = s.kem.deserialize_public_key(recipient)
+    enc, context = s.create_sender_context(pk, info=info, eks=ephemeral)
+    return enc, context.seal(plaintext, aad=b"")
+
+
+def hpke_open(kem, private_key, enc, info, ciphertext):
+    s = suite(kem)
+    return s.create_recipient_context(enc, private_key, info=info).open(ciphertext, aad=b"")
+
+
+# --------------------------------------------------------------------------------------------
+# Opening and sealing.
+
+
+def xor(a, b):
+    return bytes(x ^ y for x, y in zip(a, b))
+
+
+def open_quorum_half(env, h0, quorum_pair):
+    stanza = env["quorum_stanza"]
+    recipient = public_bytes(quorum_pair)
+    if stanza["recipient"] != recipient.hex():
+        raise Failure("the quorum stanza is for another quorum key")
+    try:
+        half = hpke_open(X25519, quorum_pair.private_key, base64.b64decode(stanza["enc"]),
+                         stanza_info(h0, "quorum", recipient), base64.b64decode(stanza["ciphertext"]))
+    except Exception:
+        raise Failure("the quorum stanza does not open")
+    if len(half) != 32:
+        raise Failure("the quorum stanza holds a key of the wrong length")
+    return half
+
+
+def open_hsm_half(env, h0, recipient, dh_of):
+    """The token half, from the stanza for `recipient`, `dh_of(enc)` being DH(skR, enc)."""
+    stanza = next((s for s in env["hsm_stanzas"] if s["recipient"] == recipient.hex()), None)
+    if stanza is None:
+        raise Failure("no stanza for this token")
+    enc = base64.b64decode(stanza["enc"])
+    try:
+        half = hpke_open_from_dh(P256, dh_of(enc), enc, recipient, stanza_info(h0, "hsm", recipient),
+                                 base64.b64decode(stanza["ciphertext"]))
+    except Failure:
+        raise
+    except Exception:
+        raise Failure("the hsm stanza does not open")
+    if len(half) != 32:
+        raise Failure("the hsm stanza holds a key of the wrong length")
+    if env["format"] == FORMAT_V2:
+        if not hmac.compare_digest(hsm_mac(half, h0, env["hsm_stanzas"]), base64.b64decode(env["hsm_mac"])):
+            raise Failure("hsm_mac does not verify")
+    return half
+
+
+def open_payload(env, h0, fk_h, fk_q):
+    nonce = base64.b64decode(env["payload"]["nonce"])
+    try:
+        return AESGCM(xor(fk_h, fk_q)).decrypt(nonce, base64.b64decode(env["payload"]["ciphertext"]),
+                                               payload_aad(env, h0))
+    except Exception:
+        raise Failure("the payload does not decrypt")
+
+
+def seal(header, payload, hsm_keys, quorum_key, randomness=None):
+    """A format 2 envelope. `randomness` (the known-answer vectors) fixes FK, FK_h, the nonce and
+    the ephemeral keys; otherwise they come from the OS."""
+    r = randomness or {
+        "file_key": os.urandom(32), "hsm_half": os.urandom(32), "nonce": os.urandom(12),
+        "hsm_ephemeral": [None] * len(hsm_keys), "quorum_ephemeral": None,
+    }
+    env = dict(header)
+    env["format"] = FORMAT_V2
+    h0 = header_hash(env)
+    fk, fk_h = r["file_key"], r["hsm_half"]
+    fk_q = xor(fk, fk_h)
+    stanzas = []
+    for key, eph in zip(hsm_keys, r["hsm_ephemeral"]):
+        enc, ct = hpke_seal(P256, key, stanza_info(h0, "hsm", key), fk_h, eph)
+        stanzas.append({"recipient": key.hex(), "enc": b64e(enc), "ciphertext": b64e(ct)})
+    enc, ct = hpke_seal(X25519, quorum_key, stanza_info(h0, "quorum", quorum_key), fk_q, r["quorum_ephemeral"])
+    env["hsm_stanzas"] = stanzas
+    env["hsm_mac"] = b64e(hsm_mac(fk_h, h0, stanzas))
+    env["quorum_stanza"] = {"recipient": quorum_key.hex(), "enc": b64e(enc), "ciphertext": b64e(ct)}
+    aad = payload_aad(env, h0)
+    env["payload"] = {"nonce": b64e(r["nonce"]), "ciphertext": b64e(AESGCM(fk).encrypt(r["nonce"], payload, aad))}
+    return env
+
+
+# --------------------------------------------------------------------------------------------
+# Shares, derivations, the token.
+
+
+def mnemonic_of(path):
+    with open(path, encoding="utf-8") as f:
+        words = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    return " ".join(words)
+
+
+def combine(files):
+    mnemonics = [mnemonic_of(p) for p in files]
+    return shamir_mnemonic.combine_mnemonics(mnemonics, b""), mnemonics
+
+
+def share_commitment(vault_id, salt, mnemonic):
+    share = SlipShare.from_mnemonic(mnemonic)
+    c = Canonical().field(COMMITMENT_TAG).field(vault_id).field(salt)
+    c.number(share.identifier).number(share.group_index).number(share.index)
+    c.number(share.member_threshold).field(share.value)
+    return c.sha256().hex(), share
+
+
+def token_pin(q, vault_id, role):
+    return hmac.new(q, f"{PIN_V1}\n{vault_id}\n{role}".encode(), hashlib.sha256).digest()[:16].hex()
+
+
+def load_pkcs11():
+    try:
+        import pkcs11
+    except ImportError:
+        fail_missing(["python-pkcs11"])
+    return pkcs11
+
+
+class Token:
+    """An enrolled token through PKCS#11: login with the user PIN, ECDH with the sealing key."""
+
+    def __init__(self, module, serial, pin, key_id):
+        pkcs11 = load_pkcs11()
+        self.pkcs11 = pkcs11
+        lib = pkcs11.lib(module)
+        tokens = [t for t in lib.get_tokens() if t.serial.decode("ascii", "replace").strip() == serial.strip()]
+        if len(tokens) != 1:
+            raise Failure(f"token with serial {serial!r}: found {len(tokens)}")
+        self.session = tokens[0].open(user_pin=pin)
+        self.key_id = key_id
+
+    def public_key(self):
+        from pkcs11 import Attribute, ObjectClass
+        point = self.session.get_key(object_class=ObjectClass.PUBLIC_KEY, id=self.key_id)[Attribute.EC_POINT]
+        # CKA_EC_POINT is the DER OCTET STRING of the uncompressed point: 04 41 || 65 bytes.
+        if len(point) == 67 and point[:2] == b"\x04\x41":
+            point = point[2:]
+        return bytes(point)
+
+    def dh(self, peer):
+        from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
+        private = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=self.key_id)
+        derived = private.derive_key(
+            KeyType.GENERIC_SECRET, 256, mechanism=Mechanism.ECDH1_DERIVE,
+            mechanism_param=(KDF.NULL, None, peer),
+            template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True, Attribute.TOKEN: False})
+        value = bytes(derived[Attribute.VALUE])
+        derived.destroy()
+        return value
+
+    def close(self):
+        self.session.close()
+
+
+def read_json(path):
+    with open(path, "rb") as f:
+        return json.loads(f.read())
+
+
+def user_pin(source, q, vault_id):
+    kind = source["source"]
+    if kind == "quorum":
+        return token_pin(q, vault_id, "user")
+    if kind == "env":
+        return os.environ[source["var"]]
+    if kind == "file":
+        with open(source["path"], encoding="utf-8") as f:
+            return f.readline().rstrip("\n")
+    raise Failure(f"PIN source {kind!r} is not supported here")
+
+
+def write_new(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Commands.
+
+
+def cmd_open(args):
+    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    vault_id = manifest["vault_id"]
+    path = os.path.join(args.vault, "credentials", f"{args.name}.json")
+    with open(path, "rb") as f:
+        env = parse_envelope(f.read())
+    if env["vault_id"] != vault_id or env["name"] != args.name:
+        raise Failure("the envelope belongs to another vault or credential")
+    h0 = header_hash(env)
+    q, _ = combine(args.share)
+    quorum = derive_key_pair(X25519, q)
+    if public_bytes(quorum).hex() != manifest["quorum"]["public_key"]:
+        raise Failure("the shares do not derive this vault's quorum key")
+    fk_q = open_quorum_half(env, h0, quorum)
+    if args.recovery_share:
+        r, _ = combine(args.recovery_share)
+        recovery = derive_key_pair(P256, r)
+        if public_bytes(recovery).hex() != manifest["recovery"]["public_key"]:
+            raise Failure("the recovery shares do not derive this vault's recovery key")
+        sk = ec.derive_private_key(int.from_bytes(recovery.private_key.to_private_bytes(), "big"), ec.SECP256R1())
+
+        def dh_of(enc):
+            return sk.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc))
+
+        fk_h = open_hsm_half(env, h0, public_bytes(recovery), dh_of)
+        via = "recovery key"
+    else:
+        hsm = manifest["hsms"][0]
+        if hsm.get("softhsm_conf"):
+            os.environ["SOFTHSM2_CONF"] = os.path.join(args.vault, hsm["softhsm_conf"])
+        token = Token(args.module or hsm["module"], hsm["serial"], user_pin(hsm["pin"], q, vault_id),
+                      bytes.fromhex(hsm["seal_key_id"]))
+        try:
+            recipient = token.public_key()
+            if recipient.hex() != hsm["seal_public_key"]:
+                raise Failure("the token's sealing key is not the enrolled one")
+            fk_h = open_hsm_half(env, h0, recipient, token.dh)
+        finally:
+            token.close()
+        via = f"token {hsm['label']}"
+    plaintext = open_payload(env, h0, fk_h, fk_q)
+    write_new(args.out, plaintext)
+    return {"opened": args.name, "format": env["format"], "via": via, "bytes": len(plaintext)}
+
+
+def cmd_seal(args):
+    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    hsm_keys = [bytes.fromhex(h["seal_public_key"]) for h in manifest["hsms"]]
+    if manifest.get("recovery"):
+        hsm_keys.append(bytes.fromhex(manifest["recovery"]["public_key"]))
+    metadata = dict(m.split("=", 1) for m in args.meta)
+    with open(args.infile, "rb") as f:
+        payload = f.read()
+    header = {"vault_id": manifest["vault_id"], "name": args.name, "kind": args.kind,
+              "created": args.created, "metadata": metadata}
+    env = seal(header, payload, hsm_keys, bytes.fromhex(manifest["quorum"]["public_key"]))
+    data = envelope_bytes(env)
+    parse_envelope(data)
+    write_new(os.path.join(args.vault, "credentials", f"{args.name}.json"), data)
+    return {"sealed": args.name, "stanzas": len(hsm_keys)}
+
+
+def cmd_derive(args):
+    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    vault_id = manifest["vault_id"]
+    q, mnemonics = combine(args.share)
+    out = {
+        "quorum_public_key": public_bytes(derive_key_pair(X25519, q)).hex(),
+        "pins": {role: token_pin(q, vault_id, role) for role in ("user", "so")},
+    }
+    out["quorum_key_matches"] = out["quorum_public_key"] == manifest["quorum"]["public_key"]
+    out["commitments"] = commitments(manifest["quorum"], vault_id, mnemonics)
+    if args.recovery_share:
+        r, recovery_mnemonics = combine(args.recovery_share)
+        out["recovery_public_key"] = public_bytes(derive_key_pair(P256, r)).hex()
+        out["recovery_key_matches"] = out["recovery_public_key"] == manifest["recovery"]["public_key"]
+        out["recovery_commitments"] = commitments(manifest["recovery"], vault_id, recovery_mnemonics)
+    return out
+
+
+def commitments(share_set, vault_id, mnemonics):
+    found = {}
+    for mnemonic in mnemonics:
+        share = SlipShare.from_mnemonic(mnemonic)
+        member = share_set["groups"][share.group_index]["members"][share.index]
+        commitment, _ = share_commitment(vault_id, bytes.fromhex(member["commitment_salt"]), mnemonic)
+        found[member["name"]] = commitment == member["commitment"] and share.identifier == share_set["identifier"]
+    return found
+
+
+def cmd_inspect(args):
+    with open(args.file, "rb") as f:
+        env = parse_envelope(f.read())
+    h0 = header_hash(env)
+    return {
+        "format": env["format"], "h0": h0.hex(),
+        "stanza_infos": [stanza_info(h0, "hsm", bytes.fromhex(s["recipient"])).hex() for s in env["hsm_stanzas"]]
+        + [stanza_info(h0, "quorum", bytes.fromhex(env["quorum_stanza"]["recipient"])).hex()],
+        "mac_input": mac_input(h0, env["hsm_stanzas"]).hex() if env["format"] == FORMAT_V2 else None,
+        "payload_aad": payload_aad(env, h0).hex(),
+    }
+
+
+def cmd_kat(args):
+    vectors = read_json(args.file)
+    results = []
+    for v in vectors["vectors"]:
+        results.append(check_vector(v))
+    return {"vectors": len(results), "checked": results}
+
+
+def check_vector(v):
+    x = {k: bytes.fromhex(val) if isinstance(val, str) else val for k, val in v["keys"].items()}
+    data = v["envelope"].encode("utf-8")
+    env = parse_envelope(data)
+    h0 = header_hash(env)
+    expect = v["expected"]
+
+    def same(name, value):
+        if value.hex() != expect[name]:
+            raise Failure(f"{v['description']}: {name} is {value.hex()}, the vector says {expect[name]}")
+
+    same("h0", h0)
+    same("payload_aad", payload_aad(env, h0))
+    quorum = derive_key_pair(X25519, x["quorum_ikm"])
+    hsm_sks = [ec.derive_private_key(int.from_bytes(sk, "big"), ec.SECP256R1()) for sk in
+               [bytes.fromhex(s) for s in v["keys"]["hsm_private_keys"]]]
+    fk_q = open_quorum_half(env, h0, quorum)
+    halves = []
+    for sk in hsm_sks:
+        recipient = sk.public_key().public_bytes(serialization.Encoding.X962,
+                                                 serialization.PublicFormat.UncompressedPoint)
+
+        def dh_of(enc, sk=sk):
+            return sk.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), enc))
+
+        halves.append(open_hsm_half(env, h0, recipient, dh_of))
+    if any(h != halves[0] for h in halves):
+        raise Failure(f"{v['description']}: the token stanzas hold different halves")
+    same("hsm_half", halves[0])
+    same("file_key", xor(halves[0], fk_q))
+    if env["format"] == FORMAT_V2:
+        same("hsm_mac", hsm_mac(halves[0], h0, env["hsm_stanzas"]))
+    plaintext = open_payload(env, h0, halves[0], fk_q)
+    same("plaintext", plaintext)
+    resealed = None
+    if env["format"] == FORMAT_V2:
+        s_p, s_x = suite(P256), suite(X25519)
+        randomness = {
+            "file_key": x["file_key"], "hsm_half": x["hsm_half"], "nonce": x["nonce"],
+            "hsm_ephemeral": [s_p.kem.derive_key_pair(bytes.fromhex(i)) for i in v["keys"]["hsm_ephemeral_ikm"]],
+            "quorum_ephemeral": s_x.kem.derive_key_pair(x["quorum_ephemeral_ikm"]),
+        }
+        header = {k: env[k] for k in ("vault_id", "name", "kind", "created", "metadata")}
+        recipients = [bytes.fromhex(s["recipient"]) for s in env["hsm_stanzas"]]
+        again = envelope_bytes(seal(header, plaintext, recipients, public_bytes(quorum), randomness))
+        if again != data:
+            raise Failure(f"{v['description']}: re-sealing with the vector's randomness gives other bytes")
+        resealed = True
+    return {"description": v["description"], "format": env["format"], "resealed": resealed}
+
+
+def fail_missing(packages):
+    print(f"breakglass_format: missing Python package(s) {', '.join(packages)}: run scripts/setup "
+          "(it installs the pinned versions into .venv)", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(prog="breakglass_format", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("open")
+    p.add_argument("vault")
+    p.add_argument("name")
+    p.add_argument("--share", action="append", required=True)
+    p.add_argument("--recovery-share", action="append", default=[])
+    p.add_argument("--module")
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("seal")
+    p.add_argument("vault")
+    p.add_argument("name")
+    p.add_argument("--kind", choices=KINDS, required=True)
+    p.add_argument("--created", required=True)
+    p.add_argument("--in", dest="infile", required=True)
+    p.add_argument("--meta", action="append", default=[])
+    p = sub.add_parser("derive")
+    p.add_argument("vault")
+    p.add_argument("--share", action="append", required=True)
+    p.add_argument("--recovery-share", action="append", default=[])
+    p = sub.add_parser("inspect")
+    p.add_argument("file")
+    p = sub.add_parser("kat")
+    p.add_argument("file")
+    args = parser.parse_args(argv)
+    if MISSING:
+        fail_missing(MISSING)
+    command = {"open": cmd_open, "seal": cmd_seal, "derive": cmd_derive, "inspect": cmd_inspect,
+               "kat": cmd_kat}[args.command]
+    try:
+        result = command(args)
+    except Failure as e:
+        print(f"breakglass_format: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
