@@ -297,6 +297,8 @@ fn a_full_flow_leaves_no_secret_in_outputs_logs_or_vault_files() {
     // The secrets: payloads, share words, the quorum secret and the PINs it derives.
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
+    // vault.json is the certified manifest: the manifest proper is inside it.
+    let manifest = manifest["manifest"].clone();
     let vault_id = manifest["vault_id"].as_str().unwrap().to_owned();
     let mnemonics: Vec<String> = quorum.iter().map(|s| mnemonic(&env.path(s))).collect();
     let combined = support::output_with_stdin(

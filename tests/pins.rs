@@ -229,6 +229,8 @@ fn each_token_logs_in_only_with_its_own_pin_derived_from_the_quorum() {
     ]);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(env.vault().join("vault.json")).unwrap()).unwrap();
+    // vault.json is the certified manifest: the manifest proper is inside it.
+    let manifest = manifest["manifest"].clone();
     let vault_id = manifest["vault_id"].as_str().unwrap();
     let serials: Vec<String> = manifest["hsms"]
         .as_array()

@@ -169,9 +169,11 @@ fn a_manifest_from_another_quorum_is_another_identity() {
         serde_json::from_slice(&std::fs::read(env.manifest()).unwrap()).unwrap();
     let vault_id = mine["manifest"]["vault_id"].as_str().unwrap();
     std::fs::copy(other.manifest(), env.manifest()).unwrap();
-    // Its own vault id is pinned nowhere here: the envelopes are not its own.
+    // Its own vault id is pinned nowhere here: nothing is opened before a fingerprint is given
+    // (exit 2), and this vault's fingerprint is not its identity (exit 5).
     let output = env.run(&strs(&env.unseal_args()));
-    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(!env.path("out").exists());
     // Under this vault's id, the signature no longer covers it.
     let theirs = std::fs::read_to_string(env.manifest()).unwrap();
     let their_id =
@@ -247,4 +249,62 @@ fn a_format_1_manifest_put_in_place_of_the_certified_one_is_refused() {
         );
     }
     assert!(!env.path("out").exists());
+}
+
+/// A rekey moves the vault to a new identity. Another machine that pinned the old one follows
+/// it through the outgoing quorum's succession statement (signed with the old quorum key), and
+/// only through it: with the statement removed or signed by anyone else, the new identity is
+/// refused there (exit 5).
+#[test]
+fn another_machine_follows_a_rekey_only_through_the_outgoing_quorums_statement() {
+    let env = Env::two_of_three();
+    let before = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    // Two other machines that pinned the vault before the rekey.
+    for machine in ["machine-b", "machine-c"] {
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(env.path("config"))
+            .arg(env.path(machine))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let args = env.with_quorum(&[
+        "rekey",
+        "--yes",
+        "--shares-dir",
+        env.path("new-shares").to_str().unwrap(),
+    ]);
+    env.ok(&strs(&args));
+    let after = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    assert_ne!(before, after);
+    let status_on = |machine: &str| {
+        env.command(&["status", "--json"])
+            .env("XDG_CONFIG_HOME", env.path(machine))
+            .output()
+            .unwrap()
+    };
+
+    // Without the statement, machine C refuses the new identity.
+    let statement = std::fs::read(env.vault().join("succession.json")).unwrap();
+    std::fs::remove_file(env.vault().join("succession.json")).unwrap();
+    let output = status_on("machine-c");
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    // A statement whose signature is not the old quorum's: refused too.
+    let mut forged: serde_json::Value = serde_json::from_slice(&statement).unwrap();
+    let signature = forged["signature"].as_str().unwrap().to_owned();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    forged["signature"] = format!("{flipped}{}", &signature[1..]).into();
+    std::fs::write(env.vault().join("succession.json"), forged.to_string()).unwrap();
+    let output = status_on("machine-c");
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+
+    // With the genuine statement, machine B follows and its pin moves to the new identity.
+    std::fs::write(env.vault().join("succession.json"), &statement).unwrap();
+    let output = status_on("machine-b");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let known =
+        std::fs::read_to_string(env.path("machine-b/breakglass/known_vaults.json")).unwrap();
+    assert!(known.contains(&after), "{known}");
+    assert!(!known.contains(&before), "{known}");
 }

@@ -73,6 +73,7 @@ MAC_KEY_TAG = b"breakglass-envelope/1 hsm mac key"
 MAC_INPUT_TAG = b"breakglass-envelope/1 hsm stanzas"
 COMMITMENT_TAG = b"breakglass-share-commitment/1"
 PIN_V1 = "breakglass token pin/1"
+PIN_V2 = "breakglass token pin/2"
 KINDS = ("aws", "aws-root", "secret")
 
 
@@ -401,6 +402,16 @@ def token_pin(q, vault_id, role):
     return hmac.new(q, f"{PIN_V1}\n{vault_id}\n{role}".encode(), hashlib.sha256).digest()[:16].hex()
 
 
+def token_pin_v2(q, vault_id, serial, role, length=32):
+    """pin/2: HKDF-SHA256(ikm = Q, salt = vault id, info = Canonical[domain, vault id, serial
+    (trimmed), role]) in hex, cut to the token's length (32 where its maximum allows)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    info = Canonical().field(PIN_V2).field(vault_id).field(serial.strip()).field(role).bytes()
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=vault_id.encode(), info=info).derive(q)
+    return key.hex()[:length]
+
+
 def load_pkcs11():
     try:
         import pkcs11
@@ -450,10 +461,31 @@ def read_json(path):
         return json.loads(f.read())
 
 
-def user_pin(source, q, vault_id):
+CERTIFIED_MANIFEST = "breakglass-certified-manifest/1"
+
+
+def read_manifest(vault):
+    """The manifest in vault.json: the document inside a certified manifest (format 2), or the
+    file itself (format 1). The quorum's signature over a certified manifest is not checked
+    here: this reader takes the vault directory as given."""
+    doc = read_json(os.path.join(vault, "vault.json"))
+    if doc.get("format") == CERTIFIED_MANIFEST:
+        return doc["manifest"]
+    return doc
+
+
+def quorum_pin(hsm, q, vault_id, role):
+    """The PIN the quorum derives for one enrolled token, by the enrolment's derivation."""
+    if hsm.get("pin_derivation") == "per-token/2":
+        return token_pin_v2(q, vault_id, hsm["serial"], role)
+    return token_pin(q, vault_id, role)
+
+
+def user_pin(hsm, q, vault_id):
+    source = hsm["pin"]
     kind = source["source"]
     if kind == "quorum":
-        return token_pin(q, vault_id, "user")
+        return quorum_pin(hsm, q, vault_id, "user")
     if kind == "env":
         return os.environ[source["var"]]
     if kind == "file":
@@ -473,7 +505,7 @@ def write_new(path, data):
 
 
 def cmd_open(args):
-    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    manifest = read_manifest(args.vault)
     vault_id = manifest["vault_id"]
     path = os.path.join(args.vault, "credentials", f"{args.name}.json")
     with open(path, "rb") as f:
@@ -502,7 +534,7 @@ def cmd_open(args):
         hsm = manifest["hsms"][0]
         if hsm.get("softhsm_conf"):
             os.environ["SOFTHSM2_CONF"] = os.path.join(args.vault, hsm["softhsm_conf"])
-        token = Token(args.module or hsm["module"], hsm["serial"], user_pin(hsm["pin"], q, vault_id),
+        token = Token(args.module or hsm["module"], hsm["serial"], user_pin(hsm, q, vault_id),
                       bytes.fromhex(hsm["seal_key_id"]))
         try:
             recipient = token.public_key()
@@ -518,7 +550,7 @@ def cmd_open(args):
 
 
 def cmd_seal(args):
-    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    manifest = read_manifest(args.vault)
     hsm_keys = [bytes.fromhex(h["seal_public_key"]) for h in manifest["hsms"]]
     if manifest.get("recovery"):
         hsm_keys.append(bytes.fromhex(manifest["recovery"]["public_key"]))
@@ -535,12 +567,12 @@ def cmd_seal(args):
 
 
 def cmd_derive(args):
-    manifest = read_json(os.path.join(args.vault, "vault.json"))
+    manifest = read_manifest(args.vault)
     vault_id = manifest["vault_id"]
     q, mnemonics = combine(args.share)
     out = {
         "quorum_public_key": public_bytes(derive_key_pair(X25519, q)).hex(),
-        "pins": {role: token_pin(q, vault_id, role) for role in ("user", "so")},
+        "pins": {role: quorum_pin(manifest["hsms"][0], q, vault_id, role) for role in ("user", "so")},
     }
     out["quorum_key_matches"] = out["quorum_public_key"] == manifest["quorum"]["public_key"]
     out["commitments"] = commitments(manifest["quorum"], vault_id, mnemonics)

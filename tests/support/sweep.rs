@@ -156,27 +156,6 @@ impl Env {
         }
     }
 
-    /// Pins the vault's current fingerprint (from the audit entry that recorded its manifest) in
-    /// the test's configuration, as the security officer does by hand after checking it.
-    pub fn pin_current_fingerprint(&self) {
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(self.vault().join("vault.json")).unwrap())
-                .unwrap();
-        // The audit entry that recorded the manifest names its fingerprint.
-        let log = std::fs::read_to_string(self.vault().join("audit.jsonl")).unwrap();
-        let fingerprint = log
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find_map(|e| e["details"].get("fingerprint").cloned())
-            .unwrap();
-        let path = self.path("config/breakglass/known_vaults.json");
-        let mut known: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        known[manifest["vault_id"].as_str().unwrap()] = fingerprint;
-        std::fs::write(&path, known.to_string()).unwrap();
-    }
-
     /// Replaces the vault directory and the configuration (the pinned fingerprint) with the
     /// copies [`Env::save_vault`] made in `from`.
     pub fn restore_vault(&self, from: &Path) {

@@ -289,6 +289,8 @@ fn ceremonies(kept: &[&Record], all: &[Record], now: u64) -> Vec<Ceremony> {
 pub struct Inputs<'a> {
     /// The vault's manifest.
     pub manifest: &'a Manifest,
+    /// The vault identity's fingerprint (the one on the share cards).
+    pub fingerprint: &'a str,
     /// Every record of the log (unfiltered), or `None` when the log cannot be read.
     pub all: Option<&'a [Record]>,
     /// The chain's verification.
@@ -344,7 +346,7 @@ pub fn document(inputs: &Inputs<'_>) -> Document {
         ("Vault".into(), Text::default().code(&m.vault_id)),
         (
             "Fingerprint".into(),
-            Text::default().code(m.fingerprint().display()),
+            Text::default().code(inputs.fingerprint),
         ),
         ("Made".into(), vault_core::clock::rfc3339(inputs.now).into()),
         ("Covers".into(), inputs.filter.describe().into()),
@@ -548,7 +550,7 @@ pub fn json(inputs: &Inputs<'_>) -> Value {
         .collect();
     json!({
         "vault_id": m.vault_id,
-        "fingerprint": m.fingerprint().display(),
+        "fingerprint": inputs.fingerprint,
         "made": vault_core::clock::rfc3339(inputs.now),
         "filter": {
             "since": inputs.filter.since.as_ref().map(|s| s.text.clone()),

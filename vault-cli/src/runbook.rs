@@ -34,6 +34,8 @@ pub struct Credential {
 pub struct Inputs<'a> {
     /// The manifest.
     pub manifest: &'a Manifest,
+    /// The vault identity's fingerprint (the one on the share cards).
+    pub fingerprint: &'a str,
     /// Every sealed credential.
     pub credentials: &'a [Credential],
     /// The audit log's records (for drills).
@@ -132,7 +134,7 @@ fn group_rows(q: &Quorum) -> Vec<Vec<Text>> {
 fn content(inputs: &Inputs<'_>) -> Vec<Block> {
     let m = inputs.manifest;
     let mut blocks = Vec::new();
-    vault_section(&mut blocks, m);
+    vault_section(&mut blocks, m, inputs.fingerprint);
     people_section(&mut blocks, m);
     token_section(&mut blocks, m);
     credential_section(&mut blocks, inputs);
@@ -142,14 +144,11 @@ fn content(inputs: &Inputs<'_>) -> Vec<Block> {
     blocks
 }
 
-fn vault_section(blocks: &mut Vec<Block>, m: &Manifest) {
+fn vault_section(blocks: &mut Vec<Block>, m: &Manifest, fingerprint: &str) {
     blocks.push(Block::Heading(2, "The vault".into()));
     blocks.push(Block::Facts(vec![
         ("Vault id".into(), Text::default().code(&m.vault_id)),
-        (
-            "Fingerprint".into(),
-            Text::default().strong(m.fingerprint().display()),
-        ),
+        ("Fingerprint".into(), Text::default().strong(fingerprint)),
         ("Created".into(), m.created.as_str().into()),
         (
             "Reason required".into(),
@@ -407,7 +406,7 @@ fn ceremony_sections(blocks: &mut Vec<Block>, inputs: &Inputs<'_>) {
         .iter()
         .filter_map(|c| c.envelope.as_ref().ok().map(|e| (c.name.as_str(), e)))
         .collect();
-    let fingerprint = m.fingerprint().display();
+    let fingerprint = inputs.fingerprint.to_owned();
 
     blocks.push(Block::Heading(2, "In-person ceremony".into()));
     let mut setup = vec![
@@ -847,6 +846,7 @@ mod tests {
         ];
         let runbook = Runbook::new(&Inputs {
             manifest: &m,
+            fingerprint: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
             credentials: &credentials,
             records: &[],
         });

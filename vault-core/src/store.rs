@@ -24,6 +24,8 @@ use thiserror::Error;
 pub const MANIFEST: &str = "vault.json";
 /// The audit log's file name.
 pub const AUDIT_LOG: &str = "audit.jsonl";
+/// The outgoing quorum's statement that the vault's identity moved at its last rekey.
+pub const SUCCESSION: &str = "succession.json";
 const CREDENTIALS: &str = "credentials";
 const HISTORY: &str = "history";
 pub(crate) const CEREMONIES: &str = "ceremonies";

@@ -69,8 +69,9 @@ pub fn repair(vault_arg: Option<&Path>, args: &AuditRepairArgs) -> Result<()> {
 /// `breakglass audit verify`: exit 5 when the chain or a signature is broken.
 pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     // The audit keys come from the authenticated manifest (its identity pinned on this
-    // machine, its quorum signature checked), never from vault.json alone.
-    let vault = super::open_vault(vault_arg)?;
+    // machine, its quorum signature checked), never from vault.json alone; while a rekey is
+    // interrupted, the one its journal resumes from (a reading command keeps working).
+    let vault = super::open_vault_resuming(vault_arg)?;
     let report = vault.keys().verify_audit(&vault.audit())?;
     let file = vault.store().path(vault_core::store::AUDIT_LOG);
     if let Some(tail) = &report.torn_tail {
@@ -156,8 +157,10 @@ pub fn report(vault_arg: Option<&Path>, args: &AuditReportArgs) -> Result<()> {
     let log = vault.audit();
     let verify = vault.keys().verify_audit(&log)?;
     let all = crate::report::records(&log).ok();
+    let identity = vault.identity();
     let inputs = Inputs {
         manifest: vault.manifest(),
+        fingerprint: &identity,
         all: all.as_deref(),
         verify: &verify,
         filter: &filter(&args.filter),

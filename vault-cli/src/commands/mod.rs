@@ -137,13 +137,13 @@ pub fn check_pin(vault: &Vault) -> Result<()> {
 /// first use, said so); otherwise the command stops before anything is asked. A given
 /// fingerprint that differs from the pin is an integrity failure, never an override.
 pub fn require_pin(vault: &Vault, given: Option<&str>) -> Result<String> {
-    let manifest = vault.manifest();
-    let vault_id = &manifest.vault_id;
-    let fingerprint = manifest.fingerprint();
+    // The fingerprint is the vault identity the quorum certified (share cards carry it).
+    let vault_id = &vault.manifest().vault_id;
+    let fingerprint = vault.identity();
     if let Some(pinned) = pinned_fingerprint(vault_id)? {
-        manifest.check_pinned(&pinned)?;
+        vault.check_identity(&pinned)?;
         if let Some(given) = given
-            && !fingerprint.matches_display(given)
+            && vault.check_identity(given).is_err()
         {
             return Err(fail(
                 Failure::Integrity,
@@ -157,7 +157,7 @@ pub fn require_pin(vault: &Vault, given: Option<&str>) -> Result<String> {
         return Ok(pinned);
     }
     if let Some(given) = given {
-        if !fingerprint.matches_display(given) {
+        if vault.check_identity(given).is_err() {
             return Err(fail(
                 Failure::Integrity,
                 format!(
@@ -165,9 +165,9 @@ pub fn require_pin(vault: &Vault, given: Option<&str>) -> Result<String> {
                 ),
             ));
         }
-        pin_fingerprint(vault_id, &fingerprint.display())?;
+        pin_fingerprint(vault_id, &fingerprint)?;
         eprintln!("fingerprint {fingerprint} of vault {vault_id} is now pinned on this machine");
-        return Ok(fingerprint.display());
+        return Ok(fingerprint);
     }
     if crate::prompt::interactive() {
         eprintln!(
@@ -180,9 +180,9 @@ Compare it, group by group, with the fingerprint on a share card or in the runbo
         if crate::prompt::confirm(
             "Is it the same, and should this machine trust the vault from now on?",
         )? {
-            pin_fingerprint(vault_id, &fingerprint.display())?;
+            pin_fingerprint(vault_id, &fingerprint)?;
             eprintln!("fingerprint pinned on this machine (trusted on first use)");
-            return Ok(fingerprint.display());
+            return Ok(fingerprint);
         }
         return Err(fail(
             Failure::Integrity,

@@ -206,9 +206,11 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
             );
         }
     };
-    previous.check_pinned(&pinned)?;
+    // The vault was opened with the journal's manifest before the rekey (authenticated by the
+    // old quorum's signature): its identity must be the one pinned here.
+    vault.check_identity(&pinned)?;
     if let Some(given) = args.fingerprint.as_deref()
-        && !previous.fingerprint().matches_display(given)
+        && vault.check_identity(given).is_err()
     {
         return Err(fail(
             Failure::Integrity,

@@ -29,6 +29,7 @@ pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
         .collect();
     let runbook = Runbook::new(&Inputs {
         manifest: vault.manifest(),
+        fingerprint: &vault.identity(),
         credentials: &credentials,
         records: &records,
     });

@@ -209,6 +209,14 @@ pub enum TrustError {
         /// The id.
         vault_id: String,
     },
+    /// A succession statement that cannot be read.
+    #[error("{}: not a valid succession statement: {reason}", file.display())]
+    InvalidSuccession {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// An anchor file that cannot be read.
     #[error("{}: not a valid anchor: {reason}", path.display())]
     InvalidAnchor {

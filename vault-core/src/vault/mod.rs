@@ -35,8 +35,8 @@ use zeroize::Zeroizing;
 use crate::audit::AuditLog;
 use crate::hsm::HsmError;
 use crate::manifest::{Manifest, ManifestKeys};
-use crate::store::{AUDIT_LOG, MANIFEST, Store};
-use crate::trust::identity::PinnedIdentity;
+use crate::store::{AUDIT_LOG, MANIFEST, SUCCESSION, Store};
+use crate::trust::identity::{PinnedIdentity, Succession};
 use crate::trust::machine::{ConfigDir, MachineAnchor};
 use crate::trust::{AuthenticatedManifest, CertifiedManifest, TrustError};
 
@@ -225,19 +225,76 @@ fn read_certified(store: &Store, bytes: &[u8]) -> Result<CertifiedManifest, crat
 }
 
 /// Authenticates `document` against this machine's pin and anchor (the identity it claims
-/// when this machine has pinned nothing), and moves the anchor forward when pinned.
+/// when this machine has pinned nothing), and moves the anchor forward when pinned. A rekey
+/// changes the identity: when the pinned one is not the document's, the succession statement
+/// the rekey left (`succession.json`, signed by the outgoing quorum, which the pin names) moves
+/// the pin to the new identity; nothing else does.
 fn authenticate(
     config: &ConfigDir,
+    store: &Store,
     document: CertifiedManifest,
 ) -> Result<AuthenticatedManifest, crate::Error> {
-    let (pin, anchor) = machine_pin(config, &document.manifest.vault_id)?;
-    let Some(pin) = pin else {
+    let vault_id = document.manifest.vault_id.clone();
+    let (pin, anchor) = machine_pin(config, &vault_id)?;
+    let Some(mut pin) = pin else {
         let claimed = PinnedIdentity::of(&document.identity_fingerprint()?);
         return Ok(document.authenticate(&claimed, None)?);
     };
+    let claimed = document.identity_fingerprint()?;
+    let mut succeeded = false;
+    if !pin.matches(&claimed) && store.path(SUCCESSION).exists() {
+        let bytes = store.read(SUCCESSION)?;
+        let succession: Succession =
+            serde_json::from_slice(&bytes).map_err(|e| TrustError::InvalidSuccession {
+                file: store.path(SUCCESSION),
+                reason: e.to_string(),
+            })?;
+        succession.verify(&vault_id, &pin, &claimed)?;
+        pin = PinnedIdentity::of(&claimed);
+        succeeded = true;
+    }
     let trusted = document.authenticate(&pin, anchor.as_ref().map(|a| &a.manifest))?;
     remember(config, &trusted, anchor)?;
+    // The pin in known_vaults.json follows too: moved with the anchor above, or left behind
+    // when a rekey on this machine stopped after moving the anchor and before pinning.
+    let known = crate::manifest::read_known_vaults(&known_vaults_path(config))?
+        .get(&vault_id)
+        .map(|f| PinnedIdentity::parse(f))
+        .transpose()?;
+    if let Some(known) = known
+        && !known.matches(trusted.identity())
+        && (succeeded || succession_verifies(store, &vault_id, &known, trusted.identity()))
+    {
+        repin_known(config, &vault_id, &trusted.identity().display())?;
+    }
     Ok(trusted)
+}
+
+/// Whether the vault's succession statement moves `pinned` to `next`.
+fn succession_verifies(
+    store: &Store,
+    vault_id: &str,
+    pinned: &PinnedIdentity,
+    next: &crate::manifest::Fingerprint,
+) -> bool {
+    store
+        .read(SUCCESSION)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Succession>(&bytes).ok())
+        .is_some_and(|s| s.verify(vault_id, pinned, next).is_ok())
+}
+
+/// Moves the fingerprint pinned for `vault_id` in `known_vaults.json`, when one is there.
+fn repin_known(config: &ConfigDir, vault_id: &str, fingerprint: &str) -> Result<(), crate::Error> {
+    let path = known_vaults_path(config);
+    let mut known = crate::manifest::read_known_vaults(&path)?;
+    if let Some(pinned) = known.get_mut(vault_id) {
+        *pinned = fingerprint.to_owned();
+        let mut bytes = serde_json::to_vec_pretty(&known).unwrap_or_default();
+        bytes.push(b'\n');
+        crate::store::write_atomic(&path, &bytes)?;
+    }
+    Ok(())
 }
 
 /// Moves this machine's anchor for the vault to `trusted` (made when there is none).
@@ -280,7 +337,7 @@ impl Vault {
             None => store.read(MANIFEST)?,
         };
         let document = read_certified(&store, &bytes)?;
-        let trusted = authenticate(config, document)?;
+        let trusted = authenticate(config, &store, document)?;
         Vault::with(store, trusted, config.clone())
     }
 

@@ -14,8 +14,8 @@ use crate::hsm::{
     TokenSession,
 };
 use crate::manifest::{HsmEnrollment, PinDerivation, PinSource};
-use crate::trust::machine::{MODULE_VAR, MachineConfig, ModuleSource, choose_modules};
 use crate::quorum::Collector;
+use crate::trust::machine::{MODULE_VAR, MachineConfig, ModuleSource, choose_modules};
 
 use super::{Vault, VaultError};
 
@@ -287,9 +287,7 @@ impl Vault {
         self.with_token(
             Some(quorum.secret.expose_secret()),
             choice,
-            |session, _, _, _| {
-                action(&session.audit_signer(&self.keys.audit_key_id))
-            },
+            |session, _, _, _| action(&session.audit_signer(&self.keys.audit_key_id)),
         )
     }
 

@@ -12,8 +12,9 @@ use crate::manifest::PinSource;
 use crate::quorum::Collector;
 use crate::store::WriteLock;
 
-use crate::store::MANIFEST;
+use crate::store::{MANIFEST, SUCCESSION};
 use crate::trust::CertifiedManifest;
+use crate::trust::identity::{IdentityRecord, Succession};
 use crate::trust::quorum_key::QuorumSigningKey;
 
 use super::super::record::manifest_event;
@@ -45,8 +46,7 @@ impl Vault {
         self.refuse_pending_rekey()?;
         let modules = self.open_modules(None)?;
         self.quorum_tokens_present(&modules)?;
-        let mut journal =
-            RekeyJournal::new(&self.trusted, &plan.manifest, plan.custodians.clone());
+        let mut journal = RekeyJournal::new(&self.trusted, &plan.manifest, plan.custodians.clone());
         journal.authenticate(plan.old_q.expose_secret(), &self.manifest().vault_id);
         self.write_journal(&lock, &journal)?;
         let secrets = Secrets {
@@ -117,6 +117,19 @@ impl Vault {
             self.trusted.operators().to_vec(),
             &new_key,
         )?;
+        // First the outgoing quorum's statement that the identity moves to the new one: a
+        // machine that pinned the old identity (this one, if it stops before its anchor moves;
+        // every other one) follows it, and nothing else moves a pin.
+        let previous = IdentityRecord {
+            vault_id: self.trusted.vault_id().to_owned(),
+            quorum: self.manifest().quorum.clone(),
+            quorum_signing_key: self.trusted.document().quorum_signing_key.clone(),
+        };
+        let old_key = QuorumSigningKey::derive(secrets.old, &previous.vault_id)?;
+        let succession = Succession::sign(previous, &old_key, trusted.identity())?;
+        let mut bytes = serde_json::to_vec_pretty(&succession).unwrap_or_default();
+        bytes.push(b'\n');
+        self.store.write(lock, SUCCESSION, &bytes)?;
         self.store
             .write(lock, MANIFEST, &trusted.document().to_bytes())?;
         self.keys = trusted.manifest().keys()?;
