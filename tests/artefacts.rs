@@ -115,6 +115,8 @@ fn the_runbook_is_the_procedure_for_this_vault() {
         "| **ops** | 2 of 3 | ann, bo, cy |",
         "| **exec** | 2 of 2 | dee, eve |",
         "| **recovery** | 5 of 5 | ann, bo, cy, dee, eve |",
+        // The operators the quorum certified (init's first one holds both roles).
+        "| security-officer | security officer, cloud administrator |",
         // Tokens: label, serial, model.
         token["label"].as_str().unwrap(),
         token["serial"].as_str().unwrap(),

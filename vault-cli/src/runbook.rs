@@ -36,6 +36,8 @@ pub struct Inputs<'a> {
     pub manifest: &'a Manifest,
     /// The vault identity's fingerprint (the one on the share cards).
     pub fingerprint: &'a str,
+    /// The operators the quorum certified, with their roles.
+    pub operators: &'a [vault_core::trust::Operator],
     /// Every sealed credential.
     pub credentials: &'a [Credential],
     /// The audit log's records (for drills).
@@ -135,7 +137,7 @@ fn content(inputs: &Inputs<'_>) -> Vec<Block> {
     let m = inputs.manifest;
     let mut blocks = Vec::new();
     vault_section(&mut blocks, m, inputs.fingerprint);
-    people_section(&mut blocks, m);
+    people_section(&mut blocks, m, inputs.operators);
     token_section(&mut blocks, m);
     credential_section(&mut blocks, inputs);
     ceremony_sections(&mut blocks, inputs);
@@ -172,7 +174,11 @@ fn vault_section(blocks: &mut Vec<Block>, m: &Manifest, fingerprint: &str) {
     ));
 }
 
-fn people_section(blocks: &mut Vec<Block>, m: &Manifest) {
+fn people_section(
+    blocks: &mut Vec<Block>,
+    m: &Manifest,
+    operators: &[vault_core::trust::Operator],
+) {
     blocks.push(Block::Heading(2, "Custodians and quorum".into()));
     let q = &m.quorum;
     blocks.push(Block::Para(
@@ -214,13 +220,33 @@ fn people_section(blocks: &mut Vec<Block>, m: &Manifest) {
     blocks.push(Block::Heading(3, "Operators".into()));
     blocks.push(Block::Para(
         Text::default()
-            .plain("This vault's manifest names no operators. The roles: the ")
+            .plain("Certified by the quorum with the manifest; each signs with a key kept on their own machine. The ")
             .strong("security officer")
-            .plain(" decides custodians and thresholds, runs init and rekey, and audits; the ")
+            .plain(" decides custodians and thresholds, opens ceremonies and changes the vault; the ")
             .strong("cloud administrator")
-            .plain(" seals, drills and rotates; the ")
-            .strong("coordinator")
-            .plain(" runs a ceremony on the day."),
+            .plain(" seals, drills and rotates."),
+    ));
+    blocks.push(Block::Table(
+        vec![
+            "Operator".into(),
+            "Roles".into(),
+            "Public key (first 16 hex)".into(),
+        ],
+        operators
+            .iter()
+            .map(|o| {
+                vec![
+                    o.name.clone().into(),
+                    o.roles
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .into(),
+                    o.public_key.chars().take(16).collect::<String>().into(),
+                ]
+            })
+            .collect(),
     ));
 }
 
@@ -847,6 +873,14 @@ mod tests {
         let runbook = Runbook::new(&Inputs {
             manifest: &m,
             fingerprint: "AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH",
+            operators: &[vault_core::trust::Operator {
+                name: "olivia".into(),
+                roles: vec![
+                    vault_core::trust::Role::SecurityOfficer,
+                    vault_core::trust::Role::CloudAdministrator,
+                ],
+                public_key: "ab".repeat(32),
+            }],
             credentials: &credentials,
             records: &[],
         });

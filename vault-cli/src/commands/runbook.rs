@@ -30,6 +30,7 @@ pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
     let runbook = Runbook::new(&Inputs {
         manifest: vault.manifest(),
         fingerprint: &vault.identity(),
+        operators: vault.certified().operators(),
         credentials: &credentials,
         records: &records,
     });
