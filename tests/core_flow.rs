@@ -130,8 +130,11 @@ fn too_few_shares_exit_3_and_say_how_many_more() {
         "json",
     ]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    // Named: the group, whose shares it has, and whose it could still take.
     assert!(
-        stderr(&output).contains("needs 1 more (has 2 of 3)"),
+        stderr(&output).contains(
+            "not enough shares: group \"custodians\" needs 1 more (has 2 of 3: bob, dave) of alice, carol, erin"
+        ),
         "{}",
         stderr(&output)
     );

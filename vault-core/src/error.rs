@@ -196,7 +196,9 @@ fn manifest_kind(e: &ManifestError) -> ErrorKind {
 
 fn vault_kind(e: &VaultError) -> ErrorKind {
     match e {
-        VaultError::WrongQuorum | VaultError::WrongRecovery => ErrorKind::Quorum,
+        VaultError::WrongQuorum
+        | VaultError::WrongRecovery
+        | VaultError::NotEnoughShares { .. } => ErrorKind::Quorum,
         VaultError::NoToken { .. }
         | VaultError::TokenPin { .. }
         | VaultError::NoSuchToken { .. }

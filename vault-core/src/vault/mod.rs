@@ -151,6 +151,15 @@ pub enum VaultError {
     /// The vault has no recovery share set.
     #[error("this vault has no recovery share set")]
     NoRecovery,
+    /// The quorum is not met: which group needs how many more, by name.
+    #[error("not enough shares: {detail}")]
+    NotEnoughShares {
+        /// Each group short of its threshold, with whose shares it has and could take.
+        detail: String,
+        /// The count the SLIP-39 layer gave.
+        #[source]
+        cause: crate::quorum::QuorumError,
+    },
     /// The recovery shares recombine to another key.
     #[error(
         "the recovery shares recombine, but not to this vault's recovery key: they are from another \

@@ -111,7 +111,9 @@ impl Vault {
 
     /// Recombines the collected shares into the quorum key, checking it against the manifest.
     pub fn recombine(&self, shares: &Collector) -> Result<Recombined, crate::Error> {
-        let combined = shares.combine(b"")?;
+        let combined = shares
+            .combine(b"")
+            .map_err(|e| self.name_shortfall(shares, e))?;
         let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
         if hex::encode(key.public_key()) != self.manifest().quorum.public_key {
             return Err(VaultError::WrongQuorum.into());
@@ -130,6 +132,73 @@ impl Vault {
             custodians,
             rejected,
         })
+    }
+
+    /// A quorum that is not met, said with the groups' and custodians' names: which group needs
+    /// how many more, whose shares it has and whose it could still take. Other errors pass.
+    fn name_shortfall(&self, shares: &Collector, error: QuorumError) -> crate::Error {
+        let QuorumError::NotEnoughShares {
+            groups_needed,
+            shortfall,
+        } = &error
+        else {
+            return error.into();
+        };
+        let groups = &self.manifest().quorum.groups;
+        let mut given: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+        for (position, share) in shares.shares() {
+            let name = self
+                .custodian_of(share)
+                .unwrap_or_else(|| format!("share {position}"));
+            given
+                .entry(share.info().group_index)
+                .or_default()
+                .push(name);
+        }
+        let mut parts = Vec::new();
+        for (group, have, need) in shortfall {
+            let index = usize::from(group.saturating_sub(1));
+            let Some(def) = groups.get(index) else {
+                return error.into();
+            };
+            let has = given.get(&(group - 1)).cloned().unwrap_or_default();
+            let could: Vec<&str> = def
+                .members
+                .iter()
+                .map(|m| m.name.as_str())
+                .filter(|m| !has.iter().any(|h| h == m))
+                .collect();
+            parts.push(format!(
+                "group {:?} needs {} more (has {have} of {need}: {}) of {}",
+                def.name,
+                need - have,
+                has.join(", "),
+                could.join(", ")
+            ));
+        }
+        let unstarted: Vec<String> = groups
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !given.contains_key(&(*i as u8)))
+            .map(|(_, g)| format!("{:?} ({} of {})", g.name, g.threshold, g.members.len()))
+            .collect();
+        if usize::from(*groups_needed) > shortfall.len() && !unstarted.is_empty() {
+            parts.push(format!(
+                "{} more group{} to complete, of {}",
+                usize::from(*groups_needed) - shortfall.len(),
+                if usize::from(*groups_needed) - shortfall.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                unstarted.join(", ")
+            ));
+        }
+        VaultError::NotEnoughShares {
+            detail: parts.join("; "),
+            cause: error,
+        }
+        .into()
     }
 
     /// The recovery key from the recovery shares, checked against the manifest.
