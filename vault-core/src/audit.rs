@@ -118,11 +118,16 @@ fn split(bytes: &[u8]) -> Read {
     let mut torn_at = complete;
     if complete == bytes.len() && lines.last().is_some_and(|l| !is_entry(l)) {
         let last = lines.pop().unwrap_or_default();
-        torn_at = bytes[..complete - 1]
+        // The last line ends at the last byte that is not a newline (blank lines may follow).
+        let end = bytes[..complete]
+            .iter()
+            .rposition(|b| *b != b'\n')
+            .map_or(0, |i| i + 1);
+        torn_at = bytes[..end]
             .iter()
             .rposition(|b| *b == b'\n')
             .map_or(0, |i| i + 1);
-        debug_assert_eq!(&bytes[torn_at..complete - 1], last.as_slice());
+        debug_assert_eq!(&bytes[torn_at..end], last.as_slice());
     }
     let torn = (torn_at < bytes.len()).then(|| {
         (
@@ -903,6 +908,23 @@ mod tests {
         let report = log.verify(signer.0.public_key().as_ref()).unwrap();
         assert_eq!(report.torn_tail, None);
         assert_eq!(report.first_problem.unwrap().line, 3);
+    }
+
+    #[test]
+    fn a_torn_last_line_followed_by_blank_lines_is_one_torn_tail() {
+        // Found by the audit_log fuzz target: the torn line was located from the last newline,
+        // which was a blank line's.
+        let signer = signer();
+        let (_dir, log) = log_with(3, &signer);
+        let original = std::fs::read(&log.path).unwrap();
+        let complete = log.entries().unwrap().len();
+        let mut bytes = original.clone();
+        bytes.extend_from_slice(b"{\"v\":1,\"seq\":9,\"ev\n\n");
+        std::fs::write(&log.path, &bytes).unwrap();
+        let tail = log.torn_tail().unwrap().expect("a torn tail");
+        assert_eq!(tail.offset, original.len() as u64);
+        assert_eq!(tail.len, (bytes.len() - original.len()) as u64);
+        assert_eq!(log.entries().unwrap().len(), complete);
     }
 
     #[test]
