@@ -251,13 +251,9 @@ fn authenticate(
     };
     let claimed = document.identity_fingerprint()?;
     let mut succeeded = false;
-    if !pin.matches(&claimed) && store.path(SUCCESSION).exists() {
-        let bytes = store.read(SUCCESSION)?;
-        let succession: Succession =
-            serde_json::from_slice(&bytes).map_err(|e| TrustError::InvalidSuccession {
-                file: store.path(SUCCESSION),
-                reason: e.to_string(),
-            })?;
+    if !pin.matches(&claimed)
+        && let Some(succession) = read_succession(store)?
+    {
         succession.verify(&vault_id, &pin, &claimed)?;
         pin = PinnedIdentity::of(&claimed);
         succeeded = true;
@@ -279,17 +275,30 @@ fn authenticate(
     Ok(trusted)
 }
 
-/// Whether the vault's succession statement moves `pinned` to `next`.
+/// The succession statement a rekey left in the vault directory, if any (not yet verified).
+fn read_succession(store: &Store) -> Result<Option<Succession>, crate::Error> {
+    if !store.path(SUCCESSION).exists() {
+        return Ok(None);
+    }
+    let bytes = store.read(SUCCESSION)?;
+    let succession = serde_json::from_slice(&bytes).map_err(|e| TrustError::InvalidSuccession {
+        file: store.path(SUCCESSION),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(succession))
+}
+
+/// Whether the vault's succession statement moves `pinned` to `next` (a missing or unreadable
+/// statement does not).
 fn succession_verifies(
     store: &Store,
     vault_id: &str,
     pinned: &PinnedIdentity,
     next: &crate::manifest::Fingerprint,
 ) -> bool {
-    store
-        .read(SUCCESSION)
+    read_succession(store)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Succession>(&bytes).ok())
+        .flatten()
         .is_some_and(|s| s.verify(vault_id, pinned, next).is_ok())
 }
 
