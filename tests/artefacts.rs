@@ -16,24 +16,11 @@ const MFA: &str = "arn:aws:iam::123456789012:mfa/breakglass";
 /// with a recovery set, an aws credential with its role and MFA device, and a secret.
 fn vault() -> Env {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--group",
-        "ops:2:ann,bo,cy",
-        "--group",
-        "exec:2:dee,eve",
-        "--group-threshold",
-        "2",
-        "--recovery-threshold",
-        "5",
-        "--iteration-exponent",
-        "0",
-        "--drill-interval-days",
-        "30",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-    ]);
+    env.init_groups(
+        &["ops:2:ann,bo,cy", "exec:2:dee,eve"],
+        2,
+        &["--recovery-threshold", "5", "--drill-interval-days", "30"],
+    );
     std::fs::write(
         env.path("key.json"),
         r#"{"access_key_id":"AKIAEXAMPLEKEY000001","secret_access_key":"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}"#,

@@ -18,22 +18,11 @@ use support::{Env, stderr};
 /// share files and cards.
 fn two_group_vault() -> Env {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--group",
-        "ops:2:ann,bo,cy",
-        "--group",
-        "exec:2:dee,eve",
-        "--group-threshold",
-        "2",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-        "--share-cards",
-        env.path("cards").to_str().unwrap(),
-    ]);
+    env.init_groups(
+        &["ops:2:ann,bo,cy", "exec:2:dee,eve"],
+        2,
+        &["--share-cards", env.path("cards").to_str().unwrap()],
+    );
     env
 }
 

@@ -20,26 +20,7 @@ impl Env {
     /// A 3-of-5 dev vault with a `secret` credential sealed from a file.
     fn three_of_five() -> (Env, Vec<u8>) {
         let env = Env::new();
-        env.ok(&[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--custodian",
-            "dave",
-            "--custodian",
-            "erin",
-            "--threshold",
-            "3",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            env.path("shares").to_str().unwrap(),
-        ]);
+        env.init_vault(&["alice", "bob", "carol", "dave", "erin"], 3, &[]);
         let payload: Vec<u8> = (0..=255u8)
             .chain(b"binary \n secret".iter().copied())
             .collect();
@@ -213,20 +194,11 @@ fn a_share_of_another_vault_a_typo_and_a_duplicate_are_named() {
 #[test]
 fn two_groups_need_both_groups() {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--group",
-        "security-officers:1:sam",
-        "--group",
-        "cloud-admins:2:ana,ben,cat",
-        "--group-threshold",
-        "2",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-    ]);
+    env.init_groups(
+        &["security-officers:1:sam", "cloud-admins:2:ana,ben,cat"],
+        2,
+        &[],
+    );
     std::fs::write(env.path("p"), b"two groups").unwrap();
     env.ok(&[
         "seal",

@@ -37,24 +37,11 @@ fn python_ok(args: &[&str]) -> serde_json::Value {
 /// A dev vault: 2 of alice, bob, carol, a recovery set needing all three, a sealed `secret`.
 fn vault() -> (Env, Vec<u8>) {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--custodian",
-        "alice",
-        "--custodian",
-        "bob",
-        "--custodian",
-        "carol",
-        "--threshold",
-        "2",
-        "--recovery-threshold",
-        "3",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-    ]);
+    env.init_vault(
+        &["alice", "bob", "carol"],
+        2,
+        &["--recovery-threshold", "3"],
+    );
     let payload: Vec<u8> = (0..=255u8)
         .chain(b"\n\"binary\" secret".iter().copied())
         .collect();

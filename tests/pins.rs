@@ -12,22 +12,7 @@ use support::{Env, stderr};
 /// A 2-of-3 vault with one credential; returns it and its fingerprint.
 fn vault() -> (Env, String) {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--custodian",
-        "alice",
-        "--custodian",
-        "bob",
-        "--custodian",
-        "carol",
-        "--threshold",
-        "2",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-    ]);
+    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
     std::fs::write(env.path("payload"), b"the database root password").unwrap();
     env.ok(&[
         "seal",

@@ -7,34 +7,13 @@ use std::process::{Command, Output};
 
 mod support;
 
-use support::{Env, stderr};
+use support::{Env, as_strs, stderr};
 
 impl Env {
     /// `init --dev-softhsm` with five custodians, 3 needed, shares in `shares/`, and `extra`.
     fn init(&self, extra: &[&str]) -> Output {
-        let shares = self.path("shares");
-        let mut args = vec![
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--custodian",
-            "dave",
-            "--custodian",
-            "erin",
-            "--threshold",
-            "3",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            shares.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        let args = self.init_args(&["alice", "bob", "carol", "dave", "erin"], 3, extra);
+        self.run(&as_strs(&args))
     }
     fn seal(&self, name: &str, payload: &[u8], replace: bool) {
         let file = self.path(&format!("{name}.payload"));
@@ -588,27 +567,17 @@ fn a_backup_token_is_enrolled_by_the_token_with_a_quorum_certifying_the_change()
         ("BACKUP_PIN", "backup-user-pin"),
         ("BACKUP_SO", "backup-so-pin"),
     ];
-    let init = env.run_with(
+    let args = env.init_args(
+        &["alice", "bob"],
+        2,
         &[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
             "--pin-source",
             "env:PRIMARY_PIN",
             "--so-pin-source",
             "env:PRIMARY_SO",
-            "--shares-dir",
-            env.path("shares").to_str().unwrap(),
         ],
-        &pins,
     );
+    let init = env.run_with(&as_strs(&args), &pins);
     assert!(init.status.success(), "{}", stderr(&init));
     env.seal("db-root", b"the database root password", false);
     let before = std::fs::read(env.vault().join("credentials/db-root.json")).unwrap();

@@ -24,22 +24,7 @@ impl Env {
     /// A 2-of-3 dev vault with the credentials `names` sealed.
     fn with_credentials(names: &[&str]) -> Env {
         let env = Env::new();
-        env.ok(&[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            env.path("shares").to_str().unwrap(),
-        ]);
+        env.init_vault(&["alice", "bob", "carol"], 2, &[]);
         for name in names {
             env.seal(name, &[]);
         }

@@ -10,24 +10,7 @@ impl Env {
     /// A 2-of-3 development vault with a `secret` credential `db-root`.
     fn two_of_three() -> Env {
         let env = Env::new();
-        env.ok(&[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
-            "--operator",
-            "olivia",
-            "--shares-dir",
-            env.path("shares").to_str().unwrap(),
-        ]);
+        env.init_vault(&["alice", "bob", "carol"], 2, &["--operator", "olivia"]);
         std::fs::write(env.path("payload"), b"the database root password").unwrap();
         env.ok(&[
             "seal",

@@ -66,6 +66,60 @@ impl Env {
         );
         String::from_utf8(output.stdout).unwrap()
     }
+    /// The arguments of `init --dev-softhsm` for one group: `custodians`, `threshold` of them
+    /// needed, share files in `shares/`, the fastest iteration exponent; then `extra`.
+    pub fn init_args(&self, custodians: &[&str], threshold: u8, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec!["init".into(), "--dev-softhsm".into()];
+        for custodian in custodians {
+            args.extend(["--custodian".into(), (*custodian).into()]);
+        }
+        args.extend([
+            "--threshold".into(),
+            threshold.to_string(),
+            "--iteration-exponent".into(),
+            "0".into(),
+            "--shares-dir".into(),
+            self.path("shares").display().to_string(),
+        ]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    }
+    /// The arguments of `init --dev-softhsm` for `groups` (`name:threshold:member,...`),
+    /// `group_threshold` of them needed, share files in `shares/`, the fastest iteration
+    /// exponent; then `extra`.
+    pub fn init_group_args(
+        &self,
+        groups: &[&str],
+        group_threshold: u8,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut args: Vec<String> = vec!["init".into(), "--dev-softhsm".into()];
+        for group in groups {
+            args.extend(["--group".into(), (*group).into()]);
+        }
+        args.extend([
+            "--group-threshold".into(),
+            group_threshold.to_string(),
+            "--iteration-exponent".into(),
+            "0".into(),
+            "--shares-dir".into(),
+            self.path("shares").display().to_string(),
+        ]);
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    }
+    /// Runs [`Env::init_args`] and requires success; returns standard output.
+    pub fn init_vault(&self, custodians: &[&str], threshold: u8, extra: &[&str]) -> String {
+        self.ok(&as_strs(&self.init_args(custodians, threshold, extra)))
+    }
+    /// Runs [`Env::init_group_args`] and requires success; returns standard output.
+    pub fn init_groups(&self, groups: &[&str], group_threshold: u8, extra: &[&str]) -> String {
+        self.ok(&as_strs(&self.init_group_args(
+            groups,
+            group_threshold,
+            extra,
+        )))
+    }
     /// `--share-file shares/<name>.share` for each custodian (share files written by
     /// `init --shares-dir shares`).
     pub fn share_files(&self, names: &[&str]) -> Vec<String> {
@@ -96,6 +150,11 @@ impl Env {
     pub fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
     }
+}
+
+/// Borrows owned arguments as the `&[&str]` the runners take.
+pub fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 pub fn stderr(output: &Output) -> String {

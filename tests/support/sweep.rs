@@ -22,22 +22,7 @@ impl Env {
     /// `init --dev-softhsm`: 3 of the 5 custodians, a recovery set of 4, shares in `shares/`;
     /// then the [`CREDENTIALS`] sealed.
     pub fn sweep_vault(&self) {
-        let shares = self.path("shares");
-        let mut args = vec!["init", "--dev-softhsm"];
-        for c in CUSTODIANS {
-            args.extend(["--custodian", c]);
-        }
-        args.extend([
-            "--threshold",
-            "3",
-            "--recovery-threshold",
-            "4",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            shares.to_str().unwrap(),
-        ]);
-        self.ok(&args);
+        self.init_vault(&CUSTODIANS, 3, &["--recovery-threshold", "4"]);
         for (name, payload) in CREDENTIALS {
             let output = self.seal_payload(name, payload, false);
             assert!(output.status.success(), "{}", stderr(&output));
