@@ -81,16 +81,16 @@ unsafe impl GlobalAlloc for Scanning {
             let block = unsafe { std::slice::from_raw_parts(ptr, layout.size()) };
             // SAFETY: the registry is not written while scanning (see `Registry`).
             let canaries = unsafe { &*CANARIES.0.get() };
-            for slot in 0..canaries.count {
-                let needle = &canaries.bytes[slot][..canaries.lens[slot]];
-                if contains(block, needle) {
+            let watched = canaries.bytes.iter().zip(canaries.lens).zip(canaries.names);
+            for (slot, ((bytes, len), name)) in watched.enumerate().take(canaries.count) {
+                if contains(block, &bytes[..len]) {
                     HITS[slot].fetch_add(1, Ordering::Relaxed);
                     if BACKTRACES.load(Ordering::Relaxed) {
                         REPORTING.with(|r| r.set(true));
                         eprintln!(
                             "freed block of {} bytes holds {}:\n{}",
                             layout.size(),
-                            canaries.names[slot],
+                            name,
                             std::backtrace::Backtrace::force_capture()
                         );
                         REPORTING.with(|r| r.set(false));
