@@ -37,10 +37,17 @@ pub const FAULTS: [&str; 6] = [
 /// When cargo cannot build it, with cargo's output.
 pub fn library() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(build).clone()
+    BUILT
+        .get_or_init(|| build_library(PACKAGE, LIBRARY, "the PKCS#11 shim"))
+        .clone()
 }
 
-fn build() -> PathBuf {
+/// Builds the workspace's cdylib `package` (file `library`) for the profile the running test
+/// was built with, into the test's own target directory; its path.
+///
+/// # Panics
+/// When cargo cannot build it, with cargo's output.
+pub fn build_library(package: &str, library: &str, what: &str) -> PathBuf {
     // A test executable lives in <target>/<profile>/deps/.
     let exe = std::env::current_exe().expect("the test executable's path");
     let profile_dir = exe
@@ -63,7 +70,7 @@ fn build() -> PathBuf {
             "build",
             "--quiet",
             "--package",
-            PACKAGE,
+            package,
             "--profile",
             &profile,
         ])
@@ -73,22 +80,22 @@ fn build() -> PathBuf {
         .output()
         .unwrap_or_else(|e| {
             panic!(
-                "cannot run {} to build the PKCS#11 shim: {e}",
+                "cannot run {} to build {what}: {e}",
                 Path::new(&cargo).display()
             )
         });
     assert!(
         output.status.success(),
-        "building the PKCS#11 shim failed (cargo build --package {PACKAGE} --profile {profile}):\n{}",
+        "building {what} failed (cargo build --package {package} --profile {profile}):\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let library = profile_dir.join(LIBRARY);
+    let built = profile_dir.join(library);
     assert!(
-        library.exists(),
-        "cargo built {PACKAGE} but {} is missing",
-        library.display()
+        built.exists(),
+        "cargo built {package} but {} is missing",
+        built.display()
     );
-    library
+    built
 }
 
 /// What the shim is told to do in one child process.
