@@ -17,6 +17,7 @@ mod printable;
 mod progress;
 mod prompt;
 mod report;
+mod reveal;
 mod runbook;
 
 use cli::{

@@ -75,6 +75,7 @@ impl PinProvider for CliPins {
                 ))
             }),
             PinSource::File { path } => std::fs::read_to_string(path)
+                .map(Zeroizing::new)
                 .map(|text| SecretString::from(text.lines().next().unwrap_or_default().to_owned()))
                 .map_err(|e| problem(format!("the {role} PIN comes from the file {path}: {e}"))),
             PinSource::Prompt if interactive() => {
@@ -297,7 +298,9 @@ pub fn gather_sets(
         );
     }
     if sources.shares_stdin {
-        let mut line = Zeroizing::new(String::new());
+        // Sized beyond any share, so reading a line never grows it (growing would free the
+        // smaller buffer with the words read so far).
+        let mut line = Zeroizing::new(String::with_capacity(8192));
         let stdin = std::io::stdin();
         let mut lock = stdin.lock();
         loop {

@@ -120,14 +120,16 @@ impl AwsKeys {
 
     /// The payload bytes sealed in the envelope.
     pub fn to_payload(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(
-            serde_json::to_vec(&OursOut {
-                access_key_id: &self.access_key_id,
-                secret_access_key: self.secret_access_key.expose_secret(),
-                mfa_seed: self.mfa_seed.as_ref().map(|s| s.expose_secret()),
-            })
-            .unwrap_or_default(),
-        )
+        let fields = OursOut {
+            access_key_id: &self.access_key_id,
+            secret_access_key: self.secret_access_key.expose_secret(),
+            mfa_seed: self.mfa_seed.as_ref().map(|s| s.expose_secret()),
+        };
+        // Into a buffer that leaves no copy behind as it grows (serde_json::to_vec's would).
+        let mut out = crate::secret::SecretBuffer::with_capacity(256);
+        // Plain strings always serialise, and writing into memory cannot fail.
+        serde_json::to_writer(&mut out, &fields).expect("an aws payload serialises");
+        out.into_zeroizing()
     }
 
     /// Reads an unsealed payload.

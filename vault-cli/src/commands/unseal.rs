@@ -9,6 +9,7 @@ use secrecy::ExposeSecret;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::Kind;
 use vault_core::hsm::LoginWarning;
+use vault_core::secret::SecretBuffer;
 use vault_core::store::write_new_secret_file;
 use vault_core::vault::{TokenChoice, Unsealed, Vault};
 
@@ -174,14 +175,17 @@ pub fn open_and_write(
             write_new_secret_file(&path, payload)?;
             eprintln!("wrote {} (0600)", path.display());
         }
-        Output::Json => println!("{}", json_output(name, unsealed.envelope.kind, payload)),
+        Output::Json => crate::reveal::print(json_output(name, unsealed.envelope.kind, payload))?,
         Output::Env => {
             let keys = AwsKeys::from_payload(payload)?;
-            println!("export AWS_ACCESS_KEY_ID={}", keys.access_key_id);
-            println!(
-                "export AWS_SECRET_ACCESS_KEY={}",
-                keys.secret_access_key.expose_secret()
-            );
+            let secret = keys.secret_access_key.expose_secret();
+            let mut out = SecretBuffer::with_capacity(64 + keys.access_key_id.len() + secret.len());
+            write!(
+                out,
+                "export AWS_ACCESS_KEY_ID={}\nexport AWS_SECRET_ACCESS_KEY={secret}\n",
+                keys.access_key_id
+            )?;
+            crate::reveal::print(out)?;
         }
         Output::Terminal if long_term_aws && !reveal => {
             eprintln!(
@@ -200,20 +204,45 @@ pub fn open_and_write(
 
 /// `--output json`: the credential, its kind, and the secret as it was sealed: the fields of an
 /// aws or aws-root credential, a text secret as text, anything else as base64 (`encoding`
-/// says which).
-fn json_output(name: &str, kind: Kind, payload: &[u8]) -> serde_json::Value {
-    use base64::Engine as _;
-    let structured = match kind {
-        Kind::Secret => None,
-        _ => serde_json::from_slice::<serde_json::Value>(payload).ok(),
-    };
-    let (encoding, secret) = match (structured, std::str::from_utf8(payload)) {
-        (Some(fields), _) => ("json", fields),
-        (None, Ok(text)) => ("text", serde_json::Value::from(text)),
-        (None, Err(_)) => (
-            "base64",
-            serde_json::Value::from(base64::engine::general_purpose::STANDARD.encode(payload)),
-        ),
-    };
-    serde_json::json!({ "credential": name, "kind": kind.as_str(), "encoding": encoding, "secret": secret })
+/// says which); one line. The fields of a structured credential are its sealed JSON as it is
+/// (checked to be one JSON value without copying a string out of it), so no parsed copy of a
+/// secret is made and freed.
+fn json_output(name: &str, kind: Kind, payload: &[u8]) -> SecretBuffer {
+    use crate::reveal::json_string;
+    let structured =
+        kind != Kind::Secret && serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok();
+    let mut out = SecretBuffer::with_capacity(2 * payload.len() + name.len() + 96);
+    out.extend_from_slice(b"{\"credential\":");
+    json_string(&mut out, name);
+    match (structured, std::str::from_utf8(payload)) {
+        (true, _) => {
+            out.extend_from_slice(b",\"encoding\":\"json\",\"kind\":");
+            json_string(&mut out, kind.as_str());
+            out.extend_from_slice(b",\"secret\":");
+            out.extend_from_slice(payload.trim_ascii());
+        }
+        (false, Ok(text)) => {
+            out.extend_from_slice(b",\"encoding\":\"text\",\"kind\":");
+            json_string(&mut out, kind.as_str());
+            out.extend_from_slice(b",\"secret\":");
+            json_string(&mut out, text);
+        }
+        (false, Err(_)) => {
+            out.extend_from_slice(b",\"encoding\":\"base64\",\"kind\":");
+            json_string(&mut out, kind.as_str());
+            out.extend_from_slice(b",\"secret\":\"");
+            {
+                let mut encoder = base64::write::EncoderWriter::new(
+                    &mut out,
+                    &base64::engine::general_purpose::STANDARD,
+                );
+                // Writing into memory cannot fail.
+                encoder.write_all(payload).expect("base64 into memory");
+                encoder.finish().expect("base64 into memory");
+            }
+            out.extend_from_slice(b"\"");
+        }
+    }
+    out.extend_from_slice(b"}\n");
+    out
 }
