@@ -90,6 +90,10 @@ fn sweep_kills(
         recover(env, n, &mut tally);
         env.assert_audit_intact();
         check(env);
+        // The killed writer's temporary file is gone: removed by the next writer's lock
+        // (vault directory, ceremonies) or the next listing (credentials, history).
+        env.ok(&["list"]);
+        env.assert_no_temporary_files();
         assert!(n < 80, "{what}: still crashing after {n} writes");
     }
     unreachable!()

@@ -145,6 +145,38 @@ fn make_dir(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Removes `dir/file_name` when it is a temporary file (`.NAME.tmp.PID`, see [`write_atomic`])
+/// of a writer no longer running: one killed between creating it and renaming it into place.
+/// Nothing reads such a file; a live writer's (its pid has a `/proc` entry) is left alone, and
+/// nothing is removed where `/proc` cannot say.
+fn remove_if_stale(dir: &Path, file_name: &std::ffi::OsStr) {
+    let Some(pid) = file_name
+        .to_str()
+        .and_then(|name| name.strip_prefix('.'))
+        .and_then(|name| name.rsplit_once(".tmp."))
+        .and_then(|(_, pid)| pid.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let proc = Path::new("/proc");
+    if pid == std::process::id()
+        || !proc.join("self").exists()
+        || proc.join(pid.to_string()).exists()
+    {
+        return;
+    }
+    let _ = fs::remove_file(dir.join(file_name));
+}
+
+/// [`remove_if_stale`] over one directory's entries (errors ignored: this only tidies).
+fn remove_stale_in(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            remove_if_stale(dir, &entry.file_name());
+        }
+    }
+}
+
 impl Store {
     /// Creates a new vault directory (missing or empty), with its subdirectories, 0700.
     pub fn create(root: &Path) -> Result<Store, StoreError> {
@@ -244,6 +276,10 @@ impl Store {
         let _ = file
             .set_len(0)
             .and_then(|()| file.write_all(holder.as_bytes()));
+        // A writer killed mid-write left its temporary file; the small directories are tidied
+        // here, credentials/ and history/ as they are listed.
+        remove_stale_in(&self.root);
+        remove_stale_in(&self.root.join(CEREMONIES));
         Ok(WriteLock { _file: file })
     }
 
@@ -271,6 +307,7 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io(&dir, "listing credentials"))? {
             let entry = entry.map_err(io(&dir, "listing credentials"))?;
             let file = entry.file_name();
+            remove_if_stale(&dir, &file);
             let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
                 continue;
             };
@@ -388,7 +425,9 @@ impl Store {
         let mut versions: Vec<(u64, PathBuf)> = fs::read_dir(&dir)
             .map_err(io(&dir, "listing history"))?
             .filter_map(|e| {
-                let path = e.ok()?.path();
+                let entry = e.ok()?;
+                remove_if_stale(&dir, &entry.file_name());
+                let path = entry.path();
                 let n = path.file_stem()?.to_str()?.parse::<u64>().ok()?;
                 Some((n, path))
             })
@@ -519,6 +558,37 @@ pub fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dead_writers_temporary_files_are_removed_and_a_live_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("vault")).unwrap();
+        fs::write(store.path(MANIFEST), b"{}").unwrap();
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let files = [
+            (format!("credentials/.db.json.tmp.{}", dead.id()), false),
+            (format!("credentials/.db.json.tmp.{}", live.id()), true),
+            (format!(".vault.json.tmp.{}", dead.id()), false),
+            (format!("ceremonies/.ab.request.tmp.{}", dead.id()), false),
+            (format!("history/db/.1.json.tmp.{}", dead.id()), false),
+            ("credentials/.db.json.tmp.notapid".to_owned(), true),
+            ("credentials/db.json".to_owned(), true),
+        ];
+        make_dir(&store.path("history/db")).unwrap();
+        for (file, _) in &files {
+            fs::write(store.path(file), b"x").unwrap();
+        }
+        drop(store.lock().unwrap());
+        store.credentials().unwrap();
+        store.history("db").unwrap();
+        live.kill().unwrap();
+        live.wait().unwrap();
+        for (file, kept) in &files {
+            assert_eq!(store.path(file).exists(), *kept, "{file}");
+        }
+    }
 
     #[test]
     fn names_that_could_escape_or_hide_are_refused() {
