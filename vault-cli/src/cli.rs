@@ -79,6 +79,12 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The people who operate the vault: security officers and cloud administrators.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Upgrade in place a vault made by the previous release (format 1), with a quorum and a
+    /// token; no other command uses such a vault.
+    Upgrade(UpgradeArgs),
     /// The emergency access runbook for this vault, printable (Markdown or HTML).
     Runbook(RunbookArgs),
     /// The virtual MFA device's seed: the codes that enable it.
@@ -1268,4 +1274,89 @@ pub struct ReviewArgs {
     /// Write the report to this new file rather than standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `breakglass operator ...`
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Print this machine's operator public key for the vault (made, 0600, if missing), to
+    /// hand to a security officer who adds you.
+    Key,
+    /// List the operators the quorum certified: name, roles, key fingerprint.
+    List(OperatorListArgs),
+    /// Add an operator: a vault change, run by a security officer with a quorum and a token.
+    Add(OperatorAddArgs),
+    /// Remove an operator: a vault change, run by a security officer with a quorum and a token.
+    Remove(OperatorRemoveArgs),
+}
+
+/// `breakglass operator list`
+#[derive(Debug, Args)]
+pub struct OperatorListArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An operator's role, as typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Opens ceremonies and changes the vault (tokens, operators, recovery set, rekey).
+    SecurityOfficer,
+    /// Seals credentials.
+    CloudAdmin,
+}
+
+/// `breakglass operator add`
+#[derive(Debug, Args)]
+pub struct OperatorAddArgs {
+    /// The new operator's name (letters, digits, `.`, `_`, `-`, `@`).
+    pub name: String,
+    /// Their role (repeat for both).
+    #[arg(long = "role", value_name = "ROLE", required = true)]
+    pub roles: Vec<RoleArg>,
+    /// Their public key, as `breakglass operator key` printed it on their machine.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    /// The quorum's shares (the quorum certifies the manifest's next version).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
+}
+
+/// `breakglass operator remove`
+#[derive(Debug, Args)]
+pub struct OperatorRemoveArgs {
+    /// The operator's name.
+    pub name: String,
+    /// The quorum's shares (the quorum certifies the manifest's next version).
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The vault's fingerprint, as on the share cards: needed where this machine has not
+    /// pinned the vault yet (it is then pinned); one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
+}
+
+/// `breakglass upgrade`
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Your name as the vault's first operator: a security officer and cloud administrator
+    /// (your key is made on this machine if it has none for the vault).
+    #[arg(long, value_name = "NAME")]
+    pub operator: String,
+    /// The tokens' PKCS#11 module (default: this machine's configuration; SoftHSM for a
+    /// --dev-softhsm vault). Never a path read from the old vault.json.
+    #[arg(long, env = "BREAKGLASS_PKCS11_MODULE", value_name = "PATH")]
+    pub module: Option<PathBuf>,
+    /// The quorum's shares.
+    #[command(flatten)]
+    pub shares: ShareSources,
+    /// The vault's format-1 fingerprint, as on the old share cards: needed where this machine
+    /// has not pinned the vault; one that differs from the pin is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
 }

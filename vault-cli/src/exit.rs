@@ -134,8 +134,12 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
                 ),
                 VaultError::NoRecovery => Some("enable one with `breakglass recovery enable`"),
                 VaultError::FormatOne { .. } => Some(
-                    "the vault was made by an earlier release, which keeps working with it; this \
-                     release uses it once it is upgraded",
+                    "if the vault was made by the previous release, a security officer upgrades it \
+                     with `breakglass upgrade --operator NAME` and a quorum of shares",
+                ),
+                VaultError::Downgraded { .. } => Some(
+                    "restore the certified vault.json from a copy you trust; never upgrade the old \
+                     file again",
                 ),
                 _ => None,
             };

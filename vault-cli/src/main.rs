@@ -21,8 +21,8 @@ mod reveal;
 mod runbook;
 
 use cli::{
-    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, RecoveryCommand,
-    SessionCommand, ShareCommand, SharesCommand,
+    AuditCommand, CeremonyCommand, Cli, Command, HsmCommand, MfaCommand, OperatorCommand,
+    RecoveryCommand, SessionCommand, ShareCommand, SharesCommand,
 };
 
 fn main() -> ExitCode {
@@ -107,6 +107,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(AuditCommand::Report(args)) => commands::audit::report(vault, &args),
         Command::Runbook(args) => commands::runbook::run(vault, &args),
         Command::Audit(AuditCommand::Repair(args)) => commands::audit::repair(vault, &args),
+        Command::Operator(OperatorCommand::Key) => commands::operator::key(vault),
+        Command::Operator(OperatorCommand::List(args)) => commands::operator::list(vault, &args),
+        Command::Operator(OperatorCommand::Add(args)) => commands::operator::add(vault, &args),
+        Command::Operator(OperatorCommand::Remove(args)) => {
+            commands::operator::remove(vault, &args)
+        }
+        Command::Upgrade(args) => commands::upgrade::run(vault, &args),
         Command::Hsm(HsmCommand::Tokens(args)) => commands::hsm::tokens(&args),
         Command::Hsm(HsmCommand::Enroll(args)) => commands::hsm::enroll(vault, &args),
         Command::Hsm(HsmCommand::Check(args)) => commands::hsm::check(&args),

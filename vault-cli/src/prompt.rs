@@ -234,14 +234,23 @@ fn accept(
 
 /// Gathers shares from files, stdin, or the terminal, validating each on entry.
 pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector> {
+    gather_quorum_shares(vault.manifest(), sources)
+}
+
+/// Gathers a quorum of the shares of `manifest` (one not authenticated yet: a format-1 vault
+/// being upgraded).
+pub fn gather_quorum_shares(
+    manifest: &vault_core::manifest::Manifest,
+    sources: &ShareSources,
+) -> Result<Collector> {
     if let Some(collected) = sources.collected.borrow_mut().take() {
         return Ok(collected);
     }
     let set = ShareSet {
         label: "quorum",
-        set: &vault.manifest().quorum,
+        set: &manifest.quorum,
     };
-    let mut collectors = gather_sets(&vault.manifest().vault_id, sources, &[set])?;
+    let mut collectors = gather_sets(&manifest.vault_id, sources, &[set])?;
     Ok(collectors.remove(0))
 }
 

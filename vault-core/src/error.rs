@@ -203,12 +203,15 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
         | VaultError::TokenPin { .. }
         | VaultError::NoSuchToken { .. }
         | VaultError::TokenAbsent { .. } => ErrorKind::Token,
-        VaultError::FormatOne { .. } | VaultError::JournalNotAuthentic { .. } => {
-            ErrorKind::Integrity
-        }
-        VaultError::Layout(_) | VaultError::NoRecovery | VaultError::NotPinned { .. } => {
-            ErrorKind::Invalid
-        }
+        VaultError::FormatOne { .. }
+        | VaultError::Downgraded { .. }
+        | VaultError::JournalNotAuthentic { .. } => ErrorKind::Integrity,
+        VaultError::Layout(_)
+        | VaultError::NoRecovery
+        | VaultError::NotPinned { .. }
+        | VaultError::NotFormatOne { .. }
+        | VaultError::OperatorChange { .. }
+        | VaultError::OperatorKeyTaken { .. } => ErrorKind::Invalid,
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,
         _ => ErrorKind::Other,
     }

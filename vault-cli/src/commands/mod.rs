@@ -10,6 +10,7 @@ pub mod hsm;
 pub mod init;
 pub mod list;
 pub mod mfa;
+pub mod operator;
 pub mod policy;
 pub mod recovery;
 pub mod rekey;
@@ -21,6 +22,7 @@ pub mod session;
 pub mod share;
 pub mod shares;
 pub mod unseal;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 

@@ -16,6 +16,7 @@ mod drill;
 mod enroll;
 mod init;
 mod listing;
+mod operators;
 mod record;
 mod recovery;
 mod rekey;
@@ -24,6 +25,7 @@ mod seal;
 mod shares;
 mod tokens;
 mod unseal;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +46,7 @@ pub use drill::DrillReport;
 pub use enroll::NewToken;
 pub use init::InitOptions;
 pub use listing::{Listed, Listing};
+pub use operators::OperatorChange;
 pub use record::AUDIT_REPAIR;
 pub use recovery::RecoveryPlan;
 pub use rekey::{RecoveryChange, RekeyOptions, RekeyPlan};
@@ -52,6 +55,7 @@ pub use shares::{
 };
 pub use tokens::{PinProvider, TokenChoice, TokenTarget};
 pub use unseal::Unsealed;
+pub use upgrade::{FormatOneVault, Upgraded};
 
 /// The length of the quorum secret (and of the recovery secret).
 const QUORUM_SECRET_BYTES: usize = 32;
@@ -94,12 +98,49 @@ pub enum VaultError {
     /// nothing certifies: it must be upgraded before anything else runs.
     #[error(
         "{} is a format-1 manifest (made by an earlier release): nothing in it is certified by the \
-         quorum, so no command uses it until the vault is upgraded",
+         quorum, so no command uses it until the vault is upgraded with `breakglass upgrade`",
         file.display()
     )]
     FormatOne {
         /// The manifest file.
         file: PathBuf,
+    },
+    /// `vault.json` is a format-1 manifest, but this machine has authenticated a certified
+    /// version of the vault already: the old file was put back (a downgrade).
+    #[error(
+        "{} is a format-1 manifest, but this machine has seen version {version} of vault {vault_id} \
+         certified by its quorum: the old file was put back in place of the certified one",
+        file.display()
+    )]
+    Downgraded {
+        /// The manifest file.
+        file: PathBuf,
+        /// The vault.
+        vault_id: String,
+        /// The highest certified version this machine has seen.
+        version: u64,
+    },
+    /// `upgrade` on a vault that is certified already.
+    #[error("{} is a certified manifest already: there is nothing to upgrade", file.display())]
+    NotFormatOne {
+        /// The manifest file.
+        file: PathBuf,
+    },
+    /// An operator change that cannot be made.
+    #[error("operator {name}: {problem}")]
+    OperatorChange {
+        /// The operator named.
+        name: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A key given for a new operator is another operator's already.
+    #[error("operator {name}: the key given is operator {holder}'s already (one key, one person)")]
+    OperatorKeyTaken {
+        /// The operator named.
+        name: String,
+        /// Who holds the key.
+        holder: String,
     },
     /// The operating system's random generator failed.
     #[error("the operating system's random generator failed")]
@@ -219,13 +260,27 @@ pub fn known_vaults_path(config: &ConfigDir) -> PathBuf {
     config.root().join("known_vaults.json")
 }
 
-/// Reads `vault.json` as a certified manifest; a format-1 manifest is named as such.
-fn read_certified(store: &Store, bytes: &[u8]) -> Result<CertifiedManifest, crate::Error> {
+/// Reads `vault.json` as a certified manifest; a format-1 manifest is named as such: a
+/// downgrade when this machine has authenticated a certified version of that vault, else an
+/// old vault to upgrade.
+fn read_certified(
+    config: &ConfigDir,
+    store: &Store,
+    bytes: &[u8],
+) -> Result<CertifiedManifest, crate::Error> {
     let file = store.path(MANIFEST);
     match CertifiedManifest::from_bytes(bytes, &file) {
         Ok(document) => Ok(document),
         Err(e) => {
-            if Manifest::from_bytes(bytes, &file).is_ok() {
+            if let Ok(old) = Manifest::from_bytes(bytes, &file) {
+                if let Some(anchor) = MachineAnchor::read(config, &old.vault_id)? {
+                    return Err(VaultError::Downgraded {
+                        file,
+                        vault_id: old.vault_id,
+                        version: anchor.manifest.version,
+                    }
+                    .into());
+                }
                 return Err(VaultError::FormatOne { file }.into());
             }
             Err(e.into())
@@ -354,7 +409,7 @@ impl Vault {
             Some(previous) => previous,
             None => store.read(MANIFEST)?,
         };
-        let document = read_certified(&store, &bytes)?;
+        let document = read_certified(config, &store, &bytes)?;
         let trusted = authenticate(config, &store, document)?;
         Vault::with(store, trusted, config.clone())
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use secrecy::ExposeSecret;
 
 use crate::hpke::{DhOracle, P256SecretKey, X25519SecretKey};
-use crate::manifest::{self, Custodian, Group, Quorum};
+use crate::manifest::{self, Custodian, Group, Manifest, Quorum};
 use crate::quorum::{self, Collector, GroupSpec, QuorumError, Share, SplitParams};
 use crate::secret::SecretBytes;
 
@@ -97,7 +97,7 @@ pub(super) struct SetSpec<'a> {
 impl Vault {
     /// The custodian a share belongs to, by the manifest's commitments.
     pub fn custodian_of(&self, share: &Share) -> Option<String> {
-        self.manifest().verify_share(share).map(|c| c.name.clone())
+        custodian_in(self.manifest(), share)
     }
 
     /// The custodian a recovery share belongs to, by the recovery set's commitments.
@@ -111,96 +111,111 @@ impl Vault {
 
     /// Recombines the collected shares into the quorum key, checking it against the manifest.
     pub fn recombine(&self, shares: &Collector) -> Result<Recombined, crate::Error> {
-        let combined = shares
-            .combine(b"")
-            .map_err(|e| self.name_shortfall(shares, e))?;
-        let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
-        if hex::encode(key.public_key()) != self.manifest().quorum.public_key {
-            return Err(VaultError::WrongQuorum.into());
-        }
-        let by_position: BTreeMap<usize, &Share> = shares.shares().collect();
-        let name = |p: &usize| by_position.get(p).and_then(|s| self.custodian_of(s));
-        let custodians = combined
-            .used
-            .iter()
-            .map(|p| name(p).unwrap_or_else(|| format!("share {p}")))
-            .collect();
-        let rejected = combined.rejected.iter().map(|p| (*p, name(p))).collect();
-        Ok(Recombined {
-            secret: combined.secret,
-            key,
-            custodians,
-            rejected,
-        })
+        recombine_against(self.manifest(), shares)
     }
+}
 
-    /// A quorum that is not met, said with the groups' and custodians' names: which group needs
-    /// how many more, whose shares it has and whose it could still take. Other errors pass.
-    fn name_shortfall(&self, shares: &Collector, error: QuorumError) -> crate::Error {
-        let QuorumError::NotEnoughShares {
-            groups_needed,
-            shortfall,
-        } = &error
-        else {
+/// The custodian a share belongs to, by `manifest`'s commitments.
+fn custodian_in(manifest: &Manifest, share: &Share) -> Option<String> {
+    manifest.verify_share(share).map(|c| c.name.clone())
+}
+
+/// Recombines the collected shares into the quorum key, checking it against `manifest` (which
+/// need not be authenticated yet: the upgrade of a format-1 vault recombines before it can
+/// certify anything).
+pub(super) fn recombine_against(
+    manifest: &Manifest,
+    shares: &Collector,
+) -> Result<Recombined, crate::Error> {
+    let combined = shares
+        .combine(b"")
+        .map_err(|e| name_shortfall(manifest, shares, e))?;
+    let key = X25519SecretKey::derive_key_pair(combined.secret.expose_secret());
+    if hex::encode(key.public_key()) != manifest.quorum.public_key {
+        return Err(VaultError::WrongQuorum.into());
+    }
+    let by_position: BTreeMap<usize, &Share> = shares.shares().collect();
+    let name = |p: &usize| by_position.get(p).and_then(|s| custodian_in(manifest, s));
+    let custodians = combined
+        .used
+        .iter()
+        .map(|p| name(p).unwrap_or_else(|| format!("share {p}")))
+        .collect();
+    let rejected = combined.rejected.iter().map(|p| (*p, name(p))).collect();
+    Ok(Recombined {
+        secret: combined.secret,
+        key,
+        custodians,
+        rejected,
+    })
+}
+
+/// A quorum that is not met, said with the groups' and custodians' names: which group needs
+/// how many more, whose shares it has and whose it could still take. Other errors pass.
+fn name_shortfall(manifest: &Manifest, shares: &Collector, error: QuorumError) -> crate::Error {
+    let QuorumError::NotEnoughShares {
+        groups_needed,
+        shortfall,
+    } = &error
+    else {
+        return error.into();
+    };
+    let groups = &manifest.quorum.groups;
+    let mut given: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for (position, share) in shares.shares() {
+        let name = custodian_in(manifest, share).unwrap_or_else(|| format!("share {position}"));
+        given
+            .entry(share.info().group_index)
+            .or_default()
+            .push(name);
+    }
+    let mut parts = Vec::new();
+    for (group, have, need) in shortfall {
+        let index = usize::from(group.saturating_sub(1));
+        let Some(def) = groups.get(index) else {
             return error.into();
         };
-        let groups = &self.manifest().quorum.groups;
-        let mut given: BTreeMap<u8, Vec<String>> = BTreeMap::new();
-        for (position, share) in shares.shares() {
-            let name = self
-                .custodian_of(share)
-                .unwrap_or_else(|| format!("share {position}"));
-            given
-                .entry(share.info().group_index)
-                .or_default()
-                .push(name);
-        }
-        let mut parts = Vec::new();
-        for (group, have, need) in shortfall {
-            let index = usize::from(group.saturating_sub(1));
-            let Some(def) = groups.get(index) else {
-                return error.into();
-            };
-            let has = given.get(&(group - 1)).cloned().unwrap_or_default();
-            let could: Vec<&str> = def
-                .members
-                .iter()
-                .map(|m| m.name.as_str())
-                .filter(|m| !has.iter().any(|h| h == m))
-                .collect();
-            parts.push(format!(
-                "group {:?} needs {} more (has {have} of {need}: {}) of {}",
-                def.name,
-                need - have,
-                has.join(", "),
-                could.join(", ")
-            ));
-        }
-        let unstarted: Vec<String> = groups
+        let has = given.get(&(group - 1)).cloned().unwrap_or_default();
+        let could: Vec<&str> = def
+            .members
             .iter()
-            .enumerate()
-            .filter(|(i, _)| !given.contains_key(&(*i as u8)))
-            .map(|(_, g)| format!("{:?} ({} of {})", g.name, g.threshold, g.members.len()))
+            .map(|m| m.name.as_str())
+            .filter(|m| !has.iter().any(|h| h == m))
             .collect();
-        if usize::from(*groups_needed) > shortfall.len() && !unstarted.is_empty() {
-            parts.push(format!(
-                "{} more group{} to complete, of {}",
-                usize::from(*groups_needed) - shortfall.len(),
-                if usize::from(*groups_needed) - shortfall.len() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-                unstarted.join(", ")
-            ));
-        }
-        VaultError::NotEnoughShares {
-            detail: parts.join("; "),
-            cause: error,
-        }
-        .into()
+        parts.push(format!(
+            "group {:?} needs {} more (has {have} of {need}: {}) of {}",
+            def.name,
+            need - have,
+            has.join(", "),
+            could.join(", ")
+        ));
     }
+    let unstarted: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !given.contains_key(&(*i as u8)))
+        .map(|(_, g)| format!("{:?} ({} of {})", g.name, g.threshold, g.members.len()))
+        .collect();
+    if usize::from(*groups_needed) > shortfall.len() && !unstarted.is_empty() {
+        parts.push(format!(
+            "{} more group{} to complete, of {}",
+            usize::from(*groups_needed) - shortfall.len(),
+            if usize::from(*groups_needed) - shortfall.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            unstarted.join(", ")
+        ));
+    }
+    VaultError::NotEnoughShares {
+        detail: parts.join("; "),
+        cause: error,
+    }
+    .into()
+}
 
+impl Vault {
     /// The recovery key from the recovery shares, checked against the manifest.
     pub(super) fn recovery_key(
         &self,

@@ -1,0 +1,111 @@
+//! `breakglass upgrade`: a vault made by the previous release (format 1) upgraded in place to
+//! a quorum-certified manifest, with a quorum and a token.
+
+use std::path::Path;
+
+use anyhow::Result;
+use vault_core::trust::machine::MachineConfig;
+use vault_core::vault::FormatOneVault;
+
+use crate::cli::UpgradeArgs;
+use crate::exit::{Failure, fail};
+use crate::prompt::{CliPins, gather_quorum_shares};
+
+/// `breakglass upgrade`.
+pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
+    let dir = super::vault_dir(vault_arg)?;
+    let config = super::machine_config()?;
+    let old = FormatOneVault::read(&dir, &config)?;
+    let dev = old.manifest().hsms.iter().any(|h| h.softhsm_conf.is_some());
+    if dev {
+        super::use_dev_softhsm(&dir)?;
+    }
+    // Code is loaded only from a path this machine names: the old vault.json's module hints
+    // were outside its fingerprint.
+    let module = match (&args.module, MachineConfig::read(&config)?.pkcs11_module) {
+        (Some(module), _) => module.clone(),
+        (None, Some(module)) => module,
+        (None, None) if dev => vault_core::hsm::softhsm_module().ok_or_else(|| {
+            fail(
+                Failure::Hsm,
+                "SoftHSM is not installed (apt-get install softhsm2)",
+            )
+        })?,
+        (None, None) => {
+            return Err(fail(
+                Failure::Usage,
+                "which PKCS#11 module do the tokens use? pass --module PATH (or set BREAKGLASS_PKCS11_MODULE); the path in the old vault.json is not used",
+            ));
+        }
+    };
+    let pinned = match (
+        super::pinned_fingerprint(old.vault_id())?,
+        &args.fingerprint,
+    ) {
+        (Some(pinned), Some(given)) if given != &pinned => {
+            return Err(fail(
+                Failure::Integrity,
+                format!(
+                    "the fingerprint given ({given}) is not the one pinned on this machine for vault {} ({pinned}): a pin is never overridden. Nothing was done",
+                    old.vault_id()
+                ),
+            ));
+        }
+        (Some(pinned), _) => pinned,
+        (None, Some(given)) => given.clone(),
+        (None, None) => {
+            return Err(fail(
+                Failure::Usage,
+                format!(
+                    "this machine has not pinned vault {}: pass --fingerprint with the fingerprint on the share cards (or set BREAKGLASS_FINGERPRINT). Nothing was asked of the custodians",
+                    old.vault_id()
+                ),
+            ));
+        }
+    };
+    if old.fingerprint() != pinned {
+        // Checked again by the library; said here before any share is asked for.
+        return Err(fail(
+            Failure::Integrity,
+            format!(
+                "vault {} has the format-1 fingerprint {}, not the {pinned} pinned or given: this is not the vault on the share cards (or vault.json was changed). Nothing was done",
+                old.vault_id(),
+                old.fingerprint()
+            ),
+        ));
+    }
+    let shares = gather_quorum_shares(old.manifest(), &args.shares)?;
+    let (vault, upgraded) = crate::progress::run("upgrade", || {
+        old.upgrade(&config, &shares, &CliPins, &pinned, &args.operator, &module)
+    })?;
+    super::pin_fingerprint(&vault.manifest().vault_id, &upgraded.identity)?;
+    println!(
+        "vault {} upgraded: manifest version 1 certified by the quorum",
+        vault.manifest().vault_id
+    );
+    println!(
+        "operator {}: security officer and cloud administrator (key {} {})",
+        upgraded.operator,
+        upgraded.key_path.display(),
+        if upgraded.key_created {
+            "made now"
+        } else {
+            "already on this machine"
+        }
+    );
+    println!(
+        "token module: {} (certified for every token; other machines name theirs with BREAKGLASS_PKCS11_MODULE)",
+        module.display()
+    );
+    if !upgraded.pin1_tokens.is_empty() {
+        println!(
+            "token PINs unchanged (pin/1) for: {}",
+            upgraded.pin1_tokens.join(", ")
+        );
+    }
+    println!(
+        "new fingerprint: {} (was {}): pinned on this machine; reissue the share cards with `breakglass share card`, and on other machines remove the old pin and pin this one",
+        upgraded.identity, upgraded.old_fingerprint
+    );
+    Ok(())
+}
