@@ -167,6 +167,42 @@ breakglass rekey --share-file ann.share --share-file bo.share --shares-dir ./new
 breakglass rekey --share-file ann.share --share-file bo.share --custodian ann --custodian bo --custodian dee --threshold 2 --shares-dir ./new-shares",
     ),
     (
+        "operator",
+        "# On the new operator's machine: the key to hand to a security officer
+breakglass operator key > bo.pub
+# The security officer adds them, with a quorum:
+breakglass operator add bo --role cloud-admin --key \"$(cat bo.pub)\" --share-file ann.share --share-file cy.share
+breakglass operator list",
+    ),
+    (
+        "operator key",
+        "# Printed on standard output, to hand to a security officer:
+breakglass operator key > bo.pub",
+    ),
+    (
+        "operator list",
+        "breakglass operator list
+breakglass operator list --json",
+    ),
+    (
+        "operator add",
+        "# A cloud administrator, who seals (bo.pub: what `operator key` printed on their machine):
+breakglass operator add bo --role cloud-admin --key \"$(cat bo.pub)\" --share-file ann.share --share-file cy.share
+# A second security officer, who may also seal:
+breakglass operator add dee --role security-officer --role cloud-admin --key \"$(cat dee.pub)\" --share-file ann.share --share-file cy.share",
+    ),
+    (
+        "operator remove",
+        "breakglass operator remove bo --share-file ann.share --share-file cy.share",
+    ),
+    (
+        "upgrade",
+        "# A vault made by the previous release, on the machine that pinned it:
+breakglass upgrade --operator ann --share-file ann.share --share-file bo.share
+# On another machine, with the fingerprint on the old share cards and the token's module:
+breakglass upgrade --operator ann --module /usr/lib/softhsm/libsofthsm2.so --fingerprint INV4-EJCA-FMXN-MG6M-BIYP-J2MF-DZEQ-QH63 --share-file ann.share --share-file bo.share",
+    ),
+    (
         "recovery",
         "breakglass recovery enable --threshold 3 --share-file ann.share --share-file bo.share --shares-dir ./recovery-shares",
     ),
