@@ -42,7 +42,12 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
         super::pinned_fingerprint(old.vault_id())?,
         &args.fingerprint,
     ) {
-        (Some(pinned), Some(given)) if given != &pinned => {
+        (Some(pinned), Some(given))
+            if vault_core::trust::identity::PinnedIdentity::parse(given)
+                .ok()
+                .zip(vault_core::trust::identity::PinnedIdentity::parse(&pinned).ok())
+                .is_none_or(|(g, p)| g != p) =>
+        {
             return Err(fail(
                 Failure::Integrity,
                 format!(
@@ -63,17 +68,9 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
             ));
         }
     };
-    if old.fingerprint() != pinned {
-        // Checked again by the library; said here before any share is asked for.
-        return Err(fail(
-            Failure::Integrity,
-            format!(
-                "vault {} has the format-1 fingerprint {}, not the {pinned} pinned or given: this is not the vault on the share cards (or vault.json was changed). Nothing was done",
-                old.vault_id(),
-                old.fingerprint()
-            ),
-        ));
-    }
+    // Checked before any share is asked for (and again by the library).
+    old.check_fingerprint(&pinned)?;
+    vault_core::trust::operator::validate_operator_name(&args.operator)?;
     let shares = gather_quorum_shares(old.manifest(), &args.shares)?;
     let (vault, upgraded) = crate::progress::run("upgrade", || {
         old.upgrade(&config, &shares, &CliPins, &pinned, &args.operator, &module)

@@ -273,14 +273,7 @@ fn read_certified(
         Ok(document) => Ok(document),
         Err(e) => {
             if let Ok(old) = Manifest::from_bytes(bytes, &file) {
-                if let Some(anchor) = MachineAnchor::read(config, &old.vault_id)? {
-                    return Err(VaultError::Downgraded {
-                        file,
-                        vault_id: old.vault_id,
-                        version: anchor.manifest.version,
-                    }
-                    .into());
-                }
+                upgrade::refuse_downgrade(config, file.clone(), &old)?;
                 return Err(VaultError::FormatOne { file }.into());
             }
             Err(e.into())

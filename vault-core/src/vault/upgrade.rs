@@ -33,6 +33,24 @@ use super::shares::recombine_against;
 use super::tokens::{PinProvider, TokenChoice};
 use super::{Vault, VaultError};
 
+/// Refuses the format-1 `manifest` read from `file` when this machine has authenticated a
+/// certified version of its vault (its anchor): the old file was put back.
+pub(super) fn refuse_downgrade(
+    config: &ConfigDir,
+    file: PathBuf,
+    manifest: &Manifest,
+) -> Result<(), crate::Error> {
+    match MachineAnchor::read(config, &manifest.vault_id)? {
+        Some(anchor) => Err(VaultError::Downgraded {
+            file,
+            vault_id: manifest.vault_id.clone(),
+            version: anchor.manifest.version,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// What an upgrade did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgraded {
@@ -42,7 +60,7 @@ pub struct Upgraded {
     pub identity: String,
     /// The first operator's name.
     pub operator: String,
-    /// This machine's operator key, and whether the upgrade made it.
+    /// This machine's operator key file.
     pub key_path: PathBuf,
     /// Whether the key was made by the upgrade.
     pub key_created: bool,
@@ -69,14 +87,7 @@ impl FormatOneVault {
             return Err(VaultError::NotFormatOne { file }.into());
         }
         let manifest = Manifest::from_bytes(&bytes, &file)?;
-        if let Some(anchor) = MachineAnchor::read(config, &manifest.vault_id)? {
-            return Err(VaultError::Downgraded {
-                file,
-                vault_id: manifest.vault_id,
-                version: anchor.manifest.version,
-            }
-            .into());
-        }
+        refuse_downgrade(config, file, &manifest)?;
         if super::rekey::journal_previous(&store)?.is_some() {
             return Err(VaultError::RekeyPending {
                 journal: store.path("rekey.json"),
@@ -101,6 +112,21 @@ impl FormatOneVault {
         &self.manifest
     }
 
+    /// Refuses `pinned` (the format-1 fingerprint this machine pinned, or the one on the old
+    /// cards) unless it is this file's.
+    pub fn check_fingerprint(&self, pinned: &str) -> Result<(), crate::Error> {
+        let fingerprint = self.manifest.fingerprint();
+        match PinnedIdentity::parse(pinned) {
+            Ok(pin) if pin.matches(&fingerprint) => Ok(()),
+            _ => Err(TrustError::IdentityMismatch {
+                vault_id: self.manifest.vault_id.clone(),
+                expected: pinned.to_owned(),
+                found: fingerprint.display(),
+            }
+            .into()),
+        }
+    }
+
     /// Upgrades the vault: `pinned` (the format-1 fingerprint this machine pinned, or the one
     /// on the cards) must be this file's; the shares must recombine to its quorum key; the
     /// first token present in `module` must log in with the PIN they derive. `operator` names
@@ -117,18 +143,8 @@ impl FormatOneVault {
         module: &Path,
     ) -> Result<(Vault, Upgraded), crate::Error> {
         validate_operator_name(operator)?;
+        self.check_fingerprint(pinned)?;
         let old_fingerprint = self.manifest.fingerprint();
-        match PinnedIdentity::parse(pinned) {
-            Ok(pin) if pin.matches(&old_fingerprint) => {}
-            _ => {
-                return Err(TrustError::IdentityMismatch {
-                    vault_id: self.manifest.vault_id.clone(),
-                    expected: pinned.to_owned(),
-                    found: old_fingerprint.display(),
-                }
-                .into());
-            }
-        }
         let quorum = recombine_against(&self.manifest, shares)?;
         let vault_id = self.manifest.vault_id.clone();
         let quorum_key = QuorumSigningKey::derive(quorum.secret.expose_secret(), &vault_id)?;
