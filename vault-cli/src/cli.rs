@@ -57,7 +57,8 @@ pub enum Command {
     /// The AWS side as code: user, least-privilege policy, emergency role, member roles, and
     /// an alert on every use (CloudFormation, Terraform, or made now with --apply).
     AwsSetup(Box<AwsSetupArgs>),
-    /// After the incident: every action taken with a ceremony's sessions, from CloudTrail.
+    /// After the incident: every action taken with a ceremony's sessions, from CloudTrail, and
+    /// the changes AWS Config recorded to what they touched.
     Review(ReviewArgs),
     /// After the incident: deny every session of the role (and user) issued before now.
     RevokeSessions(RevokeArgs),
