@@ -552,6 +552,12 @@ fn apply_makes_the_resources_and_assume_gets_exactly_the_roles_permissions() {
         template["Resources"]["EmergencyRole"]["Properties"]["AssumeRolePolicyDocument"]
     );
     assert_eq!(made["mfa"].as_array().unwrap().len(), 1);
+    // No console password unless asked.
+    let login = cloud.aws.boto(
+        "try:\n    iam.get_login_profile(UserName='breakglass')\n    result = 'present'\nexcept iam.exceptions.NoSuchEntityException:\n    result = 'none'",
+        json!({}),
+    );
+    assert_eq!(login, json!("none"));
 
     // The session has exactly the role's permissions: buckets yes, IAM no.
     let session = applied.assume(&[]);
@@ -1062,4 +1068,129 @@ fn review_adds_what_aws_config_recorded_of_the_resources_the_session_named() {
         !markdown.contains("bystander") && !markdown.contains("audit-logs"),
         "{markdown}"
     );
+}
+
+/// `--console-password`: none unless asked; with `--apply` the password is read from standard
+/// input (never argv, never printed) and becomes the user's login profile; off a terminal with
+/// no source it is refused before anything is made; the template reads it from a Secrets
+/// Manager secret and Terraform makes a login profile encrypted to a PGP key.
+#[test]
+fn a_console_password_is_made_only_when_asked_and_read_from_stdin_never_shown() {
+    let cloud = Cloud::new();
+    let permissions_file = cloud.write_json("permissions.json", &permissions());
+    let key_out = cloud.env.path("bg-key.json").display().to_string();
+    let apply = [
+        "aws-setup",
+        "--apply",
+        "--account",
+        ACCOUNT,
+        "--permissions-file",
+        &permissions_file,
+        "--key-out",
+        &key_out,
+        "--console-password",
+    ];
+    let login_profile = "try:\n    iam.get_login_profile(UserName='breakglass')\n    result = 'present'\nexcept iam.exceptions.NoSuchEntityException:\n    result = 'none'\nexcept Exception as e:\n    result = type(e).__name__";
+    let users = "result = [u['UserName'] for u in iam.list_users()['Users']]";
+
+    // No source and no terminal: exit 2, nothing made.
+    let output = cloud
+        .command(&apply, true)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--console-password-stdin"),
+        "{}",
+        stderr(&output)
+    );
+    let before = cloud.aws.boto(users, json!({}));
+    assert!(!before.to_string().contains("\"breakglass\""), "{before}");
+
+    let password = "Break-Glass-Console-9f3e1c";
+    let mut with_stdin = apply.to_vec();
+    with_stdin.push("--console-password-stdin");
+    let output = support::output_with_stdin(
+        cloud.command(&with_stdin, true),
+        format!("{password}\n").as_bytes(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("made a console password for breakglass"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(password) && !stderr(&output).contains(password),
+        "the password is never shown"
+    );
+    assert!(
+        !std::fs::read_to_string(&key_out)
+            .unwrap()
+            .contains(password),
+        "nor written to the key file"
+    );
+    assert_eq!(cloud.aws.boto(login_profile, json!({})), json!("present"));
+
+    // The templates: a reference to a Secrets Manager secret, or a login profile encrypted to a
+    // PGP key; none without the option.
+    let template_args = [
+        "aws-setup",
+        "--account",
+        ACCOUNT,
+        "--permissions-file",
+        &permissions_file,
+    ];
+    let plain: Value = serde_json::from_str(&cloud.ok(&template_args, false)).unwrap();
+    assert!(
+        plain["Resources"]["BreakGlassUser"]["Properties"]
+            .get("LoginProfile")
+            .is_none()
+    );
+    let mut asked = template_args.to_vec();
+    asked.push("--console-password");
+    let template: Value = serde_json::from_str(&cloud.ok(&asked, false)).unwrap();
+    assert_eq!(
+        template["Resources"]["BreakGlassUser"]["Properties"]["LoginProfile"]["Password"],
+        json!("{{resolve:secretsmanager:breakglass-console-password}}")
+    );
+    // cfn-lint accepts it with no warning (a plain or NoEcho parameter draws W1011).
+    let template_path = cloud.write_json("console.template.json", &template);
+    let lint = Command::new(venv_program("cfn-lint"))
+        .arg(&template_path)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        stderr(&lint)
+    );
+    asked.extend(["--format", "terraform"]);
+    let terraform = cloud.ok(&asked, false);
+    assert!(
+        terraform.contains("resource \"aws_iam_user_login_profile\" \"breakglass\"")
+            && terraform.contains("pgp_key = var.console_password_pgp_key"),
+        "{terraform}"
+    );
+    let mut plain_tf = template_args.to_vec();
+    plain_tf.extend(["--format", "terraform"]);
+    assert!(!cloud.ok(&plain_tf, false).contains("login_profile"));
+
+    // A member account has no user to sign in as.
+    let output = cloud.run(
+        &[
+            "aws-setup",
+            "--account",
+            ACCOUNT,
+            "--member-of",
+            ROLE_ARN,
+            "--permissions-file",
+            &permissions_file,
+            "--console-password",
+        ],
+        false,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }

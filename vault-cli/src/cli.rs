@@ -1233,6 +1233,23 @@ pub struct AwsSetupArgs {
     /// With --apply: the new 0600 file the user's access key and MFA seed go to, for seal.
     #[arg(long, value_name = "FILE")]
     pub key_out: Option<PathBuf>,
+    /// Give the break-glass user an AWS console password (none without this): the template
+    /// reads it from the Secrets Manager secret USER-console-password, Terraform makes one
+    /// encrypted to a PGP key, --apply reads it from --console-password-file,
+    /// --console-password-stdin or a hidden prompt (never argv).
+    #[arg(long)]
+    pub console_password: bool,
+    /// With --apply --console-password: read the password from this file (its first line).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "console_password",
+        conflicts_with = "console_password_stdin"
+    )]
+    pub console_password_file: Option<PathBuf>,
+    /// With --apply --console-password: read the password from standard input (its first line).
+    #[arg(long, requires = "console_password")]
+    pub console_password_stdin: bool,
     /// The credential name in the printed seal command.
     #[arg(long, default_value = "prod", value_name = "NAME")]
     pub seal_name: String,

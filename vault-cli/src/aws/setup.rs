@@ -38,12 +38,13 @@ impl std::fmt::Debug for UserSecrets {
 }
 
 /// Makes everything in the plan; on a failure, the error names what was already made.
-pub async fn apply(plan: &Plan) -> anyhow::Result<Made> {
+/// `console_password`: the user's console password, when the plan gives it one.
+pub async fn apply(plan: &Plan, console_password: Option<&SecretString>) -> anyhow::Result<Made> {
     let mut made = Made {
         resources: Vec::new(),
         secrets: None,
     };
-    match apply_steps(plan, &mut made).await {
+    match apply_steps(plan, console_password, &mut made).await {
         Ok(()) => Ok(made),
         Err(e) if made.resources.is_empty() => Err(e),
         Err(e) => Err(e.context(format!(
@@ -53,7 +54,11 @@ pub async fn apply(plan: &Plan) -> anyhow::Result<Made> {
     }
 }
 
-async fn apply_steps(plan: &Plan, made: &mut Made) -> anyhow::Result<()> {
+async fn apply_steps(
+    plan: &Plan,
+    console_password: Option<&SecretString>,
+    made: &mut Made,
+) -> anyhow::Result<()> {
     let config = admin_config(Some(&plan.region)).await;
     let iam = aws_sdk_iam::Client::new(&config);
     if let Some(user) = &plan.user {
@@ -72,6 +77,19 @@ async fn apply_steps(plan: &Plan, made: &mut Made) -> anyhow::Result<()> {
             .map_err(|e| explain_as(Caller::Administrator, "PutUserPolicy", e))?;
         made.resources
             .push(format!("its only policy {USER_POLICY_NAME} (inline)"));
+        if let Some(password) = console_password.filter(|_| user.console_password) {
+            iam.create_login_profile()
+                .user_name(&user.name)
+                .password(password.expose_secret())
+                .password_reset_required(false)
+                .send()
+                .await
+                .map_err(|e| explain_as(Caller::Administrator, "CreateLoginProfile", e))?;
+            made.resources.push(format!(
+                "a console password for {} (the one you gave; never printed)",
+                user.name
+            ));
+        }
     }
     create_role(&iam, plan).await?;
     made.resources.push(format!(
