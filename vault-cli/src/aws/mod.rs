@@ -379,6 +379,38 @@ pub async fn caller_identity(
     Ok(output.arn().unwrap_or_default().to_owned())
 }
 
+/// The serials of `user`'s MFA devices (IAM `ListMFADevices`), asked with the user's own key.
+pub async fn mfa_devices(
+    access_key_id: &str,
+    secret_access_key: &SecretString,
+    user: &str,
+) -> anyhow::Result<Vec<String>> {
+    let config = sdk_config(access_key_id, secret_access_key.expose_secret(), None, None).await;
+    let mut serials = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = aws_sdk_iam::Client::new(&config)
+            .list_mfa_devices()
+            .user_name(user)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| explain("ListMFADevices", e))?;
+        serials.extend(
+            page.mfa_devices()
+                .iter()
+                .map(|d| d.serial_number().to_owned()),
+        );
+        marker = page
+            .marker()
+            .map(str::to_owned)
+            .filter(|_| page.is_truncated());
+        if marker.is_none() {
+            return Ok(serials);
+        }
+    }
+}
+
 /// STS `AssumeRole` with a session's credentials (role chaining into member accounts).
 pub async fn assume_role_with_session(
     session: &Session,
