@@ -1,8 +1,12 @@
 //! End-to-end: `breakglass shares` as a user runs it, and the reference implementation reading
 //! its output.
 
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+use support::{Env, as_strs, stderr};
 
 fn run(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_breakglass"))
@@ -190,5 +194,82 @@ fn a_secret_never_comes_from_argv() {
         output.status.code(),
         Some(2),
         "a positional secret is a usage error"
+    );
+}
+
+/// A share of the set a rekey retired is refused (exit 3) saying so: whose it was, which rekey
+/// retired it, and what to use instead; a share of another vault still says it is not this
+/// vault's.
+#[test]
+fn a_share_retired_by_a_rekey_says_so_and_which_rekey() {
+    let env = Env::new();
+    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
+    let payload = env.path("db.payload");
+    std::fs::write(&payload, b"the database root password").unwrap();
+    env.ok(&[
+        "seal",
+        "db",
+        "--kind",
+        "secret",
+        "--from-file",
+        payload.to_str().unwrap(),
+    ]);
+    let mut rekey: Vec<String> = [
+        "rekey",
+        "--yes",
+        "--custodian",
+        "alice",
+        "--custodian",
+        "bob",
+        "--custodian",
+        "dan",
+        "--threshold",
+        "2",
+        "--shares-dir",
+        env.path("new-shares").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    rekey.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&as_strs(&rekey));
+    let version = env.audit_events("rekey")[0]["details"]["manifest_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let old = env.path("shares/carol.share");
+    let output = env.run(&["share", "verify", "--share-file", old.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("carol's share of the set retired by the rekey of")
+            && said.contains(&format!("(manifest version {version})"))
+            && said.contains("use the share that rekey issued to carol")
+            && !said.contains("not a share of this vault"),
+        "{said}"
+    );
+
+    // The same when the old shares are offered to open something.
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "carol"]));
+    let output = env.run(&as_strs(&drill));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("alice's share of the set retired by the rekey of"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Another vault's share is not called retired.
+    let other = Env::new();
+    other.init_vault(&["erin", "fay"], 2, &[]);
+    let foreign = other.path("shares/erin.share");
+    let output = env.run(&["share", "verify", "--share-file", foreign.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("not a share of this vault"),
+        "{}",
+        stderr(&output)
     );
 }

@@ -14,6 +14,60 @@ use crate::cli::{ShareCardArgs, ShareVerifyArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::own_share;
 
+/// The quorum share set the last rekey retired, read from the succession statement that rekey
+/// left in the vault directory, and which rekey it was (from the audit log). Used only to say
+/// why a share is refused: a share of it is refused either way, so the statement's signature
+/// is not needed here (opening the vault checks it whenever it moves a pin).
+pub struct RetiredSet {
+    quorum: Quorum,
+    vault_id: String,
+    /// "the rekey of TIME (manifest version N)".
+    by: String,
+}
+
+impl RetiredSet {
+    /// The retired set of `vault`, if a rekey left one.
+    pub fn of(vault: &Vault) -> Option<RetiredSet> {
+        let bytes = std::fs::read(vault.store().path(vault_core::store::SUCCESSION)).ok()?;
+        let succession: vault_core::trust::identity::Succession =
+            serde_json::from_slice(&bytes).ok()?;
+        let rekey = vault
+            .audit()
+            .entries()
+            .ok()?
+            .into_iter()
+            .rev()
+            .find(|e| e.event == "rekey");
+        let by = match rekey {
+            Some(entry) => format!(
+                "the rekey of {}{}",
+                entry.time,
+                entry
+                    .details
+                    .get("manifest_version")
+                    .map(|v| format!(" (manifest version {v})"))
+                    .unwrap_or_default()
+            ),
+            None => "a rekey".to_owned(),
+        };
+        Some(RetiredSet {
+            quorum: succession.previous.quorum,
+            vault_id: succession.previous.vault_id,
+            by,
+        })
+    }
+
+    /// When `share` is a share of this retired set: what to tell its custodian.
+    pub fn explain(&self, share: &Share) -> Option<String> {
+        let custodian = self.quorum.verify_share(&self.vault_id, share)?;
+        Some(format!(
+            "it is {}'s share of the set retired by {}: it opens nothing any more; \
+             use the share that rekey issued to {}",
+            custodian.name, self.by, custodian.name
+        ))
+    }
+}
+
 /// Whose share `share` is: the set (quorum or recovery), the custodian, and whether it is a
 /// recovery share.
 fn identify<'v>(vault: &'v Vault, share: &Share) -> Result<(&'v Quorum, String, bool)> {
@@ -26,9 +80,15 @@ fn identify<'v>(vault: &'v Vault, share: &Share) -> Result<(&'v Quorum, String, 
                 .map(|c| (set, c.name.clone(), recovery))
         })
         .ok_or_else(|| {
+            let why = RetiredSet::of(vault)
+                .and_then(|retired| retired.explain(share))
+                .unwrap_or_else(|| {
+                    "it is not a share of this vault: it matches none of the custodians' commitments"
+                        .to_owned()
+                });
             fail(
                 Failure::Quorum,
-                "this share is intact (its checksum holds) but it is not a share of this vault: it matches none of the custodians' commitments",
+                format!("this share is intact (its checksum holds) but {why}"),
             )
         })
 }
