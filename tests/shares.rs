@@ -273,3 +273,113 @@ fn a_share_retired_by_a_rekey_says_so_and_which_rekey() {
         stderr(&output)
     );
 }
+
+/// `share verify` with only the share file and the card's fingerprint: no vault directory, no
+/// configuration; what it checks and what it could not are both said.
+#[test]
+fn share_verify_offline_checks_the_file_against_the_cards_fingerprint_and_says_what_it_cannot() {
+    let env = Env::new();
+    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
+    let alice = env.path("shares/alice.share");
+    let online: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "share",
+        "verify",
+        "--share-file",
+        alice.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let fingerprint = online["fingerprint"].as_str().unwrap().to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let offline = |file: &std::path::Path, fingerprint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_breakglass"))
+            .args(["share", "verify", "--share-file"])
+            .arg(file)
+            .args(["--fingerprint", fingerprint])
+            .env_remove("BREAKGLASS_VAULT")
+            .env("XDG_CONFIG_HOME", elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // As typed from the card: any case, dashes or not.
+    let typed = fingerprint.replace('-', " ").to_lowercase();
+    let said = stdout(&offline(&alice, &typed));
+    assert!(
+        said.starts_with(
+            "share intact (offline check): custodian alice, group \"custodians\" member 1"
+        ) && said.contains(&format!(
+            "checked: the share file names vault {} with fingerprint {fingerprint}",
+            online["vault_id"].as_str().unwrap()
+        )) && said.contains("checked: the header's member number and thresholds")
+            && said.contains(
+                "not checked: that these words are the ones the vault's commitment for alice"
+            ),
+        "{said}"
+    );
+
+    // Another vault's fingerprint: refused, exit 3.
+    let other = Env::new();
+    other.init_vault(&["erin", "fay"], 2, &[]);
+    let other_fingerprint: serde_json::Value = serde_json::from_str(&other.ok(&[
+        "share",
+        "verify",
+        "--share-file",
+        other.path("shares/erin.share").to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let output = offline(&alice, other_fingerprint["fingerprint"].as_str().unwrap());
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("another vault"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A header that does not describe its words, and a changed word: refused, exit 3.
+    let text = std::fs::read_to_string(&alice).unwrap();
+    let edited = elsewhere.path().join("edited.share");
+    std::fs::write(
+        &edited,
+        text.replace(": member 1 of 3;", ": member 2 of 3;"),
+    )
+    .unwrap();
+    let output = offline(&edited, &fingerprint);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("does not describe its words"),
+        "{}",
+        stderr(&output)
+    );
+    let words: Vec<&str> = text.lines().last().unwrap().split(' ').collect();
+    let mut changed = words.clone();
+    changed[5] = if words[5] == "academic" {
+        "acid"
+    } else {
+        "academic"
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let swapped = format!(
+        "{}\n{}\n",
+        lines[..lines.len() - 1].join("\n"),
+        changed.join(" ")
+    );
+    let bad_word = elsewhere.path().join("bad-word.share");
+    std::fs::write(&bad_word, swapped).unwrap();
+    let output = offline(&bad_word, &fingerprint);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+
+    // With the vault directory, a fingerprint that is not the vault's is an integrity failure.
+    let output = env.run(&[
+        "share",
+        "verify",
+        "--share-file",
+        alice.to_str().unwrap(),
+        "--fingerprint",
+        other_fingerprint["fingerprint"].as_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}

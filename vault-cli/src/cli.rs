@@ -376,6 +376,11 @@ pub struct ShareVerifyArgs {
     /// Your age identity file, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// The vault's fingerprint, as your share card shows it. With no vault directory (no
+    /// --vault, no BREAKGLASS_VAULT) the share is checked offline against it and its file's
+    /// header; with one, the vault must have this fingerprint.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
