@@ -383,3 +383,37 @@ fn share_verify_offline_checks_the_file_against_the_cards_fingerprint_and_says_w
     ]);
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
 }
+
+/// `init` handing the shares out on a terminal (a pseudo-terminal from util-linux `script`):
+/// "n" at "Ready?" shows no share, the screen is cleared with its scrollback (`ESC[3J`), and
+/// the vault is not left behind half handed out.
+#[test]
+fn init_on_a_terminal_stops_at_no_before_showing_a_share_and_leaves_no_vault() {
+    let env = Env::new();
+    let script = hsm_testing::tools::system_program("script", "bsdutils");
+    let init = format!(
+        "'{}' init --dev-softhsm --custodian ana --custodian ben --threshold 2 --iteration-exponent 0",
+        env!("CARGO_BIN_EXE_breakglass")
+    );
+    let mut command = Command::new(script);
+    command
+        .args(["-q", "-e", "-c", &init, "/dev/null"])
+        .env("BREAKGLASS_VAULT", env.vault())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("TERM", "xterm");
+    let output = support::output_with_stdin(command, b"n\n");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("Share for custodian ana"), "{screen}");
+    assert!(
+        screen.contains("\x1b[3J") && screen.matches("\x1b[3J").count() >= 2,
+        "cleared with the scrollback before and after: {screen:?}"
+    );
+    assert!(
+        screen.contains("stopped before ana's share was shown")
+            && screen.contains("the vault was not made")
+            && !screen.contains("Write these words down"),
+        "{screen}"
+    );
+    assert!(!env.vault().exists(), "the vault directory is removed");
+}
