@@ -566,7 +566,10 @@ mod tests {
         fs::write(store.path(MANIFEST), b"{}").unwrap();
         let mut dead = std::process::Command::new("true").spawn().unwrap();
         dead.wait().unwrap();
-        let mut live = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut live = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let files = [
             (format!("credentials/.db.json.tmp.{}", dead.id()), false),
             (format!("credentials/.db.json.tmp.{}", live.id()), true),
