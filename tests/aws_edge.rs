@@ -701,7 +701,9 @@ log = open(sys.argv[2], "w")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
-        if q.get("Action") == ["getSigninToken"]:
+        if q.get("Action") == ["getSigninToken"] and sys.argv[3:] == ["refuse-signin"]:
+            self.send_response(503); self.end_headers()
+        elif q.get("Action") == ["getSigninToken"]:
             session = json.loads(q["Session"][0])
             assert set(session) == {"sessionId", "sessionKey", "sessionToken"}
             log.write(session["sessionId"] + "\n"); log.flush()
@@ -713,26 +715,86 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
-#[test]
-fn console_prints_a_sign_in_url_through_the_federation_protocol() {
-    let setup = Setup::new();
+/// A local federation endpoint (the FEDERATION script with `mode` arguments): the child, its
+/// URL, and the file it logs session ids to.
+fn federation_endpoint(setup: &Setup, mode: &[&str]) -> (std::process::Child, String, PathBuf) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let log = setup.path("federation.log");
-    let mut server = Command::new(hsm_testing::tools::venv_program("python"))
+    let server = Command::new(hsm_testing::tools::venv_program("python"))
         .args(["-c", FEDERATION, &port.to_string(), log.to_str().unwrap()])
+        .args(mode)
         .spawn()
         .unwrap();
-    let endpoint = format!("http://127.0.0.1:{port}/federation");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    (server, format!("http://127.0.0.1:{port}/federation"), log)
+}
+
+#[test]
+fn console_checks_the_federation_endpoint_before_the_shares_and_keeps_a_session_it_made() {
+    let setup = Setup::new();
+    let shares = setup.shares(&["a", "c"]);
+    // Nothing listens there: refused before any share is read or role assumed.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/federation", listener.local_addr().unwrap())
+    };
+    let output = setup.run(&setup.with_shares(
+        &["console", "prod", "--federation-endpoint", &closed],
+        &shares,
+    ));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(&format!("the federation endpoint {closed}"))
+            && stderr.contains("no role was assumed"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+    let audit = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(
+        !audit.contains("assume_role") && !audit.contains("accepted share"),
+        "{audit}"
+    );
+
+    // The endpoint answers, then refuses the sign-in: the session assumed is printed, not lost.
+    let (mut server, endpoint, _) = federation_endpoint(&setup, &["refuse-signin"]);
+    let output = setup.run(&setup.with_shares(
+        &["console", "prod", "--federation-endpoint", &endpoint],
+        &shares,
+    ));
+    let _ = server.kill();
+    let _ = server.wait();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("getSigninToken") && stderr.contains("HTTP 503"),
+        "{stderr}"
+    );
+    let session: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let key = session["AccessKeyId"].as_str().unwrap();
+    assert!(key.starts_with("ASIA"), "{session}");
+    let audit = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"assume_role\"") && l.contains(key)),
+        "{audit}"
+    );
+}
+
+#[test]
+fn console_prints_a_sign_in_url_through_the_federation_protocol() {
+    let setup = Setup::new();
+    let (mut server, endpoint, log) = federation_endpoint(&setup, &[]);
     let shares = setup.shares(&["a", "c"]);
     let output = setup.run(&setup.with_shares(
         &["console", "prod", "--federation-endpoint", &endpoint],

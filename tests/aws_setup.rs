@@ -7,6 +7,8 @@
 //!   an SQS queue, and CloudTrail-shaped events are put on the bus.
 //! - CloudTrail `LookupEvents` is not implemented there: `review` is tested here through trail
 //!   files in S3; the LookupEvents path has a unit test against a recorded answer.
+//! - AWS Config's `GetResourceConfigHistory` returns only the current item there (see the
+//!   Config test for what the endpoint answers and how).
 //! - Terraform cannot be installed from the registries this project uses (and `terraform
 //!   validate` needs the AWS provider from registry.terraform.io): its output is parsed with
 //!   python-hcl2 and its structure checked.
@@ -550,6 +552,12 @@ fn apply_makes_the_resources_and_assume_gets_exactly_the_roles_permissions() {
         template["Resources"]["EmergencyRole"]["Properties"]["AssumeRolePolicyDocument"]
     );
     assert_eq!(made["mfa"].as_array().unwrap().len(), 1);
+    // No console password unless asked.
+    let login = cloud.aws.boto(
+        "try:\n    iam.get_login_profile(UserName='breakglass')\n    result = 'present'\nexcept iam.exceptions.NoSuchEntityException:\n    result = 'none'",
+        json!({}),
+    );
+    assert_eq!(login, json!("none"));
 
     // The session has exactly the role's permissions: buckets yes, IAM no.
     let session = applied.assume(&[]);
@@ -753,6 +761,42 @@ fn the_alert_pattern_delivers_every_break_glass_event_and_nothing_else() {
     );
 }
 
+/// Writes `files` into bucket `org-trail` under prefix `trails` as CloudTrail names and places
+/// them (gzipped `{"Records": [...]}`, one file per slice, in the day folder of `time`), with a
+/// file that is no log beside them.
+fn put_trail_files(cloud: &Cloud, time: &str, files: &[&[Value]]) {
+    let day = time[..10].replace('-', "/");
+    let stamp = format!(
+        "{}{}Z",
+        time[..10].replace('-', ""),
+        &time[10..16].replace(':', "")
+    );
+    let prefix = format!("trails/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/{day}/");
+    let named: serde_json::Map<String, Value> = files
+        .iter()
+        .enumerate()
+        .map(|(n, records)| {
+            (
+                format!("{ACCOUNT}_CloudTrail_us-east-1_{stamp}_{n:04}.json.gz"),
+                json!(records),
+            )
+        })
+        .collect();
+    cloud.aws.boto(
+        &python(&[
+            "import gzip",
+            "s3 = boto3.client('s3')",
+            "if 'org-trail' not in [b['Name'] for b in s3.list_buckets()['Buckets']]:",
+            "    s3.create_bucket(Bucket='org-trail')",
+            "for name, records in args['files'].items():",
+            "    body = gzip.compress(json.dumps({'Records': records}).encode())",
+            "    s3.put_object(Bucket='org-trail', Key=args['prefix'] + name, Body=body)",
+            "s3.put_object(Bucket='org-trail', Key=args['prefix'] + 'digest-not-a-log.txt', Body=b'ignored')",
+        ]),
+        json!({"prefix": prefix, "files": named}),
+    );
+}
+
 #[test]
 fn review_lists_exactly_the_ceremonys_actions_from_trail_files_in_s3() {
     let applied = Applied::new();
@@ -768,32 +812,8 @@ fn review_lists_exactly_the_ceremonys_actions_from_trail_files_in_s3() {
         all.extend(samples[group].as_array().unwrap().iter().cloned());
     }
     // Two files, as CloudTrail names and places them: the records split across them.
-    let day = time[..10].replace('-', "/");
-    let stamp = format!(
-        "{}{}Z",
-        time[..10].replace('-', ""),
-        &time[10..16].replace(':', "")
-    );
-    let prefix = format!("trails/AWSLogs/{ACCOUNT}/CloudTrail/us-east-1/{day}/");
     let (first, second) = all.split_at(3);
-    cloud.aws.boto(
-        &python(&[
-            "import gzip",
-            "s3 = boto3.client('s3')",
-            "s3.create_bucket(Bucket='org-trail')",
-            "for name, records in args['files'].items():",
-            "    body = gzip.compress(json.dumps({'Records': records}).encode())",
-            "    s3.put_object(Bucket='org-trail', Key=args['prefix'] + name, Body=body)",
-            "s3.put_object(Bucket='org-trail', Key=args['prefix'] + 'digest-not-a-log.txt', Body=b'ignored')",
-        ]),
-        json!({
-            "prefix": prefix,
-            "files": {
-                format!("{ACCOUNT}_CloudTrail_us-east-1_{stamp}_aaaa.json.gz"): first,
-                format!("{ACCOUNT}_CloudTrail_us-east-1_{stamp}_bbbb.json.gz"): second,
-            },
-        }),
-    );
+    put_trail_files(cloud, &time, &[first, second]);
     let report: Value = serde_json::from_str(&cloud.ok(
         &[
             "review",
@@ -816,6 +836,13 @@ fn review_lists_exactly_the_ceremonys_actions_from_trail_files_in_s3() {
     assert_eq!(report["reason"], "IdP-outage-INC-42");
     assert_eq!(report["custodians"], json!(["ana", "cat"]));
     assert_eq!(report["session_access_key_id"], session_key);
+    // The endpoint's Config has no recorder in either region the session acted in: the
+    // report says so, and lists nothing from it.
+    assert_eq!(
+        report["config"],
+        json!([{"region": "eu-west-1", "state": "not_recording"},
+               {"region": "us-east-1", "state": "not_recording"}])
+    );
 
     let markdown = cloud.ok(
         &[
@@ -878,4 +905,292 @@ fn review_lists_exactly_the_ceremonys_actions_from_trail_files_in_s3() {
         "{}",
         stderr(&output)
     );
+}
+
+/// AWS Config on the local endpoint: `DescribeConfigurationRecorderStatus` and
+/// `ListDiscoveredResources` answer as AWS does; `GetResourceConfigHistory` returns only the
+/// current item of a resource (no history, the window ignored: `review` keeps the items
+/// captured in the window itself) and writes its capture time as text, which the SDK cannot
+/// parse (review reads that answer's body); it knows S3 buckets and IAM roles, not IAM users.
+#[test]
+fn review_adds_what_aws_config_recorded_of_the_resources_the_session_named() {
+    let applied = Applied::new();
+    let cloud = &applied.cloud;
+    // Made before the glass is broken, inside the window review looks in: a role the session
+    // changes, and a bucket nobody touches.
+    cloud.aws.boto(
+        "iam.create_role(RoleName='app-deploy', AssumeRolePolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': []}))\n\
+         boto3.client('s3').create_bucket(Bucket='bystander')",
+        json!({}),
+    );
+    let session = applied.assume(&[]);
+    let ceremony = session["Ceremony"].as_str().unwrap();
+    let session_key = session["AccessKeyId"].as_str().unwrap();
+    let time = vault_core::clock::rfc3339(vault_core::clock::now_unix());
+    let samples = sample_records(ceremony, session_key, &applied.user_key, &time);
+    // What the session did: the sample's calls, then a bucket made and a role's policy changed
+    // (the latter with the `resources` list CloudTrail adds to some events).
+    let template = samples["ceremony"][1].clone();
+    let call = |name: &str, source: &str, request: Value, resources: Option<Value>| {
+        let mut record = template.clone();
+        record["eventName"] = json!(name);
+        record["eventSource"] = json!(source);
+        record["requestParameters"] = request;
+        record["eventID"] = json!(format!("{ceremony}-{name}"));
+        if let Some(resources) = resources {
+            record["resources"] = resources;
+        }
+        record
+    };
+    let mut records: Vec<Value> = samples["ceremony"].as_array().unwrap().clone();
+    records.push(call(
+        "CreateBucket",
+        "s3.amazonaws.com",
+        json!({"bucketName": "incident-bucket"}),
+        None,
+    ));
+    records.push(call(
+        "PutRolePolicy",
+        "iam.amazonaws.com",
+        json!({"policyName": "hotfix"}),
+        Some(json!([{"accountId": ACCOUNT, "type": "AWS::IAM::Role",
+            "ARN": format!("arn:aws:iam::{ACCOUNT}:role/app-deploy")}])),
+    ));
+    records.extend(
+        samples["other_ceremony"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .cloned(),
+    );
+    put_trail_files(cloud, &time, &[&records]);
+    cloud.aws.boto(
+        "boto3.client('s3').create_bucket(Bucket='incident-bucket')",
+        json!({}),
+    );
+    let review = |format: &str| {
+        cloud.ok(
+            &[
+                "review",
+                ceremony,
+                "--trail-bucket",
+                "org-trail",
+                "--trail-prefix",
+                "trails",
+                "--format",
+                format,
+            ],
+            true,
+        )
+    };
+
+    // No configuration recorder: the report says Config has nothing, and the review goes on.
+    let report: Value = serde_json::from_str(&review("json")).unwrap();
+    assert_eq!(
+        report["config"],
+        json!([{"region": "eu-west-1", "state": "not_recording"},
+               {"region": "us-east-1", "state": "not_recording"}]),
+        "{report}"
+    );
+    assert!(
+        review("md").contains("us-east-1: AWS Config is not recording there"),
+        "the Markdown says so too"
+    );
+
+    // Config recording in us-east-1 (not in eu-west-1, where the session's refused EC2 call
+    // was): the items it captured of the resources the session named, and which named
+    // resources it has no item for; nothing of the bystander or another ceremony's.
+    cloud.aws.boto(
+        &python(&[
+            "config = boto3.client('config')",
+            "config.put_configuration_recorder(ConfigurationRecorder={'name': 'default', 'roleARN': 'arn:aws:iam::123456789012:role/config', 'recordingGroup': {'allSupported': True, 'includeGlobalResourceTypes': True}})",
+            "config.put_delivery_channel(DeliveryChannel={'name': 'default', 's3BucketName': 'org-trail'})",
+            "config.start_configuration_recorder(ConfigurationRecorderName='default')",
+        ]),
+        json!({}),
+    );
+    let report: Value = serde_json::from_str(&review("json")).unwrap();
+    assert_eq!(report["config"][0]["state"], "not_recording", "{report}");
+    let region = &report["config"][1];
+    assert_eq!(region["state"], "recording", "{report}");
+    let items: BTreeSet<(String, String)> = region["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["resource_type"].as_str().unwrap().to_owned(),
+                i["resource_name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        items,
+        BTreeSet::from([
+            ("AWS::IAM::Role".to_owned(), "app-deploy".to_owned()),
+            ("AWS::S3::Bucket".to_owned(), "incident-bucket".to_owned()),
+        ]),
+        "{report}"
+    );
+    // The bucket's capture time, which the endpoint writes as UTC text, reads as RFC 3339 (its
+    // IAM items carry a time with no zone, which is shown as written, never guessed).
+    let bucket = region["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["resource_type"] == "AWS::S3::Bucket")
+        .unwrap();
+    let captured = vault_core::clock::parse_rfc3339(bucket["time"].as_str().unwrap())
+        .unwrap_or_else(|| panic!("an RFC 3339 capture time: {bucket}"));
+    assert!(
+        captured.abs_diff(vault_core::clock::now_unix()) < 600,
+        "{bucket}"
+    );
+    let not_discovered: BTreeSet<String> = region["not_discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {}", t["resource_type"], t["name"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        not_discovered,
+        BTreeSet::from(["AWS::IAM::User idp-admin".to_owned()])
+    );
+    let markdown = review("md");
+    assert!(
+        markdown.contains("## Changes AWS Config recorded")
+            && markdown.contains("AWS::S3::Bucket incident-bucket")
+            && markdown.contains("no configuration item for AWS::IAM::User idp-admin")
+            && markdown.contains("eu-west-1: AWS Config is not recording there"),
+        "{markdown}"
+    );
+    assert!(
+        !markdown.contains("bystander") && !markdown.contains("audit-logs"),
+        "{markdown}"
+    );
+}
+
+/// `--console-password`: none unless asked; with `--apply` the password is read from standard
+/// input (never argv, never printed) and becomes the user's login profile; off a terminal with
+/// no source it is refused before anything is made; the template reads it from a Secrets
+/// Manager secret and Terraform makes a login profile encrypted to a PGP key.
+#[test]
+fn a_console_password_is_made_only_when_asked_and_read_from_stdin_never_shown() {
+    let cloud = Cloud::new();
+    let permissions_file = cloud.write_json("permissions.json", &permissions());
+    let key_out = cloud.env.path("bg-key.json").display().to_string();
+    let apply = [
+        "aws-setup",
+        "--apply",
+        "--account",
+        ACCOUNT,
+        "--permissions-file",
+        &permissions_file,
+        "--key-out",
+        &key_out,
+        "--console-password",
+    ];
+    let login_profile = "try:\n    iam.get_login_profile(UserName='breakglass')\n    result = 'present'\nexcept iam.exceptions.NoSuchEntityException:\n    result = 'none'\nexcept Exception as e:\n    result = type(e).__name__";
+    let users = "result = [u['UserName'] for u in iam.list_users()['Users']]";
+
+    // No source and no terminal: exit 2, nothing made.
+    let output = cloud
+        .command(&apply, true)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--console-password-stdin"),
+        "{}",
+        stderr(&output)
+    );
+    let before = cloud.aws.boto(users, json!({}));
+    assert!(!before.to_string().contains("\"breakglass\""), "{before}");
+
+    let password = "Break-Glass-Console-9f3e1c";
+    let mut with_stdin = apply.to_vec();
+    with_stdin.push("--console-password-stdin");
+    let output = support::output_with_stdin(
+        cloud.command(&with_stdin, true),
+        format!("{password}\n").as_bytes(),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("made a console password for breakglass"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(password) && !stderr(&output).contains(password),
+        "the password is never shown"
+    );
+    assert!(
+        !std::fs::read_to_string(&key_out)
+            .unwrap()
+            .contains(password),
+        "nor written to the key file"
+    );
+    assert_eq!(cloud.aws.boto(login_profile, json!({})), json!("present"));
+
+    // The templates: a reference to a Secrets Manager secret, or a login profile encrypted to a
+    // PGP key; none without the option.
+    let template_args = [
+        "aws-setup",
+        "--account",
+        ACCOUNT,
+        "--permissions-file",
+        &permissions_file,
+    ];
+    let plain: Value = serde_json::from_str(&cloud.ok(&template_args, false)).unwrap();
+    assert!(
+        plain["Resources"]["BreakGlassUser"]["Properties"]
+            .get("LoginProfile")
+            .is_none()
+    );
+    let mut asked = template_args.to_vec();
+    asked.push("--console-password");
+    let template: Value = serde_json::from_str(&cloud.ok(&asked, false)).unwrap();
+    assert_eq!(
+        template["Resources"]["BreakGlassUser"]["Properties"]["LoginProfile"]["Password"],
+        json!("{{resolve:secretsmanager:breakglass-console-password}}")
+    );
+    // cfn-lint accepts it with no warning (a plain or NoEcho parameter draws W1011).
+    let template_path = cloud.write_json("console.template.json", &template);
+    let lint = Command::new(venv_program("cfn-lint"))
+        .arg(&template_path)
+        .output()
+        .unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        stderr(&lint)
+    );
+    asked.extend(["--format", "terraform"]);
+    let terraform = cloud.ok(&asked, false);
+    assert!(
+        terraform.contains("resource \"aws_iam_user_login_profile\" \"breakglass\"")
+            && terraform.contains("pgp_key = var.console_password_pgp_key"),
+        "{terraform}"
+    );
+    let mut plain_tf = template_args.to_vec();
+    plain_tf.extend(["--format", "terraform"]);
+    assert!(!cloud.ok(&plain_tf, false).contains("login_profile"));
+
+    // A member account has no user to sign in as.
+    let output = cloud.run(
+        &[
+            "aws-setup",
+            "--account",
+            ACCOUNT,
+            "--member-of",
+            ROLE_ARN,
+            "--permissions-file",
+            &permissions_file,
+            "--console-password",
+        ],
+        false,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }

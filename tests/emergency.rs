@@ -656,3 +656,51 @@ fn status_shows_a_failed_drill_as_failed() {
     let json: serde_json::Value = serde_json::from_str(&setup.ok(&["status", "--json"])).unwrap();
     assert_eq!(json["last_drill_failures"], serde_json::json!(["prod"]));
 }
+
+#[test]
+fn drill_aws_checks_the_sealed_mfa_device_is_one_of_the_users_own() {
+    let setup = Setup::new();
+    setup.enable_mfa();
+    setup.seal_with_mfa("us-east-1");
+    let drill: serde_json::Value =
+        serde_json::from_str(&setup.ok(&args(&setup.with_shares(&["drill", "--aws", "--json"]))))
+            .unwrap();
+    let outcome = drill["credentials"]["prod"].as_str().unwrap();
+    assert!(
+        outcome.contains(&format!("MFA device {} is breakglass's", setup.mfa_serial)),
+        "{outcome}"
+    );
+
+    // Sealed naming another device (made, never enabled for this user): the seed still makes
+    // codes, but AWS would ask for the user's own device, so the drill fails (exit 6).
+    let other = setup.aws.boto(
+        "result = iam.create_virtual_mfa_device(VirtualMFADeviceName='someone-else')['VirtualMFADevice']['SerialNumber']",
+        serde_json::json!({}),
+    );
+    let other = other.as_str().unwrap().to_owned();
+    setup.ok(&[
+        "seal",
+        "prod",
+        "--replace",
+        "--kind",
+        "aws",
+        "--from-file",
+        setup.path("key.json").to_str().unwrap(),
+        "--role-arn",
+        &setup.role_arn,
+        "--mfa-serial",
+        &other,
+        "--mfa-seed-file",
+        setup.path("mfa-seed.txt").to_str().unwrap(),
+    ]);
+    let output = setup.run(&args(&setup.with_shares(&["drill", "--aws"])));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(6), "{stdout}{}", stderr(&output));
+    assert!(
+        stdout.contains(&format!(
+            "MFA device FAILED: {other} is not an MFA device of breakglass (its devices: {})",
+            setup.mfa_serial
+        )),
+        "{stdout}"
+    );
+}

@@ -1,8 +1,12 @@
 //! End-to-end: `breakglass shares` as a user runs it, and the reference implementation reading
 //! its output.
 
+mod support;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+use support::{Env, as_strs, stderr};
 
 fn run(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_breakglass"))
@@ -191,4 +195,225 @@ fn a_secret_never_comes_from_argv() {
         Some(2),
         "a positional secret is a usage error"
     );
+}
+
+/// A share of the set a rekey retired is refused (exit 3) saying so: whose it was, which rekey
+/// retired it, and what to use instead; a share of another vault still says it is not this
+/// vault's.
+#[test]
+fn a_share_retired_by_a_rekey_says_so_and_which_rekey() {
+    let env = Env::new();
+    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
+    let payload = env.path("db.payload");
+    std::fs::write(&payload, b"the database root password").unwrap();
+    env.ok(&[
+        "seal",
+        "db",
+        "--kind",
+        "secret",
+        "--from-file",
+        payload.to_str().unwrap(),
+    ]);
+    let mut rekey: Vec<String> = [
+        "rekey",
+        "--yes",
+        "--custodian",
+        "alice",
+        "--custodian",
+        "bob",
+        "--custodian",
+        "dan",
+        "--threshold",
+        "2",
+        "--shares-dir",
+        env.path("new-shares").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    rekey.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&as_strs(&rekey));
+    let version = env.audit_events("rekey")[0]["details"]["manifest_version"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let old = env.path("shares/carol.share");
+    let output = env.run(&["share", "verify", "--share-file", old.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("carol's share of the set retired by the rekey of")
+            && said.contains(&format!("(manifest version {version})"))
+            && said.contains("use the share that rekey issued to carol")
+            && !said.contains("not a share of this vault"),
+        "{said}"
+    );
+
+    // The same when the old shares are offered to open something.
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "carol"]));
+    let output = env.run(&as_strs(&drill));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("alice's share of the set retired by the rekey of"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Another vault's share is not called retired.
+    let other = Env::new();
+    other.init_vault(&["erin", "fay"], 2, &[]);
+    let foreign = other.path("shares/erin.share");
+    let output = env.run(&["share", "verify", "--share-file", foreign.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("not a share of this vault"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `share verify` with only the share file and the card's fingerprint: no vault directory, no
+/// configuration; what it checks and what it could not are both said.
+#[test]
+fn share_verify_offline_checks_the_file_against_the_cards_fingerprint_and_says_what_it_cannot() {
+    let env = Env::new();
+    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
+    let alice = env.path("shares/alice.share");
+    let online: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "share",
+        "verify",
+        "--share-file",
+        alice.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let fingerprint = online["fingerprint"].as_str().unwrap().to_owned();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let offline = |file: &std::path::Path, fingerprint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_breakglass"))
+            .args(["share", "verify", "--share-file"])
+            .arg(file)
+            .args(["--fingerprint", fingerprint])
+            .env_remove("BREAKGLASS_VAULT")
+            .env("XDG_CONFIG_HOME", elsewhere.path())
+            .env("HOME", elsewhere.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    // As typed from the card: any case, dashes or not.
+    let typed = fingerprint.replace('-', " ").to_lowercase();
+    let said = stdout(&offline(&alice, &typed));
+    assert!(
+        said.starts_with(
+            "share intact (offline check): custodian alice, group \"custodians\" member 1"
+        ) && said.contains(&format!(
+            "checked: the share file names vault {} with fingerprint {fingerprint}",
+            online["vault_id"].as_str().unwrap()
+        )) && said.contains("checked: the header's member number and thresholds")
+            && said.contains(
+                "not checked: that these words are the ones the vault's commitment for alice"
+            ),
+        "{said}"
+    );
+
+    // Another vault's fingerprint: refused, exit 3.
+    let other = Env::new();
+    other.init_vault(&["erin", "fay"], 2, &[]);
+    let other_fingerprint: serde_json::Value = serde_json::from_str(&other.ok(&[
+        "share",
+        "verify",
+        "--share-file",
+        other.path("shares/erin.share").to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    let output = offline(&alice, other_fingerprint["fingerprint"].as_str().unwrap());
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("another vault"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A header that does not describe its words, and a changed word: refused, exit 3.
+    let text = std::fs::read_to_string(&alice).unwrap();
+    let edited = elsewhere.path().join("edited.share");
+    std::fs::write(
+        &edited,
+        text.replace(": member 1 of 3;", ": member 2 of 3;"),
+    )
+    .unwrap();
+    let output = offline(&edited, &fingerprint);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("does not describe its words"),
+        "{}",
+        stderr(&output)
+    );
+    let words: Vec<&str> = text.lines().last().unwrap().split(' ').collect();
+    let mut changed = words.clone();
+    changed[5] = if words[5] == "academic" {
+        "acid"
+    } else {
+        "academic"
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let swapped = format!(
+        "{}\n{}\n",
+        lines[..lines.len() - 1].join("\n"),
+        changed.join(" ")
+    );
+    let bad_word = elsewhere.path().join("bad-word.share");
+    std::fs::write(&bad_word, swapped).unwrap();
+    let output = offline(&bad_word, &fingerprint);
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+
+    // With the vault directory, a fingerprint that is not the vault's is an integrity failure.
+    let output = env.run(&[
+        "share",
+        "verify",
+        "--share-file",
+        alice.to_str().unwrap(),
+        "--fingerprint",
+        other_fingerprint["fingerprint"].as_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+/// `init` handing the shares out on a terminal (a pseudo-terminal from util-linux `script`):
+/// "n" at "Ready?" shows no share, the screen is cleared with its scrollback (`ESC[3J`), and
+/// the vault is not left behind half handed out.
+#[test]
+fn init_on_a_terminal_stops_at_no_before_showing_a_share_and_leaves_no_vault() {
+    let env = Env::new();
+    let script = hsm_testing::tools::system_program("script", "bsdutils");
+    let init = format!(
+        "'{}' init --dev-softhsm --custodian ana --custodian ben --threshold 2 --iteration-exponent 0",
+        env!("CARGO_BIN_EXE_breakglass")
+    );
+    let mut command = Command::new(script);
+    command
+        .args(["-q", "-e", "-c", &init, "/dev/null"])
+        .env("BREAKGLASS_VAULT", env.vault())
+        .env("XDG_CONFIG_HOME", env.path("config"))
+        .env("TERM", "xterm");
+    let output = support::output_with_stdin(command, b"n\n");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{screen}");
+    assert!(screen.contains("Share for custodian ana"), "{screen}");
+    assert!(
+        screen.contains("\x1b[3J") && screen.matches("\x1b[3J").count() >= 2,
+        "cleared with the scrollback before and after: {screen:?}"
+    );
+    assert!(
+        screen.contains("stopped before ana's share was shown")
+            && screen.contains("the vault was not made")
+            && !screen.contains("Write these words down"),
+        "{screen}"
+    );
+    assert!(!env.vault().exists(), "the vault directory is removed");
 }

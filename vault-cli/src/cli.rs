@@ -57,7 +57,8 @@ pub enum Command {
     /// The AWS side as code: user, least-privilege policy, emergency role, member roles, and
     /// an alert on every use (CloudFormation, Terraform, or made now with --apply).
     AwsSetup(Box<AwsSetupArgs>),
-    /// After the incident: every action taken with a ceremony's sessions, from CloudTrail.
+    /// After the incident: every action taken with a ceremony's sessions, from CloudTrail, and
+    /// the changes AWS Config recorded to what they touched.
     Review(ReviewArgs),
     /// After the incident: deny every session of the role (and user) issued before now.
     RevokeSessions(RevokeArgs),
@@ -381,6 +382,11 @@ pub struct ShareVerifyArgs {
     /// Your age identity file, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// The vault's fingerprint, as your share card shows it. With no vault directory (no
+    /// --vault, no BREAKGLASS_VAULT) the share is checked offline against it and its file's
+    /// header; with one, the vault must have this fingerprint.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -1238,6 +1244,23 @@ pub struct AwsSetupArgs {
     /// With --apply: the new 0600 file the user's access key and MFA seed go to, for seal.
     #[arg(long, value_name = "FILE")]
     pub key_out: Option<PathBuf>,
+    /// Give the break-glass user an AWS console password (none without this): the template
+    /// reads it from the Secrets Manager secret USER-console-password, Terraform makes one
+    /// encrypted to a PGP key, --apply reads it from --console-password-file,
+    /// --console-password-stdin or a hidden prompt (never argv).
+    #[arg(long)]
+    pub console_password: bool,
+    /// With --apply --console-password: read the password from this file (its first line).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "console_password",
+        conflicts_with = "console_password_stdin"
+    )]
+    pub console_password_file: Option<PathBuf>,
+    /// With --apply --console-password: read the password from standard input (its first line).
+    #[arg(long, requires = "console_password")]
+    pub console_password_stdin: bool,
     /// The credential name in the printed seal command.
     #[arg(long, default_value = "prod", value_name = "NAME")]
     pub seal_name: String,

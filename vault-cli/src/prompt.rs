@@ -14,6 +14,7 @@ use vault_core::vault::{PinProvider, Vault};
 use zeroize::Zeroizing;
 
 use crate::cli::ShareSources;
+use crate::commands::share::RetiredSet;
 use crate::exit::{Failure, fail};
 
 /// Whether a person is at the terminal (stdin and stderr both terminals).
@@ -195,6 +196,7 @@ fn describe_all(sets: &[ShareSet<'_>], collectors: &[Collector]) -> String {
 fn accept(
     vault_id: &str,
     sets: &[ShareSet<'_>],
+    retired: Option<&RetiredSet>,
     collectors: &mut [Collector],
     position: usize,
     mnemonic: &str,
@@ -209,6 +211,12 @@ fn accept(
             .map(|c| (i, c.name.clone()))
     });
     let Some((index, custodian)) = found else {
+        if let Some(why) = retired.and_then(|r| r.explain(&share)) {
+            return Err(fail(
+                Failure::Quorum,
+                format!("{source}: share {position}: {why}"),
+            ));
+        }
         let what = sets
             .iter()
             .map(|s| s.label)
@@ -234,13 +242,14 @@ fn accept(
 
 /// Gathers shares from files, stdin, or the terminal, validating each on entry.
 pub fn gather_shares(vault: &Vault, sources: &ShareSources) -> Result<Collector> {
-    gather_quorum_shares(vault.manifest(), sources)
+    gather_quorum_shares(vault.manifest(), Some(vault), sources)
 }
 
 /// Gathers a quorum of the shares of `manifest` (one not authenticated yet: a format-1 vault
 /// being upgraded).
 pub fn gather_quorum_shares(
     manifest: &vault_core::manifest::Manifest,
+    retired_of: Option<&Vault>,
     sources: &ShareSources,
 ) -> Result<Collector> {
     if let Some(collected) = sources.collected.borrow_mut().take() {
@@ -250,7 +259,8 @@ pub fn gather_quorum_shares(
         label: "quorum",
         set: &manifest.quorum,
     };
-    let mut collectors = gather_sets(&manifest.vault_id, sources, &[set])?;
+    let retired = retired_of.and_then(RetiredSet::of);
+    let mut collectors = gather_sets_with(&manifest.vault_id, sources, &[set], retired.as_ref())?;
     Ok(collectors.remove(0))
 }
 
@@ -274,7 +284,8 @@ pub fn gather_with_recovery(
             set: recovery,
         },
     ];
-    let mut collectors = gather_sets(&manifest.vault_id, sources, &sets)?;
+    let retired = RetiredSet::of(vault);
+    let mut collectors = gather_sets_with(&manifest.vault_id, sources, &sets, retired.as_ref())?;
     let recovery = collectors.pop().unwrap_or_default();
     let quorum = collectors.pop().unwrap_or_default();
     Ok((quorum, recovery))
@@ -288,6 +299,17 @@ pub fn gather_sets(
     sources: &ShareSources,
     sets: &[ShareSet<'_>],
 ) -> Result<Vec<Collector>> {
+    gather_sets_with(vault_id, sources, sets, None)
+}
+
+/// [`gather_sets`], saying of a share of the set a rekey retired that it was retired, and by
+/// which rekey.
+fn gather_sets_with(
+    vault_id: &str,
+    sources: &ShareSources,
+    sets: &[ShareSet<'_>],
+    retired: Option<&RetiredSet>,
+) -> Result<Vec<Collector>> {
     let mut collectors: Vec<Collector> = sets.iter().map(|_| Collector::new()).collect();
     let mut position = 0;
     for path in &sources.share_files {
@@ -296,6 +318,7 @@ pub fn gather_sets(
         let custodian = accept(
             vault_id,
             sets,
+            retired,
             &mut collectors,
             position,
             &mnemonic,
@@ -328,6 +351,7 @@ pub fn gather_sets(
             let custodian = accept(
                 vault_id,
                 sets,
+                retired,
                 &mut collectors,
                 position,
                 line.trim(),
@@ -359,6 +383,7 @@ pub fn gather_sets(
             match accept(
                 vault_id,
                 sets,
+                retired,
                 &mut collectors,
                 position,
                 &mnemonic,

@@ -379,6 +379,38 @@ pub async fn caller_identity(
     Ok(output.arn().unwrap_or_default().to_owned())
 }
 
+/// The serials of `user`'s MFA devices (IAM `ListMFADevices`), asked with the user's own key.
+pub async fn mfa_devices(
+    access_key_id: &str,
+    secret_access_key: &SecretString,
+    user: &str,
+) -> anyhow::Result<Vec<String>> {
+    let config = sdk_config(access_key_id, secret_access_key.expose_secret(), None, None).await;
+    let mut serials = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = aws_sdk_iam::Client::new(&config)
+            .list_mfa_devices()
+            .user_name(user)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| explain("ListMFADevices", e))?;
+        serials.extend(
+            page.mfa_devices()
+                .iter()
+                .map(|d| d.serial_number().to_owned()),
+        );
+        marker = page
+            .marker()
+            .map(str::to_owned)
+            .filter(|_| page.is_truncated());
+        if marker.is_none() {
+            return Ok(serials);
+        }
+    }
+}
+
 /// STS `AssumeRole` with a session's credentials (role chaining into member accounts).
 pub async fn assume_role_with_session(
     session: &Session,
@@ -519,44 +551,10 @@ impl OwnKeys {
 }
 
 impl OwnKeys {
-    /// Creates a virtual MFA device: its serial (ARN) and base32 seed.
-    pub async fn create_mfa_device(&self, name: &str) -> anyhow::Result<(String, SecretString)> {
-        let output = self
-            .iam
-            .create_virtual_mfa_device()
-            .virtual_mfa_device_name(name)
-            .send()
-            .await
-            .map_err(|e| explain("CreateVirtualMFADevice", e))?;
-        let device = output
-            .virtual_mfa_device()
-            .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no device"))?;
-        let seed = device
-            .base32_string_seed()
-            .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no seed"))?;
-        let seed = String::from_utf8(seed.as_ref().to_vec())
-            .map_err(|_| fail(Failure::Aws, "the MFA seed is not text"))?;
-        Ok((device.serial_number().to_owned(), SecretString::from(seed)))
-    }
-
-    /// Enables an MFA device for `user` with two consecutive codes.
-    pub async fn enable_mfa_device(
-        &self,
-        user: &str,
-        serial: &str,
-        first: &str,
-        second: &str,
-    ) -> anyhow::Result<()> {
-        self.iam
-            .enable_mfa_device()
-            .user_name(user)
-            .serial_number(serial)
-            .authentication_code1(first)
-            .authentication_code2(second)
-            .send()
-            .await
-            .map_err(|e| explain("EnableMFADevice", e))?;
-        Ok(())
+    /// A new virtual MFA device for `user`, made and enabled with the user's own key
+    /// (`rotate --mfa`): see [`new_enabled_mfa_device`].
+    pub async fn new_mfa_device(&self, user: &str) -> anyhow::Result<(String, SecretString)> {
+        new_enabled_mfa_device(&self.iam, Caller::Sealed, user).await
     }
 
     /// Deactivates and deletes an MFA device of `user`.
@@ -576,6 +574,49 @@ impl OwnKeys {
             .map_err(|e| explain("DeleteVirtualMFADevice", e))?;
         Ok(())
     }
+}
+
+/// A new virtual MFA device for `user`, enabled with two consecutive codes of its seed: its
+/// serial (ARN) and base32 seed. Named `USER-breakglass-<8 hex digits>`, a fresh name every
+/// time (two rotations may fall in the same second), inside the `mfa/USER-breakglass-*`
+/// resource the user's policy allows. `aws-setup --apply` (administrator's credentials) and
+/// `rotate --mfa` (the sealed key) both make their devices here.
+async fn new_enabled_mfa_device(
+    iam: &aws_sdk_iam::Client,
+    caller: Caller,
+    user: &str,
+) -> anyhow::Result<(String, SecretString)> {
+    let mut suffix = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
+        .map_err(|_| vault_core::Error::from(vault_core::vault::VaultError::Random))?;
+    let output = iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name(format!("{user}-breakglass-{}", hex::encode(suffix)))
+        .send()
+        .await
+        .map_err(|e| explain_as(caller, "CreateVirtualMFADevice", e))?;
+    let device = output
+        .virtual_mfa_device()
+        .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no device"))?;
+    let seed = device
+        .base32_string_seed()
+        .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no seed"))?;
+    let seed = SecretString::from(
+        String::from_utf8(seed.as_ref().to_vec())
+            .map_err(|_| fail(Failure::Aws, "the MFA seed is not text"))?,
+    );
+    let serial = device.serial_number().to_owned();
+    let totp = vault_core::totp::Totp::from_base32(seed.expose_secret())?;
+    let step = totp.step_at(vault_core::clock::now_unix());
+    iam.enable_mfa_device()
+        .user_name(user)
+        .serial_number(&serial)
+        .authentication_code1(totp.code_for_step(step))
+        .authentication_code2(totp.code_for_step(step + 1))
+        .send()
+        .await
+        .map_err(|e| explain_as(caller, "EnableMFADevice", e))?;
+    Ok((serial, seed))
 }
 
 /// Proves a key works (GetCallerIdentity), retrying with backoff while IAM propagates it.

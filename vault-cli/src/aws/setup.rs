@@ -5,9 +5,8 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use vault_core::credential::AwsKeys;
-use vault_core::totp::Totp;
 
-use super::{Caller, admin_config, explain, explain_as, sdk_config};
+use super::{Caller, admin_config, explain, explain_as, new_enabled_mfa_device, sdk_config};
 use crate::commands::aws_setup::{
     CHAIN_POLICY_NAME, PERMISSIONS_POLICY_NAME, Permissions, Plan, RULE_STATE, USER_POLICY_NAME,
 };
@@ -39,12 +38,13 @@ impl std::fmt::Debug for UserSecrets {
 }
 
 /// Makes everything in the plan; on a failure, the error names what was already made.
-pub async fn apply(plan: &Plan) -> anyhow::Result<Made> {
+/// `console_password`: the user's console password, when the plan gives it one.
+pub async fn apply(plan: &Plan, console_password: Option<&SecretString>) -> anyhow::Result<Made> {
     let mut made = Made {
         resources: Vec::new(),
         secrets: None,
     };
-    match apply_steps(plan, &mut made).await {
+    match apply_steps(plan, console_password, &mut made).await {
         Ok(()) => Ok(made),
         Err(e) if made.resources.is_empty() => Err(e),
         Err(e) => Err(e.context(format!(
@@ -54,7 +54,11 @@ pub async fn apply(plan: &Plan) -> anyhow::Result<Made> {
     }
 }
 
-async fn apply_steps(plan: &Plan, made: &mut Made) -> anyhow::Result<()> {
+async fn apply_steps(
+    plan: &Plan,
+    console_password: Option<&SecretString>,
+    made: &mut Made,
+) -> anyhow::Result<()> {
     let config = admin_config(Some(&plan.region)).await;
     let iam = aws_sdk_iam::Client::new(&config);
     if let Some(user) = &plan.user {
@@ -73,6 +77,19 @@ async fn apply_steps(plan: &Plan, made: &mut Made) -> anyhow::Result<()> {
             .map_err(|e| explain_as(Caller::Administrator, "PutUserPolicy", e))?;
         made.resources
             .push(format!("its only policy {USER_POLICY_NAME} (inline)"));
+        if let Some(password) = console_password.filter(|_| user.console_password) {
+            iam.create_login_profile()
+                .user_name(&user.name)
+                .password(password.expose_secret())
+                .password_reset_required(false)
+                .send()
+                .await
+                .map_err(|e| explain_as(Caller::Administrator, "CreateLoginProfile", e))?;
+            made.resources.push(format!(
+                "a console password for {} (the one you gave; never printed)",
+                user.name
+            ));
+        }
     }
     create_role(&iam, plan).await?;
     made.resources.push(format!(
@@ -242,36 +259,7 @@ async fn user_secrets(
         .ok_or_else(|| fail(Failure::Aws, "CreateAccessKey returned no key"))?;
     made.resources
         .push(format!("access key {} of {user}", key.access_key_id()));
-    let mut suffix = [0u8; 4];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
-        .map_err(|_| anyhow::anyhow!("the random generator failed"))?;
-    let device = iam
-        .create_virtual_mfa_device()
-        .virtual_mfa_device_name(format!("{user}-breakglass-{}", hex::encode(suffix)))
-        .send()
-        .await
-        .map_err(|e| explain_as(Caller::Administrator, "CreateVirtualMFADevice", e))?;
-    let device = device
-        .virtual_mfa_device()
-        .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no device"))?;
-    let serial = device.serial_number().to_owned();
-    let seed = device
-        .base32_string_seed()
-        .ok_or_else(|| fail(Failure::Aws, "CreateVirtualMFADevice returned no seed"))?;
-    let seed = SecretString::from(
-        String::from_utf8(seed.as_ref().to_vec())
-            .map_err(|_| fail(Failure::Aws, "the MFA seed is not text"))?,
-    );
-    let totp = Totp::from_base32(seed.expose_secret())?;
-    let step = totp.step_at(vault_core::clock::now_unix());
-    iam.enable_mfa_device()
-        .user_name(user)
-        .serial_number(&serial)
-        .authentication_code1(totp.code_for_step(step))
-        .authentication_code2(totp.code_for_step(step + 1))
-        .send()
-        .await
-        .map_err(|e| explain_as(Caller::Administrator, "EnableMFADevice", e))?;
+    let (serial, seed) = new_enabled_mfa_device(iam, Caller::Administrator, user).await?;
     made.resources
         .push(format!("virtual MFA device {serial}, enabled for {user}"));
     Ok(UserSecrets {

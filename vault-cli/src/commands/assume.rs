@@ -395,12 +395,33 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// `breakglass console`: the federation endpoint's documented protocol: `getSigninToken` with
-/// the session, then a `login` URL carrying the sign-in token.
-pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
-    let Assumed {
-        session, ceremony, ..
-    } = assume(vault_arg, &args.common)?;
+/// Before any share is asked for: does the federation endpoint answer at all? Any HTTP answer
+/// counts (without a session it refuses the request); no answer means the console cannot be
+/// reached, and the glass is not broken for nothing.
+fn check_federation_endpoint(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Result<()> {
+    match runtime.block_on(aws::https::get_text(endpoint, Duration::from_secs(10))) {
+        Ok(_) | Err(aws::https::GetError::Status(_)) => Ok(()),
+        Err(aws::https::GetError::BadUrl) => Err(fail(
+            Failure::Usage,
+            format!("--federation-endpoint {endpoint}: not a usable URL"),
+        )),
+        Err(e) => Err(fail(
+            Failure::Aws,
+            format!(
+                "the federation endpoint {endpoint}: {e}: no role was assumed and no share was \
+                 asked for; check the network and proxy (or use `breakglass assume` or `exec` \
+                 for the API without the console)"
+            ),
+        )),
+    }
+}
+
+/// `getSigninToken` with the session: the sign-in token.
+fn signin_token(
+    runtime: &tokio::runtime::Runtime,
+    endpoint: &str,
+    session: &Session,
+) -> Result<String> {
     let session_json = serde_json::json!({
         "sessionId": session.access_key_id,
         "sessionKey": session.secret_access_key.expose_secret(),
@@ -408,42 +429,58 @@ pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
     })
     .to_string();
     let request = format!(
-        "{}?Action=getSigninToken&Session={}",
-        args.federation_endpoint,
+        "{endpoint}?Action=getSigninToken&Session={}",
         url_encode(&session_json)
     );
-    let text = aws::runtime()?
+    let text = runtime
         .block_on(aws::https::get_text(&request, Duration::from_secs(20)))
-        .map_err(|e| {
-            fail(
-                Failure::Aws,
-                format!("getSigninToken at {}: {e}", args.federation_endpoint),
-            )
-        })?;
+        .map_err(|e| fail(Failure::Aws, format!("getSigninToken at {endpoint}: {e}")))?;
     let body: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
         fail(
             Failure::Aws,
-            format!(
-                "getSigninToken at {}: the answer is not JSON",
-                args.federation_endpoint
-            ),
+            format!("getSigninToken at {endpoint}: the answer is not JSON"),
         )
     })?;
-    let token = body["SigninToken"].as_str().ok_or_else(|| {
-        fail(
-            Failure::Aws,
-            format!(
-                "getSigninToken at {}: no SigninToken in the answer",
-                args.federation_endpoint
-            ),
-        )
-    })?;
+    body["SigninToken"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            fail(
+                Failure::Aws,
+                format!("getSigninToken at {endpoint}: no SigninToken in the answer"),
+            )
+        })
+}
+
+/// `breakglass console`: the federation endpoint's documented protocol: `getSigninToken` with
+/// the session, then a `login` URL carrying the sign-in token. The endpoint is checked before
+/// any share is asked for; when the sign-in fails after the role was assumed, the session is
+/// printed (credential_process JSON) so that the broken glass is not wasted.
+pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
+    let runtime = aws::runtime()?;
+    check_federation_endpoint(&runtime, &args.federation_endpoint)?;
+    let Assumed {
+        session, ceremony, ..
+    } = assume(vault_arg, &args.common)?;
+    let token = match signin_token(&runtime, &args.federation_endpoint, &session) {
+        Ok(token) => token,
+        Err(e) => {
+            println!("{}", credential_process_json(&session));
+            eprintln!(
+                "the role was assumed (ceremony {ceremony}) but no console sign-in URL could be \
+                 made; the session is on standard output as credential_process JSON, valid until \
+                 {}: use it with the AWS CLI, or retry the sign-in",
+                session.expiration
+            );
+            return Err(e);
+        }
+    };
     println!(
         "{}?Action=login&Issuer={}&Destination={}&SigninToken={}",
         args.federation_endpoint,
         url_encode(&format!("breakglass-{ceremony}")),
         url_encode(&args.destination),
-        url_encode(token)
+        url_encode(&token)
     );
     eprintln!("(the URL signs in as the session until it expires: treat it as a secret)");
     Ok(())

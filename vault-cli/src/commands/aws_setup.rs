@@ -11,6 +11,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::policy::{AlertArns, trust_policy, user_policy};
@@ -38,6 +39,8 @@ pub struct UserPlan {
     pub arn: String,
     /// Its only policy.
     pub policy: Value,
+    /// Whether it gets an AWS console password (a login profile).
+    pub console_password: bool,
 }
 
 /// The alert: an EventBridge rule sending to an SNS topic.
@@ -215,6 +218,12 @@ pub fn plan(args: &AwsSetupArgs) -> Result<Plan> {
         topic: topic_arn.clone(),
     };
     let (user, trust) = match &args.member_of {
+        Some(_) if args.console_password => {
+            return Err(fail(
+                Failure::Usage,
+                "--console-password with --member-of: a member account has no break-glass user to sign in as",
+            ));
+        }
         Some(security_role) => {
             check_role_arn(security_role, "--member-of")?;
             (None, trust_policy(security_role, false))
@@ -228,6 +237,7 @@ pub fn plan(args: &AwsSetupArgs) -> Result<Plan> {
                     name: args.user.clone(),
                     arn,
                     policy,
+                    console_password: args.console_password,
                 }),
                 trust,
             )
@@ -268,14 +278,36 @@ pub fn plan(args: &AwsSetupArgs) -> Result<Plan> {
 }
 
 /// The plan as a CloudFormation template (JSON, which is also YAML).
+/// The Secrets Manager secret a template's console password is read from.
+pub fn console_password_secret(user: &str) -> String {
+    format!("{user}-console-password")
+}
+
+/// A CloudFormation dynamic reference to that secret.
+fn console_password_reference(user: &str) -> String {
+    format!(
+        "{{{{resolve:secretsmanager:{}}}}}",
+        console_password_secret(user)
+    )
+}
+
 pub fn cloudformation(plan: &Plan) -> Value {
     let mut resources = serde_json::Map::new();
     let mut role_depends = Vec::new();
     let mut outputs = serde_json::Map::new();
     if let Some(user) = &plan.user {
+        let mut properties = json!({ "UserName": user.name });
+        if user.console_password {
+            // The password never passes through the template or its parameters: CloudFormation
+            // resolves it from the Secrets Manager secret the administrator made beforehand.
+            properties["LoginProfile"] = json!({
+                "Password": console_password_reference(&user.name),
+                "PasswordResetRequired": false,
+            });
+        }
         resources.insert(
             "BreakGlassUser".into(),
-            json!({ "Type": "AWS::IAM::User", "Properties": { "UserName": user.name } }),
+            json!({ "Type": "AWS::IAM::User", "Properties": properties }),
         );
         resources.insert(
             "BreakGlassUserPolicy".into(),
@@ -417,6 +449,20 @@ pub fn terraform(plan: &Plan) -> String {
                 ("policy", hcl_json(&user.policy)),
             ],
         );
+        if user.console_password {
+            // The provider makes the password (it cannot be given); with a PGP key it keeps only
+            // the encrypted password, readable by that key's holder.
+            block(
+                "aws_iam_user_login_profile",
+                "breakglass",
+                &[
+                    ("user", "aws_iam_user.breakglass.name".into()),
+                    ("password_reset_required", "false".into()),
+                    ("password_length", "32".into()),
+                    ("pgp_key", "var.console_password_pgp_key".into()),
+                ],
+            );
+        }
         role_depends = Some("[aws_iam_user.breakglass]".to_owned());
     }
     let mut role = vec![
@@ -511,10 +557,65 @@ pub fn terraform(plan: &Plan) -> String {
     out.push_str(
         "output \"role_arn\" {\n  value = aws_iam_role.emergency.arn\n}\n\noutput \"alert_topic_arn\" {\n  value = aws_sns_topic.alert.arn\n}\n",
     );
+    if plan.user.as_ref().is_some_and(|u| u.console_password) {
+        out.push_str(
+            "\nvariable \"console_password_pgp_key\" {\n  description = \"A PGP public key (base64, or keybase:NAME) the console password is encrypted to\"\n  type        = string\n}\n\noutput \"console_password_encrypted\" {\n  value = aws_iam_user_login_profile.breakglass.encrypted_password\n}\n",
+        );
+    }
     out
 }
 
 /// `breakglass aws-setup`.
+/// The console password `--apply` gives the user: the first line of --console-password-file or
+/// of standard input, or typed twice at a hidden prompt; never from argv.
+fn console_password(args: &AwsSetupArgs) -> Result<SecretString> {
+    let given = crate::prompt::read_secret_input(
+        args.console_password_file.as_ref(),
+        args.console_password_stdin,
+    )?;
+    let password = match given {
+        Some(bytes) => {
+            let source = match &args.console_password_file {
+                Some(path) => format!("--console-password-file {}", path.display()),
+                None => "--console-password-stdin".to_owned(),
+            };
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                fail(
+                    Failure::Usage,
+                    format!("{source}: the password is not text"),
+                )
+            })?;
+            let line = text.lines().next().unwrap_or_default();
+            if line.is_empty() {
+                return Err(fail(
+                    Failure::Usage,
+                    format!("{source}: no password in it (its first line is empty)"),
+                ));
+            }
+            SecretString::from(line.to_owned())
+        }
+        None if crate::prompt::interactive() => {
+            let first = crate::prompt::hidden("console password for the break-glass user: ")?;
+            let second = crate::prompt::hidden("the same again: ")?;
+            if first.is_empty() || *first != *second {
+                return Err(fail(
+                    Failure::Usage,
+                    "the two console passwords typed differ (or are empty): nothing was made",
+                ));
+            }
+            SecretString::from(first.to_string())
+        }
+        None => {
+            return Err(fail(
+                Failure::Usage,
+                "--apply --console-password needs the password: --console-password-file FILE, \
+                 --console-password-stdin, or a terminal to type it at (never on the command line)",
+            ));
+        }
+    };
+    Ok(password)
+}
+
 pub fn run(args: &AwsSetupArgs) -> Result<()> {
     let plan = plan(args)?;
     if !args.apply {
@@ -547,8 +648,12 @@ pub fn run(args: &AwsSetupArgs) -> Result<()> {
             ),
         ));
     }
+    let console_password = match &plan.user {
+        Some(user) if user.console_password => Some(console_password(args)?),
+        _ => None,
+    };
     let runtime = crate::aws::runtime()?;
-    let made = runtime.block_on(crate::aws::setup::apply(&plan))?;
+    let made = runtime.block_on(crate::aws::setup::apply(&plan, console_password.as_ref()))?;
     for line in &made.resources {
         println!("made {line}");
     }

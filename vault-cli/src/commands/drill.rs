@@ -34,16 +34,26 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             Err(e) => return format!("FAILED: {e}"),
         };
         let region = envelope.metadata.get("region").cloned();
-        let key = match runtime.block_on(crate::aws::caller_identity(
+        let arn = match runtime.block_on(crate::aws::caller_identity(
             &keys.access_key_id,
             &keys.secret_access_key,
             None,
             region.clone(),
         )) {
-            Ok(arn) => format!("opened; key {} valid in AWS as {arn}", keys.access_key_id),
+            Ok(arn) => arn,
             Err(e) => return format!("opened; AWS key {} FAILED: {e}", keys.access_key_id),
         };
-        let key = format!("{key}; {}", mfa_outcome(envelope, &keys));
+        let mut key = format!(
+            "opened; key {} valid in AWS as {arn}; {}",
+            keys.access_key_id,
+            mfa_outcome(envelope, &keys)
+        );
+        if let Some(serial) = envelope.metadata.get("mfa_serial")
+            && keys.mfa_seed.is_some()
+        {
+            key.push_str("; ");
+            key.push_str(&device_outcome(runtime, &keys, &arn, serial));
+        }
         let (Some(rule), Some(topic)) = (
             envelope.metadata.get("alert_rule"),
             envelope.metadata.get("alert_topic"),
@@ -98,10 +108,9 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     }
     if !report.all_passed() {
         return Err(fail(
-            if results
-                .values()
-                .any(|r| r.contains("AWS key") || r.contains("AWS alert"))
-            {
+            if results.values().any(|r| {
+                r.contains("AWS key") || r.contains("AWS alert") || r.contains("MFA device FAILED")
+            }) {
                 Failure::Aws
             } else {
                 Failure::Integrity
@@ -127,5 +136,41 @@ fn mfa_outcome(envelope: &Envelope, keys: &AwsKeys) -> String {
             Ok(_) => format!("MFA seed for {serial} makes codes"),
             Err(reason) => format!("MFA FAILED: the sealed seed makes no codes ({reason})"),
         },
+    }
+}
+
+/// Whether the device the credential names is an MFA device of the user the sealed key
+/// belongs to (IAM `ListMFADevices` with that key): a seed that makes codes is no use if AWS
+/// asks for another device's. A key that may not list its devices leaves it unchecked.
+fn device_outcome(
+    runtime: &tokio::runtime::Runtime,
+    keys: &AwsKeys,
+    arn: &str,
+    serial: &str,
+) -> String {
+    let Some(user) = arn
+        .split_once(":user/")
+        .map(|(_, path)| path.rsplit('/').next().unwrap_or(path))
+    else {
+        return format!("MFA device {serial} not checked: {arn} is not an IAM user");
+    };
+    match runtime.block_on(crate::aws::mfa_devices(
+        &keys.access_key_id,
+        &keys.secret_access_key,
+        user,
+    )) {
+        Ok(devices) if devices.iter().any(|d| d == serial) => {
+            format!("MFA device {serial} is {user}'s")
+        }
+        Ok(devices) => format!(
+            "MFA device FAILED: {serial} is not an MFA device of {user} (its devices: {}); \
+             re-seal with the device enabled for {user} and its seed, or `breakglass rotate --mfa`",
+            if devices.is_empty() {
+                "none".to_owned()
+            } else {
+                devices.join(", ")
+            }
+        ),
+        Err(e) => format!("MFA device {serial} not checked ({e:#})"),
     }
 }

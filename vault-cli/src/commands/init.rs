@@ -162,10 +162,14 @@ pub(super) fn write_share_files(
     Ok(written)
 }
 
-/// Shows each custodian their share on a cleared screen and has them type it back.
+/// Clears the screen and its scrollback (`ESC[3J`), where a share shown earlier would stay.
+const CLEAR: &str = "\x1b[H\x1b[2J\x1b[3J";
+
+/// Shows each custodian their share on a cleared screen and has them type it back. Anything but
+/// "yes" at "Ready?" stops before that share is shown.
 pub(super) fn hand_out_on_terminal(identity: &str, shares: &[CustodianShare]) -> Result<()> {
     for issued in shares {
-        eprint!("\x1b[2J\x1b[H");
+        eprint!("{CLEAR}");
         eprintln!(
             "{} for custodian {} (group {}). Only {} should look now.",
             if issued.recovery {
@@ -177,11 +181,20 @@ pub(super) fn hand_out_on_terminal(identity: &str, shares: &[CustodianShare]) ->
             issued.group,
             issued.custodian
         );
-        crate::prompt::confirm("Ready?")?;
+        if !crate::prompt::confirm("Ready?")? {
+            eprint!("{CLEAR}");
+            return Err(fail(
+                Failure::Usage,
+                format!(
+                    "stopped before {}'s share was shown: the shares are not all handed out",
+                    issued.custodian
+                ),
+            ));
+        }
         eprintln!("\n{}\n", issued.share.to_mnemonic().expose_secret());
         eprintln!("Write these words down. Fingerprint of this vault: {identity}");
         crate::prompt::confirm("Written down?")?;
-        eprint!("\x1b[2J\x1b[H");
+        eprint!("{CLEAR}");
         loop {
             let typed = hidden(&format!(
                 "{}: type your share back to confirm: ",
@@ -194,7 +207,7 @@ pub(super) fn hand_out_on_terminal(identity: &str, shares: &[CustodianShare]) ->
             }
         }
     }
-    eprint!("\x1b[2J\x1b[H");
+    eprint!("{CLEAR}");
     Ok(())
 }
 
@@ -358,16 +371,30 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         config: &config,
         operator: args.operator.clone(),
     };
+    let existed = dir.exists();
     let (vault, shares) = Vault::init(&dir, &options)?;
     let fingerprint = vault.identity();
-    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
-    let written = deliver(
+    // Shown on the terminal, every share must be confirmed before the vault counts as made:
+    // otherwise it is removed again and nothing is pinned.
+    let written = match deliver(
         vault.manifest(),
         &fingerprint,
         &shares,
         &args.handout,
         &recipients,
-    )?;
+    ) {
+        Ok(written) => written,
+        Err(e) if args.handout.shares_dir.is_none() && args.handout.share_cards.is_none() => {
+            drop(vault);
+            Vault::discard_new(&dir, existed);
+            return Err(e.context(format!(
+                "the vault was not made: {} removed (run init again to start over)",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
     let (files, cards): (Vec<PathBuf>, Vec<PathBuf>) = written
         .into_iter()
         .partition(|p| p.extension().is_none_or(|e| e != "html"));

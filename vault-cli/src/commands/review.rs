@@ -12,7 +12,10 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use vault_core::clock;
 
-use crate::aws::review::{Lookup, TrailBucket, records_from_bucket, records_from_lookup};
+use crate::aws::review::{
+    ConfigItem, Lookup, RegionConfig, Touched, TrailBucket, config_changes, records_from_bucket,
+    records_from_lookup, touched_by,
+};
 use crate::cli::{ReviewArgs, ReviewFormat};
 use crate::exit::{Failure, fail};
 
@@ -154,6 +157,154 @@ pub fn days(start: u64, end: u64) -> Vec<String> {
     days
 }
 
+/// What AWS Config says, region by region, of the resources the ceremony's records name: what
+/// it recorded of them in the window, that it does not record there, or why it could not be
+/// read (the review goes on without it).
+struct ConfigSection {
+    regions: Vec<(String, Result<RegionConfig, String>)>,
+}
+
+impl ConfigSection {
+    /// Asks AWS Config in each region the records name a resource in.
+    fn gather(
+        runtime: &tokio::runtime::Runtime,
+        records: &[Value],
+        (start, end): (u64, u64),
+    ) -> ConfigSection {
+        let touched: Vec<Touched> = records
+            .iter()
+            .flat_map(touched_by)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let regions: BTreeSet<String> = touched.iter().map(|t| t.region.clone()).collect();
+        ConfigSection {
+            regions: regions
+                .into_iter()
+                .map(|region| {
+                    let found = runtime
+                        .block_on(config_changes(&region, &touched, start, end))
+                        .map_err(|e| format!("{e:#}"));
+                    (region, found)
+                })
+                .collect(),
+        }
+    }
+
+    fn item_count(&self) -> usize {
+        self.regions
+            .iter()
+            .map(|(_, found)| match found {
+                Ok(RegionConfig::Recorded { items, .. }) => items.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// One line per region saying what Config had to say, for the report's text forms.
+    fn lines(&self) -> Vec<String> {
+        if self.regions.is_empty() {
+            return vec!["the actions name no resource AWS Config could have recorded".into()];
+        }
+        self.regions
+            .iter()
+            .map(|(region, found)| match found {
+                Ok(RegionConfig::NotRecording) => format!(
+                    "{region}: AWS Config is not recording there (no configuration recorder on): \
+                     no recorded changes to show"
+                ),
+                Ok(RegionConfig::Recorded {
+                    items,
+                    not_discovered,
+                }) => {
+                    let mut line = format!(
+                        "{region}: AWS Config recorded {} change(s) in the session's window",
+                        items.len()
+                    );
+                    if !not_discovered.is_empty() {
+                        line.push_str("; no configuration item for ");
+                        line.push_str(
+                            &not_discovered
+                                .iter()
+                                .map(|t| format!("{} {}", t.resource_type, t.name))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        );
+                    }
+                    line
+                }
+                Err(error) => format!("{region}: AWS Config could not be read: {error}"),
+            })
+            .collect()
+    }
+
+    fn items(&self) -> impl Iterator<Item = (&str, &ConfigItem)> {
+        self.regions.iter().flat_map(|(region, found)| {
+            let items = match found {
+                Ok(RegionConfig::Recorded { items, .. }) => items.as_slice(),
+                _ => &[],
+            };
+            items.iter().map(move |item| (region.as_str(), item))
+        })
+    }
+
+    fn json(&self) -> Value {
+        Value::Array(
+            self.regions
+                .iter()
+                .map(|(region, found)| match found {
+                    Ok(RegionConfig::NotRecording) => {
+                        json!({"region": region, "state": "not_recording"})
+                    }
+                    Ok(RegionConfig::Recorded {
+                        items,
+                        not_discovered,
+                    }) => json!({
+                        "region": region,
+                        "state": "recording",
+                        "items": items.iter().map(|i| json!({
+                            "time": i.time,
+                            "resource_type": i.resource_type,
+                            "resource_id": i.resource_id,
+                            "resource_name": i.resource_name,
+                            "status": i.status,
+                            "related_events": i.related_events,
+                            "configuration": i.configuration,
+                        })).collect::<Vec<_>>(),
+                        "not_discovered": not_discovered.iter().map(|t| json!({
+                            "resource_type": t.resource_type, "name": t.name,
+                        })).collect::<Vec<_>>(),
+                    }),
+                    Err(error) => json!({"region": region, "state": "unreadable", "error": error}),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A configuration item's cells: time, region, resource, status, related events, configuration.
+fn config_cells(region: &str, item: &ConfigItem) -> [String; 6] {
+    let resource = match &item.resource_name {
+        Some(name) if *name != item.resource_id => {
+            format!("{} {name} ({})", item.resource_type, item.resource_id)
+        }
+        _ => format!("{} {}", item.resource_type, item.resource_id),
+    };
+    [
+        item.time.clone(),
+        region.to_owned(),
+        resource,
+        item.status.clone(),
+        item.related_events.join(", "),
+        item.configuration
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect(),
+    ]
+}
+
 /// One line of the report's table.
 struct Row {
     time: String,
@@ -225,7 +376,12 @@ fn head(ceremony: &Ceremony, source: &str, count: usize) -> Vec<(&'static str, S
     .collect()
 }
 
-fn markdown(ceremony: &Ceremony, source: &str, records: &[Value]) -> String {
+fn markdown(
+    ceremony: &Ceremony,
+    source: &str,
+    records: &[Value],
+    config: &ConfigSection,
+) -> String {
     let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let mut out = format!("# Break-glass review: ceremony {}\n\n", ceremony.id);
     for (key, value) in head(ceremony, source, records.len()) {
@@ -245,10 +401,30 @@ fn markdown(ceremony: &Ceremony, source: &str, records: &[Value]) -> String {
             cell(&r.request).replace('`', "'")
         ));
     }
+    out.push_str("\n## Changes AWS Config recorded\n\n");
+    for line in config.lines() {
+        out.push_str(&format!("- {}\n", cell(&line)));
+    }
+    if config.item_count() > 0 {
+        out.push_str("\n| time | region | resource | status | related events | configuration |\n");
+        out.push_str("|---|---|---|---|---|---|\n");
+        for (region, item) in config.items() {
+            let cells = config_cells(region, item).map(|c| cell(&c));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | `{}` |\n",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                cells[5].replace('`', "'")
+            ));
+        }
+    }
     out
 }
 
-fn html(ceremony: &Ceremony, source: &str, records: &[Value]) -> String {
+fn html(ceremony: &Ceremony, source: &str, records: &[Value], config: &ConfigSection) -> String {
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -277,11 +453,32 @@ fn html(ceremony: &Ceremony, source: &str, records: &[Value]) -> String {
             esc(&r.request)
         ));
     }
-    out.push_str("</table>\n</body></html>\n");
+    out.push_str("</table>\n<h2>Changes AWS Config recorded</h2>\n<ul>\n");
+    for line in config.lines() {
+        out.push_str(&format!("<li>{}</li>\n", esc(&line)));
+    }
+    out.push_str("</ul>\n");
+    if config.item_count() > 0 {
+        out.push_str("<table>\n<tr><th>time</th><th>region</th><th>resource</th><th>status</th><th>related events</th><th>configuration</th></tr>\n");
+        for (region, item) in config.items() {
+            let cells = config_cells(region, item).map(|c| esc(&c));
+            out.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>\n",
+                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+            ));
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body></html>\n");
     out
 }
 
-fn report_json(ceremony: &Ceremony, source: &str, records: &[Value]) -> Value {
+fn report_json(
+    ceremony: &Ceremony,
+    source: &str,
+    records: &[Value],
+    config: &ConfigSection,
+) -> Value {
     json!({
         "ceremony": ceremony.id,
         "credential": ceremony.credential,
@@ -296,6 +493,7 @@ fn report_json(ceremony: &Ceremony, source: &str, records: &[Value]) -> Value {
         "error": ceremony.error,
         "source": source,
         "records": records,
+        "config": config.json(),
     })
 }
 
@@ -344,11 +542,13 @@ pub fn run(vault_arg: Option<&Path>, args: &ReviewArgs) -> Result<()> {
         }
     };
     let records = select(records, &ceremony);
+    let config = ConfigSection::gather(&runtime, &records, (start, end));
     let report = match args.format {
-        ReviewFormat::Md => markdown(&ceremony, &source, &records),
-        ReviewFormat::Html => html(&ceremony, &source, &records),
+        ReviewFormat::Md => markdown(&ceremony, &source, &records, &config),
+        ReviewFormat::Html => html(&ceremony, &source, &records, &config),
         ReviewFormat::Json => {
-            serde_json::to_string_pretty(&report_json(&ceremony, &source, &records))? + "\n"
+            serde_json::to_string_pretty(&report_json(&ceremony, &source, &records, &config))?
+                + "\n"
         }
     };
     match &args.out {
@@ -367,6 +567,7 @@ pub fn run(vault_arg: Option<&Path>, args: &ReviewArgs) -> Result<()> {
         vault_core::audit::Event::new("review")
             .detail("ceremony", ceremony.id.clone())
             .detail("actions", records.len().to_string())
+            .detail("config_items", config.item_count().to_string())
             .detail("source", source),
     )?;
     Ok(())

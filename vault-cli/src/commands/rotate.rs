@@ -148,20 +148,7 @@ impl Rotation<'_> {
         let own = self
             .runtime
             .block_on(OwnKeys::new(&keys.access_key_id, &keys.secret_access_key));
-        // A fresh name every time (two rotations may fall in the same second).
-        let mut suffix = [0u8; 4];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut suffix)
-            .map_err(|_| vault_core::Error::from(vault_core::vault::VaultError::Random))?;
-        let device = format!("{user}-breakglass-{}", hex::encode(suffix));
-        let (serial, seed) = self.runtime.block_on(own.create_mfa_device(&device))?;
-        let totp = vault_core::totp::Totp::from_base32(seed.expose_secret())?;
-        let step = totp.step_at(vault_core::clock::now_unix());
-        self.runtime.block_on(own.enable_mfa_device(
-            &user,
-            &serial,
-            &totp.code_for_step(step),
-            &totp.code_for_step(step + 1),
-        ))?;
+        let (serial, seed) = self.runtime.block_on(own.new_mfa_device(&user))?;
         let reseeded = AwsKeys {
             access_key_id: keys.access_key_id.clone(),
             secret_access_key: SecretString::from(

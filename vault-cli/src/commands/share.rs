@@ -14,6 +14,65 @@ use crate::cli::{ShareCardArgs, ShareVerifyArgs};
 use crate::exit::{Failure, fail};
 use crate::prompt::own_share;
 
+/// The quorum share set the last rekey retired, read from the succession statement that rekey
+/// left in the vault directory, and which rekey it was (from the audit log). Used only to say
+/// why a share is refused: a share of it is refused either way, so the statement's signature
+/// is not needed here (opening the vault checks it whenever it moves a pin).
+pub struct RetiredSet {
+    quorum: Quorum,
+    vault_id: String,
+    /// Read for the message only when a share of the retired set is found (reading the whole
+    /// log on every gathering would cost every unseal the log's length).
+    audit: vault_core::audit::AuditLog,
+}
+
+impl RetiredSet {
+    /// The retired set of `vault`, if a rekey left one.
+    pub fn of(vault: &Vault) -> Option<RetiredSet> {
+        let bytes = std::fs::read(vault.store().path(vault_core::store::SUCCESSION)).ok()?;
+        let succession: vault_core::trust::identity::Succession =
+            serde_json::from_slice(&bytes).ok()?;
+        Some(RetiredSet {
+            quorum: succession.previous.quorum,
+            vault_id: succession.previous.vault_id,
+            audit: vault.audit(),
+        })
+    }
+
+    /// "the rekey of TIME (manifest version N)", from the last rekey entry of the log.
+    fn by(&self) -> String {
+        let rekey = self
+            .audit
+            .entries()
+            .ok()
+            .and_then(|entries| entries.into_iter().rev().find(|e| e.event == "rekey"));
+        match rekey {
+            Some(entry) => format!(
+                "the rekey of {}{}",
+                entry.time,
+                entry
+                    .details
+                    .get("manifest_version")
+                    .map(|v| format!(" (manifest version {v})"))
+                    .unwrap_or_default()
+            ),
+            None => "a rekey".to_owned(),
+        }
+    }
+
+    /// When `share` is a share of this retired set: what to tell its custodian.
+    pub fn explain(&self, share: &Share) -> Option<String> {
+        let custodian = self.quorum.verify_share(&self.vault_id, share)?;
+        Some(format!(
+            "it is {}'s share of the set retired by {}: it opens nothing any more; \
+             use the share that rekey issued to {}",
+            custodian.name,
+            self.by(),
+            custodian.name
+        ))
+    }
+}
+
 /// Whose share `share` is: the set (quorum or recovery), the custodian, and whether it is a
 /// recovery share.
 fn identify<'v>(vault: &'v Vault, share: &Share) -> Result<(&'v Quorum, String, bool)> {
@@ -26,16 +85,200 @@ fn identify<'v>(vault: &'v Vault, share: &Share) -> Result<(&'v Quorum, String, 
                 .map(|c| (set, c.name.clone(), recovery))
         })
         .ok_or_else(|| {
+            let why = RetiredSet::of(vault)
+                .and_then(|retired| retired.explain(share))
+                .unwrap_or_else(|| {
+                    "it is not a share of this vault: it matches none of the custodians' commitments"
+                        .to_owned()
+                });
             fail(
                 Failure::Quorum,
-                "this share is intact (its checksum holds) but it is not a share of this vault: it matches none of the custodians' commitments",
+                format!("this share is intact (its checksum holds) but {why}"),
             )
         })
 }
 
+/// Compares fingerprints as cards and files show them: case, dashes and spaces ignored.
+fn same_fingerprint(a: &str, b: &str) -> bool {
+    let normalise = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_uppercase())
+            .collect()
+    };
+    normalise(a) == normalise(b)
+}
+
+/// What a share file's comment lines say of it (docs/format.md, "Share files and cards").
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FileHeader {
+    custodian: Option<String>,
+    recovery: bool,
+    vault_id: Option<String>,
+    fingerprint: Option<String>,
+    group: Option<String>,
+    /// Member (1-based), members, group threshold, group threshold of the set, groups.
+    numbers: Option<[u8; 5]>,
+}
+
+impl FileHeader {
+    fn parse(text: &str) -> FileHeader {
+        let mut header = FileHeader::default();
+        for line in text.lines().filter_map(|l| l.strip_prefix("# ")) {
+            if let Some(name) = line.strip_prefix("breakglass share of custodian ") {
+                header.custodian = Some(name.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("breakglass RECOVERY share") {
+                header.recovery = true;
+                header.custodian = rest
+                    .rsplit_once(" of custodian ")
+                    .map(|(_, name)| name.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("vault ") {
+                if let Some((id, fingerprint)) = rest.split_once(", fingerprint ") {
+                    header.vault_id = Some(id.trim().to_owned());
+                    header.fingerprint = Some(fingerprint.trim().to_owned());
+                }
+            } else if let Some(rest) = line.strip_prefix("group ")
+                && let Some((name, numbers)) = rest.rsplit_once(": member ")
+            {
+                header.group = serde_json::from_str::<String>(name).ok();
+                let found: Vec<u8> = numbers
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|n| n.parse().ok())
+                    .collect();
+                header.numbers = <[u8; 5]>::try_from(found).ok();
+            }
+        }
+        header
+    }
+}
+
+/// `share verify` with no vault directory: the share's own checksum, and its file's header
+/// against the fingerprint the custodian's card shows and against the share's words.
+fn verify_offline(args: &ShareVerifyArgs, fingerprint: &str) -> Result<()> {
+    let (text, mnemonic) = match &args.share_file {
+        Some(path) => (
+            crate::prompt::share_file_text(path, args.identity.as_deref())?,
+            crate::prompt::mnemonic_from_file(path, args.identity.as_deref())?,
+        ),
+        None => (
+            zeroize::Zeroizing::new(String::new()),
+            own_share(None, args.identity.as_deref())?,
+        ),
+    };
+    let share = Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
+    let info = share.info();
+    let header = FileHeader::parse(&text);
+    let mut checked =
+        vec!["the words and their checksum (a wrong or swapped word fails here)".to_owned()];
+    let mut not_checked = vec![format!(
+        "that these words are the ones the vault's commitment{} was made from, and that the \
+         share set is still current (not retired by a rekey): that needs the vault directory \
+         (breakglass share verify --vault DIR)",
+        header
+            .custodian
+            .as_deref()
+            .map(|c| format!(" for {c}"))
+            .unwrap_or_default()
+    )];
+    match &header.fingerprint {
+        Some(named) if same_fingerprint(named, fingerprint) => checked.push(format!(
+            "the share file names vault {} with fingerprint {named}, the one you gave",
+            header.vault_id.as_deref().unwrap_or("?")
+        )),
+        Some(named) => {
+            return Err(fail(
+                Failure::Quorum,
+                format!(
+                    "the share file names the vault with fingerprint {named}, not {fingerprint}: \
+                     this share is of another vault (or the card is)"
+                ),
+            ));
+        }
+        None => not_checked.push(
+            "the vault it is of: no share file header names a fingerprint (words typed, or a \
+             file without its header)"
+                .to_owned(),
+        ),
+    }
+    if let Some([member, _, threshold, group_threshold, groups]) = header.numbers {
+        let words = [
+            info.member_index + 1,
+            info.member_threshold,
+            info.group_threshold,
+            info.group_count,
+        ];
+        if words != [member, threshold, group_threshold, groups] {
+            return Err(fail(
+                Failure::Quorum,
+                format!(
+                    "the share file's header (member {member}, {threshold} of the group needed, \
+                     {group_threshold} of {groups} groups) does not describe its words (member {}, \
+                     {} of the group, {} of {} groups): the words or the header were changed",
+                    words[0], words[1], words[2], words[3]
+                ),
+            ));
+        }
+        checked.push("the header's member number and thresholds are the words' own".to_owned());
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "offline": true,
+                "custodian": header.custodian, "group": header.group,
+                "member": info.member_index + 1, "recovery": header.recovery,
+                "share_set": info.identifier,
+                "vault_id": header.vault_id, "fingerprint": fingerprint,
+                "checked": checked, "not_checked": not_checked,
+            })
+        );
+    } else {
+        println!(
+            "{} intact (offline check): custodian {}, group {} member {}, share set {}",
+            if header.recovery {
+                "recovery share"
+            } else {
+                "share"
+            },
+            header.custodian.as_deref().unwrap_or("(not named)"),
+            header
+                .group
+                .as_deref()
+                .map(|g| format!("{g:?}"))
+                .unwrap_or_else(|| format!("{}", info.group_index + 1)),
+            info.member_index + 1,
+            info.identifier
+        );
+        for line in &checked {
+            println!("  checked: {line}");
+        }
+        for line in &not_checked {
+            println!("  not checked: {line}");
+        }
+    }
+    Ok(())
+}
+
 /// `breakglass share verify`.
 pub fn verify(vault_arg: Option<&Path>, args: &ShareVerifyArgs) -> Result<()> {
+    if vault_arg.is_none()
+        && let Some(fingerprint) = &args.fingerprint
+    {
+        return verify_offline(args, fingerprint);
+    }
     let vault = super::open_vault(vault_arg)?;
+    if let Some(fingerprint) = &args.fingerprint
+        && !same_fingerprint(fingerprint, &vault.identity())
+    {
+        return Err(fail(
+            Failure::Integrity,
+            format!(
+                "the vault directory's fingerprint is {}, not {fingerprint}: it is not the vault \
+                 your card names",
+                vault.identity()
+            ),
+        ));
+    }
     let mnemonic = own_share(args.share_file.as_deref(), args.identity.as_deref())?;
     let share = Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
     // A share of the quorum, or of the recovery set.

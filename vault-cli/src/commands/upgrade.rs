@@ -71,7 +71,7 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
     // Checked before any share is asked for (and again by the library).
     old.check_fingerprint(&pinned)?;
     vault_core::trust::operator::validate_operator_name(&args.operator)?;
-    let shares = gather_quorum_shares(old.manifest(), &args.shares)?;
+    let shares = gather_quorum_shares(old.manifest(), None, &args.shares)?;
     let (vault, upgraded) = crate::progress::run("upgrade", || {
         old.upgrade(&config, &shares, &CliPins, &pinned, &args.operator, &module)
     })?;

@@ -92,6 +92,13 @@ impl Vault {
         result
     }
 
+    /// Undoes a vault [`Vault::init`] made whose shares could not all be handed out: removes
+    /// the vault directory (or, when it `existed` before init, everything init put in it,
+    /// the development token included). The caller drops the vault first.
+    pub fn discard_new(dir: &Path, existed: bool) {
+        remove_half_made(dir, existed);
+    }
+
     fn init_in(
         store: Store,
         dir: &Path,
