@@ -290,11 +290,13 @@ fn every_rejection_is_precise() {
         stderr(&output)
     );
 
-    // An expired request: refused by the custodian's side and by close, saying when.
+    // An expired request: refused by the custodian's side (a request whose time is up is
+    // not one a security officer is asking for now: exit 5, as any request that fails its
+    // check) and by close (exit 3, as a quorum that cannot be used), saying when.
     let (expired_id, expired) = c.open("unseal", "1s");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (output, _) = contribute(&c, "alice", &expired, &[]);
-    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("expired at 20"),
         "{}",
@@ -333,13 +335,15 @@ fn every_rejection_is_precise() {
         stderr(&output)
     );
 
-    // Not on a terminal without --yes: refused at once.
+    // Not on a terminal without --yes: refused before the share is read.
     let home = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_breakglass"))
         .args([
             "ceremony",
             "contribute",
             request.to_str().unwrap(),
+            "--share-file",
+            c.path("shares/bob.share").to_str().unwrap(),
             "--out",
             home.path().join("x").to_str().unwrap(),
         ])
