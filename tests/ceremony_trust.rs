@@ -66,6 +66,47 @@ impl Env {
     }
 }
 
+impl Env {
+    /// What a quorum change of the operators does: alice and bob recombine the quorum secret,
+    /// and the next manifest version, with the operators as `change` leaves them, is certified
+    /// and written as `vault.json`. Returns it.
+    fn certify_next_with(
+        &self,
+        change: impl FnOnce(&mut Vec<Operator>),
+    ) -> vault_core::trust::AuthenticatedManifest {
+        let manifest = self.certified();
+        let vault_id = manifest.manifest.vault_id.clone();
+        let words: Vec<String> = ["alice", "bob"]
+            .iter()
+            .map(|name| {
+                std::fs::read_to_string(self.path(&format!("shares/{name}.share")))
+                    .unwrap()
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        let q = vault_core::quorum::combine_mnemonics(&words, b"").unwrap();
+        let quorum_key = vault_core::trust::quorum_key::QuorumSigningKey::derive(
+            secrecy::ExposeSecret::expose_secret(&q.secret),
+            &vault_id,
+        )
+        .unwrap();
+        let pin = vault_core::trust::identity::PinnedIdentity::of(
+            &manifest.identity_fingerprint().unwrap(),
+        );
+        let current = manifest.authenticate(&pin, None).unwrap();
+        let mut operators = current.operators().to_vec();
+        change(&mut operators);
+        let next = current
+            .certify_next(current.manifest().clone(), operators, &quorum_key)
+            .unwrap();
+        std::fs::write(self.vault().join("vault.json"), next.document().to_bytes()).unwrap();
+        next
+    }
+}
+
 /// A custodian at home: their own directory holding their share file and the request they
 /// were sent, their own configuration, no vault. Runs `ceremony contribute`; returns its output
 /// and where the contribution would be.
@@ -293,36 +334,13 @@ fn a_cloud_administrator_cannot_ask_for_shares() {
     // whose key is on his own machine.
     let admin_config = c.path("adam-config");
     let admin = own_key(&admin_config.join("breakglass"), &vault_id);
-    let words: Vec<String> = ["alice", "bob"]
-        .iter()
-        .map(|name| {
-            std::fs::read_to_string(c.path(&format!("shares/{name}.share")))
-                .unwrap()
-                .lines()
-                .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect();
-    let q = vault_core::quorum::combine_mnemonics(&words, b"").unwrap();
-    let quorum_key = vault_core::trust::quorum_key::QuorumSigningKey::derive(
-        secrecy::ExposeSecret::expose_secret(&q.secret),
-        &vault_id,
-    )
-    .unwrap();
-    let pin =
-        vault_core::trust::identity::PinnedIdentity::of(&manifest.identity_fingerprint().unwrap());
-    let current = manifest.clone().authenticate(&pin, None).unwrap();
-    let mut operators = current.operators().to_vec();
-    operators.push(Operator {
-        name: "adam".into(),
-        roles: vec![Role::CloudAdministrator],
-        public_key: admin.public_key().to_hex(),
+    let next = c.certify_next_with(|operators| {
+        operators.push(Operator {
+            name: "adam".into(),
+            roles: vec![Role::CloudAdministrator],
+            public_key: admin.public_key().to_hex(),
+        });
     });
-    let next = current
-        .certify_next(current.manifest().clone(), operators, &quorum_key)
-        .unwrap();
-    std::fs::write(c.vault().join("vault.json"), next.document().to_bytes()).unwrap();
 
     // On adam's machine, pinned to the vault: breakglass refuses to open a ceremony.
     let request_file = c.path("adam-request.json");
@@ -497,4 +515,94 @@ fn the_custodian_sees_the_officer_who_signed_not_the_login_name() {
     );
     assert!(err.contains("signed by"), "{err}");
     assert!(!err.contains("mallory"), "{err}");
+}
+
+/// The coordinator's side reads the vault's copy of the request as a custodian would: a
+/// request planted in `ceremonies/` (with a transport key of the planter's) is not carried out,
+/// nor is one whose signer is no longer a security officer when the ceremony closes.
+#[test]
+fn the_coordinator_carries_out_only_a_request_a_current_security_officer_signed() {
+    let c = Env::vault_with_officer();
+    let request = c.open_drill("1h");
+    let id = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&request).unwrap())
+        .unwrap()["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut close = vec!["ceremony".to_owned(), "close".into(), id.clone()];
+    for custodian in ["alice", "bob"] {
+        let (output, contribution) = contribute(
+            &c.path(&format!("shares/{custodian}.share")),
+            &std::fs::read(&request).unwrap(),
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let kept = c.path(&format!("{custodian}.contribution"));
+        std::fs::copy(&contribution, &kept).unwrap();
+        close.push("--contribution".into());
+        close.push(kept.display().to_string());
+    }
+
+    // Planted: an unsigned request and its transport key, written into ceremonies/.
+    let planted = attacker_request(&c.certified(), OFFICER);
+    let ceremonies = c.vault().join("ceremonies");
+    std::fs::write(
+        ceremonies.join(format!("{}.request.json", planted.id)),
+        planted.to_bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        ceremonies.join(format!("{}.key", planted.id)),
+        "11".repeat(32),
+    )
+    .unwrap();
+    for command in ["status", "close"] {
+        let output = c.run(&[
+            "ceremony",
+            command,
+            &planted.id,
+            "--contribution",
+            &close[4],
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "{command}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("is not signed"),
+            "{command}: {}",
+            stderr(&output)
+        );
+    }
+
+    // The quorum makes adam the security officer and olivia a cloud administrator only: her
+    // open ceremony is no longer carried out.
+    let adam_dir = tempfile::tempdir().unwrap();
+    let adam = own_key(adam_dir.path(), &c.certified().manifest.vault_id);
+    c.certify_next_with(|operators| {
+        for operator in operators.iter_mut() {
+            operator.roles = vec![Role::CloudAdministrator];
+        }
+        operators.push(Operator {
+            name: "adam".into(),
+            roles: vec![Role::SecurityOfficer],
+            public_key: adam.public_key().to_hex(),
+        });
+    });
+    let output = c.run(&close.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!("operator {OFFICER} of vault"))
+            && err.contains("is not a security officer"),
+        "{err}"
+    );
+    assert!(
+        c.vault()
+            .join("ceremonies")
+            .join(format!("{id}.key"))
+            .exists(),
+        "nothing was carried out: the transport key is still there"
+    );
 }
