@@ -102,16 +102,7 @@ fn contribute(
         "contribution.json",
     ];
     args.extend_from_slice(extra);
-    let output = Command::new(env!("CARGO_BIN_EXE_breakglass"))
-        .args(&args)
-        .current_dir(&home)
-        .env_remove("BREAKGLASS_VAULT")
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("HOME", &home)
-        .env_remove("SOFTHSM2_CONF")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = support::custodian_command(&home, &args).output().unwrap();
     (output, out)
 }
 

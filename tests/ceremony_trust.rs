@@ -10,7 +10,7 @@
 //! docs/format.md ("Signed ceremony requests") rather than breakglass's own signing code.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod support;
 
@@ -114,8 +114,9 @@ fn contribute(share_file: &Path, request: &[u8]) -> (Output, PathBuf) {
     let home = tempfile::tempdir().unwrap().keep();
     std::fs::copy(share_file, home.join("my.share")).unwrap();
     std::fs::write(home.join("request.json"), request).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_breakglass"))
-        .args([
+    let output = support::custodian_command(
+        &home,
+        &[
             "ceremony",
             "contribute",
             "request.json",
@@ -124,16 +125,10 @@ fn contribute(share_file: &Path, request: &[u8]) -> (Output, PathBuf) {
             "--yes",
             "--out",
             "contribution.json",
-        ])
-        .current_dir(&home)
-        .env_remove("BREAKGLASS_VAULT")
-        .env_remove("BREAKGLASS_FINGERPRINT")
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("HOME", &home)
-        .env_remove("SOFTHSM2_CONF")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        ],
+    )
+    .output()
+    .unwrap();
     (output, home.join("contribution.json"))
 }
 
