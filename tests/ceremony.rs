@@ -671,8 +671,10 @@ fn a_cancelled_ceremony_loses_its_transport_key_and_is_recorded() {
 #[test]
 fn an_expired_ceremony_loses_its_transport_key_at_the_next_command() {
     let c = Env::coordinator();
-    let (id, _) = c.open("unseal", "1s");
+    // The live one first: opening it runs after the short one would have expired on a busy
+    // machine, and would destroy its key before it is looked at.
     let (live, _) = c.open("unseal", "2h");
+    let (id, _) = c.open("unseal", "1s");
     let key = |id: &str| c.path("vault/ceremonies").join(format!("{id}.key"));
     assert!(key(&id).exists());
     std::thread::sleep(std::time::Duration::from_millis(2100));
