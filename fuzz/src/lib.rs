@@ -125,8 +125,16 @@ pub fn manifest(data: &[u8]) {
 }
 
 /// A ceremony request: one that parses is canonical, has a hash, an expiry and a layout that
-/// can be described.
+/// can be described. The signed form custodians read: one that parses is checked (against the
+/// identity its own manifest claims, so the signature checks are reached) without panicking.
 pub fn ceremony_request(data: &[u8]) {
+    if let Ok(signed) = vault_core::trust::request::SignedRequest::from_bytes(data) {
+        if let Ok(claimed) = signed.manifest.identity_fingerprint() {
+            let pin = vault_core::trust::identity::PinnedIdentity::of(&claimed);
+            let _ = signed.verify(&pin, None, 1_800_000_000);
+        }
+        return;
+    }
     let Ok(request) = Request::from_bytes(data, "the request") else {
         return;
     };

@@ -152,6 +152,22 @@ impl Env {
     }
 }
 
+/// A custodian at home: the binary with `args`, run in `home` with no vault, their own
+/// configuration under `home`, no fingerprint from the environment, stdin not a terminal.
+pub fn custodian_command(home: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_breakglass"));
+    command
+        .args(args)
+        .current_dir(home)
+        .env_remove("BREAKGLASS_VAULT")
+        .env_remove("BREAKGLASS_FINGERPRINT")
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("HOME", home)
+        .env_remove("SOFTHSM2_CONF")
+        .stdin(Stdio::null());
+    command
+}
+
 /// Borrows owned arguments as the `&[&str]` the runners take.
 pub fn as_strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()

@@ -866,6 +866,10 @@ pub struct CeremonyContributeArgs {
     /// Your custodian name (read from the share file's header when it has one).
     #[arg(long)]
     pub custodian: Option<String>,
+    /// The vault's fingerprint, as on your share card: needed when no share file header
+    /// names it (the words typed); one that differs from the share file's is refused.
+    #[arg(long, env = "BREAKGLASS_FINGERPRINT", value_name = "FINGERPRINT")]
+    pub fingerprint: Option<String>,
     /// Confirm without asking (required when not on a terminal).
     #[arg(long)]
     pub yes: bool,

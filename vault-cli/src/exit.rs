@@ -156,6 +156,30 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
                  you trust and compare the fingerprint with the share cards",
             );
         }
+        match cause.downcast_ref::<vault_core::trust::TrustError>() {
+            Some(
+                vault_core::trust::TrustError::NoOperatorKey { .. }
+                | vault_core::trust::TrustError::NotAnOperator { .. },
+            ) => {
+                return Some(
+                    "run this on the machine of an operator of the vault (where `breakglass init \
+                     --operator` or the quorum made their key); the vault directory alone grants \
+                     no authority",
+                );
+            }
+            Some(vault_core::trust::TrustError::Request {
+                problem: vault_core::trust::RequestProblem::Expired { .. },
+            }) => return Some("ask the security officer for a new request"),
+            Some(vault_core::trust::TrustError::Request { .. })
+            | Some(vault_core::trust::TrustError::OperatorSignature { .. })
+            | Some(vault_core::trust::TrustError::UnknownOperator { .. }) => {
+                return Some(
+                    "do not contribute: ask the security officer, by a channel you already trust, \
+                     whether they sent this request",
+                );
+            }
+            _ => {}
+        }
         match cause.downcast_ref::<HsmError>() {
             Some(HsmError::ModuleLoad { .. }) => {
                 return Some("check the path; for SoftHSM: apt-get install softhsm2");

@@ -6,8 +6,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use vault_core::ceremony::{self, LayoutGroup, Opening, Purpose, Request};
+use vault_core::ceremony::{self, LayoutGroup, Opening, Purpose};
 use vault_core::quorum::Share;
+use vault_core::trust::certified::SeenManifest;
+use vault_core::trust::identity::PinnedIdentity;
+use vault_core::trust::request::{SignedRequest, VerifiedRequest};
+use vault_core::trust::untrusted_text::render_untrusted;
 use vault_core::vault::{RecoveryDef, Vault};
 
 use crate::cli::{
@@ -108,21 +112,26 @@ fn layout_given(given: &RekeyLayoutArgs) -> bool {
 pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
+    // Only a security officer opens ceremonies: their key, on this machine, signs the request.
+    let requester = ceremony::requester(&vault)?;
     destroy_expired(&vault)?;
     let purpose = purpose(&vault, args)?;
-    let request = ceremony::open(
+    let signed = ceremony::open(
         &vault,
         &Opening {
+            requester: &requester,
             purpose,
             reason: &args.reason,
             lifetime_seconds: args.expires.seconds(),
             out: &args.out,
         },
     )?;
+    let request = signed.request();
     println!(
-        "ceremony {} opened until {}; request written to {}",
+        "ceremony {} opened until {}; request signed by security officer {} and written to {}",
         request.id,
         request.expires,
+        signed.requester,
         args.out.display()
     );
     println!(
@@ -132,14 +141,16 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     Ok(())
 }
 
-/// What a share file's header says: whose share it is and of which vault.
+/// What a share file's header says: whose share it is, of which vault, with which identity.
 #[derive(Debug, Default)]
 struct ShareHeader {
     custodian: Option<String>,
     vault_id: Option<String>,
+    fingerprint: Option<String>,
 }
 
-/// The header of the share file at `path` (nothing when there is no file, or no header).
+/// The header of the share file at `path` (nothing when there is no file, or no header). The
+/// words below it are not looked at.
 fn share_header(path: Option<&Path>, identity: Option<&Path>) -> ShareHeader {
     let Some(text) = path.and_then(|p| crate::prompt::share_file_text(p, identity).ok()) else {
         return ShareHeader::default();
@@ -152,55 +163,113 @@ fn share_header(path: Option<&Path>, identity: Option<&Path>) -> ShareHeader {
         {
             header.custodian = Some(name.trim().to_owned());
         } else if let Some(rest) = line.strip_prefix("# vault ") {
-            header.vault_id = rest.split(',').next().map(|v| v.trim().to_owned());
+            let mut parts = rest.split(',');
+            header.vault_id = parts.next().map(|v| v.trim().to_owned());
+            header.fingerprint = parts
+                .next()
+                .and_then(|f| f.trim().strip_prefix("fingerprint "))
+                .map(|f| f.trim().to_owned());
         }
     }
     header
 }
 
-/// Shows the request to the custodian, every field written by someone else made visible
-/// rather than obeyed by the terminal.
-fn show_request(request: &Request) {
-    use vault_core::trust::untrusted_text::render_untrusted as shown;
+/// The vault identity the custodian holds: their share file's, and `--fingerprint` (from their
+/// card) when given; both must agree. Neither is a usage error: the request alone cannot say
+/// which vault it should be for.
+fn custodian_identity(header: &ShareHeader, given: Option<&str>) -> Result<PinnedIdentity> {
+    let parse = |text: &str| PinnedIdentity::parse(text).map_err(vault_core::Error::from);
+    match (header.fingerprint.as_deref(), given) {
+        (Some(file), Some(card)) => {
+            let (file, card) = (parse(file)?, parse(card)?);
+            if file != card {
+                return Err(fail(
+                    Failure::Integrity,
+                    format!(
+                        "your share file names fingerprint {file}, but --fingerprint is {card}: not contributed (check your card and share file)"
+                    ),
+                ));
+            }
+            Ok(file)
+        }
+        (Some(file), None) => Ok(parse(file)?),
+        (None, Some(card)) => Ok(parse(card)?),
+        (None, None) => Err(fail(
+            Failure::Usage,
+            "your share file names no vault fingerprint (or there is no share file): pass --fingerprint as printed on your share card, so the request can be checked against it",
+        )),
+    }
+}
+
+/// Shows the verified request to the custodian, every field written by the requester made
+/// visible rather than obeyed by the terminal.
+fn show_request(verified: &VerifiedRequest) {
+    let shown: std::collections::BTreeMap<&str, String> = verified.shown().into_iter().collect();
+    let field = |label: &str| shown.get(label).cloned().unwrap_or_default();
+    eprintln!("ceremony {} of vault {}", field("Ceremony"), field("Vault"));
     eprintln!(
-        "ceremony {} of vault {}",
-        shown(&request.id),
-        shown(&request.vault_id)
+        "  security officer {} asks to {}",
+        field("Requester"),
+        field("Asks to")
+    );
+    eprintln!("  because: {}", field("Reason"));
+    eprintln!("  contributions accepted until {}", field("Expires"));
+    eprintln!(
+        "  signed by {}, a security officer of this vault (certified manifest version {})",
+        field("Requester"),
+        field("Manifest version")
     );
     eprintln!(
-        "  {} asks to {}",
-        shown(&request.requester),
-        shown(&request.describe())
-    );
-    eprintln!("  because: {}", shown(&request.reason));
-    eprintln!("  contributions accepted until {}", shown(&request.expires));
-    eprintln!(
-        "  vault fingerprint {}: compare it with your share card before you go on",
-        shown(&request.fingerprint)
+        "  vault fingerprint {}: the one your share names; compare it with your share card too",
+        field("Fingerprint")
     );
 }
 
-/// `breakglass ceremony contribute` (custodian side, no vault needed).
+/// This machine's record of the vault's manifest, if it has one (a custodian's machine
+/// usually has none): an older manifest than it has seen is refused.
+fn seen_manifest(vault_id: &str) -> Result<Option<SeenManifest>> {
+    let Some(config) = vault_core::trust::machine::ConfigDir::from_env() else {
+        return Ok(None);
+    };
+    Ok(
+        vault_core::trust::machine::MachineAnchor::read(&config, vault_id)
+            .map_err(vault_core::Error::from)?
+            .map(|anchor| anchor.manifest),
+    )
+}
+
+/// `breakglass ceremony contribute` (custodian side, no vault needed). The request is checked
+/// offline before the share is read: signed by a security officer of the vault whose identity
+/// the share file (or card) names, and not expired.
 pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
     let bytes = std::fs::read(&args.request)
         .with_context(|| format!("reading {}", args.request.display()))?;
-    let request = Request::from_bytes(&bytes, &format!("request {}", args.request.display()))?;
-    request.check_not_expired(vault_core::clock::now_unix())?;
-    show_request(&request);
+    let refused = || format!("{}: not contributed", args.request.display());
+    let signed = SignedRequest::from_bytes(&bytes)
+        .map_err(vault_core::Error::from)
+        .with_context(refused)?;
     // A share file of another vault is refused before anything is asked or written.
     let header = share_header(args.share_file.as_deref(), args.identity.as_deref());
+    let request_vault = signed.request().vault_id.clone();
     if let Some(vault_id) = &header.vault_id
-        && *vault_id != request.vault_id
+        && *vault_id != request_vault
     {
         return Err(fail(
             Failure::Quorum,
             format!(
                 "your share file is a share of vault {}, but this request is for vault {}: not contributed (check that you picked the right share file)",
-                vault_core::trust::untrusted_text::render_untrusted(vault_id),
-                vault_core::trust::untrusted_text::render_untrusted(&request.vault_id)
+                render_untrusted(vault_id),
+                render_untrusted(&request_vault)
             ),
         ));
     }
+    let pinned = custodian_identity(&header, args.fingerprint.as_deref())?;
+    let seen = seen_manifest(&request_vault).with_context(refused)?;
+    let verified = signed
+        .verify(&pinned, seen.as_ref(), vault_core::clock::now_unix())
+        .map_err(vault_core::Error::from)
+        .with_context(refused)?;
+    show_request(&verified);
     confirmed(
         args.yes,
         "not on a terminal: pass --yes once you have checked the request",
@@ -208,22 +277,25 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         "not contributed",
     )?;
     let mnemonic = own_share(args.share_file.as_deref(), args.identity.as_deref())?;
-    // Checked before it leaves this machine: words and checksum (the coordinator checks that it
-    // belongs to the vault and to this custodian).
-    Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
-    if header.vault_id.is_none() {
-        eprintln!(
-            "  (no share file header names a vault: the coordinator checks the share belongs to vault {})",
-            vault_core::trust::untrusted_text::render_untrusted(&request.vault_id)
-        );
-    }
-    let custodian = args.custodian.clone().or(header.custodian).ok_or_else(|| {
+    // Checked before it leaves this machine: words and checksum, and that it is one of this
+    // vault's shares (the coordinator checks again, and that it is this custodian's).
+    let share = Share::parse(&mnemonic, 1).map_err(vault_core::Error::from)?;
+    let owner = verified.custodian_of(&share).map_err(|_| {
         fail(
-            Failure::Usage,
-            "which custodian are you? pass --custodian NAME",
+            Failure::Quorum,
+            format!(
+                "the share you gave is none of vault {}'s custodians' shares (another vault's, or one retired by a rekey): not contributed",
+                render_untrusted(&request_vault)
+            ),
         )
     })?;
-    let contribution = vault_core::ceremony::Contribution::seal(&request, &custodian, &mnemonic)?;
+    let custodian = args
+        .custodian
+        .clone()
+        .or(header.custodian)
+        .unwrap_or_else(|| owner.to_owned());
+    let contribution =
+        vault_core::ceremony::Contribution::seal(verified.request(), &custodian, &mnemonic)?;
     vault_core::store::write_new_secret_file(&args.out, &contribution.to_bytes())?;
     println!(
         "contribution of {custodian} written to {}: send it to the coordinator by any channel",

@@ -1,6 +1,8 @@
-//! A ceremony's life in the vault: opening it (a fresh transport key kept 0600 in the vault's
-//! `ceremonies/`, the request beside it, an audit entry), gathering the contributions received
-//! (each opened with the transport key and checked against the vault's share commitments), and
+//! A ceremony's life in the vault: opening it (a security officer's key on this machine signs
+//! the request; a fresh transport key kept 0600 in the vault's `ceremonies/`, the signed
+//! request beside it, an audit entry), gathering the contributions received (the request
+//! checked as a custodian checks it, each contribution opened with the transport key and
+//! checked against the vault's share commitments), and
 //! closing it (still within its time, on the audit history it was opened on; the transport
 //! key destroyed, an audit entry naming who contributed), or cancelling it. The transport key
 //! is overwritten and removed at close, at cancel, and as soon as a command finds the request
@@ -13,17 +15,22 @@ use ring::rand::{SecureRandom, SystemRandom};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
-use crate::audit::{Actor, Event};
+use crate::audit::Event;
 use crate::hpke::X25519SecretKey;
 use crate::quorum::{Collector, Share};
 use crate::store::{CEREMONIES, StoreError, write_new_secret_file};
+use crate::trust::identity::PinnedIdentity;
+use crate::trust::request::SignedRequest;
+use crate::trust::{OperatorKey, Role};
 use crate::vault::{Vault, VaultError};
 
 use super::{AuditHead, CeremonyError, Contribution, Purpose, REQUEST_FORMAT, Request};
 
 /// What opening a ceremony needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Opening<'a> {
+    /// The requesting security officer, from [`requester`].
+    pub requester: &'a Requester,
     /// What the quorum is for.
     pub purpose: Purpose,
     /// Why: shown to every custodian and recorded.
@@ -65,9 +72,39 @@ fn files(vault: &Vault, id: &str) -> Result<(PathBuf, PathBuf), CeremonyError> {
     ))
 }
 
-/// Opens a ceremony: a fresh id and transport key, the request written into the vault and to
-/// `opening.out`, and a `ceremony_opened` audit entry. Returns the request.
-pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Error> {
+/// The security officer who opens a ceremony: their key, found on this machine.
+#[derive(Debug)]
+pub struct Requester {
+    key: OperatorKey,
+    name: String,
+}
+
+impl Requester {
+    /// Their operator name, as the certified manifest lists it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// This machine's operator key for the vault ([`OperatorKey::find`]), which must be a
+/// security officer's: only they open ceremonies. A machine with no key for the vault is
+/// refused naming where the key was looked for.
+pub fn requester(vault: &Vault) -> Result<Requester, crate::Error> {
+    let (key, operator) = OperatorKey::find(vault.config(), vault.certified())?;
+    let name = vault
+        .certified()
+        .operator_with_role(&operator.name, Role::SecurityOfficer)?
+        .name
+        .clone();
+    Ok(Requester { key, name })
+}
+
+/// Opens a ceremony as the security officer `opening.requester`: a fresh id and
+/// transport key, the request signed by that officer ([`SignedRequest`]) and written into the
+/// vault and to `opening.out`, and a `ceremony_opened` audit entry naming them. The key of an
+/// operator who is not a security officer opens nothing and writes nothing. Returns the signed
+/// request.
+pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<SignedRequest, crate::Error> {
     let max_seconds = crate::trust::duration::MAX_CEREMONY_EXPIRY;
     if opening.lifetime_seconds == 0 || opening.lifetime_seconds > max_seconds {
         return Err(CeremonyError::Lifetime {
@@ -84,7 +121,6 @@ pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Erro
     let transport = X25519SecretKey::generate()?;
     let head = vault.audit().head()?;
     let now = crate::clock::now_unix();
-    let actor = Actor::current();
     let request = Request {
         format: REQUEST_FORMAT.into(),
         id: id.clone(),
@@ -92,7 +128,7 @@ pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Erro
         fingerprint: vault.identity(),
         purpose: opening.purpose.clone(),
         reason: opening.reason.to_owned(),
-        requester: format!("{}@{}", actor.user, actor.host),
+        requester: opening.requester.name.clone(),
         created: crate::clock::rfc3339(now),
         expires: crate::clock::rfc3339(now + opening.lifetime_seconds),
         audit_head: AuditHead {
@@ -101,21 +137,32 @@ pub fn open(vault: &Vault, opening: &Opening<'_>) -> Result<Request, crate::Erro
         },
         transport_public_key: hex::encode(transport.public_key_bytes()),
     };
+    let signed = SignedRequest::sign(request, vault.certified(), &opening.requester.key)?;
     let (request_path, key_path) = files(vault, &id)?;
     write_new_secret_file(
         &key_path,
         hex::encode(transport.to_secret_bytes().expose_secret()).as_bytes(),
     )?;
-    write_new_secret_file(&request_path, &request.to_bytes())?;
-    write_new_secret_file(opening.out, &request.to_bytes())?;
+    write_new_secret_file(&request_path, &signed.to_bytes())?;
+    write_new_secret_file(opening.out, &signed.to_bytes())?;
+    let request = signed.request();
     let mut event = Event::new("ceremony_opened")
         .detail("purpose", request.purpose.name())
         .detail("reason", request.reason.clone())
-        .detail("expires", request.expires.clone());
+        .detail("expires", request.expires.clone())
+        .detail("requester", signed.requester.clone());
     event.ceremony = Some(id);
     event.credential = request.purpose.credential().map(str::to_owned);
     vault.record(event)?;
-    Ok(request)
+    Ok(signed)
+}
+
+/// Reads the vault's copy of ceremony `id`'s signed request (not yet verified).
+fn read_signed(vault: &Vault, id: &str) -> Result<SignedRequest, crate::Error> {
+    let (request_path, _) = files(vault, id)?;
+    let bytes =
+        std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
+    Ok(SignedRequest::from_bytes(&bytes)?)
 }
 
 /// Ceremony `id`'s request and transport key, loaded. An expired request has its transport
@@ -125,18 +172,21 @@ struct Loaded {
     transport: X25519SecretKey,
 }
 
+/// The request is checked as a custodian checks it (signed by a security officer of this
+/// vault, over a manifest of this vault's identity), and its signer must still be a security
+/// officer in the vault's current manifest: a request planted in `ceremonies/` is carried out
+/// by no one.
 fn load(vault: &Vault, id: &str, now: u64) -> Result<Loaded, crate::Error> {
-    let (request_path, key_path) = files(vault, id)?;
-    let request_bytes =
-        std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
-    let request = Request::from_bytes(
-        &request_bytes,
-        &format!("request {}", request_path.display()),
-    )?;
-    if let Err(expired) = request.check_not_expired(now) {
+    let (_, key_path) = files(vault, id)?;
+    let signed = read_signed(vault, id)?;
+    if let Err(expired) = signed.request().check_not_expired(now) {
         destroy_transport_key(&key_path)?;
         return Err(expired.into());
     }
+    let trusted = vault.certified();
+    let verified = signed.verify(&PinnedIdentity::of(trusted.identity()), None, now)?;
+    trusted.operator_with_role(&verified.requester()?.name, Role::SecurityOfficer)?;
+    let request = verified.request().clone();
     let key_hex = Zeroizing::new(
         std::fs::read_to_string(&key_path)
             .map_err(|_| CeremonyError::TransportKeyGone { id: id.to_owned() })?,
@@ -308,13 +358,8 @@ pub fn close(
 /// contribution sent to it can ever be opened, and a `ceremony_cancelled` entry records it.
 /// Returns the request. An expired ceremony whose key is still there can be cancelled too.
 pub fn cancel(vault: &Vault, id: &str) -> Result<Request, crate::Error> {
-    let (request_path, key_path) = files(vault, id)?;
-    let request_bytes =
-        std::fs::read(&request_path).map_err(|_| CeremonyError::NotOpen { id: id.to_owned() })?;
-    let request = Request::from_bytes(
-        &request_bytes,
-        &format!("request {}", request_path.display()),
-    )?;
+    let (_, key_path) = files(vault, id)?;
+    let request = read_signed(vault, id)?.request().clone();
     if !destroy_transport_key(&key_path)? {
         return Err(CeremonyError::NotOpen { id: id.to_owned() }.into());
     }
@@ -355,12 +400,13 @@ pub fn destroy_expired(vault: &Vault, now: u64) -> Result<Vec<String>, crate::Er
         }
         // A request that cannot be read keeps its key: nothing says it expired, and the
         // commands that use it name what is wrong with it.
-        let Some(request) = std::fs::read(&request_path)
+        let Some(signed) = std::fs::read(&request_path)
             .ok()
-            .and_then(|bytes| Request::from_bytes(&bytes, "request").ok())
+            .and_then(|bytes| SignedRequest::from_bytes(&bytes).ok())
         else {
             continue;
         };
+        let request = signed.request();
         if request.check_not_expired(now).is_err() && destroy_transport_key(&key_path)? {
             destroyed.push(id.to_owned());
         }

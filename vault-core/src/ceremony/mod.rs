@@ -1,9 +1,11 @@
 //! Remote, asynchronous ceremonies: when custodians cannot be in one room.
 //!
-//! The coordinator opens a **request** (purpose, reason, requester, expiry, the audit chain
+//! A security officer opens a **request** (purpose, reason, requester, expiry, the audit chain
 //! head, and a fresh X25519 transport public key; the private key stays 0600 in the vault's
-//! `ceremonies/`). Each custodian, on any machine, checks who asks for what and why and writes
-//! a **contribution**: their share HPKE-sealed to the transport key, with the request's hash in
+//! `ceremonies/`), signed with their operator key ([`crate::trust::request::SignedRequest`]).
+//! Each custodian, on any machine, checks offline that a security officer of the vault their
+//! share belongs to signed it, reads who asks for what and why, and writes a
+//! **contribution**: their share HPKE-sealed to the transport key, with the request's hash in
 //! the HPKE `info` and their name in the `aad`. Files travel by any channel: an intercepted
 //! contribution opens nothing without the transport key, and cannot be replayed into another
 //! ceremony (another hash) or under another name.
@@ -23,7 +25,8 @@ use thiserror::Error;
 
 pub use contribution::{CONTRIBUTION_FORMAT, Contribution};
 pub use lifecycle::{
-    Gathered, Opening, Rejected, cancel, close, destroy_expired, gather, gather_each, open,
+    Gathered, Opening, Rejected, Requester, cancel, close, destroy_expired, gather, gather_each,
+    open, requester,
 };
 pub use request::{AuditHead, LayoutGroup, Purpose, REQUEST_FORMAT, RekeyLayout, Request};
 

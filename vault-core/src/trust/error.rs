@@ -376,6 +376,13 @@ pub enum AuditLineProblem {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum RequestProblem {
+    /// A ceremony request without a security officer's signature (the unsigned form earlier
+    /// releases wrote, or one written by hand).
+    #[error(
+        "is not signed: anyone with a copy of the vault directory can write one; a request comes \
+         signed by a security officer of the vault"
+    )]
+    Unsigned,
     /// Not a signed request of this format.
     #[error("is not valid: {reason}")]
     Invalid {

@@ -25,7 +25,7 @@ use super::signature::{decode_signature, encode_signature};
 use super::untrusted_text::render_untrusted;
 use super::{RequestProblem, TrustError};
 use crate::canonical::Canonical;
-use crate::ceremony::Request;
+use crate::ceremony::{REQUEST_FORMAT, Request};
 use crate::quorum::Share;
 
 /// The signed request format.
@@ -115,17 +115,43 @@ impl SignedRequest {
         bytes
     }
 
-    /// Parses a signed request file strictly.
+    /// Parses a signed request file strictly. A file in the unsigned request format is
+    /// [`RequestProblem::Unsigned`], so the custodian is told what is missing rather than
+    /// which field.
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedRequest, TrustError> {
         let invalid = |reason: String| TrustError::Request {
             problem: RequestProblem::Invalid { reason },
         };
-        let signed: SignedRequest =
-            serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        let signed: SignedRequest = match serde_json::from_slice(bytes) {
+            Ok(signed) => signed,
+            Err(e) => {
+                let format = serde_json::from_slice::<serde_json::Value>(bytes)
+                    .ok()
+                    .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_owned));
+                if format.as_deref() == Some(REQUEST_FORMAT) {
+                    return Err(TrustError::Request {
+                        problem: RequestProblem::Unsigned,
+                    });
+                }
+                return Err(invalid(e.to_string()));
+            }
+        };
         if signed.format != SIGNED_REQUEST_FORMAT {
             return Err(invalid(format!("format {:?}", signed.format)));
         }
+        if signed.request.format != REQUEST_FORMAT {
+            return Err(invalid(format!(
+                "request format {:?}",
+                signed.request.format
+            )));
+        }
         Ok(signed)
+    }
+
+    /// The request inside, not yet verified: for the vault's own copy in `ceremonies/`, whose
+    /// key and state the coordinator's commands manage (contributions are still bound to it).
+    pub fn request(&self) -> &Request {
+        &self.request
     }
 
     /// The custodian's check (see the module documentation). `pinned` is the identity from the
@@ -238,20 +264,20 @@ impl VerifiedRequest {
             })
     }
 
-    /// What a custodian is shown, label then text, every text made safe for a terminal.
+    /// What a custodian is shown, label then text, every text made safe for a terminal: who
+    /// asks (the security officer who signed), to do what, why, until when, for which vault.
     pub fn shown(&self) -> Vec<(&'static str, String)> {
         let r = &self.request;
-        let mut lines = vec![
+        vec![
+            ("Ceremony", render_untrusted(&r.id)),
+            ("Vault", render_untrusted(&r.vault_id)),
             ("Requester", render_untrusted(&self.requester)),
-            ("Purpose", render_untrusted(r.purpose.name())),
-        ];
-        if let Some(credential) = r.purpose.credential() {
-            lines.push(("Credential", render_untrusted(credential)));
-        }
-        lines.push(("Reason", render_untrusted(&r.reason)));
-        lines.push(("Asked from", render_untrusted(&r.requester)));
-        lines.push(("Expires", render_untrusted(&r.expires)));
-        lines
+            ("Asks to", render_untrusted(&r.describe())),
+            ("Reason", render_untrusted(&r.reason)),
+            ("Expires", render_untrusted(&r.expires)),
+            ("Fingerprint", self.manifest.identity().display()),
+            ("Manifest version", self.manifest.version().to_string()),
+        ]
     }
 }
 
@@ -387,6 +413,33 @@ mod tests {
         assert!(matches!(
             reread(&with_stranger).verify(&pin(&f.manifest), None, NOW),
             Err(TrustError::ManifestSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn an_unsigned_request_is_named_as_such_and_a_foreign_inner_format_is_refused() {
+        let f = fixture();
+        let unsigned = request(&f.manifest).to_bytes();
+        assert!(matches!(
+            SignedRequest::from_bytes(&unsigned),
+            Err(TrustError::Request {
+                problem: RequestProblem::Unsigned
+            })
+        ));
+        assert!(matches!(
+            SignedRequest::from_bytes(b"{\"format\": \"something else\"}"),
+            Err(TrustError::Request {
+                problem: RequestProblem::Invalid { .. }
+            })
+        ));
+        let mut signed =
+            SignedRequest::sign(request(&f.manifest), &f.manifest, &f.officer).unwrap();
+        signed.request.format = "breakglass-ceremony-request/0".into();
+        assert!(matches!(
+            SignedRequest::from_bytes(&signed.to_bytes()),
+            Err(TrustError::Request {
+                problem: RequestProblem::Invalid { .. }
+            })
         ));
     }
 
