@@ -138,11 +138,11 @@ fn rekey_makes_old_shares_fail_and_new_shares_work() {
         serde_json::json!(["alice", "bob", "frank"])
     );
 
-    // The old shares no longer open anything: they match no commitment.
+    // The old shares no longer open anything, and are refused as retired by this rekey.
     let (output, _) = env.open_with(&["unseal", "db-root"], &old);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("does not belong to this vault"),
+        stderr(&output).contains("share of the set retired by the rekey of"),
         "{}",
         stderr(&output)
     );

@@ -102,7 +102,13 @@ fn region_to_export(sealed: Option<&str>) -> Option<&str> {
 }
 
 /// Unseals and assumes the role (and the chain).
-fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
+/// `before_shares` runs after every local check and before any share is asked for (console's
+/// check that its endpoint answers).
+fn assume(
+    vault_arg: Option<&Path>,
+    common: &AssumeCommon,
+    before_shares: impl FnOnce() -> Result<()>,
+) -> Result<Assumed> {
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, common.fingerprint.as_deref())?;
     let (_, envelope) = vault.envelope(&common.name)?;
@@ -140,6 +146,7 @@ fn assume(vault_arg: Option<&Path>, common: &AssumeCommon) -> Result<Assumed> {
     };
     super::require_reason(&vault, common.reason.as_deref())?;
     super::require_intact_audit(&vault)?;
+    before_shares()?;
     let last_step = last_mfa_step(&vault, &common.name);
     let shares = gather_shares(&vault, &common.shares).inspect_err(|e| {
         super::unseal::record_refused_shares(&vault, &common.name, "assume_role", e)
@@ -219,7 +226,7 @@ pub fn run(vault_arg: Option<&Path>, args: &AssumeArgs) -> Result<()> {
         session,
         ceremony,
         region,
-    } = assume(vault_arg, &args.common)?;
+    } = assume(vault_arg, &args.common, || Ok(()))?;
     let region = region_to_export(region.as_deref());
     if args.cache {
         let path = super::session::store(&args.common.name, &ceremony, &session)?;
@@ -357,7 +364,7 @@ pub fn exec(vault_arg: Option<&Path>, args: &ExecArgs) -> Result<ExitCode> {
         session,
         ceremony,
         region,
-    } = assume(vault_arg, &args.common)?;
+    } = assume(vault_arg, &args.common, || Ok(()))?;
     let mut command = std::process::Command::new(resolved);
     command.args(rest);
     for variable in STALE_VARIABLES {
@@ -458,10 +465,11 @@ fn signin_token(
 /// printed (credential_process JSON) so that the broken glass is not wasted.
 pub fn console(vault_arg: Option<&Path>, args: &ConsoleArgs) -> Result<()> {
     let runtime = aws::runtime()?;
-    check_federation_endpoint(&runtime, &args.federation_endpoint)?;
     let Assumed {
         session, ceremony, ..
-    } = assume(vault_arg, &args.common)?;
+    } = assume(vault_arg, &args.common, || {
+        check_federation_endpoint(&runtime, &args.federation_endpoint)
+    })?;
     let token = match signin_token(&runtime, &args.federation_endpoint, &session) {
         Ok(token) => token,
         Err(e) => {
