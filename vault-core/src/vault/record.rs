@@ -69,6 +69,7 @@ impl Vault {
         match closing {
             Closing::Signed(prepared) => {
                 self.audit().append_prepared(*prepared)?;
+                let _ = self.follow_audit()?;
             }
             Closing::Plain(event) => {
                 self.append(event)?;
@@ -133,6 +134,8 @@ impl Vault {
 
     /// Appends an event (the caller holds the writers' lock).
     pub(super) fn append(&self, event: Event) -> Result<Head, crate::Error> {
-        Ok(self.audit().append(event, &Actor::current(), &now())?)
+        let head = self.audit().append(event, &Actor::current(), &now())?;
+        let _ = self.follow_audit()?;
+        Ok(head)
     }
 }
