@@ -11,6 +11,8 @@ use std::process::Output;
 
 mod support;
 
+use hsm_testing::shim::{self, Shim};
+use hsm_testing::softhsm::SoftHsm;
 use support::{Env, stderr};
 
 /// A 2-of-3 vault with `db-root` sealed and opened (a signed checkpoint on line 6), then
@@ -240,4 +242,161 @@ fn with_a_remembered_head_a_command_reads_only_the_log_after_it_and_audit_verify
     assert!(!output.status.success());
     let report = String::from_utf8_lossy(&output.stdout).into_owned() + &stderr(&output);
     assert!(report.contains("line 3"), "{report}");
+}
+
+/// `args` on a second machine: its own configuration directory `config`, the vault pinned
+/// there by the fingerprint from the share cards.
+fn on_machine(env: &Env, config: &str, fingerprint: &str, args: &[&str]) -> Output {
+    env.command(args)
+        .env("XDG_CONFIG_HOME", env.path(config))
+        .env("BREAKGLASS_FINGERPRINT", fingerprint)
+        .output()
+        .unwrap()
+}
+
+fn unseal_args(env: &Env, out: &str) -> Vec<String> {
+    let mut args = env.with_share_files(&["unseal", "db-root"], &quorum());
+    args.extend([
+        "--output".into(),
+        format!("file:{}", env.path(out).display()),
+    ]);
+    args
+}
+
+#[test]
+fn the_token_holds_the_head_so_another_machine_with_it_catches_a_rollback() {
+    let env = vault();
+    let fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    // The token signed line 6 (the checkpoint after the unseal) and holds it.
+    let mut cut = lines(&env);
+    cut.truncate(3);
+    write_lines(&env, &cut);
+    // A second machine, which has verified nothing: the chain alone is intact...
+    let verify = on_machine(&env, "machine-b", &fingerprint, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    // ...but before the token signs anything, it compares the log with what it holds.
+    let args = unseal_args(&env, "out-b");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = on_machine(&env, "machine-b", &fingerprint, &args);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("cut back or rewritten")
+            && text.contains("token breakglass-dev signed up to line 6"),
+        "{text}"
+    );
+    assert!(!env.path("out-b").exists(), "nothing released");
+    assert_eq!(
+        lines(&env)[..3],
+        cut[..],
+        "the history it found is untouched"
+    );
+
+    assert_eq!(lines(&env).len(), 4, "the failed attempt is recorded");
+
+    // Another vault: the second machine opens a credential, and the token then holds the head
+    // that opening wrote.
+    let env2 = vault();
+    let fingerprint2 = env2.status()["fingerprint"].as_str().unwrap().to_owned();
+    let args = unseal_args(&env2, "out-b");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = on_machine(&env2, "machine-b", &fingerprint2, &args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Lines 9 and 10 (the unseal and its checkpoint) are now what the token holds: cutting
+    // them off is caught on the first machine by its anchor, and on a third by the token.
+    let mut cut = lines(&env2);
+    cut.truncate(8);
+    write_lines(&env2, &cut);
+    let args = unseal_args(&env2, "out-c");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = on_machine(&env2, "machine-c", &fingerprint2, &args);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token breakglass-dev signed up to line 10"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `args` through the fault-injection module in front of `hsm`'s SoftHSM, failing as `shim`
+/// says.
+fn through_shim(env: &Env, hsm: &SoftHsm, shim: &Shim, args: &[&str]) -> Output {
+    let mut command = env.command(args);
+    command
+        .envs(hsm.env())
+        .env("BREAKGLASS_PKCS11_MODULE", shim::library());
+    shim.apply(&mut command);
+    command.output().unwrap()
+}
+
+#[test]
+fn a_token_without_room_for_the_head_is_named_and_nothing_is_signed_or_written() {
+    let env = Env::new();
+    let hsm = SoftHsm::for_children();
+    let shares = env.path("shares").display().to_string();
+    let module = shim::library().display().to_string();
+    let init = |token: &'static str| -> Vec<String> {
+        [
+            "init",
+            "--module",
+            &module,
+            "--token",
+            token,
+            "--init-token",
+            "--custodian",
+            "alice",
+            "--custodian",
+            "bob",
+            "--custodian",
+            "carol",
+            "--threshold",
+            "2",
+            "--iteration-exponent",
+            "0",
+            "--shares-dir",
+            &shares,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    // At init, the token has no room for the head: init says which token, and leaves nothing.
+    let full = Shim::new().fail("C_CreateObject", 1, "CKR_DEVICE_MEMORY");
+    let args = init("vault-full");
+    let output = through_shim(&env, &hsm, &full, &support::as_strs(&args));
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("vault-full") && stderr(&output).contains("C_CreateObject"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!env.vault().join("vault.json").exists());
+
+    // With room, init stores it; later, a token that cannot grow it refuses the unseal
+    // before signing: nothing released, no checkpoint.
+    let args = init("vault-a");
+    let output = through_shim(&env, &hsm, &Shim::new(), &support::as_strs(&args));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.seal_payload("db-root", b"root", false);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let before = lines(&env).len();
+    let full = Shim::new().fail("C_SetAttributeValue", 1, "CKR_DEVICE_MEMORY");
+    let args = unseal_args(&env, "out");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = through_shim(&env, &hsm, &full, &args);
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("vault-a") && stderr(&output).contains("C_SetAttributeValue"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!env.path("out").exists());
+    let after = lines(&env);
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "only the failed attempt is recorded"
+    );
+    assert!(after[before].contains("unseal_failed"), "{}", after[before]);
+    let output = through_shim(&env, &hsm, &Shim::new(), &args);
+    assert!(output.status.success(), "{}", stderr(&output));
 }

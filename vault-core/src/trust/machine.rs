@@ -152,6 +152,58 @@ pub struct AuditAnchor {
     pub offset: u64,
 }
 
+/// The first line of the audit head a token holds (its data object's value).
+pub const TOKEN_ANCHOR_FORMAT: &str = "breakglass-audit-head/1";
+
+/// The label of the data object in which a token holds the audit head of `vault_id`.
+pub fn token_anchor_label(vault_id: &str) -> String {
+    format!("breakglass:{vault_id}:audit-head")
+}
+
+impl AuditAnchor {
+    /// The value of the token's data object: five lines, `breakglass-audit-head/1`, the vault
+    /// id, the sequence number, the line's hex SHA-256 and the byte offset after it, each
+    /// followed by a newline.
+    pub fn to_token_bytes(&self, vault_id: &str) -> Vec<u8> {
+        format!(
+            "{TOKEN_ANCHOR_FORMAT}\n{vault_id}\n{}\n{}\n{}\n",
+            self.seq, self.hash, self.offset
+        )
+        .into_bytes()
+    }
+
+    /// Reads a token's data object for `vault_id` (see [`AuditAnchor::to_token_bytes`]).
+    pub fn from_token_bytes(bytes: &[u8], vault_id: &str) -> Result<AuditAnchor, &'static str> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not text")?;
+        let fields: Vec<&str> = text
+            .strip_suffix('\n')
+            .ok_or("no final newline")?
+            .split('\n')
+            .collect();
+        let [format, vault, seq, hash, offset] = fields[..] else {
+            return Err("not five lines");
+        };
+        if format != TOKEN_ANCHOR_FORMAT {
+            return Err("an unknown format");
+        }
+        if vault != vault_id {
+            return Err("it names another vault");
+        }
+        let hex_hash =
+            hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex_hash {
+            return Err("the line hash is not 64 lowercase hex digits");
+        }
+        Ok(AuditAnchor {
+            seq: seq
+                .parse()
+                .map_err(|_| "the sequence number is not a number")?,
+            hash: hash.to_owned(),
+            offset: offset.parse().map_err(|_| "the offset is not a number")?,
+        })
+    }
+}
+
 /// What a machine remembers of one vault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,7 +394,7 @@ impl MachineAnchor {
 
 /// Why a log does not continue a remembered head.
 #[derive(Debug)]
-pub(crate) enum HeadCheck {
+pub enum HeadCheck {
     /// It does not: what is there instead.
     Rollback(FoundHead),
     /// It could not be read.
@@ -350,7 +402,7 @@ pub(crate) enum HeadCheck {
 }
 
 /// Checks that the log at `path` continues `anchor` (a missing log is an empty one).
-pub(crate) fn check_head_file(anchor: &AuditAnchor, path: &Path) -> Result<(), HeadCheck> {
+pub fn check_head_file(anchor: &AuditAnchor, path: &Path) -> Result<(), HeadCheck> {
     match std::fs::File::open(path) {
         Ok(mut file) => check_head(anchor, &mut file),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -366,10 +418,7 @@ const LINE_WINDOW: u64 = 4096;
 
 /// Checks that `log` is at least as long as `anchor.offset` and that the line ending there is
 /// the anchored line, reading only that line.
-pub(crate) fn check_head(
-    anchor: &AuditAnchor,
-    log: &mut (impl Read + Seek),
-) -> Result<(), HeadCheck> {
+pub fn check_head(anchor: &AuditAnchor, log: &mut (impl Read + Seek)) -> Result<(), HeadCheck> {
     let length = log.seek(SeekFrom::End(0)).map_err(HeadCheck::Io)?;
     let rollback = |line_hash: Option<String>| HeadCheck::Rollback(FoundHead { length, line_hash });
     if anchor.offset == 0 {
@@ -637,6 +686,40 @@ mod tests {
         ));
         anchor.advance_audit(anchor_at(&genuine, 6)).unwrap();
         anchor.check_audit_log(&genuine).unwrap();
+    }
+
+    #[test]
+    fn the_token_holds_the_head_as_five_lines_and_anything_else_is_refused() {
+        let head = AuditAnchor {
+            seq: 12,
+            hash: "ab".repeat(32),
+            offset: 4096,
+        };
+        let bytes = head.to_token_bytes("0a1b");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            format!(
+                "breakglass-audit-head/1\n0a1b\n12\n{}\n4096\n",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(AuditAnchor::from_token_bytes(&bytes, "0a1b"), Ok(head));
+        assert_eq!(
+            AuditAnchor::from_token_bytes(&bytes, "0a1c"),
+            Err("it names another vault")
+        );
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            b"breakglass-audit-head/2\n0a1b\n1\nab\n1\n",
+            b"breakglass-audit-head/1\n0a1b\n1\nab\n1\n",
+            b"\xff",
+        ] {
+            assert!(
+                AuditAnchor::from_token_bytes(bad, "0a1b").is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(token_anchor_label("0a1b"), "breakglass:0a1b:audit-head");
     }
 
     #[test]

@@ -41,7 +41,12 @@ impl Vault {
         token_label: &str,
     ) -> Result<(), crate::Error> {
         let closing = self.prepare_closing(event, session, token_label)?;
-        self.append_closing(closing)
+        let signed = matches!(closing, Closing::Signed(_));
+        self.append_closing(closing)?;
+        if signed {
+            self.advance_token_head(session, token_label);
+        }
+        Ok(())
     }
 
     /// What [`Vault::append_signed`] would append, with the checkpoint signed now (the token
@@ -55,6 +60,7 @@ impl Vault {
         if self.manifest().audit.token != token_label {
             return Ok(Closing::Plain(event));
         }
+        self.hold_token_head(session, token_label)?;
         let prepared = self.audit().prepare_signed(
             event,
             &session.audit_signer(&self.keys.audit_key_id),
@@ -69,7 +75,7 @@ impl Vault {
         match closing {
             Closing::Signed(prepared) => {
                 self.audit().append_prepared(*prepared)?;
-                let _ = self.follow_audit()?;
+                let _ = self.follow_audit();
             }
             Closing::Plain(event) => {
                 self.append(event)?;
@@ -135,7 +141,7 @@ impl Vault {
     /// Appends an event (the caller holds the writers' lock).
     pub(super) fn append(&self, event: Event) -> Result<Head, crate::Error> {
         let head = self.audit().append(event, &Actor::current(), &now())?;
-        let _ = self.follow_audit()?;
+        let _ = self.follow_audit();
         Ok(head)
     }
 }
