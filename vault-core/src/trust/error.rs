@@ -239,7 +239,7 @@ pub enum TrustError {
     },
     /// The audit log does not continue the head the token saw at its last checkpoint.
     #[error(
-        "the audit log of vault {vault_id} was cut back or rewritten: token {token} signed up to {expected}, but the log {found}"
+        "the audit log of vault {vault_id} was cut back or rewritten: token {token} saw {expected} at its last checkpoint, but the log {found}"
     )]
     TokenAuditRollback {
         /// The token's label.

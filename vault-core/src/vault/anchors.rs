@@ -6,7 +6,7 @@
 //! them that verified; every append moves it over the lines it wrote. Before the token signs a
 //! checkpoint, the log must continue the head the token holds, so that a machine that
 //! remembers nothing (a fresh configuration) also catches a rollback; the token then holds the
-//! new head.
+//! head the checkpoint is about to follow.
 
 use crate::audit::{ChainPoint, VerifyReport};
 use crate::hsm::TokenSession;
@@ -79,7 +79,10 @@ impl Vault {
     /// Refuses a log that does not continue the head token `token_label` holds (exit 5), then
     /// has the token hold the head that verifies now (never an earlier one). Called before the
     /// token signs a checkpoint, so that a token without room refuses before anything is
-    /// signed or written; after the checkpoint is appended, [`Vault::advance_token_head`].
+    /// signed or written. The token so holds the head as it was before its latest checkpoint:
+    /// the lines that checkpoint adds are held by the machine that wrote them, and by the token
+    /// from its next checkpoint on (a write after the append could fail after the opening was
+    /// recorded, and a head written before it would be ahead of a log whose append failed).
     pub(super) fn hold_token_head(
         &self,
         session: &TokenSession<'_>,
@@ -121,12 +124,5 @@ impl Vault {
         }
         session.write_data(&label, &head.to_token_bytes(vault_id))?;
         Ok(())
-    }
-
-    /// After a checkpoint is appended: the token holds the new head. Best effort, as for this
-    /// machine's anchor: the opening is recorded and done; a token that fails here keeps the
-    /// head it held before this command, an earlier line of the same log.
-    pub(super) fn advance_token_head(&self, session: &TokenSession<'_>, token_label: &str) {
-        let _ = self.hold_token_head(session, token_label);
     }
 }

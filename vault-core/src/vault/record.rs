@@ -41,12 +41,7 @@ impl Vault {
         token_label: &str,
     ) -> Result<(), crate::Error> {
         let closing = self.prepare_closing(event, session, token_label)?;
-        let signed = matches!(closing, Closing::Signed(_));
-        self.append_closing(closing)?;
-        if signed {
-            self.advance_token_head(session, token_label);
-        }
-        Ok(())
+        self.append_closing(closing)
     }
 
     /// What [`Vault::append_signed`] would append, with the checkpoint signed now (the token
