@@ -111,7 +111,8 @@ fn assert_refused_everywhere(env: &Env, found: &str) {
         assert!(
             text.contains("cut back or rewritten")
                 && text.contains("this machine verified line 8")
-                && text.contains(found),
+                && text.contains(found)
+                && text.contains("restore the log from a copy that holds that line"),
             "{what}: {text}"
         );
     }
