@@ -42,21 +42,19 @@ impl TokenSession<'_> {
     /// it, else a new private token object. A token without room for it says so
     /// ([`HsmError`] naming the token and `CKR_DEVICE_MEMORY`).
     pub fn write_data(&self, label: &str, value: &[u8]) -> Result<(), HsmError> {
-        if let Some(handle) = self.find_data(label)? {
+        let existing = self.find_data(label)?;
+        if let Some(handle) = existing {
             match self
                 .session
                 .update_attributes(handle, &[Attribute::Value(value.to_vec())])
             {
                 Ok(()) => return Ok(()),
-                // A token that cannot change a value in place: replaced below.
-                Err(Pkcs11Error::Pkcs11(RvError::AttributeReadOnly, _)) => {
-                    self.session
-                        .destroy_object(handle)
-                        .map_err(self.error("replacing a data object"))?;
-                }
+                // A token that cannot change a value in place (SoftHSM): replaced below.
+                Err(Pkcs11Error::Pkcs11(RvError::AttributeReadOnly, _)) => {}
                 Err(e) => return Err(self.error("updating a data object")(e)),
             }
         }
+        // The new object first: a token without room for it keeps the old one.
         self.session
             .create_object(&[
                 Attribute::Class(ObjectClass::DATA),
@@ -68,6 +66,11 @@ impl TokenSession<'_> {
                 Attribute::Value(value.to_vec()),
             ])
             .map_err(self.error("storing a data object"))?;
+        if let Some(handle) = existing {
+            self.session
+                .destroy_object(handle)
+                .map_err(self.error("replacing a data object"))?;
+        }
         Ok(())
     }
 }
