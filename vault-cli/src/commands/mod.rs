@@ -212,10 +212,15 @@ pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
 }
 
 /// Refuses to open a credential on a broken audit log (exit 5): the opening could not be
-/// recorded on a trustworthy chain. Checked before any share is asked for; with a head this
-/// machine remembers, only the lines after it are read.
+/// recorded on a trustworthy chain. Checked before any share is asked for.
 pub fn require_intact_audit(vault: &Vault) -> Result<()> {
-    match vault.audit_break()? {
+    let report = vault.keys().verify_audit(&vault.audit())?;
+    let line = report
+        .first_problem
+        .as_ref()
+        .map(|p| p.line)
+        .or(report.bad_signature);
+    match line {
         None => Ok(()),
         Some(line) => Err(fail(
             Failure::Integrity,

@@ -8,7 +8,7 @@
 //! remembers nothing (a fresh configuration) also catches a rollback; the token then holds the
 //! head the checkpoint is about to follow.
 
-use crate::audit::{ChainPoint, VerifyReport};
+use crate::audit::ChainPoint;
 use crate::hsm::TokenSession;
 use crate::store::AUDIT_LOG;
 use crate::trust::TrustError;
@@ -22,19 +22,18 @@ impl Vault {
     /// Refuses a log that does not continue this machine's remembered head; verifies the lines
     /// after it (the chain, the checkpoints' signatures) and remembers the last that verified.
     /// A line that does not verify stops the anchor before it, and is for `audit verify` to
-    /// report. Nothing is remembered on a machine that pinned nothing for the vault (`None`);
-    /// else the report on the lines after the remembered head.
+    /// report. Nothing is remembered on a machine that pinned nothing for the vault.
     ///
     /// Remembering is best effort: an anchor that could not be written (a full disk) stays at
     /// an earlier line of the same log, which the next command checks and moves on from; the
     /// command itself is neither refused nor left half done for it.
-    pub(super) fn follow_audit(&self) -> Result<Option<VerifyReport>, crate::Error> {
+    pub(super) fn follow_audit(&self) -> Result<(), crate::Error> {
         let Some(mut anchor) = MachineAnchor::read(&self.config, self.trusted.vault_id())? else {
-            return Ok(None);
+            return Ok(());
         };
         anchor.check_audit_file(&self.store.path(AUDIT_LOG))?;
         let from = anchor.audit.as_ref().map(ChainPoint::from);
-        let (report, last) = self.audit().verify_from(
+        let (_, last) = self.audit().verify_from(
             from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
@@ -43,23 +42,7 @@ impl Vault {
             anchor.advance_audit(last.into())?;
             let _ = anchor.write(&self.config);
         }
-        Ok(Some(report))
-    }
-
-    /// The first line of the audit log that does not verify (a broken chain or a checkpoint
-    /// whose signature fails), if any: from what opening the vault verified after this
-    /// machine's remembered head (history before it was verified when the head was
-    /// remembered), else from a walk of the whole log.
-    pub fn audit_break(&self) -> Result<Option<usize>, crate::Error> {
-        let report = match &self.followed {
-            Some(report) => report.clone(),
-            None => self.keys.verify_audit(&self.audit())?,
-        };
-        Ok(report
-            .first_problem
-            .as_ref()
-            .map(|p| p.line)
-            .or(report.bad_signature))
+        Ok(())
     }
 
     /// The last line of the audit log that verifies now, walking on from this machine's

@@ -222,8 +222,6 @@ pub struct Vault {
     /// The manifest's keys, parsed once from `trusted`.
     keys: ManifestKeys,
     config: ConfigDir,
-    /// What opening verified of the audit log after this machine's remembered head.
-    followed: Option<crate::audit::VerifyReport>,
 }
 
 /// `len` bytes from the operating system's generator.
@@ -409,8 +407,8 @@ impl Vault {
         };
         let document = read_certified(config, &store, &bytes)?;
         let trusted = authenticate(config, &store, document)?;
-        let mut vault = Vault::with(store, trusted, config.clone())?;
-        vault.followed = vault.follow_audit()?;
+        let vault = Vault::with(store, trusted, config.clone())?;
+        vault.follow_audit()?;
         Ok(vault)
     }
 
@@ -425,7 +423,6 @@ impl Vault {
             trusted,
             keys,
             config,
-            followed: None,
         })
     }
 
