@@ -103,6 +103,8 @@ def main():
             results[(key, creds, entries)] = measure([a.bin, *argv(share_args)], env, runs)
             if a.before and (creds, entries) == sizes[-1]:
                 results[(key, "before")] = measure([a.before, *argv(share_args)], env, runs)
+        opened = output([a.scale, "open", env["BREAKGLASS_VAULT"], str(a.runs)], env).split()
+        results[("open", creds, entries)] = tuple(float(x) for x in opened)
         lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
         built[(creds, entries, "lines")] = lines
         print(f"bench: measured {creds} credentials / {lines} audit lines", file=sys.stderr)
@@ -153,6 +155,17 @@ def write_markdown(a, sizes, commands, results, built, floor, warm_us, pbkdf2_ms
             b, n = results[(key, "before")], results[(key, *big)]
             out.append(f"| {label} | {fmt(b)} | {fmt(n)} | {n['median'] / b['median']:.2f}×, "
                        f"{n['rss'] / b['rss']:.2f}× |")
+    out.append("")
+    out.append("Opening the vault (`Vault::open`, in process, median of the runs), with the audit head "
+               "this machine remembers (only the log after it is read and verified) and without one "
+               "(the whole log read and verified, as on a machine that opens the vault for the first time):")
+    out.append("")
+    out.append("| vault | with the machine's anchor | without an anchor |")
+    out.append("|---|---|---|")
+    for s in sizes:
+        anchored, full = results[("open", *s)]
+        label = "fresh vault" if s == fresh else size_label(sizes, built, s)
+        out.append(f"| {label} | {anchored:.2f} ms | {full:.2f} ms |")
     unseal = results[("unseal", *fresh)]
     out.append("")
     out.append("Floors, measured in the same run:")

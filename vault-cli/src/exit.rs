@@ -178,6 +178,22 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
                      whether they sent this request",
                 );
             }
+            Some(vault_core::trust::TrustError::TokenAuditRollback { .. }) => {
+                return Some(
+                    "audit.jsonl was cut back or rewritten outside breakglass: restore the log from a copy that holds \
+                     that line (a backup, another copy of the vault directory); the token signs no \
+                     checkpoint over a log that does not",
+                );
+            }
+            Some(vault_core::trust::TrustError::AuditRollback { .. }) => {
+                return Some(
+                    "audit.jsonl was cut back or rewritten outside breakglass: restore the log from a copy that holds \
+                     that line (a backup, another copy of the vault directory); if the whole \
+                     directory was restored on purpose from an older backup, a security officer \
+                     who has checked it removes this machine's anchors/<vault id>.json in the \
+                     breakglass configuration directory",
+                );
+            }
             _ => {}
         }
         match cause.downcast_ref::<HsmError>() {

@@ -6,7 +6,14 @@
 //! scale floor DIR KEY_ID                                 the bare PKCS#11 cold unseal (one process)
 //! scale floor-warm DIR KEY_ID                            one warm token ECDH, microseconds
 //! scale pbkdf2                                           SLIP-39 combine of 2 shares at e=0, ms
+//! scale open VAULT RUNS                                  `Vault::open`, median ms: with this
+//!                                                        machine's audit anchor, then without
 //! ```
+//!
+//! `open` times opening the vault in process, as every command does first: with the audit head
+//! this machine remembers (only the lines after it are read and verified), then with a copy of
+//! this machine's configuration whose anchor remembers no head, rewritten so before each run
+//! (the whole log is read and verified, as on a machine opening the vault for the first time).
 //!
 //! `build` seals CREDENTIALS envelopes with the library's `envelope::seal` for the vault's own
 //! keys, then extends the audit log to at least ENTRIES lines with entries the library's
@@ -68,6 +75,7 @@ fn main() -> Outcome {
         "floor" => floor(Path::new(arg(1)?), arg(2)?, 0),
         "floor-warm" => floor(Path::new(arg(1)?), arg(2)?, 500),
         "pbkdf2" => pbkdf2(),
+        "open" => open_cost(Path::new(arg(1)?), arg(2)?.parse()?),
         other => Err(format!("unknown command {other:?}").into()),
     }
 }
@@ -230,6 +238,47 @@ fn grow_log(
     }
     out.sync_all()?;
     Ok(added)
+}
+
+/// The median of `runs` timings of `Vault::open` with `config`, `before` run before each one.
+fn median_open(
+    dir: &Path,
+    config: &vault_core::trust::machine::ConfigDir,
+    runs: usize,
+    before: &dyn Fn() -> Outcome,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        before()?;
+        let started = Instant::now();
+        Vault::open(dir, config)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Prints the median milliseconds of opening the vault with this machine's audit anchor, then
+/// without one (see the comment at the top).
+fn open_cost(dir: &Path, runs: usize) -> Outcome {
+    use vault_core::trust::machine::{ConfigDir, MachineAnchor};
+    let config = ConfigDir::from_env()
+        .ok_or("no configuration directory: set BREAKGLASS_CONFIG_DIR or HOME")?;
+    let vault = Vault::open(dir, &config)?;
+    let vault_id = vault.manifest().vault_id.clone();
+    let anchored = median_open(dir, &config, runs, &|| Ok(()))?;
+    let mut headless = MachineAnchor::read(&config, &vault_id)?
+        .ok_or("this machine has no anchor for the vault: run a command on it first")?;
+    headless.audit = None;
+    let scratch = tempfile::tempdir()?;
+    let fresh = ConfigDir::at(scratch.path());
+    std::fs::copy(
+        vault_core::vault::known_vaults_path(&config),
+        vault_core::vault::known_vaults_path(&fresh),
+    )?;
+    let full = median_open(dir, &fresh, runs, &|| Ok(headless.write(&fresh)?))?;
+    println!("{anchored:.2} {full:.2}");
+    Ok(())
 }
 
 /// A memory file system for the scratch log when there is one (its fsyncs cost nothing).

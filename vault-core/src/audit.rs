@@ -319,6 +319,21 @@ impl AuditLog {
         }
     }
 
+    /// The bytes from `offset` to the end (none when the file is missing or shorter).
+    fn bytes_from(&self, offset: u64) -> Result<Vec<u8>, AuditError> {
+        use std::io::{Read as _, Seek as _};
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io()(e)),
+        };
+        let mut bytes = Vec::new();
+        file.seek(std::io::SeekFrom::Start(offset))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(self.io())?;
+        Ok(bytes)
+    }
+
     /// The complete lines (a torn tail left out).
     fn lines(&self) -> Result<Vec<Vec<u8>>, AuditError> {
         Ok(self.read()?.lines)
@@ -588,6 +603,55 @@ impl AuditLog {
         self.verify_with_retired(&[], audit_public_key)
     }
 
+    /// As [`AuditLog::verify_with_retired`], reading only the bytes after `from` (a line
+    /// verified before; the whole log when `None`) and chaining on from it. Also returns the
+    /// last line that verified (`from` when none after it did): where the next call resumes.
+    /// The report's counts cover the lines after `from` only; whether the log still holds
+    /// `from` itself is the caller's check (`trust::machine`).
+    pub fn verify_from(
+        &self,
+        from: Option<&ChainPoint>,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
+    ) -> Result<(VerifyReport, ChainPoint), AuditError> {
+        let start = from.cloned().unwrap_or(ChainPoint {
+            seq: 0,
+            hash: GENESIS.into(),
+            offset: 0,
+        });
+        let bytes = self.bytes_from(start.offset)?;
+        let read = split(&bytes);
+        // Where each complete line ends, as `split` keeps them (blank lines left out).
+        let mut ends = Vec::with_capacity(read.lines.len());
+        let mut at = 0u64;
+        for segment in bytes.split(|b| *b == b'\n') {
+            at += segment.len() as u64 + 1;
+            if !segment.is_empty() && ends.len() < read.lines.len() {
+                ends.push(start.offset + at);
+            }
+        }
+        let report = self.walk(&read, &start, retired, audit_public_key);
+        // A line that breaks the chain, or a checkpoint that fails, puts the line before it in
+        // doubt too (either may have been changed): the verified run ends before both.
+        let broken = report
+            .first_problem
+            .as_ref()
+            .map(|p| p.line)
+            .or(report.bad_signature);
+        let good = broken
+            .map_or(report.entries, |line| line.saturating_sub(2))
+            .saturating_sub(start.seq as usize);
+        let last = match good.checked_sub(1) {
+            Some(i) => ChainPoint {
+                seq: start.seq + good as u64,
+                hash: line_hash(&read.lines[i]),
+                offset: ends[i],
+            },
+            None => start,
+        };
+        Ok((report, last))
+    }
+
     /// As [`AuditLog::verify`], for a vault whose audit key was replaced (its token lost):
     /// a checkpoint on line `n` is checked with the first retired key `(last_line, key)` whose
     /// `last_line` is at least `n`, and with `audit_public_key` after the last of them. A
@@ -597,21 +661,37 @@ impl AuditLog {
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
     ) -> Result<VerifyReport, AuditError> {
-        let Read { lines, torn } = self.read()?;
+        Ok(self.verify_from(None, retired, audit_public_key)?.0)
+    }
+
+    /// Checks `read` (the lines after `start`) chaining on from `start`.
+    fn walk(
+        &self,
+        read: &Read,
+        start: &ChainPoint,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
+    ) -> VerifyReport {
+        let Read { lines, torn } = read;
         let key_for = |line: u64| -> &[u8] {
             retired
                 .iter()
                 .find(|(last, _)| line <= *last)
                 .map_or(audit_public_key, |(_, key)| key.as_slice())
         };
+        let first = start.seq as usize;
         let mut report = VerifyReport {
-            entries: lines.len(),
-            torn_tail: torn.map(|(tail, _)| tail),
+            entries: first + lines.len(),
+            torn_tail: torn.as_ref().map(|(tail, _)| TornTail {
+                line: first + tail.line,
+                offset: start.offset + tail.offset,
+                len: tail.len,
+            }),
             ..VerifyReport::default()
         };
-        let mut prev = GENESIS.to_owned();
+        let mut prev = start.hash.clone();
         for (i, line) in lines.iter().enumerate() {
-            let number = i + 1;
+            let number = first + i + 1;
             let problem = |reason: String| Problem {
                 line: number,
                 reason,
@@ -620,7 +700,7 @@ impl AuditLog {
                 Ok(entry) => entry,
                 Err(e) => {
                     report.first_problem = Some(problem(format!("not a valid entry ({e})")));
-                    return Ok(report);
+                    return report;
                 }
             };
             if entry.seq != number as u64 {
@@ -628,11 +708,11 @@ impl AuditLog {
                     "sequence number {} where {number} belongs (a line removed or inserted)",
                     entry.seq
                 )));
-                return Ok(report);
+                return report;
             }
             if entry.prev != prev {
                 report.first_problem = Some(problem("does not chain to the line before (that line or this one was changed, or lines were reordered)".into()));
-                return Ok(report);
+                return report;
             }
             if let Some(checkpoint) = &entry.checkpoint {
                 let message = checkpoint_message(&self.vault_id, entry.seq - 1, &checkpoint.head);
@@ -643,17 +723,28 @@ impl AuditLog {
                 );
                 if checkpoint.head != prev || verifier.verify(&message, &signature).is_err() {
                     report.bad_signature = Some(number);
-                    return Ok(report);
+                    return report;
                 }
                 report.last_checkpoint = Some(number);
                 report.checkpoints += 1;
             }
             prev = line_hash(line);
         }
-        report.unsigned_tail = lines.len() - report.last_checkpoint.unwrap_or(0);
+        report.unsigned_tail = report.entries - report.last_checkpoint.unwrap_or(first);
         report.head = prev;
-        Ok(report)
+        report
     }
+}
+
+/// A line of the chain and where it ends: what verification resumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainPoint {
+    /// Its sequence number (0: before the first line).
+    pub seq: u64,
+    /// The hex SHA-256 of its bytes ([`GENESIS`] before the first line).
+    pub hash: String,
+    /// The byte offset just after its newline.
+    pub offset: u64,
 }
 
 /// A problem found at a line.
@@ -954,6 +1045,50 @@ mod tests {
                 .unwrap()
                 .is_intact()
         );
+    }
+
+    #[test]
+    fn verification_resumes_after_a_verified_line_reading_only_what_follows_it() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        let (_dir, log) = log_with(8, &signer);
+        let (whole, end) = log.verify_from(None, &[], &key).unwrap();
+        let bytes = std::fs::read(&log.path).unwrap();
+        assert_eq!(end.offset, bytes.len() as u64);
+        assert_eq!((end.seq, end.hash.as_str()), (9, whole.head.as_str()));
+        // From line 3: the same head, and the lines before it are not read (a change there
+        // goes unseen; `verify` from the start sees it).
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(2)
+            .unwrap()
+            .0 as u64
+            + 1;
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        let from = ChainPoint {
+            seq: 3,
+            hash: line_hash(lines[2]),
+            offset: third,
+        };
+        let mut changed = bytes.clone();
+        changed[20] ^= 1;
+        std::fs::write(&log.path, &changed).unwrap();
+        let (tail, resumed) = log.verify_from(Some(&from), &[], &key).unwrap();
+        assert!(tail.is_intact(), "{tail:?}");
+        assert_eq!(resumed, end);
+        assert!(!log.verify(&key).unwrap().is_intact());
+        // A broken line after it: the walk stops at the line before.
+        std::fs::write(&log.path, &bytes).unwrap();
+        let mut broken = bytes.clone();
+        let at = lines[..6].iter().map(|l| l.len() + 1).sum::<usize>() + 20;
+        broken[at] ^= 1;
+        std::fs::write(&log.path, &broken).unwrap();
+        let (tail, stopped) = log.verify_from(Some(&from), &[], &key).unwrap();
+        assert_eq!(tail.first_problem.unwrap().line, 8);
+        assert_eq!(stopped.seq, 6);
+        assert_eq!(stopped.hash, line_hash(lines[5]));
     }
 
     #[test]

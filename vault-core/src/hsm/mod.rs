@@ -12,6 +12,7 @@
 //! signs audit checkpoints. Neither private key can leave the token.
 
 mod check;
+mod data;
 mod error;
 
 use std::cell::RefCell;

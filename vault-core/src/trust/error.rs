@@ -237,6 +237,30 @@ pub enum TrustError {
         /// What is there now.
         found: FoundHead,
     },
+    /// The audit log does not continue the head the token saw at its last checkpoint.
+    #[error(
+        "the audit log of vault {vault_id} was cut back or rewritten: token {token} saw {expected} at its last checkpoint, but the log {found}"
+    )]
+    TokenAuditRollback {
+        /// The token's label.
+        token: String,
+        /// The vault.
+        vault_id: String,
+        /// The head the token holds.
+        expected: Box<AuditAnchor>,
+        /// What is there now.
+        found: Box<FoundHead>,
+    },
+    /// The audit head a token holds for the vault cannot be read.
+    #[error("token {token}: its audit head object for vault {vault_id} is not valid: {reason}")]
+    InvalidTokenAnchor {
+        /// The token's label.
+        token: String,
+        /// The vault.
+        vault_id: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// The machine configuration cannot be read.
     #[error("{}: not a valid breakglass machine configuration: {reason}", path.display())]
     InvalidConfig {

@@ -23,11 +23,14 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use std::io::{Read, Seek, SeekFrom};
+
 use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
 use super::TrustError;
 use super::certified::{AuthenticatedManifest, SeenManifest};
+use crate::audit::ChainPoint;
 use crate::manifest::Fingerprint;
 
 /// The variable that overrides the configuration directory.
@@ -147,6 +150,58 @@ pub struct AuditAnchor {
     pub hash: String,
     /// The byte offset just after its newline: the log's length when it was the last line.
     pub offset: u64,
+}
+
+/// The first line of the audit head a token holds (its data object's value).
+pub const TOKEN_ANCHOR_FORMAT: &str = "breakglass-audit-head/1";
+
+/// The label of the data object in which a token holds the audit head of `vault_id`.
+pub fn token_anchor_label(vault_id: &str) -> String {
+    format!("breakglass:{vault_id}:audit-head")
+}
+
+impl AuditAnchor {
+    /// The value of the token's data object: five lines, `breakglass-audit-head/1`, the vault
+    /// id, the sequence number, the line's hex SHA-256 and the byte offset after it, each
+    /// followed by a newline.
+    pub fn to_token_bytes(&self, vault_id: &str) -> Vec<u8> {
+        format!(
+            "{TOKEN_ANCHOR_FORMAT}\n{vault_id}\n{}\n{}\n{}\n",
+            self.seq, self.hash, self.offset
+        )
+        .into_bytes()
+    }
+
+    /// Reads a token's data object for `vault_id` (see [`AuditAnchor::to_token_bytes`]).
+    pub fn from_token_bytes(bytes: &[u8], vault_id: &str) -> Result<AuditAnchor, &'static str> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not text")?;
+        let fields: Vec<&str> = text
+            .strip_suffix('\n')
+            .ok_or("no final newline")?
+            .split('\n')
+            .collect();
+        let [format, vault, seq, hash, offset] = fields[..] else {
+            return Err("not five lines");
+        };
+        if format != TOKEN_ANCHOR_FORMAT {
+            return Err("an unknown format");
+        }
+        if vault != vault_id {
+            return Err("it names another vault");
+        }
+        let hex_hash =
+            hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !hex_hash {
+            return Err("the line hash is not 64 lowercase hex digits");
+        }
+        Ok(AuditAnchor {
+            seq: seq
+                .parse()
+                .map_err(|_| "the sequence number is not a number")?,
+            hash: hash.to_owned(),
+            offset: offset.parse().map_err(|_| "the offset is not a number")?,
+        })
+    }
 }
 
 /// What a machine remembers of one vault.
@@ -298,36 +353,129 @@ impl MachineAnchor {
         let Some(anchor) = &self.audit else {
             return Ok(());
         };
-        let rollback = |line_hash: Option<String>| TrustError::AuditRollback {
-            vault_id: self.vault_id.clone(),
-            expected: anchor.clone(),
-            found: FoundHead {
-                length: log.len() as u64,
-                line_hash,
+        check_head(anchor, &mut std::io::Cursor::new(log)).map_err(|e| match e {
+            HeadCheck::Rollback(found) => self.rollback(found),
+            HeadCheck::Io(cause) => TrustError::Io {
+                path: PathBuf::new(),
+                action: "reading the audit log at the remembered head",
+                cause,
             },
-        };
-        if anchor.offset == 0 {
+        })
+    }
+
+    /// As [`MachineAnchor::check_audit_log`], for the log file at `path`, reading only the
+    /// remembered line (the log's length comes from its metadata).
+    pub fn check_audit_file(&self, path: &Path) -> Result<(), TrustError> {
+        let Some(anchor) = &self.audit else {
             return Ok(());
-        }
-        let Some(end) = usize::try_from(anchor.offset)
-            .ok()
-            .filter(|e| *e <= log.len())
-        else {
-            return Err(rollback(None));
         };
-        if log[end - 1] != b'\n' {
+        check_head_file(anchor, path).map_err(|e| match e {
+            HeadCheck::Rollback(found) => self.rollback(found),
+            HeadCheck::Io(cause) => TrustError::Io {
+                path: path.to_path_buf(),
+                action: "reading the audit log at the remembered head",
+                cause,
+            },
+        })
+    }
+
+    fn rollback(&self, found: FoundHead) -> TrustError {
+        TrustError::AuditRollback {
+            vault_id: self.vault_id.clone(),
+            expected: self.audit.clone().unwrap_or(AuditAnchor {
+                seq: 0,
+                hash: String::new(),
+                offset: 0,
+            }),
+            found,
+        }
+    }
+}
+
+/// Why a log does not continue a remembered head.
+#[derive(Debug)]
+pub enum HeadCheck {
+    /// It does not: what is there instead.
+    Rollback(FoundHead),
+    /// It could not be read.
+    Io(std::io::Error),
+}
+
+/// Checks that the log at `path` continues `anchor` (a missing log is an empty one).
+pub fn check_head_file(anchor: &AuditAnchor, path: &Path) -> Result<(), HeadCheck> {
+    match std::fs::File::open(path) {
+        Ok(mut file) => check_head(anchor, &mut file),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            check_head(anchor, &mut std::io::Cursor::new(&[][..]))
+        }
+        Err(e) => Err(HeadCheck::Io(e)),
+    }
+}
+
+/// How much of the log is read at a time, backwards from the remembered offset, to find the
+/// start of the remembered line.
+const LINE_WINDOW: u64 = 4096;
+
+/// Checks that `log` is at least as long as `anchor.offset` and that the line ending there is
+/// the anchored line, reading only that line.
+pub fn check_head(anchor: &AuditAnchor, log: &mut (impl Read + Seek)) -> Result<(), HeadCheck> {
+    let length = log.seek(SeekFrom::End(0)).map_err(HeadCheck::Io)?;
+    let rollback = |line_hash: Option<String>| HeadCheck::Rollback(FoundHead { length, line_hash });
+    if anchor.offset == 0 {
+        return Ok(());
+    }
+    if anchor.offset > length {
+        return Err(rollback(None));
+    }
+    // The bytes before the offset, read backwards until the newline before the line.
+    let mut line: Vec<u8> = Vec::new();
+    let mut end = anchor.offset;
+    loop {
+        let begin = end.saturating_sub(LINE_WINDOW);
+        let mut chunk = vec![0u8; (end - begin) as usize];
+        log.seek(SeekFrom::Start(begin)).map_err(HeadCheck::Io)?;
+        log.read_exact(&mut chunk).map_err(HeadCheck::Io)?;
+        chunk.extend_from_slice(&line);
+        line = chunk;
+        if end == anchor.offset && line.last() != Some(&b'\n') {
             return Err(rollback(None));
         }
-        let line_end = end - 1;
-        let start = log[..line_end]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |p| p + 1);
-        let found = hex::encode(digest(&SHA256, &log[start..line_end]).as_ref());
-        if found == anchor.hash {
-            Ok(())
-        } else {
-            Err(rollback(Some(found)))
+        // The newline that ends the line itself is the last byte; look before it.
+        let body = &line[..line.len() - 1];
+        if let Some(p) = body.iter().rposition(|b| *b == b'\n') {
+            line.drain(..=p);
+            break;
+        }
+        if begin == 0 {
+            break;
+        }
+        end = begin;
+    }
+    line.pop();
+    let found = hex::encode(digest(&SHA256, &line).as_ref());
+    if found == anchor.hash {
+        Ok(())
+    } else {
+        Err(rollback(Some(found)))
+    }
+}
+
+impl From<&AuditAnchor> for ChainPoint {
+    fn from(anchor: &AuditAnchor) -> ChainPoint {
+        ChainPoint {
+            seq: anchor.seq,
+            hash: anchor.hash.clone(),
+            offset: anchor.offset,
+        }
+    }
+}
+
+impl From<ChainPoint> for AuditAnchor {
+    fn from(point: ChainPoint) -> AuditAnchor {
+        AuditAnchor {
+            seq: point.seq,
+            hash: point.hash,
+            offset: point.offset,
         }
     }
 }
@@ -538,6 +686,40 @@ mod tests {
         ));
         anchor.advance_audit(anchor_at(&genuine, 6)).unwrap();
         anchor.check_audit_log(&genuine).unwrap();
+    }
+
+    #[test]
+    fn the_token_holds_the_head_as_five_lines_and_anything_else_is_refused() {
+        let head = AuditAnchor {
+            seq: 12,
+            hash: "ab".repeat(32),
+            offset: 4096,
+        };
+        let bytes = head.to_token_bytes("0a1b");
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            format!(
+                "breakglass-audit-head/1\n0a1b\n12\n{}\n4096\n",
+                "ab".repeat(32)
+            )
+        );
+        assert_eq!(AuditAnchor::from_token_bytes(&bytes, "0a1b"), Ok(head));
+        assert_eq!(
+            AuditAnchor::from_token_bytes(&bytes, "0a1c"),
+            Err("it names another vault")
+        );
+        for bad in [
+            &bytes[..bytes.len() - 1],
+            b"breakglass-audit-head/2\n0a1b\n1\nab\n1\n",
+            b"breakglass-audit-head/1\n0a1b\n1\nab\n1\n",
+            b"\xff",
+        ] {
+            assert!(
+                AuditAnchor::from_token_bytes(bad, "0a1b").is_err(),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(token_anchor_label("0a1b"), "breakglass:0a1b:audit-head");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! - [`tokens`](self::tokens): finding an enrolled token that is present, its PINs, logging in;
 //! - `record`: signed audit appends and the entries that record a new manifest;
+//! - `anchors`: the audit log held to the head this machine remembers, verified from there on;
 //! - `listing`: the credential index `list` and `status` read, checked against every file;
 //! - `rewrap`: the one loop that re-seals envelopes or adds and removes their token stanzas;
 //! - `shares`: share sets (quorum and recovery), recombining them, layout validation;
@@ -12,6 +13,7 @@
 //! The library never prompts: PINs that do not come from the quorum are asked of the caller
 //! through [`PinProvider`].
 
+mod anchors;
 mod drill;
 mod enroll;
 mod init;
@@ -394,7 +396,8 @@ impl Vault {
     /// Opens the vault in `dir` even when a rekey was interrupted (to resume it). The manifest
     /// is authenticated: its identity is the one this machine pinned (its anchor, or
     /// `known_vaults.json`), its quorum signature verifies, and its version is not below the
-    /// highest this machine has seen. While a rekey is unfinished, the manifest before it
+    /// highest this machine has seen; the audit log continues the head this machine last
+    /// verified, and what was appended since verifies. While a rekey is unfinished, the manifest before it
     /// (kept in the journal) is the one authenticated: its quorum is the one that resumes.
     pub fn open_resuming(dir: &Path, config: &ConfigDir) -> Result<Vault, crate::Error> {
         let store = Store::open(dir)?;
@@ -404,7 +407,9 @@ impl Vault {
         };
         let document = read_certified(config, &store, &bytes)?;
         let trusted = authenticate(config, &store, document)?;
-        Vault::with(store, trusted, config.clone())
+        let vault = Vault::with(store, trusted, config.clone())?;
+        vault.follow_audit()?;
+        Ok(vault)
     }
 
     fn with(

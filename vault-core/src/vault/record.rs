@@ -55,6 +55,7 @@ impl Vault {
         if self.manifest().audit.token != token_label {
             return Ok(Closing::Plain(event));
         }
+        self.hold_token_head(session, token_label)?;
         let prepared = self.audit().prepare_signed(
             event,
             &session.audit_signer(&self.keys.audit_key_id),
@@ -69,6 +70,7 @@ impl Vault {
         match closing {
             Closing::Signed(prepared) => {
                 self.audit().append_prepared(*prepared)?;
+                let _ = self.follow_audit();
             }
             Closing::Plain(event) => {
                 self.append(event)?;
@@ -133,6 +135,8 @@ impl Vault {
 
     /// Appends an event (the caller holds the writers' lock).
     pub(super) fn append(&self, event: Event) -> Result<Head, crate::Error> {
-        Ok(self.audit().append(event, &Actor::current(), &now())?)
+        let head = self.audit().append(event, &Actor::current(), &now())?;
+        let _ = self.follow_audit();
+        Ok(head)
     }
 }
