@@ -14,26 +14,7 @@ type Coordinator = Env;
 impl Env {
     fn coordinator() -> Coordinator {
         let c = Env::new();
-        c.ok(&[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--custodian",
-            "dave",
-            "--custodian",
-            "erin",
-            "--threshold",
-            "3",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            c.path("shares").to_str().unwrap(),
-        ]);
+        c.init_vault(&["alice", "bob", "carol", "dave", "erin"], 3, &[]);
         std::fs::write(c.path("payload"), b"the database root password").unwrap();
         c.ok(&[
             "seal",

@@ -40,22 +40,7 @@ impl Setup {
             key,
             mfa_serial: String::new(),
         };
-        setup.ok(&[
-            "init",
-            "--dev-softhsm",
-            "--custodian",
-            "ana",
-            "--custodian",
-            "ben",
-            "--custodian",
-            "dan",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            setup.path("shares").to_str().unwrap(),
-        ]);
+        setup.env.init_vault(&["ana", "ben", "dan"], 2, &[]);
         let seed = setup.path("mfa-seed.txt");
         let created = setup.aws_cli(&[
             "iam",
@@ -492,21 +477,7 @@ fn every_mistake_found_before_the_shares_is_refused_with_exit_2_and_nothing_reco
 #[test]
 fn a_vault_made_with_reason_optional_opens_without_a_reason() {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--custodian",
-        "ana",
-        "--custodian",
-        "ben",
-        "--threshold",
-        "2",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-        "--reason-optional",
-    ]);
+    env.init_vault(&["ana", "ben"], 2, &["--reason-optional"]);
     let output = env.run_stdin(
         &["seal", "db", "--kind", "secret", "--from-stdin"],
         b"s3cret",
@@ -541,20 +512,7 @@ fn a_vault_made_with_reason_optional_opens_without_a_reason() {
 /// A 2-of-2 dev vault with a text secret `db`, no AWS.
 fn plain_vault() -> (Env, Vec<String>) {
     let env = Env::new();
-    env.ok(&[
-        "init",
-        "--dev-softhsm",
-        "--custodian",
-        "ana",
-        "--custodian",
-        "ben",
-        "--threshold",
-        "2",
-        "--iteration-exponent",
-        "0",
-        "--shares-dir",
-        env.path("shares").to_str().unwrap(),
-    ]);
+    env.init_vault(&["ana", "ben"], 2, &[]);
     let output = env.run_stdin(
         &["seal", "db", "--kind", "secret", "--from-stdin"],
         b"s3cret",
