@@ -60,15 +60,17 @@ impl RetiredSet {
         }
     }
 
-    /// When `share` is a share of this retired set: what to tell its custodian.
+    /// When `share` is a share of this retired set: what to tell its custodian. The statement
+    /// and the log are read unauthenticated here, so what they say is shown with control
+    /// characters made visible.
     pub fn explain(&self, share: &Share) -> Option<String> {
+        use vault_core::trust::untrusted_text::render_untrusted;
         let custodian = self.quorum.verify_share(&self.vault_id, share)?;
+        let name = render_untrusted(&custodian.name);
         Some(format!(
-            "it is {}'s share of the set retired by {}: it opens nothing any more; \
-             use the share that rekey issued to {}",
-            custodian.name,
-            self.by(),
-            custodian.name
+            "it is {name}'s share of the set retired by {}: it opens nothing any more; \
+             use the share that rekey issued to {name}",
+            render_untrusted(&self.by()),
         ))
     }
 }
