@@ -5,23 +5,49 @@
 //! [`write_all`]) writes half its bytes, then fails with ENOSPC as a full disk does, or kills
 //! the process with SIGKILL as a crash does. They exist only in builds with the `test-faults`
 //! feature, which only the tests turn on (as a dev-dependency feature); in any other build
-//! [`point`] does nothing and [`write_all`] is the plain call.
+//! [`point`] does nothing and [`write_all`] is the plain call. The crate's own unit tests have
+//! the fault points too, armed for the calling thread by `arm` rather than the environment, so
+//! that a library test stops an operation where the end-to-end tests stop the binary.
 
 use std::fs::File;
 use std::io::Write;
 
 /// Stops here with [`VaultError::FaultPoint`](crate::vault::VaultError::FaultPoint) when
-/// `BREAKGLASS_TEST_FAULT` names this point (test builds only).
-#[cfg(feature = "test-faults")]
+/// `BREAKGLASS_TEST_FAULT` names this point, or (in the crate's unit tests) when `arm` armed
+/// it on this thread (test builds only).
+#[cfg(any(test, feature = "test-faults"))]
 pub fn point(name: &str) -> Result<(), crate::Error> {
-    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) {
+    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) || armed(name) {
         return Err(crate::vault::VaultError::FaultPoint(name.to_owned()).into());
     }
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// The fault point a unit test armed on its thread.
+    static ARMED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Arms the fault point `name` on this thread (`None` disarms): the crate's unit tests stop an
+/// operation there without touching the process's environment.
+#[cfg(test)]
+pub(crate) fn arm(name: Option<&str>) {
+    ARMED.with(|armed| *armed.borrow_mut() = name.map(str::to_owned));
+}
+
+#[cfg(test)]
+fn armed(name: &str) -> bool {
+    ARMED.with(|armed| armed.borrow().as_deref() == Some(name))
+}
+
+#[cfg(all(not(test), feature = "test-faults"))]
+fn armed(_name: &str) -> bool {
+    false
+}
+
 /// Does nothing: this build has no fault points.
-#[cfg(not(feature = "test-faults"))]
+#[cfg(not(any(test, feature = "test-faults")))]
 #[inline(always)]
 pub fn point(_name: &str) -> Result<(), crate::Error> {
     Ok(())

@@ -11,6 +11,8 @@
 mod apply;
 mod journal;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 pub(super) use journal::journal_previous;
 pub use plan::{RecoveryChange, RekeyOptions, RekeyPlan};
