@@ -22,6 +22,8 @@ use crate::cli::{
 use crate::exit::{Failure, fail};
 use crate::prompt::{confirmed, own_share};
 
+use super::share::FileHeader;
+
 /// The purpose `args` ask for, with its data: the credential (checked to exist), the rekey's
 /// layout or the recovery set.
 fn purpose(vault: &Vault, args: &CeremonyOpenArgs) -> Result<Purpose> {
@@ -141,43 +143,17 @@ pub fn open(vault_arg: Option<&Path>, args: &CeremonyOpenArgs) -> Result<()> {
     Ok(())
 }
 
-/// What a share file's header says: whose share it is, of which vault, with which identity.
-#[derive(Debug, Default)]
-struct ShareHeader {
-    custodian: Option<String>,
-    vault_id: Option<String>,
-    fingerprint: Option<String>,
-}
-
-/// The header of the share file at `path` (nothing when there is no file, or no header). The
-/// words below it are not looked at.
-fn share_header(path: Option<&Path>, identity: Option<&Path>) -> ShareHeader {
-    let Some(text) = path.and_then(|p| crate::prompt::share_file_text(p, identity).ok()) else {
-        return ShareHeader::default();
-    };
-    let mut header = ShareHeader::default();
-    for line in text.lines().filter(|l| l.starts_with('#')) {
-        if let Some(name) = line
-            .strip_prefix("# breakglass share of custodian ")
-            .or_else(|| line.strip_prefix("# breakglass RECOVERY share of custodian "))
-        {
-            header.custodian = Some(name.trim().to_owned());
-        } else if let Some(rest) = line.strip_prefix("# vault ") {
-            let mut parts = rest.split(',');
-            header.vault_id = parts.next().map(|v| v.trim().to_owned());
-            header.fingerprint = parts
-                .next()
-                .and_then(|f| f.trim().strip_prefix("fingerprint "))
-                .map(|f| f.trim().to_owned());
-        }
-    }
-    header
+/// The header of the share file at `path` (nothing when there is no file, or no header).
+fn share_header(path: Option<&Path>, identity: Option<&Path>) -> FileHeader {
+    path.and_then(|p| crate::prompt::share_file_text(p, identity).ok())
+        .map(|text| FileHeader::parse(&text))
+        .unwrap_or_default()
 }
 
 /// The vault identity the custodian holds: their share file's, and `--fingerprint` (from their
 /// card) when given; both must agree. Neither is a usage error: the request alone cannot say
 /// which vault it should be for.
-fn custodian_identity(header: &ShareHeader, given: Option<&str>) -> Result<PinnedIdentity> {
+fn custodian_identity(header: &FileHeader, given: Option<&str>) -> Result<PinnedIdentity> {
     let parse = |text: &str| PinnedIdentity::parse(text).map_err(vault_core::Error::from);
     match (header.fingerprint.as_deref(), given) {
         (Some(file), Some(card)) => {

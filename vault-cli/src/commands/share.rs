@@ -111,20 +111,22 @@ fn same_fingerprint(a: &str, b: &str) -> bool {
     normalise(a) == normalise(b)
 }
 
-/// What a share file's comment lines say of it (docs/format.md, "Share files and cards").
+/// What a share file's comment lines say of it (docs/format.md, "Share files and cards"): the
+/// one reader of share file headers (`share verify`, `ceremony contribute`).
 #[derive(Debug, Default, PartialEq, Eq)]
-struct FileHeader {
-    custodian: Option<String>,
-    recovery: bool,
-    vault_id: Option<String>,
-    fingerprint: Option<String>,
-    group: Option<String>,
+pub(super) struct FileHeader {
+    pub custodian: Option<String>,
+    pub recovery: bool,
+    pub vault_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub group: Option<String>,
     /// Member (1-based), members, group threshold, group threshold of the set, groups.
-    numbers: Option<[u8; 5]>,
+    pub numbers: Option<[u8; 5]>,
 }
 
 impl FileHeader {
-    fn parse(text: &str) -> FileHeader {
+    /// The header of a share file's `text` (the words below it are not looked at).
+    pub fn parse(text: &str) -> FileHeader {
         let mut header = FileHeader::default();
         for line in text.lines().filter_map(|l| l.strip_prefix("# ")) {
             if let Some(name) = line.strip_prefix("breakglass share of custodian ") {
@@ -135,10 +137,12 @@ impl FileHeader {
                     .rsplit_once(" of custodian ")
                     .map(|(_, name)| name.trim().to_owned());
             } else if let Some(rest) = line.strip_prefix("vault ") {
-                if let Some((id, fingerprint)) = rest.split_once(", fingerprint ") {
-                    header.vault_id = Some(id.trim().to_owned());
-                    header.fingerprint = Some(fingerprint.trim().to_owned());
-                }
+                let (id, fingerprint) = match rest.split_once(',') {
+                    Some((id, more)) => (id, more.trim().strip_prefix("fingerprint ")),
+                    None => (rest, None),
+                };
+                header.vault_id = Some(id.trim().to_owned());
+                header.fingerprint = fingerprint.map(|f| f.trim().to_owned());
             } else if let Some(rest) = line.strip_prefix("group ")
                 && let Some((name, numbers)) = rest.rsplit_once(": member ")
             {
@@ -383,4 +387,44 @@ pub fn card(vault_arg: Option<&Path>, args: &ShareCardArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FileHeader;
+
+    #[test]
+    fn a_share_file_header_is_read_as_init_writes_it_and_what_is_missing_stays_unknown() {
+        let quorum = FileHeader::parse(
+            "# breakglass share of custodian alice\n\
+             # vault 0123abcd, fingerprint ABCD-EFGH\n\
+             # group \"ops\": member 2 of 3; 2 of this group needed; 1 of 1 groups needed\n\
+             # Keep this secret and offline.\n\
+             word word word\n",
+        );
+        assert_eq!(
+            quorum,
+            FileHeader {
+                custodian: Some("alice".into()),
+                recovery: false,
+                vault_id: Some("0123abcd".into()),
+                fingerprint: Some("ABCD-EFGH".into()),
+                group: Some("ops".into()),
+                numbers: Some([2, 3, 2, 1, 1]),
+            }
+        );
+        let recovery = FileHeader::parse(
+            "# breakglass RECOVERY share (only for `breakglass recover`, when every token is lost) of custodian bob\n\
+             # vault 0123abcd, fingerprint ABCD-EFGH\n",
+        );
+        assert!(recovery.recovery);
+        assert_eq!(recovery.custodian.as_deref(), Some("bob"));
+        assert_eq!(recovery.vault_id.as_deref(), Some("0123abcd"));
+        assert_eq!(recovery.fingerprint.as_deref(), Some("ABCD-EFGH"));
+        // A vault line without its fingerprint still names the vault.
+        let bare = FileHeader::parse("# vault 0123abcd\nword word\n");
+        assert_eq!(bare.vault_id.as_deref(), Some("0123abcd"));
+        assert_eq!(bare.fingerprint, None);
+        assert_eq!(FileHeader::parse("word word\n"), FileHeader::default());
+    }
 }
