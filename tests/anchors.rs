@@ -74,10 +74,7 @@ fn anchor(env: &Env, config: &str) -> (u64, u64) {
 /// `audit verify` on another machine that remembers nothing (a fresh configuration): what the
 /// chain alone says.
 fn verify_elsewhere(env: &Env) -> Output {
-    env.command(&["audit", "verify"])
-        .env("XDG_CONFIG_HOME", env.path("elsewhere"))
-        .output()
-        .unwrap()
+    env.run_on("elsewhere", &["audit", "verify"])
 }
 
 /// Every kind of command on this machine refuses the log with exit 5, names the remembered
@@ -248,8 +245,7 @@ fn with_a_remembered_head_opening_reads_only_the_log_after_it_and_audit_verify_r
 /// `args` on a second machine: its own configuration directory `config`, the vault pinned
 /// there by the fingerprint from the share cards.
 fn on_machine(env: &Env, config: &str, fingerprint: &str, args: &[&str]) -> Output {
-    env.command(args)
-        .env("XDG_CONFIG_HOME", env.path(config))
+    env.command_on(config, args)
         .env("BREAKGLASS_FINGERPRINT", fingerprint)
         .output()
         .unwrap()
@@ -311,31 +307,8 @@ fn through_shim(env: &Env, hsm: &SoftHsm, shim: &Shim, args: &[&str]) -> Output 
 fn a_token_without_room_for_the_head_is_named_and_nothing_is_signed_or_written() {
     let env = Env::new();
     let hsm = SoftHsm::for_children();
-    let shares = env.path("shares").display().to_string();
-    let module = shim::library().display().to_string();
-    let init = |token: &'static str| -> Vec<String> {
-        [
-            "init",
-            "--module",
-            &module,
-            "--token",
-            token,
-            "--init-token",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            &shares,
-        ]
-        .map(str::to_owned)
-        .to_vec()
+    let init = |token: &str| {
+        env.init_token_args(&shim::library(), token, &["alice", "bob", "carol"], 2, &[])
     };
     // At init, the token has no room for the head: init says which token, and leaves nothing.
     let full = Shim::new().fail("C_CreateObject", 1, "CKR_DEVICE_MEMORY");

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 
 mod support;
 
-use support::{Env, stderr};
+use support::{Env, assert_exit, stderr};
 use vault_core::ceremony::{AuditHead, Purpose, REQUEST_FORMAT, Request};
 use vault_core::trust::machine::ConfigDir;
 use vault_core::trust::signature::encode_signature;
@@ -27,18 +27,7 @@ impl Env {
     /// A 2-of-3 vault (alice, bob, carol) whose first operator is [`OFFICER`], with a `secret`
     /// credential `db-root`.
     fn vault_with_officer() -> Env {
-        let env = Env::new();
-        env.init_vault(&["alice", "bob", "carol"], 2, &["--operator", OFFICER]);
-        std::fs::write(env.path("payload"), b"the database root password").unwrap();
-        env.ok(&[
-            "seal",
-            "db-root",
-            "--kind",
-            "secret",
-            "--from-file",
-            env.path("payload").to_str().unwrap(),
-        ]);
-        env
+        Env::two_of_three_with_db_root(&["--operator", OFFICER])
     }
 
     /// The vault's certified manifest as its directory holds it (what any copy gives).
@@ -558,17 +547,7 @@ fn the_coordinator_carries_out_only_a_request_a_current_security_officer_signed(
             "--contribution",
             &close[4],
         ]);
-        assert_eq!(
-            output.status.code(),
-            Some(5),
-            "{command}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("is not signed"),
-            "{command}: {}",
-            stderr(&output)
-        );
+        assert_exit(&output, 5, &["is not signed"], command);
     }
 
     // The quorum makes adam the security officer and olivia a cloud administrator only: her

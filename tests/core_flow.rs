@@ -24,15 +24,7 @@ impl Env {
         let payload: Vec<u8> = (0..=255u8)
             .chain(b"binary \n secret".iter().copied())
             .collect();
-        std::fs::write(env.path("payload.bin"), &payload).unwrap();
-        env.ok(&[
-            "seal",
-            "db-root",
-            "--kind",
-            "secret",
-            "--from-file",
-            env.path("payload.bin").to_str().unwrap(),
-        ]);
+        env.seal_secret("db-root", "payload.bin", &payload);
         (env, payload)
     }
 }

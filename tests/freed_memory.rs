@@ -47,15 +47,7 @@ fn vault() -> (Env, FreeScan) {
         2,
         &["--recovery-threshold", "3"],
     );
-    std::fs::write(env.path("payload"), PAYLOAD).unwrap();
-    env.ok(&[
-        "seal",
-        "db-root",
-        "--kind",
-        "secret",
-        "--from-file",
-        env.path("payload").to_str().unwrap(),
-    ]);
+    env.seal_secret("db-root", "payload", PAYLOAD.as_bytes());
     let key = serde_json::json!({
         "access_key_id": "AKIAEXAMPLEKEY000001",
         "secret_access_key": AWS_SECRET,

@@ -45,15 +45,7 @@ fn vault() -> (Env, Vec<u8>) {
     let payload: Vec<u8> = (0..=255u8)
         .chain(b"\n\"binary\" secret".iter().copied())
         .collect();
-    std::fs::write(env.path("payload.bin"), &payload).unwrap();
-    env.ok(&[
-        "seal",
-        "db-root",
-        "--kind",
-        "secret",
-        "--from-file",
-        env.path("payload.bin").to_str().unwrap(),
-    ]);
+    env.seal_secret("db-root", "payload.bin", &payload);
     (env, payload)
 }
 

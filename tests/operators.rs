@@ -17,15 +17,6 @@ impl Env {
         env
     }
 
-    /// Runs `args` as the person whose configuration directory is `config/<machine>`
-    /// (`XDG_CONFIG_HOME`), another machine than the one that ran init.
-    fn run_on(&self, machine: &str, args: &[&str]) -> Output {
-        self.command(args)
-            .env("XDG_CONFIG_HOME", self.path(machine))
-            .output()
-            .unwrap()
-    }
-
     /// `args` with the shares of alice and bob.
     fn quorum(&self, args: &[&str]) -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();

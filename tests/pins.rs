@@ -7,21 +7,11 @@ use std::process::Output;
 
 mod support;
 
-use support::{Env, stderr};
+use support::{Env, assert_exit, stderr};
 
 /// A 2-of-3 vault with one credential; returns it and its fingerprint.
 fn vault() -> (Env, String) {
-    let env = Env::new();
-    env.init_vault(&["alice", "bob", "carol"], 2, &[]);
-    std::fs::write(env.path("payload"), b"the database root password").unwrap();
-    env.ok(&[
-        "seal",
-        "db-root",
-        "--kind",
-        "secret",
-        "--from-file",
-        env.path("payload").to_str().unwrap(),
-    ]);
+    let env = Env::two_of_three_with_db_root(&[]);
     let fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
     (env, fingerprint)
 }
@@ -83,18 +73,8 @@ fn a_machine_that_has_not_pinned_the_vault_asks_for_the_fingerprint_before_any_s
     let log = std::fs::read(env.vault().join("audit.jsonl")).unwrap();
     for args in commands(&env) {
         let output = run(&env, &args, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("no fingerprint is pinned for vault")
-                && stderr(&output).contains("--fingerprint"),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        let says = ["no fingerprint is pinned for vault", "--fingerprint"];
+        assert_exit(&output, 2, &says, &args);
     }
     // Nothing happened: no audit line, no request, nothing pinned.
     assert_eq!(std::fs::read(env.vault().join("audit.jsonl")).unwrap(), log);
@@ -139,17 +119,7 @@ fn a_fingerprint_that_differs_from_the_pin_is_refused_never_an_override() {
         args.push("--fingerprint".into());
         args.push("AAAA-BBBB-CCCC-DDDD-EEEE-FFFF-GGGG-HHHH".into());
         let output = run(&env, &args, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(5),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("a pin is never overridden"),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_exit(&output, 5, &["a pin is never overridden"], &args);
     }
     // This machine pinned another fingerprint for the vault (the directory was replaced by a
     // vault whose fingerprint the attacker hands out with it): giving the directory's own
@@ -163,17 +133,7 @@ fn a_fingerprint_that_differs_from_the_pin_is_refused_never_an_override() {
         args.push("--fingerprint".into());
         args.push(fingerprint.clone());
         let output = run(&env, &args, &[]);
-        assert_eq!(
-            output.status.code(),
-            Some(5),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains(other),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_exit(&output, 5, &[other], &args);
     }
     assert!(std::fs::read_to_string(&known).unwrap().contains(other));
     assert_eq!(std::fs::read(env.vault().join("audit.jsonl")).unwrap(), log);

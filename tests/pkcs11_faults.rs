@@ -64,29 +64,17 @@ impl Lab {
         };
         let shim = shim_for(&lab);
         std::fs::create_dir_all(lab.env.path(SCRATCH)).unwrap();
-        let shares = lab.env.path("shares");
-        let mut args = vec![
-            "init",
-            "--module",
-            lab.module.to_str().unwrap(),
-            "--token",
+        let args = lab.env.init_token_args(
+            &lab.module,
             "vault-a",
-            "--init-token",
-            "--custodian",
-            "alice",
-            "--custodian",
-            "bob",
-            "--custodian",
-            "carol",
-            "--threshold",
-            "2",
-            "--iteration-exponent",
-            "0",
-            "--shares-dir",
-            shares.to_str().unwrap(),
-        ];
-        args.extend_from_slice(pin_args);
-        let init = lab.command(&args, &shim, RIGHT_PIN).output().unwrap();
+            &["alice", "bob", "carol"],
+            2,
+            pin_args,
+        );
+        let init = lab
+            .command(&support::as_strs(&args), &shim, RIGHT_PIN)
+            .output()
+            .unwrap();
         assert!(init.status.success(), "{}", stderr(&init));
         for (name, payload) in &lab.payloads {
             let file = lab.env.path(&format!("{SCRATCH}/{name}.payload"));

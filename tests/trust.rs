@@ -4,23 +4,12 @@
 
 mod support;
 
-use support::{Env, stderr};
+use support::{Env, assert_exit, stderr};
 
 impl Env {
     /// A 2-of-3 development vault with a `secret` credential `db-root`.
     fn two_of_three() -> Env {
-        let env = Env::new();
-        env.init_vault(&["alice", "bob", "carol"], 2, &["--operator", "olivia"]);
-        std::fs::write(env.path("payload"), b"the database root password").unwrap();
-        env.ok(&[
-            "seal",
-            "db-root",
-            "--kind",
-            "secret",
-            "--from-file",
-            env.path("payload").to_str().unwrap(),
-        ]);
-        env
+        Env::two_of_three_with_db_root(&["--operator", "olivia"])
     }
 
     fn share(&self, custodian: &str) -> String {
@@ -128,16 +117,11 @@ fn an_older_manifest_put_back_is_refused() {
         vec!["audit".into(), "verify".into()],
     ] {
         let output = env.run(&strs(&args));
-        assert_eq!(
-            output.status.code(),
-            Some(5),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("is version 1, but this machine has seen version 2"),
-            "{args:?}: {}",
-            stderr(&output)
+        assert_exit(
+            &output,
+            5,
+            &["is version 1, but this machine has seen version 2"],
+            &args,
         );
     }
 }
@@ -219,17 +203,7 @@ fn a_format_1_manifest_put_in_place_of_the_certified_one_is_refused() {
     std::fs::write(env.manifest(), old).unwrap();
     for args in [vec!["status".to_owned()], env.unseal_args()] {
         let output = env.run(&strs(&args));
-        assert_eq!(
-            output.status.code(),
-            Some(5),
-            "{args:?}: {}",
-            stderr(&output)
-        );
-        assert!(
-            stderr(&output).contains("is a format-1 manifest"),
-            "{args:?}: {}",
-            stderr(&output)
-        );
+        assert_exit(&output, 5, &["is a format-1 manifest"], &args);
     }
     assert!(!env.path("out").exists());
 }
@@ -261,12 +235,7 @@ fn another_machine_follows_a_rekey_only_through_the_outgoing_quorums_statement()
     env.ok(&strs(&args));
     let after = env.status()["fingerprint"].as_str().unwrap().to_owned();
     assert_ne!(before, after);
-    let status_on = |machine: &str| {
-        env.command(&["status", "--json"])
-            .env("XDG_CONFIG_HOME", env.path(machine))
-            .output()
-            .unwrap()
-    };
+    let status_on = |machine: &str| env.run_on(machine, &["status", "--json"]);
 
     // Without the statement, machine C refuses the new identity.
     let statement = std::fs::read(env.vault().join("succession.json")).unwrap();

@@ -7,7 +7,7 @@
 pub mod browser;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// A vault directory (`vault/`) and configuration (`config/`) in a fresh temporary directory.
@@ -46,6 +46,18 @@ impl Env {
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
+    /// [`Env::command`] on another machine than the one that ran init: its configuration
+    /// directory (`XDG_CONFIG_HOME`) is `<machine>` here, holding what that machine pinned and
+    /// remembers (nothing, until something is put there).
+    pub fn command_on(&self, machine: &str, args: &[&str]) -> Command {
+        let mut command = self.command(args);
+        command.env("XDG_CONFIG_HOME", self.path(machine));
+        command
+    }
+    /// Runs [`Env::command_on`].
+    pub fn run_on(&self, machine: &str, args: &[&str]) -> Output {
+        self.command_on(machine, args).output().unwrap()
+    }
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = self.command(args);
         for (k, v) in env {
@@ -69,7 +81,38 @@ impl Env {
     /// The arguments of `init --dev-softhsm` for one group: `custodians`, `threshold` of them
     /// needed, share files in `shares/`, the fastest iteration exponent; then `extra`.
     pub fn init_args(&self, custodians: &[&str], threshold: u8, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = vec!["init".into(), "--dev-softhsm".into()];
+        self.one_group_init(&["init", "--dev-softhsm"], custodians, threshold, extra)
+    }
+    /// The arguments of `init` on a fresh token labelled `token` that init initialises, in the
+    /// PKCS#11 module at `module` (the fault-injection shim, say), for one group: otherwise as
+    /// [`Env::init_args`].
+    pub fn init_token_args(
+        &self,
+        module: &Path,
+        token: &str,
+        custodians: &[&str],
+        threshold: u8,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let module = module.display().to_string();
+        let head = [
+            "init",
+            "--module",
+            &module,
+            "--token",
+            token,
+            "--init-token",
+        ];
+        self.one_group_init(&head, custodians, threshold, extra)
+    }
+    fn one_group_init(
+        &self,
+        head: &[&str],
+        custodians: &[&str],
+        threshold: u8,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut args: Vec<String> = head.iter().map(|a| (*a).to_owned()).collect();
         for custodian in custodians {
             args.extend(["--custodian".into(), (*custodian).into()]);
         }
@@ -107,6 +150,27 @@ impl Env {
         ]);
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         args
+    }
+    /// A 2-of-3 development vault (alice, bob, carol; `extra` added to the init line) with the
+    /// `secret` credential `db-root` sealed from the file `payload`.
+    pub fn two_of_three_with_db_root(extra: &[&str]) -> Env {
+        let env = Env::new();
+        env.init_vault(&["alice", "bob", "carol"], 2, extra);
+        env.seal_secret("db-root", "payload", b"the database root password");
+        env
+    }
+    /// Writes `payload` to the file `file` here and seals it as the `secret` credential `name`
+    /// (requires success).
+    pub fn seal_secret(&self, name: &str, file: &str, payload: &[u8]) {
+        std::fs::write(self.path(file), payload).unwrap();
+        self.ok(&[
+            "seal",
+            name,
+            "--kind",
+            "secret",
+            "--from-file",
+            self.path(file).to_str().unwrap(),
+        ]);
     }
     /// Runs [`Env::init_args`] and requires success; returns standard output.
     pub fn init_vault(&self, custodians: &[&str], threshold: u8, extra: &[&str]) -> String {
@@ -175,6 +239,16 @@ pub fn as_strs(args: &[String]) -> Vec<&str> {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Requires `output` to have exited with `code`, its standard error saying each of `says`.
+/// `what` (the arguments, the command's name) heads the message when it is not.
+pub fn assert_exit(output: &Output, code: i32, says: &[&str], what: impl std::fmt::Debug) {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{what:?}: {err}");
+    for said in says {
+        assert!(err.contains(said), "{what:?}: {said:?} not said: {err}");
+    }
 }
 
 /// Runs `command` with `input` on its standard input; its output.
