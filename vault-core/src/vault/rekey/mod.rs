@@ -7,6 +7,9 @@
 //!   resumable and makes the vault refuse everything else until it is finished;
 //! - `apply`: the second step, and resuming it: envelopes re-sealed, quorum-derived PINs
 //!   changed, the new manifest written and recorded.
+//!
+//! `tests` runs all three against a SoftHSM token without the binary: whole, stopped at every
+//! fault point and resumed, with edited journals and with the wrong quorum.
 
 mod apply;
 mod journal;

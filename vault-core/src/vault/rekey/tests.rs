@@ -413,7 +413,7 @@ fn stopped_and_resumed(fault: &str, expected: Stopped) {
     let manifest_now = std::fs::read(lab.vault_dir().join("vault.json")).expect("manifest");
     assert_eq!(manifest_now != old_manifest, expected.manifest_written);
 
-    // Old and new shares in any order of positions: each set is recombined on its own.
+    // Other old custodians than those who started it (bob and carol), and two new shares.
     let fingerprint = vault
         .rekey_resume(
             &quorum(&lab.shares[1..]),
