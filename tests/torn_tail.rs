@@ -3,14 +3,16 @@
 //! moves the torn bytes aside; `recover` moves them aside itself so that it is recorded. A full
 //! disk at each file write of seal, unseal and rekey (the n-th write fails with ENOSPC after
 //! half its bytes, through the test build's write faults; and once on a real full tmpfs) gives
-//! a clear error, leaves no half-written file and no torn line, and loses nothing.
+//! a clear error, leaves no half-written file and no torn line, and loses nothing; the same at
+//! each write of `rotate` and `assume` against a local AWS endpoint, where a full disk must
+//! also leave no AWS key that nothing sealed.
 
 use std::process::Command;
 
 mod support;
 
-use support::sweep::{CREDENTIALS, payloads};
-use support::{Env, stderr};
+use support::sweep::{AWS_CREDENTIAL, AwsSweep, CREDENTIALS, payloads};
+use support::{Env, as_strs, stderr};
 
 const TORN: &[u8] = br#"{"seq":99,"time":"2026-11-30T12:00:00Z","event":"unseal","checkpoin"#;
 
@@ -404,5 +406,72 @@ fn on_a_real_full_tmpfs_seal_fails_cleanly_and_works_once_space_is_freed() {
         "0",
         "{}",
         read("verify-freed.err")
+    );
+}
+
+#[test]
+fn a_full_disk_at_each_write_of_rotate_and_assume_loses_no_key_and_leaves_none_unsealed() {
+    let lab = AwsSweep::new();
+    let quorum = lab.env.quorum_in("shares");
+    let rotate_args = lab
+        .env
+        .with_share_files(&["rotate", AWS_CREDENTIAL], &quorum);
+    let deleted_again = std::cell::Cell::new(0);
+    // rotate: the sealed key (the old or the new) is IAM's only key and works; a new key that
+    // could not be sealed was deleted again at once, and the operator was told so.
+    let rotate = sweep_enospc(
+        &lab.env,
+        "rotate",
+        |env, fault| {
+            let old = lab.fresh_key();
+            let output = env.run_with(&as_strs(&rotate_args), fault);
+            if !output.status.success() && lab.sealed_key_id() == old {
+                let err = stderr(&output);
+                if err.contains("could not be sealed") {
+                    assert!(err.contains("deleted again"), "{err}");
+                    deleted_again.set(deleted_again.get() + 1);
+                }
+            }
+            output
+        },
+        |_, n| {
+            let sealed = lab.assert_sealed_key_works(&quorum);
+            assert_eq!(
+                lab.iam_keys(),
+                vec![sealed],
+                "rotate write {n}: a key left unsealed"
+            );
+        },
+    );
+    assert!(
+        deleted_again.get() > 0,
+        "no full disk hit the seal of the new key"
+    );
+    // assume: no session released that the log did not record; the attempt is recorded.
+    lab.fresh_key();
+    let assume_args = lab
+        .env
+        .with_share_files(&["assume", AWS_CREDENTIAL, "--format", "json"], &quorum);
+    let assume = sweep_enospc(
+        &lab.env,
+        "assume",
+        |env, fault| {
+            let output = env.run_with(&as_strs(&assume_args), fault);
+            if !output.status.success() {
+                assert!(output.stdout.is_empty(), "a session released unrecorded");
+            }
+            output
+        },
+        |env, n| {
+            let recorded = env.audit_events("assume_role").len()
+                + env.audit_events("assume_role_failed").len();
+            assert_eq!(recorded, 1, "assume write {n}");
+            lab.assert_sealed_key_works(&quorum);
+        },
+    );
+    eprintln!(
+        "ENOSPC sweep: faulted writes of rotate {rotate}, assume {assume}; {} new keys deleted \
+         again because they could not be sealed",
+        deleted_again.get()
     );
 }
