@@ -289,7 +289,7 @@ fn recover_enroll(env: &Env, args: &[String], after: &str) {
 /// id of a key a crash left unsealed (deleted), or the previous key retired. Returns the keys
 /// the crash left that nothing sealed.
 fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str) -> Vec<String> {
-    let sealed = lab.assert_sealed_key_works(quorum);
+    let (sealed, drilled) = lab.assert_sealed_key_works_drilled(quorum);
     let keys = lab.iam_keys();
     let orphans: Vec<String> = keys
         .iter()
@@ -297,6 +297,13 @@ fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str)
         .cloned()
         .collect();
     assert!(orphans.len() <= 1, "after {after}: {keys:?}");
+    // Before anyone runs rotate again, a drill names every key besides the sealed one.
+    for other in keys.iter().filter(|k| **k != sealed) {
+        assert!(
+            drilled.contains(&format!("IAM also has key {other}")),
+            "after {after}, drill --aws does not name {other}: {drilled}"
+        );
+    }
     let args = lab
         .env
         .with_share_files(&["rotate", AWS_CREDENTIAL], quorum);
@@ -338,10 +345,12 @@ fn a_crash_at_any_write_of_rotate_loses_no_key_and_a_rerun_deletes_what_it_left(
             let orphans = after_rotate_crash(&lab, &old.borrow(), &quorum, &format!("write {n}"));
             orphans_found.set(orphans_found.get() + orphans.len());
         },
-        // A rotation that completed: one key, the sealed one, and it works.
-        |_| {
+        // A rotation that completed: one key, the sealed one, and it works; the other
+        // credentials open to their payloads.
+        |env| {
             let sealed = lab.assert_sealed_key_works(&quorum);
             assert_eq!(lab.iam_keys(), vec![sealed]);
+            env.assert_every_credential_opens(&quorum, &payloads());
         },
     );
     eprintln!(
@@ -406,20 +415,12 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
     }
 
     // assume: a crash releases no session; the sealed key is untouched and assume works again.
-    let assume_args =
-        env.with_share_files(&["assume", AWS_CREDENTIAL, "--format", "json"], &quorum);
     let tally = sweep_kills(
         env,
         "assume",
-        |env, fault| {
-            let output = env.run_with(&as_strs(&assume_args), fault);
-            if !output.status.success() {
-                assert!(output.stdout.is_empty(), "a session released unrecorded");
-            }
-            output
-        },
-        |env, n, _| {
-            let output = env.run(&as_strs(&assume_args));
+        |_, fault| lab.assume(&quorum, fault),
+        |_, n, _| {
+            let output = lab.assume(&quorum, &[]);
             assert!(
                 output.status.success(),
                 "assume after write {n}: {}",
@@ -428,8 +429,9 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
             let session: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
             assert!(session["SessionToken"].is_string(), "{session}");
         },
-        |_| {
+        |env| {
             lab.assert_sealed_key_works(&quorum);
+            env.assert_every_credential_opens(&quorum, &payloads());
         },
     );
     eprintln!("crash sweep (rotate: 3 AWS steps; assume): {tally:#?}");

@@ -147,8 +147,10 @@ fn recover_on_a_torn_tail_moves_it_aside_and_is_recorded() {
 }
 
 /// Runs `run(env, fault)` with the n-th file write failing with ENOSPC, for n = 1, 2, ...
-/// until the operation succeeds; after each failure, `check` sees the vault. Returns how many
-/// writes were faulted.
+/// until the operation succeeds without reaching the fault; after each failure, `check` sees
+/// the vault. A write whose failure the operation tolerates (a best-effort one: it succeeds,
+/// the fault reached) is checked for what every fault must leave (no temporary file, the log
+/// intact). Returns how many writes were faulted.
 fn sweep_enospc(
     env: &Env,
     what: &str,
@@ -161,11 +163,22 @@ fn sweep_enospc(
         env.restore_vault(&baseline);
         let spec = format!("{n}:enospc");
         let output = run(env, &[("BREAKGLASS_TEST_WRITE_FAULT", &spec)]);
+        let reached = stderr(&output).contains(&format!("test fault: file write {n} failed"));
+        if output.status.success() && reached {
+            env.assert_no_temporary_files();
+            env.assert_audit_intact();
+            continue;
+        }
         if output.status.success() {
             assert!(n > 1, "{what}: no file write was faulted");
             env.restore_vault(&baseline);
             return n - 1;
         }
+        assert!(
+            reached,
+            "{what} write {n}: failed without its fault: {}",
+            stderr(&output)
+        );
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{what} write {n}: {err}");
         assert!(
@@ -441,6 +454,7 @@ fn a_full_disk_at_each_write_of_rotate_and_assume_loses_no_key_and_leaves_none_u
                 vec![sealed],
                 "rotate write {n}: a key left unsealed"
             );
+            lab.env.assert_every_credential_opens(&quorum, &payloads());
         },
     );
     assert!(
@@ -449,19 +463,10 @@ fn a_full_disk_at_each_write_of_rotate_and_assume_loses_no_key_and_leaves_none_u
     );
     // assume: no session released that the log did not record; the attempt is recorded.
     lab.fresh_key();
-    let assume_args = lab
-        .env
-        .with_share_files(&["assume", AWS_CREDENTIAL, "--format", "json"], &quorum);
     let assume = sweep_enospc(
         &lab.env,
         "assume",
-        |env, fault| {
-            let output = env.run_with(&as_strs(&assume_args), fault);
-            if !output.status.success() {
-                assert!(output.stdout.is_empty(), "a session released unrecorded");
-            }
-            output
-        },
+        |_, fault| lab.assume(&quorum, fault),
         |env, n| {
             let recorded = env.audit_events("assume_role").len()
                 + env.audit_events("assume_role_failed").len();

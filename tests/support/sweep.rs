@@ -285,6 +285,19 @@ impl AwsSweep {
         key["AccessKeyId"].as_str().unwrap().to_owned()
     }
 
+    /// `assume` of [`AWS_CREDENTIAL`] with `shares` and the extra environment `fault`; one that
+    /// fails must have printed no session.
+    pub fn assume(&self, shares: &[String], fault: &[(&str, &str)]) -> Output {
+        let args = self
+            .env
+            .with_share_files(&["assume", AWS_CREDENTIAL, "--format", "json"], shares);
+        let output = self.env.run_with(&super::as_strs(&args), fault);
+        if !output.status.success() {
+            assert!(output.stdout.is_empty(), "a session released unrecorded");
+        }
+        output
+    }
+
     /// The ids of the user's keys in IAM, sorted.
     pub fn iam_keys(&self) -> Vec<String> {
         let keys = self.aws.boto(
@@ -312,6 +325,12 @@ impl AwsSweep {
     /// credential and finds the sealed key valid in AWS, and the other credentials open to
     /// their payloads. Returns the sealed key id.
     pub fn assert_sealed_key_works(&self, shares: &[String]) -> String {
+        self.assert_sealed_key_works_drilled(shares).0
+    }
+
+    /// [`AwsSweep::assert_sealed_key_works`]; the sealed key id and what the drill said of
+    /// [`AWS_CREDENTIAL`].
+    pub fn assert_sealed_key_works_drilled(&self, shares: &[String]) -> (String, String) {
         let sealed = self.sealed_key_id();
         let keys = self.iam_keys();
         assert!(
@@ -332,6 +351,6 @@ impl AwsSweep {
             "{report}"
         );
         self.env.assert_every_credential_opens(shares, &payloads());
-        sealed
+        (sealed, outcome.to_owned())
     }
 }

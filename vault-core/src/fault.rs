@@ -63,6 +63,9 @@ pub fn write_all(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
         let _ = file.sync_all();
         kill();
     }
+    // Said on standard error, so that a sweep knows the fault was reached even when the
+    // command goes on without that write (a best-effort one, like this machine's anchor).
+    eprintln!("test fault: file write {n} failed with ENOSPC");
     Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
 }
 
