@@ -3,14 +3,16 @@
 //! moves the torn bytes aside; `recover` moves them aside itself so that it is recorded. A full
 //! disk at each file write of seal, unseal and rekey (the n-th write fails with ENOSPC after
 //! half its bytes, through the test build's write faults; and once on a real full tmpfs) gives
-//! a clear error, leaves no half-written file and no torn line, and loses nothing.
+//! a clear error, leaves no half-written file and no torn line, and loses nothing; the same at
+//! each write of `rotate` and `assume` against a local AWS endpoint, where a full disk must
+//! also leave no AWS key that nothing sealed.
 
 use std::process::Command;
 
 mod support;
 
-use support::sweep::{CREDENTIALS, payloads};
-use support::{Env, stderr};
+use support::sweep::{AWS_CREDENTIAL, AwsSweep, CREDENTIALS, payloads};
+use support::{Env, as_strs, stderr};
 
 const TORN: &[u8] = br#"{"seq":99,"time":"2026-11-30T12:00:00Z","event":"unseal","checkpoin"#;
 
@@ -145,8 +147,10 @@ fn recover_on_a_torn_tail_moves_it_aside_and_is_recorded() {
 }
 
 /// Runs `run(env, fault)` with the n-th file write failing with ENOSPC, for n = 1, 2, ...
-/// until the operation succeeds; after each failure, `check` sees the vault. Returns how many
-/// writes were faulted.
+/// until the operation succeeds without reaching the fault; after each failure, `check` sees
+/// the vault. A write whose failure the operation tolerates (a best-effort one: it succeeds,
+/// the fault reached) is checked for what every fault must leave (no temporary file, the log
+/// intact). Returns how many writes were faulted.
 fn sweep_enospc(
     env: &Env,
     what: &str,
@@ -159,11 +163,22 @@ fn sweep_enospc(
         env.restore_vault(&baseline);
         let spec = format!("{n}:enospc");
         let output = run(env, &[("BREAKGLASS_TEST_WRITE_FAULT", &spec)]);
+        let reached = stderr(&output).contains(&format!("test fault: file write {n} failed"));
+        if output.status.success() && reached {
+            env.assert_no_temporary_files();
+            env.assert_audit_intact();
+            continue;
+        }
         if output.status.success() {
             assert!(n > 1, "{what}: no file write was faulted");
             env.restore_vault(&baseline);
             return n - 1;
         }
+        assert!(
+            reached,
+            "{what} write {n}: failed without its fault: {}",
+            stderr(&output)
+        );
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{what} write {n}: {err}");
         assert!(
@@ -404,5 +419,64 @@ fn on_a_real_full_tmpfs_seal_fails_cleanly_and_works_once_space_is_freed() {
         "0",
         "{}",
         read("verify-freed.err")
+    );
+}
+
+#[test]
+fn a_full_disk_at_each_write_of_rotate_and_assume_loses_no_key_and_leaves_none_unsealed() {
+    let lab = AwsSweep::new();
+    let quorum = lab.env.quorum_in("shares");
+    let rotate_args = lab
+        .env
+        .with_share_files(&["rotate", AWS_CREDENTIAL], &quorum);
+    let deleted_again = std::cell::Cell::new(0);
+    // rotate: the sealed key (the old or the new) is IAM's only key and works; a new key that
+    // could not be sealed was deleted again at once, and the operator was told so.
+    let rotate = sweep_enospc(
+        &lab.env,
+        "rotate",
+        |env, fault| {
+            let old = lab.fresh_key();
+            let output = env.run_with(&as_strs(&rotate_args), fault);
+            if !output.status.success() && lab.sealed_key_id() == old {
+                let err = stderr(&output);
+                if err.contains("could not be sealed") {
+                    assert!(err.contains("deleted again"), "{err}");
+                    deleted_again.set(deleted_again.get() + 1);
+                }
+            }
+            output
+        },
+        |_, n| {
+            let sealed = lab.assert_sealed_key_works(&quorum);
+            assert_eq!(
+                lab.iam_keys(),
+                vec![sealed],
+                "rotate write {n}: a key left unsealed"
+            );
+            lab.env.assert_every_credential_opens(&quorum, &payloads());
+        },
+    );
+    assert!(
+        deleted_again.get() > 0,
+        "no full disk hit the seal of the new key"
+    );
+    // assume: no session released that the log did not record; the attempt is recorded.
+    lab.fresh_key();
+    let assume = sweep_enospc(
+        &lab.env,
+        "assume",
+        |_, fault| lab.assume(&quorum, fault),
+        |env, n| {
+            let recorded = env.audit_events("assume_role").len()
+                + env.audit_events("assume_role_failed").len();
+            assert_eq!(recorded, 1, "assume write {n}");
+            lab.assert_sealed_key_works(&quorum);
+        },
+    );
+    eprintln!(
+        "ENOSPC sweep: faulted writes of rotate {rotate}, assume {assume}; {} new keys deleted \
+         again because they could not be sealed",
+        deleted_again.get()
     );
 }

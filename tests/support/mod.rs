@@ -13,12 +13,15 @@ use std::process::{Command, Output, Stdio};
 /// A vault directory (`vault/`) and configuration (`config/`) in a fresh temporary directory.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// Variables every command gets besides (a local AWS endpoint's, for instance).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Env {
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
+            vars: Vec::new(),
         }
     }
     pub fn path(&self, name: &str) -> PathBuf {
@@ -40,6 +43,7 @@ impl Env {
             .env_remove("BREAKGLASS_FINGERPRINT")
             .env_remove("BREAKGLASS_TEST_FAULT")
             .env("BREAKGLASS_REASON", "end-to-end test")
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         command
     }

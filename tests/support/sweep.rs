@@ -117,11 +117,16 @@ impl Env {
         }
     }
 
-    /// `audit verify` passes and reports no torn tail.
+    /// `audit verify` passes and reports no torn tail, and an entry records the manifest.
     pub fn assert_audit_intact(&self) {
         let output = self.run(&["audit", "verify"]);
         assert!(output.status.success(), "{}", stderr(&output));
         assert!(!stderr(&output).contains("torn"), "{}", stderr(&output));
+        assert!(
+            !stderr(&output).contains("no audit entry records it"),
+            "{}",
+            stderr(&output)
+        );
     }
 
     /// Every file of the vault (the lock file and the development token left out), by path
@@ -202,4 +207,150 @@ pub fn payloads() -> BTreeMap<String, Vec<u8>> {
         .iter()
         .map(|(n, p)| (n.to_string(), p.to_vec()))
         .collect()
+}
+
+/// The sweep vault with an AWS credential `prod` besides: the key of IAM user `breakglass` on a
+/// local endpoint (moto, request authentication on), allowed to assume role `emergency` and to
+/// manage its own keys, as `rotate` and `assume` need.
+pub struct AwsSweep {
+    pub env: Env,
+    pub aws: hsm_testing::aws::LocalAws,
+    role_arn: String,
+}
+
+/// The AWS credential of [`AwsSweep`].
+pub const AWS_CREDENTIAL: &str = "prod";
+
+impl AwsSweep {
+    pub fn new() -> AwsSweep {
+        let aws = hsm_testing::aws::LocalAws::start();
+        aws.create_user_with_key("breakglass");
+        aws.put_user_policy(
+            "breakglass",
+            "breakglass",
+            &serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity",
+                    "sts:GetCallerIdentity", "iam:CreateAccessKey", "iam:UpdateAccessKey",
+                    "iam:DeleteAccessKey", "iam:ListAccessKeys"],
+                "Resource": "*"}]}),
+        );
+        let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
+        aws.enable_auth();
+        let mut env = Env::new();
+        env.vars = aws.client_env();
+        env.sweep_vault();
+        let lab = AwsSweep { env, aws, role_arn };
+        lab.fresh_key();
+        lab
+    }
+
+    /// Deletes every key of the user, makes a new one and seals it as [`AWS_CREDENTIAL`]
+    /// (replacing what was sealed): afterwards IAM and the vault agree on one key, its id.
+    pub fn fresh_key(&self) -> String {
+        let key = self.aws.boto(
+            "for k in iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata']:\n    \
+             iam.delete_access_key(UserName='breakglass', AccessKeyId=k['AccessKeyId'])\n\
+             result = iam.create_access_key(UserName='breakglass')['AccessKey']",
+            serde_json::json!({}),
+        );
+        let input = serde_json::json!({"AccessKey": {"UserName": "breakglass",
+            "AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"],
+            "Status": "Active"}});
+        let file = self.env.path("aws-key.json");
+        std::fs::write(&file, input.to_string()).unwrap();
+        let replace = self
+            .env
+            .vault()
+            .join(format!("credentials/{AWS_CREDENTIAL}.json"))
+            .exists();
+        let mut args = vec![
+            "seal",
+            AWS_CREDENTIAL,
+            "--kind",
+            "aws",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--role-arn",
+            &self.role_arn,
+            "--region",
+            hsm_testing::aws::REGION,
+            "--duration",
+            "900",
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        self.env.ok(&args);
+        std::fs::remove_file(&file).unwrap();
+        key["AccessKeyId"].as_str().unwrap().to_owned()
+    }
+
+    /// `assume` of [`AWS_CREDENTIAL`] with `shares` and the extra environment `fault`; one that
+    /// fails must have printed no session.
+    pub fn assume(&self, shares: &[String], fault: &[(&str, &str)]) -> Output {
+        let args = self
+            .env
+            .with_share_files(&["assume", AWS_CREDENTIAL, "--format", "json"], shares);
+        let output = self.env.run_with(&super::as_strs(&args), fault);
+        if !output.status.success() {
+            assert!(output.stdout.is_empty(), "a session released unrecorded");
+        }
+        output
+    }
+
+    /// The ids of the user's keys in IAM, sorted.
+    pub fn iam_keys(&self) -> Vec<String> {
+        let keys = self.aws.boto(
+            "result = sorted(k['AccessKeyId'] for k in \
+             iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata'])",
+            serde_json::json!({}),
+        );
+        serde_json::from_value(keys).unwrap()
+    }
+
+    /// The access key id the vault has sealed as [`AWS_CREDENTIAL`] (`list --json`).
+    pub fn sealed_key_id(&self) -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.env.ok(&["list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == AWS_CREDENTIAL)
+            .and_then(|c| c["metadata"]["access_key_id"].as_str())
+            .unwrap_or_else(|| panic!("no {AWS_CREDENTIAL} in {list}"))
+            .to_owned()
+    }
+
+    /// Nothing is lost: the sealed key is one IAM has, `drill --aws` with `shares` opens every
+    /// credential and finds the sealed key valid in AWS, and the other credentials open to
+    /// their payloads. Returns the sealed key id.
+    pub fn assert_sealed_key_works(&self, shares: &[String]) -> String {
+        self.assert_sealed_key_works_drilled(shares).0
+    }
+
+    /// [`AwsSweep::assert_sealed_key_works`]; the sealed key id and what the drill said of
+    /// [`AWS_CREDENTIAL`].
+    pub fn assert_sealed_key_works_drilled(&self, shares: &[String]) -> (String, String) {
+        let sealed = self.sealed_key_id();
+        let keys = self.iam_keys();
+        assert!(
+            keys.contains(&sealed),
+            "the sealed key {sealed} is not in IAM ({keys:?}): lost"
+        );
+        let args = self
+            .env
+            .with_share_files(&["drill", "--aws", "--json"], shares);
+        let drill = self.env.run(&super::as_strs(&args));
+        assert!(drill.status.success(), "drill --aws: {}", stderr(&drill));
+        let report: serde_json::Value = serde_json::from_slice(&drill.stdout).unwrap();
+        let outcome = report["credentials"][AWS_CREDENTIAL]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            outcome.contains(&format!("key {sealed} valid in AWS")),
+            "{report}"
+        );
+        self.env.assert_every_credential_opens(shares, &payloads());
+        (sealed, outcome.to_owned())
+    }
 }

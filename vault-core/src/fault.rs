@@ -1,5 +1,6 @@
-//! Fault points: named places where the end-to-end tests stop an operation as a crash or a
-//! killed terminal would (`BREAKGLASS_TEST_FAULT=<name>`), to prove that what follows resumes;
+//! Fault points: named places where the end-to-end tests stop an operation as a killed
+//! terminal would (`BREAKGLASS_TEST_FAULT=<name>`: an error) or as a crash does
+//! (`BREAKGLASS_TEST_FAULT=<name>:kill`: SIGKILL), to prove that what follows resumes;
 //! and faulty file writes (`BREAKGLASS_TEST_WRITE_FAULT=<n>:<enospc|kill>`): the n-th file
 //! write of the process (every vault file, share file and audit append goes through
 //! [`write_all`]) writes half its bytes, then fails with ENOSPC as a full disk does, or kills
@@ -13,14 +14,33 @@ use std::fs::File;
 use std::io::Write;
 
 /// Stops here with [`VaultError::FaultPoint`](crate::vault::VaultError::FaultPoint) when
-/// `BREAKGLASS_TEST_FAULT` names this point, or (in the crate's unit tests) when `arm` armed
-/// it on this thread (test builds only).
+/// `BREAKGLASS_TEST_FAULT` names this point or (in the crate's unit tests) `arm` armed it on
+/// this thread, or kills the process when the variable names it followed by `:kill` (test
+/// builds only).
 #[cfg(any(test, feature = "test-faults"))]
 pub fn point(name: &str) -> Result<(), crate::Error> {
-    if std::env::var("BREAKGLASS_TEST_FAULT").as_deref() == Ok(name) || armed(name) {
+    if armed(name) {
         return Err(crate::vault::VaultError::FaultPoint(name.to_owned()).into());
     }
-    Ok(())
+    let Ok(spec) = std::env::var("BREAKGLASS_TEST_FAULT") else {
+        return Ok(());
+    };
+    match spec.strip_prefix(name) {
+        Some("") => Err(crate::vault::VaultError::FaultPoint(name.to_owned()).into()),
+        Some(":kill") => kill(),
+        _ => Ok(()),
+    }
+}
+
+/// SIGKILL to this process, as a crash: nothing after it runs, no destructor, no flush.
+#[cfg(any(test, feature = "test-faults"))]
+fn kill() -> ! {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    loop {
+        std::thread::park();
+    }
 }
 
 #[cfg(test)]
@@ -70,13 +90,11 @@ pub fn write_all(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(&bytes[..bytes.len() / 2])?;
     if how == "kill" {
         let _ = file.sync_all();
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &std::process::id().to_string()])
-            .status();
-        loop {
-            std::thread::park();
-        }
+        kill();
     }
+    // Said on standard error, so that a sweep knows the fault was reached even when the
+    // command goes on without that write (a best-effort one, like this machine's anchor).
+    eprintln!("test fault: file write {n} failed with ENOSPC");
     Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
 }
 

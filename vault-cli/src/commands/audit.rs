@@ -33,6 +33,18 @@ pub fn warn_torn_tail(log: &Path, tail: &TornTail) {
     );
 }
 
+/// The note `audit verify` prints when no entry records the manifest as it is (on standard
+/// error): a change stopped between writing `vault.json` and recording it.
+fn warn_unrecorded_manifest(vault: &vault_core::vault::Vault) {
+    eprintln!(
+        "breakglass: warning: vault.json is version {} of the manifest, certified by the quorum, \
+         but no audit entry records it: the change that made it (hsm enroll, recovery enable, an \
+         operator change) stopped before its entry was written. If it was `hsm enroll`, running \
+         `breakglass hsm enroll --token LABEL` again with a quorum records it.",
+        vault.certified().version()
+    );
+}
+
 /// `breakglass audit repair`: moves a torn tail aside and records it.
 pub fn repair(vault_arg: Option<&Path>, args: &AuditRepairArgs) -> Result<()> {
     // An interrupted rekey is resumed after the repair (its resume appends to the log).
@@ -76,6 +88,9 @@ pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let file = vault.store().path(vault_core::store::AUDIT_LOG);
     if let Some(tail) = &report.torn_tail {
         warn_torn_tail(&file, tail);
+    }
+    if !vault.manifest_recorded()? {
+        warn_unrecorded_manifest(&vault);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

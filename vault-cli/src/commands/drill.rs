@@ -22,7 +22,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
     } else {
         None
     };
-    let check = |_: &str, envelope: &Envelope, payload: &SecretBytes| -> String {
+    let check = |name: &str, envelope: &Envelope, payload: &SecretBytes| -> String {
         let Some(runtime) = &runtime else {
             return "opened".to_owned();
         };
@@ -48,6 +48,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             keys.access_key_id,
             mfa_outcome(envelope, &keys)
         );
+        key.push_str(&other_keys(runtime, name, &keys));
         if let Some(serial) = envelope.metadata.get("mfa_serial")
             && keys.mfa_seed.is_some()
         {
@@ -119,6 +120,30 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The user's other access keys, named (empty when there are none, or when the sealed key may
+/// not list them): a key besides the sealed one is what an interrupted `rotate` leaves (a new
+/// key never sealed, or the previous one not retired yet), and running it again deletes it.
+fn other_keys(runtime: &tokio::runtime::Runtime, name: &str, keys: &AwsKeys) -> String {
+    let own = runtime.block_on(crate::aws::OwnKeys::new(
+        &keys.access_key_id,
+        &keys.secret_access_key,
+    ));
+    let Ok(listed) = runtime.block_on(own.list()) else {
+        return String::new();
+    };
+    listed
+        .iter()
+        .filter(|k| k.id != keys.access_key_id)
+        .map(|k| {
+            format!(
+                "; IAM also has key {}, which is not the sealed one: an interrupted rotation left \
+                 it (`breakglass rotate {name}` deletes it)",
+                k.id
+            )
+        })
+        .collect()
 }
 
 /// Whether the sealed MFA seed can answer the device the credential names.

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use vault_core::hsm::{CheckStatus, Module, PinRole, TokenSelector};
 use vault_core::manifest::PinSource;
-use vault_core::vault::{NewToken, PinProvider};
+use vault_core::vault::{Enrolment, NewToken, PinProvider};
 
 use crate::cli::{HsmCheckArgs, HsmEnrollArgs, HsmTokensArgs};
 use crate::exit::{Failure, fail};
@@ -112,11 +112,17 @@ pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Resu
     // envelopes' token halves are opened by the enrolled token alone, and the payloads are
     // never decrypted.
     let shares = gather_shares(&vault, &args.shares)?;
-    crate::progress::run("hsm enroll", || vault.enroll(&shares, &new, &pinned))?;
-    println!(
-        "token {} enrolled; every credential now opens with it too",
-        args.token
-    );
+    match crate::progress::run("hsm enroll", || vault.enroll(&shares, &new, &pinned))? {
+        Enrolment::Enrolled => println!(
+            "token {} enrolled; every credential now opens with it too",
+            args.token
+        ),
+        Enrolment::RecordedLate => println!(
+            "token {} was enrolled by a run interrupted before its audit entry: the entry is \
+             recorded now; every credential opens with it too",
+            args.token
+        ),
+    }
     println!(
         "fingerprint unchanged: {} (the share cards stay valid; manifest version {})",
         vault.identity(),

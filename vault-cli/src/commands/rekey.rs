@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use vault_core::ceremony::{LayoutGroup, RekeyLayout};
 use vault_core::vault::{GroupDef, RecoveryChange, RecoveryDef, RekeyOptions, Vault};
 
@@ -111,7 +111,11 @@ pub(super) fn execute(
         recipients_for.extend(def.members.iter().cloned());
     }
     let recipients = check_handout(handout, &stems, &recipients_for)?;
-    vault.check_quorum_tokens_present()?;
+    // Before any share is read: a token that fails here has seen no share, so there is no
+    // attempt to record.
+    vault
+        .check_quorum_tokens_present()
+        .context("checking the tokens before any share is read (nothing was read or changed)")?;
     eprintln!(
         "Rekey of vault {}: new shares for {} ({} of {} groups needed). The current shares stop \
          working, every credential is re-sealed, and token PINs derived from the quorum change.",

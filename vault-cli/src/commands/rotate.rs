@@ -9,7 +9,8 @@
 //! 3. prove the new key (GetCallerIdentity, retried while IAM propagates it);
 //! 4. with the new key, deactivate then delete K.
 //!
-//! Re-running after an interruption resumes: it never leaves a third key. With `--mfa` the
+//! Re-running after an interruption resumes: it never leaves a third key. A new key that
+//! cannot be sealed (a full disk) is deleted again at once, with K. With `--mfa` the
 //! virtual MFA device is re-seeded the same way: create, enable with two consecutive codes,
 //! seal the new seed at once, then retire the old device.
 
@@ -97,6 +98,8 @@ impl Rotation<'_> {
             details.insert("deleted_unsealed_key".into(), key.id.clone());
         }
         let (new_id, new_secret) = self.runtime.block_on(own.create())?;
+        // A crash from here until the seal leaves a key nobody holds: the next run deletes it.
+        vault_core::fault::point("rotate-after-create")?;
         let new_keys = AwsKeys {
             access_key_id: new_id.clone(),
             secret_access_key: new_secret,
@@ -107,14 +110,19 @@ impl Rotation<'_> {
         };
         let mut metadata = envelope.metadata.clone();
         metadata.insert("access_key_id".into(), new_id.clone());
-        self.vault.seal(
+        if let Err(error) = self.vault.seal(
             self.name,
             Kind::Aws,
             metadata.clone(),
             &new_keys.to_payload(),
             true,
             Some(self.pinned),
-        )?;
+        ) {
+            // Not sealed (a full disk, a busy vault): the new key's secret is lost, so it goes
+            // again at once, with the sealed key, which still works.
+            self.delete_unsealed(&own, &new_id, &current.access_key_id, details);
+            return Err(error.into());
+        }
         vault_core::fault::point("rotate-after-seal")?;
         self.runtime.block_on(aws::prove(
             &new_keys.access_key_id,
@@ -126,7 +134,37 @@ impl Rotation<'_> {
         ));
         self.runtime
             .block_on(with_new.retire(&current.access_key_id))?;
+        vault_core::fault::point("rotate-after-retire")?;
         Ok((current.access_key_id.clone(), new_id, new_keys, metadata))
+    }
+
+    /// Deletes `new_id`, a key just created that could not be sealed, and says so; when that
+    /// fails too, names the key to delete and the run that deletes it.
+    fn delete_unsealed(
+        &self,
+        own: &OwnKeys,
+        new_id: &str,
+        sealed_id: &str,
+        details: &mut Metadata,
+    ) {
+        match self.runtime.block_on(own.retire(new_id)) {
+            Ok(()) => {
+                eprintln!(
+                    "breakglass: {new_id} was created but could not be sealed: it is deleted again; \
+                     {sealed_id} is still the sealed key and works"
+                );
+                details.insert("deleted_unsealed_key".into(), new_id.to_owned());
+            }
+            Err(e) => {
+                eprintln!(
+                    "breakglass: {new_id} was created but could not be sealed, and deleting it \
+                     failed ({e:#}): its secret is lost; delete it in IAM, or run `breakglass \
+                     rotate {}` again, which deletes it first; {sealed_id} is still the sealed key",
+                    self.name
+                );
+                details.insert("unsealed_key_left".into(), new_id.to_owned());
+            }
+        }
     }
 
     /// Re-seeds the virtual MFA device with the working keys.

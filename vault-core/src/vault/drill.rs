@@ -1,6 +1,7 @@
 //! Drills: proving the emergency path works without using it. The shares recombine, the token
 //! (or, for a recovery drill, the recovery key) answers, and every envelope opens; the
-//! plaintext goes only to the caller's check and is then dropped. The outcome is recorded.
+//! plaintext goes only to the caller's check and is then dropped. The outcome is recorded,
+//! and so is a drill that fails.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +40,19 @@ type Check<'a> = dyn FnMut(&str, &Envelope, &SecretBytes) -> String + 'a;
 impl Vault {
     /// A drill: the shares recombine, the token answers, and every envelope opens (the
     /// plaintext goes only to `check`, e.g. to test AWS keys, and is then dropped). Records a
-    /// `drill` entry with the participants and what `check` reported, signed by a checkpoint.
+    /// `drill` entry with the participants and what `check` reported, signed by a checkpoint;
+    /// a drill that fails (the shares, the token, the log) is recorded as `drill_failed`.
     pub fn drill(
+        &self,
+        shares: &Collector,
+        token: TokenChoice<'_>,
+        check: impl FnMut(&str, &Envelope, &SecretBytes) -> String,
+    ) -> Result<DrillReport, crate::Error> {
+        self.drill_with_token(shares, token, check)
+            .inspect_err(|error| self.record_failure("drill", error, Some(shares), |_| {}))
+    }
+
+    fn drill_with_token(
         &self,
         shares: &Collector,
         token: TokenChoice<'_>,

@@ -38,6 +38,17 @@ impl std::fmt::Debug for NewToken<'_> {
     }
 }
 
+/// What [`Vault::enroll`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    /// The token was enrolled: a stanza for it on every credential, the manifest's next
+    /// version written and recorded.
+    Enrolled,
+    /// The token was enrolled already by a run interrupted before its audit entry: the entry
+    /// was recorded now, and nothing else changed.
+    RecordedLate,
+}
+
 /// The manifest entry of a token enrolled with `key` as its sealing key.
 pub(super) fn new_enrollment(
     description: &TokenDescription,
@@ -93,15 +104,44 @@ impl Vault {
     /// stanza for it to every credential. Only the token half of each file key is opened, by
     /// a token already enrolled: the payloads are never decrypted and the quorum's half is
     /// never touched. The quorum (`shares`) certifies the manifest's next version, which
-    /// is recorded under a signed checkpoint. Returns the vault identity (unchanged: share
-    /// cards stay valid).
+    /// is recorded under a signed checkpoint. The vault identity is unchanged (share cards stay
+    /// valid). A token enrolled by a run that stopped before recording it is not enrolled
+    /// again: its entry is recorded ([`Enrolment::RecordedLate`]). A failure is recorded as
+    /// `hsm_enrol_failed`.
     pub fn enroll(
         &mut self,
         shares: &Collector,
         new: &NewToken<'_>,
         pinned: &str,
-    ) -> Result<String, crate::Error> {
+    ) -> Result<Enrolment, crate::Error> {
+        self.enroll_backup(shares, new, pinned)
+            .inspect_err(|error| {
+                self.record_failure("hsm_enrol", error, Some(shares), |event| {
+                    event
+                        .details
+                        .insert("token".into(), new.target.label.clone());
+                })
+            })
+    }
+
+    fn enroll_backup(
+        &mut self,
+        shares: &Collector,
+        new: &NewToken<'_>,
+        pinned: &str,
+    ) -> Result<Enrolment, crate::Error> {
         self.check_identity(pinned)?;
+        if let Some(enrolled) = self
+            .manifest()
+            .hsms
+            .iter()
+            .find(|h| h.label == new.target.label)
+            .cloned()
+            && !self.manifest_recorded()?
+        {
+            self.record_interrupted_enrolment(shares, &enrolled, new.pins)?;
+            return Ok(Enrolment::RecordedLate);
+        }
         let quorum = self.recombine(shares)?;
         let custodians = quorum.custodians.clone();
         let vault_id = self.manifest().vault_id.clone();
@@ -161,9 +201,46 @@ impl Vault {
         // the manifest does not know yet, which is harmless (and skipped when run again).
         envelopes.write(|_| Ok(()))?;
         self.install(&lock, trusted)?;
+        // A crash here leaves a manifest no entry records: enrolling the token again records
+        // it ([`Vault::record_interrupted_enrolment`]).
+        crate::fault::point("enroll-after-manifest")?;
         self.append_closing(closing)?;
         drop(lock);
-        Ok(self.identity())
+        Ok(Enrolment::Enrolled)
+    }
+
+    /// Records the entry of an enrolment that was installed but never recorded (a crash
+    /// between writing `vault.json` and appending its entry, or a torn entry moved aside): the
+    /// quorum recombines as the enrolment's did, and the entry is signed by a checkpoint of the
+    /// token holding the audit key when it is present. Nothing else changes.
+    fn record_interrupted_enrolment(
+        &self,
+        shares: &Collector,
+        enrolled: &HsmEnrollment,
+        provider: &dyn PinProvider,
+    ) -> Result<(), crate::Error> {
+        let quorum = self.recombine(shares)?;
+        let modules = self.open_modules(None)?;
+        let mut event = manifest_event("hsm_enrol", &self.trusted)
+            .detail("token", enrolled.label.clone())
+            .detail("serial", enrolled.serial.clone())
+            .detail(
+                "recorded_late",
+                "the enrolment was interrupted after writing vault.json and before this entry",
+            );
+        event.custodians = quorum.custodians.clone();
+        match self.audit_token(&modules)? {
+            Some(present) => {
+                let pins = self.pins(Some(quorum.secret.expose_secret()), provider);
+                let (session, _) = present.login(&pins, false)?;
+                let _lock = self.write_lock()?;
+                self.append_signed(event, &session, &present.enrollment.label)?;
+            }
+            None => {
+                self.record(event)?;
+            }
+        }
+        Ok(())
     }
 
     /// Enrols a replacement token when the enrolled tokens are lost: the recovery key (from

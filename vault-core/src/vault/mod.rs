@@ -4,6 +4,8 @@
 //! - [`tokens`](self::tokens): finding an enrolled token that is present, its PINs, logging in;
 //! - `record`: signed audit appends and the entries that record a new manifest;
 //! - `anchors`: the audit log held to the head this machine remembers, verified from there on;
+//! - `attempts`: the `<purpose>_failed` entry an operation leaves when it fails after shares
+//!   were given;
 //! - `listing`: the credential index `list` and `status` read, checked against every file;
 //! - `rewrap`: the one loop that re-seals envelopes or adds and removes their token stanzas;
 //! - `shares`: share sets (quorum and recovery), recombining them, layout validation;
@@ -14,6 +16,7 @@
 //! through [`PinProvider`].
 
 mod anchors;
+mod attempts;
 mod drill;
 mod enroll;
 mod init;
@@ -45,7 +48,7 @@ use crate::trust::machine::{ConfigDir, MachineAnchor};
 use crate::trust::{AuthenticatedManifest, CertifiedManifest, TrustError};
 
 pub use drill::DrillReport;
-pub use enroll::NewToken;
+pub use enroll::{Enrolment, NewToken};
 pub use init::InitOptions;
 pub use listing::{Listed, Listing};
 pub use operators::OperatorChange;
@@ -441,6 +444,18 @@ impl Vault {
         self.trusted = trusted;
         self.keys = keys;
         Ok(())
+    }
+
+    /// Whether an audit entry records the manifest as it is (its digest). Not so after a crash
+    /// between writing `vault.json` and appending the entry that records it, or once such an
+    /// entry, torn, was moved aside by `audit repair`.
+    pub fn manifest_recorded(&self) -> Result<bool, crate::Error> {
+        let digest = self.trusted.digest_hex();
+        Ok(self
+            .audit()
+            .entries()?
+            .iter()
+            .any(|e| e.details.get("manifest_digest") == Some(&digest)))
     }
 
     /// The manifest.

@@ -81,7 +81,7 @@ impl Vault {
         result
     }
 
-    /// A failed attempt, recorded where it can be: see [`Vault::record_failed_opening`].
+    /// A failed attempt, recorded where it can be (see [`Vault::record_failure`]).
     fn record_failed_attempt(
         &self,
         name: &str,
@@ -89,21 +89,9 @@ impl Vault {
         purpose: &str,
         error: &crate::Error,
     ) {
-        // A log that ends torn, or is held by another writer, takes nothing now.
-        if matches!(
-            error.kind(),
-            crate::ErrorKind::TornAudit | crate::ErrorKind::Busy
-        ) {
-            return;
-        }
-        let failure = format!("{:?}", error.kind()).to_lowercase();
-        self.record_failed_opening(
-            name,
-            purpose,
-            &failure,
-            &crate::error::with_causes(error),
-            Some(shares),
-        );
+        self.record_failure(purpose, error, Some(shares), |event| {
+            event.credential = Some(name.to_owned());
+        });
     }
 
     /// Records a failed opening of credential `name` (shares were given, e.g. one that is not
@@ -119,16 +107,7 @@ impl Vault {
         message: &str,
         shares: Option<&Collector>,
     ) {
-        let mut event = Event::new(&format!("{purpose}_failed"))
-            .detail("failure", failure)
-            .detail("error", message);
-        if let Some(shares) = shares {
-            event = event.detail("shares_given", shares.len().to_string());
-            event.custodians = shares
-                .shares()
-                .filter_map(|(_, share)| self.custodian_of(share))
-                .collect();
-        }
+        let mut event = self.failed_event(purpose, failure, message, shares);
         event.credential = Some(name.to_owned());
         let _ = self.record(event);
     }

@@ -35,9 +35,29 @@ impl Vault {
     /// new quorum key; every token PIN derived from the quorum (user and SO) is changed to the
     /// new quorum's; the new manifest is written and recorded under a signed checkpoint. A
     /// journal (`rekey.json`, public data only) makes it resumable at any point with
-    /// [`Vault::rekey_resume`]; until then the vault refuses every other operation. Returns
-    /// the new fingerprint.
+    /// [`Vault::rekey_resume`]; until then the vault refuses every other operation. A failure
+    /// is recorded as `rekey_failed` (saying whether the journal was kept). Returns the new
+    /// fingerprint.
     pub fn rekey_commit(
+        &mut self,
+        plan: RekeyPlan,
+        pins: &dyn PinProvider,
+    ) -> Result<String, crate::Error> {
+        let custodians = plan.custodians.clone();
+        self.rekey_start(plan, pins).inspect_err(|error| {
+            self.record_failure("rekey", error, None, |event| {
+                event.custodians = custodians;
+                let journal = if self.journal_path().exists() {
+                    "kept: finish with rekey --resume"
+                } else {
+                    "none: nothing changed"
+                };
+                event.details.insert("journal".into(), journal.into());
+            })
+        })
+    }
+
+    fn rekey_start(
         &mut self,
         plan: RekeyPlan,
         pins: &dyn PinProvider,

@@ -119,7 +119,9 @@ impl Vault {
         pinned: &str,
     ) -> Result<RekeyPlan, crate::Error> {
         self.check_identity(pinned)?;
-        let old = self.recombine(shares)?;
+        let old = self
+            .recombine(shares)
+            .inspect_err(|error| self.record_failure("rekey", error, Some(shares), |_| {}))?;
         let RekeyOptions {
             layout,
             iteration_exponent,
