@@ -627,4 +627,23 @@ mod tests {
         bad(&|m| m.audit.key_id = "x".into(), "audit.key_id");
         bad(&|m| m.quorum.public_key = "00".into(), "quorum.public_key");
     }
+
+    /// The display form people compare is base32 (RFC 4648) of the first 20 bytes in groups of
+    /// four; matching it ignores case, dashes and spaces, and a prefix or a changed character
+    /// does not match.
+    #[test]
+    fn the_display_form_is_base32_of_the_first_20_bytes_in_groups_of_four() {
+        let fingerprint = Fingerprint::from_bytes(std::array::from_fn(|i| i as u8));
+        let display = "AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO-B4IB-CEQT";
+        assert_eq!(fingerprint.display(), display);
+        assert_eq!(fingerprint.to_string(), display);
+        assert_eq!(
+            Fingerprint::from_bytes([0xff; 32]).display(),
+            "7777-7777-7777-7777-7777-7777-7777-7777"
+        );
+        assert!(fingerprint.matches_display(display));
+        assert!(fingerprint.matches_display("aaaq eaye audaocajbifqydiob4ibceqt"));
+        assert!(!fingerprint.matches_display("AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO-B4IB-CEQA"));
+        assert!(!fingerprint.matches_display("AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO-B4IB"));
+    }
 }

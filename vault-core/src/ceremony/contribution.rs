@@ -174,4 +174,36 @@ mod tests {
             Err(crate::Error::Ceremony(CeremonyError::Tampered { .. }))
         ));
     }
+
+    /// The request's hash is in the HPKE `info`, not only in the file's `request_sha256`: a
+    /// contribution relabelled with another request's hash (same ceremony id, same transport
+    /// key) passes the label check and still does not open.
+    #[test]
+    fn a_contribution_relabelled_for_another_request_does_not_open() {
+        let transport = X25519SecretKey::generate().unwrap();
+        let first = request(
+            Purpose::Unseal {
+                credential: "prod".into(),
+            },
+            hex::encode(transport.public_key_bytes()),
+        );
+        let mut second = first.clone();
+        second.purpose = Purpose::Drill;
+        assert_ne!(first.hash(), second.hash());
+        let contribution = Contribution::seal(&first, "alice", "academic acid").unwrap();
+        assert_eq!(contribution.request_sha256, first.hash());
+        let mut relabelled = contribution.clone();
+        relabelled.request_sha256 = second.hash();
+        assert!(matches!(
+            relabelled.open(&second, &transport, "file"),
+            Err(crate::Error::Ceremony(CeremonyError::Tampered { .. }))
+        ));
+        assert_eq!(
+            contribution
+                .open(&first, &transport, "file")
+                .unwrap()
+                .as_str(),
+            "academic acid"
+        );
+    }
 }

@@ -398,4 +398,22 @@ pub(super) mod tests {
         let no_layout = text.replace("\"drill\"", "\"rekey\"");
         assert!(Request::from_bytes(no_layout.as_bytes(), "request").is_err());
     }
+
+    /// A request is accepted until the second before `expires` and refused from that second
+    /// on; an `expires` that is not a time is refused as expired.
+    #[test]
+    fn a_request_is_refused_from_the_second_it_expires() {
+        let request = request(Purpose::Drill, "00".repeat(32));
+        let expires = crate::clock::parse_rfc3339(&request.expires).unwrap();
+        request.check_not_expired(expires - 1).unwrap();
+        for now in [expires, expires + 1] {
+            assert!(matches!(
+                request.check_not_expired(now),
+                Err(CeremonyError::Expired { .. })
+            ));
+        }
+        let mut unreadable = request.clone();
+        unreadable.expires = "tomorrow".into();
+        assert!(unreadable.check_not_expired(0).is_err());
+    }
 }

@@ -256,3 +256,52 @@ fn derive_key_pair_is_deterministic_and_debug_shows_no_secret() {
             .public_key_bytes()
     );
 }
+
+/// The public-key check that seal and open (every `enc`) go through: a key of the wrong
+/// length, a P-256 point that is not uncompressed, and a P-256 point off the curve are refused
+/// naming the KEM and why; an X25519 key is any 32 bytes, whatever its first byte.
+#[test]
+fn malformed_public_keys_are_refused_naming_why() {
+    let p256 = P256SecretKey::generate().unwrap().public_key_bytes();
+    let x25519 = X25519SecretKey::generate().unwrap().public_key_bytes();
+    validate_public_key(Kem::P256HkdfSha256, &p256).unwrap();
+    validate_public_key(Kem::X25519HkdfSha256, &x25519).unwrap();
+    let reason = |kem: Kem, key: &[u8]| match validate_public_key(kem, key) {
+        Err(HpkeError::InvalidPublicKey { kem: named, reason }) => {
+            assert_eq!(named, kem);
+            reason
+        }
+        other => panic!("{kem:?} key {}: {other:?}", hex::encode(key)),
+    };
+    assert_eq!(reason(Kem::P256HkdfSha256, &p256[..64]), "wrong length");
+    assert_eq!(reason(Kem::P256HkdfSha256, &x25519), "wrong length");
+    assert_eq!(reason(Kem::X25519HkdfSha256, &x25519[..31]), "wrong length");
+    assert_eq!(reason(Kem::X25519HkdfSha256, &p256), "wrong length");
+    let mut compressed = p256.clone();
+    compressed[0] = 0x02;
+    assert_eq!(
+        reason(Kem::P256HkdfSha256, &compressed),
+        "not an uncompressed point"
+    );
+    let mut off_curve = p256.clone();
+    off_curve[64] ^= 1;
+    assert_eq!(
+        reason(Kem::P256HkdfSha256, &off_curve),
+        "not a point on the curve"
+    );
+    let mut x25519_04 = x25519.clone();
+    x25519_04[0] = 0x04;
+    validate_public_key(Kem::X25519HkdfSha256, &x25519_04).unwrap();
+    // Seal refuses such a recipient, and open such an `enc`, before any DH.
+    assert!(matches!(
+        seal(
+            Kem::P256HkdfSha256,
+            Aead::Aes256Gcm,
+            &off_curve,
+            b"",
+            b"",
+            b"pt"
+        ),
+        Err(HpkeError::InvalidPublicKey { .. })
+    ));
+}

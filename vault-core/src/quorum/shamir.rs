@@ -79,3 +79,41 @@ pub(super) fn recover(threshold: u8, points: &[(u8, &[u8])]) -> Option<Zeroizing
         .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     (difference == 0).then_some(secret)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The digest check compares all four bytes: a change to the digest share that leaves the
+    /// secret as it is is refused, including one that changes two bytes by the same amount
+    /// (which an accumulation by XOR would cancel out).
+    #[test]
+    fn any_change_to_the_digest_share_is_refused() {
+        let secret = [7u8; 16];
+        let shares = split(2, 2, &secret).unwrap();
+        let genuine = [(0u8, shares[0].as_slice()), (1, shares[1].as_slice())];
+        assert_eq!(recover(2, &genuine).unwrap().as_slice(), &secret);
+        let zeros = [0u8; 16];
+        for delta in [
+            [1u8, 0, 0, 0],
+            [0x5a, 0x5a, 0, 0],
+            [0, 0, 0, 0x80],
+            [0xff; 4],
+        ] {
+            let mut change = [0u8; 16];
+            change[..DIGEST_BYTES].copy_from_slice(&delta);
+            // The line through (255, 0) and (254, change) moves the digest share, not the secret.
+            let line = [(SECRET_X, &zeros[..]), (DIGEST_X, &change[..])];
+            let moved: Vec<Vec<u8>> = (0..2u8)
+                .map(|x| {
+                    let shift = interpolate(&line, x);
+                    let share = &shares[usize::from(x)];
+                    share.iter().zip(shift.iter()).map(|(a, b)| a ^ b).collect()
+                })
+                .collect();
+            let points = [(0u8, moved[0].as_slice()), (1, moved[1].as_slice())];
+            assert_eq!(interpolate(&points, SECRET_X).as_slice(), &secret);
+            assert!(recover(2, &points).is_none(), "digest changed by {delta:?}");
+        }
+    }
+}

@@ -184,3 +184,85 @@ fn subsets_enumerates_combinations() {
     assert_eq!(subsets(3, 3), vec![vec![0, 1, 2]]);
     assert!(subsets(2, 3).is_empty());
 }
+
+/// Every rule of a layout at its edge: the last value allowed passes, the first one past it is
+/// refused with the rule's own message.
+#[test]
+fn every_layout_rule_holds_at_its_edge() {
+    let allowed = |params: &SplitParams| params.validate().unwrap();
+    let refused = |params: &SplitParams, rule: &str| match params.validate() {
+        Err(QuorumError::InvalidLayout(reason)) => assert!(reason.contains(rule), "{reason}"),
+        other => panic!("{params:?}: {other:?}"),
+    };
+    allowed(&layout(1, &[(1, 1); 16]));
+    refused(&layout(1, &[(1, 1); 17]), "between 1 and 16 groups");
+    refused(&layout(1, &[]), "between 1 and 16 groups");
+    allowed(&layout(3, &[(1, 1); 3]));
+    refused(&layout(4, &[(1, 1); 3]), "group threshold");
+    refused(&layout(0, &[(1, 1); 3]), "group threshold");
+    let mut exponent = layout(1, &[(1, 1)]);
+    exponent.iteration_exponent = 15;
+    allowed(&exponent);
+    exponent.iteration_exponent = 16;
+    refused(&exponent, "iteration exponent");
+    allowed(&layout(1, &[(16, 16)]));
+    allowed(&layout(1, &[(2, 16)]));
+    refused(&layout(1, &[(16, 17)]), "between 1 and 16 members");
+    refused(&layout(1, &[(0, 0)]), "between 1 and 16 members");
+    allowed(&layout(1, &[(3, 3)]));
+    refused(&layout(1, &[(4, 3)]), "member threshold");
+    refused(&layout(1, &[(0, 3)]), "member threshold");
+    allowed(&layout(1, &[(1, 1)]));
+    refused(&layout(1, &[(1, 2)]), "threshold 1");
+}
+
+/// Two share sets under one identifier (a forger's, or a mix-up): each pair recombines on its
+/// own, so together they are refused naming every share, never resolved to one of the two
+/// secrets.
+#[test]
+fn two_share_sets_under_one_identifier_are_refused_together() {
+    let params = layout(1, &[(2, 4)]);
+    let mut first = split(&[1u8; 16], b"", &params).unwrap().remove(0);
+    let mut second = split(&[2u8; 16], b"", &params).unwrap().remove(0);
+    let identifier = first[0].info.identifier;
+    let (third, fourth) = (second.remove(2), second.remove(2));
+    let mut mixed = vec![first.remove(0), first.remove(0), third, fourth];
+    for share in &mut mixed[2..] {
+        share.info.identifier = identifier;
+    }
+    let alone = combine(&mixed[..2], b"").unwrap();
+    assert_eq!(alone.secret.expose_secret(), &[1u8; 16]);
+    let alone = combine(&mixed[2..], b"").unwrap();
+    assert_eq!(alone.secret.expose_secret(), &[2u8; 16]);
+    match combine(&mixed, b"") {
+        Err(QuorumError::Digest { shares }) => assert_eq!(shares, vec![1, 2, 3, 4]),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// With a threshold of 1 there is no digest, so the points must agree: a strict majority
+/// recombines and the others are named; a tie (here two groups of four agree, the other two
+/// each say something else) is refused naming every share.
+#[test]
+fn single_share_groups_recombine_only_by_a_strict_majority() {
+    let secret = [9u8; 16];
+    let forged = |changes: &[usize]| -> Vec<Share> {
+        let mut shares: Vec<Share> = split(&secret, b"", &layout(1, &[(1, 1); 4]))
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        for (n, &i) in changes.iter().enumerate() {
+            shares[i].value[0] ^= 1 << n;
+        }
+        shares
+    };
+    let majority = combine(&forged(&[3]), b"").unwrap();
+    assert_eq!(majority.secret.expose_secret(), &secret);
+    assert_eq!(majority.rejected, vec![4]);
+    assert_eq!(majority.used, vec![1, 2, 3]);
+    match combine(&forged(&[2, 3]), b"") {
+        Err(QuorumError::Digest { shares }) => assert_eq!(shares, vec![1, 2, 3, 4]),
+        other => panic!("{other:?}"),
+    }
+}
