@@ -324,3 +324,373 @@ fn the_python_reader_checks_the_known_answer_vectors() {
         "{report}"
     );
 }
+
+/// The members of an audit verification report both implementations print, but the reasons'
+/// wording: entries, checkpoints, the last checkpoint, the unsigned tail, the first broken
+/// line, the first bad signature, the head, a torn tail.
+fn verdict(report: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "entries": report["entries"],
+        "checkpoints": report["checkpoints"],
+        "last_checkpoint": report["last_checkpoint"],
+        "unsigned_tail": report["unsigned_tail"],
+        "first_problem_line": report["first_problem"]["line"],
+        "bad_signature": report["bad_signature"],
+        "head": report["head"],
+        "torn_tail": report["torn_tail"],
+    })
+}
+
+/// `audit verify --json` by the binary and `audit-verify` by the Python reader: their exit
+/// statuses and reports.
+fn both_verify(
+    env: &Env,
+) -> (
+    (Option<i32>, serde_json::Value),
+    (Option<i32>, serde_json::Value),
+) {
+    let rust = env.run(&["audit", "verify", "--json"]);
+    let python = python(&["audit-verify", &vault_arg(env)]);
+    let parse = |output: &Output| -> serde_json::Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no report ({e}): {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                stderr(output)
+            )
+        })
+    };
+    (
+        (rust.status.code(), parse(&rust)),
+        (python.status.code(), parse(&python)),
+    )
+}
+
+fn anchor_file(env: &Env) -> PathBuf {
+    let vault_id = env.status()["vault_id"].as_str().unwrap().to_owned();
+    env.path(&format!("config/breakglass/anchors/{vault_id}.json"))
+}
+
+/// The certified manifest authenticated in Python from the document alone: the identity the
+/// binary prints and this machine pinned, the version, the certificate digest its anchor and
+/// audit log recorded, the versions the log records up to the one in force. A change to any
+/// member is refused by both (the data-model encoding covers it), a change of layout by neither
+/// (the signature is over the data, not the bytes), and the previous version put back is a
+/// rollback to both.
+#[test]
+fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
+    let (env, _) = vault();
+    let status = env.status();
+    let fingerprint = status["fingerprint"].as_str().unwrap().to_owned();
+    let anchor_path = anchor_file(&env);
+    let anchor_arg = anchor_path.to_str().unwrap();
+    let anchor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchor_path).unwrap()).unwrap();
+    let report = python_ok(&[
+        "manifest",
+        &vault_arg(&env),
+        "--pin",
+        &fingerprint,
+        "--anchor",
+        anchor_arg,
+    ]);
+    assert_eq!(report["fingerprint"], fingerprint.as_str(), "{report}");
+    assert_eq!(report["identity"], anchor["identity"], "{report}");
+    assert_eq!(report["version"], status["manifest_version"], "{report}");
+    assert_eq!(report["digest"], anchor["manifest"]["digest"], "{report}");
+    let init = &env.audit_events("init")[0];
+    assert_eq!(init["details"]["fingerprint"], fingerprint.as_str());
+    assert_eq!(init["details"]["manifest_digest"], report["digest"]);
+    assert_eq!(report["versions_recorded"][0]["version"], 1, "{report}");
+
+    // Version 2: an operator added with a quorum.
+    let version_1 = std::fs::read(env.vault().join("vault.json")).unwrap();
+    let other_machine = env.path("other-machine");
+    let key = env.run_with(
+        &["operator", "key"],
+        &[("XDG_CONFIG_HOME", other_machine.to_str().unwrap())],
+    );
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    let mut add = vec![
+        "operator",
+        "add",
+        "bob",
+        "--role",
+        "cloud-admin",
+        "--key",
+        &key,
+    ];
+    let shares = env.share_files(&["alice", "bob"]);
+    add.extend(support::as_strs(&shares));
+    env.ok(&add);
+    let report = python_ok(&[
+        "manifest",
+        &vault_arg(&env),
+        "--pin",
+        &fingerprint,
+        "--anchor",
+        anchor_arg,
+    ]);
+    assert_eq!(report["version"], 2, "{report}");
+    assert_eq!(report["version"], env.status()["manifest_version"]);
+    assert_eq!(
+        report["fingerprint"],
+        fingerprint.as_str(),
+        "the cards stay valid"
+    );
+    let recorded: Vec<&serde_json::Value> = report["versions_recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["version"])
+        .collect();
+    assert_eq!(recorded, [1, 2], "{report}");
+    let version_2 = std::fs::read_to_string(env.vault().join("vault.json")).unwrap();
+
+    // The same document laid out otherwise: accepted by both.
+    let document: serde_json::Value = serde_json::from_str(&version_2).unwrap();
+    std::fs::write(
+        env.vault().join("vault.json"),
+        serde_json::to_vec(&document).unwrap(),
+    )
+    .unwrap();
+    env.ok(&["status"]);
+    python_ok(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+
+    // Each change refused by both: Python exits 1 naming the check, breakglass exits 5.
+    let changes: [(&str, &str, &str, &str); 4] = [
+        (
+            "policy",
+            "\"drill_interval_days\": 90",
+            "\"drill_interval_days\": 3650",
+            "quorum signature",
+        ),
+        (
+            "custodian",
+            "\"name\": \"carol\"",
+            "\"name\": \"mallory\"",
+            "is not the pinned",
+        ),
+        (
+            "operator role",
+            "\"cloud_administrator\"\n      ],\n      \"public_key\": \"",
+            "\"security_officer\"\n      ],\n      \"public_key\": \"",
+            "quorum signature",
+        ),
+        (
+            "unknown member",
+            "\"version\": 2,",
+            "\"version\": 2,\n  \"module\": \"/tmp/evil.so\",",
+            "unknown member",
+        ),
+    ];
+    for (what, from, to, python_says) in changes {
+        assert!(version_2.contains(from), "{what}: {from} not in vault.json");
+        std::fs::write(
+            env.vault().join("vault.json"),
+            version_2.replacen(from, to, 1),
+        )
+        .unwrap();
+        let output = python(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(python_says),
+            "{what}: {}",
+            stderr(&output)
+        );
+        let output = env.run(&["status"]);
+        assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+    }
+
+    // Version 1 put back: a rollback, refused against the anchor and the log by Python, and by
+    // breakglass.
+    std::fs::write(env.vault().join("vault.json"), &version_1).unwrap();
+    let output = python(&["manifest", &vault_arg(&env), "--anchor", anchor_arg]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rollback"), "{}", stderr(&output));
+    let output = python(&["manifest", &vault_arg(&env)]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the audit log records version 2"),
+        "{}",
+        stderr(&output)
+    );
+    let output = env.run(&["status"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+/// A fresh vault after seal, unseal and drill: the Python reader verifies its audit log from
+/// the document alone and reports what `breakglass audit verify` reports, and every line the
+/// binary wrote is in the canonical form the document gives.
+#[test]
+fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
+    let (env, _) = vault();
+    let mut unseal = vec![
+        "unseal".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", env.path("out.bin").display()),
+    ];
+    unseal.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&support::as_strs(&unseal));
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["bob", "carol"]));
+    env.ok(&support::as_strs(&drill));
+    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+    assert!(rust["checkpoints"].as_u64().unwrap() >= 3, "{rust}");
+    assert_eq!(
+        python["noncanonical_lines"],
+        serde_json::json!([]),
+        "{python}"
+    );
+}
+
+/// A line altered, removed, or two lines swapped: refused by both, at the same line, on a
+/// machine that remembers the log's head (breakglass refuses to open the vault) and on one
+/// that pinned the identity only (both walk the whole log).
+#[test]
+fn an_altered_removed_or_reordered_line_is_refused_by_both_at_the_same_line() {
+    let (env, _) = vault();
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&support::as_strs(&drill));
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read_to_string(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let remembered = std::fs::read(&anchor).unwrap();
+    let lines: Vec<&str> = pristine.lines().collect();
+    assert!(lines.len() >= 6, "{pristine}");
+    let join = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let seal_line = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"seal\""))
+        .unwrap();
+    let mut removed = lines.clone();
+    removed.remove(1);
+    let mut swapped = lines.clone();
+    swapped.swap(seal_line, seal_line + 1);
+    let cases = [
+        (
+            "altered",
+            pristine.replacen("\"kind\":\"secret\"", "\"kind\":\"aws\"", 1),
+            seal_line + 2,
+        ),
+        ("removed", join(&removed), 2),
+        ("swapped", join(&swapped), seal_line + 1),
+    ];
+    for (what, tampered, line) in cases {
+        assert_ne!(tampered, pristine, "{what}");
+        std::fs::write(&log, &tampered).unwrap();
+        std::fs::write(&anchor, &remembered).unwrap();
+        let output = env.run(&["audit", "verify"]);
+        assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+        std::fs::remove_file(&anchor).unwrap();
+        let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+        assert_eq!(
+            (rust_code, python_code),
+            (Some(5), Some(1)),
+            "{what}: {rust}\n{python}"
+        );
+        assert_eq!(verdict(&python), verdict(&rust), "{what}");
+        assert_eq!(rust["first_problem"]["line"], line, "{what}: {rust}");
+    }
+}
+
+/// The Python writer appends an entry and a checkpoint signed through PKCS#11 by the token's
+/// audit key: `breakglass audit verify` accepts them and the vault goes on working. Each
+/// forgery (the chain hash of another line, the checkpoint signing its own number, another
+/// vault's id, another key, an older head) is refused by both, at the same line.
+#[test]
+fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
+    let (env, _) = vault();
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let remembered = std::fs::read(&anchor).unwrap();
+    let entries = |env: &Env| env.status()["audit"]["entries"].as_u64().unwrap();
+    let before = entries(&env);
+    let append = |forge: Option<&str>| {
+        let mut args = vec![
+            "audit-append".to_owned(),
+            vault_arg(&env),
+            "--event".to_owned(),
+            "external_review".to_owned(),
+            "--detail".to_owned(),
+            "reviewer=independent \"auditor\"".to_owned(),
+            "--checkpoint".to_owned(),
+            "--module".to_owned(),
+            module(),
+        ];
+        for who in ["alice.share", "carol.share"] {
+            args.extend(["--share".to_owned(), share(&env, who)]);
+        }
+        if let Some(forge) = forge {
+            args.extend(["--forge".to_owned(), forge.to_owned()]);
+        }
+        python_ok(&support::as_strs(&args))
+    };
+    let appended = append(None);
+    assert_eq!(
+        appended["appended"],
+        serde_json::json!([before + 1, before + 2])
+    );
+    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+    assert_eq!(rust["last_checkpoint"], before + 2, "{rust}");
+    assert_eq!(rust["head"], appended["head"]);
+    let events = env.audit_events("external_review");
+    assert_eq!(events[0]["details"]["reviewer"], "independent \"auditor\"");
+    // The vault goes on: an unseal appends and the token signs after the Python lines.
+    let mut unseal = vec![
+        "unseal".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", env.path("out.bin").display()),
+    ];
+    unseal.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&support::as_strs(&unseal));
+    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+
+    for (forge, line) in [
+        ("prev", before + 1),
+        ("seq", before + 2),
+        ("vault-id", before + 2),
+        ("other-key", before + 2),
+        ("head", before + 2),
+    ] {
+        std::fs::write(&log, &pristine).unwrap();
+        std::fs::write(&anchor, &remembered).unwrap();
+        append(Some(forge));
+        let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+        assert_eq!(
+            (rust_code, python_code),
+            (Some(5), Some(1)),
+            "{forge}: {rust}\n{python}"
+        );
+        assert_eq!(verdict(&python), verdict(&rust), "{forge}");
+        let at = if forge == "prev" {
+            &rust["first_problem"]["line"]
+        } else {
+            &rust["bad_signature"]
+        };
+        assert_eq!(*at, line, "{forge}: {rust}");
+    }
+}

@@ -632,9 +632,10 @@ def authenticated(vault, pin=None):
     """vault.json read strictly and its quorum signature checked (and its identity held to
     `pin` when given)."""
     manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
-    manifest.authenticate()
+    manifest.compute()
     if pin:
         vault_manifest.check_pin(manifest, vault, pin)
+    manifest.authenticate()
     return manifest
 
 
@@ -660,10 +661,12 @@ def cmd_manifest(args):
     manifest = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
     if manifest.format != vault_manifest.CERTIFIED_FORMAT:
         return manifest.summary()
+    manifest.compute()
+    how = vault_manifest.check_pin(manifest, args.vault, args.pin) if args.pin else None
     manifest.authenticate()
     out = manifest.summary()
-    if args.pin:
-        out["pin"] = vault_manifest.check_pin(manifest, args.vault, args.pin)
+    if how:
+        out["pin"] = how
     if args.anchor:
         vault_manifest.check_anchor(manifest, args.anchor)
         out["anchor"] = "not behind"

@@ -269,19 +269,26 @@ class Manifest:
         self.vault_id = self.m["vault_id"]
         self.fingerprint_v1 = fingerprint_v1(self.m)
 
-    def authenticate(self):
-        """Checks the quorum's signature over this certified manifest; returns the identity."""
+    def compute(self):
+        """The identity this certified manifest claims and its certificate digest (nothing
+        verified yet: a reader compares the identity with its pin first, as breakglass does)."""
         if self.format != CERTIFIED_FORMAT:
             raise Failure("vault.json is a format-1 manifest (breakglass-vault/1): it is not "
                           "certified; breakglass refuses it until `breakglass upgrade`")
         doc = self.document
-        signing_key = hex_canonical(doc["quorum_signing_key"], "quorum_signing_key", 32)
+        self.signing_key = hex_canonical(doc["quorum_signing_key"], "quorum_signing_key", 32)
         for op in doc["operators"]:
             hex_canonical(op["public_key"], f"operator {op['name']}'s public_key", 32)
-        self.identity = identity(self.vault_id, self.m["quorum"], signing_key)
+        self.identity = identity(self.vault_id, self.m["quorum"], self.signing_key)
         self.digest = certificate_digest(doc)
+
+    def authenticate(self):
+        """Checks the quorum's signature over this certified manifest; returns the identity."""
+        if not hasattr(self, "identity"):
+            self.compute()
+        doc = self.document
         message = certificate_message(self.vault_id, doc["version"], self.identity, self.digest)
-        if not ed25519_verifies(signing_key, doc["signature"], message):
+        if not ed25519_verifies(self.signing_key, doc["signature"], message):
             raise Failure(f"the quorum signature over manifest version {doc['version']} does not "
                           "verify: vault.json was changed")
         self.check_operators()
