@@ -694,3 +694,167 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
         assert_eq!(*at, line, "{forge}: {rust}");
     }
 }
+
+/// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
+/// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
+fn known_answer_vault() -> (Env, serde_json::Value) {
+    let env = Env::new();
+    let fixture = hsm_testing::tools::repo_root().join("tests/data/known-answer-vault");
+    for part in ["vault", "shares", "config"] {
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(fixture.join(part))
+            .arg(env.path(part))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let expected =
+        serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    (env, expected)
+}
+
+/// The formats are pinned across versions: the committed vault is authenticated, verified and
+/// opened by today's breakglass and by the Python reader, each giving the recorded answers
+/// (identity, manifest digest, audit head, keys, PINs, plaintexts), with the token and with the
+/// recovery shares and no token.
+#[test]
+fn the_known_answer_vault_opens_in_both_implementations() {
+    let (env, expected) = known_answer_vault();
+    let vault = vault_arg(&env);
+    let credentials = expected["credentials"].as_object().unwrap();
+
+    // Python, from the document alone.
+    let manifest = python_ok(&[
+        "manifest",
+        &vault,
+        "--pin",
+        expected["fingerprint"].as_str().unwrap(),
+    ]);
+    for (member, answer) in [
+        ("vault_id", "vault_id"),
+        ("fingerprint", "fingerprint"),
+        ("identity", "identity"),
+        ("fingerprint_v1", "fingerprint_v1"),
+        ("version", "manifest_version"),
+        ("digest", "manifest_digest"),
+    ] {
+        assert_eq!(manifest[member], expected[answer], "{member}: {manifest}");
+    }
+    let audit = python_ok(&["audit-verify", &vault]);
+    for (member, answer) in expected["audit"].as_object().unwrap() {
+        assert_eq!(&audit[member], answer, "audit {member}: {audit}");
+    }
+    let recovery_shares: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .flat_map(|who| {
+            [
+                "--recovery-share".to_owned(),
+                share(&env, &format!("{who}.recovery.share")),
+            ]
+        })
+        .collect();
+    let mut derive = vec![
+        "derive".to_owned(),
+        vault.clone(),
+        "--share".to_owned(),
+        share(&env, "alice.share"),
+        "--share".to_owned(),
+        share(&env, "carol.share"),
+    ];
+    derive.extend(recovery_shares.iter().cloned());
+    let derived = python_ok(&support::as_strs(&derive));
+    assert_eq!(derived["quorum_public_key"], expected["quorum_public_key"]);
+    assert_eq!(
+        derived["recovery_public_key"],
+        expected["recovery_public_key"]
+    );
+    assert_eq!(derived["pins"], expected["token_pins"]);
+    for (name, answer) in credentials {
+        let out = env.path(&format!("{name}.python"));
+        let output = python_open(&env, name, &["alice.share", "carol.share"], &out);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["format"], answer["format"], "{name}: {report}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            answer["plaintext"].as_str().unwrap(),
+            "{name}"
+        );
+        let out = env.path(&format!("{name}.python-recovered"));
+        let mut open = vec![
+            "open".to_owned(),
+            vault.clone(),
+            name.clone(),
+            "--share".to_owned(),
+            share(&env, "bob.share"),
+            "--share".to_owned(),
+            share(&env, "carol.share"),
+            "--out".to_owned(),
+            out.display().to_string(),
+        ];
+        open.extend(recovery_shares.iter().cloned());
+        let report = python_ok(&support::as_strs(&open));
+        assert_eq!(report["via"], "recovery key", "{name}: {report}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            answer["plaintext"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+
+    // Today's breakglass: the same identity and version, the same audit verdict, the same
+    // plaintexts (db-root opened with the token and with the recovery shares; every
+    // credential in a drill).
+    let status = env.status();
+    assert_eq!(status["vault_id"], expected["vault_id"]);
+    assert_eq!(status["fingerprint"], expected["fingerprint"]);
+    assert_eq!(status["manifest_version"], expected["manifest_version"]);
+    let output = env.run(&["audit", "verify", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (member, answer) in expected["audit"].as_object().unwrap() {
+        assert_eq!(&report[member], answer, "audit {member}: {report}");
+    }
+    let plaintext = credentials["db-root"]["plaintext"].as_str().unwrap();
+    let out = env.path("db-root.unsealed");
+    let mut unseal = vec![
+        "unseal".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", out.display()),
+    ];
+    unseal.extend(env.share_files(&["alice", "carol"]));
+    env.ok(&support::as_strs(&unseal));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
+    let out = env.path("db-root.recovered");
+    let mut recover = vec![
+        "recover".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", out.display()),
+    ];
+    recover.extend(env.share_files(&["bob", "carol"]));
+    for who in ["alice", "bob", "carol"] {
+        recover.extend([
+            "--share-file".to_owned(),
+            share(&env, &format!("{who}.recovery.share")),
+        ]);
+    }
+    env.ok(&support::as_strs(&recover));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "bob"]));
+    let printed = env.ok(&support::as_strs(&drill));
+    for name in credentials.keys() {
+        assert!(printed.contains(&format!("{name}: opened")), "{printed}");
+    }
+    // And what breakglass appended since verifies in Python.
+    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+}
