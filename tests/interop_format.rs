@@ -858,3 +858,42 @@ fn the_known_answer_vault_opens_in_both_implementations() {
     );
     assert_eq!(verdict(&python), verdict(&rust));
 }
+
+/// The previous release's vault (`tests/data/format-1-vault`, a bare `breakglass-vault/1`
+/// manifest): the Python reader computes the format-1 fingerprint its machine pinned, verifies
+/// its audit log with the audit key that pin vouches for, and opens its credential.
+#[test]
+fn the_python_reader_reads_the_previous_releases_vault_by_its_format_1_fingerprint() {
+    let env = Env::new();
+    let fixture = hsm_testing::tools::repo_root().join("tests/data/format-1-vault");
+    for part in ["vault", "shares", "config"] {
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(fixture.join(part))
+            .arg(env.path(part))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    let pins: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path("config/breakglass/known_vaults.json")).unwrap(),
+    )
+    .unwrap();
+    let (vault_id, pinned) = pins.as_object().unwrap().iter().next().unwrap();
+    let pinned = pinned.as_str().unwrap();
+    let manifest = python_ok(&["manifest", &vault_arg(&env)]);
+    assert_eq!(manifest["format"], "breakglass-vault/1", "{manifest}");
+    assert_eq!(manifest["vault_id"], vault_id.as_str(), "{manifest}");
+    assert_eq!(manifest["fingerprint_v1"], pinned, "{manifest}");
+    let audit = python_ok(&["audit-verify", &vault_arg(&env), "--pin", pinned]);
+    assert!(audit["checkpoints"].as_u64().unwrap() >= 1, "{audit}");
+    let output = python(&["audit-verify", &vault_arg(&env)]);
+    assert_eq!(output.status.code(), Some(1), "trusted without a pin");
+    let out = env.path("db-root.out");
+    let output = python_open(&env, "db-root", &["alice.share", "bob.share"], &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "the database root password"
+    );
+}

@@ -28,6 +28,25 @@ non-zero exit status):
          intermediate value, opens the envelope with the fixed keys, and re-seals it with the
          fixed randomness to the same bytes.
 
+  manifest VAULT [--pin FINGERPRINT] [--anchor FILE]
+         Reads vault.json strictly and authenticates a certified manifest: the identity (held
+         to the pin, or followed through succession.json), the certificate digest, the quorum's
+         Ed25519 signature, the version against a machine anchor and against the versions the
+         audit log records. Prints the identity, fingerprints, version and digest (for a
+         format-1 manifest, its fingerprint only).
+  audit-verify VAULT [--pin FINGERPRINT]
+         Verifies audit.jsonl with the authenticated manifest's audit key (and retired keys):
+         chain, sequence, checkpoints. Prints the report `breakglass audit verify --json`
+         prints (and the lines not in the writer's canonical form); exit 1 when broken.
+  audit-append VAULT --event NAME [--credential C] [--detail K=V...] [--checkpoint --share FILE...]
+               [--module PATH] [--forge prev|seq|vault-id|other-key|head]
+         Appends an entry and, with --checkpoint, a checkpoint the token's audit key signs
+         through PKCS#11 (logged in with the PIN derived from the shares). --forge makes one
+         thing wrong on purpose, for tests that require a reader to refuse it.
+
+The modules beside this file: encoding.py (the document's conventions), vault_manifest.py
+(the manifest and its authentication), audit_log.py (the audit log).
+
 Exit status: 0 success; 1 a check failed (integrity, mismatch); 2 usage or a missing package.
 """
 
@@ -40,8 +59,10 @@ import os
 import struct
 import sys
 
+sys.dont_write_bytecode = True  # nothing written beside the reader (a read-only checkout stays clean)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from encoding import Canonical, Failure, b64_canonical, b64e, hex_canonical, strict_json  # noqa: E402
+from encoding import (Canonical, Failure, b64_canonical, b64e, hex_canonical, pin_matches,  # noqa: E402
+                      strict_json)
 
 MISSING = []
 try:
@@ -632,6 +653,13 @@ def authenticated(vault, pin=None):
     """vault.json read strictly and its quorum signature checked (and its identity held to
     `pin` when given)."""
     manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
+    if manifest.format == vault_manifest.VAULT_FORMAT:
+        # A vault of the previous release: nothing signs its manifest; only a pin of its
+        # format-1 fingerprint vouches for the audit key it names.
+        if not pin or not pin_matches(pin, manifest.fingerprint_v1):
+            raise Failure("vault.json is a format-1 manifest: pass --pin with its fingerprint "
+                          "(as its share files carry it) to trust the keys it names")
+        return manifest
     manifest.compute()
     if pin:
         vault_manifest.check_pin(manifest, vault, pin)

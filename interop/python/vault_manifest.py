@@ -364,7 +364,8 @@ def check_anchor(manifest, anchor_path):
 
 
 def recorded_versions(entries):
-    """The manifest versions the audit log records, in order: (line, version, digest)."""
+    """The manifest versions the audit log records, in order: (line, version, digest,
+    identity display form)."""
     out = []
     for number, entry in entries:
         details = entry.get("details") or {}
@@ -372,22 +373,25 @@ def recorded_versions(entries):
             version = details.get("manifest_version", "")
             if not version.isdigit() or "manifest_digest" not in details:
                 raise Failure(f"audit line {number} records a manifest without a version and digest")
-            out.append((number, int(version), details["manifest_digest"]))
+            out.append((number, int(version), details["manifest_digest"], details.get("fingerprint")))
     return out
 
 
 def check_version_chain(manifest, entries):
     """The versions recorded rise at every record, and vault.json is the last one recorded."""
     records = recorded_versions(entries)
-    for (line_a, a, _), (line_b, b, _) in zip(records, records[1:]):
+    for (line_a, a, _, _), (line_b, b, _, _) in zip(records, records[1:]):
         if b <= a:
             raise Failure(f"audit line {line_b} records manifest version {b} after version {a} "
                           f"(line {line_a}): versions only go up")
     if not records:
         raise Failure("the audit log records no manifest version")
-    line, version, digest = records[-1]
+    line, version, digest, fingerprint = records[-1]
     if manifest.version != version or manifest.digest.hex() != digest:
         raise Failure(f"vault.json is manifest version {manifest.version} (digest "
                       f"{manifest.digest.hex()[:16]}...), but the audit log records version {version} "
                       f"(digest {digest[:16]}...) at line {line} as the one in force")
-    return [{"line": n, "version": v, "digest": d} for n, v, d in records]
+    if fingerprint is not None and fingerprint != display_form(manifest.identity):
+        raise Failure(f"audit line {line} records identity {fingerprint} for the manifest in force, "
+                      f"not {display_form(manifest.identity)}")
+    return [{"line": n, "version": v, "digest": d} for n, v, d, _ in records]
