@@ -366,6 +366,46 @@ fn both_verify(
     )
 }
 
+/// Both implementations find the log intact and report the same; the binary's report and
+/// Python's.
+fn both_accept(env: &Env) -> (serde_json::Value, serde_json::Value) {
+    let ((rust_code, rust), (python_code, python)) = both_verify(env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+    (rust, python)
+}
+
+/// Both implementations refuse the log (breakglass exit 5, Python exit 1) with the same
+/// report; the binary's report.
+fn both_refuse(env: &Env, what: &str) -> serde_json::Value {
+    let ((rust_code, rust), (python_code, python)) = both_verify(env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(5), Some(1)),
+        "{what}: {rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust), "{what}");
+    rust
+}
+
+/// The binary with `args` and the share files of `custodians`; requires success, returns
+/// standard output.
+fn ok_with_shares(env: &Env, args: &[&str], custodians: &[&str]) -> String {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(env.share_files(custodians));
+    env.ok(&support::as_strs(&all))
+}
+
+/// `unseal db-root` into `out` with the shares of `custodians`; requires success.
+fn unseal_db_root(env: &Env, out: &Path, custodians: &[&str]) {
+    let output = format!("file:{}", out.display());
+    ok_with_shares(env, &["unseal", "db-root", "--output", &output], custodians);
+}
+
 fn anchor_file(env: &Env) -> PathBuf {
     let vault_id = env.status()["vault_id"].as_str().unwrap().to_owned();
     env.path(&format!("config/breakglass/anchors/{vault_id}.json"))
@@ -386,14 +426,18 @@ fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
     let anchor_arg = anchor_path.to_str().unwrap();
     let anchor: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&anchor_path).unwrap()).unwrap();
-    let report = python_ok(&[
-        "manifest",
-        &vault_arg(&env),
-        "--pin",
-        &fingerprint,
-        "--anchor",
-        anchor_arg,
-    ]);
+    let vault = vault_arg(&env);
+    let check_manifest = || {
+        python_ok(&[
+            "manifest",
+            &vault,
+            "--pin",
+            &fingerprint,
+            "--anchor",
+            anchor_arg,
+        ])
+    };
+    let report = check_manifest();
     assert_eq!(report["fingerprint"], fingerprint.as_str(), "{report}");
     assert_eq!(report["identity"], anchor["identity"], "{report}");
     assert_eq!(report["version"], status["manifest_version"], "{report}");
@@ -412,26 +456,20 @@ fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
     );
     let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
     assert_eq!(key.len(), 64, "{key}");
-    let mut add = vec![
-        "operator",
-        "add",
-        "bob",
-        "--role",
-        "cloud-admin",
-        "--key",
-        &key,
-    ];
-    let shares = env.share_files(&["alice", "bob"]);
-    add.extend(support::as_strs(&shares));
-    env.ok(&add);
-    let report = python_ok(&[
-        "manifest",
-        &vault_arg(&env),
-        "--pin",
-        &fingerprint,
-        "--anchor",
-        anchor_arg,
-    ]);
+    ok_with_shares(
+        &env,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &["alice", "bob"],
+    );
+    let report = check_manifest();
     assert_eq!(report["version"], 2, "{report}");
     assert_eq!(report["version"], env.status()["manifest_version"]);
     assert_eq!(
@@ -526,24 +564,9 @@ fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
 #[test]
 fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
     let (env, _) = vault();
-    let mut unseal = vec![
-        "unseal".to_owned(),
-        "db-root".to_owned(),
-        "--output".to_owned(),
-        format!("file:{}", env.path("out.bin").display()),
-    ];
-    unseal.extend(env.share_files(&["alice", "bob"]));
-    env.ok(&support::as_strs(&unseal));
-    let mut drill = vec!["drill".to_owned()];
-    drill.extend(env.share_files(&["bob", "carol"]));
-    env.ok(&support::as_strs(&drill));
-    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-    assert_eq!(
-        (rust_code, python_code),
-        (Some(0), Some(0)),
-        "{rust}\n{python}"
-    );
-    assert_eq!(verdict(&python), verdict(&rust));
+    unseal_db_root(&env, &env.path("out.bin"), &["alice", "bob"]);
+    ok_with_shares(&env, &["drill"], &["bob", "carol"]);
+    let (rust, python) = both_accept(&env);
     assert!(rust["checkpoints"].as_u64().unwrap() >= 3, "{rust}");
     assert_eq!(
         python["noncanonical_lines"],
@@ -558,9 +581,7 @@ fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
 #[test]
 fn an_altered_removed_or_reordered_line_is_refused_by_both_at_the_same_line() {
     let (env, _) = vault();
-    let mut drill = vec!["drill".to_owned()];
-    drill.extend(env.share_files(&["alice", "bob"]));
-    env.ok(&support::as_strs(&drill));
+    ok_with_shares(&env, &["drill"], &["alice", "bob"]);
     let log = env.vault().join("audit.jsonl");
     let pristine = std::fs::read_to_string(&log).unwrap();
     let anchor = anchor_file(&env);
@@ -592,13 +613,7 @@ fn an_altered_removed_or_reordered_line_is_refused_by_both_at_the_same_line() {
         let output = env.run(&["audit", "verify"]);
         assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
         std::fs::remove_file(&anchor).unwrap();
-        let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-        assert_eq!(
-            (rust_code, python_code),
-            (Some(5), Some(1)),
-            "{what}: {rust}\n{python}"
-        );
-        assert_eq!(verdict(&python), verdict(&rust), "{what}");
+        let rust = both_refuse(&env, what);
         assert_eq!(rust["first_problem"]["line"], line, "{what}: {rust}");
     }
 }
@@ -641,33 +656,18 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
         appended["appended"],
         serde_json::json!([before + 1, before + 2])
     );
-    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-    assert_eq!(
-        (rust_code, python_code),
-        (Some(0), Some(0)),
-        "{rust}\n{python}"
-    );
-    assert_eq!(verdict(&python), verdict(&rust));
+    let (rust, _) = both_accept(&env);
     assert_eq!(rust["last_checkpoint"], before + 2, "{rust}");
     assert_eq!(rust["head"], appended["head"]);
     let events = env.audit_events("external_review");
     assert_eq!(events[0]["details"]["reviewer"], "independent \"auditor\"");
     // The vault goes on: an unseal appends and the token signs after the Python lines.
-    let mut unseal = vec![
-        "unseal".to_owned(),
-        "db-root".to_owned(),
-        "--output".to_owned(),
-        format!("file:{}", env.path("out.bin").display()),
-    ];
-    unseal.extend(env.share_files(&["alice", "bob"]));
-    env.ok(&support::as_strs(&unseal));
-    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-    assert_eq!(
-        (rust_code, python_code),
-        (Some(0), Some(0)),
-        "{rust}\n{python}"
+    unseal_db_root(&env, &env.path("out.bin"), &["alice", "bob"]);
+    let (rust, _) = both_accept(&env);
+    assert!(
+        rust["last_checkpoint"].as_u64().unwrap() > before + 2,
+        "the token signed after the Python lines: {rust}"
     );
-    assert_eq!(verdict(&python), verdict(&rust));
 
     for (forge, line) in [
         ("prev", before + 1),
@@ -679,13 +679,7 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
         std::fs::write(&log, &pristine).unwrap();
         std::fs::write(&anchor, &remembered).unwrap();
         append(Some(forge));
-        let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-        assert_eq!(
-            (rust_code, python_code),
-            (Some(5), Some(1)),
-            "{forge}: {rust}\n{python}"
-        );
-        assert_eq!(verdict(&python), verdict(&rust), "{forge}");
+        let rust = both_refuse(&env, forge);
         let at = if forge == "prev" {
             &rust["first_problem"]["line"]
         } else {
@@ -695,11 +689,14 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
     }
 }
 
-/// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
-/// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
-fn known_answer_vault() -> (Env, serde_json::Value) {
+/// A committed vault (`tests/data/<name>`: `vault/`, `shares/` and the machine that made it,
+/// `config/`) copied into a fresh test directory: a token is written to when it is used, and
+/// the committed copy never changes.
+fn fixture_copy(name: &str) -> Env {
     let env = Env::new();
-    let fixture = hsm_testing::tools::repo_root().join("tests/data/known-answer-vault");
+    let fixture = hsm_testing::tools::repo_root()
+        .join("tests/data")
+        .join(name);
     for part in ["vault", "shares", "config"] {
         let copied = Command::new("cp")
             .arg("-r")
@@ -707,8 +704,16 @@ fn known_answer_vault() -> (Env, serde_json::Value) {
             .arg(env.path(part))
             .status()
             .unwrap();
-        assert!(copied.success());
+        assert!(copied.success(), "copying {}", fixture.join(part).display());
     }
+    env
+}
+
+/// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
+/// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
+fn known_answer_vault() -> (Env, serde_json::Value) {
+    let env = fixture_copy("known-answer-vault");
+    let fixture = hsm_testing::tools::repo_root().join("tests/data/known-answer-vault");
     let expected =
         serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
     (env, expected)
@@ -818,14 +823,7 @@ fn the_known_answer_vault_opens_in_both_implementations() {
     }
     let plaintext = credentials["db-root"]["plaintext"].as_str().unwrap();
     let out = env.path("db-root.unsealed");
-    let mut unseal = vec![
-        "unseal".to_owned(),
-        "db-root".to_owned(),
-        "--output".to_owned(),
-        format!("file:{}", out.display()),
-    ];
-    unseal.extend(env.share_files(&["alice", "carol"]));
-    env.ok(&support::as_strs(&unseal));
+    unseal_db_root(&env, &out, &["alice", "carol"]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
     let out = env.path("db-root.recovered");
     let mut recover = vec![
@@ -843,20 +841,12 @@ fn the_known_answer_vault_opens_in_both_implementations() {
     }
     env.ok(&support::as_strs(&recover));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
-    let mut drill = vec!["drill".to_owned()];
-    drill.extend(env.share_files(&["alice", "bob"]));
-    let printed = env.ok(&support::as_strs(&drill));
+    let printed = ok_with_shares(&env, &["drill"], &["alice", "bob"]);
     for name in credentials.keys() {
         assert!(printed.contains(&format!("{name}: opened")), "{printed}");
     }
     // And what breakglass appended since verifies in Python.
-    let ((rust_code, rust), (python_code, python)) = both_verify(&env);
-    assert_eq!(
-        (rust_code, python_code),
-        (Some(0), Some(0)),
-        "{rust}\n{python}"
-    );
-    assert_eq!(verdict(&python), verdict(&rust));
+    both_accept(&env);
 }
 
 /// The previous release's vault (`tests/data/format-1-vault`, a bare `breakglass-vault/1`
@@ -864,17 +854,7 @@ fn the_known_answer_vault_opens_in_both_implementations() {
 /// its audit log with the audit key that pin vouches for, and opens its credential.
 #[test]
 fn the_python_reader_reads_the_previous_releases_vault_by_its_format_1_fingerprint() {
-    let env = Env::new();
-    let fixture = hsm_testing::tools::repo_root().join("tests/data/format-1-vault");
-    for part in ["vault", "shares", "config"] {
-        let copied = Command::new("cp")
-            .arg("-r")
-            .arg(fixture.join(part))
-            .arg(env.path(part))
-            .status()
-            .unwrap();
-        assert!(copied.success());
-    }
+    let env = fixture_copy("format-1-vault");
     let pins: serde_json::Value = serde_json::from_slice(
         &std::fs::read(env.path("config/breakglass/known_vaults.json")).unwrap(),
     )
