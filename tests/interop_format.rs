@@ -612,10 +612,78 @@ fn an_altered_removed_or_reordered_line_is_refused_by_both_at_the_same_line() {
         std::fs::write(&anchor, &remembered).unwrap();
         let output = env.run(&["audit", "verify"]);
         assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+        let output = python(&[
+            "audit-verify",
+            &vault_arg(&env),
+            "--anchor",
+            anchor.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
         std::fs::remove_file(&anchor).unwrap();
         let rust = both_refuse(&env, what);
         assert_eq!(rust["first_problem"]["line"], line, "{what}: {rust}");
     }
+}
+
+/// A log cut back to an earlier line is an intact chain: the log alone cannot tell. What
+/// remembers its head can: this machine's anchor (breakglass refuses to open the vault; the
+/// Python reader refuses with `--anchor`), and, on a machine that remembers nothing, the head
+/// the token holds (breakglass refuses before the token signs again; the Python reader reads
+/// the token's data object through PKCS#11 and refuses).
+#[test]
+fn a_log_cut_back_is_refused_by_both_against_the_anchor_and_the_token_head() {
+    let (env, _) = vault();
+    ok_with_shares(&env, &["drill"], &["alice", "bob"]);
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read_to_string(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let token_head = [
+        "--token-head",
+        "--share",
+        &share(&env, "alice.share"),
+        "--share",
+        &share(&env, "bob.share"),
+        "--module",
+        &module(),
+    ];
+    let mut args = vec!["audit-verify".to_owned(), vault_arg(&env)];
+    args.extend(token_head.iter().map(|a| (*a).to_owned()));
+    let report = python_ok(&support::as_strs(&args));
+    let held = report["token_head"]["seq"].as_u64().unwrap();
+    assert!(held >= 3, "{report}");
+    // Cut back to the lines before the one the token holds.
+    let kept: String = pristine
+        .lines()
+        .take(held as usize - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, &kept).unwrap();
+    let output = python(&["audit-verify", &vault_arg(&env)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.run(&["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cut back"), "{}", stderr(&output));
+    let output = python(&[
+        "audit-verify",
+        &vault_arg(&env),
+        "--anchor",
+        anchor.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cut back"), "{}", stderr(&output));
+    // A machine that remembers nothing.
+    std::fs::remove_file(&anchor).unwrap();
+    let output = python(&support::as_strs(&args));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token breakglass-dev remembers"),
+        "{}",
+        stderr(&output)
+    );
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "bob"]));
+    let output = env.run(&support::as_strs(&drill));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
 }
 
 /// The Python writer appends an entry and a checkpoint signed through PKCS#11 by the token's

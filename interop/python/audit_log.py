@@ -192,6 +192,44 @@ def verify(data, vault_id, audit_key, retired=()):
     return report, entries
 
 
+def check_head(data, head, who):
+    """The log `data` continues a remembered head {seq, hash, offset} (a machine's anchor or the
+    token's): at least `offset` bytes long, and the line ending with the newline just before
+    `offset` hashes to `hash`. Only what follows is new."""
+    offset = head["offset"]
+    if offset == 0:
+        return
+    if offset > len(data) or data[offset - 1:offset] != b"\n":
+        raise Failure(f"the audit log was cut back or rewritten: {who} remembers line {head['seq']} "
+                      f"ending at byte {offset}, and no line of this {len(data)}-byte log ends there")
+    line = data[data.rfind(b"\n", 0, offset - 1) + 1:offset - 1]
+    if line_hash(line) != head["hash"]:
+        raise Failure(f"the audit log was rewritten: the line ending at byte {offset} is not line "
+                      f"{head['seq']} as {who} remembers it")
+
+
+TOKEN_HEAD_FORMAT = "breakglass-audit-head/1"
+
+
+def parse_token_head(value, vault_id):
+    """The token's audit head data object: five newline-terminated lines (docs: Token audit
+    head)."""
+    try:
+        text = bytes(value).decode("ascii")
+    except UnicodeDecodeError:
+        raise Failure("the token's audit head is not text")
+    fields = text.split("\n")
+    if len(fields) != 6 or fields[5] != "" or fields[0] != TOKEN_HEAD_FORMAT:
+        raise Failure("the token's audit head is not five lines of breakglass-audit-head/1")
+    if fields[1] != vault_id:
+        raise Failure("the token's audit head names another vault")
+    if len(fields[3]) != 64 or any(c not in "0123456789abcdef" for c in fields[3]):
+        raise Failure("the token's audit head hash is not 64 lower-case hex digits")
+    if not fields[2].isdigit() or not fields[4].isdigit():
+        raise Failure("the token's audit head has a sequence number or offset that is not a number")
+    return {"seq": int(fields[2]), "hash": fields[3], "offset": int(fields[4])}
+
+
 def intact(report):
     return report["first_problem"] is None and report["bad_signature"] is None
 

@@ -34,9 +34,11 @@ non-zero exit status):
          Ed25519 signature, the version against a machine anchor and against the versions the
          audit log records. Prints the identity, fingerprints, version and digest (for a
          format-1 manifest, its fingerprint only).
-  audit-verify VAULT [--pin FINGERPRINT]
+  audit-verify VAULT [--pin FINGERPRINT] [--anchor FILE] [--token-head --share FILE... [--module PATH]]
          Verifies audit.jsonl with the authenticated manifest's audit key (and retired keys):
-         chain, sequence, checkpoints. Prints the report `breakglass audit verify --json`
+         chain, sequence, checkpoints; first that the log continues the head a machine's anchor
+         remembers, and the head the token holds (read through PKCS#11 with the PIN derived
+         from the shares). Prints the report `breakglass audit verify --json`
          prints (and the lines not in the writer's canonical form); exit 1 when broken.
   audit-append VAULT --event NAME [--credential C] [--detail K=V...] [--checkpoint --share FILE...]
                [--module PATH] [--forge prev|seq|vault-id|other-key|head]
@@ -423,6 +425,14 @@ class Token:
         private = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=key_id)
         return bytes(private.sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA))
 
+    def data_object(self, label):
+        """The value of the private data object `label`, or None when the token has none."""
+        from pkcs11 import Attribute, ObjectClass
+        found = list(self.session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}))
+        if len(found) > 1:
+            raise Failure(f"the token holds {len(found)} data objects labelled {label!r}")
+        return bytes(found[0][Attribute.VALUE]) if found else None
+
     def close(self):
         self.session.close()
 
@@ -707,7 +717,29 @@ def cmd_manifest(args):
 
 def cmd_audit_verify(args):
     manifest = authenticated(args.vault, args.pin)
+    data = read_log(args.vault)
+    if args.anchor:
+        anchor = read_json(args.anchor)
+        if anchor.get("vault_id") != manifest.vault_id:
+            raise Failure("the anchor is for another vault")
+        if anchor.get("audit"):
+            audit_log.check_head(data, anchor["audit"], "this machine's anchor")
+    token_head = None
+    if args.token_head:
+        m = manifest.m
+        q, _ = combine(args.share)
+        hsm = next(h for h in m["hsms"] if h["label"] == m["audit"]["token"])
+        token = open_token(args.vault, hsm, args.module, user_pin(hsm, q, manifest.vault_id), None)
+        try:
+            value = token.data_object(f"breakglass:{manifest.vault_id}:audit-head")
+        finally:
+            token.close()
+        if value is not None:
+            token_head = audit_log.parse_token_head(value, manifest.vault_id)
+            audit_log.check_head(data, token_head, f"token {hsm['label']}")
     report, _ = verify_log(args.vault, manifest)
+    if args.token_head:
+        report["token_head"] = token_head
     if not audit_log.intact(report):
         where = report["first_problem"] or {"line": report["bad_signature"],
                                              "reason": "the checkpoint's signature does not verify"}
@@ -805,6 +837,10 @@ def main(argv):
     p = sub.add_parser("audit-verify")
     p.add_argument("vault")
     p.add_argument("--pin")
+    p.add_argument("--anchor")
+    p.add_argument("--token-head", action="store_true")
+    p.add_argument("--share", action="append", default=[])
+    p.add_argument("--module")
     p = sub.add_parser("audit-append")
     p.add_argument("vault")
     p.add_argument("--event", required=True)
