@@ -573,6 +573,13 @@ fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
         serde_json::json!([]),
         "{python}"
     );
+    // A write cut short at the end: no line of the chain, the same torn tail to both.
+    let log = env.vault().join("audit.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":99,\"time\":\"2026-");
+    std::fs::write(&log, &bytes).unwrap();
+    let (rust, _) = both_accept(&env);
+    assert_eq!(rust["torn_tail"]["len"], 23, "{rust}");
 }
 
 /// A line altered, removed, or two lines swapped: refused by both, at the same line, on a
@@ -773,6 +780,15 @@ fn fixture_copy(name: &str) -> Env {
             .status()
             .unwrap();
         assert!(copied.success(), "copying {}", fixture.join(part).display());
+    }
+    // A checkout does not keep modes: the operator key is 0600 again, as breakglass requires.
+    let keys = env.path("config/breakglass/operators");
+    if let Ok(entries) = std::fs::read_dir(&keys) {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
     env
 }
