@@ -2,7 +2,11 @@
 //! writer in Python (`interop/python/breakglass_format.py`, third-party libraries only) opens
 //! what the built binary sealed, with the custodians' share files and the vault's SoftHSM token
 //! through PKCS#11, and seals what `breakglass unseal` and `recover` then open; it recomputes
-//! the derivations and checks the known-answer vectors. Any disagreement fails.
+//! the derivations and checks the known-answer vectors. It authenticates the certified manifest
+//! (identity, digest, quorum signature, version chain) and verifies the audit log (chain,
+//! checkpoints, remembered heads) to the report `breakglass audit verify` gives, refuses what
+//! breakglass refuses, writes token-signed checkpoints breakglass accepts, and opens the
+//! committed whole-vault known answer (`tests/data/known-answer-vault`). Any disagreement fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
