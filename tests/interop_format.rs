@@ -2,7 +2,11 @@
 //! writer in Python (`interop/python/breakglass_format.py`, third-party libraries only) opens
 //! what the built binary sealed, with the custodians' share files and the vault's SoftHSM token
 //! through PKCS#11, and seals what `breakglass unseal` and `recover` then open; it recomputes
-//! the derivations and checks the known-answer vectors. Any disagreement fails.
+//! the derivations and checks the known-answer vectors. It authenticates the certified manifest
+//! (identity, digest, quorum signature, version chain) and verifies the audit log (chain,
+//! checkpoints, remembered heads) to the report `breakglass audit verify` gives, refuses what
+//! breakglass refuses, writes token-signed checkpoints breakglass accepts, and opens the
+//! committed whole-vault known answer (`tests/data/known-answer-vault`). Any disagreement fails.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -314,5 +318,642 @@ fn the_python_reader_checks_the_known_answer_vectors() {
     assert_eq!(
         report["checked"][1]["format"], "breakglass-envelope/1",
         "{report}"
+    );
+}
+
+/// The members of an audit verification report both implementations print, but the reasons'
+/// wording: entries, checkpoints, the last checkpoint, the unsigned tail, the first broken
+/// line, the first bad signature, the head, a torn tail.
+fn verdict(report: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "entries": report["entries"],
+        "checkpoints": report["checkpoints"],
+        "last_checkpoint": report["last_checkpoint"],
+        "unsigned_tail": report["unsigned_tail"],
+        "first_problem_line": report["first_problem"]["line"],
+        "bad_signature": report["bad_signature"],
+        "head": report["head"],
+        "torn_tail": report["torn_tail"],
+    })
+}
+
+/// `audit verify --json` by the binary and `audit-verify` by the Python reader: their exit
+/// statuses and reports.
+fn both_verify(
+    env: &Env,
+) -> (
+    (Option<i32>, serde_json::Value),
+    (Option<i32>, serde_json::Value),
+) {
+    let rust = env.run(&["audit", "verify", "--json"]);
+    let python = python(&["audit-verify", &vault_arg(env)]);
+    let parse = |output: &Output| -> serde_json::Value {
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "no report ({e}): {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                stderr(output)
+            )
+        })
+    };
+    (
+        (rust.status.code(), parse(&rust)),
+        (python.status.code(), parse(&python)),
+    )
+}
+
+/// Both implementations find the log intact and report the same; the binary's report and
+/// Python's.
+fn both_accept(env: &Env) -> (serde_json::Value, serde_json::Value) {
+    let ((rust_code, rust), (python_code, python)) = both_verify(env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(0), Some(0)),
+        "{rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust));
+    (rust, python)
+}
+
+/// Both implementations refuse the log (breakglass exit 5, Python exit 1) with the same
+/// report; the binary's report.
+fn both_refuse(env: &Env, what: &str) -> serde_json::Value {
+    let ((rust_code, rust), (python_code, python)) = both_verify(env);
+    assert_eq!(
+        (rust_code, python_code),
+        (Some(5), Some(1)),
+        "{what}: {rust}\n{python}"
+    );
+    assert_eq!(verdict(&python), verdict(&rust), "{what}");
+    rust
+}
+
+/// The binary with `args` and the share files of `custodians`; requires success, returns
+/// standard output.
+fn ok_with_shares(env: &Env, args: &[&str], custodians: &[&str]) -> String {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(env.share_files(custodians));
+    env.ok(&support::as_strs(&all))
+}
+
+/// `unseal db-root` into `out` with the shares of `custodians`; requires success.
+fn unseal_db_root(env: &Env, out: &Path, custodians: &[&str]) {
+    let output = format!("file:{}", out.display());
+    ok_with_shares(env, &["unseal", "db-root", "--output", &output], custodians);
+}
+
+fn anchor_file(env: &Env) -> PathBuf {
+    let vault_id = env.status()["vault_id"].as_str().unwrap().to_owned();
+    env.path(&format!("config/breakglass/anchors/{vault_id}.json"))
+}
+
+/// The certified manifest authenticated in Python from the document alone: the identity the
+/// binary prints and this machine pinned, the version, the certificate digest its anchor and
+/// audit log recorded, the versions the log records up to the one in force. A change to any
+/// member is refused by both (the data-model encoding covers it), a change of layout by neither
+/// (the signature is over the data, not the bytes), and the previous version put back is a
+/// rollback to both.
+#[test]
+fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
+    let (env, _) = vault();
+    let status = env.status();
+    let fingerprint = status["fingerprint"].as_str().unwrap().to_owned();
+    let anchor_path = anchor_file(&env);
+    let anchor_arg = anchor_path.to_str().unwrap();
+    let anchor: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchor_path).unwrap()).unwrap();
+    let vault = vault_arg(&env);
+    let check_manifest = || {
+        python_ok(&[
+            "manifest",
+            &vault,
+            "--pin",
+            &fingerprint,
+            "--anchor",
+            anchor_arg,
+        ])
+    };
+    let report = check_manifest();
+    assert_eq!(report["fingerprint"], fingerprint.as_str(), "{report}");
+    assert_eq!(report["identity"], anchor["identity"], "{report}");
+    assert_eq!(report["version"], status["manifest_version"], "{report}");
+    assert_eq!(report["digest"], anchor["manifest"]["digest"], "{report}");
+    let init = &env.audit_events("init")[0];
+    assert_eq!(init["details"]["fingerprint"], fingerprint.as_str());
+    assert_eq!(init["details"]["manifest_digest"], report["digest"]);
+    assert_eq!(report["versions_recorded"][0]["version"], 1, "{report}");
+
+    // Version 2: an operator added with a quorum.
+    let version_1 = std::fs::read(env.vault().join("vault.json")).unwrap();
+    let other_machine = env.path("other-machine");
+    let key = env.run_with(
+        &["operator", "key"],
+        &[("XDG_CONFIG_HOME", other_machine.to_str().unwrap())],
+    );
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    ok_with_shares(
+        &env,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &["alice", "bob"],
+    );
+    let report = check_manifest();
+    assert_eq!(report["version"], 2, "{report}");
+    assert_eq!(report["version"], env.status()["manifest_version"]);
+    assert_eq!(
+        report["fingerprint"],
+        fingerprint.as_str(),
+        "the cards stay valid"
+    );
+    let recorded: Vec<&serde_json::Value> = report["versions_recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["version"])
+        .collect();
+    assert_eq!(recorded, [1, 2], "{report}");
+    let version_2 = std::fs::read_to_string(env.vault().join("vault.json")).unwrap();
+
+    // The same document laid out otherwise: accepted by both.
+    let document: serde_json::Value = serde_json::from_str(&version_2).unwrap();
+    std::fs::write(
+        env.vault().join("vault.json"),
+        serde_json::to_vec(&document).unwrap(),
+    )
+    .unwrap();
+    env.ok(&["status"]);
+    python_ok(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+
+    // Each change refused by both: Python exits 1 naming the check, breakglass exits 5.
+    let changes: [(&str, &str, &str, &str); 4] = [
+        (
+            "policy",
+            "\"drill_interval_days\": 90",
+            "\"drill_interval_days\": 3650",
+            "quorum signature",
+        ),
+        (
+            "custodian",
+            "\"name\": \"carol\"",
+            "\"name\": \"mallory\"",
+            "is not the pinned",
+        ),
+        (
+            "operator role",
+            "\"cloud_administrator\"\n      ],\n      \"public_key\": \"",
+            "\"security_officer\"\n      ],\n      \"public_key\": \"",
+            "quorum signature",
+        ),
+        (
+            "unknown member",
+            "\"version\": 2,",
+            "\"version\": 2,\n  \"module\": \"/tmp/evil.so\",",
+            "unknown member",
+        ),
+    ];
+    for (what, from, to, python_says) in changes {
+        assert!(version_2.contains(from), "{what}: {from} not in vault.json");
+        std::fs::write(
+            env.vault().join("vault.json"),
+            version_2.replacen(from, to, 1),
+        )
+        .unwrap();
+        let output = python(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(python_says),
+            "{what}: {}",
+            stderr(&output)
+        );
+        let output = env.run(&["status"]);
+        assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+    }
+
+    // Version 1 put back: a rollback, refused against the anchor and the log by Python, and by
+    // breakglass.
+    std::fs::write(env.vault().join("vault.json"), &version_1).unwrap();
+    let output = python(&["manifest", &vault_arg(&env), "--anchor", anchor_arg]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rollback"), "{}", stderr(&output));
+    let output = python(&["manifest", &vault_arg(&env)]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("the audit log records version 2"),
+        "{}",
+        stderr(&output)
+    );
+    let output = env.run(&["status"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+/// A fresh vault after seal, unseal and drill: the Python reader verifies its audit log from
+/// the document alone and reports what `breakglass audit verify` reports, and every line the
+/// binary wrote is in the canonical form the document gives.
+#[test]
+fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
+    let (env, _) = vault();
+    unseal_db_root(&env, &env.path("out.bin"), &["alice", "bob"]);
+    ok_with_shares(&env, &["drill"], &["bob", "carol"]);
+    let (rust, python) = both_accept(&env);
+    assert!(rust["checkpoints"].as_u64().unwrap() >= 3, "{rust}");
+    assert_eq!(
+        python["noncanonical_lines"],
+        serde_json::json!([]),
+        "{python}"
+    );
+    // A write cut short at the end: no line of the chain, the same torn tail to both.
+    let log = env.vault().join("audit.jsonl");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":99,\"time\":\"2026-");
+    std::fs::write(&log, &bytes).unwrap();
+    let (rust, _) = both_accept(&env);
+    assert_eq!(rust["torn_tail"]["len"], 23, "{rust}");
+}
+
+/// A line altered, removed, or two lines swapped: refused by both, at the same line, on a
+/// machine that remembers the log's head (breakglass refuses to open the vault) and on one
+/// that pinned the identity only (both walk the whole log).
+#[test]
+fn an_altered_removed_or_reordered_line_is_refused_by_both_at_the_same_line() {
+    let (env, _) = vault();
+    ok_with_shares(&env, &["drill"], &["alice", "bob"]);
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read_to_string(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let remembered = std::fs::read(&anchor).unwrap();
+    let lines: Vec<&str> = pristine.lines().collect();
+    assert!(lines.len() >= 6, "{pristine}");
+    let join = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let seal_line = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"seal\""))
+        .unwrap();
+    let mut removed = lines.clone();
+    removed.remove(1);
+    let mut swapped = lines.clone();
+    swapped.swap(seal_line, seal_line + 1);
+    let cases = [
+        (
+            "altered",
+            pristine.replacen("\"kind\":\"secret\"", "\"kind\":\"aws\"", 1),
+            seal_line + 2,
+        ),
+        ("removed", join(&removed), 2),
+        ("swapped", join(&swapped), seal_line + 1),
+    ];
+    for (what, tampered, line) in cases {
+        assert_ne!(tampered, pristine, "{what}");
+        std::fs::write(&log, &tampered).unwrap();
+        std::fs::write(&anchor, &remembered).unwrap();
+        let output = env.run(&["audit", "verify"]);
+        assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+        let output = python(&[
+            "audit-verify",
+            &vault_arg(&env),
+            "--anchor",
+            anchor.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
+        std::fs::remove_file(&anchor).unwrap();
+        let rust = both_refuse(&env, what);
+        assert_eq!(rust["first_problem"]["line"], line, "{what}: {rust}");
+    }
+}
+
+/// A log cut back to an earlier line is an intact chain: the log alone cannot tell. What
+/// remembers its head can: this machine's anchor (breakglass refuses to open the vault; the
+/// Python reader refuses with `--anchor`), and, on a machine that remembers nothing, the head
+/// the token holds (breakglass refuses before the token signs again; the Python reader reads
+/// the token's data object through PKCS#11 and refuses).
+#[test]
+fn a_log_cut_back_is_refused_by_both_against_the_anchor_and_the_token_head() {
+    let (env, _) = vault();
+    ok_with_shares(&env, &["drill"], &["alice", "bob"]);
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read_to_string(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let token_head = [
+        "--token-head",
+        "--share",
+        &share(&env, "alice.share"),
+        "--share",
+        &share(&env, "bob.share"),
+        "--module",
+        &module(),
+    ];
+    let mut args = vec!["audit-verify".to_owned(), vault_arg(&env)];
+    args.extend(token_head.iter().map(|a| (*a).to_owned()));
+    let report = python_ok(&support::as_strs(&args));
+    let held = report["token_head"]["seq"].as_u64().unwrap();
+    assert!(held >= 3, "{report}");
+    // Cut back to the lines before the one the token holds.
+    let kept: String = pristine
+        .lines()
+        .take(held as usize - 1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&log, &kept).unwrap();
+    let output = python(&["audit-verify", &vault_arg(&env)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = env.run(&["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cut back"), "{}", stderr(&output));
+    let output = python(&[
+        "audit-verify",
+        &vault_arg(&env),
+        "--anchor",
+        anchor.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("cut back"), "{}", stderr(&output));
+    // A machine that remembers nothing.
+    std::fs::remove_file(&anchor).unwrap();
+    let output = python(&support::as_strs(&args));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("token breakglass-dev remembers"),
+        "{}",
+        stderr(&output)
+    );
+    let mut drill = vec!["drill".to_owned()];
+    drill.extend(env.share_files(&["alice", "bob"]));
+    let output = env.run(&support::as_strs(&drill));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+/// The Python writer appends an entry and a checkpoint signed through PKCS#11 by the token's
+/// audit key: `breakglass audit verify` accepts them and the vault goes on working. Each
+/// forgery (the chain hash of another line, the checkpoint signing its own number, another
+/// vault's id, another key, an older head) is refused by both, at the same line.
+#[test]
+fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
+    let (env, _) = vault();
+    let log = env.vault().join("audit.jsonl");
+    let pristine = std::fs::read(&log).unwrap();
+    let anchor = anchor_file(&env);
+    let remembered = std::fs::read(&anchor).unwrap();
+    let entries = |env: &Env| env.status()["audit"]["entries"].as_u64().unwrap();
+    let before = entries(&env);
+    let append = |forge: Option<&str>| {
+        let mut args = vec![
+            "audit-append".to_owned(),
+            vault_arg(&env),
+            "--event".to_owned(),
+            "external_review".to_owned(),
+            "--detail".to_owned(),
+            "reviewer=independent \"auditor\"".to_owned(),
+            "--checkpoint".to_owned(),
+            "--module".to_owned(),
+            module(),
+        ];
+        for who in ["alice.share", "carol.share"] {
+            args.extend(["--share".to_owned(), share(&env, who)]);
+        }
+        if let Some(forge) = forge {
+            args.extend(["--forge".to_owned(), forge.to_owned()]);
+        }
+        python_ok(&support::as_strs(&args))
+    };
+    let appended = append(None);
+    assert_eq!(
+        appended["appended"],
+        serde_json::json!([before + 1, before + 2])
+    );
+    let (rust, _) = both_accept(&env);
+    assert_eq!(rust["last_checkpoint"], before + 2, "{rust}");
+    assert_eq!(rust["head"], appended["head"]);
+    let events = env.audit_events("external_review");
+    assert_eq!(events[0]["details"]["reviewer"], "independent \"auditor\"");
+    // The vault goes on: an unseal appends and the token signs after the Python lines.
+    unseal_db_root(&env, &env.path("out.bin"), &["alice", "bob"]);
+    let (rust, _) = both_accept(&env);
+    assert!(
+        rust["last_checkpoint"].as_u64().unwrap() > before + 2,
+        "the token signed after the Python lines: {rust}"
+    );
+
+    for (forge, line) in [
+        ("prev", before + 1),
+        ("seq", before + 2),
+        ("vault-id", before + 2),
+        ("other-key", before + 2),
+        ("head", before + 2),
+    ] {
+        std::fs::write(&log, &pristine).unwrap();
+        std::fs::write(&anchor, &remembered).unwrap();
+        append(Some(forge));
+        let rust = both_refuse(&env, forge);
+        let at = if forge == "prev" {
+            &rust["first_problem"]["line"]
+        } else {
+            &rust["bad_signature"]
+        };
+        assert_eq!(*at, line, "{forge}: {rust}");
+    }
+}
+
+/// A committed vault (`tests/data/<name>`: `vault/`, `shares/` and the machine that made it,
+/// `config/`) copied into a fresh test directory: a token is written to when it is used, and
+/// the committed copy never changes.
+fn fixture_copy(name: &str) -> Env {
+    let env = Env::new();
+    let fixture = hsm_testing::tools::repo_root()
+        .join("tests/data")
+        .join(name);
+    for part in ["vault", "shares", "config"] {
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(fixture.join(part))
+            .arg(env.path(part))
+            .status()
+            .unwrap();
+        assert!(copied.success(), "copying {}", fixture.join(part).display());
+    }
+    // A checkout does not keep modes: the operator key is 0600 again, as breakglass requires.
+    let keys = env.path("config/breakglass/operators");
+    if let Ok(entries) = std::fs::read_dir(&keys) {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    env
+}
+
+/// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
+/// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
+fn known_answer_vault() -> (Env, serde_json::Value) {
+    let env = fixture_copy("known-answer-vault");
+    let fixture = hsm_testing::tools::repo_root().join("tests/data/known-answer-vault");
+    let expected =
+        serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    (env, expected)
+}
+
+/// The formats are pinned across versions: the committed vault is authenticated, verified and
+/// opened by today's breakglass and by the Python reader, each giving the recorded answers
+/// (identity, manifest digest, audit head, keys, PINs, plaintexts), with the token and with the
+/// recovery shares and no token.
+#[test]
+fn the_known_answer_vault_opens_in_both_implementations() {
+    let (env, expected) = known_answer_vault();
+    let vault = vault_arg(&env);
+    let credentials = expected["credentials"].as_object().unwrap();
+
+    // Python, from the document alone.
+    let manifest = python_ok(&[
+        "manifest",
+        &vault,
+        "--pin",
+        expected["fingerprint"].as_str().unwrap(),
+    ]);
+    for (member, answer) in [
+        ("vault_id", "vault_id"),
+        ("fingerprint", "fingerprint"),
+        ("identity", "identity"),
+        ("fingerprint_v1", "fingerprint_v1"),
+        ("version", "manifest_version"),
+        ("digest", "manifest_digest"),
+    ] {
+        assert_eq!(manifest[member], expected[answer], "{member}: {manifest}");
+    }
+    let audit = python_ok(&["audit-verify", &vault]);
+    for (member, answer) in expected["audit"].as_object().unwrap() {
+        assert_eq!(&audit[member], answer, "audit {member}: {audit}");
+    }
+    let recovery_shares: Vec<String> = ["alice", "bob", "carol"]
+        .iter()
+        .flat_map(|who| {
+            [
+                "--recovery-share".to_owned(),
+                share(&env, &format!("{who}.recovery.share")),
+            ]
+        })
+        .collect();
+    let mut derive = vec![
+        "derive".to_owned(),
+        vault.clone(),
+        "--share".to_owned(),
+        share(&env, "alice.share"),
+        "--share".to_owned(),
+        share(&env, "carol.share"),
+    ];
+    derive.extend(recovery_shares.iter().cloned());
+    let derived = python_ok(&support::as_strs(&derive));
+    assert_eq!(derived["quorum_public_key"], expected["quorum_public_key"]);
+    assert_eq!(
+        derived["recovery_public_key"],
+        expected["recovery_public_key"]
+    );
+    assert_eq!(derived["pins"], expected["token_pins"]);
+    for (name, answer) in credentials {
+        let out = env.path(&format!("{name}.python"));
+        let output = python_open(&env, name, &["alice.share", "carol.share"], &out);
+        assert!(output.status.success(), "{name}: {}", stderr(&output));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(report["format"], answer["format"], "{name}: {report}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            answer["plaintext"].as_str().unwrap(),
+            "{name}"
+        );
+        let out = env.path(&format!("{name}.python-recovered"));
+        let mut open = vec![
+            "open".to_owned(),
+            vault.clone(),
+            name.clone(),
+            "--share".to_owned(),
+            share(&env, "bob.share"),
+            "--share".to_owned(),
+            share(&env, "carol.share"),
+            "--out".to_owned(),
+            out.display().to_string(),
+        ];
+        open.extend(recovery_shares.iter().cloned());
+        let report = python_ok(&support::as_strs(&open));
+        assert_eq!(report["via"], "recovery key", "{name}: {report}");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            answer["plaintext"].as_str().unwrap(),
+            "{name}"
+        );
+    }
+
+    // Today's breakglass: the same identity and version, the same audit verdict, the same
+    // plaintexts (db-root opened with the token and with the recovery shares; every
+    // credential in a drill).
+    let status = env.status();
+    assert_eq!(status["vault_id"], expected["vault_id"]);
+    assert_eq!(status["fingerprint"], expected["fingerprint"]);
+    assert_eq!(status["manifest_version"], expected["manifest_version"]);
+    let output = env.run(&["audit", "verify", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (member, answer) in expected["audit"].as_object().unwrap() {
+        assert_eq!(&report[member], answer, "audit {member}: {report}");
+    }
+    let plaintext = credentials["db-root"]["plaintext"].as_str().unwrap();
+    let out = env.path("db-root.unsealed");
+    unseal_db_root(&env, &out, &["alice", "carol"]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
+    let out = env.path("db-root.recovered");
+    let mut recover = vec![
+        "recover".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", out.display()),
+    ];
+    recover.extend(env.share_files(&["bob", "carol"]));
+    for who in ["alice", "bob", "carol"] {
+        recover.extend([
+            "--share-file".to_owned(),
+            share(&env, &format!("{who}.recovery.share")),
+        ]);
+    }
+    env.ok(&support::as_strs(&recover));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), plaintext);
+    let printed = ok_with_shares(&env, &["drill"], &["alice", "bob"]);
+    for name in credentials.keys() {
+        assert!(printed.contains(&format!("{name}: opened")), "{printed}");
+    }
+    // And what breakglass appended since verifies in Python.
+    both_accept(&env);
+}
+
+/// The previous release's vault (`tests/data/format-1-vault`, a bare `breakglass-vault/1`
+/// manifest): the Python reader computes the format-1 fingerprint its machine pinned, verifies
+/// its audit log with the audit key that pin vouches for, and opens its credential.
+#[test]
+fn the_python_reader_reads_the_previous_releases_vault_by_its_format_1_fingerprint() {
+    let env = fixture_copy("format-1-vault");
+    let pins: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.path("config/breakglass/known_vaults.json")).unwrap(),
+    )
+    .unwrap();
+    let (vault_id, pinned) = pins.as_object().unwrap().iter().next().unwrap();
+    let pinned = pinned.as_str().unwrap();
+    let manifest = python_ok(&["manifest", &vault_arg(&env)]);
+    assert_eq!(manifest["format"], "breakglass-vault/1", "{manifest}");
+    assert_eq!(manifest["vault_id"], vault_id.as_str(), "{manifest}");
+    assert_eq!(manifest["fingerprint_v1"], pinned, "{manifest}");
+    let audit = python_ok(&["audit-verify", &vault_arg(&env), "--pin", pinned]);
+    assert!(audit["checkpoints"].as_u64().unwrap() >= 1, "{audit}");
+    let output = python(&["audit-verify", &vault_arg(&env)]);
+    assert_eq!(output.status.code(), Some(1), "trusted without a pin");
+    let out = env.path("db-root.out");
+    let output = python_open(&env, "db-root", &["alice.share", "bob.share"], &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "the database root password"
     );
 }

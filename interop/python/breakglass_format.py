@@ -28,6 +28,27 @@ non-zero exit status):
          intermediate value, opens the envelope with the fixed keys, and re-seals it with the
          fixed randomness to the same bytes.
 
+  manifest VAULT [--pin FINGERPRINT] [--anchor FILE]
+         Reads vault.json strictly and authenticates a certified manifest: the identity (held
+         to the pin, or followed through succession.json), the certificate digest, the quorum's
+         Ed25519 signature, the version against a machine anchor and against the versions the
+         audit log records. Prints the identity, fingerprints, version and digest (for a
+         format-1 manifest, its fingerprint only).
+  audit-verify VAULT [--pin FINGERPRINT] [--anchor FILE] [--token-head --share FILE... [--module PATH]]
+         Verifies audit.jsonl with the authenticated manifest's audit key (and retired keys):
+         chain, sequence, checkpoints; first that the log continues the head a machine's anchor
+         remembers, and the head the token holds (read through PKCS#11 with the PIN derived
+         from the shares). Prints the report `breakglass audit verify --json`
+         prints (and the lines not in the writer's canonical form); exit 1 when broken.
+  audit-append VAULT --event NAME [--credential C] [--detail K=V...] [--checkpoint --share FILE...]
+               [--module PATH] [--forge prev|seq|vault-id|other-key|head]
+         Appends an entry and, with --checkpoint, a checkpoint the token's audit key signs
+         through PKCS#11 (logged in with the PIN derived from the shares). --forge makes one
+         thing wrong on purpose, for tests that require a reader to refuse it.
+
+The modules beside this file: encoding.py (the document's conventions), vault_manifest.py
+(the manifest and its authentication), audit_log.py (the audit log).
+
 Exit status: 0 success; 1 a check failed (integrity, mismatch); 2 usage or a missing package.
 """
 
@@ -40,11 +61,19 @@ import os
 import struct
 import sys
 
+sys.dont_write_bytecode = True  # nothing written beside the reader (a read-only checkout stays clean)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from encoding import (Canonical, Failure, b64_canonical, b64e, hex_canonical, pin_matches,  # noqa: E402
+                      strict_json)
+
 MISSING = []
 try:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, x25519
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    import audit_log
+    import vault_manifest
 except ImportError:  # pragma: no cover - reported below
     MISSING.append("cryptography")
 try:
@@ -56,10 +85,6 @@ try:
     from shamir_mnemonic.share import Share as SlipShare
 except ImportError:  # pragma: no cover
     MISSING.append("shamir-mnemonic")
-
-
-class Failure(Exception):
-    """A check failed: exit status 1."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,56 +103,7 @@ KINDS = ("aws", "aws-root", "secret")
 
 
 # --------------------------------------------------------------------------------------------
-# The canonical encoding: every field is u32 big-endian length || bytes; a number is a field
-# holding its 8 big-endian bytes.
-
-
-class Canonical:
-    def __init__(self):
-        self.out = bytearray()
-
-    def field(self, data):
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        self.out += struct.pack(">I", len(data)) + bytes(data)
-        return self
-
-    def number(self, n):
-        return self.field(struct.pack(">Q", n))
-
-    def bytes(self):
-        return bytes(self.out)
-
-    def sha256(self):
-        return hashlib.sha256(self.out).digest()
-
-
-# --------------------------------------------------------------------------------------------
 # The envelope.
-
-
-def b64e(data):
-    return base64.b64encode(data).decode("ascii")
-
-
-def b64_canonical(text, what):
-    try:
-        data = base64.b64decode(text, validate=True)
-    except Exception as e:
-        raise Failure(f"{what} is not base64 ({e})")
-    if b64e(data) != text:
-        raise Failure(f"{what} is not canonical base64")
-    return data
-
-
-def hex_canonical(text, what):
-    try:
-        data = bytes.fromhex(text)
-    except ValueError:
-        raise Failure(f"{what} is not hex")
-    if data.hex() != text:
-        raise Failure(f"{what} is not canonical (lower-case) hex")
-    return data
 
 
 ENVELOPE_FIELDS = ("format", "vault_id", "name", "kind", "created", "metadata", "hsm_stanzas",
@@ -153,16 +129,7 @@ def envelope_bytes(env):
 def parse_envelope(data):
     """Parses an envelope strictly, as the document requires of a reader."""
 
-    def no_duplicates(pairs):
-        keys = [k for k, _ in pairs]
-        if len(keys) != len(set(keys)):
-            raise Failure("a JSON object has a duplicate key")
-        return dict(pairs)
-
-    try:
-        env = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise Failure(f"not JSON ({e})")
+    env = strict_json(data, "the envelope")
     required = set(ENVELOPE_FIELDS) - {"hsm_mac"}
     if not isinstance(env, dict) or not required <= set(env) or not set(env) <= set(ENVELOPE_FIELDS):
         raise Failure("not an envelope (missing or unknown fields)")
@@ -452,8 +419,39 @@ class Token:
         derived.destroy()
         return value
 
+    def sign(self, key_id, message):
+        """ECDSA P-256 over SHA-256(message) with the private key `key_id`: the 64-byte r || s."""
+        from pkcs11 import Mechanism, ObjectClass
+        private = self.session.get_key(object_class=ObjectClass.PRIVATE_KEY, id=key_id)
+        return bytes(private.sign(hashlib.sha256(message).digest(), mechanism=Mechanism.ECDSA))
+
+    def data_object(self, label):
+        """The value of the private data object `label`, or None when the token has none."""
+        from pkcs11 import Attribute, ObjectClass
+        found = list(self.session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label}))
+        if len(found) > 1:
+            raise Failure(f"the token holds {len(found)} data objects labelled {label!r}")
+        return bytes(found[0][Attribute.VALUE]) if found else None
+
     def close(self):
         self.session.close()
+
+
+def open_token(vault, hsm, module, pin, key_id):
+    """The enrolled token `hsm`. A development token's SoftHSM configuration names its token
+    directory by absolute path (breakglass rewrites it whenever it opens the vault); a copy
+    made here, naming `tokens/` beside it, keeps a moved vault usable without changing it."""
+    if hsm.get("softhsm_conf"):
+        import atexit
+        import tempfile
+        tokens = os.path.join(os.path.abspath(os.path.dirname(os.path.join(vault, hsm["softhsm_conf"]))), "tokens")
+        fd, conf = tempfile.mkstemp(prefix="breakglass-format-softhsm", suffix=".conf")
+        with os.fdopen(fd, "w") as f:
+            f.write(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n"
+                    "slots.removable = false\n")
+        atexit.register(os.unlink, conf)
+        os.environ["SOFTHSM2_CONF"] = conf
+    return Token(module or hsm["module"], hsm["serial"], pin, key_id)
 
 
 def read_json(path):
@@ -461,17 +459,14 @@ def read_json(path):
         return json.loads(f.read())
 
 
-CERTIFIED_MANIFEST = "breakglass-certified-manifest/1"
-
-
 def read_manifest(vault):
-    """The manifest in vault.json: the document inside a certified manifest (format 2), or the
-    file itself (format 1). The quorum's signature over a certified manifest is not checked
-    here: this reader takes the vault directory as given."""
-    doc = read_json(os.path.join(vault, "vault.json"))
-    if doc.get("format") == CERTIFIED_MANIFEST:
-        return doc["manifest"]
-    return doc
+    """The manifest in vault.json, read strictly: for a certified manifest, the manifest inside
+    it once the quorum's signature over the whole document verifies; a format-1 file as it is
+    (it carries no signature: its fingerprint is what a pin would hold)."""
+    manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
+    if manifest.format == vault_manifest.CERTIFIED_FORMAT:
+        manifest.authenticate()
+    return manifest.m
 
 
 def quorum_pin(hsm, q, vault_id, role):
@@ -532,10 +527,8 @@ def cmd_open(args):
         via = "recovery key"
     else:
         hsm = manifest["hsms"][0]
-        if hsm.get("softhsm_conf"):
-            os.environ["SOFTHSM2_CONF"] = os.path.join(args.vault, hsm["softhsm_conf"])
-        token = Token(args.module or hsm["module"], hsm["serial"], user_pin(hsm, q, vault_id),
-                      bytes.fromhex(hsm["seal_key_id"]))
+        token = open_token(args.vault, hsm, args.module, user_pin(hsm, q, vault_id),
+                           bytes.fromhex(hsm["seal_key_id"]))
         try:
             recipient = token.public_key()
             if recipient.hex() != hsm["seal_public_key"]:
@@ -666,6 +659,146 @@ def check_vector(v):
     return {"description": v["description"], "format": env["format"], "resealed": resealed}
 
 
+def authenticated(vault, pin=None):
+    """vault.json read strictly and its quorum signature checked (and its identity held to
+    `pin` when given)."""
+    manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
+    if manifest.format == vault_manifest.VAULT_FORMAT:
+        # A vault of the previous release: nothing signs its manifest; only a pin of its
+        # format-1 fingerprint vouches for the audit key it names.
+        if not pin or not pin_matches(pin, manifest.fingerprint_v1):
+            raise Failure("vault.json is a format-1 manifest: pass --pin with its fingerprint "
+                          "(as its share files carry it) to trust the keys it names")
+        return manifest
+    manifest.compute()
+    if pin:
+        vault_manifest.check_pin(manifest, vault, pin)
+    manifest.authenticate()
+    return manifest
+
+
+def read_log(vault):
+    path = os.path.join(vault, "audit.jsonl")
+    if not os.path.exists(path):
+        return b""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def audit_keys(m):
+    retired = [(r["last_line"], bytes.fromhex(r["public_key"])) for r in m.get("retired_audit_keys") or []]
+    return bytes.fromhex(m["audit"]["public_key"]), retired
+
+
+def verify_log(vault, manifest):
+    key, retired = audit_keys(manifest.m)
+    return audit_log.verify(read_log(vault), manifest.vault_id, key, retired)
+
+
+def cmd_manifest(args):
+    manifest = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
+    if manifest.format != vault_manifest.CERTIFIED_FORMAT:
+        return manifest.summary()
+    manifest.compute()
+    how = vault_manifest.check_pin(manifest, args.vault, args.pin) if args.pin else None
+    manifest.authenticate()
+    out = manifest.summary()
+    if how:
+        out["pin"] = how
+    if args.anchor:
+        vault_manifest.check_anchor(manifest, args.anchor)
+        out["anchor"] = "not behind"
+    report, entries = verify_log(args.vault, manifest)
+    if not audit_log.intact(report):
+        raise Failure("the audit log is broken (run audit-verify): the versions it records cannot be trusted")
+    out["versions_recorded"] = vault_manifest.check_version_chain(manifest, entries)
+    return out
+
+
+def cmd_audit_verify(args):
+    manifest = authenticated(args.vault, args.pin)
+    data = read_log(args.vault)
+    if args.anchor:
+        anchor = read_json(args.anchor)
+        if anchor.get("vault_id") != manifest.vault_id:
+            raise Failure("the anchor is for another vault")
+        if anchor.get("audit"):
+            audit_log.check_head(data, anchor["audit"], "this machine's anchor")
+    token_head = None
+    if args.token_head:
+        m = manifest.m
+        q, _ = combine(args.share)
+        hsm = next(h for h in m["hsms"] if h["label"] == m["audit"]["token"])
+        token = open_token(args.vault, hsm, args.module, user_pin(hsm, q, manifest.vault_id), None)
+        try:
+            value = token.data_object(f"breakglass:{manifest.vault_id}:audit-head")
+        finally:
+            token.close()
+        if value is not None:
+            token_head = audit_log.parse_token_head(value, manifest.vault_id)
+            audit_log.check_head(data, token_head, f"token {hsm['label']}")
+    report, _ = verify_log(args.vault, manifest)
+    if args.token_head:
+        report["token_head"] = token_head
+    if not audit_log.intact(report):
+        where = report["first_problem"] or {"line": report["bad_signature"],
+                                             "reason": "the checkpoint's signature does not verify"}
+        print(json.dumps(report, indent=2))
+        raise Failure(f"audit.jsonl: line {where['line']}: {where['reason']}")
+    return report
+
+
+FORGERIES = ("prev", "seq", "vault-id", "other-key", "head")
+
+
+def cmd_audit_append(args):
+    """Appends an entry and, with --checkpoint, a checkpoint the token's audit key signs; with
+    --forge, one thing wrong on purpose (for the tests that require a reader to refuse it)."""
+    import datetime
+    import socket
+    manifest = authenticated(args.vault)
+    m = manifest.m
+    report, _ = verify_log(args.vault, manifest)
+    if not audit_log.intact(report) or report["torn_tail"]:
+        raise Failure("the audit log is broken or ends with a torn write: nothing is appended to it")
+    seq, head = report["entries"], report["head"]
+    time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    actor = {"user": os.environ.get("USER", "unknown"), "host": socket.gethostname()}
+    details = dict(d.split("=", 1) for d in args.detail)
+    prev = hashlib.sha256(b"not the line before").hexdigest() if args.forge == "prev" else head
+    entry = audit_log.new_entry(seq + 1, time, args.event, actor, prev, args.credential, details)
+    lines = [audit_log.canonical_line(entry)]
+    if args.checkpoint or args.forge in ("seq", "vault-id", "other-key", "head"):
+        key_id = m["audit"]["key_id"]
+        signed_head = head if args.forge == "head" else audit_log.line_hash(lines[0])
+        signed_seq = {"seq": seq + 2, "head": seq}.get(args.forge, seq + 1)
+        vault_id = "0" * 32 if args.forge == "vault-id" else manifest.vault_id
+        message = audit_log.checkpoint_message(vault_id, signed_seq, signed_head)
+        if args.forge == "other-key":
+            # A well-formed signature by a P-256 key that is not the vault's audit key.
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+            r, s = decode_dss_signature(ec.generate_private_key(ec.SECP256R1()).sign(message, ec.ECDSA(hashes.SHA256())))
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        else:
+            q, _ = combine(args.share)
+            hsm = next(h for h in m["hsms"] if h["label"] == m["audit"]["token"])
+            token = open_token(args.vault, hsm, args.module, user_pin(hsm, q, manifest.vault_id), None)
+            try:
+                signature = token.sign(bytes.fromhex(key_id), message)
+            finally:
+                token.close()
+        checkpoint = audit_log.checkpoint_entry(seq + 2, time, actor, signed_head, key_id, signature)
+        checkpoint["prev"] = audit_log.line_hash(lines[0])
+        lines.append(audit_log.canonical_line(checkpoint))
+    fd = os.open(os.path.join(args.vault, "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+    return {"appended": list(range(seq + 1, seq + 1 + len(lines))), "head": audit_log.line_hash(lines[-1])}
+
+
 def fail_missing(packages):
     print(f"breakglass_format: missing Python package(s) {', '.join(packages)}: run scripts/setup "
           "(it installs the pinned versions into .venv)", file=sys.stderr)
@@ -697,11 +830,32 @@ def main(argv):
     p.add_argument("file")
     p = sub.add_parser("kat")
     p.add_argument("file")
+    p = sub.add_parser("manifest")
+    p.add_argument("vault")
+    p.add_argument("--pin")
+    p.add_argument("--anchor")
+    p = sub.add_parser("audit-verify")
+    p.add_argument("vault")
+    p.add_argument("--pin")
+    p.add_argument("--anchor")
+    p.add_argument("--token-head", action="store_true")
+    p.add_argument("--share", action="append", default=[])
+    p.add_argument("--module")
+    p = sub.add_parser("audit-append")
+    p.add_argument("vault")
+    p.add_argument("--event", required=True)
+    p.add_argument("--credential")
+    p.add_argument("--detail", action="append", default=[])
+    p.add_argument("--checkpoint", action="store_true")
+    p.add_argument("--share", action="append", default=[])
+    p.add_argument("--module")
+    p.add_argument("--forge", choices=FORGERIES)
     args = parser.parse_args(argv)
     if MISSING:
         fail_missing(MISSING)
     command = {"open": cmd_open, "seal": cmd_seal, "derive": cmd_derive, "inspect": cmd_inspect,
-               "kat": cmd_kat}[args.command]
+               "kat": cmd_kat, "manifest": cmd_manifest, "audit-verify": cmd_audit_verify,
+               "audit-append": cmd_audit_append}[args.command]
     try:
         result = command(args)
     except Failure as e:
