@@ -171,14 +171,20 @@ pub struct HandoutArgs {
     /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
     #[arg(long, value_name = "DIR")]
     pub shares_dir: Option<PathBuf>,
-    /// Encrypt that custodian's share file to their age recipient (NAME=age1...; repeat):
-    /// written as DIR/<custodian>.share.age, readable with --identity, age or rage.
+    /// Encrypt that custodian's share file to their key (repeat): NAME=age1..., or
+    /// NAME="ssh-ed25519 AAAA..." / NAME="ssh-rsa AAAA..." (an OpenSSH public key line).
+    /// Written as DIR/<custodian>.share.age, readable with --identity, age or rage. The vault
+    /// remembers it: later rekeys and recovery changes encrypt to it again.
     #[arg(
         long = "recipient",
-        value_name = "NAME=AGE1...",
+        value_name = "NAME=RECIPIENT",
         requires = "shares_dir"
     )]
     pub recipients: Vec<String>,
+    /// Forget the recipient the vault remembers for this custodian (repeat): their new share
+    /// is handed out in plaintext (rekey, recovery enable).
+    #[arg(long = "no-recipient", value_name = "NAME")]
+    pub no_recipients: Vec<String>,
     /// Write a printable HTML share card per custodian into DIR.
     #[arg(long, value_name = "DIR")]
     pub share_cards: Option<PathBuf>,
