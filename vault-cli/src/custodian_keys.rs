@@ -50,7 +50,7 @@ impl CustodianRecipient {
                 key: RecipientKey::X25519(key),
             });
         }
-        if text.starts_with("ssh-") {
+        if ["ssh-", "ecdsa-", "sk-"].iter().any(|p| text.starts_with(p)) {
             use age::ssh::ParseRecipientKeyError as E;
             let key = text.parse::<age::ssh::Recipient>().map_err(|e| match e {
                 E::Unsupported(kind) => format!(
