@@ -730,4 +730,74 @@ mod tests {
         bad(&|m| m.audit.key_id = "x".into(), "audit.key_id");
         bad(&|m| m.quorum.public_key = "00".into(), "quorum.public_key");
     }
+
+    const AGE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    #[test]
+    fn recipients_are_remembered_for_custodians_only_in_format_2_and_leave_the_fingerprint_alone()
+    {
+        let mut manifest = crate::trust::certified::tests::manifest();
+        let name = manifest.custodian_names()[0].to_owned();
+        let fingerprint = manifest.fingerprint();
+        manifest
+            .set_recipients(BTreeMap::from([(name.clone(), AGE.to_owned())]))
+            .unwrap();
+        assert_eq!(manifest.format, FORMAT_RECIPIENTS);
+        assert_eq!(manifest.recipient(&name), Some(AGE));
+        assert_eq!(manifest.fingerprint(), fingerprint);
+        let path = Path::new("vault.json");
+        assert_eq!(
+            Manifest::from_bytes(&manifest.to_bytes(), path).unwrap(),
+            manifest
+        );
+
+        // The format says whether there are recipients, both ways.
+        let mut wrong = manifest.clone();
+        wrong.format = FORMAT.into();
+        assert!(Manifest::from_bytes(&wrong.to_bytes(), path).is_err());
+        let mut empty = manifest.clone();
+        empty.recipients.clear();
+        assert!(Manifest::from_bytes(&empty.to_bytes(), path).is_err());
+        manifest.set_recipients(BTreeMap::new()).unwrap();
+        assert_eq!(manifest.format, FORMAT);
+        assert!(!String::from_utf8(manifest.to_bytes()).unwrap().contains("recipients"));
+
+        // A name that is not a custodian, or a value that is not a recipient, is refused.
+        let refused = |name: &str, recipient: &str| {
+            let mut m = manifest.clone();
+            let error = m
+                .set_recipients(BTreeMap::from([(name.to_owned(), recipient.to_owned())]))
+                .unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+            let mut m = manifest.clone();
+            m.recipients = BTreeMap::from([(name.to_owned(), recipient.to_owned())]);
+            m.format = FORMAT_RECIPIENTS.into();
+            assert!(Manifest::from_bytes(&m.to_bytes(), path).is_err());
+        };
+        refused("nobody", AGE);
+        refused(&name, "AGE-SECRET-KEY-1");
+        refused(&name, "ssh-ed25519 AAAA\u{1b}[2J");
+    }
+
+    #[test]
+    fn a_recipient_has_the_shape_of_an_age_or_ssh_public_key() {
+        assert!(recipient_shape(AGE));
+        assert!(recipient_shape("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"));
+        assert!(recipient_shape("ssh-rsa AAAAB3NzaC1yc2E="));
+        for bad in [
+            "",
+            "age1",
+            "age1UPPER",
+            "ssh-ed25519",
+            "ssh-dss AAAA",
+            "ssh-rsa AAAA\nssh-rsa BBBB",
+            "ssh-rsa AAAA\u{7f}",
+        ] {
+            assert!(!recipient_shape(bad), "{bad:?}");
+        }
+        assert!(!recipient_shape(&format!(
+            "ssh-rsa {}",
+            "A".repeat(MAX_RECIPIENT_LEN)
+        )));
+    }
 }
