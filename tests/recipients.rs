@@ -237,6 +237,29 @@ fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
         cy_key.to_str().unwrap(),
     ]);
 
+    // A passphrase-protected key with no terminal to ask on is named as such.
+    let (locked, _) = ssh_key(&keys, "locked", "ed25519");
+    let relock = Command::new(system_program("ssh-keygen", "openssh-client"))
+        .args(["-q", "-p", "-N", "a passphrase", "-P", "", "-f"])
+        .arg(&locked)
+        .output()
+        .unwrap();
+    assert!(relock.status.success(), "{}", stderr(&relock));
+    let output = env.run(&[
+        "share",
+        "verify",
+        "--share-file",
+        env.path("third/cy.share.age").to_str().unwrap(),
+        "--identity",
+        locked.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("protected by a passphrase"),
+        "{}",
+        stderr(&output)
+    );
+
     // Dropping every recipient goes back to format 1.
     let output = rekey(
         &env,

@@ -140,7 +140,7 @@ pub struct ShareSources {
     /// Read shares from standard input, one mnemonic per line.
     #[arg(long)]
     pub shares_stdin: bool,
-    /// An age identity file, for share files encrypted to a custodian's age recipient.
+    /// An age identity file or OpenSSH private key, for share files encrypted to a custodian's key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Shares already gathered (a remote ceremony's contributions).
@@ -371,7 +371,7 @@ pub struct ShareCardArgs {
     /// The share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long, value_name = "FILE")]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Where the card goes: DIR/<custodian>.html (0600, never overwriting).
@@ -385,7 +385,7 @@ pub struct ShareVerifyArgs {
     /// The share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long, value_name = "FILE")]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// The vault's fingerprint, as your share card shows it. With no vault directory (no
@@ -866,7 +866,7 @@ pub struct CeremonyContributeArgs {
     /// Your share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long)]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Your custodian name (read from the share file's header when it has one).

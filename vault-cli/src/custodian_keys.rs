@@ -50,7 +50,10 @@ impl CustodianRecipient {
                 key: RecipientKey::X25519(key),
             });
         }
-        if ["ssh-", "ecdsa-", "sk-"].iter().any(|p| text.starts_with(p)) {
+        if ["ssh-", "ecdsa-", "sk-"]
+            .iter()
+            .any(|p| text.starts_with(p))
+        {
             use age::ssh::ParseRecipientKeyError as E;
             let key = text.parse::<age::ssh::Recipient>().map_err(|e| match e {
                 E::Unsupported(kind) => format!(
@@ -125,9 +128,17 @@ pub fn is_age(text: &str) -> bool {
 }
 
 /// Asks for an encrypted SSH key's passphrase on the terminal (age's callbacks; nothing else
-/// is asked).
+/// is asked). Self-contained (no `crate::prompt`): the fuzz crate compiles this file alone.
 #[derive(Clone, Copy)]
 struct PassphrasePrompt;
+
+impl PassphrasePrompt {
+    /// Whether there is a terminal to ask on.
+    fn available() -> bool {
+        use std::io::IsTerminal;
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+}
 
 impl age::Callbacks for PassphrasePrompt {
     fn display_message(&self, message: &str) {
@@ -140,10 +151,10 @@ impl age::Callbacks for PassphrasePrompt {
         None
     }
     fn request_passphrase(&self, description: &str) -> Option<age::secrecy::SecretString> {
-        if !crate::prompt::interactive() {
+        if !PassphrasePrompt::available() {
             return None;
         }
-        let typed = crate::prompt::hidden(&format!("{description} ")).ok()?;
+        let typed = Zeroizing::new(rpassword::prompt_password(format!("{description} ")).ok()?);
         Some(age::secrecy::SecretString::from(typed.as_str().to_owned()))
     }
 }
@@ -170,8 +181,21 @@ fn identities(identity_file: &Path) -> Result<Vec<Box<dyn age::Identity>>> {
         let key =
             age::ssh::Identity::from_buffer(&bytes[..], Some(identity_file.display().to_string()))
                 .map_err(|e| not_identity(&e))?;
-        if let age::ssh::Identity::Unsupported(kind) = &key {
-            return Err(not_identity(&format!("{kind:?}")));
+        match &key {
+            age::ssh::Identity::Unsupported(kind) => {
+                return Err(not_identity(&format!("{kind:?}")));
+            }
+            age::ssh::Identity::Encrypted(_) if !PassphrasePrompt::available() => {
+                return Err(fail(
+                    Failure::Usage,
+                    format!(
+                        "{} is protected by a passphrase, and there is no terminal to ask for it \
+                         on: run this on a terminal, or decrypt the share file with age or rage",
+                        identity_file.display()
+                    ),
+                ));
+            }
+            _ => {}
         }
         return Ok(vec![Box::new(key.with_callbacks(PassphrasePrompt))]);
     }

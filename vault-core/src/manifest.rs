@@ -734,8 +734,7 @@ mod tests {
     const AGE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
     #[test]
-    fn recipients_are_remembered_for_custodians_only_in_format_2_and_leave_the_fingerprint_alone()
-    {
+    fn recipients_are_remembered_for_custodians_only_in_format_2_and_leave_the_fingerprint_alone() {
         let mut manifest = crate::trust::certified::tests::manifest();
         let name = manifest.custodian_names()[0].to_owned();
         let fingerprint = manifest.fingerprint();
@@ -760,7 +759,11 @@ mod tests {
         assert!(Manifest::from_bytes(&empty.to_bytes(), path).is_err());
         manifest.set_recipients(BTreeMap::new()).unwrap();
         assert_eq!(manifest.format, FORMAT);
-        assert!(!String::from_utf8(manifest.to_bytes()).unwrap().contains("recipients"));
+        assert!(
+            !String::from_utf8(manifest.to_bytes())
+                .unwrap()
+                .contains("recipients")
+        );
 
         // A name that is not a custodian, or a value that is not a recipient, is refused.
         let refused = |name: &str, recipient: &str| {
