@@ -97,11 +97,47 @@ fn recipient_arg(name: &str, public: &str) -> String {
     format!("{name}={public}")
 }
 
+/// A directory for the keys the custodians (and the attacker) make.
+fn keys_dir(env: &Env) -> PathBuf {
+    let keys = env.path("keys");
+    std::fs::create_dir(&keys).unwrap();
+    keys
+}
+
+/// `share verify` of the share file `file` (under the test directory) opened with `key`.
+fn verify(env: &Env, file: &str, key: &Path) -> std::process::Output {
+    env.run(&[
+        "share",
+        "verify",
+        "--share-file",
+        env.path(file).to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ])
+}
+
+/// `recovery enable --yes`, 3 needed, with bob's and cy's shares, files in `recovery/`.
+fn enable_recovery(env: &Env, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "recovery".to_owned(),
+        "enable".into(),
+        "--threshold".into(),
+        "3".into(),
+        "--yes".into(),
+        "--shares-dir".into(),
+        env.path("recovery").display().to_string(),
+    ];
+    for share in ["shares/bob.share", "shares/cy.share"] {
+        args.extend(["--share-file".into(), env.path(share).display().to_string()]);
+    }
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    env.run(&as_strs(&args))
+}
+
 #[test]
 fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (ann_file, ann_identity, ann_public) = age_identity(&keys, "ann");
     let (bob_key, bob_public) = ssh_key(&keys, "bob", "ed25519");
     let (cy_key, cy_public) = ssh_key(&keys, "cy", "rsa");
@@ -188,15 +224,9 @@ fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
     assert!(said.contains(&bob_fingerprint), "{bob_fingerprint}: {said}");
 
     // The new shares open the vault, bob's through breakglass with his ssh key.
-    let out = env.ok(&[
-        "share",
-        "verify",
-        "--share-file",
-        env.path("second/bob.share.age").to_str().unwrap(),
-        "--identity",
-        bob_key.to_str().unwrap(),
-    ]);
-    assert!(out.contains("bob"), "{out}");
+    let output = verify(&env, "second/bob.share.age", &bob_key);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("bob"));
 
     // Told otherwise: ann's recipient dropped, cy's given (ssh-rsa); bob's kept.
     let output = rekey(
@@ -228,14 +258,8 @@ fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
     assert!(recipients.get("ann").is_none(), "{recipients}");
     assert!(recipients["cy"].as_str().unwrap().starts_with("ssh-rsa "));
     // cy opens their rsa-encrypted share with breakglass too.
-    env.ok(&[
-        "share",
-        "verify",
-        "--share-file",
-        env.path("third/cy.share.age").to_str().unwrap(),
-        "--identity",
-        cy_key.to_str().unwrap(),
-    ]);
+    let output = verify(&env, "third/cy.share.age", &cy_key);
+    assert!(output.status.success(), "{}", stderr(&output));
 
     // A passphrase-protected key with no terminal to ask on is named as such.
     let (locked, _) = ssh_key(&keys, "locked", "ed25519");
@@ -245,14 +269,7 @@ fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
         .output()
         .unwrap();
     assert!(relock.status.success(), "{}", stderr(&relock));
-    let output = env.run(&[
-        "share",
-        "verify",
-        "--share-file",
-        env.path("third/cy.share.age").to_str().unwrap(),
-        "--identity",
-        locked.to_str().unwrap(),
-    ]);
+    let output = verify(&env, "third/cy.share.age", &locked);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(
         stderr(&output).contains("protected by a passphrase"),
@@ -286,8 +303,7 @@ fn rekey_keeps_each_custodians_recipient_unless_told_and_says_what_it_did() {
 #[test]
 fn recovery_enable_encrypts_to_the_remembered_recipients_and_keeps_the_fingerprint() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (_, ann_identity, ann_public) = age_identity(&keys, "ann");
     let (bob_key, bob_public) = ssh_key(&keys, "bob", "ed25519");
     env.init_vault(
@@ -296,21 +312,7 @@ fn recovery_enable_encrypts_to_the_remembered_recipients_and_keeps_the_fingerpri
         &["--recipient", &recipient_arg("ann", &ann_public)],
     );
     let before = env.status()["fingerprint"].clone();
-    let output = env.run(&[
-        "recovery",
-        "enable",
-        "--threshold",
-        "3",
-        "--yes",
-        "--share-file",
-        env.path("shares/bob.share").to_str().unwrap(),
-        "--share-file",
-        env.path("shares/cy.share").to_str().unwrap(),
-        "--shares-dir",
-        env.path("recovery").to_str().unwrap(),
-        "--recipient",
-        &recipient_arg("bob", &bob_public),
-    ]);
+    let output = enable_recovery(&env, &["--recipient", &recipient_arg("bob", &bob_public)]);
     assert!(output.status.success(), "{}", stderr(&output));
     let said = stderr(&output);
     assert!(
@@ -342,8 +344,7 @@ fn recovery_enable_encrypts_to_the_remembered_recipients_and_keeps_the_fingerpri
 #[test]
 fn a_malformed_or_unsupported_recipient_is_refused_naming_the_custodian_and_the_flag() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (_, ecdsa_public) = ssh_key(&keys, "dee", "ecdsa");
     for (recipient, reason) in [
         (
@@ -378,8 +379,7 @@ fn a_malformed_or_unsupported_recipient_is_refused_naming_the_custodian_and_the_
 #[test]
 fn a_remembered_recipient_is_never_dropped_silently() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (_, _, ann_public) = age_identity(&keys, "ann");
     env.init_vault(
         &["ann", "bob"],
@@ -422,8 +422,7 @@ fn a_remembered_recipient_is_never_dropped_silently() {
 #[test]
 fn a_recipient_changed_in_the_vault_directory_outside_a_quorum_is_refused() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (ann_file, _, ann_public) = age_identity(&keys, "ann");
     let (_, attacker, attacker_public) = age_identity(&keys, "mallory");
     env.init_vault(
@@ -453,19 +452,7 @@ fn a_recipient_changed_in_the_vault_directory_outside_a_quorum_is_refused() {
     );
     assert!(!env.path("new").exists(), "no share was handed out");
     // Nor does recovery enable, or a card, use it.
-    let output = env.run(&[
-        "recovery",
-        "enable",
-        "--threshold",
-        "3",
-        "--yes",
-        "--share-file",
-        env.path("shares/bob.share").to_str().unwrap(),
-        "--share-file",
-        env.path("shares/cy.share").to_str().unwrap(),
-        "--shares-dir",
-        env.path("recovery").to_str().unwrap(),
-    ]);
+    let output = enable_recovery(&env, &[]);
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     assert!(!env.path("recovery").exists());
 
@@ -479,21 +466,14 @@ fn a_recipient_changed_in_the_vault_directory_outside_a_quorum_is_refused() {
     assert!(output.status.success(), "{}", stderr(&output));
     let file = env.path("new/ann.share.age");
     assert!(age::decrypt(&attacker, &std::fs::read(&file).unwrap()).is_err());
-    env.ok(&[
-        "share",
-        "verify",
-        "--share-file",
-        file.to_str().unwrap(),
-        "--identity",
-        ann_file.to_str().unwrap(),
-    ]);
+    let output = verify(&env, "new/ann.share.age", &ann_file);
+    assert!(output.status.success(), "{}", stderr(&output));
 }
 
 #[test]
 fn the_card_of_an_encrypted_share_says_where_it_is_instead_of_the_words() {
     let env = Env::new();
-    let keys = env.path("keys");
-    std::fs::create_dir(&keys).unwrap();
+    let keys = keys_dir(&env);
     let (ann_file, ann_identity, ann_public) = age_identity(&keys, "ann");
     let (_, bob_public) = ssh_key(&keys, "bob", "ed25519");
     env.init_vault(
