@@ -185,6 +185,7 @@ pub fn manifest(shares: &[Vec<Share>]) -> Manifest {
         },
         recovery: None,
         retired_audit_keys: Vec::new(),
+        recipients: Default::default(),
         policy: Policy::default(),
     }
 }

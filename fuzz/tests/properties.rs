@@ -223,6 +223,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                         },
                     )
                     .collect(),
+                recipients: Default::default(),
                 policy: Policy {
                     drill_interval_days: policy.0,
                     default_session_seconds: policy.1,

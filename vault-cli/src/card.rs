@@ -1,5 +1,7 @@
 //! Printable share cards: one HTML page per custodian share, with the words, a QR code of the
 //! same words, the custodian's group and thresholds, and the date this share set was issued.
+//! The card of a share encrypted to its custodian's key carries no words: it says which file
+//! holds the share and which key opens it.
 //!
 //! The print CSS sets no paper size, so the card takes whatever the print dialog picks; it is
 //! laid out to fit the smaller of A4 and US Letter in each direction (186 × 255 mm inside
@@ -38,6 +40,15 @@ impl Issue {
     fn reissue(&self) -> bool {
         self.set_issued.as_deref().map(date) != Some(date(&self.printed))
     }
+}
+
+/// Where a share encrypted to its custodian's key is, for its card.
+#[derive(Debug, Clone)]
+pub struct EncryptedShare {
+    /// The share file (`<custodian>.share.age`).
+    pub file: PathBuf,
+    /// The recipient's fingerprint (`age1...`, or `ssh-ed25519 SHA256:...`), when known.
+    pub recipient: Option<String>,
 }
 
 /// The date part of an RFC 3339 time.
@@ -87,15 +98,75 @@ ol.steps{margin:1mm 0;padding-left:6mm}\
 .small{font-size:8.5pt;color:#333}\
 code{white-space:nowrap;font-family:'DejaVu Sans Mono',monospace;font-size:9pt}";
 
-/// The card for `issued`, a share of the vault `m`.
-pub fn html(m: &Manifest, identity: &str, issued: &CustodianShare, issue: &Issue) -> String {
+/// What the card of a share encrypted to its custodian shows instead of the words and the QR
+/// code, and the emergency step that goes with it.
+fn encrypted_parts(encrypted: &EncryptedShare) -> (String, String, String) {
+    let file = encrypted.file.file_name().map_or_else(
+        || encrypted.file.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let key = match &encrypted.recipient {
+        Some(fingerprint) => format!(
+            "your key <span class=\"fp\">{}</span>",
+            html_escape(fingerprint)
+        ),
+        None => "your key (the one whose identity opened it)".to_owned(),
+    };
+    (
+        format!(
+            "<h2>Your share is not on this card</h2><p>It is in the file <code>{file}</code>, \
+             encrypted to {key}. Keep that file; only your identity (age identity file or SSH \
+             private key) opens it. This card has no words and no QR code.</p>",
+            file = html_escape(&file),
+        ),
+        format!(
+            "<li>Give the coordinator's <code>breakglass unseal</code> (or your <code>breakglass \
+             ceremony contribute</code>) <code>--share-file {file} --identity YOUR-KEY</code>, or \
+             open it with <code>age -d -i YOUR-KEY {file}</code> and type the words when asked.</li>",
+            file = html_escape(&file),
+        ),
+        format!(
+            "<code>breakglass share verify --share-file {file} --identity YOUR-KEY</code>",
+            file = html_escape(&file),
+        ),
+    )
+}
+
+/// The card for `issued`, a share of the vault `m`; without its words when the share is
+/// `encrypted` to its custodian.
+pub fn html(
+    m: &Manifest,
+    identity: &str,
+    issued: &CustodianShare,
+    issue: &Issue,
+    encrypted: Option<&EncryptedShare>,
+) -> String {
     let mnemonic = issued.share.to_mnemonic();
-    let words: String = mnemonic
-        .expose_secret()
-        .split(' ')
-        .enumerate()
-        .map(|(i, w)| format!("<li><span>{:>2}</span> {}</li>", i + 1, html_escape(w)))
-        .collect();
+    let (body, use_step, verify) = match encrypted {
+        Some(encrypted) => encrypted_parts(encrypted),
+        None => {
+            let words: String = mnemonic
+                .expose_secret()
+                .split(' ')
+                .enumerate()
+                .map(|(i, w)| format!("<li><span>{:>2}</span> {}</li>", i + 1, html_escape(w)))
+                .collect();
+            (
+                format!("<ol class=\"words\">{words}</ol>"),
+                "<li>Type these words when <code>breakglass unseal</code> or <code>breakglass \
+                 ceremony contribute</code> asks for them (input is hidden).</li>"
+                    .to_owned(),
+                "<code>breakglass share verify</code>".to_owned(),
+            )
+        }
+    };
+    let qr = match encrypted {
+        Some(_) => String::new(),
+        None => format!(
+            "<div class=\"qr\">{}<p>The QR code holds the same words, for SLIP-39 tools that scan.</p></div>",
+            qr_svg(mnemonic.expose_secret())
+        ),
+    };
     let set = set_of(m, issued);
     let info = issued.share.info();
     let group = set.groups.get(usize::from(info.group_index));
@@ -141,14 +212,13 @@ pub fn html(m: &Manifest, identity: &str, issued: &CustodianShare, issue: &Issue
          <p>Vault {vault_id}</p><p>Fingerprint:<br><span class=\"fp\">{fingerprint}</span></p>\
          <p class=\"small\">A card with another share set number or an older issue date is \
          superseded: destroy it.</p></div>\
-         <div class=\"qr\">{qr}<p>The QR code holds the same words, for SLIP-39 tools that scan.</p></div></div>\
-         <ol class=\"words\">{words}</ol>\
+         {qr}</div>\
+         {body}\
          <h2>In an emergency</h2><ol class=\"steps\">\
          <li>Check that the fingerprint the coordinator shows matches this card.</li>\
-         <li>Type these words when <code>breakglass unseal</code> or <code>breakglass ceremony contribute</code> \
-         asks for them (input is hidden).</li>\
-         <li>Never read them aloud, photograph them or send them unencrypted.</li></ol>\
-         <p class=\"small\">Check your share any day: <code>breakglass share verify</code>. Lost or damaged \
+         {use_step}\
+         <li>Never read the words aloud, photograph them or send them unencrypted.</li></ol>\
+         <p class=\"small\">Check your share any day: {verify}. Lost or damaged \
          card: <code>breakglass share card --share-file FILE --out DIR</code> prints it again. These are \
          SLIP-39 words: any SLIP-39 implementation can read them.</p>\
          </div></body></html>\n",
@@ -166,7 +236,6 @@ pub fn html(m: &Manifest, identity: &str, issued: &CustodianShare, issue: &Issue
         custodian = html_escape(&issued.custodian),
         vault_id = html_escape(&m.vault_id),
         fingerprint = identity,
-        qr = qr_svg(mnemonic.expose_secret()),
     )
 }
 
@@ -189,13 +258,15 @@ fn qr_svg(text: &str) -> String {
 }
 
 /// Writes one card per share into `dir` (made 0700 if missing), each 0600 and never over an
-/// existing file. Returns the paths written.
+/// existing file; the shares `encrypted` names (by [`stem`]) get a card without words. Returns
+/// the paths written.
 pub fn write(
     m: &Manifest,
     identity: &str,
     shares: &[CustodianShare],
     dir: &Path,
     issue: &Issue,
+    encrypted: &std::collections::BTreeMap<String, EncryptedShare>,
 ) -> Result<Vec<PathBuf>> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -207,7 +278,8 @@ pub fn write(
         .iter()
         .map(|issued| {
             let path = dir.join(format!("{}.html", stem(issued)));
-            write_new_secret_file(&path, html(m, identity, issued, issue).as_bytes())?;
+            let card = html(m, identity, issued, issue, encrypted.get(&stem(issued)));
+            write_new_secret_file(&path, card.as_bytes())?;
             Ok(path)
         })
         .collect()

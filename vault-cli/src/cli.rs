@@ -140,7 +140,7 @@ pub struct ShareSources {
     /// Read shares from standard input, one mnemonic per line.
     #[arg(long)]
     pub shares_stdin: bool,
-    /// An age identity file, for share files encrypted to a custodian's age recipient.
+    /// An age identity file or OpenSSH private key, for share files encrypted to a custodian's key.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Shares already gathered (a remote ceremony's contributions).
@@ -171,14 +171,20 @@ pub struct HandoutArgs {
     /// Write one share file per custodian into DIR (DIR/<custodian>.share, 0600, never overwriting).
     #[arg(long, value_name = "DIR")]
     pub shares_dir: Option<PathBuf>,
-    /// Encrypt that custodian's share file to their age recipient (NAME=age1...; repeat):
-    /// written as DIR/<custodian>.share.age, readable with --identity, age or rage.
+    /// Encrypt that custodian's share file to their key (repeat): NAME=age1..., or
+    /// NAME="ssh-ed25519 AAAA..." / NAME="ssh-rsa AAAA..." (an OpenSSH public key line).
+    /// Written as DIR/<custodian>.share.age, readable with --identity, age or rage. The vault
+    /// remembers it: later rekeys and recovery changes encrypt to it again.
     #[arg(
         long = "recipient",
-        value_name = "NAME=AGE1...",
+        value_name = "NAME=RECIPIENT",
         requires = "shares_dir"
     )]
     pub recipients: Vec<String>,
+    /// Forget the recipient the vault remembers for this custodian (repeat): their new share
+    /// is handed out in plaintext (rekey, recovery enable).
+    #[arg(long = "no-recipient", value_name = "NAME")]
+    pub no_recipients: Vec<String>,
     /// Write a printable HTML share card per custodian into DIR.
     #[arg(long, value_name = "DIR")]
     pub share_cards: Option<PathBuf>,
@@ -365,7 +371,7 @@ pub struct ShareCardArgs {
     /// The share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long, value_name = "FILE")]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Where the card goes: DIR/<custodian>.html (0600, never overwriting).
@@ -379,7 +385,7 @@ pub struct ShareVerifyArgs {
     /// The share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long, value_name = "FILE")]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// The vault's fingerprint, as your share card shows it. With no vault directory (no
@@ -860,7 +866,7 @@ pub struct CeremonyContributeArgs {
     /// Your share file (otherwise a terminal prompts for the words, hidden).
     #[arg(long)]
     pub share_file: Option<PathBuf>,
-    /// Your age identity file, when your share file is age-encrypted.
+    /// Your age identity file or OpenSSH private key, when your share file is age-encrypted.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Your custodian name (read from the share file's header when it has one).

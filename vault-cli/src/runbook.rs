@@ -822,6 +822,7 @@ mod tests {
                 public_key: "04".into(),
             },
             retired_audit_keys: Vec::new(),
+            recipients: Default::default(),
             policy: Policy::default(),
         }
     }

@@ -191,6 +191,7 @@ fn manifest_kind(e: &ManifestError) -> ErrorKind {
         ManifestError::FingerprintMismatch { .. } | ManifestError::Invalid { .. } => {
             ErrorKind::Integrity
         }
+        ManifestError::Recipient { .. } => ErrorKind::Invalid,
     }
 }
 

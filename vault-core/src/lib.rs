@@ -78,6 +78,7 @@
 //!         recovery: None,
 //!         config: &config,
 //!         operator: "olivia".into(),
+//!         recipients: Default::default(),
 //!     },
 //! )?;
 //!

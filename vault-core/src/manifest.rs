@@ -19,6 +19,15 @@ use crate::quorum::Share;
 /// The manifest format this version writes and reads.
 pub const FORMAT: &str = "breakglass-vault/1";
 
+/// The manifest format that also remembers custodians' recipients ([`Manifest::recipients`]):
+/// written only when at least one is remembered, so a vault without any reads the same to
+/// every version.
+pub const FORMAT_RECIPIENTS: &str = "breakglass-vault/2";
+
+/// The longest recipient a manifest remembers (an `ssh-rsa` key of 16384 bits is about 2,800
+/// characters).
+pub const MAX_RECIPIENT_LEN: usize = 4096;
+
 /// A manifest problem, naming the file.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -43,6 +52,14 @@ pub enum ManifestError {
         expected: String,
         /// The manifest's.
         found: String,
+    },
+    /// A recipient cannot be remembered for this custodian.
+    #[error("the recipient of {custodian}: {problem}")]
+    Recipient {
+        /// The custodian named.
+        custodian: String,
+        /// What is wrong.
+        problem: &'static str,
     },
 }
 
@@ -230,6 +247,14 @@ pub struct Manifest {
     /// Audit keys replaced after their token was lost, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired_audit_keys: Vec<RetiredAuditKey>,
+    /// Custodians' recipients, by custodian name: an age X25519 recipient (`age1...`) or an
+    /// OpenSSH public key line (`ssh-ed25519 ...`, `ssh-rsa ...`). Their share files are
+    /// encrypted to it at every rekey and recovery change unless told otherwise. Public, but
+    /// whoever replaces one receives that custodian's next share: it is certified with the rest
+    /// of the manifest and left out of the identity (cards stay valid). Only in format
+    /// [`FORMAT_RECIPIENTS`]; set through [`Manifest::set_recipients`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub recipients: BTreeMap<String, String>,
     /// Policy.
     pub policy: Policy,
 }
@@ -306,10 +331,21 @@ impl Manifest {
         };
         let manifest: Manifest =
             serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
-        if manifest.format != FORMAT {
+        if manifest.format != FORMAT && manifest.format != FORMAT_RECIPIENTS {
             return Err(invalid(format!(
-                "format {:?}, expected {FORMAT:?}",
+                "format {:?}, expected {FORMAT:?} or {FORMAT_RECIPIENTS:?}",
                 manifest.format
+            )));
+        }
+        manifest
+            .check_recipients(&manifest.recipients)
+            .map_err(|e| invalid(e.to_string()))?;
+        if manifest.format != manifest.recipients_format() {
+            return Err(invalid(format!(
+                "format {:?} with {} remembered recipients: {:?} is the format for that",
+                manifest.format,
+                manifest.recipients.len(),
+                manifest.recipients_format()
             )));
         }
         manifest.keys().map_err(|e| match e {
@@ -457,6 +493,58 @@ impl Manifest {
             .collect()
     }
 
+    /// The recipient remembered for `custodian`, if any.
+    pub fn recipient(&self, custodian: &str) -> Option<&str> {
+        self.recipients.get(custodian).map(String::as_str)
+    }
+
+    /// Remembers exactly `recipients` (custodian name → recipient), replacing those remembered
+    /// before, and sets the format that goes with them. Every name must be a custodian of the
+    /// quorum or of the recovery set; every recipient must look like one (the caller parses it
+    /// with age; see [`MAX_RECIPIENT_LEN`]).
+    pub fn set_recipients(
+        &mut self,
+        recipients: BTreeMap<String, String>,
+    ) -> Result<(), ManifestError> {
+        self.check_recipients(&recipients)?;
+        self.recipients = recipients;
+        self.format = self.recipients_format().to_owned();
+        Ok(())
+    }
+
+    /// The format a manifest with these recipients has.
+    fn recipients_format(&self) -> &'static str {
+        if self.recipients.is_empty() {
+            FORMAT
+        } else {
+            FORMAT_RECIPIENTS
+        }
+    }
+
+    fn check_recipients(&self, recipients: &BTreeMap<String, String>) -> Result<(), ManifestError> {
+        let members: Vec<&str> = std::iter::once(&self.quorum)
+            .chain(self.recovery.as_ref())
+            .flat_map(|set| set.groups.iter())
+            .flat_map(|g| g.members.iter().map(|m| m.name.as_str()))
+            .collect();
+        for (custodian, recipient) in recipients {
+            let problem = if !members.contains(&custodian.as_str()) {
+                Some("not a custodian of this vault")
+            } else if !recipient_shape(recipient) {
+                Some("not an age recipient (age1...) or an ssh-ed25519 / ssh-rsa public key")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(ManifestError::Recipient {
+                    custodian: custodian.clone(),
+                    problem,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks `share` against the commitment of the custodian it claims to be: the share is
     /// intact and belongs to this vault. Returns the custodian.
     pub fn verify_share(&self, share: &Share) -> Option<&Custodian> {
@@ -556,6 +644,21 @@ impl Quorum {
     }
 }
 
+/// Whether `text` has the shape of a recipient a manifest may remember: `age1` and lower-case
+/// bech32 characters, or `ssh-ed25519 ` / `ssh-rsa ` and printable ASCII without control
+/// characters, at most [`MAX_RECIPIENT_LEN`] long. The shape only: age parses the key itself.
+pub fn recipient_shape(text: &str) -> bool {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    if text.is_empty() || text.len() > MAX_RECIPIENT_LEN {
+        return false;
+    }
+    if let Some(data) = text.strip_prefix("age1") {
+        return !data.is_empty() && data.chars().all(|c| BECH32.contains(c));
+    }
+    (text.starts_with("ssh-ed25519 ") || text.starts_with("ssh-rsa "))
+        && text.chars().all(|c| c == ' ' || c.is_ascii_graphic())
+}
+
 /// The fewest shares that meet `group_threshold` groups with these member thresholds: the
 /// smallest thresholds, added up.
 pub fn minimum_shares(group_threshold: u8, thresholds: impl IntoIterator<Item = u8>) -> usize {
@@ -645,5 +748,78 @@ mod tests {
         assert!(fingerprint.matches_display("aaaq eaye audaocajbifqydiob4ibceqt"));
         assert!(!fingerprint.matches_display("AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO-B4IB-CEQA"));
         assert!(!fingerprint.matches_display("AAAQ-EAYE-AUDA-OCAJ-BIFQ-YDIO-B4IB"));
+    }
+
+    const AGE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    #[test]
+    fn recipients_are_remembered_for_custodians_only_in_format_2_and_leave_the_fingerprint_alone() {
+        let mut manifest = crate::trust::certified::tests::manifest();
+        let name = manifest.custodian_names()[0].to_owned();
+        let fingerprint = manifest.fingerprint();
+        manifest
+            .set_recipients(BTreeMap::from([(name.clone(), AGE.to_owned())]))
+            .unwrap();
+        assert_eq!(manifest.format, FORMAT_RECIPIENTS);
+        assert_eq!(manifest.recipient(&name), Some(AGE));
+        assert_eq!(manifest.fingerprint(), fingerprint);
+        let path = Path::new("vault.json");
+        assert_eq!(
+            Manifest::from_bytes(&manifest.to_bytes(), path).unwrap(),
+            manifest
+        );
+
+        // The format says whether there are recipients, both ways.
+        let mut wrong = manifest.clone();
+        wrong.format = FORMAT.into();
+        assert!(Manifest::from_bytes(&wrong.to_bytes(), path).is_err());
+        let mut empty = manifest.clone();
+        empty.recipients.clear();
+        assert!(Manifest::from_bytes(&empty.to_bytes(), path).is_err());
+        manifest.set_recipients(BTreeMap::new()).unwrap();
+        assert_eq!(manifest.format, FORMAT);
+        assert!(
+            !String::from_utf8(manifest.to_bytes())
+                .unwrap()
+                .contains("recipients")
+        );
+
+        // A name that is not a custodian, or a value that is not a recipient, is refused.
+        let refused = |name: &str, recipient: &str| {
+            let mut m = manifest.clone();
+            let error = m
+                .set_recipients(BTreeMap::from([(name.to_owned(), recipient.to_owned())]))
+                .unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+            let mut m = manifest.clone();
+            m.recipients = BTreeMap::from([(name.to_owned(), recipient.to_owned())]);
+            m.format = FORMAT_RECIPIENTS.into();
+            assert!(Manifest::from_bytes(&m.to_bytes(), path).is_err());
+        };
+        refused("nobody", AGE);
+        refused(&name, "AGE-SECRET-KEY-1");
+        refused(&name, "ssh-ed25519 AAAA\u{1b}[2J");
+    }
+
+    #[test]
+    fn a_recipient_has_the_shape_of_an_age_or_ssh_public_key() {
+        assert!(recipient_shape(AGE));
+        assert!(recipient_shape("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI"));
+        assert!(recipient_shape("ssh-rsa AAAAB3NzaC1yc2E="));
+        for bad in [
+            "",
+            "age1",
+            "age1UPPER",
+            "ssh-ed25519",
+            "ssh-dss AAAA",
+            "ssh-rsa AAAA\nssh-rsa BBBB",
+            "ssh-rsa AAAA\u{7f}",
+        ] {
+            assert!(!recipient_shape(bad), "{bad:?}");
+        }
+        assert!(!recipient_shape(&format!(
+            "ssh-rsa {}",
+            "A".repeat(MAX_RECIPIENT_LEN)
+        )));
     }
 }

@@ -65,6 +65,7 @@ fn manifest() -> Manifest {
             public_key: format!("04{}", "55".repeat(64)),
             last_line: 7,
         }],
+        recipients: Default::default(),
         policy: Policy::default(),
     }
 }

@@ -187,6 +187,7 @@ fn sealing_recombining_and_opening_leave_no_secret_in_freed_memory() {
             recovery: None,
             config: &config,
             operator: "olivia".into(),
+            recipients: Default::default(),
         },
     )
     .expect("init");

@@ -53,6 +53,7 @@ fn manifest(shares: &[Share]) -> Manifest {
         },
         recovery: None,
         retired_audit_keys: Vec::new(),
+        recipients: Default::default(),
         policy: Policy::default(),
     }
 }

@@ -12,6 +12,7 @@ use vault_core::vault::{CustodianShare, GroupDef, InitOptions, RecoveryDef, Toke
 
 use crate::card::{set_of, stem};
 use crate::cli::{HandoutArgs, InitArgs, LayoutArgs};
+use crate::custodian_keys::CustodianRecipient;
 use crate::exit::{Failure, fail};
 use crate::prompt::{CliPins, hidden, interactive};
 
@@ -110,12 +111,13 @@ fn ensure_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes every share file and reads it back: the file holds the custodian's share intact.
+/// Returns the files in the order of `shares`.
 pub(super) fn write_share_files(
     m: &Manifest,
     identity: &str,
     shares: &[CustodianShare],
     dir: &Path,
-    recipients: &BTreeMap<String, age::x25519::Recipient>,
+    recipients: &Recipients,
 ) -> Result<Vec<PathBuf>> {
     ensure_dir(dir)?;
     let mut written = Vec::new();
@@ -139,10 +141,7 @@ pub(super) fn write_share_files(
         let path = match recipients.get(&issued.custodian) {
             Some(recipient) => {
                 let path = dir.join(format!("{}.share.age", stem(issued)));
-                write_new_secret_file(
-                    &path,
-                    crate::custodian_keys::encrypt(recipient, text.as_bytes())?.as_bytes(),
-                )?;
+                write_new_secret_file(&path, recipient.encrypt(text.as_bytes())?.as_bytes())?;
                 path
             }
             None => {
@@ -211,20 +210,58 @@ pub(super) fn hand_out_on_terminal(identity: &str, shares: &[CustodianShare]) ->
     Ok(())
 }
 
-/// Checked before anything changes: a terminal or a place for the shares, recipients that
-/// name members, and no share file or card that exists already.
-pub(super) fn check_handout(
-    handout: &HandoutArgs,
-    stems: &[String],
-    members: &[String],
-) -> Result<BTreeMap<String, age::x25519::Recipient>> {
-    if handout.shares_dir.is_none() && handout.share_cards.is_none() && !interactive() {
-        return Err(fail(
-            Failure::Usage,
-            "no --shares-dir or --share-cards, and no terminal to show the shares on",
-        ));
+/// Whose share files are encrypted, and to what: decided before anything changes, from the
+/// recipients the vault remembers, `--recipient` and `--no-recipient`.
+#[derive(Debug, Default)]
+pub(super) struct Recipients {
+    /// Custodian → the recipient their share files are encrypted to.
+    keys: BTreeMap<String, CustodianRecipient>,
+    /// What was decided for each custodian, in order, for the operator to read.
+    notes: Vec<String>,
+}
+
+impl Recipients {
+    /// The recipient `custodian`'s share files are encrypted to.
+    pub(super) fn get(&self, custodian: &str) -> Option<&CustodianRecipient> {
+        self.keys.get(custodian)
     }
-    let mut recipients = BTreeMap::new();
+
+    /// What the manifest remembers next: `current`, with this handout's decision for each of
+    /// `members` (encrypted: remembered; plaintext: forgotten).
+    pub(super) fn remembered(
+        &self,
+        current: &BTreeMap<String, String>,
+        members: &[String],
+    ) -> BTreeMap<String, String> {
+        let mut next = current.clone();
+        for member in members {
+            match self.keys.get(member) {
+                Some(recipient) => next.insert(member.clone(), recipient.text().to_owned()),
+                None => next.remove(member),
+            };
+        }
+        next
+    }
+
+    /// Says, per custodian, what happens to their share file.
+    pub(super) fn tell(&self) {
+        if !self.notes.is_empty() {
+            eprintln!("Share files:");
+        }
+        for note in &self.notes {
+            eprintln!("  {note}");
+        }
+    }
+}
+
+/// Decides each member's recipient: `--recipient` replaces, `--no-recipient` drops, otherwise
+/// the one `remembered` is kept. A remembered recipient needs share files (`--shares-dir`).
+fn decide_recipients(
+    handout: &HandoutArgs,
+    members: &[String],
+    remembered: &BTreeMap<String, String>,
+) -> Result<Recipients> {
+    let mut given = BTreeMap::new();
     for text in &handout.recipients {
         let (name, recipient) = crate::custodian_keys::parse_recipient(text)?;
         if !members.contains(&name) {
@@ -233,8 +270,108 @@ pub(super) fn check_handout(
                 format!("--recipient {name}=...: {name} is not a custodian"),
             ));
         }
-        recipients.insert(name, recipient);
+        if handout.no_recipients.contains(&name) {
+            return Err(fail(
+                Failure::Usage,
+                format!("--recipient {name}=... and --no-recipient {name}: give one of them"),
+            ));
+        }
+        given.insert(name, recipient);
     }
+    for name in &handout.no_recipients {
+        if !members.contains(name) {
+            return Err(fail(
+                Failure::Usage,
+                format!("--no-recipient {name}: {name} is not a custodian"),
+            ));
+        }
+        if !remembered.contains_key(name) {
+            return Err(fail(
+                Failure::Usage,
+                format!("--no-recipient {name}: the vault remembers no recipient for {name}"),
+            ));
+        }
+    }
+    let mut recipients = Recipients::default();
+    let mut seen = std::collections::BTreeSet::new();
+    for name in members.iter().filter(|m| seen.insert(m.as_str())) {
+        let old = remembered.get(name);
+        let note = if let Some(recipient) = given.remove(name) {
+            let note = match old {
+                Some(old) if old == recipient.text() => format!(
+                    "{name}: encrypted to {} (as before)",
+                    recipient.fingerprint()
+                ),
+                Some(_) => format!(
+                    "{name}: encrypted to the new recipient {} (--recipient; it replaces the one remembered)",
+                    recipient.fingerprint()
+                ),
+                None => format!(
+                    "{name}: encrypted to {} (--recipient; remembered for later rekeys)",
+                    recipient.fingerprint()
+                ),
+            };
+            recipients.keys.insert(name.clone(), recipient);
+            note
+        } else if handout.no_recipients.contains(name) {
+            format!("{name}: in plaintext (--no-recipient: the remembered recipient is dropped)")
+        } else if let Some(text) = old {
+            let recipient = CustodianRecipient::parse(text).map_err(|reason| {
+                fail(
+                    Failure::Usage,
+                    format!(
+                        "the recipient the vault remembers for {name} is not usable ({reason}): \
+                         replace it with --recipient {name}=... or drop it with --no-recipient {name}"
+                    ),
+                )
+            })?;
+            let note = format!(
+                "{name}: encrypted to the remembered recipient {}",
+                recipient.fingerprint()
+            );
+            recipients.keys.insert(name.clone(), recipient);
+            note
+        } else {
+            format!(
+                "{name}: in plaintext (no recipient: give --recipient {name}=... to encrypt it)"
+            )
+        };
+        recipients.notes.push(note);
+    }
+    if handout.shares_dir.is_none() {
+        recipients.notes.clear();
+        if !recipients.keys.is_empty() {
+            let names: Vec<&str> = recipients.keys.keys().map(String::as_str).collect();
+            return Err(fail(
+                Failure::Usage,
+                format!(
+                    "the vault remembers a recipient for {}: their shares are handed out only as \
+                     files encrypted to it: give --shares-dir DIR (or --no-recipient NAME to hand \
+                     that share out in plaintext)",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(recipients)
+}
+
+/// Checked before anything changes: a terminal or a place for the shares, recipients that
+/// name members (those `remembered` kept unless `--recipient` or `--no-recipient` says
+/// otherwise), and no share file or card that exists already.
+pub(super) fn check_handout(
+    handout: &HandoutArgs,
+    stems: &[String],
+    members: &[String],
+    remembered: &BTreeMap<String, String>,
+) -> Result<Recipients> {
+    if handout.shares_dir.is_none() && handout.share_cards.is_none() && !interactive() {
+        return Err(fail(
+            Failure::Usage,
+            "no --shares-dir or --share-cards, and no terminal to show the shares on",
+        ));
+    }
+    let recipients = decide_recipients(handout, members, remembered)?;
     for (dir, extension) in [
         (&handout.shares_dir, "share"),
         (&handout.shares_dir, "share.age"),
@@ -258,18 +395,30 @@ pub(super) fn check_handout(
 }
 
 /// Hands the shares out: files (read back), cards, or the terminal. Returns the files written.
+/// The card of a share encrypted to its custodian says where the file is instead of the words.
 pub(super) fn deliver(
     m: &Manifest,
     identity: &str,
     shares: &[CustodianShare],
     handout: &HandoutArgs,
-    recipients: &BTreeMap<String, age::x25519::Recipient>,
+    recipients: &Recipients,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    let mut encrypted = BTreeMap::new();
     if let Some(shares_dir) = &handout.shares_dir {
-        written.extend(write_share_files(
-            m, identity, shares, shares_dir, recipients,
-        )?);
+        let files = write_share_files(m, identity, shares, shares_dir, recipients)?;
+        for (issued, file) in shares.iter().zip(&files) {
+            if let Some(recipient) = recipients.get(&issued.custodian) {
+                encrypted.insert(
+                    stem(issued),
+                    crate::card::EncryptedShare {
+                        file: file.clone(),
+                        recipient: Some(recipient.fingerprint()),
+                    },
+                );
+            }
+        }
+        written.extend(files);
     }
     if let Some(cards_dir) = &handout.share_cards {
         written.extend(crate::card::write(
@@ -278,6 +427,7 @@ pub(super) fn deliver(
             shares,
             cards_dir,
             &crate::card::Issue::now(),
+            &encrypted,
         )?);
     }
     if handout.shares_dir.is_none() && handout.share_cards.is_none() {
@@ -312,7 +462,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
         members.extend(def.members.iter().cloned());
     }
-    let recipients = check_handout(&args.handout, &stems, &members)?;
+    let recipients = check_handout(&args.handout, &stems, &members, &BTreeMap::new())?;
     if recovery.is_some() {
         eprintln!("{}\n", super::recovery::RECOVERY_TRADE_OFF);
     }
@@ -370,6 +520,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         recovery,
         config: &config,
         operator: args.operator.clone(),
+        recipients: recipients.remembered(&BTreeMap::new(), &members),
     };
     let existed = dir.exists();
     let (vault, shares) = Vault::init(&dir, &options)?;

@@ -68,7 +68,7 @@ pub(super) fn execute(
     validate_recovery(&vault.manifest().quorum, def)?;
     let members = &def.members;
     let stems: Vec<String> = members.iter().map(|m| format!("{m}.recovery")).collect();
-    let recipients = check_handout(handout, &stems, members)?;
+    let recipients = check_handout(handout, &stems, members, &vault.manifest().recipients)?;
     eprintln!("{RECOVERY_TRADE_OFF}\n");
     eprintln!(
         "Recovery set: {} of {} ({}).",
@@ -76,6 +76,7 @@ pub(super) fn execute(
         members.len(),
         members.join(", ")
     );
+    recipients.tell();
     confirmed(
         yes,
         "enabling recovery weakens the token's part in opening a credential: confirm with --yes when not on a terminal",
@@ -84,7 +85,8 @@ pub(super) fn execute(
     )?;
     let shares = gather_shares(&vault, sources)?;
     let iteration_exponent = vault.manifest().quorum.iteration_exponent;
-    let plan = vault.recovery_prepare(&shares, def, iteration_exponent, &pinned)?;
+    let mut plan = vault.recovery_prepare(&shares, def, iteration_exponent, &pinned)?;
+    plan.set_recipients(recipients.remembered(&plan.manifest().recipients, members))?;
     let written = deliver(
         plan.manifest(),
         &vault.identity(),

@@ -110,7 +110,12 @@ pub(super) fn execute(
         stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
         recipients_for.extend(def.members.iter().cloned());
     }
-    let recipients = check_handout(handout, &stems, &recipients_for)?;
+    let recipients = check_handout(
+        handout,
+        &stems,
+        &recipients_for,
+        &vault.manifest().recipients,
+    )?;
     // Before any share is read: a token that fails here has seen no share, so there is no
     // attempt to record.
     vault
@@ -138,6 +143,7 @@ pub(super) fn execute(
         }
         None => {}
     }
+    recipients.tell();
     confirmed(
         yes,
         "a rekey replaces every custodian's share: confirm with --yes when not on a terminal",
@@ -145,7 +151,7 @@ pub(super) fn execute(
         "rekey cancelled; nothing changed",
     )?;
     let shares = gather_shares(&vault, sources)?;
-    let plan = vault.rekey_prepare(
+    let mut plan = vault.rekey_prepare(
         &shares,
         RekeyOptions {
             layout: Some((target.group_threshold, groups)),
@@ -157,6 +163,7 @@ pub(super) fn execute(
         },
         &pinned,
     )?;
+    plan.set_recipients(recipients.remembered(&plan.manifest().recipients, &recipients_for))?;
     // The new shares are handed out (written and read back) before anything changes: a crash
     // after this point is finished with --resume, which needs them.
     let written = deliver(

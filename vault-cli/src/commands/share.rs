@@ -366,12 +366,26 @@ pub fn card(vault_arg: Option<&Path>, args: &ShareCardArgs) -> Result<()> {
             ),
         ));
     }
+    // A share kept encrypted to the custodian's key gets a card without its words, as at init.
+    let mut encrypted = std::collections::BTreeMap::new();
+    if let Some(file) = &args.share_file
+        && std::fs::read_to_string(file).is_ok_and(|t| crate::custodian_keys::is_age(&t))
+    {
+        encrypted.insert(
+            crate::card::stem(&issued),
+            crate::card::EncryptedShare {
+                file: file.clone(),
+                recipient: None,
+            },
+        );
+    }
     let written = crate::card::write(
         vault.manifest(),
         &vault.identity(),
         std::slice::from_ref(&issued),
         &args.out,
         &issue,
+        &encrypted,
     )?;
     let mut event =
         Event::new("share_card").detail("set", if recovery { "recovery" } else { "quorum" });

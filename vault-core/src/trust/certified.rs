@@ -399,6 +399,7 @@ pub(crate) mod tests {
             },
             recovery: None,
             retired_audit_keys: Vec::new(),
+            recipients: Default::default(),
             policy: Policy::default(),
         }
     }

@@ -4,6 +4,7 @@
 //! the first security officer, holding both roles), written, and recorded under a checkpoint
 //! signed by the new audit key. A failed init leaves nothing behind.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use secrecy::ExposeSecret;
@@ -52,6 +53,10 @@ pub struct InitOptions<'a> {
     /// The first operator's name (a security officer who is also a cloud administrator until
     /// others are added).
     pub operator: String,
+    /// Custodians' recipients to remember in the manifest (custodian name → `age1...`,
+    /// `ssh-ed25519 ...` or `ssh-rsa ...`): their shares are encrypted to them, now by the
+    /// caller and at every later rekey. Empty: none remembered.
+    pub recipients: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for InitOptions<'_> {
@@ -158,7 +163,7 @@ impl Vault {
         let seal_key = session.generate_key_pair(&vault_id, KeyPurpose::Seal)?;
         let audit_key = session.generate_key_pair(&vault_id, KeyPurpose::Audit)?;
         let description = token.description();
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: manifest::FORMAT.into(),
             vault_id: vault_id.clone(),
             created: now(),
@@ -177,8 +182,10 @@ impl Vault {
             },
             recovery,
             retired_audit_keys: Vec::new(),
+            recipients: BTreeMap::new(),
             policy: options.policy.clone(),
         };
+        manifest.set_recipients(options.recipients.clone())?;
         let quorum_key = QuorumSigningKey::derive(q.expose_secret(), &vault_id)?;
         let operator_key = OperatorKey::generate(options.config, &vault_id)?;
         let recorded = (|| {

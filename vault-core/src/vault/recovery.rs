@@ -32,6 +32,14 @@ impl RecoveryPlan {
     pub fn shares(&self) -> &[CustodianShare] {
         &self.shares
     }
+    /// Remembers exactly `recipients` in the manifest (by default those remembered already),
+    /// see [`Manifest::set_recipients`].
+    pub fn set_recipients(
+        &mut self,
+        recipients: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), crate::Error> {
+        Ok(self.manifest.set_recipients(recipients)?)
+    }
 }
 
 impl std::fmt::Debug for RecoveryPlan {

@@ -61,6 +61,14 @@ impl RekeyPlan {
     pub fn shares(&self) -> &[CustodianShare] {
         &self.shares
     }
+    /// Remembers exactly `recipients` in the manifest the rekey installs (by default the
+    /// continuing custodians keep theirs), see [`Manifest::set_recipients`].
+    pub fn set_recipients(
+        &mut self,
+        recipients: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), crate::Error> {
+        Ok(self.manifest.set_recipients(recipients)?)
+    }
 }
 
 impl std::fmt::Debug for RekeyPlan {
@@ -169,6 +177,20 @@ impl Vault {
         let mut manifest = self.manifest().clone();
         manifest.quorum = quorum;
         manifest.recovery = recovery_set;
+        // Continuing custodians keep their recipients (the caller may change them with
+        // [`RekeyPlan::set_recipients`]); those who leave take theirs along.
+        let continuing = manifest
+            .recipients
+            .iter()
+            .filter(|(name, _)| {
+                std::iter::once(&manifest.quorum)
+                    .chain(manifest.recovery.as_ref())
+                    .flat_map(|set| set.groups.iter())
+                    .any(|g| g.members.iter().any(|m| &m.name == *name))
+            })
+            .map(|(name, recipient)| (name.clone(), recipient.clone()))
+            .collect();
+        manifest.set_recipients(continuing)?;
         let new_key = QuorumSigningKey::derive(new_q.expose_secret(), vault_id)?;
         let identity = identity_fingerprint(vault_id, &manifest.quorum, &new_key.public_key());
         Ok(RekeyPlan {
