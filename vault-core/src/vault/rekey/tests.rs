@@ -83,6 +83,7 @@ impl Lab {
                 recovery: None,
                 config: &config,
                 operator: "olivia".into(),
+                recipients: std::collections::BTreeMap::new(),
             },
         )
         .expect("init");
