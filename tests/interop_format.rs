@@ -760,39 +760,10 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
     }
 }
 
-/// A committed vault (`tests/data/<name>`: `vault/`, `shares/` and the machine that made it,
-/// `config/`) copied into a fresh test directory: a token is written to when it is used, and
-/// the committed copy never changes.
-fn fixture_copy(name: &str) -> Env {
-    let env = Env::new();
-    let fixture = hsm_testing::tools::repo_root()
-        .join("tests/data")
-        .join(name);
-    for part in ["vault", "shares", "config"] {
-        let copied = Command::new("cp")
-            .arg("-r")
-            .arg(fixture.join(part))
-            .arg(env.path(part))
-            .status()
-            .unwrap();
-        assert!(copied.success(), "copying {}", fixture.join(part).display());
-    }
-    // A checkout does not keep modes: the operator key is 0600 again, as breakglass requires.
-    let keys = env.path("config/breakglass/operators");
-    if let Ok(entries) = std::fs::read_dir(&keys) {
-        use std::os::unix::fs::PermissionsExt;
-        for entry in entries {
-            let path = entry.unwrap().path();
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
-    }
-    env
-}
-
 /// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
 /// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
 fn known_answer_vault() -> (Env, serde_json::Value) {
-    let env = fixture_copy("known-answer-vault");
+    let env = Env::from_fixture("known-answer-vault");
     let fixture = hsm_testing::tools::repo_root().join("tests/data/known-answer-vault");
     let expected =
         serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
@@ -934,7 +905,7 @@ fn the_known_answer_vault_opens_in_both_implementations() {
 /// its audit log with the audit key that pin vouches for, and opens its credential.
 #[test]
 fn the_python_reader_reads_the_previous_releases_vault_by_its_format_1_fingerprint() {
-    let env = fixture_copy("format-1-vault");
+    let env = Env::from_fixture("format-1-vault");
     let pins: serde_json::Value = serde_json::from_slice(
         &std::fs::read(env.path("config/breakglass/known_vaults.json")).unwrap(),
     )

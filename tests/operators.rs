@@ -295,20 +295,9 @@ fn the_first_security_officer_can_leave_once_another_one_is_added() {
 }
 
 /// The format-1 fixture (made by the previous release, `tests/data/format-1-vault`) copied into
-/// this test's directory: `vault/`, `shares/` and the machine that made it (`config/`).
+/// this test's directory.
 fn format_1_vault() -> Env {
-    let env = Env::new();
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/format-1-vault");
-    for part in ["vault", "shares", "config"] {
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(fixture.join(part))
-            .arg(env.path(part))
-            .status()
-            .unwrap();
-        assert!(copied.success());
-    }
-    env
+    Env::from_fixture("format-1-vault")
 }
 
 const OLD_FINGERPRINT: &str = "INV4-EJCA-FMXN-MG6M-BIYP-J2MF-DZEQ-QH63";

@@ -18,6 +18,35 @@ pub struct Env {
 }
 
 impl Env {
+    /// A committed vault (`tests/data/<name>`: `vault/`, `shares/` and the machine that made
+    /// it, `config/`) copied into a fresh test directory: a token is written to when it is
+    /// used, and the committed copy never changes.
+    pub fn from_fixture(name: &str) -> Env {
+        let env = Env::new();
+        let fixture = hsm_testing::tools::repo_root()
+            .join("tests/data")
+            .join(name);
+        for part in ["vault", "shares", "config"] {
+            let copied = Command::new("cp")
+                .arg("-r")
+                .arg(fixture.join(part))
+                .arg(env.path(part))
+                .status()
+                .unwrap();
+            assert!(copied.success(), "copying {}", fixture.join(part).display());
+        }
+        // A checkout does not keep modes: operator keys are 0600 again, as breakglass requires.
+        let keys = env.path("config/breakglass/operators");
+        if let Ok(entries) = std::fs::read_dir(&keys) {
+            use std::os::unix::fs::PermissionsExt;
+            for entry in entries {
+                let path = entry.unwrap().path();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+        }
+        env
+    }
+
     pub fn new() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
