@@ -1,8 +1,8 @@
 //! End-to-end: the audit log cannot be rolled back under a machine that verified it. Each
 //! attack an attacker with write access to the vault directory can make on the log (cut it
 //! back to an earlier signed checkpoint, delete its tail, replace a line and re-chain the rest)
-//! is first shown to pass on a machine that remembers nothing (`audit verify` says "intact"),
-//! then refused with exit 5 by every command on the machine that verified the log, saying what
+//! is first shown to pass on a machine that remembers nothing (`audit verify` says "intact";
+//! a replaced line is refused there too, by its operator's signature), then refused with exit 5 by every command on the machine that verified the log, saying what
 //! it remembered and what it found. A torn tail is still repaired: those bytes were never
 //! verified. With a remembered head a command reads only the log after it.
 
@@ -190,9 +190,15 @@ fn a_line_replaced_and_the_rest_re_chained_is_refused() {
     forged[7] = serde_json::to_string(&entry).unwrap();
     assert_eq!(forged[7].len(), lines(&env)[7].len());
     write_lines(&env, &forged);
+    // Line 7 is signed by the operator who sealed: even a machine that remembers nothing
+    // finds the forgery at that line.
     let elsewhere = verify_elsewhere(&env);
-    assert!(elsewhere.status.success(), "{}", stderr(&elsewhere));
-    assert!(String::from_utf8_lossy(&elsewhere.stdout).contains("intact"));
+    assert_eq!(elsewhere.status.code(), Some(5), "{}", stderr(&elsewhere));
+    assert!(
+        stderr(&elsewhere).contains("line 7") && stderr(&elsewhere).contains("signature"),
+        "{}",
+        stderr(&elsewhere)
+    );
     assert_refused_everywhere(
         &env,
         &format!("its line at that place hashes to {}", sha256(&forged[7])),
@@ -235,11 +241,11 @@ fn with_a_remembered_head_opening_reads_only_the_log_after_it_and_audit_verify_r
     let output = env.seal_payload("new", b"x", false);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(anchor(&env, "config").0, 9);
-    // ...while `audit verify` walks the whole chain and finds the break at line 3.
+    // ...while `audit verify` walks the whole chain and finds line 2's signature broken.
     let output = env.run(&["audit", "verify"]);
     assert!(!output.status.success());
     let report = String::from_utf8_lossy(&output.stdout).into_owned() + &stderr(&output);
-    assert!(report.contains("line 3"), "{report}");
+    assert!(report.contains("line 2"), "{report}");
 }
 
 /// `args` on a second machine: its own configuration directory `config`, the vault pinned
@@ -264,10 +270,15 @@ fn unseal_args(env: &Env, out: &str) -> Vec<String> {
 fn the_token_holds_the_head_so_another_machine_with_it_catches_a_rollback() {
     let env = vault();
     let fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
-    // Before signing the checkpoint after the unseal, the token took the head then (line 4,
-    // the seal) to hold.
+    // A second opening (lines 9 and 10): before signing its checkpoint, the token took the
+    // head then (line 8, the seal of `web`) to hold.
+    let (output, _) = env.unseal_with("db-root", &quorum(), &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(lines(&env).len(), 10);
+    // Cut back to line 6 (db-root's seal and first opening kept, so its envelope is still
+    // the one recorded).
     let mut cut = lines(&env);
-    cut.truncate(3);
+    cut.truncate(6);
     write_lines(&env, &cut);
     // A second machine, which has verified nothing: the chain alone is intact...
     let verify = on_machine(&env, "machine-b", &fingerprint, &["audit", "verify"]);
@@ -279,17 +290,17 @@ fn the_token_holds_the_head_so_another_machine_with_it_catches_a_rollback() {
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     let text = stderr(&output);
     assert!(
-        text.contains("cut back or rewritten") && text.contains("token breakglass-dev saw line 4"),
+        text.contains("cut back or rewritten") && text.contains("token breakglass-dev saw line 8"),
         "{text}"
     );
     assert!(!env.path("out-b").exists(), "nothing released");
     assert_eq!(
-        lines(&env)[..3],
+        lines(&env)[..6],
         cut[..],
         "the history it found is untouched"
     );
 
-    assert_eq!(lines(&env).len(), 4, "the failed attempt is recorded");
+    assert_eq!(lines(&env).len(), 7, "the failed attempt is recorded");
 }
 
 /// `args` through the fault-injection module in front of `hsm`'s SoftHSM, failing as `shim`

@@ -382,7 +382,7 @@ proptest! {
         for (i, (entry, (event, actor, time))) in entries.iter().zip(&events).enumerate() {
             prop_assert_eq!(entry.seq, i as u64 + 1);
             prop_assert_eq!(&entry.event, &event.event);
-            prop_assert_eq!(&entry.actor, actor);
+            prop_assert_eq!(&entry.actor, &vault_core::audit::LineActor::Legacy(actor.clone()));
             prop_assert_eq!(&entry.time, time);
             prop_assert_eq!(&entry.credential, &event.credential);
             prop_assert_eq!(&entry.ceremony, &event.ceremony);
@@ -615,8 +615,10 @@ fn every_single_byte_change_of_the_audit_log_is_found_or_lies_in_its_unsigned_ta
         let unsigned = |mut e: vault_core::audit::Entry| {
             e.time.clear();
             e.event.clear();
-            e.actor.user.clear();
-            e.actor.host.clear();
+            e.actor = vault_core::audit::LineActor::Legacy(vault_core::audit::Actor {
+                user: String::new(),
+                host: String::new(),
+            });
             if let Some(c) = e.checkpoint.as_mut() {
                 c.key_id.clear();
             }

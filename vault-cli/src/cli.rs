@@ -1378,9 +1378,11 @@ pub struct OperatorRemoveArgs {
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// Your name as the vault's first operator: a security officer and cloud administrator
-    /// (your key is made on this machine if it has none for the vault).
+    /// (your key is made on this machine if it has none for the vault). Needed for a format-1
+    /// vault; a certified vault whose audit log is not signed yet is upgraded by this
+    /// machine's operator, a security officer.
     #[arg(long, value_name = "NAME")]
-    pub operator: String,
+    pub operator: Option<String>,
     /// The tokens' PKCS#11 module (default: this machine's configuration; SoftHSM for a
     /// --dev-softhsm vault). Never a path read from the old vault.json.
     #[arg(long, env = "BREAKGLASS_PKCS11_MODULE", value_name = "PATH")]

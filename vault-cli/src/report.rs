@@ -54,7 +54,7 @@ impl Record {
             line: entry.seq,
             time: entry.time.clone(),
             event: entry.event.clone(),
-            actor: format!("{}@{}", entry.actor.user, entry.actor.host),
+            actor: entry.actor.to_string(),
             credential: entry.credential.clone(),
             ceremony,
             custodians: entry.custodians.clone(),

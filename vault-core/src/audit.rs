@@ -24,6 +24,9 @@ use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::trust::AuthenticatedManifest;
+use crate::trust::audit_line::{EntryActor, EntryBody, verify_line};
+
 /// The hash of nothing: `prev` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -191,10 +194,36 @@ pub struct Checkpoint {
     pub signature: String,
 }
 
-/// One line of the log.
+/// Who wrote a line: the user and host of a format-1 line, or the actor of a format-2 line
+/// (an operator, who signed it; a custodian; a quorum holder without an operator key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LineActor {
+    /// Format 1: the operating-system user and host (a claim, nothing more).
+    Legacy(Actor),
+    /// Format 2.
+    Signed(EntryActor),
+}
+
+impl std::fmt::Display for LineActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineActor::Legacy(a) => write!(f, "{}@{}", a.user, a.host),
+            LineActor::Signed(EntryActor::Operator(name)) => write!(f, "operator {name}"),
+            LineActor::Signed(EntryActor::Custodian(name)) => write!(f, "custodian {name}"),
+            LineActor::Signed(EntryActor::Quorum(name)) => write!(f, "{name} (no operator key)"),
+        }
+    }
+}
+
+/// One line of the log, as read for showing it: format 1, or format 2 (see
+/// `trust::audit_line`), which [`AuditLog::verify`] checks strictly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
+    /// The line format: absent in format 1, 2 for signed lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<u8>,
     /// Sequence number, from 1.
     pub seq: u64,
     /// When (RFC 3339 UTC).
@@ -202,7 +231,7 @@ pub struct Entry {
     /// What happened: `init`, `seal`, `unseal`, `share_verify`, `checkpoint`, ...
     pub event: String,
     /// Who.
-    pub actor: Actor,
+    pub actor: LineActor,
     /// The credential concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
@@ -220,6 +249,72 @@ pub struct Entry {
     pub checkpoint: Option<Checkpoint>,
     /// Hex SHA-256 of the previous line's bytes ([`GENESIS`] for the first).
     pub prev: String,
+    /// The operator's signature (format 2, operator lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// What a line records, before a [`LineWriter`] gives it its format, actor and signature.
+#[derive(Debug, Clone)]
+pub struct LineRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// The event.
+    pub event: Event,
+    /// The checkpoint, on checkpoint lines.
+    pub checkpoint: Option<Checkpoint>,
+    /// The hash of the line before.
+    pub prev: String,
+}
+
+impl LineRecord {
+    /// The format-2 body of this record written by `actor`.
+    pub fn body(&self, actor: EntryActor) -> EntryBody {
+        EntryBody {
+            v: crate::trust::audit_line::LINE_FORMAT,
+            seq: self.seq,
+            time: self.time.clone(),
+            event: self.event.event.clone(),
+            actor,
+            credential: self.event.credential.clone(),
+            ceremony: self.event.ceremony.clone(),
+            custodians: self.event.custodians.clone(),
+            details: self.event.details.clone(),
+            checkpoint: self.checkpoint.clone(),
+            prev: self.prev.clone(),
+        }
+    }
+}
+
+/// Makes a line's bytes (without the newline) from what it records: format 2 (an operator's
+/// signed line, a custodian's or a quorum holder's, see `trust::audit_line`), or format 1 for
+/// an [`Actor`] (how logs were written before line signatures; unit tests).
+pub trait LineWriter {
+    /// The line.
+    fn line(&self, record: &LineRecord) -> Result<Vec<u8>, crate::Error>;
+}
+
+impl LineWriter for Actor {
+    fn line(&self, record: &LineRecord) -> Result<Vec<u8>, crate::Error> {
+        let entry = Entry {
+            v: None,
+            seq: record.seq,
+            time: record.time.clone(),
+            event: record.event.event.clone(),
+            actor: LineActor::Legacy(self.clone()),
+            credential: record.event.credential.clone(),
+            ceremony: record.event.ceremony.clone(),
+            custodians: record.event.custodians.clone(),
+            details: record.event.details.clone(),
+            checkpoint: record.checkpoint.clone(),
+            prev: record.prev.clone(),
+            signature: None,
+        };
+        // A struct of strings, numbers, maps and lists always serialises.
+        Ok(serde_json::to_vec(&entry).unwrap_or_default())
+    }
 }
 
 /// What an event records, before the log numbers and chains it.
@@ -282,7 +377,7 @@ fn checkpoint_message(vault_id: &str, seq: u64, head: &str) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Prepared {
     after: Head,
-    entries: [Entry; 2],
+    lines: Vec<Vec<u8>>,
 }
 
 /// The audit log of one vault.
@@ -290,6 +385,7 @@ pub struct Prepared {
 pub struct AuditLog {
     path: PathBuf,
     vault_id: String,
+    signers: Option<Box<AuthenticatedManifest>>,
 }
 
 impl AuditLog {
@@ -298,6 +394,18 @@ impl AuditLog {
         AuditLog {
             path: path.to_path_buf(),
             vault_id: vault_id.to_owned(),
+            signers: None,
+        }
+    }
+
+    /// The log at `path` of the vault of `manifest`, whose operators (and retired operators)
+    /// are who may sign its format-2 lines. A log made with [`AuditLog::new`] knows no
+    /// operators: every signed line fails its verification.
+    pub fn of_vault(path: &Path, manifest: &AuthenticatedManifest) -> AuditLog {
+        AuditLog {
+            path: path.to_path_buf(),
+            vault_id: manifest.vault_id().to_owned(),
+            signers: Some(Box::new(manifest.clone())),
         }
     }
 
@@ -383,6 +491,15 @@ impl AuditLog {
         })
     }
 
+    /// Whether the last complete line is a signed (format 2) line: the log has been upgraded
+    /// (or was made by a release that signs its lines).
+    pub fn has_signed_head(&self) -> Result<bool, AuditError> {
+        Ok(self
+            .lines()?
+            .last()
+            .is_some_and(|l| l.starts_with(FORMAT_TWO_START)))
+    }
+
     /// The hash of line `seq` (1-based) as it is now, if the log has that line.
     pub fn hash_of_line(&self, seq: u64) -> Result<Option<String>, AuditError> {
         let lines = self.lines()?;
@@ -408,27 +525,18 @@ impl AuditLog {
             .collect()
     }
 
-    fn write_entry(&self, entry: &Entry) -> Result<Head, AuditError> {
-        self.write_entries(std::slice::from_ref(entry))
-    }
-
-    /// Appends `entries` as lines in one write, then fsync. A write or sync that fails is cut
-    /// back to where the log ended, so a full disk leaves no half line (a crash still can:
-    /// see [`TornTail`]).
-    fn write_entries(&self, entries: &[Entry]) -> Result<Head, AuditError> {
+    /// Appends `lines` (each without its newline; `seq` the first one's number) in one write,
+    /// then fsync. A write or sync that fails is cut back to where the log ended, so a full
+    /// disk leaves no half line (a crash still can: see [`TornTail`]).
+    fn write_lines(&self, first_seq: u64, lines: &[Vec<u8>]) -> Result<Head, AuditError> {
         let mut bytes = Vec::new();
         let mut head = None;
-        for entry in entries {
-            let line = serde_json::to_vec(entry).map_err(|e| AuditError::Damaged {
-                file: self.path.clone(),
-                line: 0,
-                reason: e.to_string(),
-            })?;
+        for (i, line) in lines.iter().enumerate() {
             head = Some(Head {
-                seq: entry.seq,
-                hash: line_hash(&line),
+                seq: first_seq + i as u64,
+                hash: line_hash(line),
             });
-            bytes.extend_from_slice(&line);
+            bytes.extend_from_slice(line);
             bytes.push(b'\n');
         }
         let Some(head) = head else {
@@ -489,21 +597,15 @@ impl AuditLog {
         }))
     }
 
-    /// Appends an event (the caller holds the vault's writers' lock) and returns the new head.
-    pub fn append(&self, event: Event, actor: &Actor, time: &str) -> Result<Head, AuditError> {
-        let head = self.head()?;
-        self.write_entry(&Entry {
-            seq: head.seq + 1,
-            time: time.to_owned(),
-            event: event.event,
-            actor: actor.clone(),
-            credential: event.credential,
-            ceremony: event.ceremony,
-            custodians: event.custodians,
-            details: event.details,
-            checkpoint: None,
-            prev: head.hash,
-        })
+    /// Appends an event written by `writer` (the caller holds the vault's writers' lock) and
+    /// returns the new head.
+    pub fn append(
+        &self,
+        event: Event,
+        writer: &dyn LineWriter,
+        time: &str,
+    ) -> Result<Head, crate::Error> {
+        self.append_all(vec![event], writer, time)
     }
 
     /// An event and a checkpoint signing it, made (and signed) now and appended later with
@@ -513,48 +615,85 @@ impl AuditLog {
         &self,
         event: Event,
         signer: &dyn CheckpointSigner,
-        actor: &Actor,
+        writer: &dyn LineWriter,
+        time: &str,
+    ) -> Result<Prepared, crate::Error> {
+        self.prepare_signed_all(vec![event], signer, writer, time)
+    }
+
+    /// As [`AuditLog::prepare_signed`] for several events, in order, and one checkpoint
+    /// signing the last of them.
+    pub fn prepare_signed_all(
+        &self,
+        events: Vec<Event>,
+        signer: &dyn CheckpointSigner,
+        writer: &dyn LineWriter,
         time: &str,
     ) -> Result<Prepared, crate::Error> {
         let head = self.head()?;
-        let entry = Entry {
-            seq: head.seq + 1,
+        let mut lines = Vec::with_capacity(events.len() + 1);
+        let (mut seq, mut hash) = (head.seq, head.hash.clone());
+        for event in events {
+            let line = writer.line(&LineRecord {
+                seq: seq + 1,
+                time: time.to_owned(),
+                event,
+                checkpoint: None,
+                prev: hash,
+            })?;
+            seq += 1;
+            hash = line_hash(&line);
+            lines.push(line);
+        }
+        lines.push(self.checkpoint_line(seq, &hash, signer, writer, time)?);
+        Ok(Prepared { after: head, lines })
+    }
+
+    /// Appends `events` written by `writer` in one write (the caller holds the writers' lock).
+    pub fn append_all(
+        &self,
+        events: Vec<Event>,
+        writer: &dyn LineWriter,
+        time: &str,
+    ) -> Result<Head, crate::Error> {
+        let head = self.head()?;
+        let mut lines = Vec::with_capacity(events.len());
+        let (mut seq, mut hash) = (head.seq, head.hash.clone());
+        for event in events {
+            let line = writer.line(&LineRecord {
+                seq: seq + 1,
+                time: time.to_owned(),
+                event,
+                checkpoint: None,
+                prev: hash,
+            })?;
+            seq += 1;
+            hash = line_hash(&line);
+            lines.push(line);
+        }
+        Ok(self.write_lines(head.seq + 1, &lines)?)
+    }
+
+    /// The checkpoint line signing line `seq` hashed `hash`, written by `writer`.
+    fn checkpoint_line(
+        &self,
+        seq: u64,
+        hash: &str,
+        signer: &dyn CheckpointSigner,
+        writer: &dyn LineWriter,
+        time: &str,
+    ) -> Result<Vec<u8>, crate::Error> {
+        let signature = signer.sign(&checkpoint_message(&self.vault_id, seq, hash))?;
+        writer.line(&LineRecord {
+            seq: seq + 1,
             time: time.to_owned(),
-            event: event.event,
-            actor: actor.clone(),
-            credential: event.credential,
-            ceremony: event.ceremony,
-            custodians: event.custodians,
-            details: event.details,
-            checkpoint: None,
-            prev: head.hash.clone(),
-        };
-        let line = serde_json::to_vec(&entry).map_err(|e| AuditError::Damaged {
-            file: self.path.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
-        let hash = line_hash(&line);
-        let signature = signer.sign(&checkpoint_message(&self.vault_id, entry.seq, &hash))?;
-        let checkpoint = Entry {
-            seq: entry.seq + 1,
-            time: time.to_owned(),
-            event: "checkpoint".into(),
-            actor: actor.clone(),
-            credential: None,
-            ceremony: None,
-            custodians: Vec::new(),
-            details: BTreeMap::new(),
+            event: Event::new("checkpoint"),
             checkpoint: Some(Checkpoint {
-                head: hash.clone(),
+                head: hash.to_owned(),
                 key_id: signer.key_id(),
                 signature: B64.encode(signature),
             }),
-            prev: hash,
-        };
-        Ok(Prepared {
-            after: head,
-            entries: [entry, checkpoint],
+            prev: hash.to_owned(),
         })
     }
 
@@ -568,34 +707,19 @@ impl AuditLog {
                 reason: "the log changed between preparing and appending a signed entry".into(),
             });
         }
-        self.write_entries(&prepared.entries)
+        self.write_lines(prepared.after.seq + 1, &prepared.lines)
     }
 
     /// Appends a checkpoint signing the current head.
     pub fn append_checkpoint(
         &self,
         signer: &dyn CheckpointSigner,
-        actor: &Actor,
+        writer: &dyn LineWriter,
         time: &str,
     ) -> Result<Head, crate::Error> {
         let head = self.head()?;
-        let signature = signer.sign(&checkpoint_message(&self.vault_id, head.seq, &head.hash))?;
-        Ok(self.write_entry(&Entry {
-            seq: head.seq + 1,
-            time: time.to_owned(),
-            event: "checkpoint".into(),
-            actor: actor.clone(),
-            credential: None,
-            ceremony: None,
-            custodians: Vec::new(),
-            details: BTreeMap::new(),
-            checkpoint: Some(Checkpoint {
-                head: head.hash.clone(),
-                key_id: signer.key_id(),
-                signature: B64.encode(signature),
-            }),
-            prev: head.hash,
-        })?)
+        let line = self.checkpoint_line(head.seq, &head.hash, signer, writer, time)?;
+        Ok(self.write_lines(head.seq + 1, &[line])?)
     }
 
     /// Walks the whole chain and checks every checkpoint with `audit_public_key` (65-byte SEC1).
@@ -614,10 +738,24 @@ impl AuditLog {
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
     ) -> Result<(VerifyReport, ChainPoint), AuditError> {
+        self.verify_recording(from, retired, audit_public_key, None)
+    }
+
+    /// As [`AuditLog::verify_from`], also putting into `envelopes` the envelope each signed
+    /// line after `from` records (credential name → hex SHA-256 of the file; a later record
+    /// of a name replaces an earlier one). Only what precedes the first problem is recorded.
+    pub fn verify_recording(
+        &self,
+        from: Option<&ChainPoint>,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
+        envelopes: Option<&mut BTreeMap<String, String>>,
+    ) -> Result<(VerifyReport, ChainPoint), AuditError> {
         let start = from.cloned().unwrap_or(ChainPoint {
             seq: 0,
             hash: GENESIS.into(),
             offset: 0,
+            signed_lines: false,
         });
         let bytes = self.bytes_from(start.offset)?;
         let read = split(&bytes);
@@ -630,7 +768,7 @@ impl AuditLog {
                 ends.push(start.offset + at);
             }
         }
-        let report = self.walk(&read, &start, retired, audit_public_key);
+        let (report, _) = self.walk(&read, &start, retired, audit_public_key, envelopes);
         // A line that breaks the chain, or a checkpoint that fails, puts the line before it in
         // doubt too (either may have been changed): the verified run ends before both.
         let broken = report
@@ -646,6 +784,7 @@ impl AuditLog {
                 seq: start.seq + good as u64,
                 hash: line_hash(&read.lines[i]),
                 offset: ends[i],
+                signed_lines: start.signed_lines || read.lines[i].starts_with(FORMAT_TWO_START),
             },
             None => start,
         };
@@ -664,14 +803,17 @@ impl AuditLog {
         Ok(self.verify_from(None, retired, audit_public_key)?.0)
     }
 
-    /// Checks `read` (the lines after `start`) chaining on from `start`.
+    /// Checks `read` (the lines after `start`) chaining on from `start`; the envelopes that
+    /// signed lines record go into `envelopes` when given (credential name → hex SHA-256, the
+    /// latest record winning).
     fn walk(
         &self,
         read: &Read,
         start: &ChainPoint,
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
-    ) -> VerifyReport {
+        mut envelopes: Option<&mut BTreeMap<String, String>>,
+    ) -> (VerifyReport, bool) {
         let Read { lines, torn } = read;
         let key_for = |line: u64| -> &[u8] {
             retired
@@ -690,32 +832,84 @@ impl AuditLog {
             ..VerifyReport::default()
         };
         let mut prev = start.hash.clone();
+        let mut signed_lines = start.signed_lines;
         for (i, line) in lines.iter().enumerate() {
             let number = first + i + 1;
             let problem = |reason: String| Problem {
                 line: number,
                 reason,
             };
-            let entry: Entry = match serde_json::from_slice(line) {
-                Ok(entry) => entry,
-                Err(e) => {
-                    report.first_problem = Some(problem(format!("not a valid entry ({e})")));
-                    return report;
+            let checkpoint = if line.starts_with(FORMAT_TWO_START) {
+                let Some(signers) = &self.signers else {
+                    report.first_problem = Some(problem(
+                        "a signed (format 2) line, and no manifest to check it against".into(),
+                    ));
+                    return (report, signed_lines);
+                };
+                let verified = match verify_line(line, number as u64, &prev, signers) {
+                    Ok(verified) => verified,
+                    Err(crate::trust::TrustError::AuditLine { problem: p, .. }) => {
+                        report.first_problem = Some(problem(p.to_string()));
+                        return (report, signed_lines);
+                    }
+                    Err(e) => {
+                        report.first_problem = Some(problem(e.to_string()));
+                        return (report, signed_lines);
+                    }
+                };
+                signed_lines = true;
+                if verified.signed
+                    && let (Some(sink), Some(name), Some(sha)) = (
+                        envelopes.as_deref_mut(),
+                        &verified.body.credential,
+                        verified.body.details.get(ENVELOPE_DETAIL),
+                    )
+                {
+                    sink.insert(name.clone(), sha.clone());
                 }
+                verified.body.checkpoint
+            } else {
+                if signed_lines {
+                    report.first_problem = Some(problem(
+                        "an unsigned (format 1) line after signed lines: every line since the \
+                         log was upgraded is written by breakglass in format 2 (a line appended \
+                         outside breakglass)"
+                            .into(),
+                    ));
+                    return (report, signed_lines);
+                }
+                let entry: Entry = match serde_json::from_slice(line) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        report.first_problem = Some(problem(format!("not a valid entry ({e})")));
+                        return (report, signed_lines);
+                    }
+                };
+                if entry.v.is_some()
+                    || entry.signature.is_some()
+                    || !matches!(entry.actor, LineActor::Legacy(_))
+                {
+                    report.first_problem = Some(problem(
+                        "not a valid entry (a format-1 line with format-2 members)".into(),
+                    ));
+                    return (report, signed_lines);
+                }
+                if entry.seq != number as u64 {
+                    report.first_problem = Some(problem(format!(
+                        "sequence number {} where {number} belongs (a line removed or inserted)",
+                        entry.seq
+                    )));
+                    return (report, signed_lines);
+                }
+                if entry.prev != prev {
+                    report.first_problem = Some(problem("does not chain to the line before (that line or this one was changed, or lines were reordered)".into()));
+                    return (report, signed_lines);
+                }
+                entry.checkpoint
             };
-            if entry.seq != number as u64 {
-                report.first_problem = Some(problem(format!(
-                    "sequence number {} where {number} belongs (a line removed or inserted)",
-                    entry.seq
-                )));
-                return report;
-            }
-            if entry.prev != prev {
-                report.first_problem = Some(problem("does not chain to the line before (that line or this one was changed, or lines were reordered)".into()));
-                return report;
-            }
-            if let Some(checkpoint) = &entry.checkpoint {
-                let message = checkpoint_message(&self.vault_id, entry.seq - 1, &checkpoint.head);
+            if let Some(checkpoint) = &checkpoint {
+                let message =
+                    checkpoint_message(&self.vault_id, number as u64 - 1, &checkpoint.head);
                 let signature = B64.decode(&checkpoint.signature).unwrap_or_default();
                 let verifier = ring::signature::UnparsedPublicKey::new(
                     &ring::signature::ECDSA_P256_SHA256_FIXED,
@@ -723,18 +917,26 @@ impl AuditLog {
                 );
                 if checkpoint.head != prev || verifier.verify(&message, &signature).is_err() {
                     report.bad_signature = Some(number);
-                    return report;
+                    return (report, signed_lines);
                 }
                 report.last_checkpoint = Some(number);
                 report.checkpoints += 1;
             }
             prev = line_hash(line);
         }
+        report.signed_lines = signed_lines;
         report.unsigned_tail = report.entries - report.last_checkpoint.unwrap_or(first);
         report.head = prev;
-        report
+        (report, signed_lines)
     }
 }
+
+/// How a format-2 line starts (format-1 lines start with `{"seq":`).
+pub const FORMAT_TWO_START: &[u8] = b"{\"v\":";
+
+/// The detail of a signed line that records a credential's envelope: its
+/// `Envelope::record_digest`.
+pub const ENVELOPE_DETAIL: &str = "envelope_digest";
 
 /// A line of the chain and where it ends: what verification resumes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -745,6 +947,9 @@ pub struct ChainPoint {
     pub hash: String,
     /// The byte offset just after its newline.
     pub offset: u64,
+    /// Whether signed (format 2) lines have begun at or before it: no unsigned line may
+    /// follow.
+    pub signed_lines: bool,
 }
 
 /// A problem found at a line.
@@ -775,6 +980,9 @@ pub struct VerifyReport {
     pub head: String,
     /// A write cut short at the end of the log (not part of the chain; see [`TornTail`]).
     pub torn_tail: Option<TornTail>,
+    /// Whether the log has signed (format 2) lines (it has been upgraded, or made by a
+    /// release that signs them).
+    pub signed_lines: bool,
 }
 
 impl VerifyReport {
@@ -965,7 +1173,7 @@ mod tests {
             assert!(matches!(log.head(), Err(AuditError::TornTail { .. })));
             assert!(matches!(
                 log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z"),
-                Err(AuditError::TornTail { .. })
+                Err(crate::Error::Audit(AuditError::TornTail { .. }))
             ));
             assert_eq!(
                 std::fs::read(&log.path).unwrap(),
@@ -1071,6 +1279,7 @@ mod tests {
             seq: 3,
             hash: line_hash(lines[2]),
             offset: third,
+            signed_lines: false,
         };
         let mut changed = bytes.clone();
         changed[20] ^= 1;

@@ -40,6 +40,8 @@ pub const FORMAT: &str = "breakglass-envelope/2";
 /// The first format (no `hsm_mac`; the payload AAD covered every stanza): still read and
 /// opened, re-sealed as [`FORMAT`] by `rekey`; a token cannot be added to it.
 pub const FORMAT_V1: &str = "breakglass-envelope/1";
+/// The domain tag of [`Envelope::record_digest`].
+pub const RECORD_DOMAIN: &[u8] = b"breakglass-envelope-record/1";
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
@@ -425,6 +427,32 @@ impl Envelope {
         canonical_b64(&envelope.payload.ciphertext)
             .ok_or_else(|| fail("the payload is not canonical base64".into()))?;
         Ok(envelope)
+    }
+
+    /// The digest the audit log records for this envelope (hex):
+    /// `SHA-256(Canonical["breakglass-envelope-record/1", H0, quorum recipient, quorum enc,
+    /// quorum ciphertext, payload nonce, payload ciphertext])`, the members as their text in the
+    /// file. It covers what the envelope opens to and everything only a seal (or a rekey)
+    /// makes; not the token stanzas and their MAC, which enrolling or removing a token changes
+    /// with the token alone (whoever holds `FK_h`), so enrolment needs no new record.
+    pub fn record_digest(&self) -> String {
+        let h0 = header_hash(
+            &self.format,
+            &self.vault_id,
+            &self.name,
+            self.kind,
+            &self.created,
+            &self.metadata,
+        );
+        let mut c = Canonical::default();
+        c.field(RECORD_DOMAIN)
+            .field(&h0)
+            .field(self.quorum_stanza.recipient.as_bytes())
+            .field(self.quorum_stanza.enc.as_bytes())
+            .field(self.quorum_stanza.ciphertext.as_bytes())
+            .field(self.payload.nonce.as_bytes())
+            .field(self.payload.ciphertext.as_bytes());
+        hex::encode(c.sha256())
     }
 
     /// Checks that the envelope belongs to `vault_id` and is the credential `name` (the file

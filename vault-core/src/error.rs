@@ -211,6 +211,7 @@ fn vault_kind(e: &VaultError) -> ErrorKind {
         | VaultError::NoRecovery
         | VaultError::NotPinned { .. }
         | VaultError::NotFormatOne { .. }
+        | VaultError::HistorySignedAlready { .. }
         | VaultError::OperatorChange { .. }
         | VaultError::OperatorKeyTaken { .. } => ErrorKind::Invalid,
         VaultError::FaultPoint(_) => ErrorKind::Interrupted,

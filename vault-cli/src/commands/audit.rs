@@ -142,8 +142,11 @@ pub fn show(vault_arg: Option<&Path>, args: &AuditShowArgs) -> Result<()> {
     }
     for e in entries {
         let mut line = format!(
-            "{:>4} {} {:<16} {}@{}",
-            e.seq, e.time, e.event, e.actor.user, e.actor.host
+            "{:>4} {} {:<16} {}",
+            e.seq,
+            e.time,
+            e.event,
+            vault_core::trust::untrusted_text::render_untrusted(&e.actor.to_string())
         );
         if let Some(c) = &e.credential {
             line.push_str(&format!(" credential={c}"));

@@ -87,6 +87,12 @@ pub fn open_vault(vault: Option<&Path>) -> Result<Vault> {
     dev_softhsm_for(&dir, vault)
 }
 
+/// Opens a certified vault whose audit log is not signed yet (for `upgrade` alone).
+pub fn open_vault_unsigned(dir: &Path) -> Result<Vault> {
+    let vault = Vault::open_unsigned(dir, &machine_config()?)?;
+    dev_softhsm_for(dir, vault)
+}
+
 /// Opens the vault even when a rekey was interrupted (to resume it).
 pub fn open_vault_resuming(vault: Option<&Path>) -> Result<Vault> {
     let dir = vault_dir(vault)?;

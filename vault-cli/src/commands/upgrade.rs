@@ -1,5 +1,6 @@
-//! `breakglass upgrade`: a vault made by the previous release (format 1) upgraded in place to
-//! a quorum-certified manifest, with a quorum and a token.
+//! `breakglass upgrade`: a vault made by an earlier release upgraded in place, with a quorum
+//! and a token: a format-1 vault to a quorum-certified manifest and signed audit lines; a
+//! certified vault whose audit log is not signed yet, to signed lines (its envelopes recorded).
 
 use std::path::Path;
 
@@ -15,6 +16,21 @@ use crate::prompt::{CliPins, gather_quorum_shares};
 pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
     let dir = super::vault_dir(vault_arg)?;
     let config = super::machine_config()?;
+    let certified = std::fs::read(dir.join(vault_core::store::MANIFEST))
+        .ok()
+        .is_some_and(|bytes| {
+            vault_core::trust::CertifiedManifest::from_bytes(&bytes, Path::new("vault.json"))
+                .is_ok()
+        });
+    if certified {
+        return sign_history(&dir, args);
+    }
+    let Some(operator) = &args.operator else {
+        return Err(fail(
+            Failure::Usage,
+            "--operator NAME is needed to upgrade a format-1 vault: your name as its first operator (security officer and cloud administrator)",
+        ));
+    };
     let old = FormatOneVault::read(&dir, &config)?;
     let dev = old.manifest().hsms.iter().any(|h| h.softhsm_conf.is_some());
     if dev {
@@ -70,10 +86,10 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
     };
     // Checked before any share is asked for (and again by the library).
     old.check_fingerprint(&pinned)?;
-    vault_core::trust::operator::validate_operator_name(&args.operator)?;
+    vault_core::trust::operator::validate_operator_name(operator)?;
     let shares = gather_quorum_shares(old.manifest(), None, &args.shares)?;
     let (vault, upgraded) = crate::progress::run("upgrade", || {
-        old.upgrade(&config, &shares, &CliPins, &pinned, &args.operator, &module)
+        old.upgrade(&config, &shares, &CliPins, &pinned, operator, &module)
     })?;
     super::pin_fingerprint(&vault.manifest().vault_id, &upgraded.identity)?;
     println!(
@@ -103,6 +119,52 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
     println!(
         "new fingerprint: {} (was {}): pinned on this machine; reissue the share cards with `breakglass share card`, and on other machines remove the old pin and pin this one",
         upgraded.identity, upgraded.old_fingerprint
+    );
+    Ok(())
+}
+
+/// A certified vault whose audit log has no signed lines yet: this machine's operator (a
+/// security officer), with a quorum and a token, signs its history on (see
+/// `Vault::sign_history`).
+fn sign_history(dir: &Path, args: &UpgradeArgs) -> Result<()> {
+    let vault = super::open_vault_unsigned(dir)?;
+    if vault.history_signed()? {
+        return Err(
+            vault_core::Error::from(vault_core::vault::VaultError::HistorySignedAlready {
+                vault_id: vault.manifest().vault_id.clone(),
+            })
+            .into(),
+        );
+    }
+    if args.operator.is_some() {
+        return Err(fail(
+            Failure::Usage,
+            "--operator is for format-1 vaults: this vault's operators are certified already, and this machine's operator signs the upgrade. Nothing was done",
+        ));
+    }
+    let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
+    // Checked before any share is asked for (and again by the library).
+    vault.acting_operator(vault_core::trust::Role::SecurityOfficer)?;
+    let shares = gather_quorum_shares(vault.manifest(), None, &args.shares)?;
+    let signed =
+        crate::progress::run("upgrade", || vault.sign_history(&shares, &CliPins, &pinned))?;
+    println!(
+        "vault {} upgraded: its audit log is signed from line {} on, by operator {}",
+        vault.manifest().vault_id,
+        signed.unsigned_lines + 1,
+        signed.operator
+    );
+    println!(
+        "recorded as they are now ({}): {}",
+        signed.envelopes.len(),
+        if signed.envelopes.is_empty() {
+            "no credentials".to_owned()
+        } else {
+            signed.envelopes.join(", ")
+        }
+    );
+    println!(
+        "the quorum vouched for these envelopes: from now on each credential opens only as the envelope its latest signed record names"
     );
     Ok(())
 }

@@ -31,7 +31,7 @@ use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 
 use super::certified::AuthenticatedManifest;
-use super::operator::{OperatorKey, Role, verify_operator};
+use super::operator::{OperatorKey, Role};
 use super::signature::{decode_signature, encode_signature};
 use super::{AuditLineProblem, TrustError};
 use crate::audit::Checkpoint;
@@ -50,7 +50,7 @@ pub const AUTHORITY_DETAILS: &[&str] = &[
     "manifest_sha256",
     "manifest_version",
     "manifest_digest",
-    "envelope_sha256",
+    "envelope_digest",
 ];
 
 /// Who wrote a line.
@@ -61,6 +61,11 @@ pub enum EntryActor {
     Operator(String),
     /// A custodian acting alone: no signature, no authority.
     Custodian(String),
+    /// Whoever ran a command with the quorum and a token on a machine that holds no operator
+    /// key for the vault (`user@host`, their claim): no signature, no authority. Such a line
+    /// records what the token then signs a checkpoint over, or a failed attempt; never a
+    /// change of the vault (see [`quorum_line`]).
+    Quorum(String),
 }
 
 /// The body of a line: everything but the signature.
@@ -96,6 +101,10 @@ pub struct EntryBody {
     pub prev: String,
 }
 
+/// The event that records an envelope as it is, without sealing it: what `rekey` and `hsm
+/// enroll` re-wrap, and every envelope when a vault's log is upgraded to signed lines.
+pub const ENVELOPE_RECORDED: &str = "envelope_recorded";
+
 /// The role an event needs: vault changes and ceremonies need a security officer, seals and
 /// AWS key changes a cloud administrator; any operator may do the rest.
 pub fn required_role(event: &str) -> Option<Role> {
@@ -105,6 +114,7 @@ pub fn required_role(event: &str) -> Option<Role> {
             Some(Role::SecurityOfficer)
         }
         "seal" | "rotate" | "revoke_sessions" => Some(Role::CloudAdministrator),
+        ENVELOPE_RECORDED => Some(Role::SecurityOfficer),
         _ => None,
     }
 }
@@ -176,6 +186,39 @@ fn signed_line(
 pub fn custodian_line(body: &EntryBody) -> Result<Vec<u8>, TrustError> {
     check_custodian_body(body)?;
     Ok(body_bytes(body))
+}
+
+/// The line (without newline) a command run on a machine without an operator key writes:
+/// unsigned, refused if it would record a change of the vault or anything an operator's role
+/// is needed for.
+pub fn quorum_line(body: &EntryBody) -> Result<Vec<u8>, TrustError> {
+    check_quorum_body(body)?;
+    Ok(body_bytes(body))
+}
+
+fn check_quorum_body(body: &EntryBody) -> Result<(), TrustError> {
+    let problem = |problem| TrustError::AuditLine {
+        seq: body.seq,
+        problem,
+    };
+    if !matches!(body.actor, EntryActor::Quorum(_)) {
+        return Err(problem(AuditLineProblem::WrongActor));
+    }
+    if required_role(&body.event).is_some() || CUSTODIAN_EVENTS.contains(&body.event.as_str()) {
+        return Err(problem(AuditLineProblem::CustodianAuthority {
+            event: body.event.clone(),
+        }));
+    }
+    if let Some(key) = body
+        .details
+        .keys()
+        .find(|k| AUTHORITY_DETAILS.contains(&k.as_str()))
+    {
+        return Err(problem(AuditLineProblem::CustodianAuthority {
+            event: format!("{} with {key}", body.event),
+        }));
+    }
+    Ok(())
 }
 
 fn check_custodian_body(body: &EntryBody) -> Result<(), TrustError> {
@@ -279,22 +322,21 @@ pub fn verify_line(
                     })
                 })?;
             let message = entry_message(manifest.vault_id(), seq, prev, name, &body_bytes_found);
-            verify_operator(
-                manifest,
-                name,
-                required_role(&body.event),
-                &message,
-                &signature,
-                "audit line",
-            )
-            .map_err(|e| match e {
-                TrustError::OperatorSignature { .. } => problem(AuditLineProblem::BadSignature {
+            let signers = manifest
+                .signers_at(name, required_role(&body.event), seq)
+                .map_err(|cause| {
+                    problem(AuditLineProblem::NotAuthorised {
+                        cause: Box::new(cause),
+                    })
+                })?;
+            let verifies = signers
+                .iter()
+                .any(|o| o.key().is_ok_and(|key| key.verifies(&message, &signature)));
+            if !verifies {
+                return Err(problem(AuditLineProblem::BadSignature {
                     operator: name.clone(),
-                }),
-                other => problem(AuditLineProblem::NotAuthorised {
-                    cause: Box::new(other),
-                }),
-            })?;
+                }));
+            }
             true
         }
         (EntryActor::Operator(name), None) => {
@@ -302,8 +344,15 @@ pub fn verify_line(
                 operator: name.clone(),
             }));
         }
-        (EntryActor::Custodian(_), Some(_)) => {
+        (EntryActor::Custodian(_) | EntryActor::Quorum(_), Some(_)) => {
             return Err(problem(AuditLineProblem::WrongActor));
+        }
+        (EntryActor::Quorum(_), None) => {
+            check_quorum_body(&body).map_err(|e| match e {
+                TrustError::AuditLine { problem: p, .. } => problem(p),
+                other => other,
+            })?;
+            false
         }
         (EntryActor::Custodian(_), None) => {
             check_custodian_body(&body).map_err(|e| match e {

@@ -58,10 +58,29 @@ pub struct CertifiedManifest {
     pub quorum_signing_key: String,
     /// The operators and their roles.
     pub operators: Vec<Operator>,
+    /// Operators removed from the vault, kept so that the audit lines they signed while they
+    /// were operators still verify: each signs nothing after its `last_line`. Left out when
+    /// empty (so documents made before it existed keep their digest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_operators: Vec<RetiredOperator>,
     /// The vault manifest.
     pub manifest: Manifest,
     /// The quorum signature (base64 Ed25519), see the module documentation.
     pub signature: String,
+}
+
+/// An operator removed from the vault: their key verifies the audit lines up to `last_line`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredOperator {
+    /// Their name.
+    pub name: String,
+    /// The roles they held.
+    pub roles: Vec<Role>,
+    /// Their Ed25519 public key (hex).
+    pub public_key: String,
+    /// The last audit line they may have signed (the line that removed them, or its checkpoint).
+    pub last_line: u64,
 }
 
 /// The manifest version a machine has seen last: the highest version and its digest.
@@ -189,12 +208,25 @@ impl CertifiedManifest {
         operators: Vec<Operator>,
         key: &QuorumSigningKey,
     ) -> Result<AuthenticatedManifest, TrustError> {
+        CertifiedManifest::certify_with_retired(manifest, version, operators, Vec::new(), key)
+    }
+
+    /// As [`CertifiedManifest::certify`], keeping `retired` operators (see
+    /// [`RetiredOperator`]).
+    pub fn certify_with_retired(
+        manifest: Manifest,
+        version: u64,
+        operators: Vec<Operator>,
+        retired_operators: Vec<RetiredOperator>,
+        key: &QuorumSigningKey,
+    ) -> Result<AuthenticatedManifest, TrustError> {
         validate_operators(&manifest.vault_id, &operators)?;
         let mut document = CertifiedManifest {
             format: FORMAT.into(),
             version,
             quorum_signing_key: key.public_key().to_hex(),
             operators,
+            retired_operators,
             manifest,
             signature: String::new(),
         };
@@ -328,6 +360,51 @@ impl AuthenticatedManifest {
             })
     }
 
+    /// The operators removed from the vault.
+    pub fn retired_operators(&self) -> &[RetiredOperator] {
+        &self.document.retired_operators
+    }
+
+    /// The keys that may have signed audit line `seq` as operator `name` holding `role`
+    /// (`None`: any role): the operator of that name now, and any removed operator of that
+    /// name whose `last_line` is at least `seq`. Why none may, when there is none.
+    pub fn signers_at(
+        &self,
+        name: &str,
+        role: Option<Role>,
+        seq: u64,
+    ) -> Result<Vec<Operator>, TrustError> {
+        let current = match role {
+            Some(role) => self.operator_with_role(name, role),
+            None => self.operator(name),
+        };
+        let retired = self
+            .retired_operators()
+            .iter()
+            .filter(|r| r.name == name && r.last_line >= seq)
+            .filter(|r| role.is_none_or(|role| r.roles.contains(&role)))
+            .map(|r| Operator {
+                name: r.name.clone(),
+                roles: r.roles.clone(),
+                public_key: r.public_key.clone(),
+            });
+        let signers: Vec<Operator> = current
+            .as_ref()
+            .ok()
+            .map(|o| (*o).clone())
+            .into_iter()
+            .chain(retired)
+            .collect();
+        match (signers.is_empty(), current) {
+            (true, Err(e)) => Err(e),
+            (true, Ok(_)) => Err(TrustError::UnknownOperator {
+                vault_id: self.vault_id().to_owned(),
+                name: name.to_owned(),
+            }),
+            (false, _) => Ok(signers),
+        }
+    }
+
     /// The operator named `name` with `role`, or why not.
     pub fn operator_with_role(&self, name: &str, role: Role) -> Result<&Operator, TrustError> {
         let operator = self.operator(name)?;
@@ -355,6 +432,18 @@ impl AuthenticatedManifest {
         operators: Vec<Operator>,
         key: &QuorumSigningKey,
     ) -> Result<AuthenticatedManifest, TrustError> {
+        self.certify_next_retiring(manifest, operators, Vec::new(), key)
+    }
+
+    /// As [`AuthenticatedManifest::certify_next`], also retiring `retiring` (operators removed
+    /// by this version, see [`RetiredOperator`]); operators retired before stay retired.
+    pub fn certify_next_retiring(
+        &self,
+        manifest: Manifest,
+        operators: Vec<Operator>,
+        retiring: Vec<RetiredOperator>,
+        key: &QuorumSigningKey,
+    ) -> Result<AuthenticatedManifest, TrustError> {
         if key.public_key().to_hex() != self.document.quorum_signing_key
             || manifest.vault_id != self.vault_id()
         {
@@ -362,7 +451,15 @@ impl AuthenticatedManifest {
                 what: "the quorum key (it is not this vault's: recombine this vault's shares)",
             });
         }
-        CertifiedManifest::certify(manifest, self.version() + 1, operators, key)
+        let mut retired = self.document.retired_operators.clone();
+        retired.extend(retiring);
+        CertifiedManifest::certify_with_retired(
+            manifest,
+            self.version() + 1,
+            operators,
+            retired,
+            key,
+        )
     }
 }
 

@@ -233,7 +233,7 @@ pub enum TrustError {
         /// The vault.
         vault_id: String,
         /// The remembered head.
-        expected: AuditAnchor,
+        expected: Box<AuditAnchor>,
         /// What is there now.
         found: FoundHead,
     },
@@ -250,6 +250,30 @@ pub enum TrustError {
         expected: Box<AuditAnchor>,
         /// What is there now.
         found: Box<FoundHead>,
+    },
+    /// A credential file that is not the envelope the audit log last recorded for its name:
+    /// rolled back to an older version, or sealed elsewhere with the vault's public keys.
+    #[error("{0}")]
+    EnvelopeNotRecorded(Box<NotRecorded>),
+    /// The audit log cannot be trusted to say which envelopes are genuine.
+    #[error(
+        "the audit log of vault {vault_id} does not verify at line {line} ({reason}): no envelope is opened until `breakglass audit verify` is clean"
+    )]
+    AuditLogBroken {
+        /// The vault.
+        vault_id: String,
+        /// The first line at fault.
+        line: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A vault whose audit log has no signed (format 2) lines yet.
+    #[error(
+        "vault {vault_id} was made by an earlier release: its audit log has no operator-signed lines, so nothing in it can be trusted to say which envelopes are genuine; a security officer upgrades it once with `breakglass upgrade` (a quorum and a token)"
+    )]
+    UnsignedHistory {
+        /// The vault.
+        vault_id: String,
     },
     /// The audit head a token holds for the vault cannot be read.
     #[error("token {token}: its audit head object for vault {vault_id} is not valid: {reason}")]
@@ -389,7 +413,9 @@ pub enum AuditLineProblem {
     )]
     WrongActor,
     /// A custodian's line recording what only an operator may.
-    #[error("a custodian's line cannot record {event}")]
+    #[error(
+        "a line no operator signed (a custodian's, or one written without an operator key) cannot record {event}"
+    )]
     CustodianAuthority {
         /// What it tried to record.
         event: String,
@@ -447,4 +473,37 @@ pub enum RequestProblem {
         /// When (rendered).
         expires: String,
     },
+}
+
+/// What [`TrustError::EnvelopeNotRecorded`] found.
+#[derive(Debug)]
+pub struct NotRecorded {
+    /// The file.
+    pub file: PathBuf,
+    /// The credential.
+    pub name: String,
+    /// The digest the log records last for the name, if any.
+    pub expected: Option<String>,
+    /// The file's digest.
+    pub found: String,
+}
+
+impl std::fmt::Display for NotRecorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = &self.name;
+        write!(
+            f,
+            "{}: credential {name} is not the envelope the audit log records for it (",
+            self.file.display()
+        )?;
+        match &self.expected {
+            Some(expected) => write!(f, "the last signed record of {name} is {expected}")?,
+            None => write!(f, "no signed line records {name}")?,
+        }
+        write!(
+            f,
+            "; this file's digest is {}): it was put back from an older copy or sealed outside this vault's log",
+            self.found
+        )
+    }
 }

@@ -150,6 +150,10 @@ pub struct AuditAnchor {
     pub hash: String,
     /// The byte offset just after its newline: the log's length when it was the last line.
     pub offset: u64,
+    /// Whether signed (format 2) lines had begun by it: an unsigned line after it is refused.
+    /// Not held by tokens (their head is only checked, never walked on from).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed_lines: bool,
 }
 
 /// The first line of the audit head a token holds (its data object's value).
@@ -200,6 +204,7 @@ impl AuditAnchor {
                 .map_err(|_| "the sequence number is not a number")?,
             hash: hash.to_owned(),
             offset: offset.parse().map_err(|_| "the offset is not a number")?,
+            signed_lines: false,
         })
     }
 }
@@ -335,7 +340,7 @@ impl MachineAnchor {
         {
             return Err(TrustError::AuditRollback {
                 vault_id: self.vault_id.clone(),
-                expected: current.clone(),
+                expected: Box::new(current.clone()),
                 found: FoundHead {
                     length: head.offset,
                     line_hash: Some(head.hash),
@@ -382,11 +387,12 @@ impl MachineAnchor {
     fn rollback(&self, found: FoundHead) -> TrustError {
         TrustError::AuditRollback {
             vault_id: self.vault_id.clone(),
-            expected: self.audit.clone().unwrap_or(AuditAnchor {
+            expected: Box::new(self.audit.clone().unwrap_or(AuditAnchor {
                 seq: 0,
                 hash: String::new(),
                 offset: 0,
-            }),
+                signed_lines: false,
+            })),
             found,
         }
     }
@@ -466,6 +472,7 @@ impl From<&AuditAnchor> for ChainPoint {
             seq: anchor.seq,
             hash: anchor.hash.clone(),
             offset: anchor.offset,
+            signed_lines: anchor.signed_lines,
         }
     }
 }
@@ -476,6 +483,7 @@ impl From<ChainPoint> for AuditAnchor {
             seq: point.seq,
             hash: point.hash,
             offset: point.offset,
+            signed_lines: point.signed_lines,
         }
     }
 }
@@ -624,6 +632,7 @@ mod tests {
             seq: seq as u64,
             hash: hex::encode(digest(&SHA256, lines[seq - 1]).as_ref()),
             offset: offset as u64,
+            signed_lines: false,
         }
     }
 
@@ -694,6 +703,7 @@ mod tests {
             seq: 12,
             hash: "ab".repeat(32),
             offset: 4096,
+            signed_lines: false,
         };
         let bytes = head.to_token_bytes("0a1b");
         assert_eq!(
@@ -733,6 +743,7 @@ mod tests {
                 seq: 3,
                 hash: "ab".repeat(32),
                 offset: 300,
+                signed_lines: false,
             })
             .unwrap();
         anchor.write(&config).unwrap();

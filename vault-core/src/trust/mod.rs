@@ -37,6 +37,6 @@ pub mod signature;
 pub mod token_pin;
 pub mod untrusted_text;
 
-pub use certified::{AuthenticatedManifest, CertifiedManifest};
-pub use error::{AuditLineProblem, RequestProblem, TrustError};
+pub use certified::{AuthenticatedManifest, CertifiedManifest, RetiredOperator};
+pub use error::{AuditLineProblem, NotRecorded, RequestProblem, TrustError};
 pub use operator::{Operator, OperatorKey, Role};

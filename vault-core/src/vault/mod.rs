@@ -19,6 +19,7 @@ mod anchors;
 mod attempts;
 mod drill;
 mod enroll;
+mod envelopes;
 mod init;
 mod listing;
 mod operators;
@@ -28,6 +29,7 @@ mod rekey;
 mod rewrap;
 mod seal;
 mod shares;
+mod sign_history;
 mod tokens;
 mod unseal;
 mod upgrade;
@@ -58,6 +60,7 @@ pub use rekey::{RecoveryChange, RekeyOptions, RekeyPlan};
 pub use shares::{
     CustodianShare, GroupDef, RECOVERY_GROUP, Recombined, RecoveryDef, validate_recovery,
 };
+pub use sign_history::HistorySigned;
 pub use tokens::{PinProvider, TokenChoice, TokenTarget};
 pub use unseal::Unsealed;
 pub use upgrade::{FormatOneVault, Upgraded};
@@ -124,6 +127,14 @@ pub enum VaultError {
         vault_id: String,
         /// The highest certified version this machine has seen.
         version: u64,
+    },
+    /// `upgrade` on a vault whose audit log is signed already.
+    #[error(
+        "vault {vault_id} is upgraded already: its manifest is certified and its audit lines are signed; there is nothing to upgrade"
+    )]
+    HistorySignedAlready {
+        /// The vault.
+        vault_id: String,
     },
     /// `upgrade` on a vault that is certified already.
     #[error("{} is a certified manifest already: there is nothing to upgrade", file.display())]
@@ -225,6 +236,9 @@ pub struct Vault {
     /// The manifest's keys, parsed once from `trusted`.
     keys: ManifestKeys,
     config: ConfigDir,
+    /// The envelope each credential's latest signed record names, once walked for (see
+    /// `envelopes.rs`); forgotten at every append.
+    recorded: Arc<std::sync::Mutex<Option<Arc<envelopes::Recorded>>>>,
 }
 
 /// `len` bytes from the operating system's generator.
@@ -412,6 +426,20 @@ impl Vault {
         let trusted = authenticate(config, &store, document)?;
         let vault = Vault::with(store, trusted, config.clone())?;
         vault.follow_audit()?;
+        vault.refuse_unsigned_history()?;
+        Ok(vault)
+    }
+
+    /// Opens a vault whose manifest is certified but whose audit log has no signed lines yet
+    /// (made by an earlier release), for `breakglass upgrade` alone: see
+    /// [`Vault::sign_history`].
+    pub fn open_unsigned(dir: &Path, config: &ConfigDir) -> Result<Vault, crate::Error> {
+        let store = Store::open(dir)?;
+        let bytes = store.read(MANIFEST)?;
+        let document = read_certified(config, &store, &bytes)?;
+        let trusted = authenticate(config, &store, document)?;
+        let vault = Vault::with(store, trusted, config.clone())?;
+        vault.follow_audit()?;
         Ok(vault)
     }
 
@@ -426,6 +454,7 @@ impl Vault {
             trusted,
             keys,
             config,
+            recorded: Arc::default(),
         })
     }
 
@@ -505,6 +534,6 @@ impl Vault {
 
     /// The audit log.
     pub fn audit(&self) -> AuditLog {
-        AuditLog::new(&self.store.path(AUDIT_LOG), self.trusted.vault_id())
+        AuditLog::of_vault(&self.store.path(AUDIT_LOG), &self.trusted)
     }
 }

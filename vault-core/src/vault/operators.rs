@@ -11,7 +11,7 @@ use crate::quorum::Collector;
 use crate::trust::operator::validate_operator_name;
 use crate::trust::quorum_key::QuorumSigningKey;
 use crate::trust::signature::SigningPublicKey;
-use crate::trust::{Operator, OperatorKey, Role, TrustError};
+use crate::trust::{Operator, OperatorKey, RetiredOperator, Role, TrustError};
 
 use super::record::manifest_event;
 use super::tokens::{PinProvider, TokenChoice};
@@ -158,9 +158,32 @@ impl Vault {
         let quorum = self.recombine(shares)?;
         let vault_id = self.manifest().vault_id.clone();
         let quorum_key = QuorumSigningKey::derive(quorum.secret.expose_secret(), &vault_id)?;
-        let trusted = self
-            .trusted
-            .certify_next(self.manifest().clone(), operators, &quorum_key)?;
+        let lock = self.write_lock()?;
+        // A removed operator's key keeps verifying the lines they signed: up to the line that
+        // removes them and its checkpoint, never after.
+        let retiring = match change {
+            OperatorChange::Remove { name } => {
+                let head = self.audit().head()?;
+                self.trusted
+                    .operators()
+                    .iter()
+                    .filter(|o| &o.name == name)
+                    .map(|o| RetiredOperator {
+                        name: o.name.clone(),
+                        roles: o.roles.clone(),
+                        public_key: o.public_key.clone(),
+                        last_line: head.seq + 2,
+                    })
+                    .collect()
+            }
+            OperatorChange::Add { .. } => Vec::new(),
+        };
+        let trusted = self.trusted.certify_next_retiring(
+            self.manifest().clone(),
+            operators,
+            retiring,
+            &quorum_key,
+        )?;
         let mut event = manifest_event(change.event(), &trusted)
             .detail("operator", change.name().to_owned())
             .detail("by", acting.name.clone());
@@ -179,7 +202,6 @@ impl Vault {
             force_pin: false,
         };
         let version = trusted.version();
-        let lock = self.write_lock()?;
         // The token logs in (and signs the checkpoint) before anything is written: a token
         // that fails leaves the vault as it was.
         let closing = self.with_token(

@@ -2,9 +2,12 @@
 //! followed by a checkpoint signed by the token's audit key, and the entry that records a new
 //! certified manifest version (its identity, version and certificate digest).
 
-use crate::audit::{Actor, Event, Head, Prepared, Repaired};
+use crate::audit::{Actor, Event, Head, LineRecord, LineWriter, Prepared, Repaired};
 use crate::hsm::TokenSession;
-use crate::trust::AuthenticatedManifest;
+use crate::trust::audit_line::{
+    CUSTODIAN_EVENTS, EntryActor, custodian_line, operator_line, quorum_line,
+};
+use crate::trust::{AuthenticatedManifest, OperatorKey};
 
 use crate::store::WriteLock;
 
@@ -21,16 +24,70 @@ pub(super) fn manifest_event(name: &str, trusted: &AuthenticatedManifest) -> Eve
         .detail("manifest_digest", trusted.digest_hex())
 }
 
+/// Writes the vault's audit lines in format 2: signed by this machine's operator when it holds
+/// an operator's key; otherwise unsigned, as a custodian's line (`share_verify`,
+/// `ceremony_contribute`) or a quorum holder's (`user@host`), which may record no change of the
+/// vault (see `trust::audit_line`).
+pub(crate) struct VaultWriter<'a> {
+    manifest: &'a AuthenticatedManifest,
+    operator: Option<(OperatorKey, String)>,
+}
+
+impl LineWriter for VaultWriter<'_> {
+    fn line(&self, record: &LineRecord) -> Result<Vec<u8>, crate::Error> {
+        Ok(match &self.operator {
+            Some((key, name)) => operator_line(
+                self.manifest,
+                &record.body(EntryActor::Operator(name.clone())),
+                key,
+            )?,
+            None if CUSTODIAN_EVENTS.contains(&record.event.event.as_str()) => {
+                let name = record
+                    .event
+                    .custodians
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| user_at_host(&Actor::current()));
+                custodian_line(&record.body(EntryActor::Custodian(name)))?
+            }
+            None => quorum_line(&record.body(EntryActor::Quorum(user_at_host(&Actor::current()))))?,
+        })
+    }
+}
+
+fn user_at_host(actor: &Actor) -> String {
+    format!("{}@{}", actor.user, actor.host)
+}
+
 /// An audit entry ready to append: signed by a checkpoint made already, or plain (the session
 /// was not on the token holding the audit key).
 pub(super) enum Closing {
     /// The entry and its checkpoint.
     Signed(Box<Prepared>),
-    /// The entry alone.
-    Plain(Event),
+    /// The entries alone.
+    Plain(Vec<Event>),
 }
 
 impl Vault {
+    /// Who writes this machine's audit lines: its operator, found by the key in its
+    /// configuration directory when that key is an operator's of the vault; else nobody's
+    /// (unsigned lines that record no change).
+    pub(crate) fn writer(&self) -> Result<VaultWriter<'_>, crate::Error> {
+        let operator = OperatorKey::load(&self.config, self.trusted.vault_id())?.and_then(|key| {
+            let public = key.public_key().to_hex();
+            self.trusted
+                .operators()
+                .iter()
+                .find(|o| o.public_key == public)
+                .map(|o| o.name.clone())
+                .map(|name| (key, name))
+        });
+        Ok(VaultWriter {
+            manifest: &self.trusted,
+            operator,
+        })
+    }
+
     /// Appends `event` and, when `session` is on the token holding the audit key, a checkpoint
     /// signing it, in one write (the caller holds the writers' lock): signed first, so a token
     /// that fails leaves the log untouched, and written together, so a full disk leaves neither.
@@ -40,7 +97,17 @@ impl Vault {
         session: &TokenSession<'_>,
         token_label: &str,
     ) -> Result<(), crate::Error> {
-        let closing = self.prepare_closing(event, session, token_label)?;
+        self.append_signed_all(vec![event], session, token_label)
+    }
+
+    /// As [`Vault::append_signed`] for several events, in one write.
+    pub(super) fn append_signed_all(
+        &self,
+        events: Vec<Event>,
+        session: &TokenSession<'_>,
+        token_label: &str,
+    ) -> Result<(), crate::Error> {
+        let closing = self.prepare_closing_all(events, session, token_label)?;
         self.append_closing(closing)
     }
 
@@ -52,14 +119,24 @@ impl Vault {
         session: &TokenSession<'_>,
         token_label: &str,
     ) -> Result<Closing, crate::Error> {
+        self.prepare_closing_all(vec![event], session, token_label)
+    }
+
+    /// As [`Vault::prepare_closing`] for several events (one checkpoint after the last).
+    pub(super) fn prepare_closing_all(
+        &self,
+        events: Vec<Event>,
+        session: &TokenSession<'_>,
+        token_label: &str,
+    ) -> Result<Closing, crate::Error> {
         if self.manifest().audit.token != token_label {
-            return Ok(Closing::Plain(event));
+            return Ok(Closing::Plain(events));
         }
         self.hold_token_head(session, token_label)?;
-        let prepared = self.audit().prepare_signed(
-            event,
+        let prepared = self.audit().prepare_signed_all(
+            events,
             &session.audit_signer(&self.keys.audit_key_id),
-            &Actor::current(),
+            &self.writer()?,
             &now(),
         )?;
         Ok(Closing::Signed(Box::new(prepared)))
@@ -70,10 +147,11 @@ impl Vault {
         match closing {
             Closing::Signed(prepared) => {
                 self.audit().append_prepared(*prepared)?;
+                self.forget_recorded();
                 let _ = self.follow_audit();
             }
-            Closing::Plain(event) => {
-                self.append(event)?;
+            Closing::Plain(events) => {
+                self.append_all(events)?;
             }
         }
         Ok(())
@@ -135,7 +213,13 @@ impl Vault {
 
     /// Appends an event (the caller holds the writers' lock).
     pub(super) fn append(&self, event: Event) -> Result<Head, crate::Error> {
-        let head = self.audit().append(event, &Actor::current(), &now())?;
+        self.append_all(vec![event])
+    }
+
+    /// Appends events in one write (the caller holds the writers' lock).
+    pub(super) fn append_all(&self, events: Vec<Event>) -> Result<Head, crate::Error> {
+        let head = self.audit().append_all(events, &self.writer()?, &now())?;
+        self.forget_recorded();
         let _ = self.follow_audit();
         Ok(head)
     }

@@ -25,6 +25,7 @@ impl Vault {
             vault_id: self.manifest().vault_id.clone(),
         })?;
         self.check_identity(pinned)?;
+        self.acting_operator(crate::trust::Role::CloudAdministrator)?;
         crate::store::validate_name(name)?;
         let hsm_keys = self.keys.hsm_recipients();
         let quorum_key = self.keys.quorum;
@@ -45,6 +46,7 @@ impl Vault {
             .store
             .stage_credential(&lock, name, &envelope.to_bytes(), replace)?;
         let mut event = Event::new("seal")
+            .detail(crate::audit::ENVELOPE_DETAIL, envelope.record_digest())
             .detail("kind", kind.as_str())
             .detail("replace", replace.to_string());
         event.credential = Some(name.to_owned());
@@ -57,6 +59,7 @@ impl Vault {
         let (path, bytes) = self.store.read_credential(name)?;
         let envelope = Envelope::from_bytes(&bytes, &path)?;
         envelope.check_identity(&self.manifest().vault_id, name, &path)?;
+        self.check_recorded(name, &path, &envelope)?;
         Ok((path, envelope))
     }
 }

@@ -190,7 +190,10 @@ impl FormatOneVault {
                 Some(quorum.secret.expose_secret()),
                 choice,
                 |session, enrollment, _, _| {
-                    vault.prepare_closing(event, session, &enrollment.label)
+                    // Every envelope as it is now is recorded, signed, with the upgrade.
+                    let mut events = vec![event];
+                    events.extend(vault.envelope_records("upgrade")?);
+                    vault.prepare_closing_all(events, session, &enrollment.label)
                 },
             )?;
             vault.install(&lock, trusted)?;

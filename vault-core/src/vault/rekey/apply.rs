@@ -62,6 +62,7 @@ impl Vault {
         plan: RekeyPlan,
         pins: &dyn PinProvider,
     ) -> Result<String, crate::Error> {
+        self.acting_operator(crate::trust::Role::SecurityOfficer)?;
         let lock = self.write_lock()?;
         self.refuse_pending_rekey()?;
         let modules = self.open_modules(None)?;
@@ -86,6 +87,7 @@ impl Vault {
         new: &Collector,
         pins: &dyn PinProvider,
     ) -> Result<String, crate::Error> {
+        self.acting_operator(crate::trust::Role::SecurityOfficer)?;
         let lock = self.write_lock()?;
         if !self.journal_path().exists() {
             return Err(VaultError::NoRekeyPending.into());
@@ -131,10 +133,11 @@ impl Vault {
         // The new manifest, certified by the new quorum as the next version, recorded and
         // signed; then the journal goes, then this machine's anchor follows the new identity.
         let new_key = QuorumSigningKey::derive(secrets.new, &target.vault_id)?;
-        let trusted = CertifiedManifest::certify(
+        let trusted = CertifiedManifest::certify_with_retired(
             target,
             self.trusted.version() + 1,
             self.trusted.operators().to_vec(),
+            self.trusted.retired_operators().to_vec(),
             &new_key,
         )?;
         // First the outgoing quorum's statement that the identity moves to the new one: a
@@ -167,6 +170,9 @@ impl Vault {
             .detail("envelopes_resealed", format!("{resealed} of {total}"))
             .detail("token_pins_changed", changed.join(","));
         event.custodians = journal.custodians.clone();
+        // Every envelope is now the new quorum's: each is recorded anew, in the same write.
+        let mut events = vec![event];
+        events.extend(self.envelope_records("rekey")?);
         // A token fault here stops the rekey with its error and leaves the journal: envelopes
         // and PINs are already the new quorum's and the new manifest is written, so nothing is
         // lost, and `rekey --resume` (which finds every step done) records and signs it. Not
@@ -175,10 +181,10 @@ impl Vault {
         match self.audit_token(modules)? {
             Some(present) => {
                 let (session, _) = present.login(&self.pins(Some(secrets.new), pins), false)?;
-                self.append_signed(event, &session, &present.enrollment.label)?;
+                self.append_signed_all(events, &session, &present.enrollment.label)?;
             }
             None => {
-                self.append(event)?;
+                self.append_all(events)?;
             }
         }
         let journal_path = self.journal_path();
@@ -211,6 +217,17 @@ impl Vault {
             .into_iter()
             .filter(|f| f.envelope.quorum_stanza.recipient != new_public_hex)
             .collect();
+        // Only what the log records is re-sealed (and so vouched for by the new quorum): a
+        // current envelope put back from an older copy or sealed elsewhere stops the rekey.
+        for file in &pending {
+            if self
+                .store
+                .credential_path(&file.envelope.name)
+                .is_ok_and(|current| current == file.path)
+            {
+                self.check_recorded(&file.envelope.name, &file.path, &file.envelope)?;
+            }
+        }
         if pending.is_empty() {
             return Ok((0, total));
         }
