@@ -83,8 +83,9 @@ pub enum Command {
     /// The people who operate the vault: security officers and cloud administrators.
     #[command(subcommand)]
     Operator(OperatorCommand),
-    /// Upgrade in place a vault made by the previous release (format 1), with a quorum and a
-    /// token; no other command uses such a vault.
+    /// Upgrade in place a vault made by an earlier release (format 1, or a certified vault whose
+    /// audit log is not signed yet), with a quorum and a token; no other command uses such a
+    /// vault.
     Upgrade(UpgradeArgs),
     /// The emergency access runbook for this vault, printable (Markdown or HTML).
     Runbook(RunbookArgs),

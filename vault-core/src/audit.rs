@@ -500,6 +500,11 @@ impl AuditLog {
             .is_some_and(|l| l.starts_with(FORMAT_TWO_START)))
     }
 
+    /// Whether the log has no complete line (missing, empty, or only a torn write).
+    pub fn is_empty(&self) -> Result<bool, AuditError> {
+        Ok(self.lines()?.is_empty())
+    }
+
     /// The hash of line `seq` (1-based) as it is now, if the log has that line.
     pub fn hash_of_line(&self, seq: u64) -> Result<Option<String>, AuditError> {
         let lines = self.lines()?;

@@ -150,22 +150,26 @@ fn make_dir(path: &Path) -> Result<(), StoreError> {
 /// Nothing reads such a file; a live writer's (its pid has a `/proc` entry) is left alone, and
 /// nothing is removed where `/proc` cannot say.
 fn remove_if_stale(dir: &Path, file_name: &std::ffi::OsStr) {
+    if is_stale_temp(file_name) {
+        let _ = fs::remove_file(dir.join(file_name));
+    }
+}
+
+/// Whether `file_name` is a temporary file of a writer no longer running (see
+/// [`remove_if_stale`]).
+fn is_stale_temp(file_name: &std::ffi::OsStr) -> bool {
     let Some(pid) = file_name
         .to_str()
         .and_then(|name| name.strip_prefix('.'))
         .and_then(|name| name.rsplit_once(".tmp."))
         .and_then(|(_, pid)| pid.parse::<u32>().ok())
     else {
-        return;
+        return false;
     };
     let proc = Path::new("/proc");
-    if pid == std::process::id()
+    !(pid == std::process::id()
         || !proc.join("self").exists()
-        || proc.join(pid.to_string()).exists()
-    {
-        return;
-    }
-    let _ = fs::remove_file(dir.join(file_name));
+        || proc.join(pid.to_string()).exists())
 }
 
 /// [`remove_if_stale`] over one directory's entries (errors ignored: this only tidies).
@@ -307,7 +311,8 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io(&dir, "listing credentials"))? {
             let entry = entry.map_err(io(&dir, "listing credentials"))?;
             let file = entry.file_name();
-            remove_if_stale(&dir, &file);
+            // A dead writer's envelope is left for the vault to settle (see
+            // [`Store::stale_staged`]): it may be the one the audit log recorded.
             let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
                 continue;
             };
@@ -317,6 +322,50 @@ impl Store {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// The envelopes a writer killed between recording a seal and renaming the new envelope
+    /// into place left in `credentials/` (`.NAME.json.tmp.PID` of a process no longer
+    /// running), with their credential names: the vault renames one in when the audit log
+    /// records it, and removes the others ([`Store::settle_staged`]).
+    pub fn stale_staged(&self) -> Vec<(String, PathBuf)> {
+        let dir = self.root.join(CREDENTIALS);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            if !is_stale_temp(&file) {
+                continue;
+            }
+            let name = file
+                .to_str()
+                .and_then(|f| f.strip_prefix('.'))
+                .and_then(|f| f.rsplit_once(".tmp."))
+                .and_then(|(f, _)| f.strip_suffix(".json"))
+                .filter(|n| validate_name(n).is_ok());
+            if let Some(name) = name {
+                found.push((name.to_owned(), dir.join(&file)));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Renames the stale envelope `staged` in as credential `name` (`keep`), or removes it.
+    pub fn settle_staged(
+        &self,
+        _lock: &WriteLock,
+        name: &str,
+        staged: &Path,
+        keep: bool,
+    ) -> Result<(), StoreError> {
+        if keep {
+            rename_into_place(staged, &self.credential_path(name)?)
+        } else {
+            fs::remove_file(staged).map_err(io(staged, "removing"))
+        }
     }
 
     /// Reads the envelope of credential `name`.
@@ -571,7 +620,8 @@ mod tests {
             .spawn()
             .unwrap();
         let files = [
-            (format!("credentials/.db.json.tmp.{}", dead.id()), false),
+            // A dead writer's envelope is the vault's to settle (it may be the recorded one).
+            (format!("credentials/.db.json.tmp.{}", dead.id()), true),
             (format!("credentials/.db.json.tmp.{}", live.id()), true),
             (format!(".vault.json.tmp.{}", dead.id()), false),
             (format!("ceremonies/.ab.request.tmp.{}", dead.id()), false),
@@ -591,6 +641,19 @@ mod tests {
         for (file, kept) in &files {
             assert_eq!(store.path(file).exists(), *kept, "{file}");
         }
+        let staged = store.stale_staged();
+        assert_eq!(
+            staged,
+            vec![(
+                "db".to_owned(),
+                store.path(&format!("credentials/.db.json.tmp.{}", dead.id()))
+            )]
+        );
+        let lock = store.lock().unwrap();
+        store
+            .settle_staged(&lock, "db", &staged[0].1, false)
+            .unwrap();
+        assert!(store.stale_staged().is_empty());
     }
 
     #[test]

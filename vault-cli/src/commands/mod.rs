@@ -220,20 +220,19 @@ pub fn require_reason(vault: &Vault, reason: Option<&str>) -> Result<()> {
 /// Refuses to open a credential on a broken audit log (exit 5): the opening could not be
 /// recorded on a trustworthy chain. Checked before any share is asked for.
 pub fn require_intact_audit(vault: &Vault) -> Result<()> {
-    let report = vault.keys().verify_audit(&vault.audit())?;
-    let line = report
-        .first_problem
-        .as_ref()
-        .map(|p| p.line)
-        .or(report.bad_signature);
-    match line {
-        None => Ok(()),
-        Some(line) => Err(fail(
+    match vault.check_history() {
+        Ok(()) => Ok(()),
+        Err(vault_core::Error::Trust(vault_core::trust::TrustError::AuditLogBroken {
+            line,
+            reason,
+            ..
+        })) => Err(fail(
             Failure::Integrity,
             format!(
-                "the audit log is broken at line {line}: no credential is opened on a record that cannot be trusted; run breakglass audit verify and restore the log from a copy. Nothing was asked of the custodians"
+                "the audit log is broken at line {line} ({reason}): no credential is opened on a record that cannot be trusted; run breakglass audit verify and restore the log from a copy. Nothing was asked of the custodians"
             ),
         )),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -28,6 +28,13 @@ impl Vault {
         }
     }
 
+    /// Walks the whole log (once per opened vault: what opening a credential then uses):
+    /// every line must verify, chain, checkpoints and operator signatures
+    /// ([`TrustError::AuditLogBroken`] names the first that does not).
+    pub fn check_history(&self) -> Result<(), crate::Error> {
+        self.recorded_envelopes().map(|_| ())
+    }
+
     /// Every credential's latest signed record, walking the whole log once: every line must
     /// verify (chain, checkpoints, operator signatures), or no envelope is trusted.
     pub(super) fn recorded_envelopes(&self) -> Result<Arc<Recorded>, crate::Error> {
@@ -89,13 +96,83 @@ impl Vault {
         }
     }
 
+    /// Settles what a writer killed mid-seal left in `credentials/` (under the writers' lock):
+    /// an envelope the audit log's latest record for its name names (the seal was recorded,
+    /// the rename did not happen) is renamed into place; any other is removed (the record was
+    /// never written). Nothing is settled while the log does not verify: such files stay until
+    /// it does. Best effort: this tidies, it never stops the command that took the lock.
+    pub(super) fn settle_staged(&self, lock: &crate::store::WriteLock) {
+        let staged = self.store.stale_staged();
+        if staged.is_empty() {
+            return;
+        }
+        let Ok(recorded) = self.recorded_envelopes() else {
+            return;
+        };
+        for (name, path) in staged {
+            let digest = |path: &Path| {
+                std::fs::read(path)
+                    .ok()
+                    .and_then(|bytes| Envelope::from_bytes(&bytes, path).ok())
+                    .filter(|e| {
+                        e.check_identity(&self.manifest().vault_id, &name, path)
+                            .is_ok()
+                    })
+                    .map(|e| e.record_digest())
+            };
+            let expected = recorded.get(&name);
+            let current = self
+                .store
+                .credential_path(&name)
+                .ok()
+                .and_then(|p| digest(&p));
+            let keep = expected.is_some()
+                && digest(&path).as_ref() == expected
+                && current.as_ref() != expected;
+            let _ = self.store.settle_staged(lock, &name, &path, keep);
+        }
+    }
+
+    /// The envelope a writer killed mid-seal left for `name` that the latest record names, if
+    /// any (see [`Vault::settle_staged`]): what opening uses until a writer settles it.
+    pub(super) fn recorded_staged(
+        &self,
+        name: &str,
+    ) -> Result<Option<(std::path::PathBuf, Envelope)>, crate::Error> {
+        let recorded = self.recorded_envelopes()?;
+        let Some(expected) = recorded.get(name) else {
+            return Ok(None);
+        };
+        for (staged_name, path) in self.store.stale_staged() {
+            if staged_name != name {
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Ok(envelope) = Envelope::from_bytes(&bytes, &path) else {
+                continue;
+            };
+            if envelope
+                .check_identity(&self.manifest().vault_id, name, &path)
+                .is_ok()
+                && envelope.record_digest() == *expected
+            {
+                return Ok(Some((path, envelope)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Refuses a vault whose audit log has no signed lines yet (made by an earlier release):
     /// it must be upgraded first. Cheap: this machine's anchor says so, or the last line.
     pub(super) fn refuse_unsigned_history(&self) -> Result<(), crate::Error> {
         let anchored = MachineAnchor::read(&self.config, self.trusted.vault_id())?
             .and_then(|a| a.audit)
             .is_some_and(|a| a.signed_lines);
-        if anchored || self.audit().has_signed_head()? {
+        // An empty log has nothing unsigned to distrust (and records no envelope, so nothing
+        // opens from it; a machine that verified lines refuses it as a rollback).
+        if anchored || self.audit().has_signed_head()? || self.audit().is_empty()? {
             return Ok(());
         }
         // The last line is unsigned: a log never upgraded, or one with a line appended (or

@@ -427,6 +427,12 @@ impl Vault {
         let vault = Vault::with(store, trusted, config.clone())?;
         vault.follow_audit()?;
         vault.refuse_unsigned_history()?;
+        // A writer killed between recording a seal and renaming its envelope in: settled now
+        // (under the writers' lock), so that every command sees the recorded envelope in
+        // place. Rare, and best effort: a busy lock leaves it to the next writer.
+        if !vault.store.stale_staged().is_empty() {
+            let _ = vault.write_lock();
+        }
         Ok(vault)
     }
 

@@ -162,6 +162,7 @@ impl Vault {
     pub(super) fn write_lock(&self) -> Result<WriteLock, crate::Error> {
         let lock = self.store.lock()?;
         self.audit().refuse_torn_tail()?;
+        self.settle_staged(&lock);
         Ok(lock)
     }
 

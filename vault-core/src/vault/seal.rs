@@ -55,11 +55,27 @@ impl Vault {
     }
 
     /// Reads and checks the envelope of `name` (parse, canonical form, vault, name).
+    /// Reads and checks the envelope of `name` (parse, canonical form, vault, name) and
+    /// requires it to be the envelope the audit log's latest signed record names. A seal
+    /// recorded whose rename a crash stopped is completed by the next writer; until then its
+    /// envelope is opened where it was left.
     pub fn envelope(&self, name: &str) -> Result<(PathBuf, Envelope), crate::Error> {
-        let (path, bytes) = self.store.read_credential(name)?;
-        let envelope = Envelope::from_bytes(&bytes, &path)?;
-        envelope.check_identity(&self.manifest().vault_id, name, &path)?;
-        self.check_recorded(name, &path, &envelope)?;
-        Ok((path, envelope))
+        let read = self
+            .store
+            .read_credential(name)
+            .map_err(crate::Error::from)
+            .and_then(|(path, bytes)| {
+                let envelope = Envelope::from_bytes(&bytes, &path)?;
+                envelope.check_identity(&self.manifest().vault_id, name, &path)?;
+                self.check_recorded(name, &path, &envelope)?;
+                Ok((path, envelope))
+            });
+        match read {
+            Ok(found) => Ok(found),
+            Err(error) => match self.recorded_staged(name) {
+                Ok(Some(staged)) => Ok(staged),
+                _ => Err(error),
+            },
+        }
     }
 }
