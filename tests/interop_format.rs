@@ -672,6 +672,95 @@ fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
 }
 
+/// An operator the quorum removes is kept in the certified manifest as a retired operator with
+/// the last line they may have signed: the Python reader authenticates `retired_operators` and
+/// reports it, the lines they signed while an operator (a seal from their own machine) still
+/// verify in both implementations, their envelope still opens in both, and a line signed with
+/// their key after that line is refused by both.
+#[test]
+fn a_removed_operators_lines_verify_in_both_up_to_their_last_line() {
+    let (env, _) = vault();
+    let fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    let output = env.run_on("bob-machine", &["operator", "key"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    ok_with_shares(
+        &env,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &["alice", "bob"],
+    );
+    std::fs::write(env.path("api.bin"), b"bob's secret").unwrap();
+    let output = env.run_on(
+        "bob-machine",
+        &[
+            "seal",
+            "api-key",
+            "--kind",
+            "secret",
+            "--from-file",
+            env.path("api.bin").to_str().unwrap(),
+            "--fingerprint",
+            &fingerprint,
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let seal = env.audit_events("seal").pop().unwrap();
+    assert_eq!(seal["actor"]["operator"], "bob", "{seal}");
+    ok_with_shares(&env, &["operator", "remove", "bob"], &["alice", "bob"]);
+
+    let manifest = python_ok(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+    assert_eq!(manifest["version"], 3, "{manifest}");
+    let retired = &manifest["retired_operators"];
+    assert_eq!(retired[0]["name"], "bob", "{manifest}");
+    assert_eq!(
+        retired[0]["roles"],
+        serde_json::json!(["cloud_administrator"]),
+        "{manifest}"
+    );
+    let last_line = retired[0]["last_line"].as_u64().unwrap();
+    assert!(
+        last_line > seal["seq"].as_u64().unwrap(),
+        "bob's seal is before his last line: {manifest}"
+    );
+    let (_, python) = both_accept(&env);
+    assert!(
+        python["envelope_records"]["api-key"].is_string(),
+        "{python}"
+    );
+    let out = env.path("api.python");
+    let output = python_open(&env, "api-key", &["alice.share", "carol.share"], &out);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read(&out).unwrap(), b"bob's secret");
+
+    // Bob's key signs again, after his last line: refused by both at that line.
+    let log = env.vault().join("audit.jsonl");
+    let entries = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+    assert!(
+        entries + 1 > last_line,
+        "{entries} lines, last_line {last_line}"
+    );
+    python_ok(&[
+        "audit-append",
+        &vault_arg(&env),
+        "--event",
+        "unseal",
+        "--config",
+        env.path("bob-machine/breakglass").to_str().unwrap(),
+        "--forge",
+        "retired",
+    ]);
+    let rust = both_refuse(&env, "a retired operator's line");
+    assert_eq!(rust["first_problem"]["line"], entries + 1, "{rust}");
+}
+
 /// A fresh vault after seal, unseal, drill, a custodian's share check and an unseal on a machine
 /// with no operator key: the Python reader verifies its audit log from the document alone
 /// (operator-signed lines, a custodian's and a quorum holder's unsigned lines) and reports what
@@ -933,8 +1022,9 @@ fn a_log_cut_back_is_refused_by_both_against_the_anchor_and_the_token_head() {
 /// forgery is refused by both, at the same line: on the token's side the chain hash of another
 /// line, the checkpoint signing its own number, another vault's id, another key, an older head
 /// (a bad checkpoint); on the operator's side the entry changed after signing, its signature
-/// altered, a signature by a key that is no operator's, no signature, and a checkpoint line
-/// signed by a key that is no operator's (a broken line).
+/// altered, a signature by a key that is no operator's, no signature, a checkpoint line signed
+/// by a key that is no operator's, and another encoding of the entry's body signed as it is
+/// (a broken line).
 #[test]
 fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
     let (env, _) = vault();
@@ -998,6 +1088,7 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
         ("stranger", before + 1, broken),
         ("unsigned", before + 1, broken),
         ("checkpoint-stranger", before + 2, broken),
+        ("noncanonical", before + 1, broken),
     ] {
         std::fs::write(&log, &pristine).unwrap();
         std::fs::write(&anchor, &remembered).unwrap();

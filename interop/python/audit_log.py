@@ -466,8 +466,12 @@ def signed_line(body, vault_id, operator, sign):
     """A format-2 operator line (without newline): the body's bytes with
     `,"signature":"<base64>"` before the final `}`, `sign` being the operator's Ed25519
     signature function over the entry message."""
-    data = body_bytes(body)
-    signature = sign(entry_message(vault_id, body["seq"], body["prev"], operator, data))
+    return signed_bytes(body_bytes(body), body["seq"], body["prev"], vault_id, operator, sign)
+
+
+def signed_bytes(data, seq, prev, vault_id, operator, sign):
+    """`data` (a body's bytes, as they will be on disk) signed as line `seq` after `prev`."""
+    signature = sign(entry_message(vault_id, seq, prev, operator, data))
     return data[:-1] + SIGNATURE_MEMBER + b64e(signature).encode("ascii") + b'"}'
 
 

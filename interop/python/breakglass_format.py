@@ -54,7 +54,9 @@ non-zero exit status):
          token's audit key signs through PKCS#11 (logged in with the PIN derived from the
          shares). --forge makes one thing wrong on purpose, for tests that require a reader to
          refuse it: prev, seq, vault-id, other-key, head (the chain and the token's signature);
-         body, signature, stranger, unsigned (the entry's operator signature), checkpoint-stranger.
+         body, signature, stranger, unsigned (the entry's operator signature), checkpoint-stranger;
+         retired (signed by this machine's key though its operator was removed); noncanonical
+         (another encoding of the entry's body, signed as it is).
 
 The modules beside this file: encoding.py (the document's conventions), vault_manifest.py
 (the manifest and its authentication), audit_log.py (the audit log).
@@ -543,9 +545,13 @@ class OperatorKey:
         if self.public_key != der[51:].hex():
             raise Failure(f"{self.path}: its public key is not its seed's")
 
-    def operator(self, manifest, role=None):
-        """The operator of `manifest` whose key this is (holding `role` when given)."""
-        found = next((o for o in manifest.document["operators"] if o["public_key"] == self.public_key), None)
+    def operator(self, manifest, role=None, retired=False):
+        """The operator of `manifest` whose key this is (holding `role` when given); with
+        `retired`, also a retired operator (whose lines after their last_line no reader
+        accepts: for tests that require that)."""
+        candidates = manifest.document["operators"] + (manifest.document.get("retired_operators") or []
+                                                       if retired else [])
+        found = next((o for o in candidates if o["public_key"] == self.public_key), None)
         if found is None:
             raise Failure(f"{self.path} is the key of no operator of vault {manifest.vault_id}")
         if role is not None and role not in found["roles"]:
@@ -897,7 +903,7 @@ def cmd_audit_verify(args):
 # format-2 line).
 CHECKPOINT_FORGERIES = ("seq", "vault-id", "other-key", "head")
 FORGERIES = ("prev",) + CHECKPOINT_FORGERIES + ("body", "signature", "stranger", "unsigned",
-                                                 "checkpoint-stranger")
+                                                 "checkpoint-stranger", "retired", "noncanonical")
 
 
 def cmd_audit_append(args):
@@ -909,7 +915,7 @@ def cmd_audit_append(args):
     manifest, report = certified_for_writing(args.vault)
     m = manifest.m
     key = OperatorKey(args.config, manifest.vault_id)
-    operator = key.operator(manifest, audit_log.required_role(args.event))
+    operator = key.operator(manifest, audit_log.required_role(args.event), retired=args.forge == "retired")
     stranger = Ed25519PrivateKey.generate()
     seq, head = report["entries"], report["head"]
     time = now()
@@ -918,6 +924,10 @@ def cmd_audit_append(args):
     body = audit_log.new_body(seq + 1, time, args.event, operator, prev, args.credential, details)
     if args.forge == "unsigned":
         entry = audit_log.body_bytes(body)
+    elif args.forge == "noncanonical":
+        # Another encoding of the same body (a space), signed as it is.
+        data = audit_log.body_bytes(body).replace(b'"v":2,', b'"v": 2,', 1)
+        entry = audit_log.signed_bytes(data, seq + 1, prev, manifest.vault_id, operator, key.sign)
     else:
         sign = stranger.sign if args.forge == "stranger" else key.sign
         entry = audit_log.signed_line(body, manifest.vault_id, operator, sign)
