@@ -672,6 +672,54 @@ fn the_python_reader_authenticates_the_manifest_as_breakglass_does() {
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
 }
 
+/// A manifest that remembers a custodian's recipient (format `breakglass-vault/2`): the Python
+/// reader authenticates it as breakglass does and verifies its log; a recipient replaced in
+/// `vault.json` fails the quorum signature in both, and a format string that contradicts the
+/// recipients is refused by both as malformed.
+#[test]
+fn the_python_reader_authenticates_a_manifest_that_remembers_recipients() {
+    const AGE: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let env = Env::new();
+    env.init_vault(
+        &["alice", "bob", "carol"],
+        2,
+        &["--recipient", &format!("carol={AGE}")],
+    );
+    let fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    let file = env.vault().join("vault.json");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let document: serde_json::Value = serde_json::from_str(&original).unwrap();
+    assert_eq!(document["manifest"]["format"], "breakglass-vault/2");
+    assert_eq!(document["manifest"]["recipients"]["carol"], AGE);
+    let report = python_ok(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+    assert_eq!(report["fingerprint"], fingerprint.as_str(), "{report}");
+    both_accept(&env);
+    let other = AGE.replace("age1ql3", "age1ql4");
+    for (what, changed, python_says) in [
+        (
+            "recipient replaced",
+            original.replace(AGE, &other),
+            "quorum signature",
+        ),
+        (
+            "format 1 with a recipient",
+            original.replace("breakglass-vault/2", "breakglass-vault/1"),
+            "is the format for that",
+        ),
+    ] {
+        std::fs::write(&file, &changed).unwrap();
+        let output = python(&["manifest", &vault_arg(&env), "--pin", &fingerprint]);
+        assert_eq!(output.status.code(), Some(1), "{what}: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(python_says),
+            "{what}: {}",
+            stderr(&output)
+        );
+        let output = env.run(&["status"]);
+        assert_eq!(output.status.code(), Some(5), "{what}: {}", stderr(&output));
+    }
+}
+
 /// An operator the quorum removes is kept in the certified manifest as a retired operator with
 /// the last line they may have signed: the Python reader authenticates `retired_operators` and
 /// reports it, the lines they signed while an operator (a seal from their own machine) still
