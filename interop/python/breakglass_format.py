@@ -582,6 +582,33 @@ def certified_for_writing(vault):
     return manifest, report
 
 
+class WritersLock:
+    """breakglass's writers' lock (docs: "Vault directory"): an exclusive `flock` on
+    `vault.lock`, held from reading the log's head to appending after it, so that no writer
+    appends in between. Waits at most 30 seconds, as breakglass does."""
+
+    def __init__(self, vault):
+        self.path = os.path.join(vault, "vault.lock")
+
+    def __enter__(self):
+        import fcntl
+        import time
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise Failure(f"{self.path}: another writer holds the vault's lock")
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
 def append_lines(vault, lines):
     fd = os.open(os.path.join(vault, "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -691,17 +718,18 @@ def cmd_seal(args):
     if os.path.exists(final):
         raise Failure(f"{final} exists: a credential is never overwritten here")
     staged = os.path.join(args.vault, "credentials", f".{args.name}.json.python-staged")
-    write_new(staged, data)
-    try:
-        _, report = certified_for_writing(args.vault)
-        digest = record_digest(env)
-        body = audit_log.new_body(report["entries"] + 1, now(), "seal", operator, report["head"], args.name,
-                                  {audit_log.ENVELOPE_DETAIL: digest, "kind": args.kind, "replace": "false"})
-        line = audit_log.signed_line(body, document.vault_id, operator, key.sign)
-        append_lines(args.vault, [line])
-        os.link(staged, final)
-    finally:
-        os.unlink(staged)
+    with WritersLock(args.vault):
+        write_new(staged, data)
+        try:
+            _, report = certified_for_writing(args.vault)
+            digest = record_digest(env)
+            body = audit_log.new_body(report["entries"] + 1, now(), "seal", operator, report["head"], args.name,
+                                      {audit_log.ENVELOPE_DETAIL: digest, "kind": args.kind, "replace": "false"})
+            line = audit_log.signed_line(body, document.vault_id, operator, key.sign)
+            append_lines(args.vault, [line])
+            os.link(staged, final)
+        finally:
+            os.unlink(staged)
     return {"sealed": args.name, "stanzas": len(hsm_keys), "record_digest": digest, "operator": operator,
             "line": report["entries"] + 1}
 
@@ -911,6 +939,11 @@ def cmd_audit_append(args):
     checkpoint line (signed by the operator too) whose checkpoint the token's audit key signs;
     with --forge, one thing wrong on purpose (for the tests that require a reader to refuse
     it)."""
+    with WritersLock(args.vault):
+        return append_entry(args)
+
+
+def append_entry(args):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     manifest, report = certified_for_writing(args.vault)
     m = manifest.m
