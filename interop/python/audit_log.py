@@ -445,23 +445,6 @@ def intact(report):
     return report["first_problem"] is None and report["bad_signature"] is None
 
 
-def new_entry(seq, time, event, actor, prev, credential=None, details=None, checkpoint=None):
-    entry = {"seq": seq, "time": time, "event": event, "actor": actor, "prev": prev}
-    if credential:
-        entry["credential"] = credential
-    if details:
-        entry["details"] = details
-    if checkpoint:
-        entry["checkpoint"] = checkpoint
-    return entry
-
-
-def checkpoint_entry(seq, time, actor, head, key_id, signature):
-    """Line `seq`, a checkpoint signing line seq - 1 whose hash is `head`."""
-    return new_entry(seq, time, "checkpoint", actor, head,
-                     checkpoint={"head": head, "key_id": key_id, "signature": b64e(signature)})
-
-
 def signed_line(body, vault_id, operator, sign):
     """A format-2 operator line (without newline): the body's bytes with
     `,"signature":"<base64>"` before the final `}`, `sign` being the operator's Ed25519

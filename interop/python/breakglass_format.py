@@ -647,7 +647,16 @@ def check_recorded(vault, manifest, name, path, env, unrecorded=False):
 # Commands.
 
 
+def credential_name(name):
+    """A credential's name (docs: "Vault directory"): `[a-z0-9][a-z0-9._-]{0,63}`."""
+    import re
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
+        raise Failure(f"{name!r} is not a credential name ([a-z0-9][a-z0-9._-]{{0,63}})")
+    return name
+
+
 def cmd_open(args):
+    credential_name(args.name)
     document = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
     if document.format == vault_manifest.CERTIFIED_FORMAT:
         document.authenticate()
@@ -699,6 +708,7 @@ def cmd_seal(args):
     """Seals from the public keys, and records the envelope as breakglass does: a `seal` line
     signed by this machine's operator (a cloud administrator) naming its record digest, appended
     before the file takes its place."""
+    credential_name(args.name)
     document, _ = certified_for_writing(args.vault)
     key = OperatorKey(args.config, document.vault_id)
     operator = key.operator(document, "cloud_administrator")
@@ -715,10 +725,10 @@ def cmd_seal(args):
     data = envelope_bytes(env)
     parse_envelope(data)
     final = os.path.join(args.vault, "credentials", f"{args.name}.json")
-    if os.path.exists(final):
-        raise Failure(f"{final} exists: a credential is never overwritten here")
     staged = os.path.join(args.vault, "credentials", f".{args.name}.json.python-staged")
     with WritersLock(args.vault):
+        if os.path.exists(final):
+            raise Failure(f"{final} exists: a credential is never overwritten here")
         write_new(staged, data)
         try:
             _, report = certified_for_writing(args.vault)
