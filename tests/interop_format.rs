@@ -359,6 +359,96 @@ fn both_implementations_open_only_the_envelope_the_latest_signed_record_names() 
     refused("elsewhere", "sealed elsewhere");
 }
 
+/// A rekey re-seals every envelope under a new quorum and records each in a signed
+/// `envelope_recorded` line: the Python reader follows the old pin to the new identity through
+/// the succession statement, verifies the log to breakglass's report, and opens the re-sealed
+/// envelope with the new shares because the latest record names it; the envelope of before the
+/// rekey, put back, is refused by both, naming the file.
+#[test]
+fn after_a_rekey_both_open_the_envelope_its_latest_record_names() {
+    let (env, payload) = vault();
+    let old_fingerprint = env.status()["fingerprint"].as_str().unwrap().to_owned();
+    let file = env.vault().join("credentials/db-root.json");
+    let before = std::fs::read(&file).unwrap();
+    let mut rekey = vec![
+        "rekey".to_owned(),
+        "--yes".to_owned(),
+        "--shares-dir".to_owned(),
+        env.path("new-shares").display().to_string(),
+    ];
+    rekey.extend(env.share_files(&["alice", "bob"]));
+    env.ok(&support::as_strs(&rekey));
+    let manifest = python_ok(&["manifest", &vault_arg(&env), "--pin", &old_fingerprint]);
+    assert_eq!(manifest["pin"], "succession", "{manifest}");
+    assert_ne!(
+        manifest["fingerprint"],
+        old_fingerprint.as_str(),
+        "{manifest}"
+    );
+    let (_, python_report) = both_accept(&env);
+    let recorded = env.audit_events("envelope_recorded").pop().unwrap();
+    assert_eq!(recorded["details"]["cause"], "rekey", "{recorded}");
+    assert_eq!(
+        python_report["envelope_records"]["db-root"], recorded["details"]["envelope_digest"],
+        "{python_report}"
+    );
+    let out = env.path("rekeyed.python");
+    let mut open = vec!["open".to_owned(), vault_arg(&env), "db-root".to_owned()];
+    for who in ["alice", "carol"] {
+        open.extend([
+            "--share".to_owned(),
+            env.path(&format!("new-shares/{who}.share"))
+                .display()
+                .to_string(),
+        ]);
+    }
+    open.extend([
+        "--module".to_owned(),
+        module(),
+        "--out".to_owned(),
+        out.display().to_string(),
+    ]);
+    let report = python_ok(&support::as_strs(&open));
+    assert_eq!(
+        report["recorded"], recorded["details"]["envelope_digest"],
+        "{report}"
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), payload);
+    std::fs::write(&file, &before).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    let output = python(&support::as_strs(&open));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!(
+            "{}: credential db-root is not the envelope",
+            file.display()
+        )),
+        "{}",
+        stderr(&output)
+    );
+    let mut unseal = vec![
+        "unseal".to_owned(),
+        "db-root".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", env.path("rekeyed.rust").display()),
+    ];
+    for who in ["alice", "carol"] {
+        unseal.extend([
+            "--share-file".to_owned(),
+            env.path(&format!("new-shares/{who}.share"))
+                .display()
+                .to_string(),
+        ]);
+    }
+    let output = env.run(&support::as_strs(&unseal));
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&file.display().to_string()),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// An envelope whose MAC was altered, or only its layout, is refused by both implementations,
 /// each naming the check that failed.
 #[test]
