@@ -1241,6 +1241,51 @@ fn breakglass_accepts_what_the_python_writer_signed_and_refuses_each_forgery() {
     }
 }
 
+/// The Python writer appends under breakglass's writers' lock (`flock` on `vault.lock`): while
+/// another writer holds it, nothing is appended; once released, the entry is, after whatever
+/// that writer appended.
+#[test]
+fn the_python_writer_waits_for_the_writers_lock() {
+    let (env, _) = vault();
+    let log = env.vault().join("audit.jsonl");
+    let before = std::fs::read(&log).unwrap();
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.vault().join("vault.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new(hsm_testing::tools::venv_program("python"))
+        .arg(hsm_testing::tools::repo_root().join("interop/python/breakglass_format.py"))
+        .args([
+            "audit-append",
+            &vault_arg(&env),
+            "--event",
+            "external_review",
+            "--config",
+            &config_arg(&env),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the writer did not wait"
+    );
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        before,
+        "appended under the lock"
+    );
+    lock.unlock().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let (rust, _) = both_accept(&env);
+    assert_eq!(env.audit_events("external_review").len(), 1, "{rust}");
+}
+
 /// The whole-vault known answer (`tests/data/known-answer-vault`, made once by an earlier
 /// build): copied into this test's directory, `vault/`, `shares/` and the machine's pin.
 fn known_answer_vault() -> (Env, serde_json::Value) {
