@@ -960,8 +960,9 @@ fn a_fresh_vaults_audit_log_verifies_in_python_as_in_breakglass() {
 /// Lines appended outside breakglass that need no signature to be written, each chained
 /// correctly onto the log: unsigned format-2 lines claiming what only an operator may record
 /// (a seal, an envelope record, a manifest version, a custodian's checkpoint, a custodian
-/// event in a quorum holder's name), an operator's line without its signature, and a format-1
-/// line after signed lines. Each is refused by both implementations at that line.
+/// event in a quorum holder's name), an operator's line without its signature, a format-1 line
+/// after signed lines, and an operator's signed line relabelled as a custodian's. Each is
+/// refused by both implementations at that line.
 #[test]
 fn unsigned_lines_that_claim_authority_are_refused_by_both_at_their_line() {
     let (env, _) = vault();
@@ -1030,6 +1031,29 @@ fn unsigned_lines_that_claim_authority_are_refused_by_both_at_their_line() {
         let rust = both_refuse(&env, what);
         assert_eq!(rust["first_problem"]["line"], seq, "{what}: {rust}");
     }
+    // An operator's signed share check relabelled as a custodian's: a signature on an unsigned
+    // actor's line is refused by both.
+    std::fs::write(&log, &pristine).unwrap();
+    std::fs::write(&anchor, &remembered).unwrap();
+    python_ok(&[
+        "audit-append",
+        &vault_arg(&env),
+        "--event",
+        "share_verify",
+        "--config",
+        &config_arg(&env),
+    ]);
+    let signed = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(
+        &log,
+        signed.replace(
+            "\"event\":\"share_verify\",\"actor\":{\"operator\":\"security-officer\"}",
+            "\"event\":\"share_verify\",\"actor\":{\"custodian\":\"security-officer\"}",
+        ),
+    )
+    .unwrap();
+    let rust = both_refuse(&env, "a borrowed signature");
+    assert_eq!(rust["first_problem"]["line"], seq, "{rust}");
     // The same custodian line without the authority it claimed is accepted by both.
     std::fs::write(
         &log,
