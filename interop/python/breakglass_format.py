@@ -8,21 +8,25 @@ disagree, one of them (or the document) is wrong, and the interop tests fail.
 Commands (each prints one JSON object on standard output; errors go to standard error with a
 non-zero exit status):
 
-  open   VAULT NAME --share FILE... [--module PATH] [--recovery-share FILE...] --out FILE
+  open   VAULT NAME --share FILE... [--module PATH] [--recovery-share FILE...] --out FILE [--unrecorded]
          Opens credential NAME: the quorum half with the shares, the token half with the
          enrolled SoftHSM/PKCS#11 token (logged in with the PIN the document derives from Q),
          or with the recovery key when recovery shares are given. Writes the plaintext to FILE
-         (created 0600, never overwritten).
-  seal   VAULT NAME --kind KIND --created TIME --in FILE [--meta KEY=VALUE...]
+         (created 0600, never overwritten). First the audit log must verify and its latest
+         signed record of NAME name this file's record digest; --unrecorded opens the file of a
+         vault whose log has no signed line yet (made before them) as it is.
+  seal   VAULT NAME --kind KIND --created TIME --in FILE [--meta KEY=VALUE...] --config DIR
          Seals FILE as credential NAME from the vault's public keys alone (format 2), writing
-         credentials/NAME.json (0600, never over an existing file).
+         credentials/NAME.json (0600, never over an existing file), and records it in a `seal`
+         line signed by this machine's operator key (DIR/operators/<vault id>.key, DIR being
+         breakglass's configuration directory), a cloud administrator.
   derive VAULT --share FILE... [--recovery-share FILE...]
          Recomputes every derivation from the shares: Q, the quorum public key, the token
          PINs, the recovery public key, each share's commitment; reports whether each matches
          the manifest.
   inspect FILE
-         Parses an envelope strictly and prints H0, the stanza infos, the MAC input and the
-         payload AAD (public values only).
+         Parses an envelope strictly and prints H0, the stanza infos, the MAC input, the
+         payload AAD and the record digest (public values only).
   kat    FILE
          Checks a known-answer vector file (test-vectors/envelope-kat.json): recomputes every
          intermediate value, opens the envelope with the fixed keys, and re-seals it with the
@@ -35,16 +39,24 @@ non-zero exit status):
          audit log records. Prints the identity, fingerprints, version and digest (for a
          format-1 manifest, its fingerprint only).
   audit-verify VAULT [--pin FINGERPRINT] [--anchor FILE] [--token-head --share FILE... [--module PATH]]
-         Verifies audit.jsonl with the authenticated manifest's audit key (and retired keys):
-         chain, sequence, checkpoints; first that the log continues the head a machine's anchor
-         remembers, and the head the token holds (read through PKCS#11 with the PIN derived
-         from the shares). Prints the report `breakglass audit verify --json`
-         prints (and the lines not in the writer's canonical form); exit 1 when broken.
-  audit-append VAULT --event NAME [--credential C] [--detail K=V...] [--checkpoint --share FILE...]
-               [--module PATH] [--forge prev|seq|vault-id|other-key|head]
-         Appends an entry and, with --checkpoint, a checkpoint the token's audit key signs
-         through PKCS#11 (logged in with the PIN derived from the shares). --forge makes one
-         thing wrong on purpose, for tests that require a reader to refuse it.
+         Verifies audit.jsonl with the authenticated manifest's audit key (and retired keys)
+         and operators (and retired operators): chain, sequence, checkpoints, the operators'
+         signatures over format-2 lines and what each actor may record; first that the log
+         continues the head a machine's anchor remembers, and the head the token holds (read
+         through PKCS#11 with the PIN derived from the shares). Prints the report `breakglass
+         audit verify --json` prints (and the format-1 lines not in the writer's canonical
+         form, and the envelope each credential's latest signed record names); exit 1 when
+         broken.
+  audit-append VAULT --event NAME --config DIR [--credential C] [--detail K=V...]
+               [--checkpoint --share FILE...] [--module PATH] [--forge WHAT]
+         Appends a format-2 entry signed by this machine's operator key (as for seal) and, with
+         --checkpoint, a checkpoint line, also signed by the operator, whose checkpoint the
+         token's audit key signs through PKCS#11 (logged in with the PIN derived from the
+         shares). --forge makes one thing wrong on purpose, for tests that require a reader to
+         refuse it: prev, seq, vault-id, other-key, head (the chain and the token's signature);
+         body, signature, stranger, unsigned (the entry's operator signature), checkpoint-stranger;
+         retired (signed by this machine's key though its operator was removed); noncanonical
+         (another encoding of the entry's body, signed as it is).
 
 The modules beside this file: encoding.py (the document's conventions), vault_manifest.py
 (the manifest and its authentication), audit_log.py (the audit log).
@@ -97,6 +109,7 @@ PAYLOAD_TAG = b"breakglass-envelope/1 payload"
 MAC_KEY_TAG = b"breakglass-envelope/1 hsm mac key"
 MAC_INPUT_TAG = b"breakglass-envelope/1 hsm stanzas"
 COMMITMENT_TAG = b"breakglass-share-commitment/1"
+RECORD_TAG = b"breakglass-envelope-record/1"
 PIN_V1 = "breakglass token pin/1"
 PIN_V2 = "breakglass token pin/2"
 KINDS = ("aws", "aws-root", "secret")
@@ -196,6 +209,15 @@ def mac_input(h0, stanzas):
 def hsm_mac(fk_h, h0, stanzas):
     key = hmac.new(fk_h, MAC_KEY_TAG, hashlib.sha256).digest()
     return hmac.new(key, mac_input(h0, stanzas), hashlib.sha256).digest()
+
+
+def record_digest(env):
+    """What a signed audit line records of an envelope (docs: "Envelope records"): hex SHA-256
+    of Canonical[tag, H0, the quorum stanza's three members and the payload's two, as text]."""
+    c = Canonical().field(RECORD_TAG).field(header_hash(env))
+    stanza_fields(c, env["quorum_stanza"])
+    c.field(env["payload"]["nonce"]).field(env["payload"]["ciphertext"])
+    return c.sha256().hex()
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,18 +517,157 @@ def write_new(path, data):
         f.write(data)
 
 
+# An operator key file: PKCS#8 v2 DER of an Ed25519 key (RFC 8410), this prefix, the 32-byte
+# seed, the middle, the 32-byte public key (as breakglass writes it, 0600).
+PKCS8_PREFIX = bytes.fromhex("3051020101300506032b657004220420")
+PKCS8_MIDDLE = bytes.fromhex("812100")
+
+
+class OperatorKey:
+    """This machine's operator key for a vault: `<config>/operators/<vault id>.key`."""
+
+    def __init__(self, config, vault_id):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        self.path = os.path.join(config, "operators", f"{vault_id}.key")
+        try:
+            mode = os.stat(self.path).st_mode & 0o777
+        except FileNotFoundError:
+            raise Failure(f"no operator key for vault {vault_id} in {config} ({self.path})")
+        if mode & 0o077:
+            raise Failure(f"{self.path} is readable by others (mode {mode:o}): an operator key must be 0600")
+        with open(self.path, "rb") as f:
+            der = f.read()
+        if len(der) != 83 or der[:16] != PKCS8_PREFIX or der[48:51] != PKCS8_MIDDLE:
+            raise Failure(f"{self.path} is not an Ed25519 PKCS#8 v2 key")
+        self.key = Ed25519PrivateKey.from_private_bytes(der[16:48])
+        self.public_key = self.key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                              serialization.PublicFormat.Raw).hex()
+        if self.public_key != der[51:].hex():
+            raise Failure(f"{self.path}: its public key is not its seed's")
+
+    def operator(self, manifest, role=None, retired=False):
+        """The operator of `manifest` whose key this is (holding `role` when given); with
+        `retired`, also a retired operator (whose lines after their last_line no reader
+        accepts: for tests that require that)."""
+        candidates = manifest.document["operators"] + (manifest.document.get("retired_operators") or []
+                                                       if retired else [])
+        found = next((o for o in candidates if o["public_key"] == self.public_key), None)
+        if found is None:
+            raise Failure(f"{self.path} is the key of no operator of vault {manifest.vault_id}")
+        if role is not None and role not in found["roles"]:
+            raise Failure(f"operator {found['name']} is no {role.replace('_', ' ')}")
+        return found["name"]
+
+    def sign(self, message):
+        return self.key.sign(message)
+
+
+def now():
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def certified_for_writing(vault):
+    """The authenticated certified manifest and the log's report, for appending: the log must
+    verify, have no torn tail, and have signed lines already (a log made before them is
+    upgraded by breakglass, with a quorum and a token)."""
+    manifest = authenticated(vault)
+    if manifest.format != vault_manifest.CERTIFIED_FORMAT:
+        raise Failure("vault.json is a format-1 manifest: it has no operators to sign a line")
+    report, _, _ = verify_log(vault, manifest)
+    if not audit_log.intact(report) or report["torn_tail"]:
+        raise Failure("the audit log is broken or ends with a torn write: nothing is appended to it")
+    if not report["signed_lines"]:
+        raise Failure("the audit log has no signed lines yet: `breakglass upgrade` signs its history first")
+    return manifest, report
+
+
+class WritersLock:
+    """breakglass's writers' lock (docs: "Vault directory"): an exclusive `flock` on
+    `vault.lock`, held from reading the log's head to appending after it, so that no writer
+    appends in between. Waits at most 30 seconds, as breakglass does."""
+
+    def __init__(self, vault):
+        self.path = os.path.join(vault, "vault.lock")
+
+    def __enter__(self):
+        import fcntl
+        import time
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise Failure(f"{self.path}: another writer holds the vault's lock")
+                time.sleep(0.05)
+
+    def __exit__(self, *exc):
+        os.close(self.fd)
+
+
+def append_lines(vault, lines):
+    fd = os.open(os.path.join(vault, "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"".join(line + b"\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def check_recorded(vault, manifest, name, path, env, unrecorded=False):
+    """The envelope read from `path` must be the one the latest signed record of `name` names,
+    in a log that verifies throughout (docs: "Envelope records"). A log with no signed line (a
+    vault made before them) records nothing: refused unless `unrecorded` (then None)."""
+    report, _, records = verify_log(vault, manifest)
+    if not audit_log.intact(report):
+        where = report["first_problem"] or {"line": report["bad_signature"],
+                                             "reason": "its checkpoint signature does not verify"}
+        raise Failure(f"the audit log does not verify at line {where['line']} ({where['reason']}): "
+                      "no envelope is opened until it does")
+    found = record_digest(env)
+    if not report["signed_lines"]:
+        if unrecorded:
+            return None
+        raise Failure(f"the audit log of vault {manifest.vault_id} has no signed lines (made before them): "
+                      f"nothing says which envelope of {name} is genuine; `breakglass upgrade` records "
+                      "them (--unrecorded opens this file as it is)")
+    expected = records.get(name)
+    if expected != found:
+        said = (f"the last signed record of {name} is {expected}" if expected is not None
+                else f"no signed line records {name}")
+        raise Failure(f"{path}: credential {name} is not the envelope the audit log records for it "
+                      f"({said}; this file's digest is {found})")
+    return found
+
+
 # --------------------------------------------------------------------------------------------
 # Commands.
 
 
+def credential_name(name):
+    """A credential's name (docs: "Vault directory"): `[a-z0-9][a-z0-9._-]{0,63}`."""
+    import re
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
+        raise Failure(f"{name!r} is not a credential name ([a-z0-9][a-z0-9._-]{{0,63}})")
+    return name
+
+
 def cmd_open(args):
-    manifest = read_manifest(args.vault)
+    credential_name(args.name)
+    document = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
+    if document.format == vault_manifest.CERTIFIED_FORMAT:
+        document.authenticate()
+    manifest = document.m
     vault_id = manifest["vault_id"]
     path = os.path.join(args.vault, "credentials", f"{args.name}.json")
     with open(path, "rb") as f:
         env = parse_envelope(f.read())
     if env["vault_id"] != vault_id or env["name"] != args.name:
         raise Failure("the envelope belongs to another vault or credential")
+    recorded = check_recorded(args.vault, document, args.name, path, env, args.unrecorded)
     h0 = header_hash(env)
     q, _ = combine(args.share)
     quorum = derive_key_pair(X25519, q)
@@ -539,11 +700,19 @@ def cmd_open(args):
         via = f"token {hsm['label']}"
     plaintext = open_payload(env, h0, fk_h, fk_q)
     write_new(args.out, plaintext)
-    return {"opened": args.name, "format": env["format"], "via": via, "bytes": len(plaintext)}
+    return {"opened": args.name, "format": env["format"], "via": via, "bytes": len(plaintext),
+            "recorded": recorded}
 
 
 def cmd_seal(args):
-    manifest = read_manifest(args.vault)
+    """Seals from the public keys, and records the envelope as breakglass does: a `seal` line
+    signed by this machine's operator (a cloud administrator) naming its record digest, appended
+    before the file takes its place."""
+    credential_name(args.name)
+    document, _ = certified_for_writing(args.vault)
+    key = OperatorKey(args.config, document.vault_id)
+    operator = key.operator(document, "cloud_administrator")
+    manifest = document.m
     hsm_keys = [bytes.fromhex(h["seal_public_key"]) for h in manifest["hsms"]]
     if manifest.get("recovery"):
         hsm_keys.append(bytes.fromhex(manifest["recovery"]["public_key"]))
@@ -555,8 +724,24 @@ def cmd_seal(args):
     env = seal(header, payload, hsm_keys, bytes.fromhex(manifest["quorum"]["public_key"]))
     data = envelope_bytes(env)
     parse_envelope(data)
-    write_new(os.path.join(args.vault, "credentials", f"{args.name}.json"), data)
-    return {"sealed": args.name, "stanzas": len(hsm_keys)}
+    final = os.path.join(args.vault, "credentials", f"{args.name}.json")
+    staged = os.path.join(args.vault, "credentials", f".{args.name}.json.python-staged")
+    with WritersLock(args.vault):
+        if os.path.exists(final):
+            raise Failure(f"{final} exists: a credential is never overwritten here")
+        write_new(staged, data)
+        try:
+            _, report = certified_for_writing(args.vault)
+            digest = record_digest(env)
+            body = audit_log.new_body(report["entries"] + 1, now(), "seal", operator, report["head"], args.name,
+                                      {audit_log.ENVELOPE_DETAIL: digest, "kind": args.kind, "replace": "false"})
+            line = audit_log.signed_line(body, document.vault_id, operator, key.sign)
+            append_lines(args.vault, [line])
+            os.link(staged, final)
+        finally:
+            os.unlink(staged)
+    return {"sealed": args.name, "stanzas": len(hsm_keys), "record_digest": digest, "operator": operator,
+            "line": report["entries"] + 1}
 
 
 def cmd_derive(args):
@@ -597,6 +782,7 @@ def cmd_inspect(args):
         + [stanza_info(h0, "quorum", bytes.fromhex(env["quorum_stanza"]["recipient"])).hex()],
         "mac_input": mac_input(h0, env["hsm_stanzas"]).hex() if env["format"] == FORMAT_V2 else None,
         "payload_aad": payload_aad(env, h0).hex(),
+        "record_digest": record_digest(env),
     }
 
 
@@ -691,8 +877,10 @@ def audit_keys(m):
 
 
 def verify_log(vault, manifest):
+    """The log walked with the manifest's audit keys and, for a certified manifest, its
+    operators: (report, entries, records)."""
     key, retired = audit_keys(manifest.m)
-    return audit_log.verify(read_log(vault), manifest.vault_id, key, retired)
+    return audit_log.verify(read_log(vault), manifest.vault_id, key, retired, manifest.signers())
 
 
 def cmd_manifest(args):
@@ -708,7 +896,7 @@ def cmd_manifest(args):
     if args.anchor:
         vault_manifest.check_anchor(manifest, args.anchor)
         out["anchor"] = "not behind"
-    report, entries = verify_log(args.vault, manifest)
+    report, entries, _ = verify_log(args.vault, manifest)
     if not audit_log.intact(report):
         raise Failure("the audit log is broken (run audit-verify): the versions it records cannot be trusted")
     out["versions_recorded"] = vault_manifest.check_version_chain(manifest, entries)
@@ -737,7 +925,8 @@ def cmd_audit_verify(args):
         if value is not None:
             token_head = audit_log.parse_token_head(value, manifest.vault_id)
             audit_log.check_head(data, token_head, f"token {hsm['label']}")
-    report, _ = verify_log(args.vault, manifest)
+    report, _, records = verify_log(args.vault, manifest)
+    report["envelope_records"] = records
     if args.token_head:
         report["token_head"] = token_head
     if not audit_log.intact(report):
@@ -748,27 +937,51 @@ def cmd_audit_verify(args):
     return report
 
 
-FORGERIES = ("prev", "seq", "vault-id", "other-key", "head")
+# Token side (the checkpoint's ECDSA signature), then operator side (the Ed25519 signature of a
+# format-2 line).
+CHECKPOINT_FORGERIES = ("seq", "vault-id", "other-key", "head")
+FORGERIES = ("prev",) + CHECKPOINT_FORGERIES + ("body", "signature", "stranger", "unsigned",
+                                                 "checkpoint-stranger", "retired", "noncanonical")
 
 
 def cmd_audit_append(args):
-    """Appends an entry and, with --checkpoint, a checkpoint the token's audit key signs; with
-    --forge, one thing wrong on purpose (for the tests that require a reader to refuse it)."""
-    import datetime
-    import socket
-    manifest = authenticated(args.vault)
+    """Appends a format-2 entry signed by this machine's operator and, with --checkpoint, a
+    checkpoint line (signed by the operator too) whose checkpoint the token's audit key signs;
+    with --forge, one thing wrong on purpose (for the tests that require a reader to refuse
+    it)."""
+    with WritersLock(args.vault):
+        return append_entry(args)
+
+
+def append_entry(args):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    manifest, report = certified_for_writing(args.vault)
     m = manifest.m
-    report, _ = verify_log(args.vault, manifest)
-    if not audit_log.intact(report) or report["torn_tail"]:
-        raise Failure("the audit log is broken or ends with a torn write: nothing is appended to it")
+    key = OperatorKey(args.config, manifest.vault_id)
+    operator = key.operator(manifest, audit_log.required_role(args.event), retired=args.forge == "retired")
+    stranger = Ed25519PrivateKey.generate()
     seq, head = report["entries"], report["head"]
-    time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    actor = {"user": os.environ.get("USER", "unknown"), "host": socket.gethostname()}
+    time = now()
     details = dict(d.split("=", 1) for d in args.detail)
     prev = hashlib.sha256(b"not the line before").hexdigest() if args.forge == "prev" else head
-    entry = audit_log.new_entry(seq + 1, time, args.event, actor, prev, args.credential, details)
-    lines = [audit_log.canonical_line(entry)]
-    if args.checkpoint or args.forge in ("seq", "vault-id", "other-key", "head"):
+    body = audit_log.new_body(seq + 1, time, args.event, operator, prev, args.credential, details)
+    if args.forge == "unsigned":
+        entry = audit_log.body_bytes(body)
+    elif args.forge == "noncanonical":
+        # Another encoding of the same body (a space), signed as it is.
+        data = audit_log.body_bytes(body).replace(b'"v":2,', b'"v": 2,', 1)
+        entry = audit_log.signed_bytes(data, seq + 1, prev, manifest.vault_id, operator, key.sign)
+    else:
+        sign = stranger.sign if args.forge == "stranger" else key.sign
+        entry = audit_log.signed_line(body, manifest.vault_id, operator, sign)
+    if args.forge == "body":
+        # The signed line with its event changed after signing.
+        entry = entry.replace(b'"event":"', b'"event":"x', 1)
+    elif args.forge == "signature":
+        at = entry.rindex(audit_log.SIGNATURE_MEMBER) + len(audit_log.SIGNATURE_MEMBER)
+        entry = entry[:at] + (b"B" if entry[at:at + 1] == b"A" else b"A") + entry[at + 1:]
+    lines = [entry]
+    if args.checkpoint or args.forge in CHECKPOINT_FORGERIES + ("checkpoint-stranger",):
         key_id = m["audit"]["key_id"]
         signed_head = head if args.forge == "head" else audit_log.line_hash(lines[0])
         signed_seq = {"seq": seq + 2, "head": seq}.get(args.forge, seq + 1)
@@ -788,15 +1001,14 @@ def cmd_audit_append(args):
                 signature = token.sign(bytes.fromhex(key_id), message)
             finally:
                 token.close()
-        checkpoint = audit_log.checkpoint_entry(seq + 2, time, actor, signed_head, key_id, signature)
-        checkpoint["prev"] = audit_log.line_hash(lines[0])
-        lines.append(audit_log.canonical_line(checkpoint))
-    fd = os.open(os.path.join(args.vault, "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(b"".join(line + b"\n" for line in lines))
-        f.flush()
-        os.fsync(f.fileno())
-    return {"appended": list(range(seq + 1, seq + 1 + len(lines))), "head": audit_log.line_hash(lines[-1])}
+        checkpoint = {"head": signed_head, "key_id": key_id, "signature": b64e(signature)}
+        body = audit_log.new_body(seq + 2, time, "checkpoint", operator, audit_log.line_hash(lines[0]),
+                                  checkpoint=checkpoint)
+        sign = stranger.sign if args.forge == "checkpoint-stranger" else key.sign
+        lines.append(audit_log.signed_line(body, manifest.vault_id, operator, sign))
+    append_lines(args.vault, lines)
+    return {"appended": list(range(seq + 1, seq + 1 + len(lines))), "head": audit_log.line_hash(lines[-1]),
+            "operator": operator}
 
 
 def fail_missing(packages):
@@ -815,6 +1027,7 @@ def main(argv):
     p.add_argument("--recovery-share", action="append", default=[])
     p.add_argument("--module")
     p.add_argument("--out", required=True)
+    p.add_argument("--unrecorded", action="store_true")
     p = sub.add_parser("seal")
     p.add_argument("vault")
     p.add_argument("name")
@@ -822,6 +1035,7 @@ def main(argv):
     p.add_argument("--created", required=True)
     p.add_argument("--in", dest="infile", required=True)
     p.add_argument("--meta", action="append", default=[])
+    p.add_argument("--config", required=True)
     p = sub.add_parser("derive")
     p.add_argument("vault")
     p.add_argument("--share", action="append", required=True)
@@ -849,6 +1063,7 @@ def main(argv):
     p.add_argument("--checkpoint", action="store_true")
     p.add_argument("--share", action="append", default=[])
     p.add_argument("--module")
+    p.add_argument("--config", required=True)
     p.add_argument("--forge", choices=FORGERIES)
     args = parser.parse_args(argv)
     if MISSING:

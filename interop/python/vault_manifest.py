@@ -9,6 +9,7 @@ machine anchor, `succession.json` when the pin names the identity before a rekey
 import hashlib
 import os
 
+import audit_log
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -16,12 +17,15 @@ from encoding import (Canonical, Failure, b64_canonical, display_form, hex_canon
                       strict_json)
 
 VAULT_FORMAT = "breakglass-vault/1"
+RECIPIENTS_FORMAT = "breakglass-vault/2"
 CERTIFIED_FORMAT = "breakglass-certified-manifest/1"
 FINGERPRINT_TAG = b"breakglass-fingerprint/1"
 IDENTITY_TAG = b"breakglass-identity/2"
 CERTIFICATE_TAG = b"breakglass-manifest-certificate/1"
 SUCCESSION_TAG = b"breakglass-identity-succession/1"
 ROLES = ("security_officer", "cloud_administrator")
+MAX_RECIPIENT_LEN = 4096
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 # --------------------------------------------------------------------------------------------
 # Strict shape: (required members, optional members), each with a checker.
@@ -98,13 +102,54 @@ AUDIT_KEY = obj({"token": string, "key_id": string, "public_key": string})
 RETIRED = obj({"token": string, "public_key": string, "last_line": integer(U64)})
 POLICY = obj({"drill_interval_days": integer(U32), "default_session_seconds": integer(U32)},
              {"require_reason": boolean})
-MANIFEST = obj({"format": one_of(VAULT_FORMAT), "vault_id": string, "created": string,
+
+
+def string_map(value, what):
+    if not isinstance(value, dict):
+        raise Failure(f"{what} is not an object")
+    for key, item in value.items():
+        string(item, f"{what}.{key}")
+
+
+MANIFEST = obj({"format": one_of(VAULT_FORMAT, RECIPIENTS_FORMAT), "vault_id": string, "created": string,
                 "quorum": QUORUM, "hsms": array(HSM), "audit": AUDIT_KEY, "policy": POLICY},
-               {"recovery": QUORUM, "retired_audit_keys": array(RETIRED)})
+               {"recovery": QUORUM, "retired_audit_keys": array(RETIRED), "recipients": string_map})
 OPERATOR = obj({"name": string, "roles": array(one_of(*ROLES)), "public_key": string})
+RETIRED_OPERATOR = obj({"name": string, "roles": array(one_of(*ROLES)), "public_key": string,
+                        "last_line": integer(U64)})
 CERTIFIED = obj({"format": one_of(CERTIFIED_FORMAT), "version": integer(U64),
                  "quorum_signing_key": string, "operators": array(OPERATOR),
-                 "manifest": MANIFEST, "signature": string})
+                 "manifest": MANIFEST, "signature": string},
+                {"retired_operators": array(RETIRED_OPERATOR)})
+
+
+def recipient_shape(text):
+    """An age X25519 recipient (`age1` and bech32 characters) or an OpenSSH `ssh-ed25519` /
+    `ssh-rsa` public key line (printable ASCII), at most 4096 bytes."""
+    if not text or len(text.encode("utf-8")) > MAX_RECIPIENT_LEN:
+        return False
+    if text.startswith("age1"):
+        return len(text) > 4 and all(c in BECH32 for c in text[4:])
+    return (text.startswith("ssh-ed25519 ") or text.startswith("ssh-rsa ")) and all(
+        c == " " or "!" <= c <= "~" for c in text)
+
+
+def check_recipients(m):
+    """Format 2 remembers recipients, format 1 none; each for a custodian of the quorum or the
+    recovery set, in a recipient's shape (docs: "Format 2: remembered recipients")."""
+    recipients = m.get("recipients") or {}
+    expected = RECIPIENTS_FORMAT if recipients else VAULT_FORMAT
+    if m["format"] != expected:
+        raise Failure(f"the manifest has format {m['format']!r} with {len(recipients)} remembered "
+                      f"recipient(s): {expected!r} is the format for that")
+    members = {member["name"] for share_set in (m["quorum"], m.get("recovery")) if share_set
+               for group in share_set["groups"] for member in group["members"]}
+    for custodian, recipient in recipients.items():
+        if custodian not in members:
+            raise Failure(f"the recipient remembered for {custodian!r}: not a custodian of this vault")
+        if not recipient_shape(recipient):
+            raise Failure(f"the recipient remembered for {custodian!r}: not an age recipient (age1...) "
+                          "or an ssh-ed25519 / ssh-rsa public key")
 
 
 def check_keys(m):
@@ -125,6 +170,7 @@ def check_keys(m):
     hex_canonical(m["audit"]["public_key"], "audit.public_key", 65)
     for retired in m.get("retired_audit_keys") or []:
         hex_canonical(retired["public_key"], f"retired audit key of {retired['token']}", 65)
+    check_recipients(m)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,15 +211,19 @@ def identity(vault_id, quorum, signing_key):
 
 def normalised(document):
     """The document as its writer serialises it: members that hold their default are left out
-    (`softhsm_conf`, `so_pin`, `pin_derivation`, `recovery` when null; `retired_audit_keys`
-    when empty; `policy.require_reason` when true), so `V` is the same however a reader got
-    there."""
+    (`softhsm_conf`, `so_pin`, `pin_derivation`, `recovery` when null; `retired_audit_keys`,
+    `recipients` and `retired_operators` when empty; `policy.require_reason` when true), so
+    `V` is the same however a reader got there."""
     doc = dict(document)
     m = dict(doc["manifest"])
     if m.get("recovery") is None:
         m.pop("recovery", None)
     if not m.get("retired_audit_keys"):
         m.pop("retired_audit_keys", None)
+    if not m.get("recipients"):
+        m.pop("recipients", None)
+    if not doc.get("retired_operators"):
+        doc.pop("retired_operators", None)
     policy = dict(m["policy"])
     if policy.get("require_reason") is True:
         del policy["require_reason"]
@@ -279,6 +329,8 @@ class Manifest:
         self.signing_key = hex_canonical(doc["quorum_signing_key"], "quorum_signing_key", 32)
         for op in doc["operators"]:
             hex_canonical(op["public_key"], f"operator {op['name']}'s public_key", 32)
+        for op in doc.get("retired_operators") or []:
+            hex_canonical(op["public_key"], f"retired operator {op['name']}'s public_key", 32)
         self.identity = identity(self.vault_id, self.m["quorum"], self.signing_key)
         self.digest = certificate_digest(doc)
 
@@ -306,6 +358,13 @@ class Manifest:
         if not any("security_officer" in op["roles"] for op in self.document["operators"]):
             raise Failure("the manifest has no security officer")
 
+    def signers(self):
+        """Who may sign format-2 audit lines: the operators and retired operators of this
+        authenticated certified manifest (None for a format-1 manifest: it has no operators)."""
+        if self.format != CERTIFIED_FORMAT:
+            return None
+        return audit_log.Signers(self.document["operators"], self.document.get("retired_operators") or [])
+
     def summary(self):
         out = {"format": self.format, "vault_id": self.vault_id,
                "fingerprint_v1": display_form(self.fingerprint_v1)}
@@ -314,6 +373,8 @@ class Manifest:
                 "version": self.version, "identity": self.identity.hex(),
                 "fingerprint": display_form(self.identity), "digest": self.digest.hex(),
                 "operators": [{"name": o["name"], "roles": o["roles"]} for o in self.document["operators"]],
+                "retired_operators": [{"name": o["name"], "roles": o["roles"], "last_line": o["last_line"]}
+                                      for o in self.document.get("retired_operators") or []],
             })
         return out
 
@@ -350,7 +411,8 @@ def check_anchor(manifest, anchor_path):
         anchor = strict_json(f.read(), os.path.basename(anchor_path))
     obj({"format": one_of("breakglass-anchor/1"), "vault_id": string, "identity": string,
          "manifest": obj({"version": integer(U64), "digest": string})},
-        {"audit": obj({"seq": integer(U64), "hash": string, "offset": integer(U64)})})(anchor, "the anchor")
+        {"audit": obj({"seq": integer(U64), "hash": string, "offset": integer(U64)},
+                       {"signed_lines": boolean})})(anchor, "the anchor")
     if anchor["vault_id"] != manifest.vault_id:
         raise Failure("the anchor is for another vault")
     seen = anchor["manifest"]
@@ -378,12 +440,17 @@ def recorded_versions(entries):
 
 
 def check_version_chain(manifest, entries):
-    """The versions recorded rise at every record, and vault.json is the last one recorded."""
+    """The versions recorded never go down, a version recorded again (the upgrade of a log to
+    signed lines records the version in force) has the digest recorded before, and vault.json
+    is the last one recorded."""
     records = recorded_versions(entries)
-    for (line_a, a, _, _), (line_b, b, _, _) in zip(records, records[1:]):
-        if b <= a:
+    for (line_a, a, digest_a, _), (line_b, b, digest_b, _) in zip(records, records[1:]):
+        if b < a:
             raise Failure(f"audit line {line_b} records manifest version {b} after version {a} "
                           f"(line {line_a}): versions only go up")
+        if b == a and digest_b != digest_a:
+            raise Failure(f"audit line {line_b} records manifest version {b} with another digest than "
+                          f"line {line_a} (a fork)")
     if not records:
         raise Failure("the audit log records no manifest version")
     line, version, digest, fingerprint = records[-1]
