@@ -38,6 +38,8 @@ ACTORS = ("operator", "custodian", "quorum")
 CUSTODIAN_EVENTS = ("share_verify", "ceremony_contribute")
 AUTHORITY_DETAILS = ("manifest_sha256", "manifest_version", "manifest_digest", "envelope_digest")
 ENVELOPE_DETAIL = "envelope_digest"
+# The only events whose lines record an envelope.
+RECORD_EVENTS = ("seal", "envelope_recorded")
 SECURITY_OFFICER_EVENTS = ("init", "manifest", "hsm_enrol", "rekey", "recovery_enable", "operator_add",
                            "operator_remove", "ceremony_opened", "ceremony_cancelled", "upgrade", "policy",
                            "envelope_recorded")
@@ -328,6 +330,9 @@ def verify_line(line, seq, prev, vault_id, signers):
         message = entry_message(vault_id, seq, prev, name, found)
         if not any(ed25519_verifies(k["public_key"], raw, message) for k in keys):
             raise NotAnEntry(f"the signature of operator {name} does not verify")
+        if ENVELOPE_DETAIL in (body.get("details") or {}) and body["event"] not in RECORD_EVENTS:
+            raise NotAnEntry(f"a {body['event']} line records an envelope: only seal and "
+                             "envelope_recorded lines do")
         return body, True
     if signature is not None:
         raise NotAnEntry(f"a signature on a {kind} line: only operators sign")

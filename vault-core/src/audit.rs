@@ -254,6 +254,29 @@ pub struct Entry {
     pub signature: Option<String>,
 }
 
+/// A format-1 line exactly (no format-2 member, not even `null`): what verification accepts
+/// before the first signed line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct FormatOneEntry {
+    seq: u64,
+    time: String,
+    event: String,
+    actor: Actor,
+    #[serde(default)]
+    credential: Option<String>,
+    #[serde(default)]
+    ceremony: Option<String>,
+    #[serde(default)]
+    custodians: Vec<String>,
+    #[serde(default)]
+    details: BTreeMap<String, String>,
+    #[serde(default)]
+    checkpoint: Option<Checkpoint>,
+    prev: String,
+}
+
 /// What a line records, before a [`LineWriter`] gives it its format, actor and signature.
 #[derive(Debug, Clone)]
 pub struct LineRecord {
@@ -883,22 +906,13 @@ impl AuditLog {
                     ));
                     return (report, signed_lines);
                 }
-                let entry: Entry = match serde_json::from_slice(line) {
+                let entry: FormatOneEntry = match serde_json::from_slice(line) {
                     Ok(entry) => entry,
                     Err(e) => {
                         report.first_problem = Some(problem(format!("not a valid entry ({e})")));
                         return (report, signed_lines);
                     }
                 };
-                if entry.v.is_some()
-                    || entry.signature.is_some()
-                    || !matches!(entry.actor, LineActor::Legacy(_))
-                {
-                    report.first_problem = Some(problem(
-                        "not a valid entry (a format-1 line with format-2 members)".into(),
-                    ));
-                    return (report, signed_lines);
-                }
                 if entry.seq != number as u64 {
                     report.first_problem = Some(problem(format!(
                         "sequence number {} where {number} belongs (a line removed or inserted)",
@@ -939,9 +953,7 @@ impl AuditLog {
 /// How a format-2 line starts (format-1 lines start with `{"seq":`).
 pub const FORMAT_TWO_START: &[u8] = b"{\"v\":";
 
-/// The detail of a signed line that records a credential's envelope: its
-/// `Envelope::record_digest`.
-pub const ENVELOPE_DETAIL: &str = "envelope_digest";
+pub use crate::trust::audit_line::ENVELOPE_DETAIL;
 
 /// A line of the chain and where it ends: what verification resumes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1198,6 +1210,21 @@ mod tests {
             log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z")
                 .unwrap();
             assert!(log.verify(&key).unwrap().is_intact());
+        }
+    }
+
+    #[test]
+    fn a_format_one_line_with_a_format_two_member_is_refused_even_null() {
+        let signer = signer();
+        let (_dir, log) = log_with(2, &signer);
+        let key = signer.0.public_key().as_ref().to_vec();
+        let text = std::fs::read_to_string(&log.path).unwrap();
+        for member in [r#""v":null,"#, r#""signature":null,"#] {
+            let changed = text.replacen("{\"seq\":2,", &format!("{{{member}\"seq\":2,"), 1);
+            assert_ne!(changed, text);
+            std::fs::write(&log.path, &changed).unwrap();
+            let report = log.verify(&key).unwrap();
+            assert_eq!(report.first_problem.unwrap().line, 2, "{member}");
         }
     }
 

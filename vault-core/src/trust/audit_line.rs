@@ -105,6 +105,13 @@ pub struct EntryBody {
 /// enroll` re-wrap, and every envelope when a vault's log is upgraded to signed lines.
 pub const ENVELOPE_RECORDED: &str = "envelope_recorded";
 
+/// The detail of a signed line that records a credential's envelope: its
+/// `Envelope::record_digest` (hex).
+pub const ENVELOPE_DETAIL: &str = "envelope_digest";
+/// The only events whose lines record an envelope (a cloud administrator's seal, a security
+/// officer's record of a re-sealed or upgraded envelope): the role table so decides who may.
+pub const RECORD_EVENTS: &[&str] = &["seal", ENVELOPE_RECORDED];
+
 /// The role an event needs: vault changes and ceremonies need a security officer, seals and
 /// AWS key changes a cloud administrator; any operator may do the rest.
 pub fn required_role(event: &str) -> Option<Role> {
@@ -335,6 +342,16 @@ pub fn verify_line(
             if !verifies {
                 return Err(problem(AuditLineProblem::BadSignature {
                     operator: name.clone(),
+                }));
+            }
+            if body.details.contains_key(ENVELOPE_DETAIL)
+                && !RECORD_EVENTS.contains(&body.event.as_str())
+            {
+                return Err(problem(AuditLineProblem::Invalid {
+                    reason: format!(
+                        "a {} line records an envelope: only seal and envelope_recorded lines do",
+                        body.event
+                    ),
                 }));
             }
             true
@@ -671,6 +688,33 @@ mod tests {
             .is_err()
         );
         assert!(custodian_line(&body(1, GENESIS, "share_verify", op("bob"))).is_err());
+    }
+
+    #[test]
+    fn only_seal_and_envelope_recorded_lines_record_an_envelope() {
+        let f = fixture();
+        let mut unseal = body(1, GENESIS, "unseal", op("bob"));
+        unseal
+            .details
+            .insert(ENVELOPE_DETAIL.into(), "ab".repeat(32));
+        let line = operator_line(&f.manifest, &unseal, &f.bob).unwrap();
+        assert!(matches!(
+            verify_line(&line, 1, GENESIS, &f.manifest),
+            Err(TrustError::AuditLine {
+                problem: AuditLineProblem::Invalid { .. },
+                ..
+            })
+        ));
+        let mut seal = body(1, GENESIS, "seal", op("bob"));
+        seal.details.insert(ENVELOPE_DETAIL.into(), "ab".repeat(32));
+        let line = operator_line(&f.manifest, &seal, &f.bob).unwrap();
+        assert!(verify_line(&line, 1, GENESIS, &f.manifest).is_ok());
+        // A cloud administrator cannot record an envelope without sealing it.
+        let mut recorded = body(1, GENESIS, ENVELOPE_RECORDED, op("bob"));
+        recorded
+            .details
+            .insert(ENVELOPE_DETAIL.into(), "ab".repeat(32));
+        assert!(operator_line(&f.manifest, &recorded, &f.bob).is_err());
     }
 
     #[test]
