@@ -103,6 +103,11 @@ impl ConfigDir {
         self.per_vault("anchors", vault_id, "json")
     }
 
+    /// Where this machine keeps the envelope records it verified for `vault_id`.
+    pub fn records_path(&self, vault_id: &str) -> Result<PathBuf, TrustError> {
+        self.per_vault("records", vault_id, "json")
+    }
+
     /// This machine's settings file.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("config.json")
@@ -224,6 +229,45 @@ pub struct MachineAnchor {
     /// The last verified audit head (none before the first verification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditAnchor>,
+}
+
+/// The format of [`RecordsCache`].
+pub const RECORDS_FORMAT: &str = "breakglass-envelope-records/1";
+
+/// The envelope records this machine verified in a vault's audit log, up to the line `at`
+/// (`<config>/records/<vault id>.json`, 0600): opening a credential walks only the lines after
+/// it, once the log is checked to still hold that line at that offset. Like the anchor, it is
+/// this machine's memory, never the vault directory's; one that does not read, or whose line
+/// the log no longer holds, is ignored and the whole log walked again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsCache {
+    /// Always [`RECORDS_FORMAT`].
+    pub format: String,
+    /// The vault.
+    pub vault_id: String,
+    /// The last line walked.
+    pub at: AuditAnchor,
+    /// Credential name → the digest its latest signed record names, up to `at`.
+    pub records: std::collections::BTreeMap<String, String>,
+}
+
+impl RecordsCache {
+    /// Reads this machine's records for `vault_id`, if it has readable ones.
+    pub fn read(config: &ConfigDir, vault_id: &str) -> Option<RecordsCache> {
+        let path = config.records_path(vault_id).ok()?;
+        let bytes = std::fs::read(path).ok()?;
+        let cache: RecordsCache = serde_json::from_slice(&bytes).ok()?;
+        (cache.format == RECORDS_FORMAT && cache.vault_id == vault_id).then_some(cache)
+    }
+
+    /// Writes them atomically, 0600.
+    pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
+        let path = config.records_path(&self.vault_id)?;
+        config.make_dir_for(&path)?;
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+    }
 }
 
 /// What was found where an anchored audit head should be.

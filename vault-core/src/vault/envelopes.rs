@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::audit::ChainPoint;
 use crate::audit::{ENVELOPE_DETAIL, Event};
 use crate::envelope::Envelope;
 use crate::trust::NotRecorded;
 use crate::trust::TrustError;
 use crate::trust::audit_line::ENVELOPE_RECORDED;
-use crate::trust::machine::MachineAnchor;
+use crate::trust::machine::{MachineAnchor, RECORDS_FORMAT, RecordsCache, check_head_file};
 
 use super::Vault;
 
@@ -43,9 +44,18 @@ impl Vault {
         {
             return Ok(recorded.clone());
         }
-        let mut map = BTreeMap::new();
-        let (report, _) = self.audit().verify_recording(
-            None,
+        // Walk on from what this machine verified before (the whole log the first time): the
+        // line it stopped at must still be in the log, at its offset.
+        let vault_id = self.trusted.vault_id();
+        let log = self.store.path(crate::store::AUDIT_LOG);
+        let cache = RecordsCache::read(&self.config, vault_id)
+            .filter(|c| check_head_file(&c.at, &log).is_ok());
+        let (from, mut map) = match cache {
+            Some(cache) => (Some(ChainPoint::from(&cache.at)), cache.records),
+            None => (None, BTreeMap::new()),
+        };
+        let (report, last) = self.audit().verify_recording(
+            from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
             Some(&mut map),
@@ -61,11 +71,21 @@ impl Vault {
         if let Some(line) = report.bad_signature {
             return Err(broken(line, "its checkpoint signature does not verify".into()).into());
         }
-        if !report.signed_lines {
+        if !report.signed_lines && !last.signed_lines {
             return Err(TrustError::UnsignedHistory {
                 vault_id: self.trusted.vault_id().to_owned(),
             }
             .into());
+        }
+        if from.as_ref() != Some(&last) && last.seq > 0 {
+            // Best effort: a cache not written costs the next command a longer walk.
+            let _ = RecordsCache {
+                format: RECORDS_FORMAT.into(),
+                vault_id: vault_id.to_owned(),
+                at: last.into(),
+                records: map.clone(),
+            }
+            .write(&self.config);
         }
         let map = Arc::new(map);
         if let Ok(mut recorded) = self.recorded.lock() {
