@@ -148,7 +148,8 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
             vault_core::trust::TrustError::ManifestSignature { .. }
             | vault_core::trust::TrustError::ManifestRollback { .. }
             | vault_core::trust::TrustError::ManifestFork { .. }
-            | vault_core::trust::TrustError::IdentityMismatch { .. },
+            | vault_core::trust::TrustError::IdentityMismatch { .. }
+            | vault_core::trust::TrustError::UpgradeStatement { .. },
         ) = cause.downcast_ref::<vault_core::trust::TrustError>()
         {
             return Some(

@@ -13,15 +13,24 @@
 //! (never a path the directory alone names), and nothing else the file says about code is used.
 //! Token PINs derived with `pin/1` stay `pin/1` (see `docs/design.md`, "Upgrading a format-1
 //! vault"): changing a PIN on a token cannot be one atomic step with writing the manifest.
+//!
+//! Other machines pinned the format-1 fingerprint. The upgrade leaves an [`UpgradeStatement`]
+//! (`upgrade.json`): the format-1 manifest and a signature by its audit key, made by the token
+//! that logged in with the quorum-derived PIN, over the move from the format-1 fingerprint to
+//! the new identity. The audit public key is inside the format-1 fingerprint, so a machine that
+//! pinned that fingerprint checks the statement with nothing but its pin, and moves its pin
+//! to the new identity ([`follow_upgrade`]).
 
 use std::path::{Path, PathBuf};
 
 use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::Event;
-use crate::manifest::Manifest;
+use crate::canonical::Canonical;
+use crate::manifest::{Fingerprint, Manifest};
 use crate::quorum::Collector;
-use crate::store::{MANIFEST, Store};
+use crate::store::{MANIFEST, Store, UPGRADE_STATEMENT};
 use crate::trust::identity::PinnedIdentity;
 use crate::trust::machine::{ConfigDir, MachineAnchor};
 use crate::trust::operator::validate_operator_name;
@@ -51,6 +60,139 @@ pub(super) fn refuse_downgrade(
     }
 }
 
+/// The format of [`UpgradeStatement`].
+pub const UPGRADE_STATEMENT_FORMAT: &str = "breakglass-upgrade-statement/1";
+/// The domain tag of an upgrade statement's signature.
+pub const UPGRADE_DOMAIN: &[u8] = b"breakglass-format-1-upgrade/1";
+
+/// `Canonical[UPGRADE_DOMAIN, vault id, format-1 fingerprint, new identity]`, the message the
+/// format-1 audit key signs (ECDSA P-256 over its SHA-256, as a checkpoint is signed; a
+/// checkpoint's message is text starting `breakglass-audit-checkpoint/1`, this one a length
+/// prefix, so neither can pass for the other).
+pub fn upgrade_message(vault_id: &str, previous: &Fingerprint, next: &Fingerprint) -> Vec<u8> {
+    let mut c = Canonical::default();
+    c.field(UPGRADE_DOMAIN)
+        .field(vault_id.as_bytes())
+        .field(previous.as_bytes())
+        .field(next.as_bytes());
+    c.into_bytes()
+}
+
+/// What the upgrade of a format-1 vault leaves in the vault directory (`upgrade.json`), so
+/// that a machine that pinned the format-1 fingerprint can move its pin to the new identity
+/// without trusting the directory: the format-1 manifest (its fingerprint is recomputed and
+/// must be the pin) and the signature of its audit key over [`upgrade_message`]. The audit key
+/// is inside the format-1 fingerprint and lives on the token, which the upgrade logged into
+/// with the PIN the quorum derives: only the quorum, with the token, makes this statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeStatement {
+    /// Always [`UPGRADE_STATEMENT_FORMAT`].
+    pub format: String,
+    /// The format-1 manifest (module hints as the upgrade certified them; they are not part
+    /// of the fingerprint).
+    pub previous: Manifest,
+    /// The audit key's signature, 64 bytes `r || s`, base64.
+    pub signature: String,
+}
+
+impl UpgradeStatement {
+    /// Whether the statement starts at `pinned`: its format-1 manifest has that fingerprint.
+    pub fn starts_at(&self, pinned: &PinnedIdentity) -> bool {
+        pinned.matches(&self.previous.fingerprint())
+    }
+
+    /// Checks that the statement moves vault `vault_id` from the format-1 fingerprint
+    /// `pinned` to the identity `next` (whose certified manifest has `next_quorum`): the
+    /// carried manifest is a format-1 manifest of that vault with that fingerprint, its quorum
+    /// is the new one's (an upgrade replaces no share), and its audit key signed the move.
+    pub fn verify(
+        &self,
+        vault_id: &str,
+        pinned: &PinnedIdentity,
+        next: &Fingerprint,
+        next_quorum: &crate::manifest::Quorum,
+    ) -> Result<(), crate::Error> {
+        let previous = self.previous.fingerprint();
+        if self.format != UPGRADE_STATEMENT_FORMAT
+            || self.previous.format != crate::manifest::FORMAT
+            || self.previous.vault_id != vault_id
+            || !pinned.matches(&previous)
+        {
+            return Err(TrustError::IdentityMismatch {
+                vault_id: vault_id.to_owned(),
+                expected: pinned.to_string(),
+                found: previous.display(),
+            }
+            .into());
+        }
+        let refused = |problem| TrustError::UpgradeStatement {
+            vault_id: vault_id.to_owned(),
+            previous: previous.display(),
+            next: next.display(),
+            problem,
+        };
+        if &self.previous.quorum != next_quorum {
+            return Err(refused(
+                "the certified manifest's quorum is not the format-1 vault's (an upgrade replaces no share)",
+            )
+            .into());
+        }
+        let key = hex::decode(&self.previous.audit.public_key).unwrap_or_default();
+        let signature = crate::trust::signature::decode_signature(&self.signature);
+        let verifier =
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, key);
+        match signature {
+            Some(signature)
+                if verifier
+                    .verify(&upgrade_message(vault_id, &previous, next), &signature)
+                    .is_ok() => {}
+            _ => {
+                return Err(refused(
+                    "it is not signed by the format-1 vault's audit key for that identity",
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The upgrade statement in the vault directory, if any (not yet verified).
+pub(super) fn read_statement(store: &Store) -> Result<Option<UpgradeStatement>, crate::Error> {
+    let file = store.path(UPGRADE_STATEMENT);
+    if !file.exists() {
+        return Ok(None);
+    }
+    let bytes = store.read(UPGRADE_STATEMENT)?;
+    let statement =
+        serde_json::from_slice(&bytes).map_err(|e| TrustError::InvalidUpgradeStatement {
+            file,
+            reason: e.to_string(),
+        })?;
+    Ok(Some(statement))
+}
+
+/// When this machine pinned a format-1 fingerprint (`pinned`) and the vault now presents the
+/// certified identity `claimed`: the upgrade statement that starts at the pin, verified. `None`
+/// when the directory holds none that starts there (a rekey's succession may apply instead);
+/// one that starts there and does not verify is refused.
+pub(super) fn follow_upgrade(
+    store: &Store,
+    vault_id: &str,
+    pinned: &PinnedIdentity,
+    claimed: &Fingerprint,
+    quorum: &crate::manifest::Quorum,
+) -> Result<bool, crate::Error> {
+    match read_statement(store)? {
+        Some(statement) if statement.starts_at(pinned) => {
+            statement.verify(vault_id, pinned, claimed, quorum)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// What an upgrade did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upgraded {
@@ -66,6 +208,9 @@ pub struct Upgraded {
     pub key_created: bool,
     /// Tokens that keep the vault-wide `pin/1` PIN.
     pub pin1_tokens: Vec<String>,
+    /// Whether the upgrade statement was written (the token that logged in held the audit
+    /// key): other machines that pinned the format-1 fingerprint follow it.
+    pub statement_written: bool,
 }
 
 /// A format-1 vault, read and not yet trusted.
@@ -163,6 +308,7 @@ impl FormatOneVault {
             None => (OperatorKey::generate(config, &vault_id)?, true),
         };
         let mut installed = false;
+        let mut statement_written = false;
         let result = (|| {
             let operators = vec![Operator {
                 name: operator.to_owned(),
@@ -184,15 +330,41 @@ impl FormatOneVault {
                 force_pin: false,
             };
             let lock = vault.write_lock()?;
-            // The token logs in with the PIN the quorum derives, and signs the checkpoint,
-            // before anything is written.
-            let closing = vault.with_token(
+            let message = upgrade_message(&vault_id, &old_fingerprint, trusted.identity());
+            // The token logs in with the PIN the quorum derives, signs the checkpoint and,
+            // when it holds the audit key, the upgrade statement, before anything is written.
+            let (closing, signature) = vault.with_token(
                 Some(quorum.secret.expose_secret()),
                 choice,
                 |session, enrollment, _, _| {
-                    vault.prepare_closing(event, session, &enrollment.label)
+                    let signature = if enrollment.label == vault.manifest().audit.token {
+                        Some(session.sign(&vault.keys.audit_key_id, &message)?)
+                    } else {
+                        None
+                    };
+                    Ok((
+                        vault.prepare_closing(event, session, &enrollment.label)?,
+                        signature,
+                    ))
                 },
             )?;
+            // The statement before vault.json, as a rekey writes its succession: a statement
+            // left by an upgrade that stopped here names an identity no vault.json presents.
+            if let Some(signature) = signature {
+                let signature: [u8; 64] =
+                    signature.try_into().map_err(|_| TrustError::KeyRejected {
+                        what: "the audit key's signature (not 64 bytes)",
+                    })?;
+                let statement = UpgradeStatement {
+                    format: UPGRADE_STATEMENT_FORMAT.into(),
+                    previous: trusted.manifest().clone(),
+                    signature: crate::trust::signature::encode_signature(&signature),
+                };
+                let mut bytes = serde_json::to_vec_pretty(&statement).unwrap_or_default();
+                bytes.push(b'\n');
+                vault.store.write(&lock, UPGRADE_STATEMENT, &bytes)?;
+                statement_written = true;
+            }
             vault.install(&lock, trusted)?;
             installed = true;
             vault.append_closing(closing)?;
@@ -217,6 +389,7 @@ impl FormatOneVault {
             key_path: key.path().to_path_buf(),
             key_created,
             pin1_tokens,
+            statement_written,
         };
         Ok((vault, upgraded))
     }
