@@ -215,6 +215,45 @@ fn seen_manifest(vault_id: &str) -> Result<Option<SeenManifest>> {
     )
 }
 
+/// Remembers on this machine the manifest version a verified request carried, so that a later
+/// request over an older version (one that still lists an operator the quorum has removed
+/// since, say) is refused here. Kept in the machine's anchor for the vault: made when there is
+/// none (unless this machine pinned another fingerprint for the vault), moved forward when it
+/// is for the same identity, never moved across identities (a rekey's succession does that).
+/// Best effort, like every anchor write: a machine that cannot write remembers less.
+fn remember_manifest(verified: &VerifiedRequest) {
+    use vault_core::trust::machine::{ConfigDir, MachineAnchor};
+    let Some(config) = ConfigDir::from_env() else {
+        return;
+    };
+    let manifest = verified.manifest();
+    let vault_id = manifest.vault_id();
+    let anchor = match MachineAnchor::read(&config, vault_id) {
+        Ok(Some(mut anchor)) if anchor.is_for(manifest.identity()) => {
+            if anchor.manifest.version >= manifest.version()
+                || anchor.advance_manifest(manifest).is_err()
+            {
+                return;
+            }
+            anchor
+        }
+        Ok(None) => {
+            let pinned_elsewhere = super::pinned_fingerprint(vault_id)
+                .ok()
+                .flatten()
+                .is_some_and(|known| {
+                    !PinnedIdentity::parse(&known).is_ok_and(|p| p.matches(manifest.identity()))
+                });
+            if pinned_elsewhere {
+                return;
+            }
+            MachineAnchor::new(manifest)
+        }
+        _ => return,
+    };
+    let _ = anchor.write(&config);
+}
+
 /// `breakglass ceremony contribute` (custodian side, no vault needed). The request is checked
 /// offline before the share is read: signed by a security officer of the vault whose identity
 /// the share file (or card) names, and not expired.
@@ -246,6 +285,7 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         .verify(&pinned, seen.as_ref(), vault_core::clock::now_unix())
         .map_err(vault_core::Error::from)
         .with_context(refused)?;
+    remember_manifest(&verified);
     show_request(&verified);
     confirmed(
         args.yes,
