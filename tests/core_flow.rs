@@ -502,11 +502,12 @@ fn shares_from_stdin_status_list_and_share_verify() {
     ]);
     assert!(verify.contains("\"custodian\":\"carol\""), "{verify}");
     // Sealing against an unpinned vault needs the fingerprint; a wrong one is refused with exit 5.
-    // The machine forgets what it pinned and remembered, and keeps its operator key (sealing
-    // is a cloud administrator's, the first operator's here).
     let fingerprint = status["fingerprint"].as_str().unwrap().to_owned();
-    std::fs::remove_file(env.path("config/breakglass/known_vaults.json")).unwrap();
-    std::fs::remove_dir_all(env.path("config/breakglass/anchors")).unwrap();
+    // The operator's machine forgets its pins (not its operator key: sealing needs a cloud
+    // administrator's).
+    let config = env.path("config").join("breakglass");
+    std::fs::remove_file(config.join("known_vaults.json")).unwrap();
+    std::fs::remove_dir_all(config.join("anchors")).unwrap();
     let p = env.path("p");
     std::fs::write(&p, b"x").unwrap();
     let unpinned = env.run(&[

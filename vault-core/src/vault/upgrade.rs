@@ -158,6 +158,24 @@ impl UpgradeStatement {
     }
 }
 
+/// The upgrade statement's signature over `message` by the format-1 audit key, when the
+/// token logged into (`token`) is the one that holds it; `None` otherwise.
+fn statement_signature(
+    vault: &Vault,
+    session: &crate::hsm::TokenSession<'_>,
+    token: &str,
+    message: &[u8],
+) -> Result<Option<[u8; 64]>, crate::Error> {
+    if token != vault.manifest().audit.token {
+        return Ok(None);
+    }
+    let signature = session.sign(&vault.keys.audit_key_id, message)?;
+    let signature = signature.try_into().map_err(|_| TrustError::KeyRejected {
+        what: "the audit key's signature (not 64 bytes)",
+    })?;
+    Ok(Some(signature))
+}
+
 /// The upgrade statement in the vault directory, if any (not yet verified).
 pub(super) fn read_statement(store: &Store) -> Result<Option<UpgradeStatement>, crate::Error> {
     let file = store.path(UPGRADE_STATEMENT);
@@ -331,30 +349,20 @@ impl FormatOneVault {
             };
             let lock = vault.write_lock()?;
             let message = upgrade_message(&vault_id, &old_fingerprint, trusted.identity());
-            // The token logs in with the PIN the quorum derives, signs the checkpoint and,
-            // when it holds the audit key, the upgrade statement, before anything is written.
-            let (closing, signature) = vault.with_token(
+            let mut signature = None;
+            // The token logs in with the PIN the quorum derives, and signs the checkpoint,
+            // before anything is written.
+            let closing = vault.with_token(
                 Some(quorum.secret.expose_secret()),
                 choice,
                 |session, enrollment, _, _| {
-                    let signature = if enrollment.label == vault.manifest().audit.token {
-                        Some(session.sign(&vault.keys.audit_key_id, &message)?)
-                    } else {
-                        None
-                    };
-                    Ok((
-                        vault.prepare_closing(event, session, &enrollment.label)?,
-                        signature,
-                    ))
+                    signature = statement_signature(&vault, session, &enrollment.label, &message)?;
+                    vault.prepare_closing(event, session, &enrollment.label)
                 },
             )?;
             // The statement before vault.json, as a rekey writes its succession: a statement
             // left by an upgrade that stopped here names an identity no vault.json presents.
             if let Some(signature) = signature {
-                let signature: [u8; 64] =
-                    signature.try_into().map_err(|_| TrustError::KeyRejected {
-                        what: "the audit key's signature (not 64 bytes)",
-                    })?;
                 let statement = UpgradeStatement {
                     format: UPGRADE_STATEMENT_FORMAT.into(),
                     previous: trusted.manifest().clone(),
