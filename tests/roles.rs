@@ -64,6 +64,20 @@ fn snapshot(env: &Env) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// `ceremony open` by olivia with `purpose` (and its options); the ceremony's id.
+fn open_ceremony(env: &Env, purpose: &[&str]) -> String {
+    let request = env.path(&format!("request-{}.json", purpose.join("-")));
+    let mut args = vec!["ceremony", "open", "--reason", "planned"];
+    args.extend(purpose);
+    args.extend(["--out", request.to_str().unwrap()]);
+    env.ok(&args);
+    serde_json::from_slice::<serde_json::Value>(&std::fs::read(&request).unwrap()).unwrap()
+        ["request"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn with_shares(args: &[&str], shares: &[String]) -> Vec<String> {
     let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     all.extend(shares.iter().cloned());
@@ -81,39 +95,12 @@ fn with_shares(args: &[&str], shares: &[String]) -> Vec<String> {
 fn a_cloud_administrator_or_a_machine_without_an_operator_key_changes_nothing() {
     let (env, fingerprint) = vault_with_operators();
     let marker = env.path("module-loaded");
-    let request = env.path("drill.json");
-    env.ok(&[
-        "ceremony",
-        "open",
-        "--purpose",
-        "drill",
-        "--reason",
-        "quarterly drill",
-        "--out",
-        request.to_str().unwrap(),
-    ]);
-    let id = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&request).unwrap())
-        .unwrap()["request"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let rekey_request = env.path("rekey.json");
-    env.ok(&[
-        "ceremony",
-        "open",
-        "--purpose",
-        "rekey",
-        "--reason",
-        "carol leaves",
-        "--out",
-        rekey_request.to_str().unwrap(),
-    ]);
-    let rekey_id =
-        serde_json::from_slice::<serde_json::Value>(&std::fs::read(&rekey_request).unwrap())
-            .unwrap()["request"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let id = open_ceremony(&env, &["--purpose", "drill"]);
+    let rekey_id = open_ceremony(&env, &["--purpose", "rekey"]);
+    let recovery_id = open_ceremony(
+        &env,
+        &["--purpose", "recovery", "--recovery-threshold", "3"],
+    );
 
     // The attack as it was: adam, a cloud administrator, enrols a token of his own with a
     // genuine quorum (two custodians talked into it), which would then open every credential.
@@ -213,6 +200,20 @@ fn a_cloud_administrator_or_a_machine_without_an_operator_key_changes_nothing() 
             .to_vec(),
             "ceremony close (a rekey)",
         ),
+        (
+            [
+                "ceremony",
+                "close",
+                &recovery_id,
+                "--contribution",
+                env.path("no-such.contribution").to_str().unwrap(),
+                "--shares-dir",
+                new_shares,
+            ]
+            .map(String::from)
+            .to_vec(),
+            "ceremony close (recovery enable)",
+        ),
     ];
     for (machine, whose) in [
         ("adam-machine", "operator adam of vault"),
@@ -291,6 +292,16 @@ fn sealing_and_rotating_need_a_cloud_administrator() {
         payload.to_str().unwrap(),
     ];
     let rotate = with_shares(&["rotate", "db-root"], &env.share_files(&["alice", "bob"]));
+    let rotation = open_ceremony(&env, &["--purpose", "rotate", "--credential", "db-root"]);
+    let close_rotation = [
+        "ceremony",
+        "close",
+        &rotation,
+        "--contribution",
+        env.path("no-such.contribution").to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
     let before = snapshot(&env);
     for (machine, whose) in [
         ("sam-machine", "operator sam of vault"),
@@ -302,6 +313,18 @@ fn sealing_and_rotating_need_a_cloud_administrator() {
         let out = on_machine(&env, machine, &fingerprint, &marker, &as_strs(&rotate));
         let says = [whose, "`breakglass rotate` is for a cloud administrator"];
         assert_exit(&out, 5, &says, (machine, "rotate"));
+        let out = on_machine(
+            &env,
+            machine,
+            &fingerprint,
+            &marker,
+            &as_strs(&close_rotation),
+        );
+        let says = [
+            whose,
+            "`breakglass ceremony close (a rotation)` is for a cloud administrator",
+        ];
+        assert_exit(&out, 5, &says, (machine, "closing a rotation"));
     }
     let out = on_machine(&env, "sam-machine", &fingerprint, &marker, &seal);
     assert!(
