@@ -402,3 +402,96 @@ impl FormatOneVault {
         Ok((vault, upgraded))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ring::rand::SystemRandom;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    use super::*;
+    use crate::trust::certified::tests::manifest;
+
+    /// A format-1 manifest whose audit key is `key`'s, and a statement signed by `key` moving
+    /// its fingerprint to `next`.
+    fn signed(key: &EcdsaKeyPair, next: &Fingerprint) -> UpgradeStatement {
+        let mut previous = manifest();
+        previous.audit.public_key = hex::encode(key.public_key().as_ref());
+        let message = upgrade_message(&previous.vault_id, &previous.fingerprint(), next);
+        let signature = key.sign(&SystemRandom::new(), &message).unwrap();
+        UpgradeStatement {
+            format: UPGRADE_STATEMENT_FORMAT.into(),
+            previous,
+            signature: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                signature.as_ref(),
+            ),
+        }
+    }
+
+    fn audit_key() -> EcdsaKeyPair {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap()
+    }
+
+    #[test]
+    fn an_upgrade_statement_moves_only_its_own_pin_to_the_identity_its_audit_key_signed() {
+        let key = audit_key();
+        let next = Fingerprint::from_bytes([9; 32]);
+        let statement = signed(&key, &next);
+        let vault_id = statement.previous.vault_id.clone();
+        let quorum = statement.previous.quorum.clone();
+        let pin = PinnedIdentity::of(&statement.previous.fingerprint());
+        assert!(statement.starts_at(&pin));
+        statement.verify(&vault_id, &pin, &next, &quorum).unwrap();
+
+        // Another identity than the one signed.
+        let other = Fingerprint::from_bytes([8; 32]);
+        let refused = statement.verify(&vault_id, &pin, &other, &quorum);
+        assert!(
+            matches!(
+                refused,
+                Err(crate::Error::Trust(TrustError::UpgradeStatement { .. }))
+            ),
+            "{refused:?}"
+        );
+        // A certified manifest with another quorum (an upgrade replaces no share).
+        let mut other_quorum = quorum.clone();
+        other_quorum.identifier += 1;
+        let refused = statement.verify(&vault_id, &pin, &next, &other_quorum);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("quorum")),
+            "{refused:?}"
+        );
+        // Another pin, or another vault id: the statement does not start there.
+        let elsewhere = PinnedIdentity::of(&Fingerprint::from_bytes([7; 32]));
+        assert!(!statement.starts_at(&elsewhere));
+        assert!(
+            statement
+                .verify(&vault_id, &elsewhere, &next, &quorum)
+                .is_err()
+        );
+        assert!(
+            statement
+                .verify("ffeeddccbbaa99887766554433221100", &pin, &next, &quorum)
+                .is_err()
+        );
+        // A format-1 manifest carrying another audit key is another fingerprint: it no longer
+        // starts at the pin, whoever signed it.
+        let forged = signed(&audit_key(), &next);
+        assert!(!forged.starts_at(&pin));
+    }
+
+    #[test]
+    fn the_upgrade_message_cannot_pass_for_a_checkpoint() {
+        let message = upgrade_message(
+            "00112233445566778899aabbccddeeff",
+            &Fingerprint::from_bytes([1; 32]),
+            &Fingerprint::from_bytes([2; 32]),
+        );
+        assert!(!message.starts_with(b"breakglass-audit-checkpoint/1"));
+        assert_eq!(&message[..4], &(UPGRADE_DOMAIN.len() as u32).to_be_bytes());
+    }
+}
