@@ -6,6 +6,8 @@
 
 mod support;
 
+use std::process::{Command, Output};
+
 use support::{Env, as_strs, assert_exit, stderr};
 use vault_core::trust::quorum_key::QuorumSigningKey;
 use vault_core::trust::{CertifiedManifest, Operator, Role};
@@ -33,6 +35,17 @@ fn upgraded_with_a_second_machine() -> Env {
         "{printed}"
     );
     env
+}
+
+/// The independent reader (`interop/python/breakglass_format.py manifest`) on the vault,
+/// pinned to `pin`.
+fn python_manifest(env: &Env, pin: &str) -> Output {
+    Command::new(hsm_testing::tools::venv_program("python"))
+        .arg(hsm_testing::tools::repo_root().join("interop/python/breakglass_format.py"))
+        .args(["manifest", env.vault().to_str().unwrap(), "--pin", pin])
+        .env_remove("SOFTHSM2_CONF")
+        .output()
+        .unwrap()
 }
 
 fn pinned_on_b(env: &Env) -> String {
@@ -71,6 +84,13 @@ fn a_machine_that_pinned_the_format_1_fingerprint_follows_the_upgrade() {
     let out = env.run_on("machine-b", &as_strs(&unseal));
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&file).unwrap(), b"the database root password");
+
+    // The independent reader follows the statement from the format-1 pin too.
+    let out = python_manifest(&env, OLD_FINGERPRINT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["pin"], "upgrade", "{report}");
+    assert_eq!(report["fingerprint"], identity.as_str(), "{report}");
 }
 
 /// What someone who can write to the vault directory tries on machine B, which pinned the
@@ -100,6 +120,12 @@ fn a_forged_or_missing_upgrade_statement_is_refused() {
         5,
         &["is not signed by the format-1 vault's audit key"],
         "signature altered",
+    );
+    let out = python_manifest(&env, OLD_FINGERPRINT);
+    assert!(
+        !out.status.success() && stderr(&out).contains("not signed by the format-1 audit key"),
+        "{}",
+        stderr(&out)
     );
     std::fs::write(&statement_file, &genuine_statement).unwrap();
 
