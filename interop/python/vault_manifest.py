@@ -3,7 +3,8 @@
 Reads `vault.json` strictly (every member known, every type and encoding checked), computes the
 format-1 fingerprint, the vault identity, the certificate digest `SHA-256(V)` and checks the
 quorum's Ed25519 signature; checks the version chain (the versions the audit log records, a
-machine anchor, `succession.json` when the pin names the identity before a rekey).
+machine anchor, `succession.json` when the pin names the identity before a rekey,
+`upgrade.json` when it names the format-1 fingerprint before `breakglass upgrade`).
 """
 
 import hashlib
@@ -13,6 +14,7 @@ import audit_log
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from audit_log import ecdsa_verifies
 from encoding import (Canonical, Failure, b64_canonical, display_form, hex_canonical, pin_matches,
                       strict_json)
 
@@ -23,6 +25,8 @@ FINGERPRINT_TAG = b"breakglass-fingerprint/1"
 IDENTITY_TAG = b"breakglass-identity/2"
 CERTIFICATE_TAG = b"breakglass-manifest-certificate/1"
 SUCCESSION_TAG = b"breakglass-identity-succession/1"
+UPGRADE_FORMAT = "breakglass-upgrade-statement/1"
+UPGRADE_TAG = b"breakglass-format-1-upgrade/1"
 ROLES = ("security_officer", "cloud_administrator")
 MAX_RECIPIENT_LEN = 4096
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -384,6 +388,8 @@ def check_pin(manifest, vault, pin):
     statement (a rekey); returns how."""
     if pin_matches(pin, manifest.identity):
         return "pinned"
+    if follows_upgrade(manifest, vault, pin):
+        return "upgrade"
     path = os.path.join(vault, "succession.json")
     if not os.path.exists(path):
         raise Failure(f"the manifest's identity {display_form(manifest.identity)} is not the pinned {pin}")
@@ -402,6 +408,33 @@ def check_pin(manifest, vault, pin):
     if not ed25519_verifies(old_key, succession["signature"], message):
         raise Failure("succession.json is not signed by the previous quorum")
     return "succession"
+
+
+def follows_upgrade(manifest, vault, pin):
+    """Whether `upgrade.json` moves the format-1 fingerprint `pin` to the manifest's identity
+    (docs/format.md, "Vault identity"): its format-1 manifest has that fingerprint, is of this
+    vault with this quorum, and its audit key signed the move. False when there is no statement
+    or it starts elsewhere; a statement that starts at the pin and does not verify fails."""
+    path = os.path.join(vault, "upgrade.json")
+    if not os.path.exists(path):
+        return False
+    with open(path, "rb") as f:
+        statement = strict_json(f.read(), "upgrade.json")
+    obj({"format": one_of(UPGRADE_FORMAT), "previous": MANIFEST, "signature": string})(
+        statement, "upgrade.json")
+    previous = statement["previous"]
+    check_keys(previous)
+    old = fingerprint_v1(previous)
+    if not pin_matches(pin, old):
+        return False
+    if previous["vault_id"] != manifest.vault_id or previous["quorum"] != manifest.m["quorum"]:
+        raise Failure("upgrade.json starts at the pinned fingerprint but is of another vault or quorum")
+    message = (Canonical().field(UPGRADE_TAG).field(manifest.vault_id).field(old)
+               .field(manifest.identity).bytes())
+    key = bytes.fromhex(previous["audit"]["public_key"])
+    if not ecdsa_verifies(key, statement["signature"], message):
+        raise Failure("upgrade.json is not signed by the format-1 audit key for this identity")
+    return True
 
 
 def check_anchor(manifest, anchor_path):

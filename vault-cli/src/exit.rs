@@ -7,7 +7,7 @@
 //! | 2 | usage: unknown command or option, missing argument |
 //! | 3 | quorum or share error (bad word, checksum, wrong vault, too few shares) |
 //! | 4 | HSM or token error (module, token, PIN, key) |
-//! | 5 | integrity failure (a tampered or foreign file; a format-1 vault to upgrade; not a security officer) |
+//! | 5 | integrity failure (a tampered or foreign file; a format-1 vault to upgrade; an operator without the role a command needs) |
 //! | 6 | AWS error |
 //! | 7 | the vault is busy: another command held its writers' lock longer than `BREAKGLASS_LOCK_WAIT` |
 //! | 8 | the audit log ends with a torn write (a crash or a full disk): run `breakglass audit repair` |
@@ -148,7 +148,8 @@ pub fn advice(error: &anyhow::Error) -> Option<&'static str> {
             vault_core::trust::TrustError::ManifestSignature { .. }
             | vault_core::trust::TrustError::ManifestRollback { .. }
             | vault_core::trust::TrustError::ManifestFork { .. }
-            | vault_core::trust::TrustError::IdentityMismatch { .. },
+            | vault_core::trust::TrustError::IdentityMismatch { .. }
+            | vault_core::trust::TrustError::UpgradeStatement { .. },
         ) = cause.downcast_ref::<vault_core::trust::TrustError>()
         {
             return Some(

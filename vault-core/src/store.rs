@@ -26,9 +26,13 @@ pub const MANIFEST: &str = "vault.json";
 pub const AUDIT_LOG: &str = "audit.jsonl";
 /// The outgoing quorum's statement that the vault's identity moved at its last rekey.
 pub const SUCCESSION: &str = "succession.json";
+/// The statement, signed by a format-1 vault's audit key at its upgrade, that the vault's
+/// format-1 fingerprint moved to the identity of the certified manifest.
+pub const UPGRADE_STATEMENT: &str = "upgrade.json";
 const CREDENTIALS: &str = "credentials";
 const HISTORY: &str = "history";
-pub(crate) const CEREMONIES: &str = "ceremonies";
+/// The directory of open ceremonies' requests and transport keys.
+pub const CEREMONIES: &str = "ceremonies";
 const LOCK: &str = "vault.lock";
 
 /// A store failure, naming the file.

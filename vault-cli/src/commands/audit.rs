@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use vault_core::audit::TornTail;
+use vault_core::trust::Role;
 
 use crate::cli::{
     AuditFilterArgs, AuditRepairArgs, AuditReportArgs, AuditShowArgs, ReportArgs, ReportFormat,
@@ -49,6 +50,7 @@ fn warn_unrecorded_manifest(vault: &vault_core::vault::Vault) {
 pub fn repair(vault_arg: Option<&Path>, args: &AuditRepairArgs) -> Result<()> {
     // An interrupted rekey is resumed after the repair (its resume appends to the log).
     let vault = super::open_vault_resuming(vault_arg)?;
+    super::require_role(&vault, Role::SecurityOfficer, "audit repair")?;
     let log = vault.store().path(vault_core::store::AUDIT_LOG);
     let Some(tail) = vault.audit().torn_tail()? else {
         println!("{}: no torn tail: nothing to repair", log.display());

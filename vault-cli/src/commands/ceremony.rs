@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use vault_core::ceremony::{self, LayoutGroup, Opening, Purpose};
 use vault_core::quorum::Share;
+use vault_core::trust::Role;
 use vault_core::trust::certified::SeenManifest;
 use vault_core::trust::identity::PinnedIdentity;
 use vault_core::trust::request::{SignedRequest, VerifiedRequest};
@@ -214,6 +215,45 @@ fn seen_manifest(vault_id: &str) -> Result<Option<SeenManifest>> {
     )
 }
 
+/// Remembers on this machine the manifest version a verified request carried, so that a later
+/// request over an older version (one that still lists an operator the quorum has removed
+/// since, say) is refused here. Kept in the machine's anchor for the vault: made when there is
+/// none (unless this machine pinned another fingerprint for the vault), moved forward when it
+/// is for the same identity, never moved across identities (a rekey's succession does that).
+/// Best effort, like every anchor write: a machine that cannot write remembers less.
+fn remember_manifest(verified: &VerifiedRequest) {
+    use vault_core::trust::machine::{ConfigDir, MachineAnchor};
+    let Some(config) = ConfigDir::from_env() else {
+        return;
+    };
+    let manifest = verified.manifest();
+    let vault_id = manifest.vault_id();
+    let anchor = match MachineAnchor::read(&config, vault_id) {
+        Ok(Some(mut anchor)) if anchor.is_for(manifest.identity()) => {
+            if anchor.manifest.version >= manifest.version()
+                || anchor.advance_manifest(manifest).is_err()
+            {
+                return;
+            }
+            anchor
+        }
+        Ok(None) => {
+            let pinned_elsewhere = super::pinned_fingerprint(vault_id)
+                .ok()
+                .flatten()
+                .is_some_and(|known| {
+                    !PinnedIdentity::parse(&known).is_ok_and(|p| p.matches(manifest.identity()))
+                });
+            if pinned_elsewhere {
+                return;
+            }
+            MachineAnchor::new(manifest)
+        }
+        _ => return,
+    };
+    let _ = anchor.write(&config);
+}
+
 /// `breakglass ceremony contribute` (custodian side, no vault needed). The request is checked
 /// offline before the share is read: signed by a security officer of the vault whose identity
 /// the share file (or card) names, and not expired.
@@ -245,6 +285,7 @@ pub fn contribute(args: &CeremonyContributeArgs) -> Result<()> {
         .verify(&pinned, seen.as_ref(), vault_core::clock::now_unix())
         .map_err(vault_core::Error::from)
         .with_context(refused)?;
+    remember_manifest(&verified);
     show_request(&verified);
     confirmed(
         args.yes,
@@ -393,6 +434,7 @@ pub fn cancel(vault_arg: Option<&Path>, args: &CeremonyCancelArgs) -> Result<()>
     crate::hardening::harden()?;
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
+    super::require_role(&vault, Role::SecurityOfficer, "ceremony cancel")?;
     let request = ceremony::cancel(&vault, &args.id)?;
     println!(
         "ceremony {} ({}) cancelled: its transport key is destroyed, so no contribution sent to it can be opened",
@@ -402,10 +444,44 @@ pub fn cancel(vault_arg: Option<&Path>, args: &CeremonyCancelArgs) -> Result<()>
     Ok(())
 }
 
+/// Before any contribution is opened: closing a ceremony carries out its purpose on this
+/// machine, so a rekey or a recovery set needs this machine's operator to be a security
+/// officer, and a rotation a cloud administrator, as the commands themselves do. The request
+/// is read from the vault and verified as `close` verifies it; one that does not verify (or a
+/// malformed id) is left for `close` to refuse with its own message.
+fn require_closer_role(vault: &Vault, id: &str) -> Result<()> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    let file = vault
+        .store()
+        .path(vault_core::store::CEREMONIES)
+        .join(format!("{id}.request.json"));
+    let Some(signed) = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| SignedRequest::from_bytes(&bytes).ok())
+    else {
+        return Ok(());
+    };
+    let pin = PinnedIdentity::of(vault.certified().identity());
+    let Ok(verified) = signed.verify(&pin, None, vault_core::clock::now_unix()) else {
+        return Ok(());
+    };
+    let (role, command) = match &verified.request().purpose {
+        Purpose::Rekey(_) => (Role::SecurityOfficer, "ceremony close (a rekey)"),
+        Purpose::Recovery(_) => (Role::SecurityOfficer, "ceremony close (recovery enable)"),
+        Purpose::Rotate { .. } => (Role::CloudAdministrator, "ceremony close (a rotation)"),
+        _ => return Ok(()),
+    };
+    super::require_role(vault, role, command)?;
+    Ok(())
+}
+
 /// `breakglass ceremony close`: checks everything, then carries out the purpose.
 pub fn close(vault_arg: Option<&Path>, args: &CeremonyCloseArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
+    require_closer_role(&vault, &args.id)?;
     destroy_expired(&vault)?;
     let gathered = ceremony::gather(&vault, &args.id, &args.contributions)?;
     gathered.check_closable(&vault, vault_core::clock::now_unix())?;

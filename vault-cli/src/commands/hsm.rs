@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use vault_core::hsm::{CheckStatus, Module, PinRole, TokenSelector};
 use vault_core::manifest::PinSource;
+use vault_core::trust::Role;
 use vault_core::vault::{Enrolment, NewToken, PinProvider};
 
 use crate::cli::{HsmCheckArgs, HsmEnrollArgs, HsmTokensArgs};
@@ -64,6 +65,7 @@ pub fn tokens(args: &HsmTokensArgs) -> Result<()> {
 pub fn enroll(vault_arg: Option<&std::path::Path>, args: &HsmEnrollArgs) -> Result<()> {
     let mut vault = super::open_vault(vault_arg)?;
     let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
+    super::require_role(&vault, Role::SecurityOfficer, "hsm enroll")?;
     let dev = vault
         .manifest()
         .hsms

@@ -27,6 +27,7 @@ pub mod upgrade;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use vault_core::trust::Role;
 use vault_core::trust::machine::ConfigDir;
 use vault_core::vault::Vault;
 
@@ -203,6 +204,22 @@ Compare it, group by group, with the fingerprint on a share card or in the runbo
         })
         .into(),
     )
+}
+
+/// Refuses (exit 5) unless this machine's operator key for the vault belongs to an operator who
+/// holds `role` in the authenticated manifest ([`Vault::acting_operator`]): `command` is that
+/// role's. Called right after the vault is opened and its pin checked, before any share is
+/// asked for, a token touched or anything written. The refusal names the role needed and who
+/// this machine's key belongs to (or that it belongs to nobody). Returns the operator's name.
+pub fn require_role(vault: &Vault, role: Role, command: &str) -> Result<String> {
+    match vault.acting_operator(role) {
+        Ok((_, operator)) => Ok(operator.name),
+        Err(e) => Err(anyhow::Error::from(e).context(format!(
+            "`breakglass {command}` is for a {role} of the vault, on their own machine: nothing \
+             was read or changed (the quorum gives an operator a role with `breakglass operator \
+             add`)"
+        ))),
+    }
 }
 
 /// Refuses to go on without a reason when the vault's policy requires one (checked before any

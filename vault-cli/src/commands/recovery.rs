@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use vault_core::trust::Role;
 use vault_core::vault::{RecoveryDef, TokenChoice, Vault, validate_recovery};
 
 use crate::cli::{HandoutArgs, RecoverArgs, RecoveryEnableArgs, ShareSources};
@@ -25,6 +26,7 @@ no token-signed audit checkpoint records it. Keep recovery shares apart from nor
 pub fn enable(vault_arg: Option<&Path>, args: &RecoveryEnableArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
+    super::require_role(&vault, Role::SecurityOfficer, "recovery enable")?;
     let def = resolve(&vault, args.threshold, &args.custodians);
     execute(
         vault,

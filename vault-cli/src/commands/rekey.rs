@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use vault_core::ceremony::{LayoutGroup, RekeyLayout};
+use vault_core::trust::Role;
 use vault_core::vault::{GroupDef, RecoveryChange, RecoveryDef, RekeyOptions, Vault};
 
 use crate::cli::{HandoutArgs, RekeyArgs, RekeyLayoutArgs, ShareSources};
@@ -21,6 +22,7 @@ pub fn run(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
     }
     let vault = super::open_vault(vault_arg)?;
     super::require_pin(&vault, args.fingerprint.as_deref())?;
+    super::require_role(&vault, Role::SecurityOfficer, "rekey")?;
     let target = resolve(&vault, &args.target)?;
     execute(
         vault,
@@ -230,6 +232,9 @@ fn resume(vault_arg: Option<&Path>, args: &RekeyArgs) -> Result<()> {
             ),
         ));
     }
+    // Finishing a rekey is the same vault change as starting one: a security officer's, by
+    // the operators of the manifest it resumes from.
+    super::require_role(&vault, Role::SecurityOfficer, "rekey --resume")?;
     let sets = [
         ShareSet {
             label: "old quorum",

@@ -23,6 +23,7 @@ use tokio::runtime::Runtime;
 use vault_core::credential::AwsKeys;
 use vault_core::envelope::{Envelope, Kind};
 use vault_core::secret::SecretBytes;
+use vault_core::trust::Role;
 use vault_core::vault::{TokenChoice, Vault};
 
 use crate::aws::{self, OwnKeys};
@@ -216,6 +217,7 @@ impl Rotation<'_> {
 pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     let pinned = super::require_pin(&vault, args.fingerprint.as_deref())?;
+    super::require_role(&vault, Role::CloudAdministrator, "rotate")?;
     let (_, envelope) = vault.envelope(&args.name)?;
     if envelope.kind != Kind::Aws {
         return Err(fail(

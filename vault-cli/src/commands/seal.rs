@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use secrecy::SecretString;
 use vault_core::credential::{AwsKeys, aws_root_payload};
 use vault_core::envelope::Kind;
+use vault_core::trust::Role;
 use zeroize::Zeroizing;
 
 use crate::cli::SealArgs;
@@ -102,6 +103,10 @@ fn with_mfa_seed(keys: &mut AwsKeys, args: &SealArgs, seed: Option<SecretString>
 /// `breakglass seal`.
 pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
+    // Before the secret is asked for: the vault must be the one pinned here, and this
+    // machine's operator a cloud administrator of it.
+    let pinned = Some(super::require_pin(&vault, args.fingerprint.as_deref())?);
+    super::require_role(&vault, Role::CloudAdministrator, "seal")?;
     let kind = Kind::from(args.kind);
     let mut metadata = metadata(args)?;
     let seed_flag = if args.mfa_seed_file.is_some() {
@@ -143,7 +148,6 @@ pub fn run(vault_arg: Option<&Path>, args: &SealArgs) -> Result<()> {
         Kind::AwsRoot => aws_root_payload(&input)?,
         Kind::Secret => input,
     };
-    let pinned = Some(super::require_pin(&vault, args.fingerprint.as_deref())?);
     let path = vault.seal(
         &args.name,
         kind,

@@ -117,9 +117,19 @@ pub fn run(vault_arg: Option<&Path>, args: &UpgradeArgs) -> Result<()> {
         );
     }
     println!(
-        "new fingerprint: {} (was {}): pinned on this machine; reissue the share cards with `breakglass share card`, and on other machines remove the old pin and pin this one",
+        "new fingerprint: {} (was {}): pinned on this machine; reissue the share cards with `breakglass share card`",
         upgraded.identity, upgraded.old_fingerprint
     );
+    if upgraded.statement_written {
+        println!(
+            "other machines that pinned {} move to the new fingerprint by themselves: upgrade.json, signed by the vault's audit key, says so (keep it with the vault)",
+            upgraded.old_fingerprint
+        );
+    } else {
+        println!(
+            "the token used does not hold the audit key, so no upgrade statement was written: on other machines remove the old pin and pin the new fingerprint"
+        );
+    }
     Ok(())
 }
 

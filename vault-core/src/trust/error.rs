@@ -209,6 +209,29 @@ pub enum TrustError {
         /// The id.
         vault_id: String,
     },
+    /// A format-1 upgrade statement that does not move the pinned format-1 fingerprint to the
+    /// identity presented.
+    #[error(
+        "vault {vault_id}: the upgrade statement moving format-1 fingerprint {previous} to identity {next} is refused: {problem}"
+    )]
+    UpgradeStatement {
+        /// The vault.
+        vault_id: String,
+        /// The format-1 fingerprint.
+        previous: String,
+        /// The identity presented.
+        next: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// A format-1 upgrade statement that cannot be read.
+    #[error("{}: not a valid upgrade statement: {reason}", file.display())]
+    InvalidUpgradeStatement {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A succession statement that cannot be read.
     #[error("{}: not a valid succession statement: {reason}", file.display())]
     InvalidSuccession {

@@ -304,7 +304,9 @@ fn read_certified(
 /// when this machine has pinned nothing), and moves the anchor forward when pinned. A rekey
 /// changes the identity: when the pinned one is not the document's, the succession statement
 /// the rekey left (`succession.json`, signed by the outgoing quorum, which the pin names) moves
-/// the pin to the new identity; nothing else does.
+/// the pin to the new identity. A format-1 fingerprint pinned before an upgrade is moved by
+/// the upgrade's statement (`upgrade.json`, signed by the format-1 audit key, which that
+/// fingerprint covers). Nothing else moves a pin.
 fn authenticate(
     config: &ConfigDir,
     store: &Store,
@@ -319,6 +321,12 @@ fn authenticate(
     let claimed = document.identity_fingerprint()?;
     let mut succeeded = false;
     if !pin.matches(&claimed)
+        && upgrade::follow_upgrade(store, &vault_id, &pin, &claimed, &document.manifest.quorum)?
+    {
+        // A format-1 fingerprint pinned here, moved by the upgrade's statement.
+        pin = PinnedIdentity::of(&claimed);
+        succeeded = true;
+    } else if !pin.matches(&claimed)
         && let Some(succession) = read_succession(store)?
     {
         succession.verify(&vault_id, &pin, &claimed)?;
