@@ -37,7 +37,7 @@ use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 use cryptoki::session::{Session, UserType};
 use secrecy::{ExposeSecret, SecretString};
-use vault_core::audit::{Actor, AuditLog, CheckpointSigner, Event};
+use vault_core::audit::{AuditLog, CheckpointSigner, ENVELOPE_DETAIL, Event, LineWriter};
 use vault_core::envelope::{self, Kind, SealInput};
 use vault_core::hsm::{KeyPurpose, Module, PinRole, TokenSelector};
 use vault_core::manifest::PinSource;
@@ -119,6 +119,7 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
     let now = vault_core::clock::rfc3339(vault_core::clock::now_unix());
     let started = Instant::now();
     let mut names = Vec::with_capacity(credentials);
+    let mut digests = Vec::with_capacity(credentials);
     for i in 0..credentials {
         let name = format!("c{i:05}");
         let payload = format!("secret number {i} of the bench vault");
@@ -140,6 +141,7 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
             .open(&path)?
             .write_all(&sealed.to_bytes())?;
         names.push(name);
+        digests.push(sealed.record_digest());
     }
     eprintln!(
         "scale: sealed {credentials} credentials in {:.1} s",
@@ -153,8 +155,17 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
         .into_iter()
         .map(str::to_owned)
         .collect();
+    let writer = vault.line_writer()?;
     let added = vault.with_audit_signer(&shares, &QuorumOnly, |signer| {
-        grow_log(&real, &vault_id, &names, &custodians, entries, signer)
+        grow_log(
+            &real,
+            &vault_id,
+            (&names, &digests),
+            &custodians,
+            entries,
+            signer,
+            &*writer,
+        )
             .map_err(|e| vault_core::vault::VaultError::Layout(e.to_string()).into())
     })?;
     eprintln!(
@@ -164,16 +175,18 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
     Ok(())
 }
 
-/// One `seal` entry per credential in `names`, then `unseal` (each with its signed checkpoint)
-/// and `share_verify` entries until the log has at least `entries` lines. Returns the lines
-/// added.
+/// One `seal` entry per credential in `names` (recording its envelope's digest), then
+/// `unseal` (each with its signed checkpoint) and `share_verify` entries until the log has at
+/// least `entries` lines, each line written (signed) by `writer`, this machine's operator.
+/// Returns the lines added.
 fn grow_log(
     real: &Path,
     vault_id: &str,
-    names: &[String],
+    (names, digests): (&[String], &[String]),
     custodians: &[String],
     entries: u64,
     signer: &dyn CheckpointSigner,
+    writer: &dyn LineWriter,
 ) -> Result<u64, Box<dyn std::error::Error>> {
     let existing = std::fs::read(real)?;
     let mut last = existing
@@ -190,7 +203,6 @@ fn grow_log(
         .prefix("breakglass-scale-")
         .tempdir_in(scratch_root())?;
     let scratch = scratch_dir.path().join("audit.jsonl");
-    let actor = Actor::current();
     let time = vault_core::clock::rfc3339(vault_core::clock::now_unix());
     let mut out = OpenOptions::new().append(true).open(real)?;
     let mut step = 0usize;
@@ -205,22 +217,23 @@ fn grow_log(
         while in_run < RUN && (step < names.len() || lines + (in_run as u64) < entries) {
             if let Some(name) = names.get(step) {
                 let mut event = Event::new("seal")
+                    .detail(ENVELOPE_DETAIL, digests[step].clone())
                     .detail("kind", "secret")
                     .detail("replace", "false");
                 event.credential = Some(name.clone());
-                log.append(event, &actor, &time)?;
+                log.append(event, writer, &time)?;
                 in_run += 1;
             } else if step.is_multiple_of(2) {
                 let mut event = Event::new("unseal").detail("token", "primary");
                 event.credential = names.get(step % names.len().max(1)).cloned();
                 event.custodians = pair.to_vec();
-                log.append(event, &actor, &time)?;
-                log.append_checkpoint(signer, &actor, &time)?;
+                log.append(event, writer, &time)?;
+                log.append_checkpoint(signer, writer, &time)?;
                 in_run += 2;
             } else {
                 let mut event = Event::new("share_verify").detail("set", "quorum");
                 event.custodians = vec![custodians[step % custodians.len()].clone()];
-                log.append(event, &actor, &time)?;
+                log.append(event, writer, &time)?;
                 in_run += 1;
             }
             step += 1;

@@ -88,6 +88,12 @@ impl Vault {
         })
     }
 
+    /// This machine's writer of audit lines (see [`Vault::writer`]), for tools that write
+    /// lines of their own (the bench's vault grower).
+    pub fn line_writer(&self) -> Result<Box<dyn LineWriter + '_>, crate::Error> {
+        Ok(Box::new(self.writer()?))
+    }
+
     /// Appends `event` and, when `session` is on the token holding the audit key, a checkpoint
     /// signing it, in one write (the caller holds the writers' lock): signed first, so a token
     /// that fails leaves the log untouched, and written together, so a full disk leaves neither.
