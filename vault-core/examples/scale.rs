@@ -166,7 +166,7 @@ fn build(dir: &Path, credentials: usize, entries: u64, share_files: &[String]) -
             signer,
             &*writer,
         )
-            .map_err(|e| vault_core::vault::VaultError::Layout(e.to_string()).into())
+        .map_err(|e| vault_core::vault::VaultError::Layout(e.to_string()).into())
     })?;
     eprintln!(
         "scale: appended {added} audit lines in {:.1} s",

@@ -645,18 +645,24 @@ mod tests {
         for (file, kept) in &files {
             assert_eq!(store.path(file).exists(), *kept, "{file}");
         }
+        // Both writers are gone now: both envelopes are the vault's to settle.
         let staged = store.stale_staged();
-        assert_eq!(
-            staged,
-            vec![(
+        let mut expected = vec![
+            (
                 "db".to_owned(),
-                store.path(&format!("credentials/.db.json.tmp.{}", dead.id()))
-            )]
-        );
+                store.path(&format!("credentials/.db.json.tmp.{}", dead.id())),
+            ),
+            (
+                "db".to_owned(),
+                store.path(&format!("credentials/.db.json.tmp.{}", live.id())),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(staged, expected);
         let lock = store.lock().unwrap();
-        store
-            .settle_staged(&lock, "db", &staged[0].1, false)
-            .unwrap();
+        for (name, path) in &staged {
+            store.settle_staged(&lock, name, path, false).unwrap();
+        }
         assert!(store.stale_staged().is_empty());
     }
 
