@@ -283,12 +283,20 @@ fn recover_enroll(env: &Env, args: &[String], after: &str) {
     }
 }
 
-/// After a crashed `rotate` that started from the sealed key `old`: nothing is lost (the sealed
-/// key, old or new, is in IAM and works; every credential opens), and running `rotate` again
-/// completes with exactly one key, the sealed one. What it tells the operator is checked: the
-/// id of a key a crash left unsealed (deleted), or the previous key retired. Returns the keys
-/// the crash left that nothing sealed.
-fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str) -> Vec<String> {
+/// After a crashed `rotate` that started from the sealed key `old` (and, for `rotate --mfa`,
+/// the sealed MFA device `old_device`): nothing is lost (the sealed key, old or new, is in IAM
+/// and works; the sealed device, old or new, is one of the user's; every credential opens),
+/// and running `rotate` (`--mfa`) again completes with exactly one key, the sealed one, and
+/// one device, the sealed one. What it tells the operator is checked: the id of a key or the
+/// serial of a device a crash left unsealed (deleted), or the previous key or device retired.
+/// Returns the keys and the devices the crash left that nothing sealed.
+fn after_rotate_crash(
+    lab: &AwsSweep,
+    old: &str,
+    old_device: Option<&str>,
+    quorum: &[String],
+    after: &str,
+) -> (Vec<String>, Vec<String>) {
     let (sealed, drilled) = lab.assert_sealed_key_works_drilled(quorum);
     let keys = lab.iam_keys();
     let orphans: Vec<String> = keys
@@ -304,9 +312,37 @@ fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str)
             "after {after}, drill --aws does not name {other}: {drilled}"
         );
     }
-    let args = lab
-        .env
-        .with_share_files(&["rotate", AWS_CREDENTIAL], quorum);
+    let mut rotate = vec!["rotate", AWS_CREDENTIAL];
+    let (devices, sealed_device, orphan_devices) = match old_device {
+        Some(old_device) => {
+            rotate.push("--mfa");
+            let sealed_device = lab.sealed_mfa_serial().expect("no MFA device sealed: lost");
+            let devices = lab.mfa_devices();
+            assert!(
+                devices.contains(&sealed_device),
+                "after {after}: the sealed MFA device {sealed_device} is not in IAM ({devices:?}): lost"
+            );
+            assert!(
+                drilled.contains(&format!("MFA device {sealed_device} is breakglass's")),
+                "after {after}: {drilled}"
+            );
+            let orphans: Vec<String> = devices
+                .iter()
+                .filter(|d| **d != sealed_device && *d != old_device)
+                .cloned()
+                .collect();
+            assert!(orphans.len() <= 1, "after {after}: {devices:?}");
+            for other in devices.iter().filter(|d| **d != sealed_device) {
+                assert!(
+                    drilled.contains(&format!("IAM also has MFA device {other}")),
+                    "after {after}, drill --aws does not name the device {other}: {drilled}"
+                );
+            }
+            (devices, Some(sealed_device), orphans)
+        }
+        None => (Vec::new(), None, Vec::new()),
+    };
+    let args = lab.env.with_share_files(&rotate, quorum);
     let rerun = lab.env.run(&as_strs(&args));
     let told = stderr(&rerun);
     assert!(rerun.status.success(), "rotate after {after}: {told}");
@@ -323,7 +359,25 @@ fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str)
         );
     }
     assert_eq!(lab.iam_keys(), vec![lab.sealed_key_id()], "after {after}");
-    orphans
+    if let (Some(old_device), Some(sealed_device)) = (old_device, &sealed_device) {
+        for orphan in &orphan_devices {
+            assert!(
+                told.contains(&format!("deleting MFA device {orphan}"))
+                    && told.contains("never sealed"),
+                "rotate --mfa after {after} does not name the unsealed device {orphan} it deletes: {told}"
+            );
+        }
+        if sealed_device != old_device && devices.iter().any(|d| d == old_device) {
+            assert!(
+                told.contains(&format!("retired MFA device {old_device}")),
+                "after {after}: {told}"
+            );
+        }
+        let sealed_now = lab.sealed_mfa_serial().unwrap();
+        assert_ne!(&sealed_now, sealed_device, "after {after}: not re-seeded");
+        assert_eq!(lab.mfa_devices(), vec![sealed_now], "after {after}");
+    }
+    (orphans, orphan_devices)
 }
 
 #[test]
@@ -342,7 +396,8 @@ fn a_crash_at_any_write_of_rotate_loses_no_key_and_a_rerun_deletes_what_it_left(
             env.run_with(&as_strs(&rotate_args), fault)
         },
         |_, n, _| {
-            let orphans = after_rotate_crash(&lab, &old.borrow(), &quorum, &format!("write {n}"));
+            let (orphans, _) =
+                after_rotate_crash(&lab, &old.borrow(), None, &quorum, &format!("write {n}"));
             orphans_found.set(orphans_found.get() + orphans.len());
         },
         // A rotation that completed: one key, the sealed one, and it works; the other
@@ -405,7 +460,7 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
             ),
             _ => assert_eq!(keys, vec![sealed.clone()], "{what}"),
         }
-        let orphans = after_rotate_crash(&lab, &before, &quorum, point);
+        let (orphans, _) = after_rotate_crash(&lab, &before, None, &quorum, point);
         assert_eq!(
             orphans.len(),
             usize::from(point == "rotate-after-create"),
@@ -437,4 +492,121 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
     eprintln!("crash sweep (rotate: 3 AWS steps; assume): {tally:#?}");
     assert!(tally.crashes > 0, "assume: no crash point reached");
     assert!(tally.manifest_unrecorded.is_empty(), "{tally:?}");
+}
+
+/// A `rotate --mfa` that completed: one key and one MFA device, the sealed ones; the key works,
+/// the sealed seed makes codes for a device of the user's, and `assume` sends its code; the
+/// other credentials open to their payloads.
+fn rotated_with_mfa(lab: &AwsSweep, quorum: &[String]) {
+    let (sealed, drilled) = lab.assert_sealed_key_works_drilled(quorum);
+    assert_eq!(lab.iam_keys(), vec![sealed]);
+    let device = lab.sealed_mfa_serial().expect("an MFA device sealed");
+    assert_eq!(lab.mfa_devices(), vec![device.clone()]);
+    assert!(
+        drilled.contains(&format!("MFA seed for {device} makes codes"))
+            && drilled.contains(&format!("MFA device {device} is breakglass's")),
+        "{drilled}"
+    );
+    let assumed = lab.assume(quorum, &[]);
+    assert!(assumed.status.success(), "{}", stderr(&assumed));
+    let last = lab.env.audit_events("assume_role").pop().unwrap();
+    assert!(last["details"]["mfa_step"].is_string(), "{last}");
+}
+
+#[test]
+fn a_crash_at_any_write_of_rotate_mfa_loses_no_key_or_device_and_a_rerun_deletes_what_it_left() {
+    let lab = AwsSweep::new();
+    let env = &lab.env;
+    let quorum = env.quorum_in("shares");
+    let before = std::cell::RefCell::new((String::new(), String::new()));
+    let (orphan_keys, orphan_devices) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let rotate_args = env.with_share_files(&["rotate", AWS_CREDENTIAL, "--mfa"], &quorum);
+    let tally = sweep_kills(
+        env,
+        "rotate-mfa",
+        |env, fault| {
+            *before.borrow_mut() = lab.fresh_key_with_mfa();
+            env.run_with(&as_strs(&rotate_args), fault)
+        },
+        |_, n, _| {
+            let (key, device) = before.borrow().clone();
+            let (keys, devices) =
+                after_rotate_crash(&lab, &key, Some(&device), &quorum, &format!("write {n}"));
+            orphan_keys.set(orphan_keys.get() + keys.len());
+            orphan_devices.set(orphan_devices.get() + devices.len());
+        },
+        |_| rotated_with_mfa(&lab, &quorum),
+    );
+    eprintln!(
+        "crash sweep (rotate --mfa): {tally:#?}; left unsealed by a crash, named and deleted by \
+         the next run: {} keys, {} MFA devices",
+        orphan_keys.get(),
+        orphan_devices.get()
+    );
+    assert!(tally.crashes > 0, "no crash point reached");
+    assert!(tally.manifest_unrecorded.is_empty(), "{tally:?}");
+    // The key's seal comes after CreateAccessKey, the seed's after CreateVirtualMFADevice: a
+    // crash in either leaves what nobody sealed, which the next run must name and delete.
+    assert!(orphan_keys.get() > 0, "no crash left an unsealed key");
+    assert!(
+        orphan_devices.get() > 0,
+        "no crash left an unsealed MFA device"
+    );
+}
+
+#[test]
+fn a_crash_at_each_aws_step_of_rotate_mfa_loses_no_key_or_device() {
+    let lab = AwsSweep::new();
+    let env = &lab.env;
+    let quorum = env.quorum_in("shares");
+    let rotate_args = env.with_share_files(&["rotate", AWS_CREDENTIAL, "--mfa"], &quorum);
+    // The key's three steps as for `rotate`, then the device's: after the new device is made
+    // and enabled, before its seed is sealed (a device nobody holds); after the seal, before
+    // the old device is retired.
+    for point in [
+        "rotate-after-create",
+        "rotate-after-seal",
+        "rotate-after-retire",
+        "rotate-mfa-after-create",
+        "rotate-mfa-after-seal",
+    ] {
+        let (key, device) = lab.fresh_key_with_mfa();
+        let killed = env.run_with(
+            &as_strs(&rotate_args),
+            &[("BREAKGLASS_TEST_FAULT", &format!("{point}:kill"))],
+        );
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{point}: {}",
+            stderr(&killed)
+        );
+        env.assert_audit_intact();
+        let devices = lab.mfa_devices();
+        let sealed_device = lab.sealed_mfa_serial().unwrap();
+        match point {
+            "rotate-mfa-after-create" => assert!(
+                sealed_device == device && devices.len() == 2,
+                "a device nobody sealed: {devices:?}"
+            ),
+            "rotate-mfa-after-seal" => assert!(
+                sealed_device != device && devices.contains(&device),
+                "the previous device still enabled: {devices:?}"
+            ),
+            _ => assert_eq!(devices, vec![device.clone()], "{point}"),
+        }
+        let (keys, devices) = after_rotate_crash(&lab, &key, Some(&device), &quorum, point);
+        assert_eq!(
+            keys.len(),
+            usize::from(point == "rotate-after-create"),
+            "{point}"
+        );
+        assert_eq!(
+            devices.len(),
+            usize::from(point == "rotate-mfa-after-create"),
+            "{point}"
+        );
+        env.assert_audit_intact();
+        rotated_with_mfa(&lab, &quorum);
+    }
 }

@@ -211,7 +211,7 @@ pub fn payloads() -> BTreeMap<String, Vec<u8>> {
 
 /// The sweep vault with an AWS credential `prod` besides: the key of IAM user `breakglass` on a
 /// local endpoint (moto, request authentication on), allowed to assume role `emergency` and to
-/// manage its own keys, as `rotate` and `assume` need.
+/// manage its own keys and virtual MFA devices, as `rotate` (with `--mfa`) and `assume` need.
 pub struct AwsSweep {
     pub env: Env,
     pub aws: hsm_testing::aws::LocalAws,
@@ -231,7 +231,9 @@ impl AwsSweep {
             &serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                 "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity",
                     "sts:GetCallerIdentity", "iam:CreateAccessKey", "iam:UpdateAccessKey",
-                    "iam:DeleteAccessKey", "iam:ListAccessKeys"],
+                    "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:CreateVirtualMFADevice",
+                    "iam:EnableMFADevice", "iam:DeactivateMFADevice",
+                    "iam:DeleteVirtualMFADevice", "iam:ListMFADevices"],
                 "Resource": "*"}]}),
         );
         let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
@@ -247,6 +249,30 @@ impl AwsSweep {
     /// Deletes every key of the user, makes a new one and seals it as [`AWS_CREDENTIAL`]
     /// (replacing what was sealed): afterwards IAM and the vault agree on one key, its id.
     pub fn fresh_key(&self) -> String {
+        self.fresh_key_sealed_with(None)
+    }
+
+    /// [`AwsSweep::fresh_key`], and the user's MFA devices too: every one is deleted, a new
+    /// virtual device (named as `rotate --mfa` names its own) is made and enabled, and its seed
+    /// is sealed with the key. Returns the key id and the device's serial.
+    pub fn fresh_key_with_mfa(&self) -> (String, String) {
+        let device = self.aws.boto(
+            "for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']:\n    \
+             iam.deactivate_mfa_device(UserName='breakglass', SerialNumber=d['SerialNumber'])\n    \
+             iam.delete_virtual_mfa_device(SerialNumber=d['SerialNumber'])\n\
+             d = iam.create_virtual_mfa_device(VirtualMFADeviceName=args['name'])['VirtualMFADevice']\n\
+             iam.enable_mfa_device(UserName='breakglass', SerialNumber=d['SerialNumber'], \
+             AuthenticationCode1='123456', AuthenticationCode2='654321')\n\
+             result = {'serial': d['SerialNumber'], 'seed': d['Base32StringSeed'].decode()}",
+            serde_json::json!({"name": format!("breakglass-breakglass-{:08x}", unique() as u32)}),
+        );
+        let serial = device["serial"].as_str().unwrap().to_owned();
+        let seed = device["seed"].as_str().unwrap();
+        let id = self.fresh_key_sealed_with(Some((&serial, seed)));
+        (id, serial)
+    }
+
+    fn fresh_key_sealed_with(&self, mfa: Option<(&str, &str)>) -> String {
         let key = self.aws.boto(
             "for k in iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata']:\n    \
              iam.delete_access_key(UserName='breakglass', AccessKeyId=k['AccessKeyId'])\n\
@@ -280,9 +306,42 @@ impl AwsSweep {
         if replace {
             args.push("--replace");
         }
+        let seed_file = self.env.path("mfa-seed.txt");
+        if let Some((serial, seed)) = mfa {
+            std::fs::write(&seed_file, seed).unwrap();
+            args.extend([
+                "--mfa-serial",
+                serial,
+                "--mfa-seed-file",
+                seed_file.to_str().unwrap(),
+            ]);
+        }
         self.env.ok(&args);
         std::fs::remove_file(&file).unwrap();
+        let _ = std::fs::remove_file(&seed_file);
         key["AccessKeyId"].as_str().unwrap().to_owned()
+    }
+
+    /// The serials of the user's MFA devices in IAM, sorted.
+    pub fn mfa_devices(&self) -> Vec<String> {
+        let devices = self.aws.boto(
+            "result = sorted(d['SerialNumber'] for d in \
+             iam.list_mfa_devices(UserName='breakglass')['MFADevices'])",
+            serde_json::json!({}),
+        );
+        serde_json::from_value(devices).unwrap()
+    }
+
+    /// The MFA device the vault has sealed with [`AWS_CREDENTIAL`] (`list --json`), if any.
+    pub fn sealed_mfa_serial(&self) -> Option<String> {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.env.ok(&["list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == AWS_CREDENTIAL)
+            .and_then(|c| c["metadata"]["mfa_serial"].as_str())
+            .map(str::to_owned)
     }
 
     /// `assume` of [`AWS_CREDENTIAL`] with `shares` and the extra environment `fault`; one that
