@@ -13,7 +13,7 @@ use std::process::Output;
 
 mod support;
 
-use support::sweep::{AWS_CREDENTIAL, AwsSweep, payloads};
+use support::sweep::{AWS_CREDENTIAL, AwsSweep, CREDENTIALS, CUSTODIANS, payloads};
 use support::{Env, as_strs, stderr};
 
 /// What one crash left and what it took to get going again.
@@ -609,4 +609,150 @@ fn a_crash_at_each_aws_step_of_rotate_mfa_loses_no_key_or_device() {
         env.assert_audit_intact();
         rotated_with_mfa(&lab, &quorum);
     }
+}
+
+/// Runs `args` killed at the fault point `point` (after `vault.json` is written, before the
+/// entry recording it): `audit verify` names the unrecorded manifest and `names` (the command
+/// that records it), no `event` entry was added; running `args` again records it, once, marked
+/// `recorded_late`, and says so; the log then verifies with every manifest recorded and every
+/// credential opens with the quorum. Returns the entry recorded late.
+fn killed_before_entry_then_rerun(
+    env: &Env,
+    args: &[String],
+    point: &str,
+    event: &str,
+    names: &str,
+) -> serde_json::Value {
+    let recorded = env.audit_events(event).len();
+    let version = env.status()["manifest_version"].clone();
+    let killed = env.run_with(
+        &as_strs(args),
+        &[("BREAKGLASS_TEST_FAULT", &format!("{point}:kill"))],
+    );
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "{point}: {}",
+        stderr(&killed)
+    );
+    assert_ne!(
+        env.status()["manifest_version"],
+        version,
+        "{point}: vault.json not written"
+    );
+    let verify = env.run(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(
+        stderr(&verify).contains(UNRECORDED) && stderr(&verify).contains(names),
+        "{point}: the operator is told that the change is unrecorded and what records it: {}",
+        stderr(&verify)
+    );
+    assert_eq!(env.audit_events(event).len(), recorded, "{point}");
+    let rerun = env.run(&as_strs(args));
+    assert!(
+        rerun.status.success(),
+        "{point}, run again: {}",
+        stderr(&rerun)
+    );
+    let said = String::from_utf8_lossy(&rerun.stdout);
+    assert!(said.contains("recorded now"), "{point}: {said}");
+    let entries = env.audit_events(event);
+    assert_eq!(entries.len(), recorded + 1, "{point}: {entries:?}");
+    let late = entries.last().unwrap().clone();
+    assert!(late["details"]["recorded_late"].is_string(), "{late}");
+    assert_eq!(
+        late["details"]["manifest_version"],
+        env.status()["manifest_version"].to_string(),
+        "{late}"
+    );
+    env.assert_audit_intact();
+    env.assert_every_credential_opens(&env.quorum_in("shares"), &payloads());
+    // Recorded: running it once more is refused as a change made already, and records nothing.
+    let again = env.run(&as_strs(args));
+    assert!(
+        !again.status.success(),
+        "{point}: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(env.audit_events(event).len(), recorded + 1, "{point}");
+    late
+}
+
+#[test]
+fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_running_it_again() {
+    let env = Env::new();
+    env.init_vault(&CUSTODIANS, 3, &[]);
+    for (name, payload) in CREDENTIALS {
+        let output = env.seal_payload(name, payload, false);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let quorum = env.quorum_in("shares");
+
+    // recovery enable: the recovery shares the killed run handed out are the set in force.
+    let recovery_dir = env.path("recovery");
+    let enable = env.with_share_files(
+        &[
+            "recovery",
+            "enable",
+            "--threshold",
+            "4",
+            "--yes",
+            "--shares-dir",
+            recovery_dir.to_str().unwrap(),
+        ],
+        &quorum,
+    );
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &enable,
+        "recovery-after-manifest",
+        "recovery_enable",
+        "recovery enable",
+    );
+    assert!(late["details"]["recovery"].is_string(), "{late}");
+    let mut both = quorum.clone();
+    both.extend(["alice", "bob", "carol", "dave"].map(|c| format!("recovery/{c}.recovery.share")));
+    let drill = env.with_share_files(&["drill", "--recovery", "--json"], &both);
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&as_strs(&drill))).unwrap();
+    for (name, _) in CREDENTIALS {
+        assert_eq!(report["credentials"][name], "opened", "{report}");
+    }
+
+    // operator add, then remove: the operator list in force is the one recorded late.
+    let key = env.run_on("bob-machine", &["operator", "key"]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let add = env.with_share_files(
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &quorum,
+    );
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &add,
+        "operator-after-manifest",
+        "operator_add",
+        "operator add",
+    );
+    assert_eq!(late["details"]["operator"], "bob", "{late}");
+    assert_eq!(late["details"]["public_key"], key.as_str(), "{late}");
+    let remove = env.with_share_files(&["operator", "remove", "bob"], &quorum);
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &remove,
+        "operator-after-manifest",
+        "operator_remove",
+        "operator remove",
+    );
+    assert_eq!(late["details"]["operator"], "bob", "{late}");
+    let operators: serde_json::Value =
+        serde_json::from_str(&env.ok(&["operator", "list", "--json"])).unwrap();
+    assert!(!operators.to_string().contains("\"bob\""), "{operators}");
 }
