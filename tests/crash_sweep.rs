@@ -5,7 +5,11 @@
 //! interrupted rekey resumes, a re-run completes the operation (an enrolment written but not
 //! recorded is recorded by enrolling again, as `audit verify` tells), the audit log verifies
 //! with every manifest recorded, and every sealed credential opens with the quorum to its
-//! payload. `hsm enroll` is also killed at its named point between `vault.json` and its entry.
+//! payload. `hsm enroll`, `recovery enable` and `operator add|remove` are also killed at their
+//! named points between `vault.json` and their entry, and running them again records it.
+//! `rotate` (with and without `--mfa`) and `assume` are killed at each file write and at the
+//! named points between their AWS steps, against a local AWS endpoint: the sealed key and MFA
+//! device still work, and running `rotate` again deletes what the crash left unsealed.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;

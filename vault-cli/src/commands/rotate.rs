@@ -305,7 +305,9 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
         name: &args.name,
         pinned: &pinned,
     };
-    let (_, outcome) = vault.unseal_with(
+    // What the rotation did, whether or not its entry can be signed afterwards.
+    let made = std::cell::RefCell::new(None);
+    let opened = vault.unseal_with(
         &args.name,
         &shares,
         TokenChoice {
@@ -325,8 +327,9 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
                 Ok((old, new))
             })();
             match &result {
-                Ok((_, new_id)) => {
+                Ok((old_id, new_id)) => {
                     details.insert("new_access_key_id".into(), new_id.clone());
+                    *made.borrow_mut() = Some((old_id.clone(), new_id.clone()));
                 }
                 Err(e) => {
                     details.insert("error".into(), format!("{e:#}"));
@@ -334,7 +337,27 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
             }
             (details, result)
         },
-    )?;
+    );
+    let (_, outcome) = match (opened, made.into_inner()) {
+        (Ok(opened), _) => opened,
+        // The rotation was made, and then its entry failed (the token signing it, the lock):
+        // the new key is sealed and the old one gone, which the operator must not take for
+        // nothing done.
+        (Err(e), Some((old, new))) => {
+            return Err(anyhow::Error::from(e).context(format!(
+                "{} was rotated all the same: {new} is sealed and works, {old} is deactivated \
+                 and deleted{}; only the audit entry recording it could not be written (the \
+                 attempt is recorded as rotate_failed where the log can take it)",
+                args.name,
+                if args.mfa {
+                    ", and the MFA device was re-seeded"
+                } else {
+                    ""
+                }
+            )));
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     let (old, new) = outcome?;
     println!(
         "rotated {}: {new} is sealed and works; {old} is deactivated and deleted",
