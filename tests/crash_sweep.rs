@@ -760,3 +760,108 @@ fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_r
         serde_json::from_str(&env.ok(&["operator", "list", "--json"])).unwrap();
     assert!(!operators.to_string().contains("\"bob\""), "{operators}");
 }
+
+#[test]
+fn a_crash_at_any_write_of_recovery_enable_or_operator_add_loses_nothing_and_completes_on_rerun() {
+    let env = Env::new();
+    env.init_vault(&CUSTODIANS, 3, &[]);
+    for (name, payload) in CREDENTIALS {
+        let output = env.seal_payload(name, payload, false);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let quorum = env.quorum_in("shares");
+    let mut report = BTreeMap::new();
+
+    // recovery enable: afterwards the recovery shares open every credential with the quorum.
+    let enable = env.with_share_files(
+        &[
+            "recovery",
+            "enable",
+            "--threshold",
+            "4",
+            "--yes",
+            "--shares-dir",
+            env.path("recovery").to_str().unwrap(),
+        ],
+        &quorum,
+    );
+    let mut with_recovery = quorum.clone();
+    with_recovery
+        .extend(["alice", "bob", "carol", "dave"].map(|c| format!("recovery/{c}.recovery.share")));
+    report.insert(
+        "recovery enable",
+        sweep_kills(
+            &env,
+            "recovery-enable",
+            |env, fault| {
+                let _ = std::fs::remove_dir_all(env.path("recovery"));
+                env.run_with(&as_strs(&enable), fault)
+            },
+            |env, n, _| {
+                if env.status()["recovery"].is_null() {
+                    // Killed before vault.json: the shares handed out are void.
+                    let _ = std::fs::remove_dir_all(env.path("recovery"));
+                    rerun_until_ok(env, &enable, &format!("recovery enable after write {n}"));
+                } else if stderr(&env.run(&["audit", "verify"])).contains(UNRECORDED) {
+                    let rerun = env.run(&as_strs(&enable));
+                    assert!(
+                        rerun.status.success(),
+                        "after write {n}: {}",
+                        stderr(&rerun)
+                    );
+                    let said = String::from_utf8_lossy(&rerun.stdout);
+                    assert!(said.contains("recorded now"), "after write {n}: {said}");
+                }
+            },
+            |env| {
+                env.assert_every_credential_opens(&quorum, &payloads());
+                let drill =
+                    env.with_share_files(&["drill", "--recovery", "--json"], &with_recovery);
+                let report: serde_json::Value =
+                    serde_json::from_str(&env.ok(&as_strs(&drill))).unwrap();
+                for (name, _) in CREDENTIALS {
+                    assert_eq!(report["credentials"][name], "opened", "{report}");
+                }
+            },
+        ),
+    );
+
+    // operator add: afterwards bob is an operator, recorded.
+    let key = env.run_on("bob-machine", &["operator", "key"]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let add = env.with_share_files(
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &quorum,
+    );
+    let has_bob = |env: &Env| env.ok(&["operator", "list", "--json"]).contains("\"bob\"");
+    report.insert(
+        "operator add",
+        sweep_kills(
+            &env,
+            "operator-add",
+            |env, fault| env.run_with(&as_strs(&add), fault),
+            |env, n, _| {
+                if !has_bob(env) || stderr(&env.run(&["audit", "verify"])).contains(UNRECORDED) {
+                    rerun_until_ok(env, &add, &format!("operator add after write {n}"));
+                }
+            },
+            |env| {
+                assert!(has_bob(env));
+                env.assert_every_credential_opens(&quorum, &payloads());
+            },
+        ),
+    );
+    eprintln!("crash sweep: {report:#?}");
+    for (what, tally) in &report {
+        assert!(tally.crashes > 0, "{what}: no crash point reached");
+    }
+}
