@@ -815,6 +815,16 @@ fn a_crash_at_any_write_of_recovery_enable_or_operator_add_loses_nothing_and_com
             },
             |env| {
                 env.assert_every_credential_opens(&quorum, &payloads());
+                // One token stanza and one for the recovery key in force: none left for the
+                // key of a killed run, whose shares (written first) are void but would still
+                // open what it had rewrapped.
+                for (name, _) in CREDENTIALS {
+                    let file = env.vault().join(format!("credentials/{name}.json"));
+                    let envelope: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+                    let stanzas = envelope["hsm_stanzas"].as_array().unwrap().len();
+                    assert_eq!(stanzas, 2, "{name}: {envelope}");
+                }
                 let drill =
                     env.with_share_files(&["drill", "--recovery", "--json"], &with_recovery);
                 let report: serde_json::Value =

@@ -90,6 +90,27 @@ impl Vault {
         Ok(described)
     }
 
+    /// The recipients of token-layer stanzas in `files` that are no enrolled token's key (the
+    /// vault has no recovery set yet, so none is a recovery key in force): what a `recovery
+    /// enable` killed after rewriting envelopes and before writing `vault.json` added for its
+    /// recovery key. That run wrote its recovery shares first; they are void, but with a
+    /// quorum they would still open those envelopes, so the next run removes the stanzas.
+    fn unknown_stanzas(&self, files: &[super::rewrap::EnvelopeFile]) -> Vec<Vec<u8>> {
+        let known: Vec<String> = self
+            .keys
+            .tokens
+            .iter()
+            .map(|t| hex::encode(&t.seal_public_key))
+            .collect();
+        let stale: std::collections::BTreeSet<Vec<u8>> = files
+            .iter()
+            .flat_map(|f| f.envelope.hsm_stanzas.iter())
+            .filter(|s| !known.contains(&s.recipient))
+            .filter_map(|s| hex::decode(&s.recipient).ok())
+            .collect();
+        stale.into_iter().collect()
+    }
+
     /// Recovery, first step (changes nothing): the quorum recombines and a recovery secret is
     /// split for `def`. The caller hands the recovery shares out before
     /// [`Vault::recovery_commit`].
@@ -155,12 +176,14 @@ impl Vault {
             |session, enrollment, key, _| {
                 let lock = self.write_lock()?;
                 let oracle = session.dh_oracle(key);
+                let files = self.envelope_files(Scope::Current)?;
+                let stale = self.unknown_stanzas(&files);
                 rewrap(
-                    self.envelope_files(Scope::Current)?,
+                    files,
                     &Change::Stanzas {
                         hsm: &oracle,
                         add: &recovery_key,
-                        remove: &[],
+                        remove: &stale,
                     },
                     |_| Ok(()),
                 )?;
