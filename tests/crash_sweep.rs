@@ -711,7 +711,7 @@ fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_r
         &enable,
         "recovery-after-manifest",
         "recovery_enable",
-        "recovery enable",
+        "`breakglass recovery enable`",
     );
     assert!(late["details"]["recovery"].is_string(), "{late}");
     let mut both = quorum.clone();
@@ -743,7 +743,7 @@ fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_r
         &add,
         "operator-after-manifest",
         "operator_add",
-        "operator add",
+        "`breakglass operator add`",
     );
     assert_eq!(late["details"]["operator"], "bob", "{late}");
     assert_eq!(late["details"]["public_key"], key.as_str(), "{late}");
@@ -753,7 +753,7 @@ fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_r
         &remove,
         "operator-after-manifest",
         "operator_remove",
-        "operator remove",
+        "`operator remove`",
     );
     assert_eq!(late["details"]["operator"], "bob", "{late}");
     let operators: serde_json::Value =
