@@ -5,7 +5,11 @@
 //! interrupted rekey resumes, a re-run completes the operation (an enrolment written but not
 //! recorded is recorded by enrolling again, as `audit verify` tells), the audit log verifies
 //! with every manifest recorded, and every sealed credential opens with the quorum to its
-//! payload. `hsm enroll` is also killed at its named point between `vault.json` and its entry.
+//! payload. `hsm enroll`, `recovery enable` and `operator add|remove` are also killed at their
+//! named points between `vault.json` and their entry, and running them again records it.
+//! `rotate` (with and without `--mfa`) and `assume` are killed at each file write and at the
+//! named points between their AWS steps, against a local AWS endpoint: the sealed key and MFA
+//! device still work, and running `rotate` again deletes what the crash left unsealed.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -13,7 +17,7 @@ use std::process::Output;
 
 mod support;
 
-use support::sweep::{AWS_CREDENTIAL, AwsSweep, payloads};
+use support::sweep::{AWS_CREDENTIAL, AwsSweep, CREDENTIALS, CUSTODIANS, payloads};
 use support::{Env, as_strs, stderr};
 
 /// What one crash left and what it took to get going again.
@@ -294,12 +298,20 @@ fn recover_enroll(env: &Env, args: &[String], after: &str) {
     }
 }
 
-/// After a crashed `rotate` that started from the sealed key `old`: nothing is lost (the sealed
-/// key, old or new, is in IAM and works; every credential opens), and running `rotate` again
-/// completes with exactly one key, the sealed one. What it tells the operator is checked: the
-/// id of a key a crash left unsealed (deleted), or the previous key retired. Returns the keys
-/// the crash left that nothing sealed.
-fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str) -> Vec<String> {
+/// After a crashed `rotate` that started from the sealed key `old` (and, for `rotate --mfa`,
+/// the sealed MFA device `old_device`): nothing is lost (the sealed key, old or new, is in IAM
+/// and works; the sealed device, old or new, is one of the user's; every credential opens),
+/// and running `rotate` (`--mfa`) again completes with exactly one key, the sealed one, and
+/// one device, the sealed one. What it tells the operator is checked: the id of a key or the
+/// serial of a device a crash left unsealed (deleted), or the previous key or device retired.
+/// Returns the keys and the devices the crash left that nothing sealed.
+fn after_rotate_crash(
+    lab: &AwsSweep,
+    old: &str,
+    old_device: Option<&str>,
+    quorum: &[String],
+    after: &str,
+) -> (Vec<String>, Vec<String>) {
     let (sealed, drilled) = lab.assert_sealed_key_works_drilled(quorum);
     let keys = lab.iam_keys();
     let orphans: Vec<String> = keys
@@ -315,9 +327,37 @@ fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str)
             "after {after}, drill --aws does not name {other}: {drilled}"
         );
     }
-    let args = lab
-        .env
-        .with_share_files(&["rotate", AWS_CREDENTIAL], quorum);
+    let mut rotate = vec!["rotate", AWS_CREDENTIAL];
+    let (devices, sealed_device, orphan_devices) = match old_device {
+        Some(old_device) => {
+            rotate.push("--mfa");
+            let sealed_device = lab.sealed_mfa_serial().expect("no MFA device sealed: lost");
+            let devices = lab.mfa_devices();
+            assert!(
+                devices.contains(&sealed_device),
+                "after {after}: the sealed MFA device {sealed_device} is not in IAM ({devices:?}): lost"
+            );
+            assert!(
+                drilled.contains(&format!("MFA device {sealed_device} is breakglass's")),
+                "after {after}: {drilled}"
+            );
+            let orphans: Vec<String> = devices
+                .iter()
+                .filter(|d| **d != sealed_device && *d != old_device)
+                .cloned()
+                .collect();
+            assert!(orphans.len() <= 1, "after {after}: {devices:?}");
+            for other in devices.iter().filter(|d| **d != sealed_device) {
+                assert!(
+                    drilled.contains(&format!("IAM also has MFA device {other}")),
+                    "after {after}, drill --aws does not name the device {other}: {drilled}"
+                );
+            }
+            (devices, Some(sealed_device), orphans)
+        }
+        None => (Vec::new(), None, Vec::new()),
+    };
+    let args = lab.env.with_share_files(&rotate, quorum);
     let rerun = lab.env.run(&as_strs(&args));
     let told = stderr(&rerun);
     assert!(rerun.status.success(), "rotate after {after}: {told}");
@@ -334,7 +374,25 @@ fn after_rotate_crash(lab: &AwsSweep, old: &str, quorum: &[String], after: &str)
         );
     }
     assert_eq!(lab.iam_keys(), vec![lab.sealed_key_id()], "after {after}");
-    orphans
+    if let (Some(old_device), Some(sealed_device)) = (old_device, &sealed_device) {
+        for orphan in &orphan_devices {
+            assert!(
+                told.contains(&format!("deleting MFA device {orphan}"))
+                    && told.contains("never sealed"),
+                "rotate --mfa after {after} does not name the unsealed device {orphan} it deletes: {told}"
+            );
+        }
+        if sealed_device != old_device && devices.iter().any(|d| d == old_device) {
+            assert!(
+                told.contains(&format!("retired MFA device {old_device}")),
+                "after {after}: {told}"
+            );
+        }
+        let sealed_now = lab.sealed_mfa_serial().unwrap();
+        assert_ne!(&sealed_now, sealed_device, "after {after}: not re-seeded");
+        assert_eq!(lab.mfa_devices(), vec![sealed_now], "after {after}");
+    }
+    (orphans, orphan_devices)
 }
 
 #[test]
@@ -353,7 +411,8 @@ fn a_crash_at_any_write_of_rotate_loses_no_key_and_a_rerun_deletes_what_it_left(
             env.run_with(&as_strs(&rotate_args), fault)
         },
         |_, n, _| {
-            let orphans = after_rotate_crash(&lab, &old.borrow(), &quorum, &format!("write {n}"));
+            let (orphans, _) =
+                after_rotate_crash(&lab, &old.borrow(), None, &quorum, &format!("write {n}"));
             orphans_found.set(orphans_found.get() + orphans.len());
         },
         // A rotation that completed: one key, the sealed one, and it works; the other
@@ -416,7 +475,7 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
             ),
             _ => assert_eq!(keys, vec![sealed.clone()], "{what}"),
         }
-        let orphans = after_rotate_crash(&lab, &before, &quorum, point);
+        let (orphans, _) = after_rotate_crash(&lab, &before, None, &quorum, point);
         assert_eq!(
             orphans.len(),
             usize::from(point == "rotate-after-create"),
@@ -448,4 +507,382 @@ fn a_crash_at_each_aws_step_of_rotate_or_any_write_of_assume_loses_no_key() {
     eprintln!("crash sweep (rotate: 3 AWS steps; assume): {tally:#?}");
     assert!(tally.crashes > 0, "assume: no crash point reached");
     assert!(tally.manifest_unrecorded.is_empty(), "{tally:?}");
+}
+
+/// A `rotate --mfa` that completed: one key and one MFA device, the sealed ones; the key works,
+/// the sealed seed makes codes for a device of the user's, and `assume` sends its code; the
+/// other credentials open to their payloads.
+fn rotated_with_mfa(lab: &AwsSweep, quorum: &[String]) {
+    let (sealed, drilled) = lab.assert_sealed_key_works_drilled(quorum);
+    assert_eq!(lab.iam_keys(), vec![sealed]);
+    let device = lab.sealed_mfa_serial().expect("an MFA device sealed");
+    assert_eq!(lab.mfa_devices(), vec![device.clone()]);
+    assert!(
+        drilled.contains(&format!("MFA seed for {device} makes codes"))
+            && drilled.contains(&format!("MFA device {device} is breakglass's")),
+        "{drilled}"
+    );
+    let assumed = lab.assume(quorum, &[]);
+    assert!(assumed.status.success(), "{}", stderr(&assumed));
+    let last = lab.env.audit_events("assume_role").pop().unwrap();
+    assert!(last["details"]["mfa_step"].is_string(), "{last}");
+}
+
+#[test]
+fn a_crash_at_any_write_of_rotate_mfa_loses_no_key_or_device_and_a_rerun_deletes_what_it_left() {
+    let lab = AwsSweep::new();
+    let env = &lab.env;
+    let quorum = env.quorum_in("shares");
+    let before = std::cell::RefCell::new((String::new(), String::new()));
+    let (orphan_keys, orphan_devices) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let rotate_args = env.with_share_files(&["rotate", AWS_CREDENTIAL, "--mfa"], &quorum);
+    let tally = sweep_kills(
+        env,
+        "rotate-mfa",
+        |env, fault| {
+            *before.borrow_mut() = lab.fresh_key_with_mfa();
+            env.run_with(&as_strs(&rotate_args), fault)
+        },
+        |_, n, _| {
+            let (key, device) = before.borrow().clone();
+            let (keys, devices) =
+                after_rotate_crash(&lab, &key, Some(&device), &quorum, &format!("write {n}"));
+            orphan_keys.set(orphan_keys.get() + keys.len());
+            orphan_devices.set(orphan_devices.get() + devices.len());
+        },
+        |_| rotated_with_mfa(&lab, &quorum),
+    );
+    eprintln!(
+        "crash sweep (rotate --mfa): {tally:#?}; left unsealed by a crash, named and deleted by \
+         the next run: {} keys, {} MFA devices",
+        orphan_keys.get(),
+        orphan_devices.get()
+    );
+    assert!(tally.crashes > 0, "no crash point reached");
+    assert!(tally.manifest_unrecorded.is_empty(), "{tally:?}");
+    // The key's seal comes after CreateAccessKey, the seed's after CreateVirtualMFADevice: a
+    // crash in either leaves what nobody sealed, which the next run must name and delete.
+    assert!(orphan_keys.get() > 0, "no crash left an unsealed key");
+    assert!(
+        orphan_devices.get() > 0,
+        "no crash left an unsealed MFA device"
+    );
+}
+
+#[test]
+fn a_crash_at_each_aws_step_of_rotate_mfa_loses_no_key_or_device() {
+    let lab = AwsSweep::new();
+    let env = &lab.env;
+    let quorum = env.quorum_in("shares");
+    let rotate_args = env.with_share_files(&["rotate", AWS_CREDENTIAL, "--mfa"], &quorum);
+    // The key's three steps as for `rotate`, then the device's: after the new device is made
+    // and enabled, before its seed is sealed (a device nobody holds); after the seal, before
+    // the old device is retired.
+    for point in [
+        "rotate-after-create",
+        "rotate-after-seal",
+        "rotate-after-retire",
+        "rotate-mfa-after-create",
+        "rotate-mfa-after-seal",
+    ] {
+        let (key, device) = lab.fresh_key_with_mfa();
+        let killed = env.run_with(
+            &as_strs(&rotate_args),
+            &[("BREAKGLASS_TEST_FAULT", &format!("{point}:kill"))],
+        );
+        assert_eq!(
+            killed.status.signal(),
+            Some(9),
+            "{point}: {}",
+            stderr(&killed)
+        );
+        env.assert_audit_intact();
+        let devices = lab.mfa_devices();
+        let sealed_device = lab.sealed_mfa_serial().unwrap();
+        match point {
+            "rotate-mfa-after-create" => assert!(
+                sealed_device == device && devices.len() == 2,
+                "a device nobody sealed: {devices:?}"
+            ),
+            "rotate-mfa-after-seal" => assert!(
+                sealed_device != device && devices.contains(&device),
+                "the previous device still enabled: {devices:?}"
+            ),
+            _ => assert_eq!(devices, vec![device.clone()], "{point}"),
+        }
+        let (keys, devices) = after_rotate_crash(&lab, &key, Some(&device), &quorum, point);
+        assert_eq!(
+            keys.len(),
+            usize::from(point == "rotate-after-create"),
+            "{point}"
+        );
+        assert_eq!(
+            devices.len(),
+            usize::from(point == "rotate-mfa-after-create"),
+            "{point}"
+        );
+        env.assert_audit_intact();
+        rotated_with_mfa(&lab, &quorum);
+    }
+}
+
+/// Runs `args` killed at the fault point `point` (after `vault.json` is written, before the
+/// entry recording it): `audit verify` names the unrecorded manifest and `names` (the command
+/// that records it), no `event` entry was added; running `args` again records it, once, marked
+/// `recorded_late`, and says so; the log then verifies with every manifest recorded and every
+/// credential opens with the quorum. Returns the entry recorded late.
+fn killed_before_entry_then_rerun(
+    env: &Env,
+    args: &[String],
+    point: &str,
+    event: &str,
+    names: &str,
+) -> serde_json::Value {
+    let recorded = env.audit_events(event).len();
+    let version = env.status()["manifest_version"].clone();
+    let killed = env.run_with(
+        &as_strs(args),
+        &[("BREAKGLASS_TEST_FAULT", &format!("{point}:kill"))],
+    );
+    assert_eq!(
+        killed.status.signal(),
+        Some(9),
+        "{point}: {}",
+        stderr(&killed)
+    );
+    assert_ne!(
+        env.status()["manifest_version"],
+        version,
+        "{point}: vault.json not written"
+    );
+    let verify = env.run(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(
+        stderr(&verify).contains(UNRECORDED) && stderr(&verify).contains(names),
+        "{point}: the operator is told that the change is unrecorded and what records it: {}",
+        stderr(&verify)
+    );
+    assert_eq!(env.audit_events(event).len(), recorded, "{point}");
+    let rerun = env.run(&as_strs(args));
+    assert!(
+        rerun.status.success(),
+        "{point}, run again: {}",
+        stderr(&rerun)
+    );
+    let said = String::from_utf8_lossy(&rerun.stdout);
+    assert!(said.contains("recorded now"), "{point}: {said}");
+    let entries = env.audit_events(event);
+    assert_eq!(entries.len(), recorded + 1, "{point}: {entries:?}");
+    let late = entries.last().unwrap().clone();
+    assert!(late["details"]["recorded_late"].is_string(), "{late}");
+    assert_eq!(
+        late["details"]["manifest_version"],
+        env.status()["manifest_version"].to_string(),
+        "{late}"
+    );
+    env.assert_audit_intact();
+    env.assert_every_credential_opens(&env.quorum_in("shares"), &payloads());
+    // Recorded: running it once more is refused as a change made already, and records nothing.
+    let again = env.run(&as_strs(args));
+    assert!(
+        !again.status.success(),
+        "{point}: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(env.audit_events(event).len(), recorded + 1, "{point}");
+    late
+}
+
+#[test]
+fn a_recovery_enable_or_operator_change_killed_before_its_entry_is_recorded_by_running_it_again() {
+    let env = Env::new();
+    env.init_vault(&CUSTODIANS, 3, &[]);
+    for (name, payload) in CREDENTIALS {
+        let output = env.seal_payload(name, payload, false);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let quorum = env.quorum_in("shares");
+
+    // recovery enable: the recovery shares the killed run handed out are the set in force.
+    let recovery_dir = env.path("recovery");
+    let enable = env.with_share_files(
+        &[
+            "recovery",
+            "enable",
+            "--threshold",
+            "4",
+            "--yes",
+            "--shares-dir",
+            recovery_dir.to_str().unwrap(),
+        ],
+        &quorum,
+    );
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &enable,
+        "recovery-after-manifest",
+        "recovery_enable",
+        "`breakglass recovery enable`",
+    );
+    assert!(late["details"]["recovery"].is_string(), "{late}");
+    let mut both = quorum.clone();
+    both.extend(["alice", "bob", "carol", "dave"].map(|c| format!("recovery/{c}.recovery.share")));
+    let drill = env.with_share_files(&["drill", "--recovery", "--json"], &both);
+    let report: serde_json::Value = serde_json::from_str(&env.ok(&as_strs(&drill))).unwrap();
+    for (name, _) in CREDENTIALS {
+        assert_eq!(report["credentials"][name], "opened", "{report}");
+    }
+
+    // operator add, then remove: the operator list in force is the one recorded late.
+    let key = env.run_on("bob-machine", &["operator", "key"]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let add = env.with_share_files(
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &quorum,
+    );
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &add,
+        "operator-after-manifest",
+        "operator_add",
+        "`breakglass operator add`",
+    );
+    assert_eq!(late["details"]["operator"], "bob", "{late}");
+    assert_eq!(late["details"]["public_key"], key.as_str(), "{late}");
+    let remove = env.with_share_files(&["operator", "remove", "bob"], &quorum);
+    let late = killed_before_entry_then_rerun(
+        &env,
+        &remove,
+        "operator-after-manifest",
+        "operator_remove",
+        "`operator remove`",
+    );
+    assert_eq!(late["details"]["operator"], "bob", "{late}");
+    let operators: serde_json::Value =
+        serde_json::from_str(&env.ok(&["operator", "list", "--json"])).unwrap();
+    assert!(!operators.to_string().contains("\"bob\""), "{operators}");
+}
+
+#[test]
+fn a_crash_at_any_write_of_recovery_enable_or_operator_add_loses_nothing_and_completes_on_rerun() {
+    let env = Env::new();
+    env.init_vault(&CUSTODIANS, 3, &[]);
+    for (name, payload) in CREDENTIALS {
+        let output = env.seal_payload(name, payload, false);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    let quorum = env.quorum_in("shares");
+    let mut report = BTreeMap::new();
+
+    // recovery enable: afterwards the recovery shares open every credential with the quorum.
+    let enable = env.with_share_files(
+        &[
+            "recovery",
+            "enable",
+            "--threshold",
+            "4",
+            "--yes",
+            "--shares-dir",
+            env.path("recovery").to_str().unwrap(),
+        ],
+        &quorum,
+    );
+    let mut with_recovery = quorum.clone();
+    with_recovery
+        .extend(["alice", "bob", "carol", "dave"].map(|c| format!("recovery/{c}.recovery.share")));
+    report.insert(
+        "recovery enable",
+        sweep_kills(
+            &env,
+            "recovery-enable",
+            |env, fault| {
+                let _ = std::fs::remove_dir_all(env.path("recovery"));
+                env.run_with(&as_strs(&enable), fault)
+            },
+            |env, n, _| {
+                if env.status()["recovery"].is_null() {
+                    // Killed before vault.json: the shares handed out are void.
+                    let _ = std::fs::remove_dir_all(env.path("recovery"));
+                    rerun_until_ok(env, &enable, &format!("recovery enable after write {n}"));
+                } else if stderr(&env.run(&["audit", "verify"])).contains(UNRECORDED) {
+                    let rerun = env.run(&as_strs(&enable));
+                    assert!(
+                        rerun.status.success(),
+                        "after write {n}: {}",
+                        stderr(&rerun)
+                    );
+                    let said = String::from_utf8_lossy(&rerun.stdout);
+                    assert!(said.contains("recorded now"), "after write {n}: {said}");
+                }
+            },
+            |env| {
+                env.assert_every_credential_opens(&quorum, &payloads());
+                // One token stanza and one for the recovery key in force: none left for the
+                // key of a killed run, whose shares (written first) are void but would still
+                // open what it had rewrapped.
+                for (name, _) in CREDENTIALS {
+                    let file = env.vault().join(format!("credentials/{name}.json"));
+                    let envelope: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+                    let stanzas = envelope["hsm_stanzas"].as_array().unwrap().len();
+                    assert_eq!(stanzas, 2, "{name}: {envelope}");
+                }
+                let drill =
+                    env.with_share_files(&["drill", "--recovery", "--json"], &with_recovery);
+                let report: serde_json::Value =
+                    serde_json::from_str(&env.ok(&as_strs(&drill))).unwrap();
+                for (name, _) in CREDENTIALS {
+                    assert_eq!(report["credentials"][name], "opened", "{report}");
+                }
+            },
+        ),
+    );
+
+    // operator add: afterwards bob is an operator, recorded.
+    let key = env.run_on("bob-machine", &["operator", "key"]);
+    assert!(key.status.success(), "{}", stderr(&key));
+    let key = String::from_utf8_lossy(&key.stdout).trim().to_owned();
+    let add = env.with_share_files(
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "cloud-admin",
+            "--key",
+            &key,
+        ],
+        &quorum,
+    );
+    let has_bob = |env: &Env| env.ok(&["operator", "list", "--json"]).contains("\"bob\"");
+    report.insert(
+        "operator add",
+        sweep_kills(
+            &env,
+            "operator-add",
+            |env, fault| env.run_with(&as_strs(&add), fault),
+            |env, n, _| {
+                if !has_bob(env) || stderr(&env.run(&["audit", "verify"])).contains(UNRECORDED) {
+                    rerun_until_ok(env, &add, &format!("operator add after write {n}"));
+                }
+            },
+            |env| {
+                assert!(has_bob(env));
+                env.assert_every_credential_opens(&quorum, &payloads());
+            },
+        ),
+    );
+    eprintln!("crash sweep: {report:#?}");
+    for (what, tally) in &report {
+        assert!(tally.crashes > 0, "{what}: no crash point reached");
+    }
 }

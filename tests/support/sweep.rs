@@ -209,20 +209,19 @@ pub fn payloads() -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// The sweep vault with an AWS credential `prod` besides: the key of IAM user `breakglass` on a
-/// local endpoint (moto, request authentication on), allowed to assume role `emergency` and to
-/// manage its own keys, as `rotate` and `assume` need.
-pub struct AwsSweep {
-    pub env: Env,
+/// IAM user `breakglass` on a local endpoint (moto, request authentication on), allowed to
+/// assume role `emergency` and to manage its own keys and virtual MFA devices, as `rotate`
+/// (with `--mfa`) and `assume` need; its key is sealed in a vault as [`AWS_CREDENTIAL`].
+pub struct AwsUser {
     pub aws: hsm_testing::aws::LocalAws,
     role_arn: String,
 }
 
-/// The AWS credential of [`AwsSweep`].
+/// The AWS credential of [`AwsUser`].
 pub const AWS_CREDENTIAL: &str = "prod";
 
-impl AwsSweep {
-    pub fn new() -> AwsSweep {
+impl AwsUser {
+    pub fn start() -> AwsUser {
         let aws = hsm_testing::aws::LocalAws::start();
         aws.create_user_with_key("breakglass");
         aws.put_user_policy(
@@ -231,22 +230,44 @@ impl AwsSweep {
             &serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                 "Action": ["sts:AssumeRole", "sts:TagSession", "sts:SetSourceIdentity",
                     "sts:GetCallerIdentity", "iam:CreateAccessKey", "iam:UpdateAccessKey",
-                    "iam:DeleteAccessKey", "iam:ListAccessKeys"],
+                    "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:CreateVirtualMFADevice",
+                    "iam:EnableMFADevice", "iam:DeactivateMFADevice",
+                    "iam:DeleteVirtualMFADevice", "iam:ListMFADevices"],
                 "Resource": "*"}]}),
         );
         let role_arn = aws.create_role("emergency", "arn:aws:iam::123456789012:user/breakglass");
         aws.enable_auth();
-        let mut env = Env::new();
-        env.vars = aws.client_env();
-        env.sweep_vault();
-        let lab = AwsSweep { env, aws, role_arn };
-        lab.fresh_key();
-        lab
+        AwsUser { aws, role_arn }
     }
 
-    /// Deletes every key of the user, makes a new one and seals it as [`AWS_CREDENTIAL`]
-    /// (replacing what was sealed): afterwards IAM and the vault agree on one key, its id.
-    pub fn fresh_key(&self) -> String {
+    /// Deletes every key of the user, makes a new one and seals it in `env`'s vault as
+    /// [`AWS_CREDENTIAL`] (replacing what was sealed): afterwards IAM and the vault agree on
+    /// one key, its id.
+    pub fn fresh_key(&self, env: &Env) -> String {
+        self.fresh_key_sealed_with(env, None)
+    }
+
+    /// [`AwsUser::fresh_key`], and the user's MFA devices too: every one is deleted, a new
+    /// virtual device (named as `rotate --mfa` names its own) is made and enabled, and its seed
+    /// is sealed with the key. Returns the key id and the device's serial.
+    pub fn fresh_key_with_mfa(&self, env: &Env) -> (String, String) {
+        let device = self.aws.boto(
+            "for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']:\n    \
+             iam.deactivate_mfa_device(UserName='breakglass', SerialNumber=d['SerialNumber'])\n    \
+             iam.delete_virtual_mfa_device(SerialNumber=d['SerialNumber'])\n\
+             d = iam.create_virtual_mfa_device(VirtualMFADeviceName=args['name'])['VirtualMFADevice']\n\
+             iam.enable_mfa_device(UserName='breakglass', SerialNumber=d['SerialNumber'], \
+             AuthenticationCode1='123456', AuthenticationCode2='654321')\n\
+             result = {'serial': d['SerialNumber'], 'seed': d['Base32StringSeed'].decode()}",
+            serde_json::json!({"name": format!("breakglass-breakglass-{:08x}", unique() as u32)}),
+        );
+        let serial = device["serial"].as_str().unwrap().to_owned();
+        let seed = device["seed"].as_str().unwrap();
+        let id = self.fresh_key_sealed_with(env, Some((&serial, seed)));
+        (id, serial)
+    }
+
+    fn fresh_key_sealed_with(&self, env: &Env, mfa: Option<(&str, &str)>) -> String {
         let key = self.aws.boto(
             "for k in iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata']:\n    \
              iam.delete_access_key(UserName='breakglass', AccessKeyId=k['AccessKeyId'])\n\
@@ -256,10 +277,9 @@ impl AwsSweep {
         let input = serde_json::json!({"AccessKey": {"UserName": "breakglass",
             "AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"],
             "Status": "Active"}});
-        let file = self.env.path("aws-key.json");
+        let file = env.path("aws-key.json");
         std::fs::write(&file, input.to_string()).unwrap();
-        let replace = self
-            .env
+        let replace = env
             .vault()
             .join(format!("credentials/{AWS_CREDENTIAL}.json"))
             .exists();
@@ -280,9 +300,90 @@ impl AwsSweep {
         if replace {
             args.push("--replace");
         }
-        self.env.ok(&args);
+        let seed_file = env.path("mfa-seed.txt");
+        if let Some((serial, seed)) = mfa {
+            std::fs::write(&seed_file, seed).unwrap();
+            args.extend([
+                "--mfa-serial",
+                serial,
+                "--mfa-seed-file",
+                seed_file.to_str().unwrap(),
+            ]);
+        }
+        env.ok(&args);
         std::fs::remove_file(&file).unwrap();
+        let _ = std::fs::remove_file(&seed_file);
         key["AccessKeyId"].as_str().unwrap().to_owned()
+    }
+
+    /// The serials of the user's MFA devices in IAM, sorted.
+    pub fn mfa_devices(&self) -> Vec<String> {
+        let devices = self.aws.boto(
+            "result = sorted(d['SerialNumber'] for d in \
+             iam.list_mfa_devices(UserName='breakglass')['MFADevices'])",
+            serde_json::json!({}),
+        );
+        serde_json::from_value(devices).unwrap()
+    }
+
+    /// The ids of the user's keys in IAM, sorted.
+    pub fn iam_keys(&self) -> Vec<String> {
+        let keys = self.aws.boto(
+            "result = sorted(k['AccessKeyId'] for k in \
+             iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata'])",
+            serde_json::json!({}),
+        );
+        serde_json::from_value(keys).unwrap()
+    }
+}
+
+impl Env {
+    /// The metadata field `field` of the sealed [`AWS_CREDENTIAL`] (`list --json`), if any.
+    pub fn sealed_aws(&self, field: &str) -> Option<String> {
+        let list: serde_json::Value = serde_json::from_str(&self.ok(&["list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == AWS_CREDENTIAL)
+            .and_then(|c| c["metadata"][field].as_str())
+            .map(str::to_owned)
+    }
+}
+
+/// The sweep vault with the key of an [`AwsUser`] sealed besides, as [`AWS_CREDENTIAL`].
+pub struct AwsSweep {
+    pub env: Env,
+    pub user: AwsUser,
+}
+
+impl AwsSweep {
+    pub fn new() -> AwsSweep {
+        let user = AwsUser::start();
+        let mut env = Env::new();
+        env.vars = user.aws.client_env();
+        env.sweep_vault();
+        user.fresh_key(&env);
+        AwsSweep { env, user }
+    }
+
+    /// See [`AwsUser::fresh_key`].
+    pub fn fresh_key(&self) -> String {
+        self.user.fresh_key(&self.env)
+    }
+
+    /// See [`AwsUser::fresh_key_with_mfa`].
+    pub fn fresh_key_with_mfa(&self) -> (String, String) {
+        self.user.fresh_key_with_mfa(&self.env)
+    }
+
+    /// See [`AwsUser::mfa_devices`].
+    pub fn mfa_devices(&self) -> Vec<String> {
+        self.user.mfa_devices()
+    }
+
+    /// The MFA device the vault has sealed with [`AWS_CREDENTIAL`], if any.
+    pub fn sealed_mfa_serial(&self) -> Option<String> {
+        self.env.sealed_aws("mfa_serial")
     }
 
     /// `assume` of [`AWS_CREDENTIAL`] with `shares` and the extra environment `fault`; one that
@@ -298,27 +399,16 @@ impl AwsSweep {
         output
     }
 
-    /// The ids of the user's keys in IAM, sorted.
+    /// See [`AwsUser::iam_keys`].
     pub fn iam_keys(&self) -> Vec<String> {
-        let keys = self.aws.boto(
-            "result = sorted(k['AccessKeyId'] for k in \
-             iam.list_access_keys(UserName='breakglass')['AccessKeyMetadata'])",
-            serde_json::json!({}),
-        );
-        serde_json::from_value(keys).unwrap()
+        self.user.iam_keys()
     }
 
-    /// The access key id the vault has sealed as [`AWS_CREDENTIAL`] (`list --json`).
+    /// The access key id the vault has sealed as [`AWS_CREDENTIAL`].
     pub fn sealed_key_id(&self) -> String {
-        let list: serde_json::Value =
-            serde_json::from_str(&self.env.ok(&["list", "--json"])).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == AWS_CREDENTIAL)
-            .and_then(|c| c["metadata"]["access_key_id"].as_str())
-            .unwrap_or_else(|| panic!("no {AWS_CREDENTIAL} in {list}"))
-            .to_owned()
+        self.env
+            .sealed_aws("access_key_id")
+            .unwrap_or_else(|| panic!("no {AWS_CREDENTIAL} sealed"))
     }
 
     /// Nothing is lost: the sealed key is one IAM has, `drill --aws` with `shares` opens every

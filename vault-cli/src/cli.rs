@@ -557,6 +557,11 @@ pub enum HsmCommand {
     /// List the initialised tokens of a PKCS#11 module, with their PIN state.
     Tokens(HsmTokensArgs),
     /// Enrol another token (a backup in another site): every credential gets a stanza for it.
+    ///
+    /// Safe to run again after an interruption (a crash, a full disk): a token that a stopped
+    /// run enrolled is not enrolled twice, and when that run wrote vault.json but not its audit
+    /// entry (`audit verify` says so), running it again with a quorum records the entry and
+    /// changes nothing else.
     Enroll(Box<HsmEnrollArgs>),
     /// Run every operation breakglass needs against a token, without changing it, and say
     /// which are missing.
@@ -995,6 +1000,11 @@ pub struct RekeyArgs {
 #[derive(Debug, Subcommand)]
 pub enum RecoveryCommand {
     /// Add a recovery share set to a vault (needs the quorum and an enrolled token).
+    ///
+    /// Safe to run again after an interruption: when a stopped run wrote vault.json but not its
+    /// audit entry (`audit verify` says so), running it again with a quorum records the entry,
+    /// makes no new set and hands out no share (the recovery shares that run handed out, before
+    /// it wrote anything, are the ones in force).
     Enable(RecoveryEnableArgs),
 }
 
@@ -1319,8 +1329,16 @@ pub enum OperatorCommand {
     /// List the operators the quorum certified: name, roles, key fingerprint.
     List(OperatorListArgs),
     /// Add an operator: a vault change, run by a security officer with a quorum and a token.
+    ///
+    /// Safe to run again after an interruption: when a stopped run wrote vault.json but not its
+    /// audit entry (`audit verify` says so), running the same command again with a quorum
+    /// records the entry and changes nothing else.
     Add(OperatorAddArgs),
     /// Remove an operator: a vault change, run by a security officer with a quorum and a token.
+    ///
+    /// Safe to run again after an interruption: when a stopped run wrote vault.json but not its
+    /// audit entry (`audit verify` says so), running the same command again with a quorum
+    /// records the entry and changes nothing else.
     Remove(OperatorRemoveArgs),
 }
 

@@ -386,10 +386,15 @@ pub async fn mfa_devices(
     user: &str,
 ) -> anyhow::Result<Vec<String>> {
     let config = sdk_config(access_key_id, secret_access_key.expose_secret(), None, None).await;
+    list_mfa_devices(&aws_sdk_iam::Client::new(&config), user).await
+}
+
+/// The serials of `user`'s MFA devices, every page of `ListMFADevices`.
+async fn list_mfa_devices(iam: &aws_sdk_iam::Client, user: &str) -> anyhow::Result<Vec<String>> {
     let mut serials = Vec::new();
     let mut marker = None;
     loop {
-        let page = aws_sdk_iam::Client::new(&config)
+        let page = iam
             .list_mfa_devices()
             .user_name(user)
             .set_marker(marker)
@@ -555,6 +560,11 @@ impl OwnKeys {
     /// (`rotate --mfa`): see [`new_enabled_mfa_device`].
     pub async fn new_mfa_device(&self, user: &str) -> anyhow::Result<(String, SecretString)> {
         new_enabled_mfa_device(&self.iam, Caller::Sealed, user).await
+    }
+
+    /// The serials of `user`'s MFA devices: see [`mfa_devices`].
+    pub async fn mfa_devices(&self, user: &str) -> anyhow::Result<Vec<String>> {
+        list_mfa_devices(&self.iam, user).await
     }
 
     /// Deactivates and deletes an MFA device of `user`.

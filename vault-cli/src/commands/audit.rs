@@ -40,8 +40,9 @@ fn warn_unrecorded_manifest(vault: &vault_core::vault::Vault) {
     eprintln!(
         "breakglass: warning: vault.json is version {} of the manifest, certified by the quorum, \
          but no audit entry records it: the change that made it (hsm enroll, recovery enable, an \
-         operator change) stopped before its entry was written. If it was `hsm enroll`, running \
-         `breakglass hsm enroll --token LABEL` again with a quorum records it.",
+         operator change) stopped before its entry was written. Running that change again with \
+         a quorum records it and changes nothing else: `breakglass hsm enroll --token LABEL`, \
+         `breakglass recovery enable`, or the same `breakglass operator add` or `operator remove`.",
         vault.certified().version()
     );
 }

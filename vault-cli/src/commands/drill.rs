@@ -53,7 +53,7 @@ pub fn run(vault_arg: Option<&Path>, args: &DrillArgs) -> Result<()> {
             && keys.mfa_seed.is_some()
         {
             key.push_str("; ");
-            key.push_str(&device_outcome(runtime, &keys, &arn, serial));
+            key.push_str(&device_outcome(runtime, name, &keys, &arn, serial));
         }
         let (Some(rule), Some(topic)) = (
             envelope.metadata.get("alert_rule"),
@@ -166,9 +166,12 @@ fn mfa_outcome(envelope: &Envelope, keys: &AwsKeys) -> String {
 
 /// Whether the device the credential names is an MFA device of the user the sealed key
 /// belongs to (IAM `ListMFADevices` with that key): a seed that makes codes is no use if AWS
-/// asks for another device's. A key that may not list its devices leaves it unchecked.
+/// asks for another device's. A key that may not list its devices leaves it unchecked. The
+/// user's other devices are named: one that an interrupted `rotate --mfa` left (made by it and
+/// never sealed, or the previous one not retired yet) is deleted by running it again.
 fn device_outcome(
     runtime: &tokio::runtime::Runtime,
+    name: &str,
     keys: &AwsKeys,
     arn: &str,
     serial: &str,
@@ -185,7 +188,23 @@ fn device_outcome(
         user,
     )) {
         Ok(devices) if devices.iter().any(|d| d == serial) => {
-            format!("MFA device {serial} is {user}'s")
+            let ours = format!(":mfa/{user}-breakglass-");
+            let others: String = devices
+                .iter()
+                .filter(|d| *d != serial)
+                .map(|d| {
+                    if d.contains(&ours) {
+                        format!(
+                            "; IAM also has MFA device {d}, which is not the sealed one: an \
+                             interrupted `rotate --mfa` left it (`breakglass rotate {name} --mfa` \
+                             deletes it)"
+                        )
+                    } else {
+                        format!("; IAM also has MFA device {d}, which is not the sealed one")
+                    }
+                })
+                .collect();
+            format!("MFA device {serial} is {user}'s{others}")
         }
         Ok(devices) => format!(
             "MFA device FAILED: {serial} is not an MFA device of {user} (its devices: {}); \

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use ring::digest::{SHA256, digest};
 use vault_core::trust::{Operator, OperatorKey, Role};
-use vault_core::vault::OperatorChange;
+use vault_core::vault::{OperatorChange, OperatorsChanged};
 
 use crate::cli::{OperatorAddArgs, OperatorListArgs, OperatorRemoveArgs, RoleArg};
 use crate::prompt::{CliPins, gather_shares};
@@ -115,11 +115,34 @@ fn change(
     let mut vault = super::open_vault(vault_arg)?;
     let pinned = super::require_pin(&vault, fingerprint)?;
     let (_, acting) = vault.acting_operator(Role::SecurityOfficer)?;
-    vault.operators_after(change)?;
+    // A run interrupted after writing vault.json and before its entry made the change
+    // already: running it again records the entry.
+    if !vault.operator_change_unrecorded(change)? {
+        vault.operators_after(change)?;
+    }
     let shares = gather_shares(&vault, shares)?;
-    let version = crate::progress::run("operator", || {
+    let changed = crate::progress::run("operator", || {
         vault.change_operators(&shares, change, &CliPins, &pinned)
     })?;
+    let version = match changed {
+        OperatorsChanged::Made(version) => version,
+        OperatorsChanged::RecordedLate(version) => {
+            println!(
+                "operator {} was {} by a run interrupted before its audit entry: the entry is \
+                 recorded now; manifest version {version}",
+                change.name(),
+                match change {
+                    OperatorChange::Add { .. } => "added",
+                    OperatorChange::Remove { .. } => "removed",
+                }
+            );
+            println!(
+                "fingerprint unchanged: {} (the share cards stay valid)",
+                vault.identity()
+            );
+            return Ok(());
+        }
+    };
     match change {
         OperatorChange::Add { name, .. } => {
             let added = vault.certified().operator(name)?;

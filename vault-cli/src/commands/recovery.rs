@@ -67,6 +67,9 @@ pub(super) fn execute(
     yes: bool,
 ) -> Result<()> {
     let pinned = super::require_pin(&vault, fingerprint)?;
+    if vault.recovery_unrecorded()? {
+        return record_interrupted(&vault, sources, &pinned);
+    }
     validate_recovery(&vault.manifest().quorum, def)?;
     let members = &def.members;
     let stems: Vec<String> = members.iter().map(|m| format!("{m}.recovery")).collect();
@@ -96,20 +99,31 @@ pub(super) fn execute(
         handout,
         &recipients,
     )?;
-    let fingerprint = vault
-        .recovery_commit(
-            plan,
-            TokenChoice {
-                pins: &CliPins,
-                only: hsm,
-                force_pin: false,
-            },
-        )
-        .map_err(|e| {
-            anyhow::Error::from(e).context(
-            "recovery was not enabled: the recovery shares just handed out are void (delete them)",
-        )
-        })?;
+    let committed = vault.recovery_commit(
+        plan,
+        TokenChoice {
+            pins: &CliPins,
+            only: hsm,
+            force_pin: false,
+        },
+    );
+    let fingerprint = match committed {
+        Ok(fingerprint) => fingerprint,
+        // Written, but not recorded (the audit log could not take its entry): the shares
+        // just handed out open the set in force.
+        Err(e) if vault.recovery_unrecorded().unwrap_or(false) => {
+            return Err(anyhow::Error::from(e).context(
+                "recovery was enabled (vault.json) but its audit entry was not written: keep the \
+                 recovery shares just handed out, they are the set in force; once the log takes \
+                 entries again, run `breakglass recovery enable` again with a quorum to record it",
+            ));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(
+                "recovery was not enabled: the recovery shares just handed out are void (delete them)",
+            ));
+        }
+    };
     for path in &written {
         println!("  wrote {}", path.display());
     }
@@ -119,6 +133,27 @@ pub(super) fn execute(
         members.len()
     );
     println!("fingerprint unchanged: {fingerprint} (the share cards stay valid)");
+    Ok(())
+}
+
+/// `recovery enable` run again after a run interrupted after writing `vault.json` and before
+/// its audit entry: the entry is recorded with a quorum; no new set is made, and no share is
+/// handed out (the interrupted run handed out the ones in force before it wrote anything).
+fn record_interrupted(vault: &Vault, sources: &ShareSources, pinned: &str) -> Result<()> {
+    eprintln!(
+        "breakglass: the recovery set in vault.json was enabled by a run interrupted before its \
+         audit entry: recording it (no new set is made, no share handed out)"
+    );
+    let shares = gather_shares(vault, sources)?;
+    let described = vault.record_interrupted_recovery(&shares, &CliPins, pinned)?;
+    println!(
+        "recovery was enabled by a run interrupted before its audit entry: the entry is recorded \
+         now; the set in force is {described}, and its shares are the ones that run handed out"
+    );
+    println!(
+        "fingerprint unchanged: {} (the share cards stay valid)",
+        vault.identity()
+    );
     Ok(())
 }
 

@@ -11,8 +11,11 @@
 //!
 //! Re-running after an interruption resumes: it never leaves a third key. A new key that
 //! cannot be sealed (a full disk) is deleted again at once, with K. With `--mfa` the
-//! virtual MFA device is re-seeded the same way: create, enable with two consecutive codes,
-//! seal the new seed at once, then retire the old device.
+//! virtual MFA device is re-seeded the same way: list the user's devices and clean up what an
+//! interrupted run left (a device sealed before, in history, is retired; a device this tool
+//! made, `USER-breakglass-*`, that was never sealed is deleted: its seed is lost), create,
+//! enable with two consecutive codes, seal the new seed at once, then retire the old device.
+//! The sealed device is never touched before a new one is sealed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -33,18 +36,30 @@ use crate::prompt::{CliPins, gather_shares};
 
 type Metadata = BTreeMap<String, String>;
 
-/// Key ids of the previous sealed versions of `name`.
-fn sealed_before(vault: &Vault, name: &str) -> Result<BTreeSet<String>> {
-    let mut ids = BTreeSet::new();
+/// What the previous sealed versions of a credential held.
+#[derive(Default)]
+struct SealedBefore {
+    /// Their access key ids.
+    keys: BTreeSet<String>,
+    /// Their MFA devices' serials.
+    devices: BTreeSet<String>,
+}
+
+/// The key ids and MFA devices of the previous sealed versions of `name`.
+fn sealed_before(vault: &Vault, name: &str) -> Result<SealedBefore> {
+    let mut before = SealedBefore::default();
     for path in vault.store().history(name)? {
         let bytes = std::fs::read(&path)?;
-        if let Ok(envelope) = Envelope::from_bytes(&bytes, &path)
-            && let Some(id) = envelope.metadata.get("access_key_id")
-        {
-            ids.insert(id.clone());
+        if let Ok(envelope) = Envelope::from_bytes(&bytes, &path) {
+            if let Some(id) = envelope.metadata.get("access_key_id") {
+                before.keys.insert(id.clone());
+            }
+            if let Some(serial) = envelope.metadata.get("mfa_serial") {
+                before.devices.insert(serial.clone());
+            }
         }
     }
-    Ok(ids)
+    Ok(before)
 }
 
 /// What one rotation works with.
@@ -61,7 +76,7 @@ impl Rotation<'_> {
         &self,
         envelope: &Envelope,
         payload: &SecretBytes,
-        history: &BTreeSet<String>,
+        history: &SealedBefore,
         details: &mut Metadata,
     ) -> Result<(String, String, AwsKeys, Metadata)> {
         let current = AwsKeys::from_payload(payload.expose_secret())?;
@@ -77,7 +92,7 @@ impl Rotation<'_> {
             if key.id == current.access_key_id {
                 continue;
             }
-            if history.contains(&key.id) {
+            if history.keys.contains(&key.id) {
                 self.runtime.block_on(aws::prove(
                     &current.access_key_id,
                     &current.secret_access_key,
@@ -168,11 +183,61 @@ impl Rotation<'_> {
         }
     }
 
-    /// Re-seeds the virtual MFA device with the working keys.
+    /// Retires the devices of `user` an interrupted `rotate --mfa` left besides the sealed one
+    /// (`sealed`): one sealed before (in history: its successor was sealed, the run stopped
+    /// before retiring it), or one this tool made (`USER-breakglass-*`) whose seed was never
+    /// sealed (the run stopped between enabling it and the seal: nobody holds its seed). A
+    /// device of another name that no version sealed is not this tool's, and is left alone.
+    fn clean_up_devices(
+        &self,
+        own: &OwnKeys,
+        user: &str,
+        sealed: Option<&str>,
+        history: &SealedBefore,
+        details: &mut Metadata,
+    ) -> Result<()> {
+        let devices = self.runtime.block_on(own.mfa_devices(user))?;
+        let ours = format!(":mfa/{user}-breakglass-");
+        let mut retired = Vec::new();
+        let mut deleted = Vec::new();
+        for serial in devices {
+            if Some(serial.as_str()) == sealed {
+                continue;
+            }
+            if history.devices.contains(&serial) {
+                self.runtime
+                    .block_on(own.retire_mfa_device(user, &serial))?;
+                eprintln!(
+                    "finished an interrupted re-seeding: retired MFA device {serial} (sealed before {})",
+                    sealed.unwrap_or("the device sealed now")
+                );
+                retired.push(serial);
+            } else if serial.contains(&ours) {
+                eprintln!(
+                    "deleting MFA device {serial}: made by an interrupted `rotate --mfa` and never \
+                     sealed (its seed is lost)"
+                );
+                self.runtime
+                    .block_on(own.retire_mfa_device(user, &serial))?;
+                deleted.push(serial);
+            }
+        }
+        if !retired.is_empty() {
+            details.insert("retired_previous_mfa_device".into(), retired.join(","));
+        }
+        if !deleted.is_empty() {
+            details.insert("deleted_unsealed_mfa_device".into(), deleted.join(","));
+        }
+        Ok(())
+    }
+
+    /// Re-seeds the virtual MFA device with the working keys, after cleaning up what an
+    /// interrupted run left ([`Rotation::clean_up_devices`]).
     fn reseed_mfa(
         &self,
         keys: &AwsKeys,
         metadata: &mut Metadata,
+        history: &SealedBefore,
         details: &mut Metadata,
     ) -> Result<()> {
         let arn = self
@@ -187,7 +252,12 @@ impl Rotation<'_> {
         let own = self
             .runtime
             .block_on(OwnKeys::new(&keys.access_key_id, &keys.secret_access_key));
+        let sealed = metadata.get("mfa_serial").cloned();
+        self.clean_up_devices(&own, &user, sealed.as_deref(), history, details)?;
         let (serial, seed) = self.runtime.block_on(own.new_mfa_device(&user))?;
+        // A crash from here until the seal leaves an enabled device nobody holds: the next
+        // `rotate --mfa` deletes it.
+        vault_core::fault::point("rotate-mfa-after-create")?;
         let reseeded = AwsKeys {
             access_key_id: keys.access_key_id.clone(),
             secret_access_key: SecretString::from(
@@ -204,6 +274,9 @@ impl Rotation<'_> {
             true,
             Some(self.pinned),
         )?;
+        // A crash here leaves the previous device enabled, sealed in history: the next
+        // `rotate --mfa` retires it.
+        vault_core::fault::point("rotate-mfa-after-seal")?;
         if let Some(old) = old_serial.filter(|old| *old != serial) {
             self.runtime.block_on(own.retire_mfa_device(&user, &old))?;
             details.insert("old_mfa_serial".into(), old);
@@ -234,7 +307,9 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
         name: &args.name,
         pinned: &pinned,
     };
-    let (_, outcome) = vault.unseal_with(
+    // What the rotation did, whether or not its entry can be signed afterwards.
+    let made = std::cell::RefCell::new(None);
+    let opened = vault.unseal_with(
         &args.name,
         &shares,
         TokenChoice {
@@ -249,13 +324,14 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
                 let (old, new, working, mut metadata) =
                     rotation.rotate_key(envelope, payload, &history, &mut details)?;
                 if args.mfa {
-                    rotation.reseed_mfa(&working, &mut metadata, &mut details)?;
+                    rotation.reseed_mfa(&working, &mut metadata, &history, &mut details)?;
                 }
                 Ok((old, new))
             })();
             match &result {
-                Ok((_, new_id)) => {
+                Ok((old_id, new_id)) => {
                     details.insert("new_access_key_id".into(), new_id.clone());
+                    *made.borrow_mut() = Some((old_id.clone(), new_id.clone()));
                 }
                 Err(e) => {
                     details.insert("error".into(), format!("{e:#}"));
@@ -263,7 +339,27 @@ pub fn run(vault_arg: Option<&Path>, args: &RotateArgs) -> Result<()> {
             }
             (details, result)
         },
-    )?;
+    );
+    let (_, outcome) = match (opened, made.into_inner()) {
+        (Ok(opened), _) => opened,
+        // The rotation was made, and then its entry failed (the token signing it, the lock):
+        // the new key is sealed and the old one gone, which the operator must not take for
+        // nothing done.
+        (Err(e), Some((old, new))) => {
+            return Err(anyhow::Error::from(e).context(format!(
+                "{} was rotated all the same: {new} is sealed and works, {old} is deactivated \
+                 and deleted{}; only the audit entry recording it could not be written (the \
+                 attempt is recorded as rotate_failed where the log can take it)",
+                args.name,
+                if args.mfa {
+                    ", and the MFA device was re-seeded"
+                } else {
+                    ""
+                }
+            )));
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     let (old, new) = outcome?;
     println!(
         "rotated {}: {new} is sealed and works; {old} is deactivated and deleted",

@@ -210,37 +210,18 @@ impl Vault {
     }
 
     /// Records the entry of an enrolment that was installed but never recorded (a crash
-    /// between writing `vault.json` and appending its entry, or a torn entry moved aside): the
-    /// quorum recombines as the enrolment's did, and the entry is signed by a checkpoint of the
-    /// token holding the audit key when it is present. Nothing else changes.
+    /// between writing `vault.json` and appending its entry, or a torn entry moved aside): see
+    /// [`Vault::record_late`].
     fn record_interrupted_enrolment(
         &self,
         shares: &Collector,
         enrolled: &HsmEnrollment,
         provider: &dyn PinProvider,
     ) -> Result<(), crate::Error> {
-        let quorum = self.recombine(shares)?;
-        let modules = self.open_modules(None)?;
-        let mut event = manifest_event("hsm_enrol", &self.trusted)
+        let event = manifest_event("hsm_enrol", &self.trusted)
             .detail("token", enrolled.label.clone())
-            .detail("serial", enrolled.serial.clone())
-            .detail(
-                "recorded_late",
-                "the enrolment was interrupted after writing vault.json and before this entry",
-            );
-        event.custodians = quorum.custodians.clone();
-        match self.audit_token(&modules)? {
-            Some(present) => {
-                let pins = self.pins(Some(quorum.secret.expose_secret()), provider);
-                let (session, _) = present.login(&pins, false)?;
-                let _lock = self.write_lock()?;
-                self.append_signed(event, &session, &present.enrollment.label)?;
-            }
-            None => {
-                self.record(event)?;
-            }
-        }
-        Ok(())
+            .detail("serial", enrolled.serial.clone());
+        self.record_late(shares, event, "the enrolment", provider)
     }
 
     /// Enrols a replacement token when the enrolled tokens are lost: the recovery key (from

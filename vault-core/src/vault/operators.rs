@@ -36,6 +36,16 @@ pub enum OperatorChange {
     },
 }
 
+/// What [`Vault::change_operators`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorsChanged {
+    /// The change was made: the manifest's next version (this one) written and recorded.
+    Made(u64),
+    /// The change was in force already, made by a run interrupted after writing `vault.json`
+    /// and before its entry: the entry was recorded now for this version, nothing else changed.
+    RecordedLate(u64),
+}
+
 impl OperatorChange {
     /// The audit event that records the change.
     fn event(&self) -> &'static str {
@@ -141,19 +151,52 @@ impl Vault {
         Ok(operators)
     }
 
+    /// Whether `change` is what the manifest in force already shows while no audit entry
+    /// records that manifest: a run of it was interrupted after writing `vault.json` and
+    /// before its entry. Running it again records the entry ([`Vault::change_operators`]
+    /// returns [`OperatorsChanged::RecordedLate`]) instead of refusing a name that is there
+    /// already (or gone already).
+    pub fn operator_change_unrecorded(
+        &self,
+        change: &OperatorChange,
+    ) -> Result<bool, crate::Error> {
+        let operators = self.trusted.operators();
+        let in_force = match change {
+            OperatorChange::Add { name, roles, key } => {
+                let mut roles = roles.clone();
+                roles.sort();
+                roles.dedup();
+                SigningPublicKey::from_hex(key.trim(), "--key").is_ok_and(|key| {
+                    operators.iter().any(|o| {
+                        &o.name == name && o.public_key == key.to_hex() && o.roles == roles
+                    })
+                })
+            }
+            OperatorChange::Remove { name } => !operators.iter().any(|o| &o.name == name),
+        };
+        Ok(in_force && !self.manifest_recorded()?)
+    }
+
     /// Makes `change`: this machine's operator must be a security officer; the quorum
     /// (`shares`) certifies the manifest's next version with the new operator list; the first
     /// enrolled token present logs in and, when it holds the audit key, signs the checkpoint
-    /// over the entry that records it. Returns the new manifest version.
+    /// over the entry that records it. A change that a run interrupted before its entry made
+    /// already ([`Vault::operator_change_unrecorded`]) is not made again: its entry is
+    /// recorded, with the quorum and the audit token's checkpoint as a change's would be.
     pub fn change_operators(
         &mut self,
         shares: &Collector,
         change: &OperatorChange,
         pins: &dyn PinProvider,
         pinned: &str,
-    ) -> Result<u64, crate::Error> {
+    ) -> Result<OperatorsChanged, crate::Error> {
         self.check_identity(pinned)?;
         let (_key, acting) = self.acting_operator(Role::SecurityOfficer)?;
+        if self.operator_change_unrecorded(change)? {
+            let event = operator_event(change, &self.trusted, &acting.name);
+            self.record_late(shares, event, "the operator change", pins)?;
+            return Ok(OperatorsChanged::RecordedLate(self.trusted.version()));
+        }
         let operators = self.operators_after(change)?;
         let quorum = self.recombine(shares)?;
         let vault_id = self.manifest().vault_id.clone();
@@ -184,17 +227,7 @@ impl Vault {
             retiring,
             &quorum_key,
         )?;
-        let mut event = manifest_event(change.event(), &trusted)
-            .detail("operator", change.name().to_owned())
-            .detail("by", acting.name.clone());
-        if let OperatorChange::Add { .. } = change
-            && let Ok(added) = trusted.operator(change.name())
-        {
-            let roles: Vec<String> = added.roles.iter().map(ToString::to_string).collect();
-            event = event
-                .detail("roles", roles.join(","))
-                .detail("public_key", added.public_key.clone());
-        }
+        let mut event = operator_event(change, &trusted, &acting.name);
         event.custodians = quorum.custodians.clone();
         let choice = TokenChoice {
             pins,
@@ -210,8 +243,31 @@ impl Vault {
             |session, enrollment, _, _| self.prepare_closing(event, session, &enrollment.label),
         )?;
         self.install(&lock, trusted)?;
+        // A crash here leaves an operator list in force that no entry records: running the
+        // same change again records it.
+        crate::fault::point("operator-after-manifest")?;
         self.append_closing(closing)?;
         drop(lock);
-        Ok(version)
+        Ok(OperatorsChanged::Made(version))
     }
+}
+
+/// The entry recording `change` in the manifest version `trusted`, asked for by `by`.
+fn operator_event(
+    change: &OperatorChange,
+    trusted: &crate::trust::AuthenticatedManifest,
+    by: &str,
+) -> crate::audit::Event {
+    let mut event = manifest_event(change.event(), trusted)
+        .detail("operator", change.name().to_owned())
+        .detail("by", by.to_owned());
+    if let OperatorChange::Add { .. } = change
+        && let Ok(added) = trusted.operator(change.name())
+    {
+        let roles: Vec<String> = added.roles.iter().map(ToString::to_string).collect();
+        event = event
+            .detail("roles", roles.join(","))
+            .detail("public_key", added.public_key.clone());
+    }
+    event
 }

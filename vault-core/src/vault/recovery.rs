@@ -13,6 +13,7 @@ use crate::trust::quorum_key::QuorumSigningKey;
 use super::record::manifest_event;
 use super::rewrap::{Change, Scope, rewrap};
 use super::shares::{CustodianShare, RecoveryDef, describe_set, new_recovery_set};
+use super::tokens::PinProvider;
 use super::{TokenChoice, Vault, VaultError};
 
 /// A recovery set prepared by [`Vault::recovery_prepare`]: its shares to hand out, then commit.
@@ -51,6 +52,65 @@ impl std::fmt::Debug for RecoveryPlan {
 }
 
 impl Vault {
+    /// Whether the recovery set in force was enabled by a run interrupted after writing
+    /// `vault.json` and before its entry (no audit entry records the manifest): running
+    /// `recovery enable` again records it ([`Vault::record_interrupted_recovery`]) and makes no
+    /// new set; the recovery shares that run handed out (before it wrote anything) are the
+    /// ones in force.
+    pub fn recovery_unrecorded(&self) -> Result<bool, crate::Error> {
+        Ok(self.manifest().recovery.is_some() && !self.manifest_recorded()?)
+    }
+
+    /// Records the `recovery_enable` entry of a recovery set in force that no entry records
+    /// ([`Vault::recovery_unrecorded`]), with a quorum (`shares`) and, when the token holding
+    /// the audit key is present, its checkpoint; nothing else changes. Returns the set, as the
+    /// entry describes it.
+    pub fn record_interrupted_recovery(
+        &self,
+        shares: &Collector,
+        pins: &dyn PinProvider,
+        pinned: &str,
+    ) -> Result<String, crate::Error> {
+        self.check_identity(pinned)?;
+        let recovery = self
+            .manifest()
+            .recovery
+            .clone()
+            .ok_or(VaultError::NoRecovery)?;
+        if !self.recovery_unrecorded()? {
+            return Err(VaultError::Layout(
+                "the recovery share set in force is recorded already".into(),
+            )
+            .into());
+        }
+        let described = describe_set(&recovery);
+        let event =
+            manifest_event("recovery_enable", &self.trusted).detail("recovery", described.clone());
+        self.record_late(shares, event, "enabling recovery", pins)?;
+        Ok(described)
+    }
+
+    /// The recipients of token-layer stanzas in `files` that are no enrolled token's key (the
+    /// vault has no recovery set yet, so none is a recovery key in force): what a `recovery
+    /// enable` killed after rewriting envelopes and before writing `vault.json` added for its
+    /// recovery key. That run wrote its recovery shares first; they are void, but with a
+    /// quorum they would still open those envelopes, so the next run removes the stanzas.
+    fn unknown_stanzas(&self, files: &[super::rewrap::EnvelopeFile]) -> Vec<Vec<u8>> {
+        let known: Vec<String> = self
+            .keys
+            .tokens
+            .iter()
+            .map(|t| hex::encode(&t.seal_public_key))
+            .collect();
+        let stale: std::collections::BTreeSet<Vec<u8>> = files
+            .iter()
+            .flat_map(|f| f.envelope.hsm_stanzas.iter())
+            .filter(|s| !known.contains(&s.recipient))
+            .filter_map(|s| hex::decode(&s.recipient).ok())
+            .collect();
+        stale.into_iter().collect()
+    }
+
     /// Recovery, first step (changes nothing): the quorum recombines and a recovery secret is
     /// split for `def`. The caller hands the recovery shares out before
     /// [`Vault::recovery_commit`].
@@ -116,12 +176,14 @@ impl Vault {
             |session, enrollment, key, _| {
                 let lock = self.write_lock()?;
                 let oracle = session.dh_oracle(key);
+                let files = self.envelope_files(Scope::Current)?;
+                let stale = self.unknown_stanzas(&files);
                 rewrap(
-                    self.envelope_files(Scope::Current)?,
+                    files,
                     &Change::Stanzas {
                         hsm: &oracle,
                         add: &recovery_key,
-                        remove: &[],
+                        remove: &stale,
                     },
                     |_| Ok(()),
                 )?;
@@ -135,6 +197,9 @@ impl Vault {
             },
         )?;
         self.install(&lock, trusted)?;
+        // A crash here leaves a recovery set in force that no entry records: running
+        // `recovery enable` again records it ([`Vault::record_interrupted_recovery`]).
+        crate::fault::point("recovery-after-manifest")?;
         self.append_closing(closing)?;
         drop(lock);
         Ok(self.identity())
