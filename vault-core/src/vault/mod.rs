@@ -236,6 +236,11 @@ fn random_bytes(len: usize) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     Ok(bytes)
 }
 
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The current time, as the audit log and the manifest write it.
 fn now() -> String {
     crate::clock::rfc3339(crate::clock::now_unix())
@@ -446,16 +451,19 @@ impl Vault {
         Ok(())
     }
 
-    /// Whether an audit entry records the manifest as it is (its digest). Not so after a crash
-    /// between writing `vault.json` and appending the entry that records it, or once such an
-    /// entry, torn, was moved aside by `audit repair`.
+    /// Whether the last audit entry that records a manifest records this one (its digest).
+    /// Not so after a crash between writing `vault.json` and appending the entry that records
+    /// it, once such an entry, torn, was moved aside by `audit repair`, or when `vault.json` is
+    /// an older version than the log last recorded. Read from the end of the log, stopping at
+    /// the first entry carrying a digest; only lines that can carry one are parsed (those that
+    /// name the field, or escape a character and so might spell it otherwise).
     pub fn manifest_recorded(&self) -> Result<bool, crate::Error> {
         let digest = self.trusted.digest_hex();
-        Ok(self
-            .audit()
-            .entries()?
-            .iter()
-            .any(|e| e.details.get("manifest_digest") == Some(&digest)))
+        let last = self.audit().rfind_line(
+            |line| contains(line, b"manifest_digest") || contains(line, b"\\u"),
+            |e| e.details.contains_key("manifest_digest"),
+        )?;
+        Ok(last.is_some_and(|e| e.details.get("manifest_digest") == Some(&digest)))
     }
 
     /// The manifest.
