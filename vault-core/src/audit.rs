@@ -144,6 +144,14 @@ fn split(bytes: &[u8]) -> Read {
     Read { lines, torn }
 }
 
+/// Whether `line` may carry `word` (a field name or a value, without its quotes) as a JSON
+/// string: it holds the word's bytes, or escapes a character (`\u`), and so might spell the
+/// word otherwise. A cheap test before parsing, for [`AuditLog::rfind_matching`].
+pub fn may_name(line: &[u8], word: &str) -> bool {
+    let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    contains(word.as_bytes()) || contains(b"\\u")
+}
+
 /// A file the tail reader reads (the log, or nothing for a log not written yet).
 trait ReadSeek: std::io::Read + std::io::Seek {}
 impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
@@ -495,12 +503,13 @@ impl AuditLog {
         &self,
         mut wanted: impl FnMut(&Entry) -> bool,
     ) -> Result<Option<Entry>, AuditError> {
-        self.rfind_line(|_| true, |entry| wanted(entry))
+        self.rfind_matching(|_| true, |entry| wanted(entry))
     }
 
     /// As [`AuditLog::rfind`], parsing only the lines `candidate` accepts as bytes (a cheap
-    /// test that a line may be wanted, so that the lines skipped are not parsed).
-    pub(crate) fn rfind_line(
+    /// test that a line may be wanted, so that the lines skipped are not parsed; it must accept
+    /// every line `wanted` could accept, escaped spellings included: see [`may_name`]).
+    pub fn rfind_matching(
         &self,
         candidate: impl Fn(&[u8]) -> bool,
         mut wanted: impl FnMut(&Entry) -> bool,
@@ -1303,6 +1312,36 @@ mod tests {
             .map(|l| serde_json::from_slice::<Entry>(&l.unwrap().1).unwrap().seq)
             .collect();
         assert_eq!(back, (1..=7).rev().collect::<Vec<_>>());
+
+        // Lines that cannot name what is looked for are not parsed; a line that escapes a
+        // character might, and is.
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        std::fs::write(&log.path, b"").unwrap();
+        log.append(
+            Event::new("hsm_enrol").detail("manifest_digest", "aa"),
+            &actor,
+            "2026-11-24T12:00:00Z",
+        )
+        .unwrap();
+        log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z")
+            .unwrap();
+        let carries = |e: &Entry| e.details.contains_key("manifest_digest");
+        let found = |log: &AuditLog| {
+            log.rfind_matching(|l| may_name(l, "manifest_digest"), carries)
+                .unwrap()
+                .map(|e| e.seq)
+        };
+        assert_eq!(found(&log), Some(1));
+        let escaped = std::fs::read_to_string(&log.path)
+            .unwrap()
+            .replace("\"manifest_digest\"", "\"manifest\\u005fdigest\"");
+        std::fs::write(&log.path, &escaped).unwrap();
+        assert_eq!(log.rfind(carries).unwrap().unwrap().seq, 1);
+        assert_eq!(found(&log), Some(1));
+        assert!(!may_name(br#"{"seq":2,"event":"seal"}"#, "manifest_digest"));
     }
 
     #[test]

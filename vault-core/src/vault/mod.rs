@@ -236,11 +236,6 @@ fn random_bytes(len: usize) -> Result<Zeroizing<Vec<u8>>, VaultError> {
     Ok(bytes)
 }
 
-/// Whether `needle` occurs in `haystack`.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 /// The current time, as the audit log and the manifest write it.
 fn now() -> String {
     crate::clock::rfc3339(crate::clock::now_unix())
@@ -451,19 +446,20 @@ impl Vault {
         Ok(())
     }
 
-    /// Whether the last audit entry that records a manifest records this one (its digest).
-    /// Not so after a crash between writing `vault.json` and appending the entry that records
-    /// it, once such an entry, torn, was moved aside by `audit repair`, or when `vault.json` is
-    /// an older version than the log last recorded. Read from the end of the log, stopping at
-    /// the first entry carrying a digest; only lines that can carry one are parsed (those that
-    /// name the field, or escape a character and so might spell it otherwise).
+    /// Whether an audit entry records the manifest as it is (its digest). Not so after a crash
+    /// between writing `vault.json` and appending the entry that records it, or once such an
+    /// entry, torn, was moved aside by `audit repair`. Read back from the end of the log,
+    /// stopping at the entry that records it (normally the last entry recording a manifest);
+    /// only lines that can carry a digest are parsed. Not the last recording entry alone: while
+    /// a rekey is unfinished, the manifest authenticated is the one before it, and the rekey's
+    /// entry may follow the one that records it.
     pub fn manifest_recorded(&self) -> Result<bool, crate::Error> {
         let digest = self.trusted.digest_hex();
-        let last = self.audit().rfind_line(
-            |line| contains(line, b"manifest_digest") || contains(line, b"\\u"),
-            |e| e.details.contains_key("manifest_digest"),
+        let recording = self.audit().rfind_matching(
+            |line| crate::audit::may_name(line, "manifest_digest"),
+            |e| e.details.get("manifest_digest") == Some(&digest),
         )?;
-        Ok(last.is_some_and(|e| e.details.get("manifest_digest") == Some(&digest)))
+        Ok(recording.is_some())
     }
 
     /// The manifest.
