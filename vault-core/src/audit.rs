@@ -479,6 +479,9 @@ impl AuditLog {
     /// history changed since line `seq`, which `verify` locates). In a log whose numbering is
     /// intact (every log breakglass writes) line `seq` is the `seq`-th line.
     pub fn hash_of_line(&self, seq: u64) -> Result<Option<String>, AuditError> {
+        if seq == 0 {
+            return Ok(None);
+        }
         let mut tail = self.tail()?;
         let mut expected = None;
         while let Some((_, line)) = tail.next_back().map_err(self.io())? {
