@@ -1,7 +1,10 @@
 //! End-to-end: what keeps a large vault usable. `list` and `status` read a credential index
 //! that is checked against every envelope file and rebuilt when it disagrees (never trusted
-//! over the files), and stream their JSON; long work over many credentials (drill, rekey, hsm
-//! enroll) shows a progress line on a terminal and nothing anywhere else.
+//! over the files), and stream their JSON; `audit show` streams the log and `--tail` reads it
+//! from its end only; long work over many credentials (drill, rekey, hsm enroll) shows a
+//! progress line on a terminal and nothing anywhere else. (That the log's head and torn tail
+//! are found reading a bounded number of bytes is counted in `vault-core`'s `audit_tail` unit
+//! tests.)
 
 use std::process::Command;
 
@@ -183,6 +186,85 @@ fn status_json_streams_the_credentials_inside_the_object_laid_out_as_one_documen
     assert_eq!(
         empty.ok(&["list"]),
         "no credentials sealed yet (breakglass seal NAME --kind ...)\n"
+    );
+}
+
+#[test]
+fn audit_show_streams_the_log_and_tail_reads_only_its_end() {
+    let env = Env::with_credentials(&["db", "api"]);
+    for _ in 0..3 {
+        env.seal("db", &[]);
+        env.seal("api", &[]);
+    }
+    let log_path = env.vault().join("audit.jsonl");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Streamed, laid out as the whole array of entries printed at once, every line in order.
+    let text = env.ok(&["audit", "show", "--json"]);
+    let entries: Vec<vault_core::audit::Entry> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        text,
+        format!("{}\n", serde_json::to_string_pretty(&entries).unwrap())
+    );
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(shown.as_array().unwrap(), &lines);
+    let seqs = |text: &str| -> Vec<u64> {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let n = lines.len() as u64;
+    assert_eq!(
+        seqs(&env.ok(&["audit", "show", "--json", "--tail", "3"])),
+        [n - 2, n - 1, n]
+    );
+    // The last lines the filters keep, oldest first, as the whole listing has them.
+    let about_db: Vec<u64> = lines
+        .iter()
+        .filter(|e| e["credential"] == "db")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(about_db.len() > 2, "{about_db:?}");
+    assert_eq!(
+        seqs(&env.ok(&[
+            "audit",
+            "show",
+            "--json",
+            "--tail",
+            "2",
+            "--credential",
+            "db"
+        ])),
+        about_db[about_db.len() - 2..]
+    );
+    let plain = env.ok(&["audit", "show", "--tail", "1"]);
+    assert_eq!(plain.lines().count(), 1, "{plain}");
+    assert!(plain.trim_start().starts_with(&format!("{n} ")), "{plain}");
+    assert_eq!(env.ok(&["audit", "show", "--json", "--tail", "0"]), "[]\n");
+
+    // An early line made unreadable in place (same length: the remembered head, further on,
+    // is untouched): the whole listing stops at it, naming it; `--tail` never reads it.
+    let second_start = log.find('\n').unwrap() + 1;
+    let second_end = second_start + log[second_start..].find('\n').unwrap();
+    let mut damaged = log.clone().into_bytes();
+    damaged[second_start..second_end].fill(b'x');
+    std::fs::write(&log_path, &damaged).unwrap();
+    let whole = env.run(&["audit", "show"]);
+    assert!(!whole.status.success());
+    assert!(stderr(&whole).contains("line 2"), "{}", stderr(&whole));
+    assert_eq!(
+        seqs(&env.ok(&["audit", "show", "--json", "--tail", "3"])),
+        [n - 2, n - 1, n]
     );
 }
 

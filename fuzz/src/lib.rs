@@ -169,11 +169,36 @@ pub fn audit_log(data: &[u8]) {
     std::fs::write(&path, data).expect("writing the scratch audit log");
     let log = AuditLog::new(&path, fixtures::VAULT_ID);
     let head = log.head();
-    let _ = log.entries();
+    let entries = log.entries();
     let _ = log.hash_of_line(2);
     let key = fixtures::token_key().public_key_bytes();
     let retired = [(2, key.clone())];
-    let _ = log.verify_with_retired(&retired, &key);
+    let whole = log.verify_with_retired(&retired, &key);
+    // Read from its end (the torn tail, the lines back) or streamed, the log is the log the
+    // whole-file reader splits.
+    if let Ok(whole) = &whole {
+        assert_eq!(
+            log.torn_tail().ok().flatten(),
+            whole.torn_tail,
+            "the torn tail found from the end is the whole log's"
+        );
+    }
+    if let Ok(entries) = &entries {
+        let mut streamed = Vec::new();
+        log.each_entry(|e| {
+            streamed.push(e);
+            Ok::<_, vault_core::audit::AuditError>(())
+        })
+        .expect("a log whose entries read streams");
+        assert_eq!(&streamed, entries, "streamed entries are the entries");
+        let mut back: Vec<vault_core::audit::Entry> = log
+            .lines_back()
+            .expect("the log opens")
+            .map(|line| serde_json::from_slice(&line.expect("the log reads").1).expect("an entry"))
+            .collect();
+        back.reverse();
+        assert_eq!(&back, entries, "the lines read back are the entries");
+    }
     if let (Ok(report), Ok(head)) = (log.verify(&key), head)
         && report.is_intact()
     {

@@ -565,6 +565,25 @@ fn every_single_byte_change_of_a_share_mnemonic_is_refused_or_reads_as_the_same_
     }
 }
 
+/// Every cut of the log (what a crash mid-write leaves), with and without blank lines after it,
+/// and every byte change of its last lines: read from its end (the torn tail, the lines back)
+/// or streamed, it is the log the whole-file reader splits (asserted by the fuzz harness).
+#[test]
+fn every_cut_and_every_change_near_its_end_reads_the_same_from_the_end_of_the_log() {
+    let original = fixtures::audit_log();
+    for end in 0..=original.len() {
+        for after in [&b""[..], b"\n", b"\n\n"] {
+            breakglass_fuzz::audit_log(&[&original[..end], after].concat());
+        }
+    }
+    let near_end = original.len().saturating_sub(400);
+    for (i, mutated) in mutations(&original) {
+        if i >= near_end {
+            breakglass_fuzz::audit_log(&mutated);
+        }
+    }
+}
+
 #[test]
 fn every_single_byte_change_of_the_audit_log_is_found_or_lies_in_its_unsigned_tail() {
     let original = fixtures::audit_log();

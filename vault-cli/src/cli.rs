@@ -443,6 +443,10 @@ pub struct AuditShowArgs {
     /// Which lines.
     #[command(flatten)]
     pub filter: AuditFilterArgs,
+    /// Only the last N lines the other filters keep, read from the end of the log (the
+    /// history before them is not read).
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

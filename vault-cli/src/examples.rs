@@ -273,6 +273,8 @@ breakglass share card --share-file ann.share.age --identity ann.key --out ./card
         "breakglass audit show
 # What happened to one credential since a day (UTC):
 breakglass audit show --since 2026-11-01 --credential prod
+# The last 20 lines, however long the log:
+breakglass audit show --tail 20
 breakglass audit show --json",
     ),
     (

@@ -84,6 +84,26 @@ pub fn records(
     Ok(log.entries()?.iter().map(Record::from_entry).collect())
 }
 
+/// Calls `each` with the records of `log` from the newest back, reading the log from its end,
+/// until `each` breaks (the whole log only when it never does). A torn tail is left out, and so
+/// is a line that is no entry (`audit verify` reports it): readers that want the last few
+/// records cost those, not the history.
+pub fn each_record_back(
+    log: &vault_core::audit::AuditLog,
+    mut each: impl FnMut(Record) -> std::ops::ControlFlow<()>,
+) -> Result<(), vault_core::audit::AuditError> {
+    for line in log.lines_back()? {
+        let (_, bytes) = line?;
+        let Ok(entry) = serde_json::from_slice::<Entry>(&bytes) else {
+            continue;
+        };
+        if each(Record::from_entry(&entry)).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// `--since DATE`: a day (`2026-11-30`, from its start, UTC) or an instant
 /// (`2026-11-30T14:00:00Z`).
 #[derive(Debug, Clone, PartialEq, Eq)]

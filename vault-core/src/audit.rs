@@ -24,6 +24,7 @@ use ring::digest::{SHA256, digest};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::audit_tail::Tail;
 use crate::trust::AuthenticatedManifest;
 use crate::trust::audit_line::{EntryActor, EntryBody, verify_line};
 
@@ -143,6 +144,53 @@ fn split(bytes: &[u8]) -> Read {
         )
     });
     Read { lines, torn }
+}
+
+/// Whether `line` may carry `word` (a field name or a value, without its quotes) as a JSON
+/// string: it holds the word's bytes, or escapes a character (`\u`), and so might spell the
+/// word otherwise. A cheap test before parsing, for [`AuditLog::rfind_matching`].
+pub fn may_name(line: &[u8], word: &str) -> bool {
+    let contains = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+    contains(word.as_bytes()) || contains(b"\\u")
+}
+
+/// A file the tail reader reads (the log, or nothing for a log not written yet).
+trait ReadSeek: std::io::Read + std::io::Seek {}
+impl<T: std::io::Read + std::io::Seek> ReadSeek for T {}
+
+/// Just the sequence number of a line (whatever else it carries).
+#[derive(Deserialize)]
+struct Numbered {
+    seq: u64,
+}
+
+/// The complete lines of the log from its end backwards ([`AuditLog::lines_back`]).
+pub struct LinesBack {
+    tail: Tail<Box<dyn ReadSeek>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LinesBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinesBack")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Iterator for LinesBack {
+    /// Where the line starts in the file, and its bytes (without the newline).
+    type Item = Result<(u64, Vec<u8>), AuditError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.tail
+            .next_back()
+            .map_err(|cause| AuditError::Io {
+                file: self.path.clone(),
+                cause,
+            })
+            .transpose()
+    }
 }
 
 /// Who did it.
@@ -450,6 +498,40 @@ impl AuditLog {
         }
     }
 
+    /// The end of the log, read from the end (a missing file is an empty log).
+    fn tail(&self) -> Result<Tail<Box<dyn ReadSeek>>, AuditError> {
+        let file: Box<dyn ReadSeek> = match std::fs::File::open(&self.path) {
+            Ok(file) => Box::new(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Box::new(std::io::Cursor::new(Vec::new()))
+            }
+            Err(e) => return Err(self.io()(e)),
+        };
+        Tail::new(file, is_entry).map_err(self.io())
+    }
+
+    /// The torn tail at `torn` (`offset`, `len`), its line number counted from the start (the
+    /// one figure the end of the log cannot give; only read when the log is torn).
+    fn torn_at(&self, torn: Option<(u64, u64)>) -> Result<Option<TornTail>, AuditError> {
+        torn.map(|(offset, len)| {
+            Ok(TornTail {
+                line: self.count_lines(offset)? + 1,
+                offset,
+                len,
+            })
+        })
+        .transpose()
+    }
+
+    /// How many lines the first `end` bytes of the log hold (blank lines are no lines).
+    fn count_lines(&self, end: u64) -> Result<usize, AuditError> {
+        match std::fs::File::open(&self.path) {
+            Ok(file) => crate::audit_tail::count_lines(file, end).map_err(self.io()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(self.io()(e)),
+        }
+    }
+
     /// The bytes from `offset` to the end (none when the file is missing or shorter).
     fn bytes_from(&self, offset: u64) -> Result<Vec<u8>, AuditError> {
         use std::io::{Read as _, Seek as _};
@@ -470,9 +552,10 @@ impl AuditLog {
         Ok(self.read()?.lines)
     }
 
-    /// The torn tail, if the log ends with one.
+    /// The torn tail, if the log ends with one (read from the end: see `audit_tail`).
     pub fn torn_tail(&self) -> Result<Option<TornTail>, AuditError> {
-        Ok(self.read()?.torn.map(|(tail, _)| tail))
+        let tail = self.tail()?;
+        self.torn_at(tail.torn)
     }
 
     /// Refuses with [`AuditError::TornTail`] when the log ends with a torn write: a writing
@@ -487,55 +570,161 @@ impl AuditLog {
         }
     }
 
-    /// The chain head, to append after: refused when the log ends with a torn tail.
+    /// The chain head, to append after: refused when the log ends with a torn tail. Reads the
+    /// last line from the end of the file, not the history before it.
     pub fn head(&self) -> Result<Head, AuditError> {
-        let read = self.read()?;
-        if let Some((tail, _)) = read.torn {
+        let mut tail = self.tail()?;
+        if let Some(tail) = self.torn_at(tail.torn)? {
             return Err(AuditError::TornTail {
                 file: self.path.clone(),
                 tail,
             });
         }
-        let lines = read.lines;
-        let Some(last) = lines.last() else {
+        let Some((_, last)) = tail.next_back().map_err(self.io())? else {
             return Ok(Head {
                 seq: 0,
                 hash: GENESIS.into(),
             });
         };
-        let entry: Entry = serde_json::from_slice(last).map_err(|e| AuditError::Damaged {
-            file: self.path.clone(),
-            line: lines.len(),
-            reason: e.to_string(),
-        })?;
+        let entry: Entry = match serde_json::from_slice(&last) {
+            Ok(entry) => entry,
+            Err(e) => {
+                return Err(AuditError::Damaged {
+                    file: self.path.clone(),
+                    line: self.count_lines(u64::MAX)?,
+                    reason: e.to_string(),
+                });
+            }
+        };
         Ok(Head {
             seq: entry.seq,
-            hash: line_hash(last),
+            hash: line_hash(&last),
         })
     }
 
     /// Whether the last complete line is a signed (format 2) line: the log has been upgraded
     /// (or was made by a release that signs its lines).
     pub fn has_signed_head(&self) -> Result<bool, AuditError> {
-        Ok(self
-            .lines()?
-            .last()
-            .is_some_and(|l| l.starts_with(FORMAT_TWO_START)))
+        let mut tail = self.tail()?;
+        Ok(tail
+            .next_back()
+            .map_err(self.io())?
+            .is_some_and(|(_, l)| l.starts_with(FORMAT_TWO_START)))
     }
 
     /// Whether the log has no complete line (missing, empty, or only a torn write).
     pub fn is_empty(&self) -> Result<bool, AuditError> {
-        Ok(self.lines()?.is_empty())
+        let mut tail = self.tail()?;
+        Ok(tail.next_back().map_err(self.io())?.is_none())
     }
 
-    /// The hash of line `seq` (1-based) as it is now, if the log has that line.
+    /// The hash of line `seq` as it is now, if the log has that line: the line numbered `seq`,
+    /// found reading back from the end of the log, each line on the way carrying the number
+    /// one below the line after it. `None` when no line carries it, or when a line between it
+    /// and the end does not carry its number (lines removed, inserted or damaged after it: a
+    /// history changed since line `seq`, which `verify` locates). In a log whose numbering is
+    /// intact (every log breakglass writes) line `seq` is the `seq`-th line.
     pub fn hash_of_line(&self, seq: u64) -> Result<Option<String>, AuditError> {
-        let lines = self.lines()?;
-        Ok(usize::try_from(seq)
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| lines.get(i))
-            .map(|l| line_hash(l)))
+        if seq == 0 {
+            return Ok(None);
+        }
+        let mut tail = self.tail()?;
+        let mut expected = None;
+        while let Some((_, line)) = tail.next_back().map_err(self.io())? {
+            let Ok(Numbered { seq: number }) = serde_json::from_slice(&line) else {
+                return Ok(None);
+            };
+            if expected.is_some_and(|expected| expected != number) || number < seq {
+                return Ok(None);
+            }
+            if number == seq {
+                return Ok(Some(line_hash(&line)));
+            }
+            expected = Some(number - 1);
+        }
+        Ok(None)
+    }
+
+    /// The last entry `wanted` accepts, reading the log backwards from its end and stopping
+    /// there (the whole log only when no entry is wanted). A torn tail is left out, and so is a
+    /// line that is no entry (a break `verify` reports): it records nothing to find.
+    pub fn rfind(
+        &self,
+        mut wanted: impl FnMut(&Entry) -> bool,
+    ) -> Result<Option<Entry>, AuditError> {
+        self.rfind_matching(|_| true, |entry| wanted(entry))
+    }
+
+    /// As [`AuditLog::rfind`], parsing only the lines `candidate` accepts as bytes (a cheap
+    /// test that a line may be wanted, so that the lines skipped are not parsed; it must accept
+    /// every line `wanted` could accept, escaped spellings included: see [`may_name`]).
+    pub fn rfind_matching(
+        &self,
+        candidate: impl Fn(&[u8]) -> bool,
+        mut wanted: impl FnMut(&Entry) -> bool,
+    ) -> Result<Option<Entry>, AuditError> {
+        let mut tail = self.tail()?;
+        while let Some((_, line)) = tail.next_back().map_err(self.io())? {
+            if !candidate(&line) {
+                continue;
+            }
+            if let Ok(entry) = serde_json::from_slice::<Entry>(&line)
+                && wanted(&entry)
+            {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The complete lines from the end of the log backwards (a torn tail left out), each with
+    /// the offset it starts at: for readers that want the last lines only (`audit show --tail`).
+    pub fn lines_back(&self) -> Result<LinesBack, AuditError> {
+        Ok(LinesBack {
+            tail: self.tail()?,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Calls `each` with every entry in order, reading the log forwards one line at a time
+    /// (never the whole log at once), up to its last complete line; stops at the first error
+    /// `each` returns, or at a line that is no entry ([`AuditError::Damaged`]).
+    pub fn each_entry<E: From<AuditError>>(
+        &self,
+        mut each: impl FnMut(Entry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        use std::io::BufRead as _;
+        let end = match self.tail()?.torn {
+            Some((offset, _)) => offset,
+            None => u64::MAX,
+        };
+        let file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.io()(e).into()),
+        };
+        let mut reader = std::io::BufReader::new(std::io::Read::take(file, end));
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(self.io())? == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            number += 1;
+            let entry = serde_json::from_slice(&line).map_err(|e| AuditError::Damaged {
+                file: self.path.clone(),
+                line: number,
+                reason: e.to_string(),
+            })?;
+            each(entry)?;
+        }
     }
 
     /// The entries, in order (for `audit show`).
@@ -1256,6 +1445,147 @@ mod tests {
         assert_eq!(tail.offset, original.len() as u64);
         assert_eq!(tail.len, (bytes.len() - original.len()) as u64);
         assert_eq!(log.entries().unwrap().len(), complete);
+    }
+
+    #[test]
+    fn head_torn_tail_and_hash_of_line_read_from_the_end_agree_with_the_whole_log() {
+        let signer = signer();
+        let (_dir, log) = log_with(7, &signer);
+        let intact = std::fs::read(&log.path).unwrap();
+        let long = format!(
+            "{{\"seq\":9,\"event\":\"{}\"}}",
+            "x".repeat(3 * crate::audit_tail::WINDOW)
+        );
+        let variants: Vec<Vec<u8>> = vec![
+            Vec::new(),
+            intact.clone(),
+            [&intact[..], b"\n\n"].concat(),
+            [&intact[..], b"{\"seq\":9,\"ti"].concat(),
+            [&intact[..], b"{\"seq\":9,\"ti\n"].concat(),
+            [&intact[..], b"{\"seq\":9,\"ti\n\n\n"].concat(),
+            [&intact[..], b"\0"].concat(),
+            [&intact[..], long.as_bytes(), b"\n"].concat(),
+            [&intact[..], long.as_bytes()].concat(),
+            intact[..intact.len() - 1].to_vec(),
+            intact[..intact.len() / 2].to_vec(),
+            // A line removed in the middle: the numbering from the end is not the lines'.
+            {
+                let lines: Vec<&[u8]> = intact.split(|b| *b == b'\n').collect();
+                [lines[..3].join(&b'\n'), lines[4..].join(&b'\n')].join(&b'\n')
+            },
+        ];
+        for (i, bytes) in variants.iter().enumerate() {
+            std::fs::write(&log.path, bytes).unwrap();
+            let whole = split(bytes);
+            let torn = whole.torn.as_ref().map(|(tail, _)| tail.clone());
+            assert_eq!(log.torn_tail().unwrap(), torn, "{i}");
+            match (log.head(), &torn) {
+                (Err(AuditError::TornTail { tail, .. }), Some(torn)) => assert_eq!(&tail, torn),
+                (Ok(head), None) => {
+                    let expected = whole
+                        .lines
+                        .last()
+                        .map_or(GENESIS.to_owned(), |l| line_hash(l));
+                    assert_eq!(head.hash, expected, "{i}");
+                }
+                (other, _) => panic!("{i}: {other:?}"),
+            }
+            // The line numbered `seq`, when every line after it numbers on from it.
+            let numbers: Vec<Option<u64>> = whole
+                .lines
+                .iter()
+                .map(|l| serde_json::from_slice::<Numbered>(l).ok().map(|n| n.seq))
+                .collect();
+            for seq in 0..whole.lines.len() as u64 + 3 {
+                let expected = numbers.iter().position(|n| *n == Some(seq)).and_then(|at| {
+                    numbers[at..]
+                        .windows(2)
+                        .all(|w| w[0].is_some_and(|a| w[1] == Some(a + 1)))
+                        .then(|| line_hash(&whole.lines[at]))
+                });
+                assert_eq!(log.hash_of_line(seq).unwrap(), expected, "{i}: line {seq}");
+                // In a log numbered as breakglass numbers it, line `seq` is the `seq`-th line.
+                if numbers
+                    .iter()
+                    .enumerate()
+                    .all(|(n, s)| *s == Some(n as u64 + 1))
+                {
+                    let nth = usize::try_from(seq)
+                        .ok()
+                        .and_then(|n| n.checked_sub(1))
+                        .and_then(|n| whole.lines.get(n))
+                        .map(|l| line_hash(l));
+                    assert_eq!(expected, nth, "{i}: line {seq}");
+                }
+            }
+            let mut streamed = Vec::new();
+            let each = log.each_entry(|e| {
+                streamed.push(e);
+                Ok::<_, AuditError>(())
+            });
+            match log.entries() {
+                Ok(entries) => {
+                    each.unwrap();
+                    assert_eq!(streamed, entries, "{i}");
+                }
+                Err(AuditError::Damaged { line, .. }) => {
+                    assert!(matches!(each, Err(AuditError::Damaged { line: l, .. }) if l == line));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rfind_reads_back_from_the_end_and_stops_at_the_first_entry_wanted() {
+        let signer = signer();
+        let (_dir, log) = log_with(6, &signer);
+        let found = log.rfind(|e| e.event == "seal").unwrap().unwrap();
+        assert_eq!(found.details["n"], "5");
+        let first = log.rfind(|e| e.details.get("n").is_some_and(|n| n == "0"));
+        assert_eq!(first.unwrap().unwrap().seq, 1);
+        assert_eq!(log.rfind(|e| e.event == "drill").unwrap(), None);
+        // A torn tail is no entry to find.
+        let mut bytes = std::fs::read(&log.path).unwrap();
+        bytes.extend_from_slice(br#"{"seq":8,"event":"seal"#);
+        std::fs::write(&log.path, &bytes).unwrap();
+        assert_eq!(log.rfind(|e| e.event == "seal").unwrap().unwrap().seq, 7);
+        let back: Vec<u64> = log
+            .lines_back()
+            .unwrap()
+            .map(|l| serde_json::from_slice::<Entry>(&l.unwrap().1).unwrap().seq)
+            .collect();
+        assert_eq!(back, (1..=7).rev().collect::<Vec<_>>());
+
+        // Lines that cannot name what is looked for are not parsed; a line that escapes a
+        // character might, and is.
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        std::fs::write(&log.path, b"").unwrap();
+        log.append(
+            Event::new("hsm_enrol").detail("manifest_digest", "aa"),
+            &actor,
+            "2026-11-24T12:00:00Z",
+        )
+        .unwrap();
+        log.append(Event::new("seal"), &actor, "2026-11-24T12:00:00Z")
+            .unwrap();
+        let carries = |e: &Entry| e.details.contains_key("manifest_digest");
+        let found = |log: &AuditLog| {
+            log.rfind_matching(|l| may_name(l, "manifest_digest"), carries)
+                .unwrap()
+                .map(|e| e.seq)
+        };
+        assert_eq!(found(&log), Some(1));
+        let escaped = std::fs::read_to_string(&log.path)
+            .unwrap()
+            .replace("\"manifest_digest\"", "\"manifest\\u005fdigest\"");
+        std::fs::write(&log.path, &escaped).unwrap();
+        assert_eq!(log.rfind(carries).unwrap().unwrap().seq, 1);
+        assert_eq!(found(&log), Some(1));
+        assert!(!may_name(br#"{"seq":2,"event":"seal"}"#, "manifest_digest"));
     }
 
     #[test]

@@ -103,6 +103,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod audit_tail;
 mod canonical;
 pub mod ceremony;
 pub mod clock;

@@ -61,14 +61,16 @@ fn ceremony_id() -> Result<String> {
 
 /// The last TOTP step this vault used for `credential`, from the audit log.
 fn last_mfa_step(vault: &Vault, credential: &str) -> Option<u64> {
+    let step = |e: &vault_core::audit::Entry| e.details.get("mfa_step")?.parse().ok();
     vault
         .audit()
-        .entries()
+        .rfind_matching(
+            |line| vault_core::audit::may_name(line, "mfa_step"),
+            |e| e.credential.as_deref() == Some(credential) && step(e).is_some(),
+        )
         .ok()?
-        .iter()
-        .rev()
-        .filter(|e| e.credential.as_deref() == Some(credential))
-        .find_map(|e| e.details.get("mfa_step")?.parse().ok())
+        .as_ref()
+        .and_then(step)
 }
 
 fn duration(common: &AssumeCommon, metadata: &BTreeMap<String, String>, vault: &Vault) -> i32 {

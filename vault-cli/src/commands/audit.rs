@@ -1,11 +1,14 @@
 //! `breakglass audit verify|show|report|repair`.
 
+use std::io::Write;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
-use vault_core::audit::TornTail;
+use vault_core::audit::{Entry, TornTail};
 use vault_core::trust::Role;
+
+use super::list::JsonArray;
 
 use crate::cli::{
     AuditFilterArgs, AuditRepairArgs, AuditReportArgs, AuditShowArgs, ReportArgs, ReportFormat,
@@ -130,43 +133,83 @@ pub fn verify(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-/// `breakglass audit show`.
+/// `breakglass audit show`: each line printed as it is read (the log is never held whole);
+/// `--tail N` reads back from the end of the log only as far as the last N lines kept.
 pub fn show(vault_arg: Option<&Path>, args: &AuditShowArgs) -> Result<()> {
     let vault = super::open_vault(vault_arg)?;
     let filter = filter(&args.filter);
-    let mut entries = vault.audit().entries()?;
-    entries.retain(|e| filter.keeps(&Record::from_entry(e)));
-    if let Some(tail) = vault.audit().torn_tail()? {
-        warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), &tail);
+    let log = vault.audit();
+    let file = vault.store().path(vault_core::store::AUDIT_LOG);
+    if let Some(tail) = log.torn_tail()? {
+        warn_torn_tail(&file, &tail);
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
-        return Ok(());
-    }
-    for e in entries {
-        let mut line = format!(
-            "{:>4} {} {:<16} {}",
-            e.seq,
-            e.time,
-            e.event,
-            vault_core::trust::untrusted_text::render_untrusted(&e.actor.to_string())
-        );
-        if let Some(c) = &e.credential {
-            line.push_str(&format!(" credential={c}"));
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut array = args.json.then(|| JsonArray::new(0));
+    let mut print = |entry: Entry| -> Result<()> {
+        if !filter.keeps(&Record::from_entry(&entry)) {
+            return Ok(());
         }
-        if !e.custodians.is_empty() {
-            line.push_str(&format!(" custodians={}", e.custodians.join(",")));
+        match &mut array {
+            Some(array) => array.push(&mut out, &entry),
+            None => print_entry(&mut out, &entry),
         }
-        for (k, v) in &e.details {
-            if k != "manifest_sha256" {
-                line.push_str(&format!(" {k}={v}"));
+    };
+    match args.tail {
+        None => log.each_entry(&mut print)?,
+        Some(n) => {
+            let mut last = Vec::new();
+            for line in log.lines_back()? {
+                if last.len() == n {
+                    break;
+                }
+                let (offset, bytes) = line?;
+                let entry: Entry = serde_json::from_slice(&bytes).with_context(|| {
+                    format!(
+                        "{}: the line at byte {offset} is damaged: run breakglass audit verify",
+                        file.display()
+                    )
+                })?;
+                if filter.keeps(&Record::from_entry(&entry)) {
+                    last.push(entry);
+                }
+            }
+            for entry in last.into_iter().rev() {
+                print(entry)?;
             }
         }
-        if let Some(cp) = &e.checkpoint {
-            line.push_str(&format!(" signed-head={}…", &cp.head[..12]));
-        }
-        println!("{line}");
     }
+    if let Some(array) = array {
+        array.finish(&mut out)?;
+        writeln!(out)?;
+    }
+    Ok(out.flush()?)
+}
+
+/// One line of `audit show`.
+fn print_entry(out: &mut dyn Write, e: &Entry) -> Result<()> {
+    let mut line = format!(
+        "{:>4} {} {:<16} {}",
+        e.seq,
+        e.time,
+        e.event,
+        vault_core::trust::untrusted_text::render_untrusted(&e.actor.to_string())
+    );
+    if let Some(c) = &e.credential {
+        line.push_str(&format!(" credential={c}"));
+    }
+    if !e.custodians.is_empty() {
+        line.push_str(&format!(" custodians={}", e.custodians.join(",")));
+    }
+    for (k, v) in &e.details {
+        if k != "manifest_sha256" {
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    if let Some(cp) = &e.checkpoint {
+        line.push_str(&format!(" signed-head={}…", &cp.head[..12]));
+    }
+    writeln!(out, "{line}")?;
     Ok(())
 }
 

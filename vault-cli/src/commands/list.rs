@@ -1,10 +1,15 @@
 //! `breakglass list` and `breakglass status`: everything readable without unsealing.
 
+use std::collections::BTreeSet;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::Result;
+use vault_core::audit::AuditLog;
 use vault_core::vault::{Listed, Vault};
+
+use crate::report::Record;
 
 use crate::cli::ReportArgs;
 use crate::exit::{Failure, fail};
@@ -44,35 +49,34 @@ fn each_credential(
 
 /// Writes a JSON array to `out` one element at a time, laid out as `to_string_pretty` lays out
 /// the whole array, `indent` spaces in: the first element is out before the last is read.
-struct JsonArray<'w> {
-    out: &'w mut dyn Write,
+pub(super) struct JsonArray {
     indent: usize,
     count: usize,
 }
 
-impl<'w> JsonArray<'w> {
-    fn new(out: &'w mut dyn Write, indent: usize) -> JsonArray<'w> {
-        JsonArray {
-            out,
-            indent,
-            count: 0,
-        }
+impl JsonArray {
+    pub(super) fn new(indent: usize) -> JsonArray {
+        JsonArray { indent, count: 0 }
     }
 
-    fn push(&mut self, value: &serde_json::Value) -> Result<()> {
+    pub(super) fn push(
+        &mut self,
+        out: &mut dyn Write,
+        value: &impl serde::Serialize,
+    ) -> Result<()> {
         let pad = " ".repeat(self.indent + 2);
         let text = serde_json::to_string_pretty(value)?.replace('\n', &format!("\n{pad}"));
         let lead = if self.count == 0 { "[" } else { "," };
-        write!(self.out, "{lead}\n{pad}{text}")?;
+        write!(out, "{lead}\n{pad}{text}")?;
         self.count += 1;
         Ok(())
     }
 
-    fn finish(self) -> Result<()> {
+    pub(super) fn finish(self, out: &mut dyn Write) -> Result<()> {
         if self.count == 0 {
-            write!(self.out, "[]")?;
+            write!(out, "[]")?;
         } else {
-            write!(self.out, "\n{}]", " ".repeat(self.indent))?;
+            write!(out, "\n{}]", " ".repeat(self.indent))?;
         }
         Ok(())
     }
@@ -88,9 +92,9 @@ pub fn list(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        let mut array = JsonArray::new(&mut out, 0);
-        each_credential(&vault, |c| array.push(&c))?;
-        array.finish()?;
+        let mut array = JsonArray::new(0);
+        each_credential(&vault, |c| array.push(&mut out, &c))?;
+        array.finish(&mut out)?;
         writeln!(out)?;
         return Ok(out.flush()?);
     }
@@ -149,21 +153,14 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     if let Some(tail) = &report.torn_tail {
         super::audit::warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), tail);
     }
-    let entries = audit.entries().unwrap_or_default();
-    let last_drill = entries.iter().rev().find(|e| e.event == "drill");
-    let last_recovery_drill = entries.iter().rev().find(|e| e.event == "recovery_drill");
     let interval = u64::from(m.policy.drill_interval_days);
-    let recent_participants: std::collections::BTreeSet<&str> = entries
-        .iter()
-        // Every entry that names custodians is one they took part in (drills, openings, share
-        // checks, rekeys, ceremonies closed with their contributions).
-        .filter(|e| super::days_since(&e.time).is_some_and(|d| d <= interval))
-        .flat_map(|e| e.custodians.iter().map(String::as_str))
-        .collect();
+    let history = History::read(&audit, interval, m.recovery.is_some())?;
+    let last_drill = history.last_drill.as_ref();
+    let last_recovery_drill = history.last_recovery_drill.as_ref();
     let absent: Vec<&str> = m
         .custodian_names()
         .into_iter()
-        .filter(|c| !recent_participants.contains(c))
+        .filter(|c| !history.participants.contains(*c))
         .collect();
     let pinned = super::pinned_fingerprint(&m.vault_id)?;
     let runbook = super::runbook::current(&vault)
@@ -338,9 +335,9 @@ fn stream_status_json(out: &mut dyn Write, vault: &Vault, status: serde_json::Va
             serde_json::to_string(key)?
         )?;
         if key == "credentials" {
-            let mut array = JsonArray::new(out, 2);
-            each_credential(vault, |c| array.push(&c))?;
-            array.finish()?;
+            let mut array = JsonArray::new(2);
+            each_credential(vault, |c| array.push(out, &c))?;
+            array.finish(out)?;
         } else {
             let text = serde_json::to_string_pretty(value)?.replace('\n', "\n  ");
             write!(out, "{text}")?;
@@ -350,8 +347,62 @@ fn stream_status_json(out: &mut dyn Write, vault: &Vault, status: serde_json::Va
     Ok(())
 }
 
+/// What `status` shows of the vault's history, read back from the end of the audit log.
+struct History {
+    /// The last drill.
+    last_drill: Option<Record>,
+    /// The last recovery drill.
+    last_recovery_drill: Option<Record>,
+    /// The custodians named by entries of the last `interval` days: every entry that names
+    /// custodians is one they took part in (drills, openings, share checks, rekeys, ceremonies
+    /// closed with their contributions).
+    participants: BTreeSet<String>,
+}
+
+impl History {
+    /// Reads back from the end of the log until the last drill is found, the last recovery
+    /// drill too (for a vault with a recovery set; otherwise only as far as the rest takes the
+    /// scan), and an entry older than `interval` days is reached (the log is appended in time
+    /// order, so none before it counts as recent).
+    fn read(audit: &AuditLog, interval: u64, recovery: bool) -> Result<History> {
+        let mut history = History {
+            last_drill: None,
+            last_recovery_drill: None,
+            participants: BTreeSet::new(),
+        };
+        let mut past_interval = false;
+        crate::report::each_record_back(audit, |record| {
+            match super::days_since(&record.time) {
+                Some(days) if days <= interval => {
+                    history
+                        .participants
+                        .extend(record.custodians.iter().cloned());
+                }
+                Some(_) => past_interval = true,
+                None => {}
+            }
+            match record.event.as_str() {
+                "drill" if history.last_drill.is_none() => history.last_drill = Some(record),
+                "recovery_drill" if history.last_recovery_drill.is_none() => {
+                    history.last_recovery_drill = Some(record);
+                }
+                _ => {}
+            }
+            let done = past_interval
+                && history.last_drill.is_some()
+                && (history.last_recovery_drill.is_some() || !recovery);
+            if done {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(history)
+    }
+}
+
 /// The credentials a drill entry records as failed.
-fn drill_failures(entry: &vault_core::audit::Entry) -> Vec<String> {
+fn drill_failures(entry: &Record) -> Vec<String> {
     entry
         .details
         .iter()

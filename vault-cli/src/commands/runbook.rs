@@ -12,9 +12,10 @@ use crate::printable::Format;
 use crate::report::Record;
 use crate::runbook::{Credential, Inputs, Provenance, Runbook};
 
-/// The runbook of `vault` as it is now, and the records it was made from.
+/// The runbook of `vault` as it is now, and the records it was made from (those
+/// [`runbook_records`] reads).
 pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
-    let records = crate::report::records(&vault.audit())?;
+    let records = runbook_records(vault)?;
     let credentials: Vec<Credential> = vault
         .store()
         .credentials()?
@@ -35,6 +36,34 @@ pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
         records: &records,
     });
     Ok((runbook, records))
+}
+
+/// The records a runbook and its freshness read, oldest first: every record from the last
+/// runbook written on, the last drill and, in a vault with a recovery set, the last recovery
+/// drill. Read back from the end of the log, no further than the oldest of them.
+fn runbook_records(vault: &Vault) -> Result<Vec<Record>> {
+    use std::ops::ControlFlow;
+    let (mut drill, mut recovery_drill, mut written) =
+        (false, vault.manifest().recovery.is_none(), false);
+    let mut kept = Vec::new();
+    crate::report::each_record_back(&vault.audit(), |record| {
+        let is_drill = record.event == "drill";
+        let is_recovery_drill = record.event == "recovery_drill";
+        let is_written = record.event == crate::runbook::EVENT;
+        if !written || (is_drill && !drill) || (is_recovery_drill && !recovery_drill) {
+            kept.push(record);
+        }
+        drill |= is_drill;
+        recovery_drill |= is_recovery_drill;
+        written |= is_written;
+        if drill && recovery_drill && written {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    kept.reverse();
+    Ok(kept)
 }
 
 /// `breakglass runbook`.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::audit::Event;
+use vault_core::audit::{Event, may_name};
 use vault_core::manifest::Quorum;
 use vault_core::quorum::Share;
 use vault_core::vault::{CustodianShare, Vault};
@@ -43,9 +43,9 @@ impl RetiredSet {
     fn by(&self) -> String {
         let rekey = self
             .audit
-            .entries()
+            .rfind_matching(|line| may_name(line, "rekey"), |e| e.event == "rekey")
             .ok()
-            .and_then(|entries| entries.into_iter().rev().find(|e| e.event == "rekey"));
+            .flatten();
         match rekey {
             Some(entry) => format!(
                 "the rekey of {}{}",
@@ -327,12 +327,14 @@ fn set_issued(vault: &Vault, recovery: bool) -> Option<String> {
     } else {
         &["init", "rekey"]
     };
-    let entries = vault.audit().entries().ok()?;
-    entries
-        .iter()
-        .rev()
-        .find(|e| makers.contains(&e.event.as_str()))
-        .map(|e| e.time.clone())
+    vault
+        .audit()
+        .rfind_matching(
+            |line| makers.iter().any(|m| may_name(line, m)),
+            |e| makers.contains(&e.event.as_str()),
+        )
+        .ok()?
+        .map(|e| e.time)
 }
 
 /// `breakglass share card`: the card of one share, printed again from the share itself.

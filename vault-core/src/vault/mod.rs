@@ -492,14 +492,18 @@ impl Vault {
 
     /// Whether an audit entry records the manifest as it is (its digest). Not so after a crash
     /// between writing `vault.json` and appending the entry that records it, or once such an
-    /// entry, torn, was moved aside by `audit repair`.
+    /// entry, torn, was moved aside by `audit repair`. Read back from the end of the log,
+    /// stopping at the entry that records it (normally the last entry recording a manifest);
+    /// only lines that can carry a digest are parsed. Not the last recording entry alone: while
+    /// a rekey is unfinished, the manifest authenticated is the one before it, and the rekey's
+    /// entry may follow the one that records it.
     pub fn manifest_recorded(&self) -> Result<bool, crate::Error> {
         let digest = self.trusted.digest_hex();
-        Ok(self
-            .audit()
-            .entries()?
-            .iter()
-            .any(|e| e.details.get("manifest_digest") == Some(&digest)))
+        let recording = self.audit().rfind_matching(
+            |line| crate::audit::may_name(line, "manifest_digest"),
+            |e| e.details.get("manifest_digest") == Some(&digest),
+        )?;
+        Ok(recording.is_some())
     }
 
     /// The manifest.
