@@ -324,9 +324,10 @@ fn share_values(secret: &[u8; 32], threshold: u8, xs: &[u8]) -> Vec<Vec<u8>> {
     let mut samples = Vec::with_capacity(SPLITS * 32);
     for _ in 0..SPLITS {
         let shares = shamir::split(threshold, 5, secret).unwrap();
-        for byte in 0..32 {
-            samples.push(xs.iter().map(|&x| shares[usize::from(x)][byte]).collect());
-        }
+        samples.extend(
+            (0..secret.len())
+                .map(|byte| xs.iter().map(|&x| shares[usize::from(x)][byte]).collect()),
+        );
     }
     samples
 }
@@ -371,27 +372,26 @@ fn fewer_shares_than_the_threshold_are_uniform_whatever_the_secret() {
             })
             .collect();
         // (1 : d) for every d, then (0 : 1).
-        for d in 0..=256usize {
+        let directions = mul.iter().map(Some).chain(std::iter::once(None));
+        for (d, row) in directions.enumerate() {
             let projections: Vec<[u64; 256]> = joint
                 .iter()
                 .map(|counts| {
                     let mut histogram = [0u64; 256];
                     for (cell, &n) in counts.iter().enumerate() {
                         let (x, y) = (cell >> 8, cell & 0xff);
-                        let value = if d == 256 {
-                            y
-                        } else {
-                            x ^ usize::from(mul[d][y])
+                        let value = match row {
+                            Some(row) => x ^ usize::from(row[y]),
+                            None => y,
                         };
                         histogram[value] += n;
                     }
                     histogram
                 })
                 .collect();
-            let direction = if d == 256 {
-                "y".to_owned()
-            } else {
-                format!("x + {d}·y")
+            let direction = match row {
+                Some(_) => format!("x + {d}·y"),
+                None => "y".to_owned(),
             };
             for (secret, histogram) in projections.iter().enumerate() {
                 check(
