@@ -106,6 +106,52 @@ fn make_fifo(path: &Path) {
     assert!(status.success(), "mkfifo (coreutils) is needed");
 }
 
+/// Every command that handles a secret, each stopped where it waits for one: shares (stdin, a
+/// share file, a contribution), a payload, a seed, a secret to split, a PIN file. The check
+/// runs while the command waits, so it holds at the moment the secret arrives.
+/// Waits until the process sleeps where it reads its input: opening a FIFO no one writes yet,
+/// or reading a pipe (the kernel's wait channel: `wait_for_partner`, `fifo_open`, `pipe_read`,
+/// `anon_pipe_read`, `pipe_wait`, by kernel version). A command that stops or blocks
+/// elsewhere first (a network check, a lock) is not tested where it handles its secret.
+fn assert_waiting_for_input(what: &str, child: &mut Child) {
+    let wchan = format!("/proc/{}/wchan", child.id());
+    let started = Instant::now();
+    loop {
+        let at = std::fs::read_to_string(&wchan).unwrap_or_default();
+        if ["pipe", "fifo", "partner"].iter().any(|w| at.contains(w)) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("{what}: it ended ({status}) before reading its input: {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: not waiting for its input after 10 s (wait channel {at:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A federation endpoint that answers every request 400: enough for `console`'s check that
+/// the endpoint can be reached (any answer counts) before it asks for shares.
+fn answering_endpoint() -> String {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}/federation")
+}
+
 #[test]
 fn every_kind_of_command_is_undumpable_with_core_dumps_off_while_it_waits_for_input() {
     let env = Env::new();
@@ -125,9 +171,50 @@ fn every_kind_of_command_is_undumpable_with_core_dumps_off_while_it_waits_for_in
         env.path("request.json").to_str().unwrap(),
     ]);
     let ceremony = opened.split_whitespace().nth(1).unwrap().to_owned();
+    // An aws credential (made-up keys: nothing here reaches AWS) for the commands that use one.
+    let keys = env.path("aws-key.json");
+    std::fs::write(
+        &keys,
+        serde_json::json!({"AccessKey": {"UserName": "breakglass",
+            "AccessKeyId": "AKIAIOSFODNN7EXAMPLE",
+            "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "Status": "Active"}})
+        .to_string(),
+    )
+    .unwrap();
+    env.ok(&[
+        "seal",
+        "aws-prod",
+        "--kind",
+        "aws",
+        "--from-file",
+        keys.to_str().unwrap(),
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/breakglass",
+        "--region",
+        "eu-west-1",
+    ]);
+    let newcomer = env.run_on("newcomer", &["operator", "key"]);
+    assert!(newcomer.status.success(), "{}", stderr(&newcomer));
+    let operator_key = String::from_utf8(newcomer.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(operator_key.len(), 64, "{operator_key}");
     let fifo = env.path("input.fifo");
     make_fifo(&fifo);
     let fifo = fifo.to_str().unwrap().to_owned();
+    let path = |name: &str| env.path(name).to_str().unwrap().to_owned();
+    let (request, new_shares, recovery_shares, cards, contribution, other_vault) = (
+        path("request.json"),
+        path("new-shares"),
+        path("recovery-shares"),
+        path("cards"),
+        path("contribution.json"),
+        path("other-vault"),
+    );
+    let pin_file = format!("file:{fifo}");
+    let federation = answering_endpoint();
     let waiting: Vec<(&str, Vec<&str>)> = vec![
         (
             "unseal (shares on stdin)",
@@ -146,7 +233,173 @@ fn every_kind_of_command_is_undumpable_with_core_dumps_off_while_it_waits_for_in
             "mfa codes (the seed on stdin)",
             vec!["mfa", "codes", "--seed-stdin"],
         ),
+        (
+            "unseal (a share file)",
+            vec![
+                "unseal",
+                "db-root",
+                "--share-file",
+                &fifo,
+                "--output",
+                "json",
+            ],
+        ),
+        (
+            "assume (a share file)",
+            vec![
+                "assume",
+                "aws-prod",
+                "--share-file",
+                &fifo,
+                "--format",
+                "json",
+            ],
+        ),
+        (
+            "exec (a share file)",
+            vec!["exec", "aws-prod", "--share-file", &fifo, "--", "true"],
+        ),
+        (
+            "console (a share file)",
+            vec![
+                "console",
+                "aws-prod",
+                "--federation-endpoint",
+                &federation,
+                "--share-file",
+                &fifo,
+            ],
+        ),
+        (
+            "rotate (a share file)",
+            vec!["rotate", "aws-prod", "--share-file", &fifo],
+        ),
+        ("drill (a share file)", vec!["drill", "--share-file", &fifo]),
+        (
+            "recover (a share file)",
+            vec![
+                "recover",
+                "db-root",
+                "--share-file",
+                &fifo,
+                "--output",
+                "json",
+            ],
+        ),
+        (
+            "rekey (a share file)",
+            vec![
+                "rekey",
+                "--yes",
+                "--custodian",
+                "alice",
+                "--custodian",
+                "bob",
+                "--threshold",
+                "2",
+                "--shares-dir",
+                &new_shares,
+                "--share-file",
+                &fifo,
+            ],
+        ),
+        (
+            "hsm enroll (a share file)",
+            vec![
+                "hsm",
+                "enroll",
+                "--token",
+                "backup",
+                "--init-token",
+                "--share-file",
+                &fifo,
+            ],
+        ),
+        (
+            "recovery enable (a share file)",
+            vec![
+                "recovery",
+                "enable",
+                "--threshold",
+                "4",
+                "--yes",
+                "--shares-dir",
+                &recovery_shares,
+                "--share-file",
+                &fifo,
+            ],
+        ),
+        (
+            "share verify (a share file)",
+            vec!["share", "verify", "--share-file", &fifo],
+        ),
+        (
+            "share card (a share file)",
+            vec!["share", "card", "--share-file", &fifo, "--out", &cards],
+        ),
+        (
+            "ceremony contribute (a share file)",
+            vec![
+                "ceremony",
+                "contribute",
+                &request,
+                "--share-file",
+                &fifo,
+                "--yes",
+                "--out",
+                &contribution,
+            ],
+        ),
+        (
+            "ceremony close (a contribution file)",
+            vec!["ceremony", "close", &ceremony, "--contribution", &fifo],
+        ),
+        (
+            "shares split (the secret on stdin)",
+            vec!["shares", "split", "--group", "2/3", "--secret-stdin"],
+        ),
+        ("shares inspect (stdin)", vec!["shares", "inspect"]),
+        (
+            "seal (the payload on stdin)",
+            vec!["seal", "waiting", "--kind", "secret", "--from-stdin"],
+        ),
+        (
+            "init (a PIN file)",
+            vec![
+                "init",
+                "--dev-softhsm",
+                "--vault",
+                &other_vault,
+                "--custodian",
+                "alice",
+                "--custodian",
+                "bob",
+                "--threshold",
+                "2",
+                "--pin-source",
+                &pin_file,
+                "--so-pin-source",
+                &pin_file,
+                "--shares-dir",
+                &new_shares,
+            ],
+        ),
+        (
+            "operator add (a share file)",
+            vec![
+                "operator",
+                "add",
+                "newcomer",
+                "--role",
+                "cloud-admin",
+                "--key",
+                &operator_key,
+                "--share-file",
+                &fifo,
+            ],
+        ),
     ];
+    let mut ended = Vec::new();
     for (what, args) in waiting {
         let mut command = as_unprivileged(&env, env.command(&args));
         let mut child = command
@@ -155,10 +408,21 @@ fn every_kind_of_command_is_undumpable_with_core_dumps_off_while_it_waits_for_in
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        assert_hardened(what, &mut child);
-        child.kill().unwrap();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_hardened(what, &mut child);
+            assert_waiting_for_input(what, &mut child);
+        })) {
+            Ok(()) => {}
+            Err(e) => ended.push(
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| what.to_owned()),
+            ),
+        }
+        let _ = child.kill();
         child.wait().unwrap();
     }
+    assert!(ended.is_empty(), "{}", ended.join("\n"));
 }
 
 /// Everything a secret must not be found in, and what it must be found in only.

@@ -745,3 +745,55 @@ fn a_token_removes_another_tokens_stanza_and_the_mac_follows() {
         Err(crate::Error::Envelope(EnvelopeError::FormatTooOld { .. }))
     ));
 }
+
+/// A format-2 envelope rewritten as format 1 (the format string changed, `hsm_mac` removed)
+/// has the shape of a valid format-1 envelope and is parsed as one, but does not open, with
+/// either token: the format is part of `H0`, which every stanza's HPKE `info` and the payload
+/// AAD bind, and the format-1 AAD covers the token stanzas the format-2 AAD leaves to the MAC.
+/// The other way, a format-1 envelope dressed as format 2 by a token holder, who can compute
+/// the MAC from the token half, does not open either.
+#[test]
+fn a_format_2_envelope_rewritten_as_format_1_does_not_open() {
+    let keys = keys();
+    let genuine = sealed(&keys, "vault-a", "prod", b"sealed as format 2");
+    let mut downgraded = genuine.clone();
+    downgraded.format = FORMAT_V1.into();
+    downgraded.hsm_mac = None;
+    let bytes = downgraded.to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains(FORMAT_V1) && !text.contains("hsm_mac"),
+        "{text}"
+    );
+    let parsed = Envelope::from_bytes(&bytes, file()).expect("the shape of a format-1 envelope");
+    for token in [&keys.hsm, &keys.backup] {
+        assert_integrity(
+            parsed.open(token, &keys.quorum, file()),
+            "format 2 downgraded to format 1",
+        );
+    }
+    // The genuine one still opens: the refusal is the downgrade's.
+    assert_eq!(
+        genuine
+            .open(&keys.hsm, &keys.quorum, file())
+            .unwrap()
+            .expose_secret(),
+        b"sealed as format 2"
+    );
+
+    // Format 1 dressed as format 2, with a MAC the token holder computed over the new header.
+    let v1 = sealed_v1(&keys, b"sealed as format 1");
+    let hsm_half = v1.open_hsm_half(&keys.hsm, file()).unwrap();
+    let mut upgraded = v1.clone();
+    upgraded.format = FORMAT.into();
+    upgraded.hsm_mac = Some(B64.encode(hsm_mac(
+        hsm_half.as_ref(),
+        &upgraded.h0(),
+        &upgraded.hsm_stanzas,
+    )));
+    let parsed = Envelope::from_bytes(&upgraded.to_bytes(), file()).expect("a format-2 shape");
+    assert_integrity(
+        parsed.open(&keys.hsm, &keys.quorum, file()),
+        "format 1 dressed as format 2",
+    );
+}

@@ -266,3 +266,167 @@ fn single_share_groups_recombine_only_by_a_strict_majority() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Multiplication in GF(256) as SLIP-39 defines it (x^8 + x^4 + x^3 + x + 1), carry-less and
+/// reduced bit by bit: independent of the log tables the splitting uses.
+fn gf_mul(mut a: u8, mut b: u8) -> u8 {
+    let mut product = 0u8;
+    while b != 0 {
+        if b & 1 == 1 {
+            product ^= a;
+        }
+        let carry = a & 0x80 != 0;
+        a <<= 1;
+        if carry {
+            a ^= 0x1b;
+        }
+        b >>= 1;
+    }
+    product
+}
+
+/// Pearson's statistic of `counts` against the uniform distribution (255 degrees of freedom).
+fn chi_squared_uniform(counts: &[u64; 256]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let expected = total as f64 / 256.0;
+    counts
+        .iter()
+        .map(|&c| (c as f64 - expected).powi(2) / expected)
+        .sum()
+}
+
+/// Pearson's statistic of the 2 × 256 table of two samples of equal size: whether they come
+/// from one distribution (255 degrees of freedom).
+fn chi_squared_same(a: &[u64; 256], b: &[u64; 256]) -> f64 {
+    assert_eq!(a.iter().sum::<u64>(), b.iter().sum::<u64>());
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| **x + **y > 0)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2) / (x + y) as f64)
+        .sum()
+}
+
+/// The bound on a statistic with 255 degrees of freedom: P(χ² > 500) = 4.4e-18, so the
+/// 2,322 comparisons below fail by chance with probability below 1.1e-14 together (with 512
+/// expected per cell, Pearson's statistic follows χ² closely). Measured on broken splits:
+/// a random share fixed at zero gives one projection of two derived shares a single value
+/// (χ² = 33,423,360); random bytes that are never zero (a zero drawn becomes 1) make one
+/// cell of that projection twice as likely as the others (χ² about 1,200).
+const CHI_SQUARED_BOUND: f64 = 500.0;
+
+/// Splits per secret; each gives one sample per byte of the 32-byte secret (the bytes are split
+/// by independent polynomials), so 131,072 samples and 512 expected per cell.
+const SPLITS: usize = 4096;
+
+/// The values at x-coordinates `xs` of `SPLITS` splits of `secret` (`threshold` of 5), one
+/// tuple per split and byte position.
+fn share_values(secret: &[u8; 32], threshold: u8, xs: &[u8]) -> Vec<Vec<u8>> {
+    let mut samples = Vec::with_capacity(SPLITS * 32);
+    for _ in 0..SPLITS {
+        let shares = shamir::split(threshold, 5, secret).unwrap();
+        samples.extend(
+            (0..secret.len())
+                .map(|byte| xs.iter().map(|&x| shares[usize::from(x)][byte]).collect()),
+        );
+    }
+    samples
+}
+
+/// k-1 shares reveal nothing: for two secrets, the values of any two shares of a 3-of-5 split
+/// (the random one and derived ones alike) are uniform over GF(256)², and so is one share of a
+/// 2-of-5 split, whatever the secret. Uniform on GF(256)² is tested through its 257
+/// projections `c·x + d·y` (a distribution there is uniform exactly when every one of them
+/// is): each projection's 256 counts are compared with the uniform distribution for each
+/// secret, and the two secrets' counts with each other. The Shamir layer is tested directly
+/// (with the digest share, as `split` uses it): in front of it the Feistel encryption keyed by
+/// the random identifier would make even a broken split look uniform across splits, while the
+/// identifier is public and the shares would still give the secret away.
+#[test]
+fn fewer_shares_than_the_threshold_are_uniform_whatever_the_secret() {
+    let secrets: [[u8; 32]; 2] = [
+        [0; 32],
+        std::array::from_fn(|i| 0xa5 ^ (i as u8).wrapping_mul(37)),
+    ];
+    let mul: Vec<[u8; 256]> = (0..=255u8)
+        .map(|d| std::array::from_fn(|y| gf_mul(d, y as u8)))
+        .collect();
+    let mut comparisons = 0;
+    let mut check = |what: String, statistic: f64| {
+        comparisons += 1;
+        assert!(
+            statistic < CHI_SQUARED_BOUND,
+            "{what}: χ² = {statistic:.1} (bound {CHI_SQUARED_BOUND})"
+        );
+    };
+
+    for pair in [[0u8, 1], [1, 2], [3, 4]] {
+        // The joint counts of (x, y) for each secret, then every projection from them.
+        let joint: Vec<Vec<u64>> = secrets
+            .iter()
+            .map(|secret| {
+                let mut counts = vec![0u64; 65536];
+                for sample in share_values(secret, 3, &pair) {
+                    counts[usize::from(sample[0]) << 8 | usize::from(sample[1])] += 1;
+                }
+                counts
+            })
+            .collect();
+        // (1 : d) for every d, then (0 : 1).
+        let directions = mul.iter().map(Some).chain(std::iter::once(None));
+        for (d, row) in directions.enumerate() {
+            let projections: Vec<[u64; 256]> = joint
+                .iter()
+                .map(|counts| {
+                    let mut histogram = [0u64; 256];
+                    for (cell, &n) in counts.iter().enumerate() {
+                        let (x, y) = (cell >> 8, cell & 0xff);
+                        let value = match row {
+                            Some(row) => x ^ usize::from(row[y]),
+                            None => y,
+                        };
+                        histogram[value] += n;
+                    }
+                    histogram
+                })
+                .collect();
+            let direction = match row {
+                Some(_) => format!("x + {d}·y"),
+                None => "y".to_owned(),
+            };
+            for (secret, histogram) in projections.iter().enumerate() {
+                check(
+                    format!("shares {pair:?} of 3, secret {secret}, {direction}: uniform"),
+                    chi_squared_uniform(histogram),
+                );
+            }
+            check(
+                format!("shares {pair:?} of 3, {direction}: the same for both secrets"),
+                chi_squared_same(&projections[0], &projections[1]),
+            );
+        }
+    }
+
+    for x in 0..3u8 {
+        let histograms: Vec<[u64; 256]> = secrets
+            .iter()
+            .map(|secret| {
+                let mut histogram = [0u64; 256];
+                for sample in share_values(secret, 2, &[x]) {
+                    histogram[usize::from(sample[0])] += 1;
+                }
+                histogram
+            })
+            .collect();
+        for (secret, histogram) in histograms.iter().enumerate() {
+            check(
+                format!("share {x} of 2, secret {secret}: uniform"),
+                chi_squared_uniform(histogram),
+            );
+        }
+        check(
+            format!("share {x} of 2: the same for both secrets"),
+            chi_squared_same(&histograms[0], &histograms[1]),
+        );
+    }
+    assert_eq!(comparisons, 3 * 257 * 3 + 3 * 3);
+}

@@ -595,4 +595,252 @@ mod tests {
             Err(crate::Error::Vault(VaultError::TokenPin { label, .. })) if label == "t"
         ));
     }
+
+    /// Against a real token (a SoftHSM token of this test's own; nextest runs each test in its
+    /// own process, as a PKCS#11 module is initialised once per process).
+    mod on_a_token {
+        use std::collections::BTreeMap;
+        use std::path::{Path, PathBuf};
+
+        use hsm_testing::softhsm::SoftHsm;
+        use secrecy::{ExposeSecret, SecretString};
+
+        use super::super::derived_pin;
+        use crate::hsm::{HsmError, Module, PinRole, TokenSelector};
+        use crate::manifest::{PinSource, Policy};
+        use crate::quorum::{Collector, Share};
+        use crate::trust::machine::ConfigDir;
+        use crate::vault::{
+            GroupDef, InitOptions, PinProvider, TokenChoice, TokenTarget, Vault, VaultError,
+        };
+        use crate::{Error, Kind};
+
+        /// Every PIN comes from the quorum: the caller is never asked.
+        struct QuorumPinsOnly;
+
+        impl PinProvider for QuorumPinsOnly {
+            fn pin(
+                &self,
+                label: &str,
+                role: PinRole,
+                _: &PinSource,
+            ) -> Result<SecretString, Error> {
+                panic!("the {role:?} PIN of token {label} was asked of the caller")
+            }
+        }
+
+        /// A 2-of-3 vault on a token of its own labelled `label`, both PINs derived from the
+        /// quorum, in `dir/<label>` with its configuration in `dir/<label>-config`; one
+        /// credential sealed. Returns it with its custodians' shares.
+        fn new_vault(softhsm: &SoftHsm, dir: &Path, label: &str) -> (Vault, Vec<SecretString>) {
+            let config = ConfigDir::at(&dir.join(format!("{label}-config")));
+            let (vault, issued) = Vault::init(
+                &dir.join(label),
+                &InitOptions {
+                    group_threshold: 1,
+                    groups: vec![GroupDef {
+                        name: "custodians".into(),
+                        threshold: 2,
+                        members: vec!["alice".into(), "bob".into(), "carol".into()],
+                    }],
+                    token: TokenTarget {
+                        module: softhsm.module_path(),
+                        label: label.into(),
+                        init_token: true,
+                        softhsm_conf: None,
+                    },
+                    user_pin: PinSource::Quorum,
+                    so_pin: PinSource::Quorum,
+                    pins: &QuorumPinsOnly,
+                    policy: Policy::default(),
+                    iteration_exponent: 0,
+                    recovery: None,
+                    config: &config,
+                    operator: "olivia".into(),
+                    recipients: BTreeMap::new(),
+                },
+            )
+            .expect("init");
+            let identity = vault.identity();
+            vault
+                .seal(
+                    "db-root",
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"the root password",
+                    false,
+                    Some(&identity),
+                )
+                .expect("seal");
+            let shares = issued.iter().map(|s| s.share.to_mnemonic()).collect();
+            (vault, shares)
+        }
+
+        fn quorum(mnemonics: &[SecretString]) -> Collector {
+            let mut collector = Collector::new();
+            for (i, words) in mnemonics.iter().enumerate() {
+                let share = Share::parse(words.expose_secret(), i + 1).expect("a share");
+                collector.add(i + 1, share).expect("accepted");
+            }
+            collector
+        }
+
+        /// Every file under `dir`, with its bytes.
+        fn files_under(dir: &Path, into: &mut Vec<(PathBuf, Vec<u8>)>) {
+            for entry in std::fs::read_dir(dir).expect("a directory") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    files_under(&path, into);
+                } else {
+                    into.push((path.clone(), std::fs::read(&path).expect("readable")));
+                }
+            }
+        }
+
+        /// What `C_Login` says to `pin` as `role` on the vault's token (a session of its own,
+        /// closed after).
+        fn login(vault: &Vault, role: PinRole, pin: &SecretString) -> Result<(), HsmError> {
+            let enrollment = &vault.manifest().hsms[0];
+            let module = Module::open(Path::new(&enrollment.module)).expect("module");
+            let token = module
+                .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+                .expect("token");
+            let session = module.open_session(&token).expect("session");
+            session.login(role, pin, false).map(|_| ())
+        }
+
+        /// The PIN `q` derives for `role` on `vault`'s token.
+        fn pin_of(vault: &Vault, q: &[u8], role: PinRole) -> SecretString {
+            let enrollment = &vault.manifest().hsms[0];
+            let module = Module::open(Path::new(&enrollment.module)).expect("module");
+            let token = module
+                .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+                .expect("token");
+            derived_pin(
+                q,
+                &vault.manifest().vault_id,
+                enrollment.pin_derivation,
+                token.description(),
+                role,
+            )
+            .expect("a PIN")
+        }
+
+        /// A token whose PINs come from the quorum cannot be logged into without `Q`: its PINs
+        /// are nowhere in the vault directory or this machine's configuration, the library
+        /// asks nobody for them when `Q` is not at hand, and the PINs another quorum derives
+        /// for this very vault and token (same layout, same derivation) are refused by
+        /// `C_Login` with `CKR_PIN_INCORRECT`, as user and as SO, leaving the token unlocked:
+        /// the genuine quorum's PINs log in afterwards.
+        #[test]
+        fn a_quorum_pin_token_cannot_be_logged_into_without_the_quorum() {
+            let softhsm = SoftHsm::new();
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let (vault, shares) = new_vault(&softhsm, dir.path(), "vault-a");
+            let (_other, other_shares) = new_vault(&softhsm, dir.path(), "vault-b");
+            let q = quorum(&shares[..2]).combine(b"").expect("Q").secret;
+            let other_q = quorum(&other_shares[1..]).combine(b"").expect("Q'").secret;
+            assert_ne!(q.expose_secret(), other_q.expose_secret());
+
+            // At rest, nowhere: every file of both vaults and both configurations.
+            let mut files = Vec::new();
+            files_under(dir.path(), &mut files);
+            assert!(files.iter().any(|(p, _)| p.ends_with("vault.json")));
+            assert!(files.iter().any(|(p, _)| p.ends_with("audit.jsonl")));
+            for role in [PinRole::User, PinRole::SecurityOfficer] {
+                let pin = pin_of(&vault, q.expose_secret(), role);
+                let needle = pin.expose_secret().as_bytes();
+                assert!(needle.len() >= 8, "{role:?}");
+                for (path, bytes) in &files {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle),
+                        "the {role:?} PIN is in {}",
+                        path.display()
+                    );
+                }
+            }
+
+            // Without Q the library has no PIN to give, and asks no one for it.
+            let choice = TokenChoice {
+                pins: &QuorumPinsOnly,
+                only: None,
+                force_pin: false,
+            };
+            let refused = vault.with_token(None, choice, |_, _, _, _| Ok(()));
+            assert!(
+                matches!(refused, Err(Error::Vault(VaultError::Layout(ref m))) if m.contains("quorum")),
+                "{refused:?}"
+            );
+
+            for role in [PinRole::User, PinRole::SecurityOfficer] {
+                let wrong = pin_of(&vault, other_q.expose_secret(), role);
+                match login(&vault, role, &wrong) {
+                    Err(HsmError::PinIncorrect { returned, .. }) => assert_eq!(
+                        returned.rv,
+                        cryptoki::error::RvError::PinIncorrect,
+                        "{role:?}"
+                    ),
+                    other => panic!("{role:?}: another quorum's PIN: {other:?}"),
+                }
+            }
+            let enrollment = &vault.manifest().hsms[0];
+            let module = Module::open(Path::new(&enrollment.module)).expect("module");
+            let token = module
+                .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+                .expect("token");
+            let flags = module
+                .open_session(&token)
+                .expect("session")
+                .pin_state()
+                .expect("flags");
+            assert!(!flags.user_locked && !flags.so_locked, "{flags:?}");
+            for role in [PinRole::User, PinRole::SecurityOfficer] {
+                login(&vault, role, &pin_of(&vault, q.expose_secret(), role))
+                    .unwrap_or_else(|e| panic!("{role:?}: the genuine PIN: {e}"));
+            }
+        }
+
+        /// The recombined secret is checked against the manifest's quorum key before any token
+        /// is logged into: another vault's shares, of the same layout and accepted by the
+        /// collector (a library caller need not check commitments on entry), recombine, and
+        /// are refused as another quorum. Had the token been tried first, the PIN they derive
+        /// would have been refused by the token instead (`CKR_PIN_INCORRECT`).
+        #[test]
+        fn another_vaults_shares_are_refused_against_the_quorum_key_before_the_token() {
+            let softhsm = SoftHsm::new();
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let (vault, shares) = new_vault(&softhsm, dir.path(), "vault-a");
+            let (_other, other_shares) = new_vault(&softhsm, dir.path(), "vault-b");
+            let choice = TokenChoice {
+                pins: &QuorumPinsOnly,
+                only: None,
+                force_pin: false,
+            };
+            let foreign = quorum(&other_shares[..2]);
+            assert!(
+                foreign.progress().complete,
+                "a full quorum of the other vault"
+            );
+            let before = std::fs::read(dir.path().join("vault-a/audit.jsonl")).expect("log");
+            let refused = vault.unseal("db-root", &foreign, choice, "unseal");
+            assert!(
+                matches!(refused, Err(Error::Vault(VaultError::WrongQuorum))),
+                "{refused:?}"
+            );
+            assert!(
+                matches!(
+                    vault.recombine(&foreign),
+                    Err(Error::Vault(VaultError::WrongQuorum))
+                ),
+                "recombine"
+            );
+            // Nothing released, and the genuine shares open it.
+            let after = std::fs::read(dir.path().join("vault-a/audit.jsonl")).expect("log");
+            assert!(after.starts_with(&before));
+            let unsealed = vault
+                .unseal("db-root", &quorum(&shares[1..]), choice, "unseal")
+                .expect("the vault's own shares");
+            assert_eq!(unsealed.payload.expose_secret(), b"the root password");
+        }
+    }
 }
