@@ -601,7 +601,16 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
-    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    // Pinned before the vault counts as made: a vault this machine has not pinned would need
+    // its fingerprint typed in, and init has not printed it yet.
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the fingerprint of the new vault could not be pinned on this machine ({}), so \
+             the vault was not made: run the same init again, which lists what to remove",
+            dir.display(),
+            e.root_cause()
+        )
+    })?;
     // Every share is out and the fingerprint pinned: from here on the vault is one.
     vault.finish_init()?;
     let (files, cards): (Vec<PathBuf>, Vec<PathBuf>) = written
