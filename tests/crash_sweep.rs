@@ -10,6 +10,9 @@
 //! `rotate` (with and without `--mfa`) and `assume` are killed at each file write and at the
 //! named points between their AWS steps, against a local AWS endpoint: the sealed key and MFA
 //! device still work, and running `rotate` again deletes what the crash left unsealed.
+//! `init` is killed (and, separately, given a full disk) at each of its file writes: what it
+//! leaves is nothing, a complete vault, or a directory every command refuses and whose re-run
+//! names exactly what to remove, after which `init` completes.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -890,7 +893,8 @@ fn a_crash_at_any_write_of_recovery_enable_or_operator_add_loses_nothing_and_com
 /// What `init` killed at one write left, and what it took.
 #[derive(Debug, Default)]
 struct InitTally {
-    crashes: usize,
+    /// Runs that reached their fault.
+    faults: usize,
     /// Crashes that left a directory every command refused, and init run again said exactly
     /// what to remove (then completed).
     refused_then_removed: usize,
@@ -930,8 +934,11 @@ fn assert_complete_vault(env: &Env, what: &str) {
     env.assert_no_temporary_files();
 }
 
-#[test]
-fn a_crash_at_any_write_of_init_leaves_a_vault_refused_clearly_or_whole_and_init_again_completes() {
+/// Runs `init` with the n-th file write faulted as `how` says (`kill`: SIGKILL, as a crash;
+/// `enospc`: a full disk) for n = 1, 2, ... until a run no longer reaches its fault; after
+/// each, checks what it left: nothing, a vault refused by every command whose re-run names
+/// exactly what to remove, or a complete vault; then `init` again completes.
+fn sweep_init(how: &str) -> InitTally {
     let env = Env::new();
     let init = env.init_args(&CUSTODIANS, 3, &["--recovery-threshold", "4"]);
     let clean = || {
@@ -942,28 +949,55 @@ fn a_crash_at_any_write_of_init_leaves_a_vault_refused_clearly_or_whole_and_init
     let mut tally = InitTally::default();
     for n in 1.. {
         clean();
-        let spec = format!("{n}:kill");
+        let spec = format!("{n}:{how}");
         let output = env.run_with(&as_strs(&init), &[("BREAKGLASS_TEST_WRITE_FAULT", &spec)]);
-        let what = format!("init killed at write {n}");
-        if output.status.success() {
+        let what = format!("init, write {n} faulted ({how})");
+        let reached = if how == "kill" {
+            !output.status.success()
+        } else {
+            stderr(&output).contains("test fault: file write")
+        };
+        if output.status.success() && !reached {
             assert!(n > 1, "init: no file write was reached");
             assert!(!env.vault().join("init-incomplete").exists());
-            assert_complete_vault(&env, "init unkilled");
+            assert_complete_vault(&env, "init unfaulted");
             break;
         }
-        assert_eq!(
-            output.status.signal(),
-            Some(9),
-            "{what}: not killed: {}",
-            stderr(&output)
-        );
-        tally.crashes += 1;
+        if how == "kill" {
+            assert_eq!(
+                output.status.signal(),
+                Some(9),
+                "{what}: not killed: {}",
+                stderr(&output)
+            );
+        } else if !output.status.success() {
+            assert!(
+                stderr(&output).contains("No space left on device"),
+                "{what}: {}",
+                stderr(&output)
+            );
+        }
+        tally.faults += 1;
+        // A full disk (not a crash) that leaves the vault unfinished says so.
+        let exited_failing = output.status.code().is_some_and(|c| c != 0);
+        if exited_failing && env.vault().join("init-incomplete").exists() {
+            assert!(
+                stderr(&output).contains("was not made"),
+                "{what}: {}",
+                stderr(&output)
+            );
+        }
         // Nothing secret where it does not belong: share files, the operator key and the
         // half-written ones are the owner's alone.
         assert_private(&env.path("shares"), &what);
         assert_private(&env.path("config"), &what);
         if !env.vault().exists() {
+            // Undone by init itself: nothing of the vault that never was stays on this machine.
             tally.nothing += 1;
+            let keys = std::fs::read_dir(env.path("config/breakglass/operators"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(keys, 0, "{what}: an operator key for no vault");
         } else if env.run(&["status"]).status.success() {
             tally.complete += 1;
             assert_complete_vault(&env, &what);
@@ -1032,6 +1066,19 @@ fn a_crash_at_any_write_of_init_leaves_a_vault_refused_clearly_or_whole_and_init
         assert_complete_vault(&env, &what);
     }
     clean();
+    tally
+}
+
+#[test]
+fn a_crash_at_any_write_of_init_leaves_a_vault_refused_clearly_and_init_again_completes() {
+    let tally = sweep_init("kill");
     eprintln!("crash sweep (init): {tally:#?}");
     assert!(tally.refused_then_removed > 0, "{tally:?}");
+}
+
+#[test]
+fn a_full_disk_at_any_write_of_init_leaves_nothing_or_a_vault_refused_clearly() {
+    let tally = sweep_init("enospc");
+    eprintln!("full disk sweep (init): {tally:#?}");
+    assert!(tally.faults > 0, "{tally:?}");
 }

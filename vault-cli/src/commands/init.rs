@@ -599,7 +599,13 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
                 dir.display()
             )));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            return Err(e.context(format!(
+                "the vault in {} was not made: its shares are not all written; run the same \
+                 init again, which lists what to remove",
+                dir.display()
+            )));
+        }
     };
     // Pinned before the vault counts as made: a vault this machine has not pinned would need
     // its fingerprint typed in, and init has not printed it yet.
