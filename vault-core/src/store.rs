@@ -728,6 +728,19 @@ mod tests {
     }
 
     #[test]
+    fn a_vault_whose_init_did_not_finish_is_refused_even_with_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("v")).unwrap();
+        fs::write(store.path(MANIFEST), b"{}").unwrap();
+        fs::write(store.path(INIT_INCOMPLETE), b"ab\n").unwrap();
+        let refused = Store::open(store.root()).unwrap_err();
+        assert!(matches!(refused, StoreError::InitIncomplete { .. }));
+        assert!(refused.to_string().contains("did not finish"), "{refused}");
+        fs::remove_file(store.path(INIT_INCOMPLETE)).unwrap();
+        assert!(Store::open(store.root()).is_ok());
+    }
+
+    #[test]
     fn credentials_are_written_0600_and_replacing_keeps_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::create(&dir.path().join("v")).unwrap();
