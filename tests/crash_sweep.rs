@@ -10,6 +10,9 @@
 //! `rotate` (with and without `--mfa`) and `assume` are killed at each file write and at the
 //! named points between their AWS steps, against a local AWS endpoint: the sealed key and MFA
 //! device still work, and running `rotate` again deletes what the crash left unsealed.
+//! `init` is killed (and, separately, given a full disk) at each of its file writes: what it
+//! leaves is nothing, a complete vault, or a directory every command refuses and whose re-run
+//! names exactly what to remove, after which `init` completes.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -885,4 +888,197 @@ fn a_crash_at_any_write_of_recovery_enable_or_operator_add_loses_nothing_and_com
     for (what, tally) in &report {
         assert!(tally.crashes > 0, "{what}: no crash point reached");
     }
+}
+
+/// What `init` killed at one write left, and what it took.
+#[derive(Debug, Default)]
+struct InitTally {
+    /// Runs that reached their fault.
+    faults: usize,
+    /// Crashes that left a directory every command refused, and init run again said exactly
+    /// what to remove (then completed).
+    refused_then_removed: usize,
+    /// Crashes that left a complete vault.
+    complete: usize,
+    /// Crashes that left no vault directory at all (init run again completed).
+    nothing: usize,
+}
+
+/// Every file under `dir` holding a secret (share files, this machine's operator keys) is
+/// readable by its owner only.
+fn assert_private(dir: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if path.is_dir() {
+            assert_private(&path, what);
+        } else {
+            assert_eq!(mode & 0o077, 0, "{what}: {} is {mode:o}", path.display());
+        }
+    }
+}
+
+/// A complete vault: it opens, its log verifies with the manifest recorded, and a credential
+/// sealed in it opens with a quorum of the shares init wrote.
+fn assert_complete_vault(env: &Env, what: &str) {
+    env.assert_audit_intact();
+    let sealed = env.seal_payload("after-init", b"sealed after init", false);
+    assert!(sealed.status.success(), "{what}: seal: {}", stderr(&sealed));
+    let payloads = BTreeMap::from([("after-init".to_owned(), b"sealed after init".to_vec())]);
+    env.assert_every_credential_opens(&env.quorum_in("shares"), &payloads);
+    env.assert_audit_intact();
+    env.assert_no_temporary_files();
+}
+
+/// Runs `init` with the n-th file write faulted as `how` says (`kill`: SIGKILL, as a crash;
+/// `enospc`: a full disk) for n = 1, 2, ... until a run no longer reaches its fault; after
+/// each, checks what it left: nothing, a vault refused by every command whose re-run names
+/// exactly what to remove, or a complete vault; then `init` again completes.
+fn sweep_init(how: &str) -> InitTally {
+    let env = Env::new();
+    let init = env.init_args(&CUSTODIANS, 3, &["--recovery-threshold", "4"]);
+    let clean = || {
+        for dir in ["vault", "shares", "config"] {
+            let _ = std::fs::remove_dir_all(env.path(dir));
+        }
+    };
+    let mut tally = InitTally::default();
+    for n in 1.. {
+        clean();
+        let spec = format!("{n}:{how}");
+        let output = env.run_with(&as_strs(&init), &[("BREAKGLASS_TEST_WRITE_FAULT", &spec)]);
+        let what = format!("init, write {n} faulted ({how})");
+        let reached = if how == "kill" {
+            !output.status.success()
+        } else {
+            stderr(&output).contains("test fault: file write")
+        };
+        if output.status.success() && !reached {
+            assert!(n > 1, "init: no file write was reached");
+            assert!(!env.vault().join("init-incomplete").exists());
+            assert_complete_vault(&env, "init unfaulted");
+            break;
+        }
+        if how == "kill" {
+            assert_eq!(
+                output.status.signal(),
+                Some(9),
+                "{what}: not killed: {}",
+                stderr(&output)
+            );
+        } else if !output.status.success() {
+            assert!(
+                stderr(&output).contains("No space left on device"),
+                "{what}: {}",
+                stderr(&output)
+            );
+        }
+        tally.faults += 1;
+        // A full disk (not a crash) that leaves the vault unfinished says so.
+        let exited_failing = output.status.code().is_some_and(|c| c != 0);
+        if exited_failing && env.vault().join("init-incomplete").exists() {
+            assert!(
+                stderr(&output).contains("was not made"),
+                "{what}: {}",
+                stderr(&output)
+            );
+        }
+        // Nothing secret where it does not belong: share files, the operator key and the
+        // half-written ones are the owner's alone.
+        assert_private(&env.path("shares"), &what);
+        assert_private(&env.path("config"), &what);
+        if !env.vault().exists() {
+            // Undone by init itself: nothing of the vault that never was stays on this machine.
+            tally.nothing += 1;
+            let keys = std::fs::read_dir(env.path("config/breakglass/operators"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(keys, 0, "{what}: an operator key for no vault");
+        } else if env.run(&["status"]).status.success() {
+            tally.complete += 1;
+            assert_complete_vault(&env, &what);
+            continue;
+        } else {
+            // Half made: refused by every command, clearly.
+            for args in [
+                &["status"][..],
+                &["list"],
+                &["audit", "verify"],
+                &["audit", "show"],
+                &["share", "verify", "--share-file", "/dev/null"],
+            ] {
+                let refused = env.run(args);
+                assert!(!refused.status.success(), "{what}: {args:?} accepted it");
+                assert!(
+                    stderr(&refused).contains("did not finish"),
+                    "{what}: {args:?}: {}",
+                    stderr(&refused)
+                );
+            }
+            let sealed = env.seal_payload("x", b"x", false);
+            assert!(!sealed.status.success(), "{what}: seal accepted it");
+            assert!(stderr(&sealed).contains("did not finish"), "{what}");
+            // init again refuses and says exactly what to remove: the directory, the share
+            // files it wrote, this machine's key for the vault that never was.
+            let again = env.run(&as_strs(&init));
+            assert!(!again.status.success(), "{what}: init again accepted it");
+            let said = stderr(&again);
+            let mut listed: Vec<std::path::PathBuf> = said
+                .lines()
+                .filter_map(|l| {
+                    let l = l.trim();
+                    l.strip_prefix("rm -r ").or_else(|| l.strip_prefix("rm "))
+                })
+                .map(std::path::PathBuf::from)
+                .collect();
+            listed.sort();
+            let mut expected = vec![env.vault()];
+            for dir in [
+                "shares",
+                "config/breakglass/operators",
+                "config/breakglass/anchors",
+            ] {
+                if let Ok(entries) = std::fs::read_dir(env.path(dir)) {
+                    expected.extend(entries.flatten().map(|e| e.path()));
+                }
+            }
+            expected.sort();
+            assert_eq!(listed, expected, "{what}: init again said: {said}");
+            for path in &listed {
+                if path.is_dir() {
+                    std::fs::remove_dir_all(path).unwrap();
+                } else {
+                    std::fs::remove_file(path).unwrap();
+                }
+            }
+            tally.refused_then_removed += 1;
+        }
+        let again = env.run(&as_strs(&init));
+        assert!(
+            again.status.success(),
+            "{what}, init again: {}",
+            stderr(&again)
+        );
+        assert_complete_vault(&env, &what);
+    }
+    clean();
+    tally
+}
+
+#[test]
+fn a_crash_at_any_write_of_init_leaves_a_vault_refused_clearly_and_init_again_completes() {
+    let tally = sweep_init("kill");
+    eprintln!("crash sweep (init): {tally:#?}");
+    assert!(tally.refused_then_removed > 0, "{tally:?}");
+}
+
+#[test]
+fn a_full_disk_at_any_write_of_init_leaves_nothing_or_a_vault_refused_clearly() {
+    let tally = sweep_init("enospc");
+    eprintln!("full disk sweep (init): {tally:#?}");
+    assert!(tally.faults > 0, "{tally:?}");
 }

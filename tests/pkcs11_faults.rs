@@ -1,8 +1,8 @@
 //! End-to-end: PKCS#11 faults. The fault-injection module (hsm-testing's `shim`) stands between
 //! breakglass and SoftHSM.
 //!
-//! - Every PKCS#11 call of `unseal`, `drill`, `hsm enroll`, `rekey` and `rotate --mfa` (against
-//!   a local AWS endpoint) is listed, and the lists are kept as reviewed data in
+//! - Every PKCS#11 call of `unseal`, `drill`, `hsm enroll`, `rekey`, and of `rotate --mfa` and
+//!   `assume` (against a local AWS endpoint) is listed, and the lists are kept as reviewed data in
 //!   `tests/data/pkcs11-calls/` (`BREAKGLASS_BLESS=1` rewrites them).
 //! - The sweeps fail each listed call in turn, with two of the six return values of
 //!   `shim::FAULTS` per call (one per round), from the same starting state each time, and check
@@ -761,6 +761,17 @@ fn assert_listed(name: &str, calls: &[Call]) {
     );
 }
 
+/// The access key ids of every session STS (the local endpoint) has issued so far.
+fn sts_sessions(user: &AwsUser) -> Vec<String> {
+    let sessions = user.aws.boto(
+        "import urllib.request\n\
+         data = json.loads(urllib.request.urlopen(args['url'] + '/moto-api/data.json').read())\n\
+         result = sorted(r['access_key_id'] for r in data['sts']['AssumedRole'])",
+        serde_json::json!({"url": user.aws.endpoint_url()}),
+    );
+    serde_json::from_value(sessions).unwrap()
+}
+
 impl Lab {
     /// After a faulted `rotate --mfa` that started from the device `old_device`: the problems
     /// found if the sealed key is not in IAM or not valid, the sealed device is not the user's,
@@ -833,6 +844,170 @@ fn faults_at_every_pkcs11_call_of_rotate_mfa_lose_nothing_round_2_even() {
 #[test]
 fn faults_at_every_pkcs11_call_of_rotate_mfa_lose_nothing_round_2_odd() {
     sweep_rotate_mfa(1, 1, 2);
+}
+
+/// `assume` of the AWS key of an [`AwsUser`] on a local AWS endpoint, sealed as
+/// [`AWS_CREDENTIAL`]. Its PKCS#11 calls are listed (`tests/data/pkcs11-calls/assume.txt`) and
+/// each is failed in turn with the return value of `round`. Besides the properties of [`sweep`]
+/// (no file changed but the audit log, nothing lost, the attempt recorded as
+/// `assume_role_failed`): a failing `assume` prints nothing on standard output, so no session
+/// is released; that includes a fault after the credential was opened and STS asked for the
+/// session (the calls that sign its audit entry), where the session STS issued is dropped
+/// unprinted. Afterwards an unfaulted `assume` still works.
+fn sweep_assume(round: usize) {
+    let user = AwsUser::start();
+    let mut lab = Lab::new();
+    lab.env.vars = user.aws.client_env();
+    user.fresh_key(&lab.env);
+    let args = lab.with_quorum(&["assume", AWS_CREDENTIAL, "--format", "json"]);
+    let args = strs(&args);
+    let log = lab.scratch("calls.log");
+    let clean = lab.run(&args, &Shim::new().log(&log));
+    assert!(clean.status.success(), "{args:?}: {}", stderr(&clean));
+    let calls = shim::calls(&log);
+    assert_listed("assume", &calls);
+    let mut findings = Findings::default();
+    let (mut faults, mut after_sts) = (0, 0);
+    for (index, call) in calls.iter().enumerate() {
+        let (function, occurrence) = (&call.function, call.occurrence);
+        let rv = fault_for(index, round);
+        let what = format!("assume {function}#{occurrence} {rv}");
+        let before = lab.tree();
+        let audit_before = std::fs::read(lab.env.vault().join("audit.jsonl")).unwrap();
+        let sessions = sts_sessions(&user);
+        let log = lab.scratch("fault.log");
+        let output = lab.run(&args, &Shim::new().fail(function, occurrence, rv).log(&log));
+        faults += 1;
+        assert!(
+            shim::calls(&log)
+                .iter()
+                .any(|c| c.injected && &c.function == function && c.occurrence == occurrence),
+            "{what}: the fault was never reached"
+        );
+        let err = stderr(&output);
+        let swallowed = SWALLOWED.contains(&function.as_str());
+        let issued: Vec<String> = sts_sessions(&user)
+            .into_iter()
+            .filter(|s| !sessions.contains(s))
+            .collect();
+        if output.status.success() {
+            if !swallowed {
+                findings.add(Property::Exit4, format!("{what}: exit 0\n{err}"));
+            }
+        } else {
+            if !issued.is_empty() {
+                after_sts += 1;
+                // STS issued a session, then the token failed: the session goes nowhere, and
+                // the failed attempt names it (its key id) for the security officer.
+                let appended = std::fs::read(lab.env.vault().join("audit.jsonl")).unwrap();
+                let appended = String::from_utf8_lossy(&appended[audit_before.len()..]);
+                for session in &issued {
+                    if !appended.contains(&format!("\"session_access_key_id\":\"{session}\"")) {
+                        findings.add(
+                            Property::InAuditLog,
+                            format!("{what}: the session {session} STS issued is not recorded"),
+                        );
+                    }
+                    if err.contains(session.as_str()) {
+                        findings.add(
+                            Property::NoPartialFile,
+                            format!("{what}: the session {session} is named\n{err}"),
+                        );
+                    }
+                }
+            }
+            if !output.stdout.is_empty() {
+                findings.add(
+                    Property::NoPartialFile,
+                    format!("{what}: failed, and a session was printed\n{err}"),
+                );
+            }
+            if output.status.code() != Some(4) {
+                let code = output.status.code();
+                findings.add(Property::Exit4, format!("{what}: exit {code:?}\n{err}"));
+            }
+            let named = if swallowed {
+                err.contains(" returned CKR_")
+            } else {
+                names_function(&err, function)
+            };
+            if !named {
+                findings.add(Property::FunctionNamed, format!("{what}\n{err}"));
+            }
+            if !swallowed && !err.contains(rv) {
+                findings.add(Property::ReturnValueNamed, format!("{what}\n{err}"));
+            }
+            let audit_after = std::fs::read(lab.env.vault().join("audit.jsonl")).unwrap();
+            let appended = audit_after
+                .strip_prefix(audit_before.as_slice())
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            if !appended.contains("\"event\":\"assume_role_failed\"") {
+                findings.add(
+                    Property::InAuditLog,
+                    format!("{what}: no assume_role_failed entry"),
+                );
+            }
+            if appended.contains("\"event\":\"assume_role\"") {
+                findings.add(
+                    Property::InAuditLog,
+                    format!("{what}: failed, and recorded as a session released"),
+                );
+            }
+        }
+        let after = lab.tree();
+        let changed: Vec<String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|p| before.get(*p) != after.get(*p))
+            .map(|p| p.display().to_string())
+            .collect();
+        if !changed.is_empty() {
+            findings.add(
+                Property::NoPartialFile,
+                format!("{what}: {}\n{err}", changed.join(", ")),
+            );
+        }
+        for problem in lab.drill_opens_everything("shares") {
+            findings.add(Property::NothingLost, format!("{what}: {problem}"));
+        }
+    }
+    // After the last fault: the sealed key still assumes the role, and the other credentials
+    // open byte for byte.
+    let again = lab.run(&args, &Shim::new());
+    if !again.status.success() {
+        let problem = stderr(&again);
+        findings.add(
+            Property::NothingLost,
+            format!("after the sweep: assume fails\n{problem}"),
+        );
+    }
+    for problem in lab.nothing_lost("shares") {
+        findings.add(Property::NothingLost, format!("after the sweep: {problem}"));
+    }
+    let summary = findings.summary();
+    eprintln!(
+        "assume (round {}): {} calls, {faults} faults injected, {after_sts} after STS issued \
+         the session\n{summary}",
+        round + 1,
+        calls.len(),
+    );
+    assert!(after_sts > 0, "no fault came after STS issued the session");
+    let broken: Vec<Property> = PROPERTIES
+        .into_iter()
+        .filter(|p| findings.failed.iter().any(|(q, _)| q == p))
+        .collect();
+    assert!(broken.is_empty(), "assume: {broken:?} broken\n{summary}");
+}
+
+#[test]
+fn faults_at_every_pkcs11_call_of_assume_release_no_session_and_lose_nothing_round_1() {
+    sweep_assume(0);
+}
+
+#[test]
+fn faults_at_every_pkcs11_call_of_assume_release_no_session_and_lose_nothing_round_2() {
+    sweep_assume(1);
 }
 
 /// A lab whose token PINs come from `BG_PIN` / `BG_SO_PIN` and whose token locks after three

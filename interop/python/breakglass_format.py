@@ -481,10 +481,19 @@ def read_json(path):
         return json.loads(f.read())
 
 
+def refuse_unfinished(vault):
+    """A vault whose `breakglass init` did not finish (`init-incomplete` present) is refused:
+    its shares are not all handed out, so nothing may be sealed in it or opened from it."""
+    if os.path.exists(os.path.join(vault, "init-incomplete")):
+        raise Failure(f"{vault} holds a vault whose `breakglass init` did not finish: "
+                      "remove it and run init again")
+
+
 def read_manifest(vault):
     """The manifest in vault.json, read strictly: for a certified manifest, the manifest inside
     it once the quorum's signature over the whole document verifies; a format-1 file as it is
     (it carries no signature: its fingerprint is what a pin would hold)."""
+    refuse_unfinished(vault)
     manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
     if manifest.format == vault_manifest.CERTIFIED_FORMAT:
         manifest.authenticate()
@@ -657,6 +666,7 @@ def credential_name(name):
 
 def cmd_open(args):
     credential_name(args.name)
+    refuse_unfinished(args.vault)
     document = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
     if document.format == vault_manifest.CERTIFIED_FORMAT:
         document.authenticate()
@@ -848,6 +858,7 @@ def check_vector(v):
 def authenticated(vault, pin=None):
     """vault.json read strictly and its quorum signature checked (and its identity held to
     `pin` when given)."""
+    refuse_unfinished(vault)
     manifest = vault_manifest.Manifest(os.path.join(vault, "vault.json"))
     if manifest.format == vault_manifest.VAULT_FORMAT:
         # A vault of the previous release: nothing signs its manifest; only a pin of its
@@ -884,6 +895,7 @@ def verify_log(vault, manifest):
 
 
 def cmd_manifest(args):
+    refuse_unfinished(args.vault)
     manifest = vault_manifest.Manifest(os.path.join(args.vault, "vault.json"))
     if manifest.format != vault_manifest.CERTIFIED_FORMAT:
         return manifest.summary()

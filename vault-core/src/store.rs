@@ -34,6 +34,9 @@ const HISTORY: &str = "history";
 /// The directory of open ceremonies' requests and transport keys.
 pub const CEREMONIES: &str = "ceremonies";
 const LOCK: &str = "vault.lock";
+/// Present while `init` has not finished (shares not all handed out, fingerprint not pinned):
+/// holds the new vault's id. A vault directory with it is refused by every command.
+pub const INIT_INCOMPLETE: &str = "init-incomplete";
 
 /// A store failure, naming the file.
 #[derive(Debug, Error)]
@@ -53,6 +56,17 @@ pub enum StoreError {
     /// The directory is not a vault.
     #[error("{} is not a breakglass vault (no {MANIFEST}); create one with `breakglass init` or pass --vault", path.display())]
     NotAVault {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A vault whose `init` was interrupted before it finished.
+    #[error(
+        "{} holds a vault whose `breakglass init` did not finish (interrupted before every share \
+         was handed out): nothing can be sealed in it or opened from it; remove the directory \
+         (and the share files that init wrote) and run `breakglass init` again",
+        path.display()
+    )]
+    InitIncomplete {
         /// The directory.
         path: PathBuf,
     },
@@ -215,6 +229,11 @@ impl Store {
 
     /// Opens an existing vault directory.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        if root.join(INIT_INCOMPLETE).exists() {
+            return Err(StoreError::InitIncomplete {
+                path: root.to_path_buf(),
+            });
+        }
         if !root.join(MANIFEST).is_file() {
             return Err(StoreError::NotAVault {
                 path: root.to_path_buf(),
@@ -706,6 +725,19 @@ mod tests {
             Store::open(&root),
             Err(StoreError::NotAVault { .. })
         ));
+    }
+
+    #[test]
+    fn a_vault_whose_init_did_not_finish_is_refused_even_with_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("v")).unwrap();
+        fs::write(store.path(MANIFEST), b"{}").unwrap();
+        fs::write(store.path(INIT_INCOMPLETE), b"ab\n").unwrap();
+        let refused = Store::open(store.root()).unwrap_err();
+        assert!(matches!(refused, StoreError::InitIncomplete { .. }));
+        assert!(refused.to_string().contains("did not finish"), "{refused}");
+        fs::remove_file(store.path(INIT_INCOMPLETE)).unwrap();
+        assert!(Store::open(store.root()).is_ok());
     }
 
     #[test]

@@ -436,6 +436,59 @@ pub(super) fn deliver(
     Ok(written)
 }
 
+/// The refusal of `init` into `dir`, where an `init` of vault `vault_id` was interrupted: what
+/// to remove, exactly (the directory, the share files and cards of the planned `stems` that
+/// exist, this machine's key and anchor for the vault that never was), then run init again.
+fn unfinished(
+    dir: &Path,
+    vault_id: &str,
+    config: &vault_core::trust::machine::ConfigDir,
+    stems: &[String],
+    handout: &HandoutArgs,
+) -> anyhow::Error {
+    let mut remove = vec![format!("rm -r {}", dir.display())];
+    for (place, extension) in [
+        (&handout.shares_dir, "share"),
+        (&handout.shares_dir, "share.age"),
+        (&handout.share_cards, "html"),
+    ] {
+        let Some(place) = place else { continue };
+        for stem in stems {
+            let path = place.join(format!("{stem}.{extension}"));
+            if path.exists() {
+                remove.push(format!("rm {}", path.display()));
+            }
+        }
+    }
+    // This machine's key and anchor for that vault, and a temporary file of either that the
+    // interruption left: every file there named after the vault.
+    let machine = [
+        config.operator_key_path(vault_id).ok(),
+        config.anchor_path(vault_id).ok(),
+    ];
+    for place in machine.iter().flatten().filter_map(|p| p.parent()) {
+        let Ok(entries) = std::fs::read_dir(place) else {
+            continue;
+        };
+        let mut named: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(vault_id))
+            .map(|e| e.path())
+            .collect();
+        named.sort();
+        remove.extend(named.iter().map(|p| format!("rm {}", p.display())));
+    }
+    fail(
+        Failure::Usage,
+        format!(
+            "{} holds vault {vault_id}, whose `breakglass init` was interrupted before every share \
+             was handed out: it was never made. Remove what that init left, then run init again:\n  {}",
+            dir.display(),
+            remove.join("\n  ")
+        ),
+    )
+}
+
 /// `breakglass init`.
 pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     let dir = super::vault_dir(vault_arg)?;
@@ -461,6 +514,9 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
     if let Some(def) = &recovery {
         stems.extend(def.members.iter().map(|m| format!("{m}.recovery")));
         members.extend(def.members.iter().cloned());
+    }
+    if let Some(vault_id) = Vault::unfinished_init(&dir) {
+        return Err(unfinished(&dir, &vault_id, &config, &stems, &args.handout));
     }
     let recipients = check_handout(&args.handout, &stems, &members, &BTreeMap::new())?;
     if recovery.is_some() {
@@ -523,7 +579,7 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
         recipients: recipients.remembered(&BTreeMap::new(), &members),
     };
     let existed = dir.exists();
-    let (vault, shares) = Vault::init(&dir, &options)?;
+    let (vault, shares) = Vault::init_pending(&dir, &options)?;
     let fingerprint = vault.identity();
     // Shown on the terminal, every share must be confirmed before the vault counts as made:
     // otherwise it is removed again and nothing is pinned.
@@ -543,9 +599,26 @@ pub fn run(vault_arg: Option<&Path>, args: &InitArgs) -> Result<()> {
                 dir.display()
             )));
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            return Err(e.context(format!(
+                "the vault in {} was not made: its shares are not all written; run the same \
+                 init again, which lists what to remove",
+                dir.display()
+            )));
+        }
     };
-    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint)?;
+    // Pinned before the vault counts as made: a vault this machine has not pinned would need
+    // its fingerprint typed in, and init has not printed it yet.
+    super::pin_fingerprint(&vault.manifest().vault_id, &fingerprint).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: the fingerprint of the new vault could not be pinned on this machine ({}), so \
+             the vault was not made: run the same init again, which lists what to remove",
+            dir.display(),
+            e.root_cause()
+        )
+    })?;
+    // Every share is out and the fingerprint pinned: from here on the vault is one.
+    vault.finish_init()?;
     let (files, cards): (Vec<PathBuf>, Vec<PathBuf>) = written
         .into_iter()
         .partition(|p| p.extension().is_none_or(|e| e != "html"));

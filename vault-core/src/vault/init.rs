@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use crate::audit::Event;
 use crate::hsm::{KeyPurpose, Module, PinRole};
 use crate::manifest::{self, AuditKey, Manifest, PinDerivation, PinSource, Policy};
-use crate::store::Store;
+use crate::store::{INIT_INCOMPLETE, Store};
 use crate::trust::machine::ConfigDir;
 use crate::trust::operator::validate_operator_name;
 use crate::trust::quorum_key::QuorumSigningKey;
@@ -77,6 +77,19 @@ impl Vault {
         dir: &Path,
         options: &InitOptions<'_>,
     ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
+        let (vault, shares) = Vault::init_pending(dir, options)?;
+        vault.finish_init()?;
+        Ok((vault, shares))
+    }
+
+    /// [`Vault::init`], the vault left marked unfinished ([`INIT_INCOMPLETE`]) until
+    /// [`Vault::finish_init`]: the caller hands the shares out in between. A process killed
+    /// before that leaves a directory every command refuses (its shares are not all out, so
+    /// nothing may be sealed in it), rather than a vault nobody can open.
+    pub fn init_pending(
+        dir: &Path,
+        options: &InitOptions<'_>,
+    ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
         validate_groups(options.group_threshold, &options.groups)?;
         validate_operator_name(&options.operator)?;
         if let Some(def) = &options.recovery {
@@ -104,11 +117,36 @@ impl Vault {
         remove_half_made(dir, existed);
     }
 
+    /// Marks the vault [`Vault::init_pending`] made as finished: every share is handed out.
+    pub fn finish_init(&self) -> Result<(), crate::Error> {
+        let marker = self.store.path(INIT_INCOMPLETE);
+        let removed = std::fs::remove_file(&marker)
+            .and_then(|()| std::fs::File::open(self.store.root()).and_then(|d| d.sync_all()));
+        removed.map_err(|cause| {
+            crate::store::StoreError::Io {
+                path: marker,
+                action: "removing the mark of an unfinished init",
+                cause,
+            }
+            .into()
+        })
+    }
+
+    /// The id of the vault whose `init` did not finish in `dir`, if `dir` holds one.
+    pub fn unfinished_init(dir: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(dir.join(INIT_INCOMPLETE)).ok()?;
+        Some(text.trim().to_owned())
+    }
+
     fn init_in(
         store: Store,
         dir: &Path,
         options: &InitOptions<'_>,
     ) -> Result<(Vault, Vec<CustodianShare>), crate::Error> {
+        let vault_id = hex::encode(random_bytes(16)?.as_slice());
+        // First of all, before the token or any file: marked unfinished (not a fault point: the
+        // mark is what a crash at every later step leaves).
+        mark_unfinished(dir, &vault_id)?;
         if options.token.softhsm_conf.is_some() {
             crate::hsm::write_dev_softhsm_conf(dir).map_err(|source| {
                 crate::store::StoreError::Io {
@@ -118,7 +156,6 @@ impl Vault {
                 }
             })?;
         }
-        let vault_id = hex::encode(random_bytes(16)?.as_slice());
         // The quorum's share set (and the recovery set), checked against their commitments.
         let (q, quorum, mut shares_out) = new_quorum_set(
             &vault_id,
@@ -234,6 +271,31 @@ impl Vault {
         };
         Ok((vault, shares_out))
     }
+}
+
+/// Creates the [`INIT_INCOMPLETE`] mark holding `vault_id`, durably (file and directory synced).
+fn mark_unfinished(dir: &Path, vault_id: &str) -> Result<(), crate::Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(INIT_INCOMPLETE);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(format!("{vault_id}\n").as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::File::open(dir).and_then(|d| d.sync_all()));
+    written.map_err(|cause| {
+        crate::store::StoreError::Io {
+            path,
+            action: "marking the vault unfinished",
+            cause,
+        }
+        .into()
+    })
 }
 
 /// Nothing half-made: the directory was missing or empty before, so everything in it is ours

@@ -74,24 +74,20 @@ impl Vault {
     ) -> Result<(Unsealed, R), crate::Error> {
         // Refused before any token work: the opening could not be recorded.
         self.audit().refuse_torn_tail()?;
-        let result = self.open_and_record(name, shares, token, purpose, act);
+        let mut acted = None;
+        let result = self.open_and_record(name, shares, token, purpose, act, &mut acted);
         if let Err(error) = &result {
-            self.record_failed_attempt(name, shares, purpose, error);
+            // What `act` did before the failure is recorded with it: a session STS issued
+            // before the token failed to sign its entry is named (never printed), so that it
+            // can be looked up and revoked.
+            self.record_failure(purpose, error, Some(shares), |event| {
+                event.credential = Some(name.to_owned());
+                for (key, value) in acted.unwrap_or_default() {
+                    event.details.entry(key).or_insert(value);
+                }
+            });
         }
         result
-    }
-
-    /// A failed attempt, recorded where it can be (see [`Vault::record_failure`]).
-    fn record_failed_attempt(
-        &self,
-        name: &str,
-        shares: &Collector,
-        purpose: &str,
-        error: &crate::Error,
-    ) {
-        self.record_failure(purpose, error, Some(shares), |event| {
-            event.credential = Some(name.to_owned());
-        });
     }
 
     /// Records a failed opening of credential `name` (shares were given, e.g. one that is not
@@ -119,6 +115,7 @@ impl Vault {
         token: TokenChoice<'_>,
         purpose: &str,
         act: impl FnOnce(&Envelope, &SecretBytes, &[String]) -> (BTreeMap<String, String>, R),
+        acted: &mut Option<BTreeMap<String, String>>,
     ) -> Result<(Unsealed, R), crate::Error> {
         let (path, envelope) = self.envelope(name)?;
         let quorum = self.recombine(shares)?;
@@ -128,6 +125,7 @@ impl Vault {
             |session, enrollment, key, warning| {
                 let payload = envelope.open(&session.dh_oracle(key), &quorum.key, &path)?;
                 let (details, result) = act(&envelope, &payload, &quorum.custodians);
+                *acted = Some(details.clone());
                 let _lock = self.write_lock()?;
                 let mut event = Event::new(purpose).detail("token", enrollment.label.clone());
                 event.details.extend(details);
