@@ -802,4 +802,27 @@ mod tests {
         ));
         assert!(!lab.key_file(&expired_by_gather.id).exists());
     }
+    #[test]
+    fn a_ceremony_directory_that_cannot_be_read_is_an_error_not_an_empty_one() {
+        // `ceremonies` made a file: every look inside it fails, and not with "not found".
+        // A key that cannot be looked at is not a key that is gone: closing names the failure
+        // instead of "the transport key is gone", and destroy_expired does not answer that
+        // nothing expired.
+        let lab = Lab::new();
+        let request = lab.open(3_600).unwrap().request().clone();
+        let dir = lab.vault.store().path(CEREMONIES);
+        std::fs::rename(&dir, lab.dir.path().join("ceremonies-aside")).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let unreadable = |result: Result<(), crate::Error>| match result {
+            Err(crate::Error::Store(StoreError::Io { path, action, .. })) => (path, action),
+            other => panic!("expected an I/O error, got {other:?}"),
+        };
+        let (path, action) = unreadable(destroy_expired(&lab.vault, u64::MAX / 2).map(|_| ()));
+        assert_eq!((path, action), (dir.clone(), "listing"));
+        let (path, action) = unreadable(close(&lab.vault, &request, Vec::new()));
+        assert_eq!(
+            (path, action),
+            (dir.join(format!("{}.key", request.id)), "reading")
+        );
+    }
 }
