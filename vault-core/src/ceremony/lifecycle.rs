@@ -442,3 +442,387 @@ fn destroy_transport_key(path: &Path) -> Result<bool, crate::Error> {
     std::fs::remove_file(path).map_err(io("removing"))?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The lifecycle through the library alone, against a real token (a throw-away SoftHSM
+    //! token per test; nextest runs each test in its own process). The end-to-end suites
+    //! (`tests/ceremony.rs`, `tests/ceremony_trust.rs`) run the same paths through the binary.
+
+    use secrecy::SecretString;
+
+    use hsm_testing::softhsm::SoftHsm;
+
+    use super::*;
+    use crate::hsm::PinRole;
+    use crate::manifest::{PinSource, Policy};
+    use crate::trust::machine::ConfigDir;
+    use crate::vault::{GroupDef, InitOptions, PinProvider, TokenTarget};
+
+    struct QuorumPinsOnly;
+
+    impl PinProvider for QuorumPinsOnly {
+        fn pin(
+            &self,
+            label: &str,
+            role: PinRole,
+            _: &PinSource,
+        ) -> Result<SecretString, crate::Error> {
+            panic!("the {role:?} PIN of token {label} was asked: it comes from the quorum")
+        }
+    }
+
+    /// A 2-of-3 vault (alice, bob, carol) whose first operator, olivia, is a security officer
+    /// with her key on this machine.
+    struct Lab {
+        _softhsm: SoftHsm,
+        dir: tempfile::TempDir,
+        vault: Vault,
+        /// Each custodian's share, as init handed it out.
+        shares: Vec<(String, SecretString)>,
+    }
+
+    impl Lab {
+        fn new() -> Lab {
+            let softhsm = SoftHsm::new();
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let config = ConfigDir::at(&dir.path().join("config"));
+            let (vault, issued) = Vault::init(
+                &dir.path().join("vault"),
+                &InitOptions {
+                    group_threshold: 1,
+                    groups: vec![GroupDef {
+                        name: "custodians".into(),
+                        threshold: 2,
+                        members: vec!["alice".into(), "bob".into(), "carol".into()],
+                    }],
+                    token: TokenTarget {
+                        module: softhsm.module_path(),
+                        label: "vault-a".into(),
+                        init_token: true,
+                        softhsm_conf: None,
+                    },
+                    user_pin: PinSource::Quorum,
+                    so_pin: PinSource::Quorum,
+                    pins: &QuorumPinsOnly,
+                    policy: Policy::default(),
+                    iteration_exponent: 0,
+                    recovery: None,
+                    config: &config,
+                    operator: "olivia".into(),
+                    recipients: std::collections::BTreeMap::new(),
+                },
+            )
+            .expect("init");
+            let shares = issued
+                .iter()
+                .map(|s| (s.custodian.clone(), s.share.to_mnemonic()))
+                .collect();
+            Lab {
+                _softhsm: softhsm,
+                dir,
+                vault,
+                shares,
+            }
+        }
+
+        fn share(&self, custodian: &str) -> &str {
+            self.shares
+                .iter()
+                .find(|(c, _)| c == custodian)
+                .map(|(_, s)| s.expose_secret())
+                .expect("a custodian of the vault")
+        }
+
+        /// Opens a ceremony for `lifetime` seconds; returns the signed request.
+        fn open(&self, lifetime: u64) -> Result<SignedRequest, crate::Error> {
+            let requester = requester(&self.vault)?;
+            let out = self
+                .dir
+                .path()
+                .join(format!("request-{}.json", rand_suffix()));
+            open(
+                &self.vault,
+                &Opening {
+                    requester: &requester,
+                    purpose: Purpose::Unseal {
+                        credential: "db-root".into(),
+                    },
+                    reason: "drill",
+                    lifetime_seconds: lifetime,
+                    out: &out,
+                },
+            )
+        }
+
+        /// `custodian`'s contribution to `request` holding `mnemonic`, written to a file.
+        fn contribution(&self, request: &Request, custodian: &str, mnemonic: &str) -> PathBuf {
+            let file = self
+                .dir
+                .path()
+                .join(format!("{custodian}-{}.json", rand_suffix()));
+            let contribution = Contribution::seal(request, custodian, mnemonic).unwrap();
+            std::fs::write(&file, contribution.to_bytes()).unwrap();
+            file
+        }
+
+        fn key_file(&self, id: &str) -> PathBuf {
+            files(&self.vault, id).unwrap().1
+        }
+    }
+
+    fn rand_suffix() -> String {
+        let mut bytes = [0u8; 6];
+        SystemRandom::new().fill(&mut bytes).unwrap();
+        hex::encode(bytes)
+    }
+
+    fn ceremony_error(result: Result<impl std::fmt::Debug, crate::Error>) -> CeremonyError {
+        match result {
+            Err(crate::Error::Ceremony(e)) => e,
+            other => panic!("expected a ceremony error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ceremony_gathers_each_custodian_once_then_closes_and_loses_its_key() {
+        let lab = Lab::new();
+        let before = crate::clock::now_unix();
+        let signed = lab.open(3_600).unwrap();
+        let request = signed.request().clone();
+        assert_eq!(signed.requester, "olivia");
+        assert_eq!(requester(&lab.vault).unwrap().name(), "olivia");
+        assert_eq!(request.vault_id, lab.vault.manifest().vault_id);
+        assert!(request.audit_head.seq > 0);
+        // The request lives exactly as long as asked, from now.
+        let created = crate::clock::parse_rfc3339(&request.created).unwrap();
+        let expires = crate::clock::parse_rfc3339(&request.expires).unwrap();
+        assert!(created >= before && created <= crate::clock::now_unix());
+        assert_eq!(expires - created, 3_600);
+        let key = lab.key_file(&request.id);
+        assert!(key.exists());
+
+        let alice = lab.contribution(&request, "alice", lab.share("alice"));
+        let bob = lab.contribution(&request, "bob", lab.share("bob"));
+        let gathered = gather(&lab.vault, &request.id, &[alice.clone(), bob.clone()]).unwrap();
+        assert_eq!(gathered.custodians, ["alice", "bob"]);
+        assert_eq!(gathered.request, request);
+        let shown = format!("{gathered:?}");
+        assert!(
+            shown.contains(&request.id) && shown.contains("bob"),
+            "{shown}"
+        );
+        assert!(gathered.shares.progress().complete);
+        assert_eq!(
+            gathered.shares.shares().map(|(p, _)| p).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        gathered
+            .check_closable(&lab.vault, crate::clock::now_unix())
+            .unwrap();
+
+        close(&lab.vault, &gathered.request, gathered.custodians.clone()).unwrap();
+        assert!(!key.exists(), "the transport key outlived the ceremony");
+        // Nothing opens or closes it again.
+        assert_eq!(
+            ceremony_error(close(&lab.vault, &request, Vec::new())),
+            CeremonyError::TransportKeyGone {
+                id: request.id.clone()
+            }
+        );
+        assert!(gather(&lab.vault, &request.id, &[alice]).is_err());
+    }
+
+    #[test]
+    fn a_contribution_is_refused_under_another_name_twice_or_with_a_foreign_share() {
+        let lab = Lab::new();
+        // A share of another secret, made with the same layout.
+        let params = crate::quorum::SplitParams {
+            group_threshold: 1,
+            groups: vec![crate::quorum::GroupSpec {
+                threshold: 2,
+                count: 3,
+            }],
+            iteration_exponent: 0,
+            extendable: false,
+        };
+        let other = crate::quorum::split(&[0x52; 32], b"", &params).unwrap();
+        let other_bob = other[0][1].to_mnemonic();
+        let signed = lab.open(3_600).unwrap();
+        let request = signed.request().clone();
+        let alice = lab.contribution(&request, "alice", lab.share("alice"));
+        let again = lab.contribution(&request, "alice", lab.share("alice"));
+        let bob_as_carol = lab.contribution(&request, "carol", lab.share("bob"));
+        let foreign = lab.contribution(&request, "bob", other_bob.expose_secret());
+        let (gathered, rejected) = gather_each(
+            &lab.vault,
+            &request.id,
+            &[
+                alice.clone(),
+                again.clone(),
+                bob_as_carol.clone(),
+                foreign.clone(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(gathered.custodians, ["alice"]);
+        let reasons: Vec<(PathBuf, CeremonyError)> = rejected
+            .into_iter()
+            .map(|r| (r.file, ceremony_error(Err::<(), _>(r.error))))
+            .collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0].0, again);
+        assert!(
+            matches!(&reasons[0].1, CeremonyError::ContributedTwice { custodian, .. } if custodian == "alice")
+        );
+        assert_eq!(reasons[1].0, bob_as_carol);
+        assert!(matches!(
+            &reasons[1].1,
+            CeremonyError::WrongCustodian { signed, owner, .. } if signed == "carol" && owner == "bob"
+        ));
+        assert_eq!(reasons[2].0, foreign);
+        assert!(matches!(
+            &reasons[2].1,
+            CeremonyError::ForeignShare { custodian, .. } if custodian == "bob"
+        ));
+        // gather stops at the first.
+        assert!(matches!(
+            ceremony_error(gather(&lab.vault, &request.id, &[alice, again])),
+            CeremonyError::ContributedTwice { .. }
+        ));
+    }
+
+    #[test]
+    fn a_ceremony_is_refused_when_history_changed_since_it_was_opened() {
+        let lab = Lab::new();
+        let request = lab.open(3_600).unwrap().request().clone();
+        let alice = lab.contribution(&request, "alice", lab.share("alice"));
+        let mut gathered = gather(&lab.vault, &request.id, &[alice]).unwrap();
+        let now = crate::clock::now_unix();
+        gathered.check_closable(&lab.vault, now).unwrap();
+        // The line it was opened on no longer hashes to what the request recorded.
+        let seq = gathered.request.audit_head.seq;
+        gathered.request.audit_head.hash = "00".repeat(32);
+        assert_eq!(
+            ceremony_error(gathered.check_closable(&lab.vault, now)),
+            CeremonyError::HistoryChanged {
+                id: request.id.clone(),
+                line: seq
+            }
+        );
+        // A request opened on an empty log has no line to check.
+        gathered.request.audit_head.seq = 0;
+        gathered.check_closable(&lab.vault, now).unwrap();
+        // Not once it has expired.
+        gathered.request = request.clone();
+        let expires = crate::clock::parse_rfc3339(&request.expires).unwrap();
+        assert!(matches!(
+            ceremony_error(gathered.check_closable(&lab.vault, expires)),
+            CeremonyError::Expired { .. }
+        ));
+    }
+
+    #[test]
+    fn a_ceremony_stays_open_between_one_second_and_seven_days() {
+        let lab = Lab::new();
+        let max = crate::trust::duration::MAX_CEREMONY_EXPIRY;
+        for seconds in [0, max + 1] {
+            assert_eq!(
+                ceremony_error(lab.open(seconds)),
+                CeremonyError::Lifetime {
+                    seconds,
+                    max_seconds: max
+                }
+            );
+        }
+        for seconds in [1, max] {
+            let request = lab.open(seconds).unwrap().request().clone();
+            let created = crate::clock::parse_rfc3339(&request.created).unwrap();
+            let expires = crate::clock::parse_rfc3339(&request.expires).unwrap();
+            assert_eq!(expires - created, seconds);
+        }
+    }
+
+    #[test]
+    fn cancelling_or_expiring_destroys_the_transport_key_once() {
+        let lab = Lab::new();
+        // No ceremony directory (a vault made before ceremonies): nothing to destroy, no error.
+        let dir = lab.vault.store().path(CEREMONIES);
+        let aside = lab.dir.path().join("ceremonies-aside");
+        std::fs::rename(&dir, &aside).unwrap();
+        let now = crate::clock::now_unix();
+        assert_eq!(
+            destroy_expired(&lab.vault, now).unwrap(),
+            Vec::<String>::new()
+        );
+        std::fs::rename(&aside, &dir).unwrap();
+        let cancelled = lab.open(3_600).unwrap().request().clone();
+        let expiring = lab.open(60).unwrap().request().clone();
+        let open = lab.open(3_600).unwrap().request().clone();
+        let returned = cancel(&lab.vault, &cancelled.id).unwrap();
+        assert_eq!(returned, cancelled);
+        assert!(!lab.key_file(&cancelled.id).exists());
+        assert_eq!(
+            ceremony_error(cancel(&lab.vault, &cancelled.id)),
+            CeremonyError::NotOpen {
+                id: cancelled.id.clone()
+            }
+        );
+        // Ids name files: anything but hex is refused before a file is touched.
+        for id in ["", "../x", "0011/../22"] {
+            assert_eq!(
+                ceremony_error(cancel(&lab.vault, id)),
+                CeremonyError::BadId { id: id.into() }
+            );
+        }
+        // Nothing has expired yet.
+        assert_eq!(
+            destroy_expired(&lab.vault, now).unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(lab.key_file(&expiring.id).exists());
+        // Ten minutes later the 60-second one has, and only it; its key is destroyed once.
+        let later = now + 600;
+        assert_eq!(
+            destroy_expired(&lab.vault, later).unwrap(),
+            vec![expiring.id.clone()]
+        );
+        assert!(!lab.key_file(&expiring.id).exists());
+        assert!(lab.key_file(&open.id).exists());
+        assert_eq!(
+            destroy_expired(&lab.vault, later).unwrap(),
+            Vec::<String>::new()
+        );
+        // A ceremony found expired by gather loses its key there.
+        let expired_by_gather = lab.open(1).unwrap().request().clone();
+        std::thread::sleep(std::time::Duration::from_millis(2_100));
+        assert!(matches!(
+            ceremony_error(gather(&lab.vault, &expired_by_gather.id, &[])),
+            CeremonyError::Expired { .. }
+        ));
+        assert!(!lab.key_file(&expired_by_gather.id).exists());
+    }
+    #[test]
+    fn a_ceremony_directory_that_cannot_be_read_is_an_error_not_an_empty_one() {
+        // `ceremonies` made a file: every look inside it fails, and not with "not found".
+        // A key that cannot be looked at is not a key that is gone: closing names the failure
+        // instead of "the transport key is gone", and destroy_expired does not answer that
+        // nothing expired.
+        let lab = Lab::new();
+        let request = lab.open(3_600).unwrap().request().clone();
+        let dir = lab.vault.store().path(CEREMONIES);
+        std::fs::rename(&dir, lab.dir.path().join("ceremonies-aside")).unwrap();
+        std::fs::write(&dir, b"not a directory").unwrap();
+        let unreadable = |result: Result<(), crate::Error>| match result {
+            Err(crate::Error::Store(StoreError::Io { path, action, .. })) => (path, action),
+            other => panic!("expected an I/O error, got {other:?}"),
+        };
+        let (path, action) = unreadable(destroy_expired(&lab.vault, u64::MAX / 2).map(|_| ()));
+        assert_eq!((path, action), (dir.clone(), "listing"));
+        let (path, action) = unreadable(close(&lab.vault, &request, Vec::new()));
+        assert_eq!(
+            (path, action),
+            (dir.join(format!("{}.key", request.id)), "reading")
+        );
+    }
+}

@@ -790,4 +790,21 @@ pub(crate) mod tests {
         let other = text.replace(FORMAT, "breakglass-certified-manifest/0");
         assert!(CertifiedManifest::from_bytes(other.as_bytes(), Path::new("v.json")).is_err());
     }
+
+    #[test]
+    fn the_recorded_digest_is_the_certificate_digest_and_the_id_the_manifests() {
+        let genuine = certified(3);
+        let digest = genuine.document().digest().unwrap();
+        assert_eq!(genuine.digest_hex(), hex::encode(digest));
+        assert_eq!(genuine.seen().digest, hex::encode(digest));
+        assert_eq!(genuine.seen().version, 3);
+        assert_eq!(genuine.vault_id(), manifest().vault_id);
+        assert_eq!(genuine.manifest(), &manifest());
+        assert_eq!(
+            genuine.identity(),
+            &genuine.document().identity_fingerprint().unwrap()
+        );
+        // Another version, another digest.
+        assert_ne!(certified(4).digest_hex(), genuine.digest_hex());
+    }
 }

@@ -108,12 +108,24 @@ mod tests {
     #[test]
     fn malformed_text_is_refused_with_the_text_named() {
         for text in [
-            "", "d", "1w", "-1h", "1.5h", " 1h", "1h ", "1 h", "0", "0d", "1hh", "１h",
+            "", "d", "1w", "-1h", "1.5h", " 1h", "1h ", "1 h", "0", "0d", "1hh", "１h", "+1h",
+            "+900",
         ] {
             match parse_duration(text, MAX_CEREMONY_EXPIRY) {
                 Err(TrustError::InvalidDuration { text: named, .. }) => assert_eq!(named, text),
                 other => panic!("{text:?}: {other:?}"),
             }
+        }
+        // Digits only: Rust's integer parser would take a leading `+`; the check before it
+        // refuses that, and says what a duration looks like.
+        for text in ["", "d", "+1h", "+900", "-1h"] {
+            assert!(
+                matches!(
+                    parse_duration(text, MAX_CEREMONY_EXPIRY),
+                    Err(TrustError::InvalidDuration { reason, .. }) if reason.starts_with("expected a number")
+                ),
+                "{text:?}"
+            );
         }
     }
 }

@@ -869,4 +869,43 @@ mod tests {
             Err(TrustError::InvalidConfig { .. })
         ));
     }
+
+    #[test]
+    fn the_anchor_is_for_one_identity_and_its_heads_never_move_back() {
+        let v1 = certified(1);
+        let mut anchor = MachineAnchor::new(&v1);
+        assert!(anchor.is_for(v1.identity()));
+        assert!(!anchor.is_for(&Fingerprint::from_bytes([0x5a; 32])));
+        // The same manifest version again (every command reads it again) is no rollback.
+        anchor.advance_manifest(&v1).unwrap();
+        assert_eq!(anchor.manifest, v1.seen());
+        let head = |seq, offset| AuditAnchor {
+            seq,
+            hash: "ab".repeat(32),
+            offset,
+            signed_lines: false,
+        };
+        anchor.advance_audit(head(3, 300)).unwrap();
+        // The same head again, then further on.
+        anchor.advance_audit(head(3, 300)).unwrap();
+        anchor.advance_audit(head(4, 400)).unwrap();
+        // A lower sequence number alone, a lower offset alone, or both: a rollback.
+        for (seq, offset) in [(3, 400), (4, 399), (3, 399)] {
+            assert!(
+                matches!(
+                    anchor.clone().advance_audit(head(seq, offset)),
+                    Err(TrustError::AuditRollback { .. })
+                ),
+                "line {seq} at {offset}"
+            );
+        }
+        // An anchor that cannot be looked at (`anchors` made a file) is an error, not "none".
+        let (_dir, config) = config();
+        std::fs::create_dir_all(config.root()).unwrap();
+        std::fs::write(config.root().join("anchors"), b"not a directory").unwrap();
+        assert!(matches!(
+            MachineAnchor::read(&config, v1.vault_id()),
+            Err(TrustError::Io { .. })
+        ));
+    }
 }

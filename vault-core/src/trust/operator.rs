@@ -460,4 +460,25 @@ pub(crate) mod tests {
         // The manifest refuses to certify a bad list.
         assert!(CertifiedManifest::certify(manifest(), 1, vec![], &quorum_key()).is_err());
     }
+
+    #[test]
+    fn a_key_that_cannot_be_looked_at_is_an_error_not_a_missing_key() {
+        // `operators` made a file: looking for the key fails, and not with "not found".
+        let (_dir, config) = config();
+        std::fs::create_dir_all(config.root()).unwrap();
+        std::fs::write(config.root().join("operators"), b"not a directory").unwrap();
+        assert!(matches!(
+            OperatorKey::load(&config, &"cd".repeat(16)),
+            Err(TrustError::Io {
+                action: "reading the operator key",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn roles_are_named_as_people_say_them() {
+        assert_eq!(Role::SecurityOfficer.to_string(), "security officer");
+        assert_eq!(Role::CloudAdministrator.to_string(), "cloud administrator");
+    }
 }

@@ -360,6 +360,7 @@ mod tests {
     fn a_security_officers_request_verifies_for_the_custodian() {
         let f = fixture();
         let signed = SignedRequest::sign(request(&f.manifest), &f.manifest, &f.officer).unwrap();
+        assert_eq!(reread(&signed).request(), &request(&f.manifest));
         let verified = reread(&signed)
             .verify(&pin(&f.manifest), None, NOW)
             .unwrap();
@@ -586,5 +587,34 @@ mod tests {
             verified.custodian_of(&stranger[0][1]),
             Err(TrustError::ShareNotInVault { .. })
         ));
+    }
+
+    #[test]
+    fn a_request_that_expires_when_or_before_it_is_created_is_refused() {
+        // Created in the future, so only the lifetime check stands between it and a
+        // custodian: a zero or negative lifetime is refused, exactly seven days is allowed.
+        let f = fixture();
+        let verify = |created: &str, expires: &str| {
+            let mut r = request(&f.manifest);
+            r.created = created.into();
+            r.expires = expires.into();
+            let signed = SignedRequest::sign(r, &f.manifest, &f.officer).unwrap();
+            reread(&signed).verify(&pin(&f.manifest), None, NOW)
+        };
+        for (created, expires) in [
+            ("2026-12-01T13:00:00Z", "2026-12-01T13:00:00Z"),
+            ("2026-12-01T14:00:00Z", "2026-12-01T13:00:00Z"),
+        ] {
+            assert!(
+                matches!(
+                    verify(created, expires),
+                    Err(TrustError::Request {
+                        problem: RequestProblem::Lifetime { .. }
+                    })
+                ),
+                "{created} to {expires}"
+            );
+        }
+        verify("2026-12-01T10:00:00Z", "2026-12-08T10:00:00Z").unwrap();
     }
 }
