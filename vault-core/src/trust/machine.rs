@@ -681,6 +681,68 @@ mod tests {
     }
 
     #[test]
+    fn the_head_check_of_a_file_passes_the_log_and_names_a_missing_cut_or_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let genuine = log(6);
+        let head = anchor_at(&genuine, 4);
+        std::fs::write(&path, &genuine).unwrap();
+        assert!(check_head_file(&head, &path).is_ok());
+        // Ending exactly at the remembered line is the log that wrote it.
+        std::fs::write(&path, &genuine[..head.offset as usize]).unwrap();
+        assert!(check_head_file(&head, &path).is_ok());
+        // A missing log is one cut to nothing, never an I/O error to pass over.
+        std::fs::remove_file(&path).unwrap();
+        match check_head_file(&head, &path) {
+            Err(HeadCheck::Rollback(found)) => {
+                assert_eq!(found.length, 0);
+                assert_eq!(found.line_hash, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Cut one byte short: no line ends at the remembered offset (not "a line that hashes
+        // to something else").
+        std::fs::write(&path, &genuine[..head.offset as usize - 1]).unwrap();
+        assert!(matches!(
+            check_head_file(&head, &path),
+            Err(HeadCheck::Rollback(FoundHead {
+                line_hash: None,
+                ..
+            }))
+        ));
+        // The remembered offset now falls inside a longer line: no newline just before it.
+        let mut longer = genuine.clone();
+        longer.insert(head.offset as usize - 2, b'x');
+        std::fs::write(&path, &longer).unwrap();
+        assert!(matches!(
+            check_head_file(&head, &path),
+            Err(HeadCheck::Rollback(FoundHead {
+                line_hash: None,
+                ..
+            }))
+        ));
+        // The remembered line rewritten in place: a line ends there, hashing to another value.
+        let mut rewritten = genuine.clone();
+        rewritten[head.offset as usize - 3] = b'9';
+        std::fs::write(&path, &rewritten).unwrap();
+        assert!(matches!(
+            check_head_file(&head, &path),
+            Err(HeadCheck::Rollback(FoundHead {
+                line_hash: Some(_),
+                ..
+            }))
+        ));
+        // Nothing remembered yet: any log continues it.
+        let nothing = AuditAnchor {
+            seq: 0,
+            hash: String::new(),
+            offset: 0,
+            signed_lines: false,
+        };
+        assert!(check_head_file(&nothing, &path).is_ok());
+    }
+
+    #[test]
     fn a_log_that_continues_the_anchor_passes_and_a_cut_or_rewritten_one_is_a_rollback() {
         let mut anchor = MachineAnchor::new(&certified(1));
         let genuine = log(6);
