@@ -691,6 +691,61 @@ mod tests {
     }
 
     #[test]
+    fn quorum_lines_are_unsigned_and_record_no_change() {
+        let f = fixture();
+        let quorum = || EntryActor::Quorum("root@host".into());
+        // An opening, its checkpoint or a failed attempt, by a machine with no operator key.
+        for event in ["unseal", "drill", "unseal_failed"] {
+            let line = quorum_line(&body(1, GENESIS, event, quorum())).unwrap();
+            assert_eq!(
+                line,
+                serde_json::to_vec(&body(1, GENESIS, event, quorum())).unwrap()
+            );
+            let verified = verify_line(&line, 1, GENESIS, &f.manifest).unwrap();
+            assert!(!verified.signed, "{event}");
+        }
+        // Never an event a role is needed for, nor a custodian's, nor authority details.
+        for event in ["seal", "hsm_enrol", ENVELOPE_RECORDED, "share_verify"] {
+            assert!(
+                quorum_line(&body(1, GENESIS, event, quorum())).is_err(),
+                "{event}"
+            );
+            let forged = serde_json::to_vec(&body(1, GENESIS, event, quorum())).unwrap();
+            assert!(
+                verify_line(&forged, 1, GENESIS, &f.manifest).is_err(),
+                "{event}"
+            );
+        }
+        for detail in AUTHORITY_DETAILS {
+            let mut opening = body(1, GENESIS, "unseal", quorum());
+            opening.details.insert((*detail).into(), "ab".into());
+            assert!(quorum_line(&opening).is_err(), "{detail}");
+            let forged = serde_json::to_vec(&opening).unwrap();
+            assert!(matches!(
+                verify_line(&forged, 1, GENESIS, &f.manifest),
+                Err(TrustError::AuditLine {
+                    problem: AuditLineProblem::CustodianAuthority { .. },
+                    ..
+                })
+            ));
+        }
+        // Nor an operator's body, and never a signature.
+        assert!(quorum_line(&body(1, GENESIS, "unseal", op("bob"))).is_err());
+        let signed =
+            operator_line(&f.manifest, &body(1, GENESIS, "unseal", op("bob")), &f.bob).unwrap();
+        let borrowed = String::from_utf8(signed)
+            .unwrap()
+            .replace("{\"operator\":\"bob\"}", "{\"quorum\":\"bob\"}");
+        assert!(matches!(
+            verify_line(borrowed.as_bytes(), 1, GENESIS, &f.manifest),
+            Err(TrustError::AuditLine {
+                problem: AuditLineProblem::WrongActor,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn only_seal_and_envelope_recorded_lines_record_an_envelope() {
         let f = fixture();
         let mut unseal = body(1, GENESIS, "unseal", op("bob"));
