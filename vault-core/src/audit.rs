@@ -436,6 +436,32 @@ pub struct Head {
     pub hash: String,
 }
 
+/// The lines `writer` makes of `events`, chained on from `head`, and the head after them.
+fn chained_lines(
+    head: &Head,
+    events: Vec<Event>,
+    writer: &dyn LineWriter,
+    time: &str,
+) -> Result<(Vec<Vec<u8>>, Head), crate::Error> {
+    let mut lines = Vec::with_capacity(events.len() + 1);
+    let mut last = head.clone();
+    for event in events {
+        let line = writer.line(&LineRecord {
+            seq: last.seq + 1,
+            time: time.to_owned(),
+            event,
+            checkpoint: None,
+            prev: last.hash,
+        })?;
+        last = Head {
+            seq: last.seq + 1,
+            hash: line_hash(&line),
+        };
+        lines.push(line);
+    }
+    Ok((lines, last))
+}
+
 fn line_hash(line: &[u8]) -> String {
     hex::encode(digest(&SHA256, line).as_ref())
 }
@@ -848,21 +874,8 @@ impl AuditLog {
         time: &str,
     ) -> Result<Prepared, crate::Error> {
         let head = self.head()?;
-        let mut lines = Vec::with_capacity(events.len() + 1);
-        let (mut seq, mut hash) = (head.seq, head.hash.clone());
-        for event in events {
-            let line = writer.line(&LineRecord {
-                seq: seq + 1,
-                time: time.to_owned(),
-                event,
-                checkpoint: None,
-                prev: hash,
-            })?;
-            seq += 1;
-            hash = line_hash(&line);
-            lines.push(line);
-        }
-        lines.push(self.checkpoint_line(seq, &hash, signer, writer, time)?);
+        let (mut lines, last) = chained_lines(&head, events, writer, time)?;
+        lines.push(self.checkpoint_line(last.seq, &last.hash, signer, writer, time)?);
         Ok(Prepared { after: head, lines })
     }
 
@@ -874,20 +887,7 @@ impl AuditLog {
         time: &str,
     ) -> Result<Head, crate::Error> {
         let head = self.head()?;
-        let mut lines = Vec::with_capacity(events.len());
-        let (mut seq, mut hash) = (head.seq, head.hash.clone());
-        for event in events {
-            let line = writer.line(&LineRecord {
-                seq: seq + 1,
-                time: time.to_owned(),
-                event,
-                checkpoint: None,
-                prev: hash,
-            })?;
-            seq += 1;
-            hash = line_hash(&line);
-            lines.push(line);
-        }
+        let (lines, _) = chained_lines(&head, events, writer, time)?;
         Ok(self.write_lines(head.seq + 1, &lines)?)
     }
 
