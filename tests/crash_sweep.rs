@@ -136,8 +136,9 @@ fn a_crash_at_any_write_of_seal_rekey_or_enroll_loses_nothing_and_completes_on_r
             |env, _, _| {
                 // Killed after its record and before the rename, the seal is completed by the
                 // next writer (the recorded envelope renamed into place): re-run as a replace.
-                let staged = std::fs::read_dir(env.vault().join("credentials"))
-                    .unwrap()
+                let staged = std::fs::read_dir(env.vault().join("staging"))
+                    .into_iter()
+                    .flatten()
                     .flatten()
                     .any(|e| {
                         e.file_name()

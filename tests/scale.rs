@@ -6,6 +6,7 @@
 //! are found reading a bounded number of bytes is counted in `vault-core`'s `audit_tail` unit
 //! tests.)
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use hsm_testing::tools::system_program;
@@ -330,4 +331,186 @@ fn ring_free_sha256(bytes: &[u8]) -> Vec<u8> {
         .unwrap();
     let text = String::from_utf8(output.stdout).unwrap();
     hex::decode(text.split_whitespace().next().unwrap()).unwrap()
+}
+
+impl Env {
+    /// `status --json` on `machine` (its own configuration, the vault pinned by fingerprint).
+    fn status_on(&self, machine: &str, fingerprint: &str) -> (Option<i32>, serde_json::Value) {
+        let output = self
+            .command_on(machine, &["status", "--json"])
+            .env("BREAKGLASS_FINGERPRINT", fingerprint)
+            .output()
+            .unwrap();
+        let value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+        (output.status.code(), value)
+    }
+
+    /// This machine's note of how far it verified the log (`<config>/verified/<id>.json`).
+    fn verified_note(&self, vault_id: &str) -> std::path::PathBuf {
+        self.path("config")
+            .join(format!("breakglass/verified/{vault_id}.json"))
+    }
+
+    fn unseal(&self, name: &str) {
+        let (a, b) = (self.share("alice"), self.share("bob"));
+        self.ok(&[
+            "unseal",
+            name,
+            "--share-file",
+            &a,
+            "--share-file",
+            &b,
+            "--output",
+            "json",
+        ]);
+    }
+}
+
+/// What `status --json` says of the log's history and health (all but the machine's own).
+fn history_of(status: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "audit": status["audit"],
+        "last_drill": status["last_drill"],
+        "last_drill_failures": status["last_drill_failures"],
+        "absent": status["custodians_without_recent_participation"],
+        "runbook": status["runbook"],
+    })
+}
+
+#[test]
+fn status_verifies_only_the_lines_appended_since_and_any_change_before_them_is_found() {
+    let env = Env::with_credentials(&["db", "api"]);
+    let (a, b) = (env.share("alice"), env.share("bob"));
+    env.ok(&["drill", "--share-file", &a, "--share-file", &b]);
+    let first = env.status();
+    let vault_id = first["vault_id"].as_str().unwrap().to_owned();
+    let fingerprint = first["fingerprint"].as_str().unwrap().to_owned();
+    let note_path = env.verified_note(&vault_id);
+    let note: serde_json::Value = serde_json::from_slice(&std::fs::read(&note_path).unwrap())
+        .expect("status notes how far it verified the log");
+    let entries = first["audit"]["entries"].as_u64().unwrap();
+    assert_eq!(note["at"]["seq"], entries);
+    assert_eq!(
+        std::fs::metadata(&note_path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Lines appended since: verified on from the note, and what status says of the history
+    // is what a machine that never saw the log finds walking all of it.
+    env.unseal("db");
+    env.seal("web", &[]);
+    env.ok(&["share", "verify", "--share-file", &env.share("carol")]);
+    let here = env.status();
+    let note: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&note_path).unwrap()).unwrap();
+    assert_eq!(note["at"]["seq"], here["audit"]["entries"]);
+    assert!(here["audit"]["entries"].as_u64().unwrap() > entries);
+    let (code, elsewhere) = env.status_on("never-saw-it", &fingerprint);
+    assert_eq!(code, Some(0), "{elsewhere}");
+    assert_eq!(history_of(&here), history_of(&elsewhere));
+    assert_eq!(
+        here["custodians_without_recent_participation"],
+        serde_json::json!([])
+    );
+    let verify: serde_json::Value =
+        serde_json::from_str(&env.ok(&["audit", "verify", "--json"])).unwrap();
+    assert_eq!(here["audit"], verify);
+
+    // The lines the note covers are not verified again: a count only the note holds shows
+    // through (this machine's own memory, as trusted as its anchor).
+    let mut marked = note.clone();
+    marked["checkpoints"] = (note["checkpoints"].as_u64().unwrap() + 1000).into();
+    std::fs::write(&note_path, serde_json::to_vec(&marked).unwrap()).unwrap();
+    let status = env.status();
+    assert_eq!(
+        status["audit"]["checkpoints"].as_u64().unwrap(),
+        verify["checkpoints"].as_u64().unwrap() + 1000
+    );
+    std::fs::write(&note_path, serde_json::to_vec(&note).unwrap()).unwrap();
+
+    // Bytes other than those it verified (the note's digest no longer matches: what a
+    // rewritten history, every line signed again, looks like): the whole log is walked,
+    // every line verifies, and the rewrite is reported all the same.
+    let mut other = note.clone();
+    other["prefix_sha256"] = "00".repeat(32).into();
+    std::fs::write(&note_path, serde_json::to_vec(&other).unwrap()).unwrap();
+    let (code, status) = env.status_on("config", &fingerprint);
+    assert_eq!(code, Some(5), "{status}");
+    let problem = &status["audit"]["first_problem"];
+    assert_eq!(problem["line"], note["at"]["seq"], "{status}");
+    assert!(
+        problem["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the ones this machine verified"),
+        "{status}"
+    );
+    std::fs::write(&note_path, serde_json::to_vec(&note).unwrap()).unwrap();
+    assert_eq!(env.status()["audit"], verify);
+
+    // One byte changed in a line the note covers (a signature, same length): found at its
+    // line, as `audit verify` finds it.
+    let log_path = env.vault().join("audit.jsonl");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let third = log.lines().nth(2).unwrap();
+    let at = third.find("\"signature\":\"").unwrap() + "\"signature\":\"".len();
+    let mut changed = third.to_owned();
+    let flipped = if &third[at..=at] == "A" { "B" } else { "A" };
+    changed.replace_range(at..=at, flipped);
+    std::fs::write(&log_path, log.replacen(third, &changed, 1)).unwrap();
+    let (code, status) = env.status_on("config", &fingerprint);
+    assert_eq!(code, Some(5), "{status}");
+    assert_eq!(status["audit"]["first_problem"]["line"], 3, "{status}");
+    let output = env.run(&["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+}
+
+#[test]
+fn opening_rewrites_the_envelope_records_only_when_a_line_walked_records_one() {
+    let env = Env::with_credentials(&["db", "api"]);
+    let vault_id = env.status()["vault_id"].as_str().unwrap().to_owned();
+    let records = env
+        .path("config")
+        .join(format!("breakglass/records/{vault_id}.json"));
+    let through = env
+        .path("config")
+        .join(format!("breakglass/records/{vault_id}.through.json"));
+    env.unseal("db");
+    let written = std::fs::read(&records).unwrap();
+    // Openings append lines that record nothing: the records stay as they are, and a small
+    // note says how far past them the log was walked.
+    env.unseal("db");
+    env.unseal("api");
+    assert_eq!(std::fs::read(&records).unwrap(), written);
+    let note: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&through).unwrap()).unwrap();
+    let cache: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    assert_eq!(note["records_at"], cache["at"]);
+    assert!(note["at"]["seq"].as_u64() > cache["at"]["seq"].as_u64());
+    // A seal records an envelope: the next opening rewrites the records with it.
+    env.seal("web", &[]);
+    env.unseal("web");
+    let cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
+    assert!(cache["records"]["web"].is_string(), "{cache}");
+    // An older envelope put back is refused with the note in use as without it.
+    env.seal("db", &[]);
+    env.unseal("db");
+    env.unseal("api");
+    let previous = env.vault().join("history/db/1.json");
+    std::fs::copy(&previous, env.vault().join("credentials/db.json")).unwrap();
+    let (a, b) = (env.share("alice"), env.share("bob"));
+    let output = env.run(&[
+        "unseal",
+        "db",
+        "--share-file",
+        &a,
+        "--share-file",
+        &b,
+        "--output",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    assert!(stderr(&output).contains("db"), "{}", stderr(&output));
 }

@@ -573,6 +573,44 @@ impl AuditLog {
         Ok(bytes)
     }
 
+    /// The hex SHA-256 of the log's first `end` bytes, for each of `ends` (ascending), in
+    /// one pass over the file: `None` for an end past the log's length.
+    pub fn prefix_digests(&self, ends: &[u64]) -> Result<Vec<Option<String>>, AuditError> {
+        use std::io::Read as _;
+        let mut digests = Vec::with_capacity(ends.len());
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ends
+                    .iter()
+                    .map(|end| {
+                        (*end == 0)
+                            .then(|| hex::encode(ring::digest::digest(&ring::digest::SHA256, b"")))
+                    })
+                    .collect());
+            }
+            Err(e) => return Err(self.io()(e)),
+        };
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut at = 0u64;
+        let mut buffer = vec![0u8; 1 << 16];
+        for &end in ends {
+            while at < end {
+                let want = usize::try_from(end - at)
+                    .unwrap_or(usize::MAX)
+                    .min(buffer.len());
+                let read = file.read(&mut buffer[..want]).map_err(self.io())?;
+                if read == 0 {
+                    break;
+                }
+                context.update(&buffer[..read]);
+                at += read as u64;
+            }
+            digests.push((at == end).then(|| hex::encode(context.clone().finish())));
+        }
+        Ok(digests)
+    }
+
     /// The complete lines (a torn tail left out).
     fn lines(&self) -> Result<Vec<Vec<u8>>, AuditError> {
         Ok(self.read()?.lines)
@@ -710,6 +748,75 @@ impl AuditLog {
             tail: self.tail()?,
             path: self.path.clone(),
         })
+    }
+
+    /// Adds to `summary` every entry on the lines from byte `from` (a line's start) up to
+    /// byte `to` (a line's end), reading forwards one line at a time.
+    pub fn summarise(
+        &self,
+        summary: &mut LogSummary,
+        from: u64,
+        to: u64,
+    ) -> Result<(), AuditError> {
+        use std::io::{BufRead as _, Seek as _};
+        if to <= from {
+            return Ok(());
+        }
+        let mut file = std::fs::File::open(&self.path).map_err(self.io())?;
+        file.seek(std::io::SeekFrom::Start(from))
+            .map_err(self.io())?;
+        let mut reader = std::io::BufReader::new(std::io::Read::take(file, to - from));
+        let mut line = Vec::new();
+        let mut at = from;
+        loop {
+            line.clear();
+            let read = reader.read_until(b'\n', &mut line).map_err(self.io())?;
+            if read == 0 {
+                return Ok(());
+            }
+            let start = at;
+            at += read as u64;
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(&line) {
+                Ok(entry) => summary.add(&entry, start),
+                Err(e) => {
+                    return Err(AuditError::Damaged {
+                        file: self.path.clone(),
+                        line: self.count_lines(start)? + 1,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The entry on line `place` (one read of that line).
+    pub fn entry_at(&self, place: &LinePlace) -> Result<Entry, AuditError> {
+        let offset = place.offset;
+        use std::io::{BufRead as _, Seek as _};
+        let mut file = std::fs::File::open(&self.path).map_err(self.io())?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .map_err(self.io())?;
+        let mut line = Vec::new();
+        std::io::BufReader::new(file)
+            .read_until(b'\n', &mut line)
+            .map_err(self.io())?;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        serde_json::from_slice::<Entry>(&line)
+            .ok()
+            .filter(|entry| entry.seq == place.seq)
+            .ok_or_else(|| AuditError::Damaged {
+                file: self.path.clone(),
+                line: usize::try_from(place.seq).unwrap_or(usize::MAX),
+                reason: format!("no entry {} starts at byte {offset}", place.seq),
+            })
     }
 
     /// Calls `each` with every entry in order, reading the log forwards one line at a time
@@ -1083,6 +1190,7 @@ impl AuditLog {
                     )
                 {
                     sink.insert(name.clone(), sha.clone());
+                    report.records += 1;
                 }
                 verified.body.checkpoint
             } else {
@@ -1144,6 +1252,157 @@ pub const FORMAT_TWO_START: &[u8] = b"{\"v\":";
 
 pub use crate::trust::audit_line::ENVELOPE_DETAIL;
 
+/// Where a line is: its sequence number and the byte offset it starts at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinePlace {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The byte offset its first byte is at.
+    pub offset: u64,
+}
+
+/// What `status` shows of a log's history, gathered line by line as the log is verified
+/// (kept with this machine's note of how far it verified, so that `status` reads only the
+/// lines appended since): the last line of each event, and when each custodian last took
+/// part in one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSummary {
+    /// Event name → the last line recording it.
+    pub last_event: BTreeMap<String, LinePlace>,
+    /// Custodian → the time of the last line naming them among its custodians.
+    pub last_participation: BTreeMap<String, String>,
+}
+
+impl LogSummary {
+    /// Adds `entry`, whose line starts at byte `offset` (entries in the log's order).
+    pub fn add(&mut self, entry: &Entry, offset: u64) {
+        let place = LinePlace {
+            seq: entry.seq,
+            offset,
+        };
+        match self.last_event.get_mut(&entry.event) {
+            Some(last) => *last = place,
+            None => {
+                self.last_event.insert(entry.event.clone(), place);
+            }
+        }
+        for custodian in &entry.custodians {
+            match self.last_participation.get_mut(custodian) {
+                Some(time) => time.clone_from(&entry.time),
+                None => {
+                    self.last_participation
+                        .insert(custodian.clone(), entry.time.clone());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+
+    fn actor() -> Actor {
+        Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        }
+    }
+
+    #[test]
+    fn prefix_digests_hash_exactly_the_first_bytes_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(&dir.path().join("audit.jsonl"), "vault");
+        let sha = |bytes: &[u8]| hex::encode(digest(&SHA256, bytes));
+        assert_eq!(log.prefix_digests(&[0]).unwrap(), [Some(sha(b""))]);
+        assert_eq!(log.prefix_digests(&[1]).unwrap(), [None]);
+        for i in 0..3 {
+            log.append(Event::new("seal").detail("n", i.to_string()), &actor(), "t")
+                .unwrap();
+        }
+        let bytes = std::fs::read(dir.path().join("audit.jsonl")).unwrap();
+        let len = bytes.len() as u64;
+        let ends = [0, 1, 70_000.min(len - 1), len, len + 1];
+        let expected: Vec<Option<String>> = ends
+            .iter()
+            .map(|&end| (end <= len).then(|| sha(&bytes[..end as usize])))
+            .collect();
+        assert_eq!(log.prefix_digests(&ends).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_summary_keeps_the_last_line_of_each_event_and_each_custodians_last_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(&dir.path().join("audit.jsonl"), "vault");
+        let with = |event: &str, custodians: &[&str]| Event {
+            custodians: custodians.iter().map(|c| (*c).to_owned()).collect(),
+            ..Event::new(event)
+        };
+        let lines = [
+            (with("unseal", &["a", "b"]), "2026-01-01T00:00:00Z"),
+            (with("drill", &["b", "c"]), "2026-02-01T00:00:00Z"),
+            (with("seal", &[]), "2026-03-01T00:00:00Z"),
+            (with("drill", &["a"]), "2026-04-01T00:00:00Z"),
+        ];
+        for (event, time) in lines {
+            log.append(event, &actor(), time).unwrap();
+        }
+        let bytes = std::fs::read(dir.path().join("audit.jsonl")).unwrap();
+        let starts: Vec<u64> = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| **b == b'\n')
+                    .map(|(i, _)| i as u64 + 1),
+            )
+            .collect();
+        let mut whole = LogSummary::default();
+        log.summarise(&mut whole, 0, bytes.len() as u64).unwrap();
+        assert_eq!(
+            whole.last_event["drill"],
+            LinePlace {
+                seq: 4,
+                offset: starts[3]
+            }
+        );
+        assert_eq!(whole.last_event["unseal"].seq, 1);
+        assert_eq!(whole.last_event["seal"].seq, 3);
+        assert_eq!(whole.last_participation["a"], "2026-04-01T00:00:00Z");
+        assert_eq!(whole.last_participation["b"], "2026-02-01T00:00:00Z");
+        assert_eq!(whole.last_participation["c"], "2026-02-01T00:00:00Z");
+        assert_eq!(log.entry_at(&whole.last_event["drill"]).unwrap().seq, 4);
+        // A place that is not a line's start, or names another line, is refused.
+        assert!(
+            log.entry_at(&LinePlace {
+                seq: 3,
+                offset: starts[3]
+            })
+            .is_err()
+        );
+        assert!(
+            log.entry_at(&LinePlace {
+                seq: 4,
+                offset: starts[3] + 1
+            })
+            .is_err()
+        );
+        // Two halves summarised one after the other make the whole.
+        let mut halves = LogSummary::default();
+        log.summarise(&mut halves, 0, starts[2]).unwrap();
+        assert_eq!(halves.last_event["drill"].seq, 2);
+        log.summarise(&mut halves, starts[2], bytes.len() as u64)
+            .unwrap();
+        assert_eq!(halves, whole);
+        // Nothing between equal bounds.
+        let mut none = LogSummary::default();
+        log.summarise(&mut none, starts[2], starts[2]).unwrap();
+        assert_eq!(none, LogSummary::default());
+    }
+}
+
 /// A line of the chain and where it ends: what verification resumes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainPoint {
@@ -1189,6 +1448,9 @@ pub struct VerifyReport {
     /// Whether the log has signed (format 2) lines (it has been upgraded, or made by a
     /// release that signs them).
     pub signed_lines: bool,
+    /// How many lines walked recorded an envelope (counted when they were collected).
+    #[serde(skip)]
+    pub records: usize,
 }
 
 impl VerifyReport {

@@ -31,6 +31,10 @@ pub const SUCCESSION: &str = "succession.json";
 pub const UPGRADE_STATEMENT: &str = "upgrade.json";
 const CREDENTIALS: &str = "credentials";
 const HISTORY: &str = "history";
+/// Where a seal writes its new envelope before the audit log records it and it is renamed
+/// into `credentials/` (`.NAME.json.tmp.PID`): a directory apart so that finding what a
+/// killed writer left lists this one, nearly always empty, not every credential.
+const STAGING: &str = "staging";
 /// The directory of open ceremonies' requests and transport keys.
 pub const CEREMONIES: &str = "ceremonies";
 const LOCK: &str = "vault.lock";
@@ -334,9 +338,10 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io(&dir, "listing credentials"))? {
             let entry = entry.map_err(io(&dir, "listing credentials"))?;
             let file = entry.file_name();
-            // A dead writer's envelope is left for the vault to settle (see
-            // [`Store::stale_staged`]): it may be the one the audit log recorded.
+            // A dead writer's temporary file (an envelope re-wrapped in place, the index) is
+            // never read: removed. (A new envelope waits in `staging/`, not here.)
             let Some(name) = file.to_str().and_then(|f| f.strip_suffix(".json")) else {
+                remove_if_stale(&dir, &file);
                 continue;
             };
             if validate_name(name).is_ok() {
@@ -348,11 +353,12 @@ impl Store {
     }
 
     /// The envelopes a writer killed between recording a seal and renaming the new envelope
-    /// into place left in `credentials/` (`.NAME.json.tmp.PID` of a process no longer
-    /// running), with their credential names: the vault renames one in when the audit log
-    /// records it, and removes the others ([`Store::settle_staged`]).
+    /// into place left in `staging/` (`.NAME.json.tmp.PID` of a process no longer running),
+    /// with their credential names: the vault renames one in when the audit log records it,
+    /// and removes the others ([`Store::settle_staged`]). Lists `staging/` alone (empty but
+    /// after such a crash), so its cost does not grow with the number of credentials.
     pub fn stale_staged(&self) -> Vec<(String, PathBuf)> {
-        let dir = self.root.join(CREDENTIALS);
+        let dir = self.root.join(STAGING);
         let Ok(entries) = fs::read_dir(&dir) else {
             return Vec::new();
         };
@@ -368,8 +374,12 @@ impl Store {
                 .and_then(|f| f.rsplit_once(".tmp."))
                 .and_then(|(f, _)| f.strip_suffix(".json"))
                 .filter(|n| validate_name(n).is_ok());
-            if let Some(name) = name {
-                found.push((name.to_owned(), dir.join(&file)));
+            match name {
+                Some(name) => found.push((name.to_owned(), dir.join(&file))),
+                // Not an envelope's name: nothing of breakglass's, and never read.
+                None => {
+                    let _ = fs::remove_file(dir.join(&file));
+                }
             }
         }
         found.sort();
@@ -457,12 +467,20 @@ impl Store {
             write_atomic(&copy, &previous)?;
             history_copy = Some(copy);
         }
+        let staging = self.root.join(STAGING);
+        make_dir(&staging)?;
         let mut staged = StagedCredential {
             temp: None,
             path,
             history_copy,
         };
-        staged.temp = Some(write_temp(&staged.path, bytes)?);
+        let file_name = format!("{name}.json");
+        staged.temp = Some(write_temp(&staging.join(&file_name), bytes)?);
+        // Its name made durable too: once the log records the envelope, a power cut before
+        // the rename must leave it here for the next writer to rename in.
+        File::open(&staging)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&staging, "syncing the directory"))?;
         Ok(staged)
     }
 
@@ -644,14 +662,21 @@ mod tests {
             .unwrap();
         let files = [
             // A dead writer's envelope is the vault's to settle (it may be the recorded one).
-            (format!("credentials/.db.json.tmp.{}", dead.id()), true),
+            (format!("staging/.db.json.tmp.{}", dead.id()), true),
+            (format!("staging/.db.json.tmp.{}", live.id()), true),
+            // An envelope re-wrapped in place, and the listing's index: removed by a listing.
+            (format!("credentials/.db.json.tmp.{}", dead.id()), false),
+            (format!("credentials/..index.json.tmp.{}", dead.id()), false),
             (format!("credentials/.db.json.tmp.{}", live.id()), true),
+            // Not an envelope's name: nothing breakglass wrote, removed when staging is listed.
+            (format!("staging/.Not A Name.json.tmp.{}", dead.id()), false),
             (format!(".vault.json.tmp.{}", dead.id()), false),
             (format!("ceremonies/.ab.request.tmp.{}", dead.id()), false),
             (format!("history/db/.1.json.tmp.{}", dead.id()), false),
-            ("credentials/.db.json.tmp.notapid".to_owned(), true),
+            ("staging/.db.json.tmp.notapid".to_owned(), true),
             ("credentials/db.json".to_owned(), true),
         ];
+        make_dir(&store.path("staging")).unwrap();
         make_dir(&store.path("history/db")).unwrap();
         for (file, _) in &files {
             fs::write(store.path(file), b"x").unwrap();
@@ -659,6 +684,11 @@ mod tests {
         drop(store.lock().unwrap());
         store.credentials().unwrap();
         store.history("db").unwrap();
+        assert_eq!(
+            store.stale_staged().len(),
+            1,
+            "the dead writer's envelope alone"
+        );
         live.kill().unwrap();
         live.wait().unwrap();
         for (file, kept) in &files {
@@ -669,11 +699,11 @@ mod tests {
         let mut expected = vec![
             (
                 "db".to_owned(),
-                store.path(&format!("credentials/.db.json.tmp.{}", dead.id())),
+                store.path(&format!("staging/.db.json.tmp.{}", dead.id())),
             ),
             (
                 "db".to_owned(),
-                store.path(&format!("credentials/.db.json.tmp.{}", live.id())),
+                store.path(&format!("staging/.db.json.tmp.{}", live.id())),
             ),
         ];
         expected.sort();

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use anyhow::Result;
-use vault_core::audit::AuditLog;
+use vault_core::audit::{AuditLog, LogSummary};
 use vault_core::vault::{Listed, Vault};
 
 use crate::report::Record;
@@ -149,12 +149,15 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
     super::check_pin(&vault)?;
     let m = vault.manifest();
     let audit = vault.audit();
-    let report = vault.keys().verify_audit(&audit)?;
+    let (report, summary) = vault.verify_audit_remembered()?;
     if let Some(tail) = &report.torn_tail {
         super::audit::warn_torn_tail(&vault.store().path(vault_core::store::AUDIT_LOG), tail);
     }
     let interval = u64::from(m.policy.drill_interval_days);
-    let history = History::read(&audit, interval, m.recovery.is_some())?;
+    let history = match &summary {
+        Some(summary) => History::of_summary(&audit, summary, interval)?,
+        None => History::read(&audit, interval, m.recovery.is_some())?,
+    };
     let last_drill = history.last_drill.as_ref();
     let last_recovery_drill = history.last_recovery_drill.as_ref();
     let absent: Vec<&str> = m
@@ -163,9 +166,18 @@ pub fn status(vault_arg: Option<&Path>, args: &ReportArgs) -> Result<()> {
         .filter(|c| !history.participants.contains(*c))
         .collect();
     let pinned = super::pinned_fingerprint(&m.vault_id)?;
-    let runbook = super::runbook::current(&vault)
-        .ok()
-        .and_then(|(now, records)| crate::runbook::freshness(&records, &now));
+    // Building the runbook reads every envelope: only when one was written to compare with.
+    let written = match &summary {
+        Some(summary) => summary.last_event.contains_key(crate::runbook::EVENT),
+        None => super::runbook::written(&vault)?,
+    };
+    let runbook = if written {
+        super::runbook::current(&vault)
+            .ok()
+            .and_then(|(now, records)| crate::runbook::freshness(&records, &now))
+    } else {
+        None
+    };
     let status = serde_json::json!({
         "vault_id": m.vault_id,
         "fingerprint": vault.identity(),
@@ -360,6 +372,28 @@ struct History {
 }
 
 impl History {
+    /// From what this machine gathered as it verified the log: the last drills read at their
+    /// lines, the custodians whose last part is within `interval` days.
+    fn of_summary(audit: &AuditLog, summary: &LogSummary, interval: u64) -> Result<History> {
+        let record = |event: &str| -> Result<Option<Record>> {
+            summary
+                .last_event
+                .get(event)
+                .map(|place| Ok(Record::from_entry(&audit.entry_at(place)?)))
+                .transpose()
+        };
+        Ok(History {
+            last_drill: record("drill")?,
+            last_recovery_drill: record("recovery_drill")?,
+            participants: summary
+                .last_participation
+                .iter()
+                .filter(|(_, time)| super::days_since(time).is_some_and(|days| days <= interval))
+                .map(|(custodian, _)| custodian.clone())
+                .collect(),
+        })
+    }
+
     /// Reads back from the end of the log until the last drill is found, the last recovery
     /// drill too (for a vault with a recovery set; otherwise only as far as the rest takes the
     /// scan), and an entry older than `interval` days is reached (the log is appended in time

@@ -38,6 +38,19 @@ pub fn current(vault: &Vault) -> Result<(Runbook, Vec<Record>)> {
     Ok((runbook, records))
 }
 
+/// Whether a runbook was ever written with `--out` (its record in the log): read back from
+/// the end, parsing only the lines that may name the event.
+pub fn written(vault: &Vault) -> Result<bool> {
+    let event = crate::runbook::EVENT;
+    Ok(vault
+        .audit()
+        .rfind_matching(
+            |line| vault_core::audit::may_name(line, event),
+            |entry| entry.event == event,
+        )?
+        .is_some())
+}
+
 /// The records a runbook and its freshness read, oldest first: every record from the last
 /// runbook written on, the last drill and, in a vault with a recovery set, the last recovery
 /// drill. Read back from the end of the log, no further than the oldest of them.

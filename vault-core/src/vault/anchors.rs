@@ -33,11 +33,31 @@ impl Vault {
         };
         anchor.check_audit_file(&self.store.path(AUDIT_LOG))?;
         let from = anchor.audit.as_ref().map(ChainPoint::from);
-        let (_, last) = self.audit().verify_from(
-            from.as_ref(),
+        // When this machine's envelope records stop at or before its anchor (the first
+        // opening on a machine walks the whole log for both), one walk from the earlier line
+        // serves both; the anchor's own walk is needed only if that one stopped before it.
+        let seq = |point: &Option<ChainPoint>| point.as_ref().map_or(0, |p| p.seq);
+        let mut records = Some(self.remembered_records()).filter(|r| seq(&r.from) <= seq(&from));
+        let walk_from = records.as_ref().map_or(from.clone(), |r| r.from.clone());
+        let (report, mut last) = self.audit().verify_recording(
+            walk_from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
+            records.as_mut().map(|r| &mut r.map),
         )?;
+        if let Some(records) = records
+            && report.is_intact()
+            && (report.signed_lines || last.signed_lines)
+        {
+            self.remember_records(records, &report, last.clone());
+        }
+        if last.seq < seq(&from) {
+            (_, last) = self.audit().verify_from(
+                from.as_ref(),
+                &self.keys.retired_audit_keys,
+                &self.keys.audit_public_key,
+            )?;
+        }
         if from.as_ref() != Some(&last) && last.seq > 0 {
             anchor.advance_audit(last.into())?;
             let _ = anchor.write(&self.config);

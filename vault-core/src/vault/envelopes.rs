@@ -14,12 +14,25 @@ use crate::envelope::Envelope;
 use crate::trust::NotRecorded;
 use crate::trust::TrustError;
 use crate::trust::audit_line::ENVELOPE_RECORDED;
-use crate::trust::machine::{MachineAnchor, RECORDS_FORMAT, RecordsCache, check_head_file};
+use crate::trust::machine::{
+    MachineAnchor, RECORDS_FORMAT, RECORDS_THROUGH_FORMAT, RecordsCache, RecordsThrough,
+    check_head_file,
+};
 
 use super::Vault;
 
 /// Credential name → the digest its latest signed record names.
 pub(super) type Recorded = BTreeMap<String, String>;
+
+/// What this machine remembers of a vault's envelope records ([`Vault::remembered_records`]).
+pub(super) struct Remembered {
+    /// The line its records file was walked to (none: it has none).
+    records_at: Option<crate::trust::machine::AuditAnchor>,
+    /// Where a walk goes on from: the records file's line, or the later one its note names.
+    pub(super) from: Option<ChainPoint>,
+    /// Credential name → digest, up to `from`.
+    pub(super) map: Recorded,
+}
 
 impl Vault {
     /// Forgets the records walked for (something was appended).
@@ -44,21 +57,13 @@ impl Vault {
         {
             return Ok(recorded.clone());
         }
-        // Walk on from what this machine verified before (the whole log the first time): the
-        // line it stopped at must still be in the log, at its offset.
-        let vault_id = self.trusted.vault_id();
-        let log = self.store.path(crate::store::AUDIT_LOG);
-        let cache = RecordsCache::read(&self.config, vault_id)
-            .filter(|c| check_head_file(&c.at, &log).is_ok());
-        let (from, mut map) = match cache {
-            Some(cache) => (Some(ChainPoint::from(&cache.at)), cache.records),
-            None => (None, BTreeMap::new()),
-        };
+        // Walk on from what this machine verified before (the whole log the first time).
+        let mut remembered = self.remembered_records();
         let (report, last) = self.audit().verify_recording(
-            from.as_ref(),
+            remembered.from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
-            Some(&mut map),
+            Some(&mut remembered.map),
         )?;
         let broken = |line: usize, reason: String| TrustError::AuditLogBroken {
             vault_id: self.trusted.vault_id().to_owned(),
@@ -77,21 +82,83 @@ impl Vault {
             }
             .into());
         }
-        if from.as_ref() != Some(&last) && last.seq > 0 {
-            // Best effort: a cache not written costs the next command a longer walk.
-            let _ = RecordsCache {
-                format: RECORDS_FORMAT.into(),
-                vault_id: vault_id.to_owned(),
-                at: last.into(),
-                records: map.clone(),
+        Ok(self.remember_records(remembered, &report, last))
+    }
+
+    /// The envelope records this machine walked before, and where to walk on from (the
+    /// whole log when it has none): each file counts only while the log still holds its line
+    /// at its offset.
+    pub(super) fn remembered_records(&self) -> Remembered {
+        let vault_id = self.trusted.vault_id();
+        let log = self.store.path(crate::store::AUDIT_LOG);
+        let cache = RecordsCache::read(&self.config, vault_id)
+            .filter(|c| check_head_file(&c.at, &log).is_ok());
+        let through = cache
+            .as_ref()
+            .and_then(|c| RecordsThrough::read(&self.config, c))
+            .filter(|t| check_head_file(&t.at, &log).is_ok());
+        match cache {
+            Some(cache) => {
+                let from = through.map_or_else(|| cache.at.clone(), |t| t.at);
+                Remembered {
+                    records_at: Some(cache.at),
+                    from: Some(ChainPoint::from(&from)),
+                    map: cache.records,
+                }
             }
-            .write(&self.config);
+            None => Remembered {
+                records_at: None,
+                from: None,
+                map: BTreeMap::new(),
+            },
+        }
+    }
+
+    /// Keeps the records walked from `remembered.from` to `last` (with no problem: the
+    /// caller's check), for this command and the next ones. The records file is rewritten
+    /// only when a line walked recorded an envelope; otherwise a small note says how far past
+    /// it nothing was. Best effort: a file not written costs the next command a longer walk.
+    pub(super) fn remember_records(
+        &self,
+        remembered: Remembered,
+        report: &crate::audit::VerifyReport,
+        last: ChainPoint,
+    ) -> Arc<Recorded> {
+        let vault_id = self.trusted.vault_id();
+        let Remembered {
+            records_at,
+            from,
+            mut map,
+        } = remembered;
+        match records_at {
+            // Nothing recorded since the records file: at most the note moves on.
+            Some(records_at) if report.records == 0 => {
+                let moved = from.as_ref() != Some(&last);
+                let note = RecordsThrough {
+                    format: RECORDS_THROUGH_FORMAT.into(),
+                    vault_id: vault_id.to_owned(),
+                    records_at,
+                    at: last.into(),
+                };
+                let _ = moved.then(|| note.write(&self.config));
+            }
+            _ if last.seq > 0 => {
+                let cache = RecordsCache {
+                    format: RECORDS_FORMAT.into(),
+                    vault_id: vault_id.to_owned(),
+                    at: last.into(),
+                    records: map,
+                };
+                let _ = cache.write(&self.config);
+                map = cache.records;
+            }
+            _ => {}
         }
         let map = Arc::new(map);
         if let Ok(mut recorded) = self.recorded.lock() {
             *recorded = Some(map.clone());
         }
-        Ok(map)
+        map
     }
 
     /// Refuses `envelope`, read from `file` as credential `name`, unless it is the envelope

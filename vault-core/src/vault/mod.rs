@@ -34,6 +34,7 @@ mod sign_history;
 mod tokens;
 mod unseal;
 mod upgrade;
+mod verified;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
