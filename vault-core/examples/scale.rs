@@ -6,6 +6,9 @@
 //! scale floor DIR KEY_ID                                 the bare PKCS#11 cold unseal (one process)
 //! scale floor-warm DIR KEY_ID                            one warm token ECDH, microseconds
 //! scale pbkdf2                                           SLIP-39 combine of 2 shares at e=0, ms
+//! scale signature-floor LOG                              the bare signature checks LOG's lines
+//!                                                        carry (ring), ms: on one core, then
+//!                                                        divided among the machine's cores
 //! scale open VAULT RUNS                                  `Vault::open`, median ms: with this
 //!                                                        machine's audit anchor, then without
 //! ```
@@ -75,6 +78,7 @@ fn main() -> Outcome {
         "floor" => floor(Path::new(arg(1)?), arg(2)?, 0),
         "floor-warm" => floor(Path::new(arg(1)?), arg(2)?, 500),
         "pbkdf2" => pbkdf2(),
+        "signature-floor" => signature_floor(Path::new(arg(1)?)),
         "open" => open_cost(Path::new(arg(1)?), arg(2)?.parse()?),
         other => Err(format!("unknown command {other:?}").into()),
     }
@@ -400,6 +404,72 @@ fn ecdh(
 
 /// The SLIP-39 part of every unseal: combining two shares at iteration exponent 0 (PBKDF2,
 /// 4 rounds of 2,500 iterations), median of 21, in milliseconds.
+/// The floor of `audit verify` on LOG: each operator-signed line's Ed25519 check and each
+/// checkpoint's ECDSA P-256 check, timed with ring on fixed messages of a line's size (the
+/// median of 5 runs of 2,000 each), times how many LOG has; printed for one core, then
+/// divided among the cores `audit verify` uses.
+fn signature_floor(log: &Path) -> Outcome {
+    use ring::signature::{self, KeyPair as _};
+    let text = std::fs::read_to_string(log)?;
+    let signed = text
+        .lines()
+        .filter(|l| l.contains("\"signature\":\""))
+        .count();
+    let checkpoints = text
+        .lines()
+        .filter(|l| l.contains("\"checkpoint\":{"))
+        .count();
+    let rng = ring::rand::SystemRandom::new();
+    let message = [0x5au8; 400];
+    let ring_error = |e: &dyn std::fmt::Debug| format!("ring: {e:?}");
+    let ed = signature::Ed25519KeyPair::from_pkcs8(
+        signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|e| ring_error(&e))?
+            .as_ref(),
+    )
+    .map_err(|e| ring_error(&e))?;
+    let ed_signature = ed.sign(&message);
+    let ed_key = signature::UnparsedPublicKey::new(&signature::ED25519, ed.public_key().as_ref());
+    let p256 = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let ec = signature::EcdsaKeyPair::from_pkcs8(
+        p256,
+        signature::EcdsaKeyPair::generate_pkcs8(p256, &rng)
+            .map_err(|e| ring_error(&e))?
+            .as_ref(),
+        &rng,
+    )
+    .map_err(|e| ring_error(&e))?;
+    let ec_signature = ec.sign(&rng, &message).map_err(|e| ring_error(&e))?;
+    let ec_key = signature::UnparsedPublicKey::new(
+        &signature::ECDSA_P256_SHA256_FIXED,
+        ec.public_key().as_ref(),
+    );
+    let per = |check: &dyn Fn() -> bool| {
+        let mut runs: Vec<f64> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..2000 {
+                    assert!(check());
+                }
+                started.elapsed().as_secs_f64() * 1e3 / 2000.0
+            })
+            .collect();
+        runs.sort_by(f64::total_cmp);
+        runs[2]
+    };
+    let ed_ms = per(&|| ed_key.verify(&message, ed_signature.as_ref()).is_ok());
+    let ec_ms = per(&|| ec_key.verify(&message, ec_signature.as_ref()).is_ok());
+    let one_core = signed as f64 * ed_ms + checkpoints as f64 * ec_ms;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    println!(
+        "{one_core:.1} {:.1} {cores} {signed} {checkpoints} {:.1} {:.1}",
+        one_core / cores as f64,
+        ed_ms * 1e3,
+        ec_ms * 1e3
+    );
+    Ok(())
+}
+
 fn pbkdf2() -> Outcome {
     let params = SplitParams {
         group_threshold: 1,

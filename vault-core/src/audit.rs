@@ -1092,7 +1092,7 @@ impl AuditLog {
                 ends.push(start.offset + at);
             }
         }
-        let (report, _) = self.walk(&read, &start, retired, audit_public_key, envelopes);
+        let report = self.walk_parallel(&read, &start, retired, audit_public_key, envelopes);
         // A line that breaks the chain, or a checkpoint that fails, puts the line before it in
         // doubt too (either may have been changed): the verified run ends before both.
         let broken = report
@@ -1130,15 +1130,124 @@ impl AuditLog {
     /// Checks `read` (the lines after `start`) chaining on from `start`; the envelopes that
     /// signed lines record go into `envelopes` when given (credential name → hex SHA-256, the
     /// latest record winning).
-    fn walk(
+    /// [`AuditLog::walk`] over `read`, in as many parts as the machine has cores when it is
+    /// long (each line's check needs only the line before it and the manifest, so the parts
+    /// are independent): the same report, the first problem in the log's order. Signature
+    /// checks are nearly all of a long walk's time.
+    fn walk_parallel(
         &self,
         read: &Read,
         start: &ChainPoint,
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
+        envelopes: Option<&mut BTreeMap<String, String>>,
+    ) -> VerifyReport {
+        let parts = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_WALKERS);
+        let parts = if read.lines.len() < PARALLEL_FROM {
+            1
+        } else {
+            parts
+        };
+        self.walk_in_parts(parts, read, start, retired, audit_public_key, envelopes)
+    }
+
+    /// [`AuditLog::walk_parallel`] in `parts` parts.
+    fn walk_in_parts(
+        &self,
+        parts: usize,
+        read: &Read,
+        start: &ChainPoint,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
+        envelopes: Option<&mut BTreeMap<String, String>>,
+    ) -> VerifyReport {
+        let lines = read.lines.as_slice();
+        let torn = read.torn.as_ref().map(|(tail, _)| tail);
+        if parts < 2 || lines.is_empty() {
+            return self
+                .walk(lines, torn, start, retired, audit_public_key, envelopes)
+                .0;
+        }
+        let size = lines.len().div_ceil(parts);
+        let collect = envelopes.is_some();
+        let walked: Vec<(VerifyReport, BTreeMap<String, String>)> = std::thread::scope(|scope| {
+            let walkers: Vec<_> = lines
+                .chunks(size)
+                .enumerate()
+                .map(|(k, part)| {
+                    // A part goes on from the line before it: its hash, and whether signed
+                    // lines had begun (if the parts before it are sound, they had exactly when
+                    // that line is signed; if not, the earlier part reports first).
+                    let from = match k.checked_sub(1) {
+                        None => start.clone(),
+                        Some(_) => {
+                            let before = &lines[k * size - 1];
+                            ChainPoint {
+                                seq: start.seq + (k * size) as u64,
+                                hash: line_hash(before),
+                                offset: 0,
+                                signed_lines: before.starts_with(FORMAT_TWO_START),
+                            }
+                        }
+                    };
+                    scope.spawn(move || {
+                        let mut found = BTreeMap::new();
+                        let sink = collect.then_some(&mut found);
+                        let (report, _) =
+                            self.walk(part, None, &from, retired, audit_public_key, sink);
+                        (report, found)
+                    })
+                })
+                .collect();
+            walkers
+                .into_iter()
+                .map(|w| w.join().expect("an audit walker panicked"))
+                .collect()
+        });
+        let first = start.seq as usize;
+        let mut merged = VerifyReport {
+            entries: first + lines.len(),
+            torn_tail: torn.map(|tail| TornTail {
+                line: first + tail.line,
+                offset: start.offset + tail.offset,
+                len: tail.len,
+            }),
+            ..VerifyReport::default()
+        };
+        let mut sink = envelopes;
+        for (report, found) in walked {
+            merged.checkpoints += report.checkpoints;
+            merged.last_checkpoint = report.last_checkpoint.or(merged.last_checkpoint);
+            merged.records += report.records;
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.extend(found);
+            }
+            if !report.is_intact() {
+                // As one walk stopped there reports it: no head, no tail counts.
+                merged.first_problem = report.first_problem;
+                merged.bad_signature = report.bad_signature;
+                merged.signed_lines = false;
+                merged.head = String::new();
+                return merged;
+            }
+            merged.head = report.head;
+            merged.signed_lines = report.signed_lines;
+        }
+        merged.unsigned_tail = merged.entries - merged.last_checkpoint.unwrap_or(first);
+        merged
+    }
+
+    fn walk(
+        &self,
+        lines: &[Vec<u8>],
+        torn: Option<&TornTail>,
+        start: &ChainPoint,
+        retired: &[(u64, Vec<u8>)],
+        audit_public_key: &[u8],
         mut envelopes: Option<&mut BTreeMap<String, String>>,
     ) -> (VerifyReport, bool) {
-        let Read { lines, torn } = read;
         let key_for = |line: u64| -> &[u8] {
             retired
                 .iter()
@@ -1148,7 +1257,7 @@ impl AuditLog {
         let first = start.seq as usize;
         let mut report = VerifyReport {
             entries: first + lines.len(),
-            torn_tail: torn.as_ref().map(|(tail, _)| TornTail {
+            torn_tail: torn.map(|tail| TornTail {
                 line: first + tail.line,
                 offset: start.offset + tail.offset,
                 len: tail.len,
@@ -1246,6 +1355,12 @@ impl AuditLog {
         (report, signed_lines)
     }
 }
+
+/// A walk of at least this many lines is split among the cores ([`AuditLog::walk_parallel`]).
+const PARALLEL_FROM: usize = 4096;
+
+/// At most this many walkers.
+const MAX_WALKERS: usize = 8;
 
 /// How a format-2 line starts (format-1 lines start with `{"seq":`).
 pub const FORMAT_TWO_START: &[u8] = b"{\"v\":";
@@ -1400,6 +1515,116 @@ mod summary_tests {
         let mut none = LogSummary::default();
         log.summarise(&mut none, starts[2], starts[2]).unwrap();
         assert_eq!(none, LogSummary::default());
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use ring::signature::KeyPair as _;
+
+    use super::*;
+
+    struct Key(ring::signature::EcdsaKeyPair);
+
+    impl CheckpointSigner for Key {
+        fn key_id(&self) -> String {
+            "k".into()
+        }
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, crate::Error> {
+            let rng = ring::rand::SystemRandom::new();
+            Ok(self.0.sign(&rng, message).unwrap().as_ref().to_vec())
+        }
+    }
+
+    fn key() -> Key {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        Key(ring::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap())
+    }
+
+    /// Walking in 1, 2, 3 and 7 parts gives one report, and `from` a line as from the start.
+    fn same_in_every_split(log: &AuditLog, public: &[u8], from: &ChainPoint) -> VerifyReport {
+        let bytes = log.bytes_from(from.offset).unwrap();
+        let read = split(&bytes);
+        let one = log.walk_in_parts(1, &read, from, &[], public, Some(&mut BTreeMap::new()));
+        for parts in [2, 3, 7] {
+            let many = log.walk_in_parts(parts, &read, from, &[], public, None);
+            assert_eq!(many, one, "{parts} parts");
+        }
+        one
+    }
+
+    #[test]
+    fn a_walk_in_parts_reports_what_one_walk_reports_whatever_breaks_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(&path, "vault");
+        let signer = key();
+        let public = signer.0.public_key().as_ref().to_vec();
+        let actor = Actor {
+            user: "a".into(),
+            host: "h".into(),
+        };
+        for i in 0..60 {
+            log.append(Event::new("seal").detail("n", i.to_string()), &actor, "t")
+                .unwrap();
+            if i % 9 == 0 {
+                log.append_checkpoint(&signer, &actor, "t").unwrap();
+            }
+        }
+        let start = ChainPoint {
+            seq: 0,
+            hash: GENESIS.into(),
+            offset: 0,
+            signed_lines: false,
+        };
+        let intact = same_in_every_split(&log, &public, &start);
+        assert!(intact.is_intact() && intact.checkpoints == 7, "{intact:?}");
+        // From a line in the middle, as a machine that verified up to it resumes.
+        let at_30 = {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let offset: usize = text.lines().take(30).map(|l| l.len() + 1).sum();
+            let line = text.lines().nth(29).unwrap();
+            ChainPoint {
+                seq: 30,
+                hash: line_hash(line.as_bytes()),
+                offset: offset as u64,
+                signed_lines: false,
+            }
+        };
+        same_in_every_split(&log, &public, &at_30);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = original.lines().collect();
+        let write = |lines: &[String]| std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let owned = || lines.iter().map(|l| (*l).to_owned()).collect::<Vec<_>>();
+        // A changed line in each place a part can start or end, a bad checkpoint signature,
+        // two lines swapped, a torn tail.
+        for at in [0, 1, 22, 23, 24, 33, 34, 45, 46, 65, 66] {
+            let mut changed = owned();
+            changed[at] = changed[at].replacen("\"t\"", "\"u\"", 1);
+            write(&changed);
+            let report = same_in_every_split(&log, &public, &start);
+            // The last line is in the unsigned tail: nothing after it chains to it.
+            assert_eq!(report.is_intact(), at == 66, "line {}", at + 1);
+        }
+        let mut swapped = owned();
+        swapped.swap(40, 41);
+        write(&swapped);
+        assert!(!same_in_every_split(&log, &public, &start).is_intact());
+        let checkpoint = lines
+            .iter()
+            .position(|l| l.contains("checkpoint") && l.contains("signature"))
+            .unwrap();
+        let mut forged = owned();
+        forged[checkpoint] =
+            forged[checkpoint].replacen("\"signature\":\"", "\"signature\":\"AA", 1);
+        write(&forged);
+        let report = same_in_every_split(&log, &public, &start);
+        assert!(report.bad_signature.is_some() || report.first_problem.is_some());
+        std::fs::write(&path, original.clone() + "{\"seq\":99,\"ti").unwrap();
+        let torn = same_in_every_split(&log, &public, &start);
+        assert!(torn.is_intact() && torn.torn_tail.is_some(), "{torn:?}");
     }
 }
 
