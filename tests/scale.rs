@@ -352,9 +352,10 @@ impl Env {
             .join(format!("breakglass/verified/{vault_id}.json"))
     }
 
-    fn unseal(&self, name: &str) {
+    /// `unseal NAME` with alice's and bob's shares, to JSON.
+    fn try_unseal(&self, name: &str) -> std::process::Output {
         let (a, b) = (self.share("alice"), self.share("bob"));
-        self.ok(&[
+        self.run(&[
             "unseal",
             name,
             "--share-file",
@@ -363,7 +364,12 @@ impl Env {
             &b,
             "--output",
             "json",
-        ]);
+        ])
+    }
+
+    fn unseal(&self, name: &str) {
+        let output = self.try_unseal(name);
+        assert!(output.status.success(), "{}", stderr(&output));
     }
 }
 
@@ -500,17 +506,7 @@ fn opening_rewrites_the_envelope_records_only_when_a_line_walked_records_one() {
     env.unseal("api");
     let previous = env.vault().join("history/db/1.json");
     std::fs::copy(&previous, env.vault().join("credentials/db.json")).unwrap();
-    let (a, b) = (env.share("alice"), env.share("bob"));
-    let output = env.run(&[
-        "unseal",
-        "db",
-        "--share-file",
-        &a,
-        "--share-file",
-        &b,
-        "--output",
-        "json",
-    ]);
+    let output = env.try_unseal("db");
     assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
     assert!(stderr(&output).contains("db"), "{}", stderr(&output));
 }

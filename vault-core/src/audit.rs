@@ -1127,9 +1127,6 @@ impl AuditLog {
         Ok(self.verify_from(None, retired, audit_public_key)?.0)
     }
 
-    /// Checks `read` (the lines after `start`) chaining on from `start`; the envelopes that
-    /// signed lines record go into `envelopes` when given (credential name → hex SHA-256, the
-    /// latest record winning).
     /// [`AuditLog::walk`] over `read`, in as many parts as the machine has cores when it is
     /// long (each line's check needs only the line before it and the manifest, so the parts
     /// are independent): the same report, the first problem in the log's order. Signature
@@ -1207,15 +1204,7 @@ impl AuditLog {
                 .collect()
         });
         let first = start.seq as usize;
-        let mut merged = VerifyReport {
-            entries: first + lines.len(),
-            torn_tail: torn.map(|tail| TornTail {
-                line: first + tail.line,
-                offset: start.offset + tail.offset,
-                len: tail.len,
-            }),
-            ..VerifyReport::default()
-        };
+        let mut merged = VerifyReport::of_lines(start, lines.len(), torn);
         let mut sink = envelopes;
         for (report, found) in walked {
             merged.checkpoints += report.checkpoints;
@@ -1239,6 +1228,9 @@ impl AuditLog {
         merged
     }
 
+    /// Checks `lines` (the lines after `start`, then `torn`, a torn tail after them) chaining
+    /// on from `start`; the envelopes that signed lines record go into `envelopes` when given
+    /// (credential name → hex SHA-256, the latest record winning).
     fn walk(
         &self,
         lines: &[Vec<u8>],
@@ -1255,15 +1247,7 @@ impl AuditLog {
                 .map_or(audit_public_key, |(_, key)| key.as_slice())
         };
         let first = start.seq as usize;
-        let mut report = VerifyReport {
-            entries: first + lines.len(),
-            torn_tail: torn.map(|tail| TornTail {
-                line: first + tail.line,
-                offset: start.offset + tail.offset,
-                len: tail.len,
-            }),
-            ..VerifyReport::default()
-        };
+        let mut report = VerifyReport::of_lines(start, lines.len(), torn);
         let mut prev = start.hash.clone();
         let mut signed_lines = start.signed_lines;
         for (i, line) in lines.iter().enumerate() {
@@ -1679,6 +1663,21 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// The report of `count` lines after `start` (and the torn tail after them, if any),
+    /// before any is checked.
+    fn of_lines(start: &ChainPoint, count: usize, torn: Option<&TornTail>) -> VerifyReport {
+        let first = start.seq as usize;
+        VerifyReport {
+            entries: first + count,
+            torn_tail: torn.map(|tail| TornTail {
+                line: first + tail.line,
+                offset: start.offset + tail.offset,
+                len: tail.len,
+            }),
+            ..VerifyReport::default()
+        }
+    }
+
     /// Whether the chain is intact and every checkpoint verifies (an unsigned tail is allowed:
     /// it is reported, and signed at the next token login; so is a torn tail, which is no
     /// line of the chain).

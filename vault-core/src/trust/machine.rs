@@ -265,19 +265,28 @@ pub struct RecordsCache {
 impl RecordsCache {
     /// Reads this machine's records for `vault_id`, if it has readable ones.
     pub fn read(config: &ConfigDir, vault_id: &str) -> Option<RecordsCache> {
-        let path = config.records_path(vault_id).ok()?;
-        let bytes = std::fs::read(path).ok()?;
-        let cache: RecordsCache = serde_json::from_slice(&bytes).ok()?;
+        let cache: RecordsCache = read_note(config.records_path(vault_id))?;
         (cache.format == RECORDS_FORMAT && cache.vault_id == vault_id).then_some(cache)
     }
 
     /// Writes them atomically, 0600.
     pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        let path = config.records_path(&self.vault_id)?;
-        config.make_dir_for(&path)?;
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+        write_note(config, config.records_path(&self.vault_id)?, self)
     }
+}
+
+/// One of the notes a machine keeps of what it verified, if `path` holds one that parses (a
+/// note that does not is ignored: what it saved is done again).
+fn read_note<T: serde::de::DeserializeOwned>(path: Result<PathBuf, TrustError>) -> Option<T> {
+    let bytes = std::fs::read(path.ok()?).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes a note atomically, 0600, making its directory (0700).
+fn write_note<T: Serialize>(config: &ConfigDir, path: PathBuf, note: &T) -> Result<(), TrustError> {
+    config.make_dir_for(&path)?;
+    let bytes = serde_json::to_vec(note).unwrap_or_default();
+    crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
 }
 
 /// The format of [`RecordsThrough`].
@@ -304,9 +313,7 @@ pub struct RecordsThrough {
 impl RecordsThrough {
     /// Reads this machine's note for `vault_id` if it continues `records` (else `None`).
     pub fn read(config: &ConfigDir, records: &RecordsCache) -> Option<RecordsThrough> {
-        let path = config.records_through_path(&records.vault_id).ok()?;
-        let bytes = std::fs::read(path).ok()?;
-        let through: RecordsThrough = serde_json::from_slice(&bytes).ok()?;
+        let through: RecordsThrough = read_note(config.records_through_path(&records.vault_id))?;
         (through.format == RECORDS_THROUGH_FORMAT
             && through.vault_id == records.vault_id
             && through.records_at == records.at
@@ -316,10 +323,7 @@ impl RecordsThrough {
 
     /// Writes it atomically, 0600.
     pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        let path = config.records_through_path(&self.vault_id)?;
-        config.make_dir_for(&path)?;
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+        write_note(config, config.records_through_path(&self.vault_id)?, self)
     }
 }
 
@@ -357,18 +361,13 @@ pub struct VerifiedPrefix {
 impl VerifiedPrefix {
     /// Reads this machine's note for `vault_id`, if it has a readable one.
     pub fn read(config: &ConfigDir, vault_id: &str) -> Option<VerifiedPrefix> {
-        let path = config.verified_path(vault_id).ok()?;
-        let bytes = std::fs::read(path).ok()?;
-        let note: VerifiedPrefix = serde_json::from_slice(&bytes).ok()?;
+        let note: VerifiedPrefix = read_note(config.verified_path(vault_id))?;
         (note.format == VERIFIED_FORMAT && note.vault_id == vault_id).then_some(note)
     }
 
     /// Writes it atomically, 0600.
     pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        let path = config.verified_path(&self.vault_id)?;
-        config.make_dir_for(&path)?;
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+        write_note(config, config.verified_path(&self.vault_id)?, self)
     }
 }
 
