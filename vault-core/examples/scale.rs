@@ -5,6 +5,8 @@
 //! scale floor-setup DIR                                  a SoftHSM token of its own with one seal key
 //! scale floor DIR KEY_ID                                 the bare PKCS#11 cold unseal (one process)
 //! scale floor-warm DIR KEY_ID                            one warm token ECDH, microseconds
+//! scale floor-unseal DIR KEY_ID                          the bare PKCS#11 program doing every
+//!                                                        token operation of an unseal
 //! scale pbkdf2                                           SLIP-39 combine of 2 shares at e=0, ms
 //! scale signature-floor LOG                              the bare signature checks LOG's lines
 //!                                                        carry (ring), ms: on one core, then
@@ -77,6 +79,7 @@ fn main() -> Outcome {
         "floor-setup" => floor_setup(Path::new(arg(1)?)),
         "floor" => floor(Path::new(arg(1)?), arg(2)?, 0),
         "floor-warm" => floor(Path::new(arg(1)?), arg(2)?, 500),
+        "floor-unseal" => floor_unseal(arg(2)?),
         "pbkdf2" => pbkdf2(),
         "signature-floor" => signature_floor(Path::new(arg(1)?)),
         "open" => open_cost(Path::new(arg(1)?), arg(2)?.parse()?),
@@ -332,7 +335,68 @@ fn floor_setup(dir: &Path) -> Outcome {
     let session = module.open_session(&token)?;
     session.login(PinRole::User, &user, false)?;
     let key = session.generate_key_pair("floor", KeyPurpose::Seal)?;
+    session.generate_key_pair("floor", KeyPurpose::Audit)?;
+    session.write_data(FLOOR_HEAD, b"a head")?;
     println!("{}", hex::encode(&key.id));
+    Ok(())
+}
+
+/// The label of the floor token's data object (as the audit head a vault's token holds).
+const FLOOR_HEAD: &str = "floor:audit-head";
+
+/// The bare PKCS#11 program doing every token operation of an `unseal`: what [`floor`] does
+/// (load, find the token, session, login, find the key, ECDH), then the audit's: find the
+/// signing key and sign a digest (the checkpoint), find the data object holding the audit
+/// head, read it, and replace it (SoftHSM changes no value in place: create, then destroy).
+fn floor_unseal(key_id: &str) -> Outcome {
+    let pkcs11 = Pkcs11::new(hsm_testing::softhsm::module_path())?;
+    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
+    let slot = pkcs11
+        .get_slots_with_initialized_token()?
+        .into_iter()
+        .find(|s| {
+            pkcs11
+                .get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == FLOOR_LABEL)
+        })
+        .ok_or("no floor token: run scale floor-setup first")?;
+    let session = pkcs11.open_rw_session(slot)?;
+    session.login(
+        UserType::User,
+        Some(&SecretString::from(FLOOR_PIN.to_owned())),
+    )?;
+    let find = |template: &[Attribute]| -> Result<cryptoki::object::ObjectHandle, String> {
+        session
+            .find_objects(template)
+            .map_err(|e| e.to_string())?
+            .first()
+            .copied()
+            .ok_or_else(|| "the floor token lacks an object: run scale floor-setup".to_owned())
+    };
+    let private = find(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Id(hex::decode(key_id)?),
+    ])?;
+    std::hint::black_box(ecdh(&session, private, &hex::decode(PEER)?)?);
+    let signer = find(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Sign(true),
+    ])?;
+    std::hint::black_box(session.sign(&Mechanism::Ecdsa, signer, &[0x42; 32])?);
+    let head = find(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Label(FLOOR_HEAD.as_bytes().to_vec()),
+    ])?;
+    std::hint::black_box(session.get_attributes(head, &[AttributeType::Value])?);
+    session.create_object(&[
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Token(true),
+        Attribute::Private(true),
+        Attribute::Modifiable(true),
+        Attribute::Label(FLOOR_HEAD.as_bytes().to_vec()),
+        Attribute::Value(b"the next head".to_vec()),
+    ])?;
+    session.destroy_object(head)?;
     Ok(())
 }
 
