@@ -441,6 +441,12 @@ mod tests {
         settle();
         assert_eq!(std::fs::read(&path).unwrap(), second_bytes);
         assert!(!staged.exists());
+        // With no envelope in place, an unrecorded staged one is still removed, not renamed in.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&staged, &first_bytes).unwrap();
+        settle();
+        assert!(!path.exists() && !staged.exists());
+        std::fs::write(&path, &second_bytes).unwrap();
         // The recorded one staged again while it is already in place: removed, nothing moves.
         std::fs::write(&staged, &second_bytes).unwrap();
         settle();
