@@ -1892,4 +1892,31 @@ mod tests {
         assert!(resumed.is_intact() && resumed.signed_lines, "{resumed:?}");
         assert_eq!(again, after);
     }
+
+    #[test]
+    fn a_missing_log_is_an_empty_one_and_a_torn_one_is_refused_for_writing() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = AuditLog::new(&dir.path().join("none.jsonl"), "vault");
+        assert!(missing.is_empty().unwrap());
+        let report = missing.verify(&key).unwrap();
+        assert!(report.is_intact() && report.entries == 0, "{report:?}");
+        assert!(missing.entries().unwrap().is_empty());
+        assert_eq!(missing.repair("1").unwrap(), None);
+        missing.refuse_torn_tail().unwrap();
+        let (_logs, log) = log_with(2, &signer);
+        assert!(!log.is_empty().unwrap());
+        log.refuse_torn_tail().unwrap();
+        let mut file = OpenOptions::new().append(true).open(&log.path).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":4,\"ti").unwrap();
+        assert!(matches!(
+            log.refuse_torn_tail(),
+            Err(AuditError::TornTail { .. })
+        ));
+        // A log holding only a torn write has no line.
+        let torn = AuditLog::new(&dir.path().join("torn.jsonl"), "vault");
+        std::fs::write(&torn.path, b"{\"seq\":1,\"ti").unwrap();
+        assert!(torn.is_empty().unwrap());
+    }
 }
