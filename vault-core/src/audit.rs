@@ -1918,5 +1918,8 @@ mod tests {
         let torn = AuditLog::new(&dir.path().join("torn.jsonl"), "vault");
         std::fs::write(&torn.path, b"{\"seq\":1,\"ti").unwrap();
         assert!(torn.is_empty().unwrap());
+        // A log that cannot be read is an error, not an empty log.
+        let unreadable = AuditLog::new(dir.path(), "vault");
+        assert!(matches!(unreadable.entries(), Err(AuditError::Io { .. })));
     }
 }
