@@ -2183,4 +2183,229 @@ mod tests {
             .unwrap();
         assert_eq!(report.bad_signature, Some(report.entries));
     }
+
+    /// Writes format-2 lines as a machine without an operator key does (unsigned, no key).
+    struct QuorumWriter;
+
+    impl LineWriter for QuorumWriter {
+        fn line(&self, record: &LineRecord) -> Result<Vec<u8>, crate::Error> {
+            let body = record.body(EntryActor::Quorum("root@h".into()));
+            Ok(crate::trust::audit_line::quorum_line(&body)?)
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_signs_the_documented_message_for_its_vault_and_line() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        // Lines 1 to 3, the checkpoint (line 4, signing line 3), line 5.
+        let (_dir, log) = log_with(4, &signer);
+        let lines = log.lines().unwrap();
+        let entry: Entry = serde_json::from_slice(&lines[3]).unwrap();
+        assert_eq!(entry.event, "checkpoint");
+        let checkpoint = entry.checkpoint.unwrap();
+        assert_eq!(
+            checkpoint.head,
+            hex::encode(digest(&SHA256, &lines[2]).as_ref())
+        );
+        // docs/format.md: "breakglass-audit-checkpoint/1\n" || vault id || "\n" || decimal seq
+        // || "\n" || H, written out here rather than through `checkpoint_message`.
+        let message = format!(
+            "breakglass-audit-checkpoint/1\nvault\n3\n{}",
+            checkpoint.head
+        );
+        let signature = B64.decode(&checkpoint.signature).unwrap();
+        let verifier = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::ECDSA_P256_SHA256_FIXED,
+            &key,
+        );
+        verifier.verify(message.as_bytes(), &signature).unwrap();
+        for other in [
+            format!(
+                "breakglass-audit-checkpoint/1\nvault\n4\n{}",
+                checkpoint.head
+            ),
+            format!(
+                "breakglass-audit-checkpoint/1\nvaulT\n3\n{}",
+                checkpoint.head
+            ),
+            format!(
+                "breakglass-audit-checkpoint/2\nvault\n3\n{}",
+                checkpoint.head
+            ),
+        ] {
+            assert!(
+                verifier.verify(other.as_bytes(), &signature).is_err(),
+                "{other}"
+            );
+        }
+        assert!(log.verify(&key).unwrap().is_intact());
+        // The same lines read as another vault's log: its checkpoint signs nothing there.
+        let other = AuditLog::new(&log.path, "another-vault");
+        let report = other.verify(&key).unwrap();
+        assert_eq!(report.bad_signature, Some(4), "{report:?}");
+        assert!(!report.is_intact());
+    }
+
+    #[test]
+    fn the_head_is_signed_while_the_last_complete_line_is_format_two() {
+        let signer = signer();
+        let (dir, log) = log_with(2, &signer);
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        let time = "2026-11-24T12:00:00Z";
+        assert!(!log.has_signed_head().unwrap());
+        let missing = AuditLog::new(&dir.path().join("none.jsonl"), "vault");
+        assert!(!missing.has_signed_head().unwrap());
+        // Lines 1 and 2, the checkpoint (3): the line appended is line 4, and its head is the
+        // log's.
+        let head = log
+            .append(Event::new("unseal"), &QuorumWriter, time)
+            .unwrap();
+        assert_eq!(head.seq, 4);
+        assert_eq!(head, log.head().unwrap());
+        assert!(log.has_signed_head().unwrap());
+        assert!(
+            log.lines()
+                .unwrap()
+                .last()
+                .unwrap()
+                .starts_with(FORMAT_TWO_START)
+        );
+        // A torn write after it is no line: the head is still the signed line.
+        let mut file = OpenOptions::new().append(true).open(&log.path).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":9,\"ti").unwrap();
+        assert!(log.has_signed_head().unwrap());
+        log.repair("1").unwrap().unwrap();
+        // A format-1 line appended after it.
+        log.append(Event::new("seal"), &actor, time).unwrap();
+        assert!(!log.has_signed_head().unwrap());
+    }
+
+    #[test]
+    fn each_entry_and_entries_read_in_order_name_a_damaged_line_and_a_missing_log_is_empty() {
+        let signer = signer();
+        let (dir, log) = log_with(3, &signer);
+        let mut seen = Vec::new();
+        log.each_entry(|entry| {
+            seen.push(entry.seq);
+            Ok::<(), AuditError>(())
+        })
+        .unwrap();
+        assert_eq!(seen, [1, 2, 3, 4]);
+        // A line that is no entry stops the reading there, named by its number.
+        let text = std::fs::read_to_string(&log.path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines[2] = "not an entry";
+        std::fs::write(&log.path, lines.join("\n") + "\n").unwrap();
+        let mut seen = Vec::new();
+        let result = log.each_entry(|entry| {
+            seen.push(entry.seq);
+            Ok::<(), AuditError>(())
+        });
+        assert!(
+            matches!(result, Err(AuditError::Damaged { line: 3, .. })),
+            "{result:?}"
+        );
+        assert_eq!(seen, [1, 2]);
+        let result = log.entries();
+        assert!(
+            matches!(result, Err(AuditError::Damaged { line: 3, .. })),
+            "{result:?}"
+        );
+        let missing = AuditLog::new(&dir.path().join("none.jsonl"), "vault");
+        let mut called = false;
+        missing
+            .each_entry(|_| {
+                called = true;
+                Ok::<(), AuditError>(())
+            })
+            .unwrap();
+        assert!(!called);
+    }
+
+    #[test]
+    fn the_resume_point_ends_where_its_line_ends_past_blank_lines_and_knows_signed_lines_began() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        let manifest = crate::trust::certified::tests::certified(1);
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::of_vault(&dir.path().join("audit.jsonl"), &manifest);
+        let actor = Actor {
+            user: "alice".into(),
+            host: "h".into(),
+        };
+        let time = "2026-11-24T12:00:00Z";
+        for i in 0..3 {
+            log.append(Event::new("seal").detail("n", i.to_string()), &actor, time)
+                .unwrap();
+        }
+        let head = log.append_checkpoint(&signer, &actor, time).unwrap();
+        assert_eq!(head.seq, 4);
+        assert_eq!(head, log.head().unwrap());
+        // Blank lines between lines are no lines: the point after line 4 is the end of the
+        // file, not a blank line's end.
+        let text = std::fs::read_to_string(&log.path).unwrap();
+        let blank = text.replacen('\n', "\n\n\n", 2);
+        std::fs::write(&log.path, &blank).unwrap();
+        let (report, end) = log.verify_from(None, &[], &key).unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(
+            (end.seq, end.offset, end.signed_lines),
+            (4, blank.len() as u64, false)
+        );
+        assert_eq!(end.hash, head.hash);
+        // Signed (format 2) lines after it: the point after them says they have begun, read
+        // from the start or resumed from line 4.
+        log.append(Event::new("unseal"), &QuorumWriter, time)
+            .unwrap();
+        let last = log.append_checkpoint(&signer, &QuorumWriter, time).unwrap();
+        let length = std::fs::metadata(&log.path).unwrap().len();
+        let (whole, after) = log.verify_from(None, &[], &key).unwrap();
+        assert!(whole.is_intact() && whole.signed_lines, "{whole:?}");
+        assert_eq!(
+            (
+                after.seq,
+                after.hash.as_str(),
+                after.offset,
+                after.signed_lines
+            ),
+            (6, last.hash.as_str(), length, true)
+        );
+        let (resumed, again) = log.verify_from(Some(&end), &[], &key).unwrap();
+        assert!(resumed.is_intact() && resumed.signed_lines, "{resumed:?}");
+        assert_eq!(again, after);
+    }
+
+    #[test]
+    fn a_missing_log_is_an_empty_one_and_a_torn_one_is_refused_for_writing() {
+        let signer = signer();
+        let key = signer.0.public_key().as_ref().to_vec();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = AuditLog::new(&dir.path().join("none.jsonl"), "vault");
+        assert!(missing.is_empty().unwrap());
+        let report = missing.verify(&key).unwrap();
+        assert!(report.is_intact() && report.entries == 0, "{report:?}");
+        assert!(missing.entries().unwrap().is_empty());
+        assert_eq!(missing.repair("1").unwrap(), None);
+        missing.refuse_torn_tail().unwrap();
+        let (_logs, log) = log_with(2, &signer);
+        assert!(!log.is_empty().unwrap());
+        log.refuse_torn_tail().unwrap();
+        let mut file = OpenOptions::new().append(true).open(&log.path).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":4,\"ti").unwrap();
+        assert!(matches!(
+            log.refuse_torn_tail(),
+            Err(AuditError::TornTail { .. })
+        ));
+        // A log holding only a torn write has no line.
+        let torn = AuditLog::new(&dir.path().join("torn.jsonl"), "vault");
+        std::fs::write(&torn.path, b"{\"seq\":1,\"ti").unwrap();
+        assert!(torn.is_empty().unwrap());
+        // A log that cannot be read is an error, not an empty log.
+        let unreadable = AuditLog::new(dir.path(), "vault");
+        assert!(matches!(unreadable.entries(), Err(AuditError::Io { .. })));
+    }
 }

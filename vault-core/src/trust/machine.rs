@@ -1071,4 +1071,115 @@ mod tests {
             Err(TrustError::Io { .. })
         ));
     }
+
+    #[test]
+    fn the_records_cache_is_read_back_only_for_its_vault_and_in_its_format() {
+        let (_dir, config) = config();
+        let vault_id = "0a".repeat(16);
+        let cache = RecordsCache {
+            format: RECORDS_FORMAT.into(),
+            vault_id: vault_id.clone(),
+            at: AuditAnchor {
+                seq: 7,
+                hash: "cd".repeat(32),
+                offset: 700,
+                signed_lines: true,
+            },
+            records: std::collections::BTreeMap::from([("db".to_owned(), "ef".repeat(32))]),
+        };
+        assert_eq!(RecordsCache::read(&config, &vault_id), None);
+        cache.write(&config).unwrap();
+        let path = config.records_path(&vault_id).unwrap();
+        assert_eq!(
+            path,
+            config
+                .root()
+                .join("records")
+                .join(format!("{vault_id}.json"))
+        );
+        assert_eq!(RecordsCache::read(&config, &vault_id), Some(cache.clone()));
+        // Copied in place of another vault's records: not that vault's.
+        let other = "0b".repeat(16);
+        std::fs::copy(&path, config.records_path(&other).unwrap()).unwrap();
+        assert_eq!(RecordsCache::read(&config, &other), None);
+        // Another format, or a file that does not parse: ignored (the whole log is walked).
+        let mut later = cache.clone();
+        later.format = "breakglass-envelope-records/2".into();
+        later.write(&config).unwrap();
+        assert_eq!(RecordsCache::read(&config, &vault_id), None);
+        std::fs::write(&path, b"{").unwrap();
+        assert_eq!(RecordsCache::read(&config, &vault_id), None);
+    }
+
+    #[test]
+    fn a_chain_point_and_an_audit_anchor_carry_the_same_four_facts() {
+        let anchor = AuditAnchor {
+            seq: 5,
+            hash: "cd".repeat(32),
+            offset: 500,
+            signed_lines: true,
+        };
+        let point = ChainPoint::from(&anchor);
+        assert_eq!(
+            point,
+            ChainPoint {
+                seq: 5,
+                hash: "cd".repeat(32),
+                offset: 500,
+                signed_lines: true,
+            }
+        );
+        assert_eq!(AuditAnchor::from(point), anchor);
+        assert_eq!(
+            anchor.to_string(),
+            format!("line 5 (hash {}) ending at byte 500", "cd".repeat(32))
+        );
+    }
+
+    #[test]
+    fn the_file_check_of_the_anchor_names_what_was_remembered_and_what_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut anchor = MachineAnchor::new(&certified(1));
+        // Nothing remembered yet: any log continues it, a missing one too.
+        anchor.check_audit_file(&path).unwrap();
+        let genuine = log(6);
+        let head = anchor_at(&genuine, 4);
+        anchor.advance_audit(head.clone()).unwrap();
+        std::fs::write(&path, &genuine).unwrap();
+        anchor.check_audit_file(&path).unwrap();
+        // The remembered line rewritten in place.
+        let mut rewritten = genuine.clone();
+        rewritten[head.offset as usize - 3] = b'9';
+        std::fs::write(&path, &rewritten).unwrap();
+        let found_hash = anchor_at(&rewritten, 4).hash;
+        match anchor.check_audit_file(&path) {
+            Err(TrustError::AuditRollback {
+                vault_id,
+                expected,
+                found,
+            }) => {
+                assert_eq!(vault_id, anchor.vault_id);
+                assert_eq!(*expected, head);
+                assert_eq!(found.line_hash.as_deref(), Some(found_hash.as_str()));
+                assert_eq!(
+                    found.to_string(),
+                    format!(
+                        "is {} bytes long and its line at that place hashes to {found_hash}",
+                        rewritten.len()
+                    )
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Removed: a log cut to nothing.
+        std::fs::remove_file(&path).unwrap();
+        match anchor.check_audit_file(&path) {
+            Err(TrustError::AuditRollback { found, .. }) => assert_eq!(
+                found.to_string(),
+                "is 0 bytes long and has no line ending at that place"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -302,3 +302,255 @@ impl Vault {
         Ok(events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Which envelope opens, through the library alone against a real token (a throw-away
+    //! SoftHSM token per test; nextest runs each test in its own process). The end-to-end
+    //! suites run the same paths through the binary.
+
+    use std::collections::BTreeMap;
+
+    use hsm_testing::softhsm::SoftHsm;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::Kind;
+    use crate::hsm::PinRole;
+    use crate::manifest::{PinSource, Policy};
+    use crate::trust::machine::ConfigDir;
+    use crate::vault::{GroupDef, InitOptions, PinProvider, TokenTarget};
+
+    struct QuorumPinsOnly;
+
+    impl PinProvider for QuorumPinsOnly {
+        fn pin(
+            &self,
+            label: &str,
+            role: PinRole,
+            _: &PinSource,
+        ) -> Result<SecretString, crate::Error> {
+            panic!("the {role:?} PIN of token {label} was asked: it comes from the quorum")
+        }
+    }
+
+    /// A 2-of-3 vault whose first operator, olivia (both roles), has her key on this machine.
+    struct Lab {
+        _softhsm: SoftHsm,
+        dir: tempfile::TempDir,
+        config: ConfigDir,
+        vault: Vault,
+    }
+
+    impl Lab {
+        fn new() -> Lab {
+            let softhsm = SoftHsm::new();
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let config = ConfigDir::at(&dir.path().join("config"));
+            let (vault, _) = Vault::init(
+                &dir.path().join("vault"),
+                &InitOptions {
+                    group_threshold: 1,
+                    groups: vec![GroupDef {
+                        name: "custodians".into(),
+                        threshold: 2,
+                        members: vec!["alice".into(), "bob".into(), "carol".into()],
+                    }],
+                    token: TokenTarget {
+                        module: softhsm.module_path(),
+                        label: "vault-a".into(),
+                        init_token: true,
+                        softhsm_conf: None,
+                    },
+                    user_pin: PinSource::Quorum,
+                    so_pin: PinSource::Quorum,
+                    pins: &QuorumPinsOnly,
+                    policy: Policy::default(),
+                    iteration_exponent: 0,
+                    recovery: None,
+                    config: &config,
+                    operator: "olivia".into(),
+                    recipients: BTreeMap::new(),
+                },
+            )
+            .expect("init");
+            Lab {
+                _softhsm: softhsm,
+                dir,
+                config,
+                vault,
+            }
+        }
+
+        fn seal(&self, vault: &Vault, payload: &[u8], replace: bool) {
+            vault
+                .seal(
+                    "db-root",
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    payload,
+                    replace,
+                    Some(&vault.identity()),
+                )
+                .expect("seal");
+        }
+
+        fn open(&self) -> Vault {
+            Vault::open(&self.dir.path().join("vault"), &self.config).expect("open")
+        }
+    }
+
+    #[test]
+    fn only_the_envelope_the_latest_record_names_opens_and_a_seal_is_seen_at_once() {
+        let lab = Lab::new();
+        let vault = &lab.vault;
+        lab.seal(vault, b"first", false);
+        let (path, first) = vault.envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        // Sealed again through the same vault: what it walked before is forgotten, and the
+        // new envelope opens.
+        lab.seal(vault, b"second", true);
+        let (_, second) = vault.envelope("db-root").unwrap();
+        assert_ne!(first.record_digest(), second.record_digest());
+        // The first envelope put back in place: a genuine envelope of this vault, but not the
+        // one recorded last; refused, through this vault and a fresh one.
+        std::fs::write(&path, &first_bytes).unwrap();
+        for vault in [vault, &lab.open()] {
+            match vault.envelope("db-root") {
+                Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                    assert_eq!(not.name, "db-root");
+                    assert_eq!(not.expected, Some(second.record_digest()));
+                    assert_eq!(not.found, first.record_digest());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_walk_is_remembered_at_the_head_and_a_line_after_it_that_fails_is_refused() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        let records = lab.config.records_path(&vault_id).unwrap();
+        let _ = std::fs::remove_file(&records);
+        let vault = lab.open();
+        vault.check_history().unwrap();
+        // This machine remembers the walk up to the log's last line, with the seal's record.
+        let cache = RecordsCache::read(&lab.config, &vault_id).expect("records remembered");
+        let head = vault.audit().head().unwrap();
+        assert_eq!(
+            (cache.at.seq, cache.at.hash.as_str()),
+            (head.seq, head.hash.as_str())
+        );
+        let (_, envelope) = vault.envelope("db-root").unwrap();
+        assert_eq!(
+            cache.records.get("db-root"),
+            Some(&envelope.record_digest())
+        );
+        // A line appended outside breakglass (the last line again): the walk on from the
+        // remembered line refuses it.
+        let log = vault.store.path(crate::store::AUDIT_LOG);
+        let bytes = std::fs::read(&log).unwrap();
+        let last = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut forged = bytes.clone();
+        forged.extend_from_slice(&bytes[last..]);
+        std::fs::write(&log, &forged).unwrap();
+        let result = lab.open().check_history();
+        assert!(
+            matches!(
+                result,
+                Err(crate::Error::Trust(TrustError::AuditLogBroken { line, .. }))
+                    if line as u64 == head.seq + 1
+            ),
+            "{result:?}"
+        );
+        // An empty log records nothing signed: no envelope is trusted from it.
+        std::fs::write(&log, &bytes).unwrap();
+        let opened = lab.open();
+        std::fs::write(&log, b"").unwrap();
+        let result = opened.check_history();
+        assert!(
+            matches!(
+                result,
+                Err(crate::Error::Trust(TrustError::UnsignedHistory { .. }))
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_writer_settles_a_staged_envelope_in_only_when_the_log_records_it() {
+        let lab = Lab::new();
+        let vault = &lab.vault;
+        lab.seal(vault, b"first", false);
+        let (path, first) = vault.envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(vault, b"second", true);
+        let second_bytes = std::fs::read(&path).unwrap();
+        // A process that no longer runs left its staged file (pid 4294967295 runs nowhere).
+        let staged = path.with_file_name(".db-root.json.tmp.4294967295");
+        // Opening settles it (under the writers' lock).
+        let settle = || drop(lab.open());
+        // Killed after recording the second seal, before its rename: the recorded envelope
+        // is renamed in over the older one.
+        std::fs::write(&path, &first_bytes).unwrap();
+        std::fs::write(&staged, &second_bytes).unwrap();
+        settle();
+        assert_eq!(std::fs::read(&path).unwrap(), second_bytes);
+        assert!(!staged.exists());
+        // A staged envelope the log does not record last (an older one): removed, the current
+        // one stays.
+        std::fs::write(&staged, &first_bytes).unwrap();
+        settle();
+        assert_eq!(std::fs::read(&path).unwrap(), second_bytes);
+        assert!(!staged.exists());
+        // With no envelope in place, an unrecorded staged one is still removed, not renamed in.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&staged, &first_bytes).unwrap();
+        settle();
+        assert!(!path.exists() && !staged.exists());
+        std::fs::write(&path, &second_bytes).unwrap();
+        // The recorded one staged again while it is already in place: removed, nothing moves.
+        std::fs::write(&staged, &second_bytes).unwrap();
+        settle();
+        assert_eq!(std::fs::read(&path).unwrap(), second_bytes);
+        assert!(!staged.exists());
+        assert_ne!(
+            first.record_digest(),
+            lab.open().envelope("db-root").unwrap().1.record_digest()
+        );
+    }
+
+    #[test]
+    fn until_it_is_settled_the_recorded_staged_envelope_is_the_one_opened() {
+        let lab = Lab::new();
+        let vault = &lab.vault;
+        lab.seal(vault, b"first", false);
+        let (path, _) = vault.envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(vault, b"second", true);
+        let (_, second) = vault.envelope("db-root").unwrap();
+        let second_bytes = std::fs::read(&path).unwrap();
+        // Killed between recording the second seal and its rename; no writer since.
+        let staged = path.with_file_name(".db-root.json.tmp.4294967295");
+        std::fs::write(&path, &first_bytes).unwrap();
+        std::fs::write(&staged, &second_bytes).unwrap();
+        let (found, envelope) = vault.envelope("db-root").unwrap();
+        assert_eq!(found, staged);
+        assert_eq!(envelope.record_digest(), second.record_digest());
+        // A staged envelope the log does not record last opens nothing.
+        std::fs::write(&staged, &first_bytes).unwrap();
+        let result = vault.envelope("db-root");
+        assert!(
+            matches!(
+                result,
+                Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(_)))
+            ),
+            "{result:?}"
+        );
+    }
+}
