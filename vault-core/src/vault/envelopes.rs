@@ -472,6 +472,8 @@ mod tests {
         std::fs::write(&log, &bytes).unwrap();
         let opened = lab.open();
         std::fs::write(&log, b"").unwrap();
+        // (Opening walked the log already, for its anchor and the records: walk again.)
+        opened.forget_recorded();
         let result = opened.check_history();
         assert!(
             matches!(
@@ -492,7 +494,9 @@ mod tests {
         lab.seal(vault, b"second", true);
         let second_bytes = std::fs::read(&path).unwrap();
         // A process that no longer runs left its staged file (pid 4294967295 runs nowhere).
-        let staged = path.with_file_name(".db-root.json.tmp.4294967295");
+        let staging = lab.dir.path().join("vault/staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let staged = staging.join(".db-root.json.tmp.4294967295");
         // Opening settles it (under the writers' lock).
         let settle = || drop(lab.open());
         // Killed after recording the second seal, before its rename: the recorded envelope
@@ -536,7 +540,9 @@ mod tests {
         let (_, second) = vault.envelope("db-root").unwrap();
         let second_bytes = std::fs::read(&path).unwrap();
         // Killed between recording the second seal and its rename; no writer since.
-        let staged = path.with_file_name(".db-root.json.tmp.4294967295");
+        let staging = lab.dir.path().join("vault/staging");
+        std::fs::create_dir_all(&staging).unwrap();
+        let staged = staging.join(".db-root.json.tmp.4294967295");
         std::fs::write(&path, &first_bytes).unwrap();
         std::fs::write(&staged, &second_bytes).unwrap();
         let (found, envelope) = vault.envelope("db-root").unwrap();
