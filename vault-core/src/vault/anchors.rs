@@ -33,11 +33,16 @@ impl Vault {
         };
         anchor.check_audit_file(&self.store.path(AUDIT_LOG))?;
         let from = anchor.audit.as_ref().map(ChainPoint::from);
-        // When this machine's envelope records stop at or before its anchor (the first
-        // opening on a machine walks the whole log for both), one walk from the earlier line
-        // serves both; the anchor's own walk is needed only if that one stopped before it.
+        // A machine with no envelope records yet (the first opening walks the whole log for
+        // both): one walk serves both; the anchor's own walk is needed only if that one
+        // stopped before it. (With records, they are walked on when a credential is opened:
+        // reading them at every opening would cost more than it saves.)
         let seq = |point: &Option<ChainPoint>| point.as_ref().map_or(0, |p| p.seq);
-        let mut records = Some(self.remembered_records()).filter(|r| seq(&r.from) <= seq(&from));
+        let mut records = self
+            .config
+            .records_path(self.trusted.vault_id())
+            .is_ok_and(|path| !path.exists())
+            .then(|| self.remembered_records());
         let walk_from = records.as_ref().map_or(from.clone(), |r| r.from.clone());
         let (report, mut last) = self.audit().verify_recording(
             walk_from.as_ref(),
