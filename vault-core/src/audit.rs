@@ -1211,7 +1211,7 @@ impl AuditLog {
         for (report, found) in walked {
             merged.checkpoints += report.checkpoints;
             merged.last_checkpoint = report.last_checkpoint.or(merged.last_checkpoint);
-            merged.records *= report.records;
+            merged.records += report.records;
             if let Some(sink) = sink.as_deref_mut() {
                 sink.extend(found);
             }
