@@ -341,14 +341,9 @@ fn floor_setup(dir: &Path) -> Outcome {
     Ok(())
 }
 
-/// The label of the floor token's data object (as the audit head a vault's token holds).
-const FLOOR_HEAD: &str = "floor:audit-head";
-
-/// The bare PKCS#11 program doing every token operation of an `unseal`: what [`floor`] does
-/// (load, find the token, session, login, find the key, ECDH), then the audit's: find the
-/// signing key and sign a digest (the checkpoint), find the data object holding the audit
-/// head, read it, and replace it (SoftHSM changes no value in place: create, then destroy).
-fn floor_unseal(key_id: &str) -> Outcome {
+/// What every floor program does first: load the module, find the floor token, open a
+/// session and log in.
+fn floor_login() -> Result<Session, Box<dyn std::error::Error>> {
     let pkcs11 = Pkcs11::new(hsm_testing::softhsm::module_path())?;
     pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
     let slot = pkcs11
@@ -365,6 +360,18 @@ fn floor_unseal(key_id: &str) -> Outcome {
         UserType::User,
         Some(&SecretString::from(FLOOR_PIN.to_owned())),
     )?;
+    Ok(session)
+}
+
+/// The label of the floor token's data object (as the audit head a vault's token holds).
+const FLOOR_HEAD: &str = "floor:audit-head";
+
+/// The bare PKCS#11 program doing every token operation of an `unseal`: what [`floor`] does
+/// (load, find the token, session, login, find the key, ECDH), then the audit's: find the
+/// signing key and sign a digest (the checkpoint), find the data object holding the audit
+/// head, read it, and replace it (SoftHSM changes no value in place: create, then destroy).
+fn floor_unseal(key_id: &str) -> Outcome {
+    let session = floor_login()?;
     let find = |template: &[Attribute]| -> Result<cryptoki::object::ObjectHandle, String> {
         session
             .find_objects(template)
@@ -404,22 +411,7 @@ fn floor_unseal(key_id: &str) -> Outcome {
 /// private key, ECDH (derive, read, destroy). With `warm` > 0, then times `warm` more ECDHs on
 /// the same session and prints microseconds per ECDH.
 fn floor(_dir: &Path, key_id: &str, warm: u32) -> Outcome {
-    let pkcs11 = Pkcs11::new(hsm_testing::softhsm::module_path())?;
-    pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))?;
-    let slot = pkcs11
-        .get_slots_with_initialized_token()?
-        .into_iter()
-        .find(|s| {
-            pkcs11
-                .get_token_info(*s)
-                .is_ok_and(|t| t.label().trim_end() == FLOOR_LABEL)
-        })
-        .ok_or("no floor token: run scale floor-setup first")?;
-    let session = pkcs11.open_rw_session(slot)?;
-    session.login(
-        UserType::User,
-        Some(&SecretString::from(FLOOR_PIN.to_owned())),
-    )?;
+    let session = floor_login()?;
     let private = *session
         .find_objects(&[
             Attribute::Class(ObjectClass::PRIVATE_KEY),
