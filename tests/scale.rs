@@ -6,6 +6,7 @@
 //! are found reading a bounded number of bytes is counted in `vault-core`'s `audit_tail` unit
 //! tests.)
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
@@ -478,7 +479,21 @@ fn opening_rewrites_the_envelope_records_only_when_a_line_walked_records_one() {
     let vault_id = env.status()["vault_id"].as_str().unwrap().to_owned();
     let records = env
         .path("config")
-        .join(format!("breakglass/records/{vault_id}.json"));
+        .join(format!("breakglass/records/{vault_id}.records"));
+    // The records file's header (its first line) and its records (name, digest).
+    let read = |bytes: &[u8]| {
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let (header, body) = text.split_once('\n').unwrap();
+        let header: serde_json::Value = serde_json::from_str(header).unwrap();
+        let records: BTreeMap<String, String> = body
+            .lines()
+            .map(|line| {
+                let (name, digest) = line.split_once(' ').unwrap();
+                (name.to_owned(), digest.trim_start().to_owned())
+            })
+            .collect();
+        (header, records)
+    };
     let through = env
         .path("config")
         .join(format!("breakglass/records/{vault_id}.through.json"));
@@ -491,15 +506,16 @@ fn opening_rewrites_the_envelope_records_only_when_a_line_walked_records_one() {
     assert_eq!(std::fs::read(&records).unwrap(), written);
     let note: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&through).unwrap()).unwrap();
-    let cache: serde_json::Value = serde_json::from_slice(&written).unwrap();
+    let (cache, recorded) = read(&written);
+    assert_eq!(recorded.keys().collect::<Vec<_>>(), ["api", "db"]);
     assert_eq!(note["records_at"], cache["at"]);
     assert!(note["at"]["seq"].as_u64() > cache["at"]["seq"].as_u64());
     // A seal records an envelope: the next opening rewrites the records with it.
     env.seal("web", &[]);
     env.unseal("web");
-    let cache: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&records).unwrap()).unwrap();
-    assert!(cache["records"]["web"].is_string(), "{cache}");
+    let (_, recorded) = read(&std::fs::read(&records).unwrap());
+    assert_eq!(recorded["web"].len(), 64, "{recorded:?}");
+    assert_eq!(recorded.len(), 3);
     // An older envelope put back is refused with the note in use as without it.
     env.seal("db", &[]);
     env.unseal("db");

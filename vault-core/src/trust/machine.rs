@@ -7,6 +7,8 @@
 //! known_vaults.json          vault id -> pinned fingerprint (written at init)
 //! anchors/<vault id>.json    identity, highest manifest version seen, last verified audit head
 //! operators/<vault id>.key   this machine's operator key for the vault (see `operator`)
+//! records/<vault id>.*       the envelope records it verified (see `records`)
+//! verified/<vault id>.json   how much of the audit log it verified whole (`status`)
 //! config.json                this machine's settings: { "pkcs11_module": "/path" }
 //! ```
 //!
@@ -105,6 +107,11 @@ impl ConfigDir {
 
     /// Where this machine keeps the envelope records it verified for `vault_id`.
     pub fn records_path(&self, vault_id: &str) -> Result<PathBuf, TrustError> {
+        self.per_vault("records", vault_id, "records")
+    }
+
+    /// Where releases before the sorted records file kept them (removed when it is written).
+    pub(crate) fn records_v1_path(&self, vault_id: &str) -> Result<PathBuf, TrustError> {
         self.per_vault("records", vault_id, "json")
     }
 
@@ -241,90 +248,24 @@ pub struct MachineAnchor {
     pub audit: Option<AuditAnchor>,
 }
 
-/// The format of [`RecordsCache`].
-pub const RECORDS_FORMAT: &str = "breakglass-envelope-records/1";
-
-/// The envelope records this machine verified in a vault's audit log, up to the line `at`
-/// (`<config>/records/<vault id>.json`, 0600): opening a credential walks only the lines after
-/// it, once the log is checked to still hold that line at that offset. Like the anchor, it is
-/// this machine's memory, never the vault directory's; one that does not read, or whose line
-/// the log no longer holds, is ignored and the whole log walked again.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordsCache {
-    /// Always [`RECORDS_FORMAT`].
-    pub format: String,
-    /// The vault.
-    pub vault_id: String,
-    /// The last line walked.
-    pub at: AuditAnchor,
-    /// Credential name → the digest its latest signed record names, up to `at`.
-    pub records: std::collections::BTreeMap<String, String>,
-}
-
-impl RecordsCache {
-    /// Reads this machine's records for `vault_id`, if it has readable ones.
-    pub fn read(config: &ConfigDir, vault_id: &str) -> Option<RecordsCache> {
-        let cache: RecordsCache = read_note(config.records_path(vault_id))?;
-        (cache.format == RECORDS_FORMAT && cache.vault_id == vault_id).then_some(cache)
-    }
-
-    /// Writes them atomically, 0600.
-    pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        write_note(config, config.records_path(&self.vault_id)?, self)
-    }
-}
-
 /// One of the notes a machine keeps of what it verified, if `path` holds one that parses (a
 /// note that does not is ignored: what it saved is done again).
-fn read_note<T: serde::de::DeserializeOwned>(path: Result<PathBuf, TrustError>) -> Option<T> {
+pub(crate) fn read_note<T: serde::de::DeserializeOwned>(
+    path: Result<PathBuf, TrustError>,
+) -> Option<T> {
     let bytes = std::fs::read(path.ok()?).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Writes a note atomically, 0600, making its directory (0700).
-fn write_note<T: Serialize>(config: &ConfigDir, path: PathBuf, note: &T) -> Result<(), TrustError> {
+pub(crate) fn write_note<T: Serialize>(
+    config: &ConfigDir,
+    path: PathBuf,
+    note: &T,
+) -> Result<(), TrustError> {
     config.make_dir_for(&path)?;
     let bytes = serde_json::to_vec(note).unwrap_or_default();
     crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
-}
-
-/// The format of [`RecordsThrough`].
-pub const RECORDS_THROUGH_FORMAT: &str = "breakglass-envelope-records-through/1";
-
-/// How far past a [`RecordsCache`] this machine has walked the log and found no new record
-/// (`<config>/records/<vault id>.through.json`, 0600): a few hundred bytes rewritten when
-/// commands append lines that record no envelope (an unseal, a drill), so that the records
-/// themselves (one line per credential) are rewritten only when a record changes. It counts
-/// only beside the records it names (`records_at`, their `at`); otherwise it is ignored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecordsThrough {
-    /// Always [`RECORDS_THROUGH_FORMAT`].
-    pub format: String,
-    /// The vault.
-    pub vault_id: String,
-    /// The `at` of the records this continues.
-    pub records_at: AuditAnchor,
-    /// The last line walked: none after `records_at` up to it records an envelope.
-    pub at: AuditAnchor,
-}
-
-impl RecordsThrough {
-    /// Reads this machine's note for `vault_id` if it continues `records` (else `None`).
-    pub fn read(config: &ConfigDir, records: &RecordsCache) -> Option<RecordsThrough> {
-        let through: RecordsThrough = read_note(config.records_through_path(&records.vault_id))?;
-        (through.format == RECORDS_THROUGH_FORMAT
-            && through.vault_id == records.vault_id
-            && through.records_at == records.at
-            && through.at.seq > records.at.seq)
-            .then_some(through)
-    }
-
-    /// Writes it atomically, 0600.
-    pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        write_note(config, config.records_through_path(&self.vault_id)?, self)
-    }
 }
 
 /// The format of [`VerifiedPrefix`].
@@ -1070,45 +1011,6 @@ mod tests {
             MachineAnchor::read(&config, v1.vault_id()),
             Err(TrustError::Io { .. })
         ));
-    }
-
-    #[test]
-    fn the_records_cache_is_read_back_only_for_its_vault_and_in_its_format() {
-        let (_dir, config) = config();
-        let vault_id = "0a".repeat(16);
-        let cache = RecordsCache {
-            format: RECORDS_FORMAT.into(),
-            vault_id: vault_id.clone(),
-            at: AuditAnchor {
-                seq: 7,
-                hash: "cd".repeat(32),
-                offset: 700,
-                signed_lines: true,
-            },
-            records: std::collections::BTreeMap::from([("db".to_owned(), "ef".repeat(32))]),
-        };
-        assert_eq!(RecordsCache::read(&config, &vault_id), None);
-        cache.write(&config).unwrap();
-        let path = config.records_path(&vault_id).unwrap();
-        assert_eq!(
-            path,
-            config
-                .root()
-                .join("records")
-                .join(format!("{vault_id}.json"))
-        );
-        assert_eq!(RecordsCache::read(&config, &vault_id), Some(cache.clone()));
-        // Copied in place of another vault's records: not that vault's.
-        let other = "0b".repeat(16);
-        std::fs::copy(&path, config.records_path(&other).unwrap()).unwrap();
-        assert_eq!(RecordsCache::read(&config, &other), None);
-        // Another format, or a file that does not parse: ignored (the whole log is walked).
-        let mut later = cache.clone();
-        later.format = "breakglass-envelope-records/2".into();
-        later.write(&config).unwrap();
-        assert_eq!(RecordsCache::read(&config, &vault_id), None);
-        std::fs::write(&path, b"{").unwrap();
-        assert_eq!(RecordsCache::read(&config, &vault_id), None);
     }
 
     #[test]

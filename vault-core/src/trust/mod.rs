@@ -18,6 +18,7 @@
 //! - [`untrusted_text`]: request text shown with control characters made visible.
 //! - [`machine`]: per-machine state: the configuration directory, anchors against rollback,
 //!   the PKCS#11 module choice.
+//! - [`records`]: the envelope records a machine verified, found without reading them all.
 //! - [`token_pin`]: per-token PINs derived from the quorum secret, fitted to the token.
 //! - [`duration`]: bounded, overflow-safe durations for expiries.
 //!
@@ -32,6 +33,7 @@ pub mod identity;
 pub mod machine;
 pub mod operator;
 pub mod quorum_key;
+pub mod records;
 pub mod request;
 pub mod signature;
 pub mod token_pin;

@@ -48,7 +48,7 @@ impl Vault {
             walk_from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
-            records.as_mut().map(|r| &mut r.map),
+            records.as_mut().map(|r| &mut r.recorded.later),
         )?;
         if let Some(records) = records
             && report.is_intact()

@@ -14,24 +14,50 @@ use crate::envelope::Envelope;
 use crate::trust::NotRecorded;
 use crate::trust::TrustError;
 use crate::trust::audit_line::ENVELOPE_RECORDED;
-use crate::trust::machine::{
-    MachineAnchor, RECORDS_FORMAT, RECORDS_THROUGH_FORMAT, RecordsCache, RecordsThrough,
-    check_head_file,
-};
+use crate::trust::machine::{MachineAnchor, check_head_file};
+use crate::trust::records::{RECORDS_THROUGH_FORMAT, RecordsFile, RecordsThrough};
 
 use super::Vault;
 
-/// Credential name → the digest its latest signed record names.
-pub(super) type Recorded = BTreeMap<String, String>;
+/// Every credential's latest signed record: this machine's records file, with the records of
+/// the lines walked after it laid over it.
+#[derive(Debug)]
+pub(super) struct Recorded {
+    /// The records file (none: this machine has none yet).
+    file: Option<RecordsFile>,
+    /// Credential name → digest, from the lines walked after the file's line.
+    pub(super) later: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    /// The digest the latest record of `name` names.
+    pub(super) fn get(&self, name: &str) -> Option<String> {
+        match self.later.get(name) {
+            Some(digest) => Some(digest.clone()),
+            None => self.file.as_ref()?.get(name),
+        }
+    }
+}
 
 /// What this machine remembers of a vault's envelope records ([`Vault::remembered_records`]).
 pub(super) struct Remembered {
-    /// The line its records file was walked to (none: it has none).
-    records_at: Option<crate::trust::machine::AuditAnchor>,
     /// Where a walk goes on from: the records file's line, or the later one its note names.
     pub(super) from: Option<ChainPoint>,
-    /// Credential name → digest, up to `from`.
-    pub(super) map: Recorded,
+    /// The records up to `from` (the walk adds to `later`).
+    pub(super) recorded: Recorded,
+}
+
+impl Remembered {
+    /// Nothing: a walk of the whole log.
+    fn none() -> Remembered {
+        Remembered {
+            from: None,
+            recorded: Recorded {
+                file: None,
+                later: BTreeMap::new(),
+            },
+        }
+    }
 }
 
 impl Vault {
@@ -58,12 +84,17 @@ impl Vault {
             return Ok(recorded.clone());
         }
         // Walk on from what this machine verified before (the whole log the first time).
-        let mut remembered = self.remembered_records();
+        self.walk_records(self.remembered_records())
+    }
+
+    /// Walks the log on from `remembered` for the envelope records; every line walked must
+    /// verify (chain, checkpoints, operator signatures), or no envelope is trusted.
+    fn walk_records(&self, mut remembered: Remembered) -> Result<Arc<Recorded>, crate::Error> {
         let (report, last) = self.audit().verify_recording(
             remembered.from.as_ref(),
             &self.keys.retired_audit_keys,
             &self.keys.audit_public_key,
-            Some(&mut remembered.map),
+            Some(&mut remembered.recorded.later),
         )?;
         let broken = |line: usize, reason: String| TrustError::AuditLogBroken {
             vault_id: self.trusted.vault_id().to_owned(),
@@ -91,25 +122,22 @@ impl Vault {
     pub(super) fn remembered_records(&self) -> Remembered {
         let vault_id = self.trusted.vault_id();
         let log = self.store.path(crate::store::AUDIT_LOG);
-        let cache = RecordsCache::read(&self.config, vault_id)
-            .filter(|c| check_head_file(&c.at, &log).is_ok());
-        let through = cache
+        let file = RecordsFile::read(&self.config, vault_id)
+            .filter(|f| check_head_file(&f.at, &log).is_ok());
+        let through = file
             .as_ref()
-            .and_then(|c| RecordsThrough::read(&self.config, c))
+            .and_then(|f| RecordsThrough::read(&self.config, f))
             .filter(|t| check_head_file(&t.at, &log).is_ok());
-        match cache {
-            Some(cache) => {
-                let from = through.map_or_else(|| cache.at.clone(), |t| t.at);
-                Remembered {
-                    records_at: Some(cache.at),
-                    from: Some(ChainPoint::from(&from)),
-                    map: cache.records,
-                }
-            }
-            None => Remembered {
-                records_at: None,
-                from: None,
-                map: BTreeMap::new(),
+        let from = match (&file, through) {
+            (Some(_), Some(through)) => Some(ChainPoint::from(&through.at)),
+            (Some(file), None) => Some(ChainPoint::from(&file.at)),
+            (None, _) => None,
+        };
+        Remembered {
+            from,
+            recorded: Recorded {
+                file,
+                later: BTreeMap::new(),
             },
         }
     }
@@ -125,40 +153,51 @@ impl Vault {
         last: ChainPoint,
     ) -> Arc<Recorded> {
         let vault_id = self.trusted.vault_id();
-        let Remembered {
-            records_at,
-            from,
-            mut map,
-        } = remembered;
-        match records_at {
+        let Remembered { from, mut recorded } = remembered;
+        match &recorded.file {
             // Nothing recorded since the records file: at most the note moves on.
-            Some(records_at) if report.records == 0 => {
+            Some(file) if report.records == 0 => {
                 let moved = from.as_ref() != Some(&last);
                 let note = RecordsThrough {
                     format: RECORDS_THROUGH_FORMAT.into(),
                     vault_id: vault_id.to_owned(),
-                    records_at,
+                    records_at: file.at.clone(),
                     at: last.into(),
                 };
                 let _ = moved.then(|| note.write(&self.config));
             }
             _ if last.seq > 0 => {
-                let cache = RecordsCache {
-                    format: RECORDS_FORMAT.into(),
-                    vault_id: vault_id.to_owned(),
-                    at: last.into(),
-                    records: map,
-                };
-                let _ = cache.write(&self.config);
-                map = cache.records;
+                let file = RecordsFile::updated(
+                    recorded.file.as_ref(),
+                    vault_id,
+                    last.into(),
+                    &recorded.later,
+                );
+                match file {
+                    Some(file) => {
+                        let _ = file.write(&self.config);
+                        recorded = Recorded {
+                            file: Some(file),
+                            later: BTreeMap::new(),
+                        };
+                    }
+                    // A record that cannot be written as one (a signed line naming a digest
+                    // that is no SHA-256), or a file found damaged: this walk's records are
+                    // kept in memory, and the file goes (the next opening walks the log).
+                    None => {
+                        if let Ok(path) = self.config.records_path(vault_id) {
+                            let _ = std::fs::remove_file(path);
+                        }
+                    }
+                }
             }
             _ => {}
         }
-        let map = Arc::new(map);
-        if let Ok(mut recorded) = self.recorded.lock() {
-            *recorded = Some(map.clone());
+        let recorded = Arc::new(recorded);
+        if let Ok(mut held) = self.recorded.lock() {
+            *held = Some(recorded.clone());
         }
-        map
+        recorded
     }
 
     /// Refuses `envelope`, read from `file` as credential `name`, unless it is the envelope
@@ -169,14 +208,20 @@ impl Vault {
         file: &Path,
         envelope: &Envelope,
     ) -> Result<(), crate::Error> {
-        let recorded = self.recorded_envelopes()?;
         let found = envelope.record_digest();
-        match recorded.get(name) {
-            Some(expected) if *expected == found => Ok(()),
+        let recorded = self.recorded_envelopes()?;
+        let mut expected = recorded.get(name);
+        // Before refusing on the word of this machine's records file (damaged since it was
+        // written?), the whole log is walked again and only that walk's records count.
+        if expected.as_ref() != Some(&found) && recorded.file.is_some() {
+            expected = self.walk_records(Remembered::none())?.get(name);
+        }
+        match expected {
+            Some(expected) if expected == found => Ok(()),
             expected => Err(TrustError::EnvelopeNotRecorded(Box::new(NotRecorded {
                 file: file.to_path_buf(),
                 name: name.to_owned(),
-                expected: expected.cloned(),
+                expected,
                 found,
             }))
             .into()),
@@ -213,9 +258,7 @@ impl Vault {
                 .credential_path(&name)
                 .ok()
                 .and_then(|p| digest(&p));
-            let keep = expected.is_some()
-                && digest(&path).as_ref() == expected
-                && current.as_ref() != expected;
+            let keep = expected.is_some() && digest(&path) == expected && current != expected;
             let _ = self.store.settle_staged(lock, &name, &path, keep);
         }
     }
@@ -243,7 +286,7 @@ impl Vault {
             if envelope
                 .check_identity(&self.manifest().vault_id, name, &path)
                 .is_ok()
-                && envelope.record_digest() == *expected
+                && envelope.record_digest() == expected
             {
                 return Ok(Some((path, envelope)));
             }
@@ -437,17 +480,14 @@ mod tests {
         let vault = lab.open();
         vault.check_history().unwrap();
         // This machine remembers the walk up to the log's last line, with the seal's record.
-        let cache = RecordsCache::read(&lab.config, &vault_id).expect("records remembered");
+        let cache = RecordsFile::read(&lab.config, &vault_id).expect("records remembered");
         let head = vault.audit().head().unwrap();
         assert_eq!(
             (cache.at.seq, cache.at.hash.as_str()),
             (head.seq, head.hash.as_str())
         );
         let (_, envelope) = vault.envelope("db-root").unwrap();
-        assert_eq!(
-            cache.records.get("db-root"),
-            Some(&envelope.record_digest())
-        );
+        assert_eq!(cache.get("db-root"), Some(envelope.record_digest()));
         // A line appended outside breakglass (the last line again): the walk on from the
         // remembered line refuses it.
         let log = vault.store.path(crate::store::AUDIT_LOG);
@@ -482,6 +522,56 @@ mod tests {
             ),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn records_damaged_on_this_machine_cost_a_walk_of_the_log_and_never_decide_an_opening() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        let (path, genuine) = lab.open().envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(&lab.vault, b"second", true);
+        let (_, second) = lab.open().envelope("db-root").unwrap();
+        let records = lab.config.records_path(&vault_id).unwrap();
+        let written = std::fs::read(&records).unwrap();
+        let digest = second.record_digest();
+        // This machine's records file names another digest (a bit flipped on its disk), or
+        // is damaged: the genuine envelope still opens, and the file is written again whole.
+        let other = format!(
+            "{}{}",
+            &digest[..63],
+            if digest.ends_with('0') { '1' } else { '0' }
+        );
+        let text = String::from_utf8(written.clone()).unwrap();
+        for damaged in [
+            text.replace(&digest, &other),
+            text.replace(&digest, &digest.to_uppercase()),
+        ] {
+            assert_ne!(damaged.as_bytes(), written.as_slice());
+            std::fs::write(&records, &damaged).unwrap();
+            let (_, opened) = lab.open().envelope("db-root").unwrap();
+            assert_eq!(opened.record_digest(), digest);
+            assert_eq!(std::fs::read(&records).unwrap(), written);
+        }
+        // The records file naming the envelope recorded before (put back from a backup of
+        // this machine's configuration): the genuine envelope is not refused for it. (Like
+        // the anchor beside it, the file is this machine's memory: whoever can write it can
+        // also unpin the vault.)
+        let first = genuine.record_digest();
+        std::fs::write(&records, text.replace(&digest, &first)).unwrap();
+        let (_, opened) = lab.open().envelope("db-root").unwrap();
+        assert_eq!(opened.record_digest(), digest);
+        assert_eq!(std::fs::read(&records).unwrap(), written);
+        // With it whole again, the older envelope put back is refused.
+        std::fs::write(&path, &first_bytes).unwrap();
+        match lab.open().envelope("db-root") {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.expected, Some(digest.clone()));
+                assert_eq!(not.found, first);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
