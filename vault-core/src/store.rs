@@ -557,9 +557,7 @@ fn parent_dir(path: &Path) -> &Path {
 /// The first half of [`write_atomic`]: `bytes` in a new 0600 temporary file beside `path`,
 /// synced; on failure nothing is left.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
-    let dir = parent_dir(path);
-    let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
-    let temp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let temp = temp_path(path);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -589,6 +587,107 @@ fn rename_into_place(temp: &Path, path: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir, "syncing the directory"))
+}
+
+/// Replaces each of `files` (path, new bytes) as [`write_atomic`] does, without its two syncs
+/// one after the other per file (a rekey or an enrolment replaces every envelope, and those
+/// syncs were most of their time): each new version is written to a temporary file beside its
+/// place, the temporary files are synced together ([`sync_files`]), then each is renamed over
+/// its place, `after_each` running after each rename with its index, and each directory is
+/// synced once. A crash leaves every file whole, old or new: the caller's journal (or running
+/// it again) finishes the rest.
+pub fn write_atomic_all<E: From<StoreError>>(
+    files: &[(PathBuf, Vec<u8>)],
+    mut after_each: impl FnMut(usize) -> Result<(), E>,
+) -> Result<(), E> {
+    let remove = |temps: &[PathBuf]| {
+        for temp in temps {
+            let _ = fs::remove_file(temp);
+        }
+    };
+    // (Each file is closed once written: ten thousand envelopes would be past the limit of
+    // open files.)
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    for (path, bytes) in files {
+        let temp = temp_path(path);
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp, "creating a temporary file"))
+            .and_then(|mut file| {
+                crate::fault::write_all(&mut file, bytes).map_err(io(&temp, "writing"))
+            });
+        temps.push(temp);
+        if let Err(e) = written {
+            remove(&temps);
+            return Err(e.into());
+        }
+    }
+    if let Err(e) = sync_files(&temps) {
+        remove(&temps);
+        return Err(e.into());
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut result = Ok(());
+    for (i, (temp, (path, _))) in temps.iter().zip(files).enumerate() {
+        if let Err(e) = fs::rename(temp, path) {
+            remove(&temps[i..]);
+            result = Err(io(path, "replacing")(e).into());
+            break;
+        }
+        dirs.insert(parent_dir(path).to_path_buf());
+        if let Err(e) = after_each(i) {
+            remove(&temps[i + 1..]);
+            result = Err(e);
+            break;
+        }
+    }
+    for dir in dirs {
+        let synced = File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir, "syncing the directory"));
+        if let Err(e) = synced
+            && result.is_ok()
+        {
+            result = Err(e.into());
+        }
+    }
+    result
+}
+
+/// Syncs each of `paths` to disk, several at once: a file system's journal commits the syncs
+/// that wait together in one write, where syncs one after the other wait for one commit each.
+fn sync_files(paths: &[PathBuf]) -> Result<(), StoreError> {
+    const SYNCERS: usize = 8;
+    let sync = |path: &PathBuf| {
+        File::open(path)
+            .and_then(|file| file.sync_all())
+            .map_err(io(path, "syncing"))
+    };
+    if paths.len() < 2 {
+        return paths.iter().try_for_each(sync);
+    }
+    let share = paths.len().div_ceil(SYNCERS);
+    std::thread::scope(|scope| {
+        let syncers: Vec<_> = paths
+            .chunks(share)
+            .map(|chunk| scope.spawn(move || chunk.iter().try_for_each(sync)))
+            .collect();
+        syncers.into_iter().try_for_each(|syncer| {
+            syncer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
+}
+
+/// The temporary file a new version of `path` is written to, beside it (named for this
+/// process, so that a dead writer's is told apart and removed).
+fn temp_path(path: &Path) -> PathBuf {
+    let file_name = path.file_name().and_then(|f| f.to_str()).unwrap_or("file");
+    parent_dir(path).join(format!(".{file_name}.tmp.{}", std::process::id()))
 }
 
 /// A credential written beside its place by [`Store::stage_credential`], waiting for its audit
@@ -648,6 +747,92 @@ pub fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_files_are_replaced_whole_in_order_and_a_stop_midway_leaves_the_rest_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("history");
+        fs::create_dir(&sub).unwrap();
+        let paths: Vec<PathBuf> = (0..20)
+            .map(|i| {
+                if i % 2 == 0 {
+                    dir.path()
+                } else {
+                    sub.as_path()
+                }
+                .join(format!("{i}.json"))
+            })
+            .collect();
+        for path in &paths {
+            fs::write(path, b"old").unwrap();
+        }
+        let files: Vec<(PathBuf, Vec<u8>)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), format!("new {i}").into_bytes()))
+            .collect();
+        let listing = |dir: &Path| {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = (listing(dir.path()), listing(&sub));
+        // Stopped after the 5th rename (a fault, a crash): those are new, the others old, and
+        // no temporary file is left.
+        let mut seen = Vec::new();
+        let stopped = write_atomic_all(&files, |i| {
+            seen.push(i);
+            if i == 4 {
+                return Err(StoreError::InvalidName {
+                    name: "stop".into(),
+                });
+            }
+            Ok::<(), StoreError>(())
+        });
+        assert!(matches!(stopped, Err(StoreError::InvalidName { .. })));
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
+        for (i, path) in paths.iter().enumerate() {
+            let expected = if i <= 4 {
+                format!("new {i}")
+            } else {
+                "old".into()
+            };
+            assert_eq!(fs::read_to_string(path).unwrap(), expected, "{i}");
+        }
+        assert_eq!((listing(dir.path()), listing(&sub)), before);
+        // All of them, each new and 0600.
+        let mut seen = Vec::new();
+        write_atomic_all(&files, |i| {
+            seen.push(i);
+            Ok::<(), StoreError>(())
+        })
+        .unwrap();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        for (path, bytes) in &files {
+            assert_eq!(&fs::read(path).unwrap(), bytes);
+            assert_eq!(
+                fs::metadata(path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!((listing(dir.path()), listing(&sub)), before);
+        // A file that cannot be written (its directory is gone): nothing is replaced, and no
+        // temporary file is left.
+        let mut broken = files.clone();
+        broken[7].0 = dir.path().join("gone/7.json");
+        for (path, _) in &files {
+            fs::write(path, b"old").unwrap();
+        }
+        let failed = write_atomic_all(&broken, |_| Ok::<(), StoreError>(()));
+        assert!(matches!(failed, Err(StoreError::Io { .. })), "{failed:?}");
+        for path in &paths {
+            assert_eq!(fs::read_to_string(path).unwrap(), "old");
+        }
+        assert_eq!((listing(dir.path()), listing(&sub)), before);
+    }
 
     #[test]
     fn a_dead_writers_temporary_files_are_removed_and_a_live_ones_are_not() {

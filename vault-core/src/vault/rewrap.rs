@@ -109,12 +109,12 @@ impl Rewrapped {
         mut after_write: impl FnMut(usize) -> Result<(), crate::Error>,
     ) -> Result<usize, crate::Error> {
         let total = self.0.len();
-        for (written, (path, bytes)) in self.0.iter().enumerate() {
-            crate::store::write_atomic(path, bytes)?;
+        crate::store::write_atomic_all(&self.0, |written| {
             after_write(written)?;
             crate::progress::step("writing envelopes", written + 1, total);
-        }
-        Ok(self.0.len())
+            Ok::<(), crate::Error>(())
+        })?;
+        Ok(total)
     }
 }
 
