@@ -9,11 +9,15 @@ and SLIP-39's PBKDF2. Writes a Markdown section and an SVG chart of cost against
 """
 
 import argparse
+import atexit
+import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from xml.sax.saxutils import escape
 
 
@@ -36,15 +40,82 @@ def measure(cmd, env, runs):
     """The first run apart (after the vault grew, this machine has verified none of the new
     lines: what it remembers is built then), then `runs` more: median time with its spread,
     median and largest peak memory."""
-    first, first_rss = run(cmd, env)
-    times, rss = [], []
-    for _ in range(runs):
-        t, r = run(cmd, env)
-        times.append(t)
-        rss.append(r)
+    return summarise([run(cmd, env) for _ in range(runs + 1)])
+
+
+def summarise(timed):
+    """The figures of `measure` from its runs' (milliseconds, peak MiB), the first apart."""
+    (first, first_rss), rest = timed[0], timed[1:]
+    times, rss = [t for t, _ in rest], [r for _, r in rest]
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "rss": statistics.median(rss), "rss_max": max(rss), "runs": runs,
+            "rss": statistics.median(rss), "rss_max": max(rss), "runs": len(rest),
             "first": first, "first_rss": first_rss}
+
+
+def measure_ceremony(a, env, base, shares, tag, runs):
+    """`ceremony open` (an unseal of `target`, signed by this machine's security officer) and
+    `ceremony close` (the contributions combined, the credential opened), each timed; between
+    them, untimed, custodians a and b each contribute at home (their own directory and
+    configuration, no vault, no token)."""
+    opens, closes = [], []
+    for i in range(runs + 1):
+        request = f"{a.work}/request-{tag}-{i}.json"
+        opens.append(run([a.bin, "ceremony", "open", "--purpose", "unseal", "--credential", "target",
+                          "--reason", "benchmark", "--expires", "2h", "--out", request], env))
+        with open(request) as f:
+            ceremony = json.load(f)["request"]["id"]
+        contributions = []
+        for custodian in ("a", "b"):
+            home = f"{a.work}/home-{tag}-{i}-{custodian}"
+            os.makedirs(home)
+            custodian_env = dict(base, XDG_CONFIG_HOME=f"{home}/config", HOME=home)
+            out = f"{home}/contribution.json"
+            subprocess.run([a.bin, "ceremony", "contribute", request, "--share-file",
+                            f"{shares}/{custodian}.share", "--yes", "--out", out],
+                           env=custodian_env, cwd=home, check=True, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            contributions += ["--contribution", out]
+        closes.append(run([a.bin, "ceremony", "close", ceremony, *contributions, "--output", "json"], env))
+    return summarise(opens), summarise(closes)
+
+
+def start_aws(a, work):
+    """A local moto server on a free port, an IAM user with an access key and a role it may
+    assume; returns (the environment the AWS SDK needs, the key file, the role's ARN)."""
+    port_socket = socket.socket()
+    port_socket.bind(("127.0.0.1", 0))
+    port = port_socket.getsockname()[1]
+    port_socket.close()
+    log = open(f"{work}/moto.log", "w")
+    server = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", a.moto, "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=log, stderr=log)
+    atexit.register(server.kill)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        sys.exit(f"bench: moto_server did not answer on {endpoint} (see {work}/moto.log)")
+    aws_env = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+               "AWS_EC2_METADATA_DISABLED": "true"}
+    setup = dict(os.environ, **aws_env, AWS_ACCESS_KEY_ID="AKIAIOSFODNN7EXAMPLE", AWS_SECRET_ACCESS_KEY="setup")
+    role = "arn:aws:iam::123456789012:role/emergency"
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:user/bench"},
+        "Action": "sts:AssumeRole"}]})
+    subprocess.run([a.aws, "iam", "create-user", "--user-name", "bench"], env=setup, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([a.aws, "iam", "create-role", "--role-name", "emergency", "--assume-role-policy-document",
+                    trust], env=setup, check=True, stdout=subprocess.DEVNULL)
+    key = f"{work}/aws-key.json"
+    with open(key, "w") as f:
+        subprocess.run([a.aws, "iam", "create-access-key", "--user-name", "bench"], env=setup, check=True,
+                       stdout=f)
+    return aws_env, key, role
 
 
 def output(cmd, env):
@@ -62,6 +133,8 @@ def main():
     ap.add_argument("--markdown", required=True)
     ap.add_argument("--svg", required=True)
     ap.add_argument("--svg-name", required=True, help="how the Markdown links the chart")
+    ap.add_argument("--moto", required=True, help="moto_server, the local AWS endpoint `assume` calls")
+    ap.add_argument("--aws", required=True, help="the AWS CLI (sets up the endpoint's user and role)")
     ap.add_argument("--before", help="another build of breakglass (e.g. the previous release) to "
                     "run the same commands with on the largest vault, in the same run")
     a = ap.parse_args()
@@ -73,6 +146,7 @@ def main():
     base["BREAKGLASS_REASON"] = "benchmark"
     with open(os.path.join(a.work, "payload"), "w") as f:
         f.write("x" * 100)
+    aws_env, aws_key, role = start_aws(a, a.work)
 
     commands = [
         ("unseal", "`unseal` one credential", lambda s: ["unseal", "target", *s, "--output", "json"]),
@@ -83,18 +157,25 @@ def main():
         ("verify", "`audit verify`", lambda s: ["audit", "verify"]),
         ("share", "`share verify`", lambda s: ["share", "verify", *s[:2]]),
         ("drill", "`drill` (every credential)", lambda s: ["drill", *s]),
+        ("assume", "`assume` (STS, local endpoint)", lambda s: ["assume", "aws-target", *s, "--format", "json"]),
+        # Measured together by measure_ceremony (open, two contributions, close).
+        ("ceremony-open", "`ceremony open` (unseal)", None),
+        ("ceremony-close", "`ceremony close` (2 contributions)", None),
     ]
     results = {}
     built = {}
     for creds, entries in sizes:
         tag = f"{creds}-{entries}"
-        env = dict(base, XDG_CONFIG_HOME=f"{a.work}/config-{tag}", BREAKGLASS_VAULT=f"{a.work}/vault-{tag}")
+        env = dict(base, **aws_env, XDG_CONFIG_HOME=f"{a.work}/config-{tag}",
+                   BREAKGLASS_VAULT=f"{a.work}/vault-{tag}")
         shares = f"{a.work}/shares-{tag}"
         subprocess.run([a.bin, "init", "--dev-softhsm", "--custodian", "a", "--custodian", "b",
                         "--custodian", "c", "--threshold", "2", "--iteration-exponent", "0",
                         "--shares-dir", shares], env=env, check=True, stdout=subprocess.DEVNULL)
         subprocess.run([a.bin, "seal", "target", "--kind", "secret", "--from-file", f"{a.work}/payload"],
                        env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([a.bin, "seal", "aws-target", "--kind", "aws", "--from-file", aws_key, "--role-arn", role,
+                        "--duration", "900"], env=env, check=True, stdout=subprocess.DEVNULL)
         start = time.perf_counter()
         if creds or entries:
             # The development token inside the vault (what breakglass itself points SoftHSM at).
@@ -104,10 +185,15 @@ def main():
         built[(creds, entries)] = time.perf_counter() - start
         share_args = ["--share-file", f"{shares}/a.share", "--share-file", f"{shares}/b.share"]
         for key, _, argv in commands:
+            if argv is None:
+                continue
             runs = a.drill_runs if key == "drill" else a.runs
             results[(key, creds, entries)] = measure([a.bin, *argv(share_args)], env, runs)
             if a.before and (creds, entries) == sizes[-1]:
                 results[(key, "before")] = measure([a.before, *argv(share_args)], env, runs)
+        ceremony_base = {k: v for k, v in base.items() if k not in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME")}
+        results[("ceremony-open", creds, entries)], results[("ceremony-close", creds, entries)] = \
+            measure_ceremony(a, env, ceremony_base, shares, tag, a.runs)
         opened = output([a.scale, "open", env["BREAKGLASS_VAULT"], str(a.runs)], env).split()
         results[("open", creds, entries)] = tuple(float(x) for x in opened)
         lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
@@ -164,6 +250,8 @@ def write_markdown(a, sizes, commands, results, built, floor, floor_unseal, warm
         out.append("| command | before | after | after ÷ before (time, memory) |")
         out.append("|---|---|---|---|")
         for key, label, _ in commands:
+            if (key, "before") not in results:
+                continue
             b, n = results[(key, "before")], results[(key, *big)]
             out.append(f"| {label} | {fmt(b)} | {fmt(n)} | {n['median'] / b['median']:.2f}×, "
                        f"{n['rss'] / b['rss']:.2f}× |")
@@ -249,7 +337,8 @@ def write_svg(path, sizes, commands, results, built):
     def y(v):
         return top + (h - top - bottom) * (1 - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)))
 
-    colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+    colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d",
+               "#666666", "#1f78b4", "#b2182b"]
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
            f'<rect width="{w}" height="{h}" fill="white"/>',
            f'<text x="{left}" y="18" font-size="14">median wall time of each command (log scale) against the size of the vault</text>']
