@@ -839,14 +839,22 @@ fn rotate_with_mfa_reseeds_the_device_and_assume_sends_its_code() {
         .to_owned();
     let devices = setup.aws.boto("result = [d['SerialNumber'] for d in iam.list_mfa_devices(UserName='breakglass')['MFADevices']]", serde_json::json!({}));
     assert_eq!(devices, serde_json::json!([first_serial]));
-    // The sealed seed is used: assume records the TOTP step it spent.
-    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
-    let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
-    assert!(
+    // The sealed seed is used: assume records the TOTP step it spent. A second assume at once
+    // finds that step (reading the log back from its end) and spends a later one, waiting for
+    // it (AWS refuses a code used before).
+    let steps = || -> Vec<u64> {
+        let log = std::fs::read_to_string(setup.path("vault/audit.jsonl")).unwrap();
         log.lines()
-            .any(|l| l.contains("\"assume_role\"") && l.contains("mfa_step")),
-        "{log}"
-    );
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event"] == "assume_role")
+            .filter_map(|e| e["details"]["mfa_step"].as_str()?.parse().ok())
+            .collect()
+    };
+    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
+    setup.ok(&setup.with_shares(&["assume", "prod", "--format", "json"], &shares));
+    let spent = steps();
+    assert_eq!(spent.len(), 2, "{spent:?}");
+    assert!(spent[1] > spent[0], "{spent:?}");
     // Re-seeding again retires the first device.
     setup.ok(&setup.with_shares(&["rotate", "prod", "--mfa"], &shares));
     let list: serde_json::Value = serde_json::from_str(&setup.ok(&["list", "--json"])).unwrap();
