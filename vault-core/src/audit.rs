@@ -98,10 +98,11 @@ pub struct Repaired {
     pub sha256: String,
 }
 
-/// The log's bytes split into complete lines and a torn tail.
-struct Read {
-    lines: Vec<Vec<u8>>,
-    torn: Option<(TornTail, Vec<u8>)>,
+/// The log's bytes split into complete lines and a torn tail (borrowed from the bytes read:
+/// a walk of a 40 MB log holds it once, not a second time line by line).
+struct Read<'a> {
+    lines: Vec<&'a [u8]>,
+    torn: Option<(TornTail, &'a [u8])>,
 }
 
 /// Whether `line` is an entry as this version writes them (a torn write never is).
@@ -112,12 +113,11 @@ fn is_entry(line: &[u8]) -> bool {
 /// Splits the log: bytes after the last newline are a torn tail; so is a last line that does
 /// not parse (a torn write followed by a newline). Only the last line can be torn: anything
 /// wrong before it is for [`AuditLog::verify`] to report.
-fn split(bytes: &[u8]) -> Read {
+fn split(bytes: &[u8]) -> Read<'_> {
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let mut lines: Vec<Vec<u8>> = bytes[..complete]
+    let mut lines: Vec<&[u8]> = bytes[..complete]
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
         .collect();
     let mut torn_at = complete;
     if complete == bytes.len() && lines.last().is_some_and(|l| !is_entry(l)) {
@@ -131,7 +131,7 @@ fn split(bytes: &[u8]) -> Read {
             .iter()
             .rposition(|b| *b == b'\n')
             .map_or(0, |i| i + 1);
-        debug_assert_eq!(&bytes[torn_at..end], last.as_slice());
+        debug_assert_eq!(&bytes[torn_at..end], last);
     }
     let torn = (torn_at < bytes.len()).then(|| {
         (
@@ -140,7 +140,7 @@ fn split(bytes: &[u8]) -> Read {
                 offset: torn_at as u64,
                 len: (bytes.len() - torn_at) as u64,
             },
-            bytes[torn_at..].to_vec(),
+            &bytes[torn_at..],
         )
     });
     Read { lines, torn }
@@ -513,13 +513,11 @@ impl AuditLog {
         }
     }
 
-    fn read(&self) -> Result<Read, AuditError> {
+    /// The whole log's bytes (a missing file is an empty log): [`split`] them.
+    fn read(&self) -> Result<Vec<u8>, AuditError> {
         match std::fs::read(&self.path) {
-            Ok(bytes) => Ok(split(&bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Read {
-                lines: Vec::new(),
-                torn: None,
-            }),
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(self.io()(e)),
         }
     }
@@ -613,7 +611,12 @@ impl AuditLog {
 
     /// The complete lines (a torn tail left out).
     fn lines(&self) -> Result<Vec<Vec<u8>>, AuditError> {
-        Ok(self.read()?.lines)
+        let bytes = self.read()?;
+        Ok(split(&bytes)
+            .lines
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect())
     }
 
     /// The torn tail, if the log ends with one (read from the end: see `audit_tail`).
@@ -915,7 +918,8 @@ impl AuditLog {
     /// `stamp` (`audit.jsonl.torn-<stamp>`), and the log is cut back to its complete lines.
     /// The caller holds the writers' lock and records the repair. `None`: nothing was torn.
     pub fn repair(&self, stamp: &str) -> Result<Option<Repaired>, AuditError> {
-        let Some((tail, bytes)) = self.read()?.torn else {
+        let read = self.read()?;
+        let Some((tail, bytes)) = split(&read).torn else {
             return Ok(None);
         };
         let name = self.path.file_name().map_or_else(
@@ -923,7 +927,7 @@ impl AuditLog {
             |n| n.to_string_lossy().into_owned(),
         );
         let moved_to = self.path.with_file_name(format!("{name}.torn-{stamp}"));
-        crate::store::write_new_secret_file(&moved_to, &bytes).map_err(|cause| {
+        crate::store::write_new_secret_file(&moved_to, bytes).map_err(|cause| {
             AuditError::MoveAside {
                 file: moved_to.clone(),
                 cause: Box::new(cause),
@@ -943,7 +947,7 @@ impl AuditLog {
         Ok(Some(Repaired {
             tail,
             moved_to,
-            sha256: line_hash(&bytes),
+            sha256: line_hash(bytes),
         }))
     }
 
@@ -1106,7 +1110,7 @@ impl AuditLog {
         let last = match good.checked_sub(1) {
             Some(i) => ChainPoint {
                 seq: start.seq + good as u64,
-                hash: line_hash(&read.lines[i]),
+                hash: line_hash(read.lines[i]),
                 offset: ends[i],
                 signed_lines: start.signed_lines || read.lines[i].starts_with(FORMAT_TWO_START),
             },
@@ -1133,7 +1137,7 @@ impl AuditLog {
     /// checks are nearly all of a long walk's time.
     fn walk_parallel(
         &self,
-        read: &Read,
+        read: &Read<'_>,
         start: &ChainPoint,
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
@@ -1156,7 +1160,7 @@ impl AuditLog {
     fn walk_in_parts(
         &self,
         parts: usize,
-        read: &Read,
+        read: &Read<'_>,
         start: &ChainPoint,
         retired: &[(u64, Vec<u8>)],
         audit_public_key: &[u8],
@@ -1235,7 +1239,7 @@ impl AuditLog {
     /// (credential name → hex SHA-256, the latest record winning).
     fn walk(
         &self,
-        lines: &[Vec<u8>],
+        lines: &[&[u8]],
         torn: Option<&TornTail>,
         start: &ChainPoint,
         retired: &[(u64, Vec<u8>)],
@@ -2000,7 +2004,7 @@ mod tests {
                     numbers[at..]
                         .windows(2)
                         .all(|w| w[0].is_some_and(|a| w[1] == Some(a + 1)))
-                        .then(|| line_hash(&whole.lines[at]))
+                        .then(|| line_hash(whole.lines[at]))
                 });
                 assert_eq!(log.hash_of_line(seq).unwrap(), expected, "{i}: line {seq}");
                 // In a log numbered as breakglass numbers it, line `seq` is the `seq`-th line.
