@@ -319,6 +319,9 @@ fn random_32() -> Result<Zeroizing<[u8; 32]>, HpkeError> {
 /// `Debug` of the secret, no `Clone`.
 pub struct X25519SecretKey {
     secret: x25519_dalek::StaticSecret,
+    /// Its public key, computed once (a drill or a rekey asks for it at every envelope, and
+    /// each time was a scalar multiplication).
+    public: [u8; 32],
 }
 
 impl std::fmt::Debug for X25519SecretKey {
@@ -332,9 +335,14 @@ impl std::fmt::Debug for X25519SecretKey {
 impl X25519SecretKey {
     /// A fresh key from the OS random generator.
     pub fn generate() -> Result<X25519SecretKey, HpkeError> {
-        Ok(X25519SecretKey {
-            secret: x25519_dalek::StaticSecret::from(*random_32()?),
-        })
+        Ok(X25519SecretKey::of(x25519_dalek::StaticSecret::from(
+            *random_32()?,
+        )))
+    }
+
+    fn of(secret: x25519_dalek::StaticSecret) -> X25519SecretKey {
+        let public = *x25519_dalek::PublicKey::from(&secret).as_bytes();
+        X25519SecretKey { secret, public }
     }
 
     /// RFC 9180 `DeriveKeyPair(ikm)` for DHKEM(X25519, HKDF-SHA256).
@@ -344,16 +352,12 @@ impl X25519SecretKey {
         let sk = labeled_expand(&suite, dkp_prk.as_ref(), b"sk", b"", 32);
         let mut bytes = Zeroizing::new([0u8; 32]);
         bytes.copy_from_slice(&sk);
-        X25519SecretKey {
-            secret: x25519_dalek::StaticSecret::from(*bytes),
-        }
+        X25519SecretKey::of(x25519_dalek::StaticSecret::from(*bytes))
     }
 
     /// Restores a key from its 32 private bytes (e.g. a ceremony transport key at rest).
     pub fn from_bytes(bytes: &[u8; 32]) -> X25519SecretKey {
-        X25519SecretKey {
-            secret: x25519_dalek::StaticSecret::from(*bytes),
-        }
+        X25519SecretKey::of(x25519_dalek::StaticSecret::from(*bytes))
     }
 
     /// The 32 private bytes, for storing a key in a 0600 file.
@@ -363,9 +367,7 @@ impl X25519SecretKey {
 
     /// The public key (32 bytes).
     pub fn public_key_bytes(&self) -> Vec<u8> {
-        x25519_dalek::PublicKey::from(&self.secret)
-            .as_bytes()
-            .to_vec()
+        self.public.to_vec()
     }
 }
 
