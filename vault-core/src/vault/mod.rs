@@ -31,6 +31,8 @@ mod rewrap;
 mod seal;
 mod shares;
 mod sign_history;
+#[cfg(test)]
+pub(crate) mod test_vault;
 mod tokens;
 mod unseal;
 mod upgrade;

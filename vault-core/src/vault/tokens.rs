@@ -607,60 +607,18 @@ mod tests {
 
         use super::super::derived_pin;
         use crate::hsm::{HsmError, Module, PinRole, TokenSelector};
-        use crate::manifest::{PinSource, Policy};
         use crate::quorum::{Collector, Share};
         use crate::trust::machine::ConfigDir;
-        use crate::vault::{
-            GroupDef, InitOptions, PinProvider, TokenChoice, TokenTarget, Vault, VaultError,
-        };
+        use crate::vault::test_vault::{QuorumPinsOnly, init_vault};
+        use crate::vault::{TokenChoice, Vault, VaultError};
         use crate::{Error, Kind};
-
-        /// Every PIN comes from the quorum: the caller is never asked.
-        struct QuorumPinsOnly;
-
-        impl PinProvider for QuorumPinsOnly {
-            fn pin(
-                &self,
-                label: &str,
-                role: PinRole,
-                _: &PinSource,
-            ) -> Result<SecretString, Error> {
-                panic!("the {role:?} PIN of token {label} was asked of the caller")
-            }
-        }
 
         /// A 2-of-3 vault on a token of its own labelled `label`, both PINs derived from the
         /// quorum, in `dir/<label>` with its configuration in `dir/<label>-config`; one
         /// credential sealed. Returns it with its custodians' shares.
         fn new_vault(softhsm: &SoftHsm, dir: &Path, label: &str) -> (Vault, Vec<SecretString>) {
             let config = ConfigDir::at(&dir.join(format!("{label}-config")));
-            let (vault, issued) = Vault::init(
-                &dir.join(label),
-                &InitOptions {
-                    group_threshold: 1,
-                    groups: vec![GroupDef {
-                        name: "custodians".into(),
-                        threshold: 2,
-                        members: vec!["alice".into(), "bob".into(), "carol".into()],
-                    }],
-                    token: TokenTarget {
-                        module: softhsm.module_path(),
-                        label: label.into(),
-                        init_token: true,
-                        softhsm_conf: None,
-                    },
-                    user_pin: PinSource::Quorum,
-                    so_pin: PinSource::Quorum,
-                    pins: &QuorumPinsOnly,
-                    policy: Policy::default(),
-                    iteration_exponent: 0,
-                    recovery: None,
-                    config: &config,
-                    operator: "olivia".into(),
-                    recipients: BTreeMap::new(),
-                },
-            )
-            .expect("init");
+            let (vault, issued) = init_vault(softhsm, &dir.join(label), label, &config);
             let identity = vault.identity();
             vault
                 .seal(
@@ -672,7 +630,7 @@ mod tests {
                     Some(&identity),
                 )
                 .expect("seal");
-            let shares = issued.iter().map(|s| s.share.to_mnemonic()).collect();
+            let shares = issued.into_iter().map(|(_, share)| share).collect();
             (vault, shares)
         }
 

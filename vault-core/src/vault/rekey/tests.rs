@@ -15,30 +15,18 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::fault;
 use crate::hpke::{DhOracle, X25519SecretKey};
 use crate::hsm::{HsmError, Module, PinRole, TokenSelector};
-use crate::manifest::{ManifestError, PinSource, Policy};
+use crate::manifest::ManifestError;
 use crate::quorum::{Collector, QuorumError, Share};
 use crate::secret::SecretBytes;
 use crate::trust::machine::ConfigDir;
 use crate::{Error, Kind};
 
 use super::super::rewrap::Scope;
+use super::super::test_vault::{QuorumPinsOnly, init_vault};
 use super::super::tokens::derived_pin;
-use super::super::{
-    GroupDef, InitOptions, PinProvider, TokenChoice, TokenTarget, Vault, VaultError,
-};
+use super::super::{TokenChoice, Vault, VaultError};
 use super::RekeyOptions;
 use super::journal::{REKEY_JOURNAL, RekeyJournal};
-
-/// Every PIN of these vaults comes from the quorum: the caller is never asked.
-struct QuorumPinsOnly;
-
-impl PinProvider for QuorumPinsOnly {
-    fn pin(&self, label: &str, role: PinRole, _: &PinSource) -> Result<SecretString, Error> {
-        panic!(
-            "the {role:?} PIN of token {label} was asked of the caller: it comes from the quorum"
-        )
-    }
-}
 
 /// The credentials sealed before the rekey, current versions: name and payload.
 const SEALED: [(&str, &[u8]); 2] = [("db-root", b"root password, second"), ("api-key", b"key")];
@@ -60,33 +48,7 @@ impl Lab {
         let softhsm = SoftHsm::new();
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = ConfigDir::at(&dir.path().join("config"));
-        let (vault, issued) = Vault::init(
-            &dir.path().join("vault"),
-            &InitOptions {
-                group_threshold: 1,
-                groups: vec![GroupDef {
-                    name: "custodians".into(),
-                    threshold: 2,
-                    members: vec!["alice".into(), "bob".into(), "carol".into()],
-                }],
-                token: TokenTarget {
-                    module: softhsm.module_path(),
-                    label: "vault-a".into(),
-                    init_token: true,
-                    softhsm_conf: None,
-                },
-                user_pin: PinSource::Quorum,
-                so_pin: PinSource::Quorum,
-                pins: &QuorumPinsOnly,
-                policy: Policy::default(),
-                iteration_exponent: 0,
-                recovery: None,
-                config: &config,
-                operator: "olivia".into(),
-                recipients: std::collections::BTreeMap::new(),
-            },
-        )
-        .expect("init");
+        let (vault, issued) = init_vault(&softhsm, &dir.path().join("vault"), "vault-a", &config);
         let identity = vault.identity();
         let seal = |name: &str, payload: &[u8], replace: bool| {
             vault
@@ -107,7 +69,7 @@ impl Lab {
             _softhsm: softhsm,
             dir,
             config,
-            shares: issued.iter().map(|s| s.share.to_mnemonic()).collect(),
+            shares: issued.into_iter().map(|(_, share)| share).collect(),
         }
     }
 
