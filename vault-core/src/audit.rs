@@ -1513,6 +1513,62 @@ mod summary_tests {
         log.summarise(&mut none, starts[2], starts[2]).unwrap();
         assert_eq!(none, LogSummary::default());
     }
+
+    #[test]
+    fn a_summary_reads_its_lines_alone_up_to_a_torn_tail_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(&path, "vault");
+        for (event, custodian) in [
+            ("unseal", "a"),
+            ("drill", "b"),
+            ("seal", "c"),
+            ("drill", "d"),
+        ] {
+            let event = Event {
+                custodians: vec![custodian.to_owned()],
+                ..Event::new(event)
+            };
+            log.append(event, &actor(), "2026-01-01T00:00:00Z").unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let ends: Vec<u64> = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        // Lines 2 and 3 alone (from a line's start after the first up to the end of the
+        // third): nothing of the lines around them.
+        let mut middle = LogSummary::default();
+        log.summarise(&mut middle, ends[0], ends[2]).unwrap();
+        assert_eq!(
+            middle.last_event.keys().collect::<Vec<_>>(),
+            ["drill", "seal"]
+        );
+        assert_eq!(middle.last_event["drill"].seq, 2);
+        assert_eq!(
+            middle.last_participation.keys().collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        // `status` noted the first two lines; two were appended since, then a torn write
+        // (a crash mid-append). Summarising the lines after the note up to the last that
+        // verified reads none of the torn bytes, and makes what one summary of every complete
+        // line makes.
+        let mut whole = LogSummary::default();
+        log.summarise(&mut whole, 0, ends[3]).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":5,\"time\":\"2026").unwrap();
+        drop(file);
+        let mut noted = LogSummary::default();
+        log.summarise(&mut noted, 0, ends[1]).unwrap();
+        log.summarise(&mut noted, ends[1], ends[3]).unwrap();
+        assert_eq!(noted, whole);
+        assert_eq!(whole.last_event["drill"].seq, 4);
+    }
 }
 
 #[cfg(test)]

@@ -525,6 +525,88 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_that_remembers_no_signed_head_opens_a_signed_log_and_refuses_only_an_unsigned_one()
+    {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let (_, sealed) = lab.vault.envelope("db-root").unwrap();
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        let dir = lab.dir.path().join("vault");
+        // Two other machines: one that pinned nothing (no anchor, no walk at opening), one
+        // that pinned the fingerprint alone in `known_vaults.json` (its anchor is made at its
+        // first opening, with no audit head until a walk reaches a line).
+        let machine = |name: &str, pinned: bool| {
+            let config = ConfigDir::at(&lab.dir.path().join(name));
+            std::fs::create_dir_all(config.root()).unwrap();
+            if pinned {
+                let known = BTreeMap::from([(vault_id.clone(), lab.vault.identity())]);
+                std::fs::write(
+                    crate::vault::known_vaults_path(&config),
+                    serde_json::to_vec(&known).unwrap(),
+                )
+                .unwrap();
+            }
+            config
+        };
+        let unsigned_history = |result: Result<Vault, crate::Error>| {
+            let vault = result.expect("opened: the log's history is for the walk to judge");
+            match vault.check_history() {
+                Err(crate::Error::Trust(TrustError::UnsignedHistory { vault_id: id })) => {
+                    assert_eq!(id, vault_id);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(vault.envelope("db-root").is_err());
+        };
+        // The log's last line is signed: opened on its last line's word, without a walk, and
+        // the sealed envelope opens.
+        for config in [machine("fresh", false), machine("pinned", true)] {
+            let vault = Vault::open(&dir, &config).expect("a signed log opens anywhere");
+            assert_eq!(
+                vault.envelope("db-root").unwrap().1.record_digest(),
+                sealed.record_digest()
+            );
+        }
+        let log = dir.join(crate::store::AUDIT_LOG);
+        let signed = std::fs::read(&log).unwrap();
+        // The log emptied: nothing unsigned to distrust, so it opens (on machines that never
+        // walked it; the others refuse it as a rollback), but no envelope is trusted from it.
+        std::fs::write(&log, b"").unwrap();
+        for config in [machine("fresh-empty", false), machine("pinned-empty", true)] {
+            unsigned_history(Vault::open(&dir, &config));
+        }
+        // A format-1 line (unsigned) appended after the signed ones, chained as breakglass
+        // chained lines before it signed them: a machine whose anchor says signed lines began
+        // (this one, or one pinned by fingerprint whose first opening walks up to that line)
+        // opens the vault and refuses the line when a credential is opened; a machine that
+        // remembers nothing refuses it at once, naming it.
+        std::fs::write(&log, &signed).unwrap();
+        let head = lab.vault.audit().head().unwrap();
+        let outsider = crate::audit::Actor {
+            user: "mallory".into(),
+            host: "elsewhere".into(),
+        };
+        lab.vault
+            .audit()
+            .append(Event::new("seal"), &outsider, "2026-12-01T00:00:00Z")
+            .unwrap();
+        assert!(!lab.vault.audit().has_signed_head().unwrap());
+        let at_that_line = |result: Result<(), crate::Error>| match result {
+            Err(crate::Error::Trust(TrustError::AuditLogBroken { line, .. })) => {
+                assert_eq!(line as u64, head.seq + 1);
+            }
+            other => panic!("{other:?}"),
+        };
+        for anchored in [
+            lab.open(),
+            Vault::open(&dir, &machine("pinned-unsigned", true)).unwrap(),
+        ] {
+            at_that_line(anchored.check_history());
+        }
+        at_that_line(Vault::open(&dir, &machine("fresh-unsigned", false)).map(drop));
+    }
+
+    #[test]
     fn records_damaged_on_this_machine_cost_a_walk_of_the_log_and_never_decide_an_opening() {
         let lab = Lab::new();
         lab.seal(&lab.vault, b"first", false);
