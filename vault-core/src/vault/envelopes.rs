@@ -607,6 +607,50 @@ mod tests {
     }
 
     #[test]
+    fn a_seal_among_many_lines_walked_at_once_moves_the_records_and_not_only_the_note() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        // A first opening walks the log and remembers the first envelope's record.
+        let (path, first) = lab.open().envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        let remembered = || RecordsFile::read(&lab.config, &vault_id).expect("records");
+        assert_eq!(remembered().get("db-root"), Some(first.record_digest()));
+        // The second seal, then three other credentials: the next opening walks all their
+        // lines at once (split into parts, in these tests, from 4 lines), and the merge of
+        // the parts must count the records they found, or only the note past them moves.
+        lab.seal(&lab.vault, b"second", true);
+        for name in ["app-a", "app-b", "app-c"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"other",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let walked = lab.vault.audit().head().unwrap().seq - remembered().at.seq;
+        assert!(walked >= 4, "{walked} lines");
+        let (_, second) = lab.open().envelope("db-root").unwrap();
+        let records = remembered();
+        assert_eq!(records.get("db-root"), Some(second.record_digest()));
+        assert_eq!(records.len(), 4);
+        // The first envelope put back: refused on the records' word, with nothing to walk.
+        std::fs::write(&path, &first_bytes).unwrap();
+        match lab.open().envelope("db-root") {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.expected, Some(second.record_digest()));
+                assert_eq!(not.found, first.record_digest());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn records_damaged_on_this_machine_cost_a_walk_of_the_log_and_never_decide_an_opening() {
         let lab = Lab::new();
         lab.seal(&lab.vault, b"first", false);
