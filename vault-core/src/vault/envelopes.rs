@@ -651,6 +651,91 @@ mod tests {
     }
 
     #[test]
+    fn a_seal_forgets_the_records_this_vault_walked_so_the_envelope_it_replaced_is_refused() {
+        let lab = Lab::new();
+        let vault = &lab.vault;
+        lab.seal(vault, b"first", false);
+        // Opening the first walks the log, and this vault keeps that walk.
+        let (path, first) = vault.envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(vault, b"second", true);
+        let second_bytes = std::fs::read(&path).unwrap();
+        let second = Envelope::from_bytes(&second_bytes, &path).unwrap();
+        // The first put back before anything else reads the log through this vault: what it
+        // walked before the seal (which named the first) must not decide.
+        std::fs::write(&path, &first_bytes).unwrap();
+        match vault.envelope("db-root") {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.expected, Some(second.record_digest()));
+                assert_eq!(not.found, first.record_digest());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_changed_before_the_remembered_head_is_named_by_the_walk_and_moves_no_anchor() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        for name in ["app-a", "app-b", "app-c"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"other",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        lab.open().check_history().unwrap();
+        let anchor = || {
+            MachineAnchor::read(&lab.config, &vault_id)
+                .unwrap()
+                .and_then(|a| a.audit)
+                .expect("an audit head")
+        };
+        let head = anchor();
+        assert_eq!(head.seq, lab.vault.audit().head().unwrap().seq);
+        assert!(head.seq >= 5, "{head:?}");
+        // Line 3's time changed in place (same length, so the remembered head is still where
+        // it was): its operator signature fails. This machine's records are gone too, so the
+        // opening walks the whole log for them, and that walk stops before line 3.
+        let log = lab.vault.store.path(crate::store::AUDIT_LOG);
+        let mut bytes = std::fs::read(&log).unwrap();
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        let time = third
+            + bytes[third..]
+                .windows(5)
+                .position(|w| w == b"2026-")
+                .unwrap();
+        bytes[time + 3] = b'5';
+        std::fs::write(&log, &bytes).unwrap();
+        std::fs::remove_file(lab.config.records_path(&vault_id).unwrap()).unwrap();
+        // The vault opens (its remembered head is still there, and nothing after it is to
+        // walk); the anchor stays; opening a credential walks the whole log and names line 3.
+        let vault = lab.open();
+        assert_eq!(anchor(), head);
+        match vault.check_history() {
+            Err(crate::Error::Trust(TrustError::AuditLogBroken { line, .. })) => {
+                assert_eq!(line, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(vault.envelope("db-root").is_err());
+    }
+
+    #[test]
     fn records_damaged_on_this_machine_cost_a_walk_of_the_log_and_never_decide_an_opening() {
         let lab = Lab::new();
         lab.seal(&lab.vault, b"first", false);
