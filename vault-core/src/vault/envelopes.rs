@@ -355,7 +355,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use hsm_testing::softhsm::SoftHsm;
-    use secrecy::SecretString;
+    use secrecy::{ExposeSecret, SecretString};
 
     use super::*;
     use crate::Kind;
@@ -383,6 +383,8 @@ mod tests {
         dir: tempfile::TempDir,
         config: ConfigDir,
         vault: Vault,
+        /// The custodians' shares (mnemonics), as init issued them.
+        shares: Vec<SecretString>,
     }
 
     impl Lab {
@@ -390,7 +392,7 @@ mod tests {
             let softhsm = SoftHsm::new();
             let dir = tempfile::tempdir().expect("a temporary directory");
             let config = ConfigDir::at(&dir.path().join("config"));
-            let (vault, _) = Vault::init(
+            let (vault, issued) = Vault::init(
                 &dir.path().join("vault"),
                 &InitOptions {
                     group_threshold: 1,
@@ -422,6 +424,7 @@ mod tests {
                 dir,
                 config,
                 vault,
+                shares: issued.iter().map(|s| s.share.to_mnemonic()).collect(),
             }
         }
 
@@ -733,6 +736,125 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(vault.envelope("db-root").is_err());
+    }
+
+    #[test]
+    fn the_token_holds_the_verified_head_moves_it_forward_only_and_refuses_a_log_cut_below_it() {
+        use crate::hsm::{Module, TokenSelector};
+        use crate::trust::machine::{AuditAnchor, token_anchor_label};
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault = lab.open();
+        let vault_id = vault.certified().vault_id().to_owned();
+        // A user session on the vault's token, with the PIN two custodians' quorum derives.
+        let enrollment = &vault.manifest().hsms[0];
+        let module = Module::open(Path::new(&enrollment.module)).unwrap();
+        let token = module
+            .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+            .unwrap();
+        let session = module.open_session(&token).unwrap();
+        let mut collector = crate::quorum::Collector::new();
+        for (i, words) in lab.shares[..2].iter().enumerate() {
+            let share = crate::quorum::Share::parse(words.expose_secret(), i + 1).unwrap();
+            collector.add(i + 1, share).unwrap();
+        }
+        let q = collector.combine(b"").unwrap().secret;
+        let pin = super::super::tokens::derived_pin(
+            q.expose_secret(),
+            &vault_id,
+            enrollment.pin_derivation,
+            token.description(),
+            PinRole::User,
+        )
+        .unwrap();
+        session.login(PinRole::User, &pin, false).unwrap();
+        let label = token_anchor_label(&vault_id);
+        let held = || {
+            let bytes = session
+                .read_data(&label)
+                .unwrap()
+                .expect("a head on the token");
+            AuditAnchor::from_token_bytes(&bytes, &vault_id).unwrap()
+        };
+        let log = vault.store.path(crate::store::AUDIT_LOG);
+        let at_head = |vault: &Vault| {
+            let head = vault.audit().head().unwrap();
+            (head.seq, head.hash, std::fs::metadata(&log).unwrap().len())
+        };
+        // The token takes the head the log verifies to now, and moves on with it.
+        vault.hold_token_head(&session, "vault-a").unwrap();
+        let first = held();
+        assert_eq!(
+            (first.seq, first.hash.clone(), first.offset),
+            at_head(&vault)
+        );
+        for name in ["app-a", "app-b"] {
+            let identity = vault.identity();
+            vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"x",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        vault.hold_token_head(&session, "vault-a").unwrap();
+        let second = held();
+        assert_eq!(
+            (second.seq, second.hash.clone(), second.offset),
+            at_head(&vault)
+        );
+        assert!(second.seq > first.seq && second.seq >= 3, "{second:?}");
+        // A machine that remembers nothing, where line 3 (before the token's head) was changed
+        // in place, the head's own line still at its offset: the log verifies only up to
+        // line 1 there, and the token keeps its head; it never moves back.
+        let genuine = std::fs::read(&log).unwrap();
+        let mut changed = genuine.clone();
+        let third = changed
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        let time = third
+            + changed[third..]
+                .windows(5)
+                .position(|w| w == b"2026-")
+                .unwrap();
+        changed[time + 3] = b'5';
+        std::fs::write(&log, &changed).unwrap();
+        let fresh = ConfigDir::at(&lab.dir.path().join("fresh"));
+        let elsewhere = Vault::open(&lab.dir.path().join("vault"), &fresh).unwrap();
+        let broken = elsewhere.check_history();
+        assert!(
+            matches!(
+                broken,
+                Err(crate::Error::Trust(TrustError::AuditLogBroken {
+                    line: 3,
+                    ..
+                }))
+            ),
+            "{broken:?}"
+        );
+        elsewhere.hold_token_head(&session, "vault-a").unwrap();
+        assert_eq!(held(), second);
+        // The log cut back below the token's head: refused, naming the token.
+        std::fs::write(&log, &genuine[..first.offset as usize]).unwrap();
+        match elsewhere.hold_token_head(&session, "vault-a") {
+            Err(crate::Error::Trust(TrustError::TokenAuditRollback {
+                token, expected, ..
+            })) => {
+                assert_eq!(token, "vault-a");
+                assert_eq!(*expected, second);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(held(), second);
     }
 
     #[test]
