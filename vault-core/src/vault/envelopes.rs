@@ -359,6 +359,7 @@ mod tests {
 
     use super::*;
     use crate::Kind;
+    use crate::audit::VerifyReport;
     use crate::hsm::PinRole;
     use crate::manifest::{PinSource, Policy};
     use crate::trust::machine::ConfigDir;
@@ -855,6 +856,60 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(held(), second);
+    }
+
+    #[test]
+    fn status_resumes_after_its_note_past_a_torn_tail_and_reports_what_a_whole_walk_reports() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        // `status` walks the log whole and notes how far it verified.
+        let (report, summary) = lab.open().verify_audit_remembered().unwrap();
+        assert!(report.is_intact() && summary.is_some(), "{report:?}");
+        let noted: crate::trust::machine::VerifiedPrefix =
+            crate::trust::machine::read_note(lab.config.verified_path(&vault_id))
+                .expect("a note of how far the log verified");
+        // Lines appended since, then a write cut short (a crash mid-append).
+        for name in ["app-a", "app-b"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"x",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let log = lab.vault.store.path(crate::store::AUDIT_LOG);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"v\":2,\"seq\":").unwrap();
+        drop(file);
+        // The next `status` resumes after the note (its lines summarised since, none of the
+        // torn bytes) and reports what a machine that walks everything reports.
+        let (resumed, resumed_summary) = lab.open().verify_audit_remembered().unwrap();
+        let fresh = ConfigDir::at(&lab.dir.path().join("fresh"));
+        let whole = Vault::open(&lab.dir.path().join("vault"), &fresh).unwrap();
+        let (walked, walked_summary) = whole.verify_audit_remembered().unwrap();
+        assert!(resumed.torn_tail.is_some(), "{resumed:?}");
+        assert_eq!(
+            VerifyReport {
+                records: 0,
+                ..resumed
+            },
+            VerifyReport {
+                records: 0,
+                ..walked
+            }
+        );
+        let summary = resumed_summary.expect("a summary");
+        assert_eq!(Some(&summary), walked_summary.as_ref());
+        assert_eq!(summary.last_event["seal"].seq, resumed.entries as u64);
+        let note: crate::trust::machine::VerifiedPrefix =
+            crate::trust::machine::read_note(lab.config.verified_path(&vault_id)).unwrap();
+        assert!(note.at.seq > noted.at.seq, "{note:?}");
     }
 
     #[test]
