@@ -860,15 +860,15 @@ mod tests {
 
     #[test]
     fn status_resumes_after_its_note_past_a_torn_tail_and_reports_what_a_whole_walk_reports() {
+        use crate::trust::machine::{AuditAnchor, VerifiedPrefix};
         let lab = Lab::new();
         lab.seal(&lab.vault, b"first", false);
         let vault_id = lab.vault.certified().vault_id().to_owned();
         // `status` walks the log whole and notes how far it verified.
         let (report, summary) = lab.open().verify_audit_remembered().unwrap();
         assert!(report.is_intact() && summary.is_some(), "{report:?}");
-        let noted: crate::trust::machine::VerifiedPrefix =
-            crate::trust::machine::read_note(lab.config.verified_path(&vault_id))
-                .expect("a note of how far the log verified");
+        let noted =
+            VerifiedPrefix::read(&lab.config, &vault_id).expect("a note of how far it verified");
         // Lines appended since, then a write cut short (a crash mid-append).
         for name in ["app-a", "app-b"] {
             let identity = lab.vault.identity();
@@ -884,6 +884,7 @@ mod tests {
                 .unwrap();
         }
         let log = lab.vault.store.path(crate::store::AUDIT_LOG);
+        let complete = std::fs::read(&log).unwrap();
         let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
         std::io::Write::write_all(&mut file, b"{\"v\":2,\"seq\":").unwrap();
         drop(file);
@@ -907,9 +908,46 @@ mod tests {
         let summary = resumed_summary.expect("a summary");
         assert_eq!(Some(&summary), walked_summary.as_ref());
         assert_eq!(summary.last_event["seal"].seq, resumed.entries as u64);
-        let note: crate::trust::machine::VerifiedPrefix =
-            crate::trust::machine::read_note(lab.config.verified_path(&vault_id)).unwrap();
+        let note = VerifiedPrefix::read(&lab.config, &vault_id).unwrap();
         assert!(note.at.seq > noted.at.seq, "{note:?}");
+        // A note made before the log's lines were signed (as on a machine that ran `status`
+        // before the upgrade), then a signed line (after the torn write is taken away): the
+        // report says signed lines began.
+        std::fs::write(&log, &complete).unwrap();
+        VerifiedPrefix {
+            at: AuditAnchor {
+                signed_lines: false,
+                ..note.at.clone()
+            },
+            ..note
+        }
+        .write(&lab.config)
+        .unwrap();
+        lab.seal(&lab.vault, b"second", true);
+        let (resumed, _) = lab.open().verify_audit_remembered().unwrap();
+        assert!(resumed.signed_lines && resumed.is_intact(), "{resumed:?}");
+        // The log cut back below what a machine noted (one that pinned nothing, so that no
+        // anchor refuses the opening): every line left verifies, yet the lines it verified are
+        // gone, and `status` names the last of them.
+        let (_, _) = whole.verify_audit_remembered().unwrap();
+        let noted = VerifiedPrefix::read(&fresh, &vault_id).unwrap();
+        let bytes = std::fs::read(&log).unwrap();
+        let cut = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        std::fs::write(&log, &bytes[..cut]).unwrap();
+        let (report, summary) = Vault::open(&lab.dir.path().join("vault"), &fresh)
+            .unwrap()
+            .verify_audit_remembered()
+            .unwrap();
+        assert_eq!(
+            report.first_problem.as_ref().map(|p| p.line as u64),
+            Some(noted.at.seq),
+            "{report:?}"
+        );
+        assert!(summary.is_none());
     }
 
     #[test]
