@@ -1517,6 +1517,149 @@ mod summary_tests {
         log.summarise(&mut none, starts[2], starts[2]).unwrap();
         assert_eq!(none, LogSummary::default());
     }
+
+    #[test]
+    fn a_summary_reads_its_lines_alone_up_to_a_torn_tail_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(&path, "vault");
+        for (event, custodian) in [
+            ("unseal", "a"),
+            ("drill", "b"),
+            ("seal", "c"),
+            ("drill", "d"),
+        ] {
+            let event = Event {
+                custodians: vec![custodian.to_owned()],
+                ..Event::new(event)
+            };
+            log.append(event, &actor(), "2026-01-01T00:00:00Z").unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let ends: Vec<u64> = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        // Lines 2 and 3 alone (from a line's start after the first up to the end of the
+        // third): nothing of the lines around them.
+        let mut middle = LogSummary::default();
+        log.summarise(&mut middle, ends[0], ends[2]).unwrap();
+        assert_eq!(
+            middle.last_event.keys().collect::<Vec<_>>(),
+            ["drill", "seal"]
+        );
+        assert_eq!(middle.last_event["drill"].seq, 2);
+        assert_eq!(
+            middle.last_participation.keys().collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+        // `status` noted the first two lines; two were appended since, then a torn write
+        // (a crash mid-append). Summarising the lines after the note up to the last that
+        // verified reads none of the torn bytes, and makes what one summary of every complete
+        // line makes.
+        let mut whole = LogSummary::default();
+        log.summarise(&mut whole, 0, ends[3]).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"{\"seq\":5,\"time\":\"2026").unwrap();
+        drop(file);
+        let mut noted = LogSummary::default();
+        log.summarise(&mut noted, 0, ends[1]).unwrap();
+        log.summarise(&mut noted, ends[1], ends[3]).unwrap();
+        assert_eq!(noted, whole);
+        assert_eq!(whole.last_event["drill"].seq, 4);
+    }
+
+    #[test]
+    fn a_summary_skips_blank_lines_and_names_a_line_that_is_no_entry_by_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::new(&path, "vault");
+        for event in ["unseal", "drill", "seal"] {
+            log.append(Event::new(event), &actor(), "2026-01-01T00:00:00Z")
+                .unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let first_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+        // A blank line after the first (blank lines are no lines): skipped, and each line
+        // after it is at its place in the file.
+        let mut blank = bytes[..first_end].to_vec();
+        blank.push(b'\n');
+        blank.extend_from_slice(&bytes[first_end..]);
+        std::fs::write(&path, &blank).unwrap();
+        let third = blank[..blank.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        let mut summary = LogSummary::default();
+        log.summarise(&mut summary, first_end as u64, blank.len() as u64)
+            .unwrap();
+        assert_eq!(
+            summary.last_event.keys().collect::<Vec<_>>(),
+            ["drill", "seal"]
+        );
+        assert_eq!(
+            summary.last_event["seal"],
+            LinePlace {
+                seq: 3,
+                offset: third as u64
+            }
+        );
+        // The third line damaged: named by its number (the blank line not counted).
+        let mut damaged = blank.clone();
+        damaged[third] = b'x';
+        std::fs::write(&path, &damaged).unwrap();
+        let result = log.summarise(
+            &mut LogSummary::default(),
+            first_end as u64,
+            damaged.len() as u64,
+        );
+        assert!(
+            matches!(result, Err(AuditError::Damaged { line: 3, .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_opened_is_an_error_not_an_empty_log() {
+        // A path through a regular file (ENOTDIR): an opening that fails for another reason
+        // than a missing file, which a test running as root can stage (permissions it cannot).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let log = AuditLog::new(&file.join("audit.jsonl"), "vault");
+        let io = |what: &str, result: Result<String, AuditError>| {
+            assert!(
+                matches!(result, Err(AuditError::Io { .. })),
+                "{what}: {result:?}"
+            );
+        };
+        io(
+            "prefix_digests",
+            log.prefix_digests(&[0]).map(|d| format!("{d:?}")),
+        );
+        io("is_empty", log.is_empty().map(|e| e.to_string()));
+        io(
+            "has_signed_head",
+            log.has_signed_head().map(|e| e.to_string()),
+        );
+        io("head", log.head().map(|h| format!("{h:?}")));
+        io("verify", log.verify(&[4; 65]).map(|r| format!("{r:?}")));
+        // Missing, the same log is empty.
+        let missing = AuditLog::new(&dir.path().join("audit.jsonl"), "vault");
+        let empty = hex::encode(digest(&SHA256, b""));
+        assert_eq!(
+            missing.prefix_digests(&[0, 1]).unwrap(),
+            [Some(empty), None]
+        );
+        assert!(missing.is_empty().unwrap());
+        assert!(missing.verify(&[4; 65]).unwrap().is_intact());
+    }
 }
 
 #[cfg(test)]

@@ -504,4 +504,83 @@ mod tests {
         std::fs::write(&path, header_line).unwrap();
         assert!(RecordsFile::read(&config, &vault_id).unwrap().is_empty());
     }
+
+    #[test]
+    fn records_given_out_of_order_or_twice_make_no_file_and_its_debug_form_shows_no_digest() {
+        let vault_id = "0a".repeat(16);
+        let d = digest(1);
+        let make = |names: &[&str]| {
+            RecordsFile::new(&vault_id, at(7), names.iter().map(|n| (*n, d.as_str())))
+        };
+        assert!(make(&["b", "a"]).is_none());
+        assert!(make(&["a", "a"]).is_none());
+        assert!(make(&["a", "c", "b"]).is_none());
+        let file = make(&["a", "b"]).unwrap();
+        assert_eq!(file.get("b"), Some(d.clone()));
+        let shown = format!("{file:?}");
+        assert!(
+            shown.contains(&vault_id) && shown.contains("records: 2") && !shown.contains(&d),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_through_note_counts_only_beside_the_records_it_continues_and_past_their_line() {
+        let (_dir, config) = config();
+        let vault_id = "0a".repeat(16);
+        let file = RecordsFile::updated(None, &vault_id, at(7), &records(2)).unwrap();
+        assert_eq!(RecordsThrough::read(&config, &file), None);
+        let note = RecordsThrough {
+            format: RECORDS_THROUGH_FORMAT.into(),
+            vault_id: vault_id.clone(),
+            records_at: at(7),
+            at: at(8),
+        };
+        note.write(&config).unwrap();
+        let path = config.records_through_path(&vault_id).unwrap();
+        assert_eq!(
+            path,
+            config
+                .root()
+                .join("records")
+                .join(format!("{vault_id}.through.json"))
+        );
+        assert_eq!(RecordsThrough::read(&config, &file), Some(note.clone()));
+        // Each fact but one right: ignored (what it saved is walked again).
+        let other_hash = AuditAnchor {
+            hash: "ef".repeat(32),
+            ..at(7)
+        };
+        for altered in [
+            RecordsThrough {
+                format: "breakglass-envelope-records-through/2".into(),
+                ..note.clone()
+            },
+            RecordsThrough {
+                vault_id: "0b".repeat(16),
+                ..note.clone()
+            },
+            RecordsThrough {
+                records_at: at(6),
+                ..note.clone()
+            },
+            RecordsThrough {
+                records_at: other_hash,
+                ..note.clone()
+            },
+            RecordsThrough {
+                at: at(7),
+                ..note.clone()
+            },
+            RecordsThrough {
+                at: at(6),
+                ..note.clone()
+            },
+        ] {
+            write_note(&config, path.clone(), &altered).unwrap();
+            assert_eq!(RecordsThrough::read(&config, &file), None, "{altered:?}");
+        }
+        std::fs::write(&path, b"{").unwrap();
+        assert_eq!(RecordsThrough::read(&config, &file), None);
+    }
 }

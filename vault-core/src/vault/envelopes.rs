@@ -355,10 +355,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use hsm_testing::softhsm::SoftHsm;
-    use secrecy::SecretString;
+    use secrecy::{ExposeSecret, SecretString};
 
     use super::*;
     use crate::Kind;
+    use crate::audit::VerifyReport;
     use crate::hsm::PinRole;
     use crate::manifest::{PinSource, Policy};
     use crate::trust::machine::ConfigDir;
@@ -383,6 +384,8 @@ mod tests {
         dir: tempfile::TempDir,
         config: ConfigDir,
         vault: Vault,
+        /// The custodians' shares (mnemonics), as init issued them.
+        shares: Vec<SecretString>,
     }
 
     impl Lab {
@@ -390,7 +393,7 @@ mod tests {
             let softhsm = SoftHsm::new();
             let dir = tempfile::tempdir().expect("a temporary directory");
             let config = ConfigDir::at(&dir.path().join("config"));
-            let (vault, _) = Vault::init(
+            let (vault, issued) = Vault::init(
                 &dir.path().join("vault"),
                 &InitOptions {
                     group_threshold: 1,
@@ -422,6 +425,7 @@ mod tests {
                 dir,
                 config,
                 vault,
+                shares: issued.iter().map(|s| s.share.to_mnemonic()).collect(),
             }
         }
 
@@ -522,6 +526,428 @@ mod tests {
             ),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn a_machine_that_remembers_no_signed_head_opens_a_signed_log_and_refuses_only_an_unsigned_one()
+    {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let (_, sealed) = lab.vault.envelope("db-root").unwrap();
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        let dir = lab.dir.path().join("vault");
+        // Two other machines: one that pinned nothing (no anchor, no walk at opening), one
+        // that pinned the fingerprint alone in `known_vaults.json` (its anchor is made at its
+        // first opening, with no audit head until a walk reaches a line).
+        let machine = |name: &str, pinned: bool| {
+            let config = ConfigDir::at(&lab.dir.path().join(name));
+            std::fs::create_dir_all(config.root()).unwrap();
+            if pinned {
+                let known = BTreeMap::from([(vault_id.clone(), lab.vault.identity())]);
+                std::fs::write(
+                    crate::vault::known_vaults_path(&config),
+                    serde_json::to_vec(&known).unwrap(),
+                )
+                .unwrap();
+            }
+            config
+        };
+        let unsigned_history = |result: Result<Vault, crate::Error>| {
+            let vault = result.expect("opened: the log's history is for the walk to judge");
+            match vault.check_history() {
+                Err(crate::Error::Trust(TrustError::UnsignedHistory { vault_id: id })) => {
+                    assert_eq!(id, vault_id);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(vault.envelope("db-root").is_err());
+        };
+        // The log's last line is signed: opened on its last line's word, without a walk, and
+        // the sealed envelope opens.
+        for config in [machine("fresh", false), machine("pinned", true)] {
+            let vault = Vault::open(&dir, &config).expect("a signed log opens anywhere");
+            assert_eq!(
+                vault.envelope("db-root").unwrap().1.record_digest(),
+                sealed.record_digest()
+            );
+        }
+        let log = dir.join(crate::store::AUDIT_LOG);
+        let signed = std::fs::read(&log).unwrap();
+        // The log emptied: nothing unsigned to distrust, so it opens (on machines that never
+        // walked it; the others refuse it as a rollback), but no envelope is trusted from it.
+        std::fs::write(&log, b"").unwrap();
+        for config in [machine("fresh-empty", false), machine("pinned-empty", true)] {
+            unsigned_history(Vault::open(&dir, &config));
+        }
+        // A format-1 line (unsigned) appended after the signed ones, chained as breakglass
+        // chained lines before it signed them: a machine whose anchor says signed lines began
+        // (this one, or one pinned by fingerprint whose first opening walks up to that line)
+        // opens the vault and refuses the line when a credential is opened; a machine that
+        // remembers nothing refuses it at once, naming it.
+        std::fs::write(&log, &signed).unwrap();
+        let head = lab.vault.audit().head().unwrap();
+        let outsider = crate::audit::Actor {
+            user: "mallory".into(),
+            host: "elsewhere".into(),
+        };
+        lab.vault
+            .audit()
+            .append(Event::new("seal"), &outsider, "2026-12-01T00:00:00Z")
+            .unwrap();
+        assert!(!lab.vault.audit().has_signed_head().unwrap());
+        let at_that_line = |result: Result<(), crate::Error>| match result {
+            Err(crate::Error::Trust(TrustError::AuditLogBroken { line, .. })) => {
+                assert_eq!(line as u64, head.seq + 1);
+            }
+            other => panic!("{other:?}"),
+        };
+        for anchored in [
+            lab.open(),
+            Vault::open(&dir, &machine("pinned-unsigned", true)).unwrap(),
+        ] {
+            at_that_line(anchored.check_history());
+        }
+        at_that_line(Vault::open(&dir, &machine("fresh-unsigned", false)).map(drop));
+    }
+
+    #[test]
+    fn a_seal_among_many_lines_walked_at_once_moves_the_records_and_not_only_the_note() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        // A first opening walks the log and remembers the first envelope's record.
+        let (path, first) = lab.open().envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        let remembered = || RecordsFile::read(&lab.config, &vault_id).expect("records");
+        assert_eq!(remembered().get("db-root"), Some(first.record_digest()));
+        // The second seal, then three other credentials: the next opening walks all their
+        // lines at once (split into parts, in these tests, from 4 lines), and the merge of
+        // the parts must count the records they found, or only the note past them moves.
+        lab.seal(&lab.vault, b"second", true);
+        for name in ["app-a", "app-b", "app-c"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"other",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let walked = lab.vault.audit().head().unwrap().seq - remembered().at.seq;
+        assert!(walked >= 4, "{walked} lines");
+        let (_, second) = lab.open().envelope("db-root").unwrap();
+        let records = remembered();
+        assert_eq!(records.get("db-root"), Some(second.record_digest()));
+        assert_eq!(records.len(), 4);
+        // The first envelope put back: refused on the records' word, with nothing to walk.
+        std::fs::write(&path, &first_bytes).unwrap();
+        match lab.open().envelope("db-root") {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.expected, Some(second.record_digest()));
+                assert_eq!(not.found, first.record_digest());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_seal_forgets_the_records_this_vault_walked_so_the_envelope_it_replaced_is_refused() {
+        let lab = Lab::new();
+        let vault = &lab.vault;
+        lab.seal(vault, b"first", false);
+        // Opening the first walks the log, and this vault keeps that walk.
+        let (path, first) = vault.envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(vault, b"second", true);
+        let second_bytes = std::fs::read(&path).unwrap();
+        let second = Envelope::from_bytes(&second_bytes, &path).unwrap();
+        // The first put back before anything else reads the log through this vault: what it
+        // walked before the seal (which named the first) must not decide.
+        std::fs::write(&path, &first_bytes).unwrap();
+        match vault.envelope("db-root") {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.expected, Some(second.record_digest()));
+                assert_eq!(not.found, first.record_digest());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_line_changed_before_the_remembered_head_is_named_by_the_walk_and_moves_no_anchor() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        for name in ["app-a", "app-b", "app-c"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"other",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        lab.open().check_history().unwrap();
+        let anchor = || {
+            MachineAnchor::read(&lab.config, &vault_id)
+                .unwrap()
+                .and_then(|a| a.audit)
+                .expect("an audit head")
+        };
+        let head = anchor();
+        assert_eq!(head.seq, lab.vault.audit().head().unwrap().seq);
+        assert!(head.seq >= 5, "{head:?}");
+        // Line 3's time changed in place (same length, so the remembered head is still where
+        // it was): its operator signature fails. This machine's records are gone too, so the
+        // opening walks the whole log for them, and that walk stops before line 3.
+        let log = lab.vault.store.path(crate::store::AUDIT_LOG);
+        let mut bytes = std::fs::read(&log).unwrap();
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        let time = third
+            + bytes[third..]
+                .windows(5)
+                .position(|w| w == b"2026-")
+                .unwrap();
+        bytes[time + 3] = b'5';
+        std::fs::write(&log, &bytes).unwrap();
+        std::fs::remove_file(lab.config.records_path(&vault_id).unwrap()).unwrap();
+        // The vault opens (its remembered head is still there, and nothing after it is to
+        // walk); the anchor stays; opening a credential walks the whole log and names line 3.
+        let vault = lab.open();
+        assert_eq!(anchor(), head);
+        match vault.check_history() {
+            Err(crate::Error::Trust(TrustError::AuditLogBroken { line, .. })) => {
+                assert_eq!(line, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(vault.envelope("db-root").is_err());
+    }
+
+    #[test]
+    fn the_token_holds_the_verified_head_moves_it_forward_only_and_refuses_a_log_cut_below_it() {
+        use crate::hsm::{Module, TokenSelector};
+        use crate::trust::machine::{AuditAnchor, token_anchor_label};
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault = lab.open();
+        let vault_id = vault.certified().vault_id().to_owned();
+        // A user session on the vault's token, with the PIN two custodians' quorum derives.
+        let enrollment = &vault.manifest().hsms[0];
+        let module = Module::open(Path::new(&enrollment.module)).unwrap();
+        let token = module
+            .find_token(&TokenSelector::Serial(enrollment.serial.clone()))
+            .unwrap();
+        let session = module.open_session(&token).unwrap();
+        let mut collector = crate::quorum::Collector::new();
+        for (i, words) in lab.shares[..2].iter().enumerate() {
+            let share = crate::quorum::Share::parse(words.expose_secret(), i + 1).unwrap();
+            collector.add(i + 1, share).unwrap();
+        }
+        let q = collector.combine(b"").unwrap().secret;
+        let pin = super::super::tokens::derived_pin(
+            q.expose_secret(),
+            &vault_id,
+            enrollment.pin_derivation,
+            token.description(),
+            PinRole::User,
+        )
+        .unwrap();
+        session.login(PinRole::User, &pin, false).unwrap();
+        let label = token_anchor_label(&vault_id);
+        let held = || {
+            let bytes = session
+                .read_data(&label)
+                .unwrap()
+                .expect("a head on the token");
+            AuditAnchor::from_token_bytes(&bytes, &vault_id).unwrap()
+        };
+        let log = vault.store.path(crate::store::AUDIT_LOG);
+        let at_head = |vault: &Vault| {
+            let head = vault.audit().head().unwrap();
+            (head.seq, head.hash, std::fs::metadata(&log).unwrap().len())
+        };
+        // The token takes the head the log verifies to now, and moves on with it.
+        vault.hold_token_head(&session, "vault-a").unwrap();
+        let first = held();
+        assert_eq!(
+            (first.seq, first.hash.clone(), first.offset),
+            at_head(&vault)
+        );
+        for name in ["app-a", "app-b"] {
+            let identity = vault.identity();
+            vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"x",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        vault.hold_token_head(&session, "vault-a").unwrap();
+        let second = held();
+        assert_eq!(
+            (second.seq, second.hash.clone(), second.offset),
+            at_head(&vault)
+        );
+        assert!(second.seq > first.seq && second.seq >= 3, "{second:?}");
+        // A machine that remembers nothing, where line 3 (before the token's head) was changed
+        // in place, the head's own line still at its offset: the log verifies only up to
+        // line 1 there, and the token keeps its head; it never moves back.
+        let genuine = std::fs::read(&log).unwrap();
+        let mut changed = genuine.clone();
+        let third = changed
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        let time = third
+            + changed[third..]
+                .windows(5)
+                .position(|w| w == b"2026-")
+                .unwrap();
+        changed[time + 3] = b'5';
+        std::fs::write(&log, &changed).unwrap();
+        let fresh = ConfigDir::at(&lab.dir.path().join("fresh"));
+        let elsewhere = Vault::open(&lab.dir.path().join("vault"), &fresh).unwrap();
+        let broken = elsewhere.check_history();
+        assert!(
+            matches!(
+                broken,
+                Err(crate::Error::Trust(TrustError::AuditLogBroken {
+                    line: 3,
+                    ..
+                }))
+            ),
+            "{broken:?}"
+        );
+        elsewhere.hold_token_head(&session, "vault-a").unwrap();
+        assert_eq!(held(), second);
+        // The log cut back below the token's head: refused, naming the token.
+        std::fs::write(&log, &genuine[..first.offset as usize]).unwrap();
+        match elsewhere.hold_token_head(&session, "vault-a") {
+            Err(crate::Error::Trust(TrustError::TokenAuditRollback {
+                token, expected, ..
+            })) => {
+                assert_eq!(token, "vault-a");
+                assert_eq!(*expected, second);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(held(), second);
+    }
+
+    #[test]
+    fn status_resumes_after_its_note_past_a_torn_tail_and_reports_what_a_whole_walk_reports() {
+        use crate::trust::machine::{AuditAnchor, VerifiedPrefix};
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        // `status` walks the log whole and notes how far it verified.
+        let (report, summary) = lab.open().verify_audit_remembered().unwrap();
+        assert!(report.is_intact() && summary.is_some(), "{report:?}");
+        let noted =
+            VerifiedPrefix::read(&lab.config, &vault_id).expect("a note of how far it verified");
+        // Lines appended since, then a write cut short (a crash mid-append).
+        for name in ["app-a", "app-b"] {
+            let identity = lab.vault.identity();
+            lab.vault
+                .seal(
+                    name,
+                    Kind::Secret,
+                    BTreeMap::new(),
+                    b"x",
+                    false,
+                    Some(&identity),
+                )
+                .unwrap();
+        }
+        let log = lab.vault.store.path(crate::store::AUDIT_LOG);
+        let complete = std::fs::read(&log).unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"v\":2,\"seq\":").unwrap();
+        drop(file);
+        // The next `status` resumes after the note (its lines summarised since, none of the
+        // torn bytes) and reports what a machine that walks everything reports.
+        let (resumed, resumed_summary) = lab.open().verify_audit_remembered().unwrap();
+        let fresh = ConfigDir::at(&lab.dir.path().join("fresh"));
+        let whole = Vault::open(&lab.dir.path().join("vault"), &fresh).unwrap();
+        let (walked, walked_summary) = whole.verify_audit_remembered().unwrap();
+        assert!(resumed.torn_tail.is_some(), "{resumed:?}");
+        assert_eq!(
+            VerifyReport {
+                records: 0,
+                ..resumed
+            },
+            VerifyReport {
+                records: 0,
+                ..walked
+            }
+        );
+        let summary = resumed_summary.expect("a summary");
+        assert_eq!(Some(&summary), walked_summary.as_ref());
+        assert_eq!(summary.last_event["seal"].seq, resumed.entries as u64);
+        let note = VerifiedPrefix::read(&lab.config, &vault_id).unwrap();
+        assert!(note.at.seq > noted.at.seq, "{note:?}");
+        // A note made before the log's lines were signed (as on a machine that ran `status`
+        // before the upgrade), then a signed line (after the torn write is taken away): the
+        // report says signed lines began.
+        std::fs::write(&log, &complete).unwrap();
+        VerifiedPrefix {
+            at: AuditAnchor {
+                signed_lines: false,
+                ..note.at.clone()
+            },
+            ..note
+        }
+        .write(&lab.config)
+        .unwrap();
+        lab.seal(&lab.vault, b"second", true);
+        let (resumed, _) = lab.open().verify_audit_remembered().unwrap();
+        assert!(resumed.signed_lines && resumed.is_intact(), "{resumed:?}");
+        // The log cut back below what a machine noted (one that pinned nothing, so that no
+        // anchor refuses the opening): every line left verifies, yet the lines it verified are
+        // gone, and `status` names the last of them.
+        let (_, _) = whole.verify_audit_remembered().unwrap();
+        let noted = VerifiedPrefix::read(&fresh, &vault_id).unwrap();
+        let bytes = std::fs::read(&log).unwrap();
+        let cut = bytes[..bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap()
+            + 1;
+        std::fs::write(&log, &bytes[..cut]).unwrap();
+        let (report, summary) = Vault::open(&lab.dir.path().join("vault"), &fresh)
+            .unwrap()
+            .verify_audit_remembered()
+            .unwrap();
+        assert_eq!(
+            report.first_problem.as_ref().map(|p| p.line as u64),
+            Some(noted.at.seq),
+            "{report:?}"
+        );
+        assert!(summary.is_none());
     }
 
     #[test]
