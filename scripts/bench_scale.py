@@ -2,7 +2,8 @@
 
 Builds one vault per size (`breakglass init --dev-softhsm`, then `scale build` grows it with
 credentials sealed by the library and a longer audit log of chained, checkpointed entries),
-runs each command repeatedly as a whole process and takes the median wall time, its spread
+runs each command repeatedly as a whole process, going round the vaults in turn so that the
+sizes are compared over the same minutes, and takes the median wall time, its spread
 and the child's peak resident memory (wait4's ru_maxrss), beside the floors measured in the
 same run: a bare PKCS#11 program doing a cold unseal's token operations, one warm token ECDH,
 and SLIP-39's PBKDF2. Writes a Markdown section and an SVG chart of cost against size.
@@ -12,6 +13,7 @@ import argparse
 import atexit
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -36,15 +38,11 @@ def run(cmd, env, check=True):
     return elapsed, usage.ru_maxrss / 1024
 
 
-def measure(cmd, env, runs):
-    """The first run apart (after the vault grew, this machine has verified none of the new
-    lines: what it remembers is built then), then `runs` more: median time with its spread,
-    median and largest peak memory."""
-    return summarise([run(cmd, env) for _ in range(runs + 1)])
-
-
 def summarise(timed):
-    """The figures of `measure` from its runs' (milliseconds, peak MiB), the first apart."""
+    """The figures of a command from its runs (milliseconds, peak MiB): the first apart (after
+    the vault grew, this machine has verified none of the new lines: what it remembers is built
+    then), then the median time of the others with its spread, median and largest peak
+    memory."""
     (first, first_rss), rest = timed[0], timed[1:]
     times, rss = [t for t, _ in rest], [r for _, r in rest]
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
@@ -52,31 +50,34 @@ def summarise(timed):
             "first": first, "first_rss": first_rss}
 
 
-def measure_ceremony(a, env, base, shares, tag, runs):
+def measure_ceremonies(a, vaults, base, runs):
     """`ceremony open` (an unseal of `target`, signed by this machine's security officer) and
-    `ceremony close` (the contributions combined, the credential opened), each timed; between
-    them, untimed, custodians a and b each contribute at home (their own directory and
-    configuration, no vault, no token)."""
-    opens, closes = [], []
+    `ceremony close` (the contributions combined, the credential opened) on each vault
+    (size, tag, env, shares), each timed, the vaults in turn; between them, untimed, custodians
+    a and b each contribute at home (their own directory and configuration, no vault, no
+    token). Returns {size: (open figures, close figures)}."""
+    opens = {s: [] for s, _, _, _ in vaults}
+    closes = {s: [] for s, _, _, _ in vaults}
     for i in range(runs + 1):
-        request = f"{a.work}/request-{tag}-{i}.json"
-        opens.append(run([a.bin, "ceremony", "open", "--purpose", "unseal", "--credential", "target",
-                          "--reason", "benchmark", "--expires", "2h", "--out", request], env))
-        with open(request) as f:
-            ceremony = json.load(f)["request"]["id"]
-        contributions = []
-        for custodian in ("a", "b"):
-            home = f"{a.work}/home-{tag}-{i}-{custodian}"
-            os.makedirs(home)
-            custodian_env = dict(base, XDG_CONFIG_HOME=f"{home}/config", HOME=home)
-            out = f"{home}/contribution.json"
-            subprocess.run([a.bin, "ceremony", "contribute", request, "--share-file",
-                            f"{shares}/{custodian}.share", "--yes", "--out", out],
-                           env=custodian_env, cwd=home, check=True, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            contributions += ["--contribution", out]
-        closes.append(run([a.bin, "ceremony", "close", ceremony, *contributions, "--output", "json"], env))
-    return summarise(opens), summarise(closes)
+        for s, tag, env, shares in vaults:
+            request = f"{a.work}/request-{tag}-{i}.json"
+            opens[s].append(run([a.bin, "ceremony", "open", "--purpose", "unseal", "--credential", "target",
+                                 "--reason", "benchmark", "--expires", "2h", "--out", request], env))
+            with open(request) as f:
+                ceremony = json.load(f)["request"]["id"]
+            contributions = []
+            for custodian in ("a", "b"):
+                home = f"{a.work}/home-{tag}-{i}-{custodian}"
+                os.makedirs(home)
+                custodian_env = dict(base, XDG_CONFIG_HOME=f"{home}/config", HOME=home)
+                out = f"{home}/contribution.json"
+                subprocess.run([a.bin, "ceremony", "contribute", request, "--share-file",
+                                f"{shares}/{custodian}.share", "--yes", "--out", out],
+                               env=custodian_env, cwd=home, check=True, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                contributions += ["--contribution", out]
+            closes[s].append(run([a.bin, "ceremony", "close", ceremony, *contributions, "--output", "json"], env))
+    return {s: (summarise(opens[s]), summarise(closes[s])) for s in opens}
 
 
 def start_aws(a, work):
@@ -164,6 +165,10 @@ def main():
     ]
     results = {}
     built = {}
+    vaults = {}
+    # Every vault is built first; then each command's runs go round the vaults in turn (and,
+    # for `unseal`, the bare PKCS#11 floors): this machine's speed drifts by a fifth from one
+    # minute to the next, and the ratios compare figures taken in the same minutes.
     for creds, entries in sizes:
         tag = f"{creds}-{entries}"
         env = dict(base, **aws_env, XDG_CONFIG_HOME=f"{a.work}/config-{tag}",
@@ -183,33 +188,61 @@ def main():
             subprocess.run([a.scale, "build", env["BREAKGLASS_VAULT"], str(creds), str(entries),
                             f"{shares}/a.share", f"{shares}/b.share"], env=build_env, check=True)
         built[(creds, entries)] = time.perf_counter() - start
-        share_args = ["--share-file", f"{shares}/a.share", "--share-file", f"{shares}/b.share"]
-        for key, _, argv in commands:
-            if argv is None:
-                continue
-            runs = a.drill_runs if key == "drill" else a.runs
-            results[(key, creds, entries)] = measure([a.bin, *argv(share_args)], env, runs)
-            if a.before and (creds, entries) == sizes[-1]:
-                results[(key, "before")] = measure([a.before, *argv(share_args)], env, runs)
-        ceremony_base = {k: v for k, v in base.items() if k not in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME")}
-        results[("ceremony-open", creds, entries)], results[("ceremony-close", creds, entries)] = \
-            measure_ceremony(a, env, ceremony_base, shares, tag, a.runs)
-        opened = output([a.scale, "open", env["BREAKGLASS_VAULT"], str(a.runs)], env).split()
-        results[("open", creds, entries)] = tuple(float(x) for x in opened)
-        lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
-        built[(creds, entries, "lines")] = lines
-        print(f"bench: measured {creds} credentials / {lines} audit lines", file=sys.stderr)
+        vaults[(creds, entries)] = (tag, env, shares,
+                                    ["--share-file", f"{shares}/a.share", "--share-file", f"{shares}/b.share"])
+    # What the builds wrote goes to disk now, not during the first commands measured (a file
+    # system's journal commit writes earlier dirty data first: the first fsyncs after a build of
+    # 10,000 files and 40 MB of log waited for all of it).
+    os.sync()
 
-    # The floors.
     floor_dir = f"{a.work}/floor"
     os.makedirs(floor_dir)
     fenv = dict(base, SOFTHSM2_CONF=f"{floor_dir}/softhsm2.conf")
-    key = output([a.scale, "floor-setup", floor_dir], fenv)
-    floor = measure([a.scale, "floor", floor_dir, key], fenv, a.runs)
-    floor_unseal = measure([a.scale, "floor-unseal", floor_dir, key], fenv, a.runs)
-    warm_us = statistics.median(float(output([a.scale, "floor-warm", floor_dir, key], fenv)) for _ in range(3))
-    pbkdf2_ms = float(output([a.scale, "pbkdf2"], base))
+    floor_key = output([a.scale, "floor-setup", floor_dir], fenv)
+
     big = sizes[-1]
+    # The other build runs as another machine would, with a copy of this one's configuration
+    # (pin, operator key, anchors, envelope records): the notes each build keeps of how far it
+    # verified differ between releases, and shared they would send each into walks of the
+    # other's lines that neither makes on its own.
+    before_env = None
+    if a.before:
+        before_config = f"{a.work}/config-{vaults[big][0]}-before"
+        shutil.copytree(vaults[big][1]["XDG_CONFIG_HOME"], before_config, symlinks=True)
+        before_env = dict(vaults[big][1], XDG_CONFIG_HOME=before_config)
+    for key, _, argv in commands:
+        if argv is None:
+            continue
+        runs = a.drill_runs if key == "drill" else a.runs
+        targets = [((key, *s), [a.bin, *argv(vaults[s][3])], vaults[s][1]) for s in sizes]
+        if a.before:
+            targets.append(((key, "before"), [a.before, *argv(vaults[big][3])], before_env))
+        if key == "unseal":
+            targets.append((("floor",), [a.scale, "floor", floor_dir, floor_key], fenv))
+            targets.append((("floor-unseal",), [a.scale, "floor-unseal", floor_dir, floor_key], fenv))
+        # The first run of each apart (after the vault grew, this machine has verified none of
+        # the new lines), then the runs in turn.
+        timed = {label: [] for label, _, _ in targets}
+        for _ in range(runs + 1):
+            for label, cmd, env in targets:
+                timed[label].append(run(cmd, env))
+        for label, series in timed.items():
+            results[label] = summarise(series)
+    ceremony_base = {k: v for k, v in base.items() if k not in ("BREAKGLASS_VAULT", "XDG_CONFIG_HOME")}
+    ceremonies = measure_ceremonies(a, [(s, *vaults[s][:3]) for s in sizes], ceremony_base, a.runs)
+    for s, (opened, closed) in ceremonies.items():
+        results[("ceremony-open", *s)], results[("ceremony-close", *s)] = opened, closed
+    for s in sizes:
+        env = vaults[s][1]
+        opened = output([a.scale, "open", env["BREAKGLASS_VAULT"], str(a.runs)], env).split()
+        results[("open", *s)] = tuple(float(x) for x in opened)
+        lines = sum(1 for _ in open(f"{env['BREAKGLASS_VAULT']}/audit.jsonl"))
+        built[(*s, "lines")] = lines
+        print(f"bench: measured {s[0]} credentials / {lines} audit lines", file=sys.stderr)
+
+    floor, floor_unseal = results[("floor",)], results[("floor-unseal",)]
+    warm_us = statistics.median(float(output([a.scale, "floor-warm", floor_dir, floor_key], fenv)) for _ in range(3))
+    pbkdf2_ms = float(output([a.scale, "pbkdf2"], base))
     signatures = output([a.scale, "signature-floor", f"{a.work}/vault-{big[0]}-{big[1]}/audit.jsonl"], base).split()
 
     write_markdown(a, sizes, commands, results, built, floor, floor_unseal, warm_us, pbkdf2_ms, signatures)

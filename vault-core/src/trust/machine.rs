@@ -671,13 +671,14 @@ pub fn choose_modules(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
     use crate::trust::certified::tests::certified;
 
-    fn config() -> (tempfile::TempDir, ConfigDir) {
+    /// A configuration directory of its own (in a temporary directory, kept while it lives).
+    pub(crate) fn config() -> (tempfile::TempDir, ConfigDir) {
         let dir = tempfile::tempdir().unwrap();
         let config = ConfigDir::at(&dir.path().join("cfg"));
         (dir, config)

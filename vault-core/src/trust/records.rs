@@ -319,11 +319,7 @@ impl RecordsThrough {
 mod tests {
     use super::*;
 
-    fn config() -> (tempfile::TempDir, ConfigDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ConfigDir::at(&dir.path().join("cfg"));
-        (dir, config)
-    }
+    use crate::trust::machine::tests::config;
 
     fn at(seq: u64) -> AuditAnchor {
         AuditAnchor {

@@ -361,22 +361,8 @@ mod tests {
     use crate::Kind;
     use crate::audit::VerifyReport;
     use crate::hsm::PinRole;
-    use crate::manifest::{PinSource, Policy};
     use crate::trust::machine::ConfigDir;
-    use crate::vault::{GroupDef, InitOptions, PinProvider, TokenTarget};
-
-    struct QuorumPinsOnly;
-
-    impl PinProvider for QuorumPinsOnly {
-        fn pin(
-            &self,
-            label: &str,
-            role: PinRole,
-            _: &PinSource,
-        ) -> Result<SecretString, crate::Error> {
-            panic!("the {role:?} PIN of token {label} was asked: it comes from the quorum")
-        }
-    }
+    use crate::vault::test_vault::init_vault;
 
     /// A 2-of-3 vault whose first operator, olivia (both roles), has her key on this machine.
     struct Lab {
@@ -393,39 +379,14 @@ mod tests {
             let softhsm = SoftHsm::new();
             let dir = tempfile::tempdir().expect("a temporary directory");
             let config = ConfigDir::at(&dir.path().join("config"));
-            let (vault, issued) = Vault::init(
-                &dir.path().join("vault"),
-                &InitOptions {
-                    group_threshold: 1,
-                    groups: vec![GroupDef {
-                        name: "custodians".into(),
-                        threshold: 2,
-                        members: vec!["alice".into(), "bob".into(), "carol".into()],
-                    }],
-                    token: TokenTarget {
-                        module: softhsm.module_path(),
-                        label: "vault-a".into(),
-                        init_token: true,
-                        softhsm_conf: None,
-                    },
-                    user_pin: PinSource::Quorum,
-                    so_pin: PinSource::Quorum,
-                    pins: &QuorumPinsOnly,
-                    policy: Policy::default(),
-                    iteration_exponent: 0,
-                    recovery: None,
-                    config: &config,
-                    operator: "olivia".into(),
-                    recipients: BTreeMap::new(),
-                },
-            )
-            .expect("init");
+            let (vault, issued) =
+                init_vault(&softhsm, &dir.path().join("vault"), "vault-a", &config);
             Lab {
                 _softhsm: softhsm,
                 dir,
                 config,
                 vault,
-                shares: issued.iter().map(|s| s.share.to_mnemonic()).collect(),
+                shares: issued.into_iter().map(|(_, share)| share).collect(),
             }
         }
 
