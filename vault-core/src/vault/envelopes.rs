@@ -374,6 +374,29 @@ mod tests {
         shares: Vec<SecretString>,
     }
 
+    /// The log's bytes with line 3's time changed in place (the last digit of its year: the
+    /// same length, so every line stays at its offset), which its signature no longer covers.
+    fn third_lines_time_changed(log: &[u8]) -> Vec<u8> {
+        let mut bytes = log.to_vec();
+        let third = bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        let key = b"\"time\":\"";
+        let year = third
+            + bytes[third..]
+                .windows(key.len())
+                .position(|w| w == key)
+                .unwrap()
+            + key.len();
+        bytes[year + 3] = if bytes[year + 3] == b'5' { b'4' } else { b'5' };
+        bytes
+    }
+
     impl Lab {
         fn new() -> Lab {
             let softhsm = SoftHsm::new();
@@ -670,22 +693,8 @@ mod tests {
         // it was): its operator signature fails. This machine's records are gone too, so the
         // opening walks the whole log for them, and that walk stops before line 3.
         let log = lab.vault.store.path(crate::store::AUDIT_LOG);
-        let mut bytes = std::fs::read(&log).unwrap();
-        let third = bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(1)
-            .unwrap()
-            .0
-            + 1;
-        let time = third
-            + bytes[third..]
-                .windows(5)
-                .position(|w| w == b"2026-")
-                .unwrap();
-        bytes[time + 3] = b'5';
-        std::fs::write(&log, &bytes).unwrap();
+        let bytes = std::fs::read(&log).unwrap();
+        std::fs::write(&log, third_lines_time_changed(&bytes)).unwrap();
         std::fs::remove_file(lab.config.records_path(&vault_id).unwrap()).unwrap();
         // The vault opens (its remembered head is still there, and nothing after it is to
         // walk); the anchor stays; opening a credential walks the whole log and names line 3.
@@ -774,21 +783,7 @@ mod tests {
         // in place, the head's own line still at its offset: the log verifies only up to
         // line 1 there, and the token keeps its head; it never moves back.
         let genuine = std::fs::read(&log).unwrap();
-        let mut changed = genuine.clone();
-        let third = changed
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(1)
-            .unwrap()
-            .0
-            + 1;
-        let time = third
-            + changed[third..]
-                .windows(5)
-                .position(|w| w == b"2026-")
-                .unwrap();
-        changed[time + 3] = b'5';
+        let changed = third_lines_time_changed(&genuine);
         std::fs::write(&log, &changed).unwrap();
         let fresh = ConfigDir::at(&lab.dir.path().join("fresh"));
         let elsewhere = Vault::open(&lab.dir.path().join("vault"), &fresh).unwrap();
