@@ -27,6 +27,8 @@ pub(super) struct Recorded {
     file: Option<RecordsFile>,
     /// Credential name → digest, from the lines walked after the file's line.
     pub(super) later: BTreeMap<String, String>,
+    /// Whether this process walked the whole log for them (nothing on this machine's word).
+    whole: bool,
 }
 
 impl Recorded {
@@ -55,6 +57,7 @@ impl Remembered {
             recorded: Recorded {
                 file: None,
                 later: BTreeMap::new(),
+                whole: false,
             },
         }
     }
@@ -138,6 +141,7 @@ impl Vault {
             recorded: Recorded {
                 file,
                 later: BTreeMap::new(),
+                whole: false,
             },
         }
     }
@@ -154,6 +158,7 @@ impl Vault {
     ) -> Arc<Recorded> {
         let vault_id = self.trusted.vault_id();
         let Remembered { from, mut recorded } = remembered;
+        recorded.whole = from.is_none();
         match &recorded.file {
             // Nothing recorded since the records file: at most the note moves on.
             Some(file) if report.records == 0 => {
@@ -179,6 +184,7 @@ impl Vault {
                         recorded = Recorded {
                             file: Some(file),
                             later: BTreeMap::new(),
+                            whole: recorded.whole,
                         };
                     }
                     // A record that cannot be written as one (a signed line naming a digest
@@ -212,8 +218,13 @@ impl Vault {
         let recorded = self.recorded_envelopes()?;
         let mut expected = recorded.get(name);
         // Before refusing on the word of this machine's records file (damaged since it was
-        // written?), the whole log is walked again and only that walk's records count.
-        if expected.as_ref() != Some(&found) && recorded.file.is_some() {
+        // written?), the whole log is walked again and only that walk's records count: once
+        // per process, and only when the answer came from the file (a record in the lines
+        // just walked is the log's own word).
+        if expected.as_ref() != Some(&found)
+            && !recorded.whole
+            && !recorded.later.contains_key(name)
+        {
             expected = self.walk_records(Remembered::none())?.get(name);
         }
         match expected {
@@ -397,6 +408,23 @@ mod tests {
         bytes
     }
 
+    /// Requires `opened` to be the refusal of `db-root`'s envelope with digest `found`, the
+    /// latest record naming `expected`.
+    fn assert_not_recorded<T: std::fmt::Debug>(
+        opened: Result<T, crate::Error>,
+        expected: &str,
+        found: &str,
+    ) {
+        match opened {
+            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
+                assert_eq!(not.name, "db-root");
+                assert_eq!(not.expected.as_deref(), Some(expected));
+                assert_eq!(not.found, found);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     impl Lab {
         fn new() -> Lab {
             let softhsm = SoftHsm::new();
@@ -447,14 +475,11 @@ mod tests {
         // one recorded last; refused, through this vault and a fresh one.
         std::fs::write(&path, &first_bytes).unwrap();
         for vault in [vault, &lab.open()] {
-            match vault.envelope("db-root") {
-                Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
-                    assert_eq!(not.name, "db-root");
-                    assert_eq!(not.expected, Some(second.record_digest()));
-                    assert_eq!(not.found, first.record_digest());
-                }
-                other => panic!("{other:?}"),
-            }
+            assert_not_recorded(
+                vault.envelope("db-root"),
+                &second.record_digest(),
+                &first.record_digest(),
+            )
         }
     }
 
@@ -629,13 +654,11 @@ mod tests {
         assert_eq!(records.len(), 4);
         // The first envelope put back: refused on the records' word, with nothing to walk.
         std::fs::write(&path, &first_bytes).unwrap();
-        match lab.open().envelope("db-root") {
-            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
-                assert_eq!(not.expected, Some(second.record_digest()));
-                assert_eq!(not.found, first.record_digest());
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_not_recorded(
+            lab.open().envelope("db-root"),
+            &second.record_digest(),
+            &first.record_digest(),
+        )
     }
 
     #[test]
@@ -652,13 +675,11 @@ mod tests {
         // The first put back before anything else reads the log through this vault: what it
         // walked before the seal (which named the first) must not decide.
         std::fs::write(&path, &first_bytes).unwrap();
-        match vault.envelope("db-root") {
-            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
-                assert_eq!(not.expected, Some(second.record_digest()));
-                assert_eq!(not.found, first.record_digest());
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_not_recorded(
+            vault.envelope("db-root"),
+            &second.record_digest(),
+            &first.record_digest(),
+        )
     }
 
     #[test]
@@ -947,13 +968,38 @@ mod tests {
         assert_eq!(std::fs::read(&records).unwrap(), written);
         // With it whole again, the older envelope put back is refused.
         std::fs::write(&path, &first_bytes).unwrap();
-        match lab.open().envelope("db-root") {
-            Err(crate::Error::Trust(TrustError::EnvelopeNotRecorded(not))) => {
-                assert_eq!(not.expected, Some(digest.clone()));
-                assert_eq!(not.found, first);
-            }
-            other => panic!("{other:?}"),
-        }
+        assert_not_recorded(lab.open().envelope("db-root"), &digest, &first)
+    }
+
+    #[test]
+    fn a_refusal_walks_the_whole_log_again_once_in_a_process_and_only_on_the_files_word() {
+        let lab = Lab::new();
+        lab.seal(&lab.vault, b"first", false);
+        let vault_id = lab.vault.certified().vault_id().to_owned();
+        let (path, first) = lab.open().envelope("db-root").unwrap();
+        let first_bytes = std::fs::read(&path).unwrap();
+        lab.seal(&lab.vault, b"second", true);
+        let (_, second) = lab.open().envelope("db-root").unwrap();
+        let (first, second) = (first.record_digest(), second.record_digest());
+        let records = lab.config.records_path(&vault_id).unwrap();
+        // The older envelope put back, and this machine's records naming neither digest.
+        std::fs::write(&path, &first_bytes).unwrap();
+        let text = std::fs::read_to_string(&records).unwrap();
+        let other = format!(
+            "{}{}",
+            &second[..63],
+            if second.ends_with('0') { '1' } else { '0' }
+        );
+        std::fs::write(&records, text.replace(&second, &other)).unwrap();
+        // The refusal names what the whole log records (walked again, the file written again).
+        let vault = lab.open();
+        assert_not_recorded(vault.envelope("db-root"), &second, &first);
+        assert!(std::fs::read_to_string(&records).unwrap().contains(&second));
+        // Refused again in the same process: the walk it made stands (the file, gone now, is
+        // not written again).
+        std::fs::remove_file(&records).unwrap();
+        assert_not_recorded(vault.envelope("db-root"), &second, &first);
+        assert!(!records.exists());
     }
 
     #[test]
