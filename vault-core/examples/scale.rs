@@ -336,7 +336,7 @@ fn floor_setup(dir: &Path) -> Outcome {
     session.login(PinRole::User, &user, false)?;
     let key = session.generate_key_pair("floor", KeyPurpose::Seal)?;
     session.generate_key_pair("floor", KeyPurpose::Audit)?;
-    session.write_data(FLOOR_HEAD, b"a head")?;
+    session.write_data(FLOOR_HEAD, b"a head", None)?;
     println!("{}", hex::encode(&key.id));
     Ok(())
 }

@@ -1143,14 +1143,16 @@ impl AuditLog {
         audit_public_key: &[u8],
         envelopes: Option<&mut BTreeMap<String, String>>,
     ) -> VerifyReport {
-        let parts = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(MAX_WALKERS);
-        #[cfg(test)]
-        let parts = parts.max(TEST_PARTS);
+        // A short walk (an opening's few new lines) stays on this thread without asking how
+        // many cores there are (the answer reads three files of /proc and /sys).
         let parts = if read.lines.len() < PARALLEL_FROM {
             1
         } else {
+            let parts = std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MAX_WALKERS);
+            #[cfg(test)]
+            let parts = parts.max(TEST_PARTS);
             parts
         };
         self.walk_in_parts(parts, read, start, retired, audit_public_key, envelopes)

@@ -547,6 +547,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     rename_into_place(&temp, path)
 }
 
+/// Replaces `path` with `bytes` through a 0600 temporary file beside it and a rename, as
+/// [`write_atomic`] does but without its two syncs: for this machine's notes whose loss costs
+/// only time (how far a walk of the log got). After a crash the file may hold the old note,
+/// the new one or (on a file system that orders the rename before the data) nothing: the
+/// reader ignores a note that does not read. Never for anything the vault or its trust
+/// depends on.
+pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let temp = temp_path(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp, "creating a temporary file"))?;
+        crate::fault::write_all(&mut file, bytes).map_err(io(&temp, "writing"))?;
+        fs::rename(&temp, path).map_err(io(path, "replacing"))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
 /// The directory holding `path` (`.` for a bare file name).
 fn parent_dir(path: &Path) -> &Path {
     path.parent()
@@ -832,6 +856,35 @@ mod tests {
             assert_eq!(fs::read_to_string(path).unwrap(), "old");
         }
         assert_eq!((listing(dir.path()), listing(&sub)), before);
+    }
+
+    #[test]
+    fn an_unsynced_note_is_replaced_whole_0600_and_a_failed_replacement_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("note.json");
+        fs::write(&path, b"old").unwrap();
+        replace_unsynced(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names = |dir: &Path| fs::read_dir(dir).unwrap().count();
+        assert_eq!(names(dir.path()), 1);
+        // A place that cannot be replaced (a directory holding a file): the error names it and
+        // no temporary file stays.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("inside"), b"x").unwrap();
+        let failed = replace_unsynced(&blocked, b"new");
+        assert!(
+            matches!(&failed, Err(StoreError::Io { path, .. }) if path == &blocked),
+            "{failed:?}"
+        );
+        assert_eq!(names(dir.path()), 2);
+        // A directory that is not there: an error, nothing made.
+        assert!(replace_unsynced(&dir.path().join("gone/note.json"), b"new").is_err());
+        assert_eq!(names(dir.path()), 2);
     }
 
     #[test]

@@ -10,6 +10,13 @@ use super::{HsmError, TokenSession};
 /// The application name the objects carry (`CKA_APPLICATION`).
 const APPLICATION: &[u8] = b"breakglass";
 
+/// A data object as [`TokenSession::read_data`] found it.
+pub struct TokenData {
+    handle: ObjectHandle,
+    /// Its value (`CKA_VALUE`).
+    pub value: Vec<u8>,
+}
+
 impl TokenSession<'_> {
     fn find_data(&self, label: &str) -> Result<Option<ObjectHandle>, HsmError> {
         let template = [
@@ -23,8 +30,8 @@ impl TokenSession<'_> {
         Ok(found.first().copied())
     }
 
-    /// The value of the data object labelled `label`, if the token has one.
-    pub fn read_data(&self, label: &str) -> Result<Option<Vec<u8>>, HsmError> {
+    /// The data object labelled `label`, if the token has one.
+    pub fn read_data(&self, label: &str) -> Result<Option<TokenData>, HsmError> {
         let Some(handle) = self.find_data(label)? else {
             return Ok(None);
         };
@@ -33,16 +40,24 @@ impl TokenSession<'_> {
             .get_attributes(handle, &[AttributeType::Value])
             .map_err(self.error("reading a data object"))?;
         Ok(attributes.into_iter().find_map(|a| match a {
-            Attribute::Value(value) => Some(value),
+            Attribute::Value(value) => Some(TokenData { handle, value }),
             _ => None,
         }))
     }
 
-    /// Sets the data object labelled `label` to `value`: its value replaced when the token has
-    /// it, else a new private token object. A token without room for it says so
-    /// ([`HsmError`] naming the token and `CKR_DEVICE_MEMORY`).
-    pub fn write_data(&self, label: &str, value: &[u8]) -> Result<(), HsmError> {
-        let existing = self.find_data(label)?;
+    /// Sets the data object labelled `label` to `value`: `existing` (what [`read_data`] found
+    /// in this session) has its value replaced, else a new private token object is made. A
+    /// token without room for it says so ([`HsmError`] naming the token and
+    /// `CKR_DEVICE_MEMORY`).
+    ///
+    /// [`read_data`]: TokenSession::read_data
+    pub fn write_data(
+        &self,
+        label: &str,
+        value: &[u8],
+        existing: Option<&TokenData>,
+    ) -> Result<(), HsmError> {
+        let existing = existing.map(|data| data.handle);
         if let Some(handle) = existing {
             match self
                 .session

@@ -30,6 +30,7 @@ use ring::rand::SecureRandom;
 use secrecy::SecretString;
 
 pub use check::{Check, CheckReport, QUORUM_PIN_LEN, Status as CheckStatus};
+pub use data::TokenData;
 pub use error::{HsmError, PinRole, Pkcs11Failure, Returned};
 
 use crate::hpke::{DhOracle, Kem};

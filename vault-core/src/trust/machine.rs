@@ -268,6 +268,19 @@ pub(crate) fn write_note<T: Serialize>(
     crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
 }
 
+/// Writes a note whose loss costs only time as [`write_note`] does, without syncing it
+/// ([`crate::store::replace_unsynced`]): after a crash it may be the note before or none,
+/// and [`read_note`] ignores one that does not read.
+pub(crate) fn write_note_unsynced<T: Serialize>(
+    config: &ConfigDir,
+    path: PathBuf,
+    note: &T,
+) -> Result<(), TrustError> {
+    config.make_dir_for(&path)?;
+    let bytes = serde_json::to_vec(note).unwrap_or_default();
+    crate::store::replace_unsynced(&path, &bytes).map_err(TrustError::Store)
+}
+
 /// The format of [`VerifiedPrefix`].
 pub const VERIFIED_FORMAT: &str = "breakglass-audit-verified/1";
 

@@ -30,7 +30,7 @@ use std::os::unix::fs::FileExt;
 use serde::{Deserialize, Serialize};
 
 use super::TrustError;
-use super::machine::{AuditAnchor, ConfigDir, read_note, write_note};
+use super::machine::{AuditAnchor, ConfigDir, read_note, write_note_unsynced};
 
 /// The format of a [`RecordsFile`] (its header's `format`).
 pub const RECORDS_FORMAT: &str = "breakglass-envelope-records/2";
@@ -309,9 +309,12 @@ impl RecordsThrough {
             .then_some(through)
     }
 
-    /// Writes it atomically, 0600.
+    /// Writes it atomically, 0600, unsynced: every opening that walks new lines moves it, and
+    /// after a crash an older note (or none: [`RecordsThrough::read`] ignores one that does not
+    /// read) only makes the next opening walk further. The records file it continues is synced
+    /// before it names it.
     pub fn write(&self, config: &ConfigDir) -> Result<(), TrustError> {
-        write_note(config, config.records_through_path(&self.vault_id)?, self)
+        write_note_unsynced(config, config.records_through_path(&self.vault_id)?, self)
     }
 }
 
@@ -573,10 +576,13 @@ mod tests {
                 ..note.clone()
             },
         ] {
-            write_note(&config, path.clone(), &altered).unwrap();
+            write_note_unsynced(&config, path.clone(), &altered).unwrap();
             assert_eq!(RecordsThrough::read(&config, &file), None, "{altered:?}");
         }
-        std::fs::write(&path, b"{").unwrap();
-        assert_eq!(RecordsThrough::read(&config, &file), None);
+        // Torn or emptied by a crash (the note is not synced): ignored.
+        for torn in [&b"{"[..], b""] {
+            std::fs::write(&path, torn).unwrap();
+            assert_eq!(RecordsThrough::read(&config, &file), None);
+        }
     }
 }

@@ -98,10 +98,11 @@ impl Vault {
     ) -> Result<(), crate::Error> {
         let vault_id = self.trusted.vault_id();
         let label = token_anchor_label(vault_id);
-        let held = session
-            .read_data(&label)?
-            .map(|bytes| {
-                AuditAnchor::from_token_bytes(&bytes, vault_id).map_err(|reason| {
+        let data = session.read_data(&label)?;
+        let held = data
+            .as_ref()
+            .map(|data| {
+                AuditAnchor::from_token_bytes(&data.value, vault_id).map_err(|reason| {
                     TrustError::InvalidTokenAnchor {
                         token: token_label.to_owned(),
                         vault_id: vault_id.to_owned(),
@@ -130,7 +131,7 @@ impl Vault {
         if head.seq == 0 || held.is_some_and(|held| held.seq >= head.seq) {
             return Ok(());
         }
-        session.write_data(&label, &head.to_token_bytes(vault_id))?;
+        session.write_data(&label, &head.to_token_bytes(vault_id), data.as_ref())?;
         Ok(())
     }
 }

@@ -762,11 +762,11 @@ mod tests {
         session.login(PinRole::User, &pin, false).unwrap();
         let label = token_anchor_label(&vault_id);
         let held = || {
-            let bytes = session
+            let data = session
                 .read_data(&label)
                 .unwrap()
                 .expect("a head on the token");
-            AuditAnchor::from_token_bytes(&bytes, &vault_id).unwrap()
+            AuditAnchor::from_token_bytes(&data.value, &vault_id).unwrap()
         };
         let log = vault.store.path(crate::store::AUDIT_LOG);
         let at_head = |vault: &Vault| {
