@@ -555,20 +555,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// depends on.
 pub fn replace_unsynced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temp = temp_path(path);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io(&temp, "creating a temporary file"))?;
-        crate::fault::write_all(&mut file, bytes).map_err(io(&temp, "writing"))?;
-        fs::rename(&temp, path).map_err(io(path, "replacing"))
-    })();
+    let result =
+        new_file(&temp, bytes).and_then(|_| fs::rename(&temp, path).map_err(io(path, "replacing")));
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
     result
+}
+
+/// A new 0600 file `temp` holding `bytes` (not synced).
+fn new_file(temp: &Path, bytes: &[u8]) -> Result<File, StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(temp)
+        .map_err(io(temp, "creating a temporary file"))?;
+    crate::fault::write_all(&mut file, bytes).map_err(io(temp, "writing"))?;
+    Ok(file)
 }
 
 /// The directory holding `path` (`.` for a bare file name).
@@ -582,16 +586,8 @@ fn parent_dir(path: &Path) -> &Path {
 /// synced; on failure nothing is left.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreError> {
     let temp = temp_path(path);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(io(&temp, "creating a temporary file"))?;
-        crate::fault::write_all(&mut file, bytes).map_err(io(&temp, "writing"))?;
-        file.sync_all().map_err(io(&temp, "syncing"))
-    })();
+    let result =
+        new_file(&temp, bytes).and_then(|file| file.sync_all().map_err(io(&temp, "syncing")));
     match result {
         Ok(()) => Ok(temp),
         Err(e) => {

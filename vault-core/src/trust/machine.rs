@@ -263,9 +263,7 @@ pub(crate) fn write_note<T: Serialize>(
     path: PathBuf,
     note: &T,
 ) -> Result<(), TrustError> {
-    config.make_dir_for(&path)?;
-    let bytes = serde_json::to_vec(note).unwrap_or_default();
-    crate::store::write_atomic(&path, &bytes).map_err(TrustError::Store)
+    write_note_with(config, &path, note, crate::store::write_atomic)
 }
 
 /// Writes a note whose loss costs only time as [`write_note`] does, without syncing it
@@ -276,9 +274,18 @@ pub(crate) fn write_note_unsynced<T: Serialize>(
     path: PathBuf,
     note: &T,
 ) -> Result<(), TrustError> {
-    config.make_dir_for(&path)?;
+    write_note_with(config, &path, note, crate::store::replace_unsynced)
+}
+
+fn write_note_with<T: Serialize>(
+    config: &ConfigDir,
+    path: &Path,
+    note: &T,
+    write: fn(&Path, &[u8]) -> Result<(), crate::store::StoreError>,
+) -> Result<(), TrustError> {
+    config.make_dir_for(path)?;
     let bytes = serde_json::to_vec(note).unwrap_or_default();
-    crate::store::replace_unsynced(&path, &bytes).map_err(TrustError::Store)
+    write(path, &bytes).map_err(TrustError::Store)
 }
 
 /// The format of [`VerifiedPrefix`].
