@@ -369,11 +369,10 @@ mod tests {
     use secrecy::{ExposeSecret, SecretString};
 
     use super::*;
-    use crate::Kind;
     use crate::audit::VerifyReport;
     use crate::hsm::PinRole;
     use crate::trust::machine::ConfigDir;
-    use crate::vault::test_vault::init_vault;
+    use crate::vault::test_vault::{init_vault, seal_secret};
 
     /// A 2-of-3 vault whose first operator, olivia (both roles), has her key on this machine.
     struct Lab {
@@ -442,16 +441,7 @@ mod tests {
         }
 
         fn seal(&self, vault: &Vault, payload: &[u8], replace: bool) {
-            vault
-                .seal(
-                    "db-root",
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    payload,
-                    replace,
-                    Some(&vault.identity()),
-                )
-                .expect("seal");
+            seal_secret(vault, "db-root", payload, replace);
         }
 
         fn open(&self) -> Vault {
@@ -634,17 +624,7 @@ mod tests {
         // the parts must count the records they found, or only the note past them moves.
         lab.seal(&lab.vault, b"second", true);
         for name in ["app-a", "app-b", "app-c"] {
-            let identity = lab.vault.identity();
-            lab.vault
-                .seal(
-                    name,
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    b"other",
-                    false,
-                    Some(&identity),
-                )
-                .unwrap();
+            seal_secret(&lab.vault, name, b"other", false);
         }
         let walked = lab.vault.audit().head().unwrap().seq - remembered().at.seq;
         assert!(walked >= 4, "{walked} lines");
@@ -687,17 +667,7 @@ mod tests {
         let lab = Lab::new();
         lab.seal(&lab.vault, b"first", false);
         for name in ["app-a", "app-b", "app-c"] {
-            let identity = lab.vault.identity();
-            lab.vault
-                .seal(
-                    name,
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    b"other",
-                    false,
-                    Some(&identity),
-                )
-                .unwrap();
+            seal_secret(&lab.vault, name, b"other", false);
         }
         let vault_id = lab.vault.certified().vault_id().to_owned();
         lab.open().check_history().unwrap();
@@ -781,17 +751,7 @@ mod tests {
             at_head(&vault)
         );
         for name in ["app-a", "app-b"] {
-            let identity = vault.identity();
-            vault
-                .seal(
-                    name,
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    b"x",
-                    false,
-                    Some(&identity),
-                )
-                .unwrap();
+            seal_secret(&vault, name, b"x", false);
         }
         vault.hold_token_head(&session, "vault-a").unwrap();
         let second = held();
@@ -848,17 +808,7 @@ mod tests {
             VerifiedPrefix::read(&lab.config, &vault_id).expect("a note of how far it verified");
         // Lines appended since, then a write cut short (a crash mid-append).
         for name in ["app-a", "app-b"] {
-            let identity = lab.vault.identity();
-            lab.vault
-                .seal(
-                    name,
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    b"x",
-                    false,
-                    Some(&identity),
-                )
-                .unwrap();
+            seal_secret(&lab.vault, name, b"x", false);
         }
         let log = lab.vault.store.path(crate::store::AUDIT_LOG);
         let complete = std::fs::read(&log).unwrap();

@@ -69,3 +69,18 @@ pub(crate) fn init_vault(
         .collect();
     (vault, shares)
 }
+
+/// Seals `payload` as the secret `name` through `vault`, as the operator this machine's
+/// configuration holds (a cloud administrator in [`init_vault`]'s vaults).
+pub(crate) fn seal_secret(vault: &Vault, name: &str, payload: &[u8], replace: bool) {
+    vault
+        .seal(
+            name,
+            crate::Kind::Secret,
+            std::collections::BTreeMap::new(),
+            payload,
+            replace,
+            Some(&vault.identity()),
+        )
+        .expect("seal");
+}

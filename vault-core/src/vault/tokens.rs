@@ -599,19 +599,18 @@ mod tests {
     /// Against a real token (a SoftHSM token of this test's own; nextest runs each test in its
     /// own process, as a PKCS#11 module is initialised once per process).
     mod on_a_token {
-        use std::collections::BTreeMap;
         use std::path::{Path, PathBuf};
 
         use hsm_testing::softhsm::SoftHsm;
         use secrecy::{ExposeSecret, SecretString};
 
         use super::super::derived_pin;
+        use crate::Error;
         use crate::hsm::{HsmError, Module, PinRole, TokenSelector};
         use crate::quorum::{Collector, Share};
         use crate::trust::machine::ConfigDir;
-        use crate::vault::test_vault::{QuorumPinsOnly, init_vault};
+        use crate::vault::test_vault::{QuorumPinsOnly, init_vault, seal_secret};
         use crate::vault::{TokenChoice, Vault, VaultError};
-        use crate::{Error, Kind};
 
         /// A 2-of-3 vault on a token of its own labelled `label`, both PINs derived from the
         /// quorum, in `dir/<label>` with its configuration in `dir/<label>-config`; one
@@ -619,17 +618,7 @@ mod tests {
         fn new_vault(softhsm: &SoftHsm, dir: &Path, label: &str) -> (Vault, Vec<SecretString>) {
             let config = ConfigDir::at(&dir.join(format!("{label}-config")));
             let (vault, issued) = init_vault(softhsm, &dir.join(label), label, &config);
-            let identity = vault.identity();
-            vault
-                .seal(
-                    "db-root",
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    b"the root password",
-                    false,
-                    Some(&identity),
-                )
-                .expect("seal");
+            seal_secret(&vault, "db-root", b"the root password", false);
             let shares = issued.into_iter().map(|(_, share)| share).collect();
             (vault, shares)
         }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use hsm_testing::softhsm::SoftHsm;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::Error;
 use crate::fault;
 use crate::hpke::{DhOracle, X25519SecretKey};
 use crate::hsm::{HsmError, Module, PinRole, TokenSelector};
@@ -19,10 +20,9 @@ use crate::manifest::ManifestError;
 use crate::quorum::{Collector, QuorumError, Share};
 use crate::secret::SecretBytes;
 use crate::trust::machine::ConfigDir;
-use crate::{Error, Kind};
 
 use super::super::rewrap::Scope;
-use super::super::test_vault::{QuorumPinsOnly, init_vault};
+use super::super::test_vault::{QuorumPinsOnly, init_vault, seal_secret};
 use super::super::tokens::derived_pin;
 use super::super::{TokenChoice, Vault, VaultError};
 use super::RekeyOptions;
@@ -49,22 +49,9 @@ impl Lab {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = ConfigDir::at(&dir.path().join("config"));
         let (vault, issued) = init_vault(&softhsm, &dir.path().join("vault"), "vault-a", &config);
-        let identity = vault.identity();
-        let seal = |name: &str, payload: &[u8], replace: bool| {
-            vault
-                .seal(
-                    name,
-                    Kind::Secret,
-                    BTreeMap::new(),
-                    payload,
-                    replace,
-                    Some(&identity),
-                )
-                .expect("seal");
-        };
-        seal("db-root", REPLACED, false);
-        seal("db-root", SEALED[0].1, true);
-        seal("api-key", SEALED[1].1, false);
+        seal_secret(&vault, "db-root", REPLACED, false);
+        seal_secret(&vault, "db-root", SEALED[0].1, true);
+        seal_secret(&vault, "api-key", SEALED[1].1, false);
         Lab {
             _softhsm: softhsm,
             dir,
